@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The worker <-> agent wire protocol, shared by both sides. One byte stream (pipes for bubblewrap,
+ * the attach stream for Docker) carries frames in both directions:
+ *
+ *   u32 length   big-endian: number of bytes that follow (1 + 4 + payload), at most
+ *                OBX_AGENT_MAX_FRAME
+ *   u8  type     enum obx_agent_frame_type
+ *   u32 id       big-endian request id chosen by the worker (0 = the box itself, e.g. HELLO)
+ *   payload      type-specific, see below
+ *
+ * Requests are multiplexed by id: several run at once in one box and each can be cancelled. A
+ * request ends with exactly one terminal frame (EXIT, FILE, OK or ERROR) from the agent; the worker
+ * may reuse its id after that. Frames for unknown ids are ignored by both sides.
+ *
+ * Worker -> agent
+ *   EXEC    JSON object:
+ *             "argv"        [string, ...]   program and arguments (PATH is searched), or
+ *             "shell"       string          a shell command run by /bin/sh in terminal mode: the
+ *                                           working directory and exported variables persist
+ *                                           between EXECs that name the same "state" key
+ *             "state"       string          terminal state key (default "default"; with "shell")
+ *             "env"         {name: value}   added to the agent's base environment
+ *             "cwd"         string          working directory (default: the workspace)
+ *             "stdin"       string          bytes written to the child's stdin, then EOF
+ *                                           (absent: stdin is /dev/null)
+ *             "timeout_ms"  integer         wall-clock limit; 0 = none
+ *             "stdout_limit", "stderr_limit" integer  bytes kept per stream (default 1 MiB); output
+ *                                           beyond is read and dropped, the cut lands on a UTF-8
+ *                                           boundary and the *_truncated flag is set
+ *             "limits"      {"memory_bytes","nproc","fsize_bytes","cpu_sec","nofile"}  rlimits for
+ *                                           the child; 0 or absent = the agent's default
+ *           The child runs in its own process group. On timeout or CANCEL the agent kills the whole
+ *           group (SIGKILL), waits for the group leader, then sends EXIT.
+ *   CANCEL  empty. Kill the request's process group; EXIT follows with "canceled": true.
+ *   FREAD   JSON {"path": string, "max_bytes": integer, "data": bool}. Relative paths resolve
+ *           against the workspace. Answers FILE (or ERROR file_not_found / path_is_directory /
+ *           file_too_large when data is requested and size > max_bytes).
+ *   FWRITE  JSON {"path": string, "data_b64": string, "mode": integer}. Answers OK or ERROR.
+ *   PING    empty. Answers OK.
+ *
+ * Agent -> worker
+ *   HELLO   id 0, JSON {"version": string, "pid": integer, "workspace": string}; sent once at
+ *           start-up, when the agent is ready for requests.
+ *   STDOUT, STDERR  raw bytes of output, in order, only up to the stream's limit.
+ *   EXIT    JSON {"exit_code": integer (-1 when killed by a signal), "signal": integer (0 if none),
+ *           "timed_out": bool, "canceled": bool, "stdout_truncated": bool,
+ *           "stderr_truncated": bool, "duration_ms": integer}
+ *   FILE    u32 big-endian JSON length, then JSON {"path": string (absolute), "size_bytes":
+ * integer, "mime_type": string, "is_dir": bool}, then the file's bytes when data was requested. OK
+ * empty, or a JSON object. ERROR   JSON {"code": string (OBX_ERR_* wire codes), "message": string}
+ */
+#ifndef OBX_AGENT_PROTOCOL_H
+#define OBX_AGENT_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OBX_AGENT_PROTOCOL_VERSION "1"
+#define OBX_AGENT_HEADER_SIZE 9u                /* length + type + id */
+#define OBX_AGENT_MAX_FRAME (24u * 1024 * 1024) /* bytes after the length field */
+#define OBX_AGENT_OUTPUT_CHUNK (64u * 1024)     /* largest STDOUT/STDERR frame payload */
+#define OBX_AGENT_WORKSPACE "/workspace"
+#define OBX_AGENT_PATH_IN_BOX "/.onlyboxes/agent" /* where runtimes mount the agent binary */
+
+enum obx_agent_frame_type {
+    OBX_AF_EXEC = 0x01,
+    OBX_AF_CANCEL = 0x02,
+    OBX_AF_FREAD = 0x03,
+    OBX_AF_FWRITE = 0x04,
+    OBX_AF_PING = 0x05,
+
+    OBX_AF_HELLO = 0x81,
+    OBX_AF_STDOUT = 0x82,
+    OBX_AF_STDERR = 0x83,
+    OBX_AF_EXIT = 0x84,
+    OBX_AF_FILE = 0x85,
+    OBX_AF_OK = 0x86,
+    OBX_AF_ERROR = 0x87,
+};
+
+struct obx_agent_frame {
+    uint8_t type;
+    uint32_t id;
+    const uint8_t *payload; /* points into the decoder's buffer; valid until the next call */
+    size_t len;
+};
+
+/* Writes the 9-byte header for a frame with a payload of len bytes into out. */
+void obx_agent_header_encode(uint8_t out[OBX_AGENT_HEADER_SIZE], uint8_t type, uint32_t id,
+                             size_t len);
+
+/* Incremental decoder: feed bytes as they arrive, take frames out one by one. */
+struct obx_agent_decoder {
+    uint8_t *buf;
+    size_t len, cap, off;
+};
+
+void obx_agent_decoder_init(struct obx_agent_decoder *d);
+void obx_agent_decoder_done(struct obx_agent_decoder *d);
+/* Appends received bytes; returns 0 or -ENOMEM. */
+int obx_agent_decoder_feed(struct obx_agent_decoder *d, const void *data, size_t len);
+/* Returns 1 and fills *f when a whole frame is buffered, 0 when more bytes are needed, and
+ * -EBADMSG for a frame whose length is below the header or above OBX_AGENT_MAX_FRAME (the stream
+ * is then unusable). f stays valid until the next feed/next call. */
+int obx_agent_decoder_next(struct obx_agent_decoder *d, struct obx_agent_frame *f);
+
+static inline uint32_t obx_be32_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline void obx_be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+#endif

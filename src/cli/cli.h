@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Subcommands of the onlyboxes binary. Each takes argv starting at its own name and returns the
+ * process exit status. */
+#ifndef OBX_CLI_CLI_H
+#define OBX_CLI_CLI_H
+
+#include "common/util.h"
+
+struct obx_cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+int obx_cmd_mcp(int argc, char **argv);
+int obx_cmd_exec(int argc, char **argv);
+int obx_cmd_python(int argc, char **argv);
+int obx_cmd_call(int argc, char **argv);
+int obx_cmd_doctor(int argc, char **argv);
+int obx_cmd_version(int argc, char **argv);
+int obx_cmd_help(int argc, char **argv);
+
+/* Applies ONLYBOXES_LOG_LEVEL / ONLYBOXES_LOG_FORMAT. */
+void obx_cli_setup_logging(void);
+
+#endif

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The executor interface: how the MCP layer (and later the console's REST and task code) asks for
+ * a capability to run, without knowing whether the worker is in this process or behind gRPC.
+ *
+ *   capability  lower-case wire name: "echo", "pythonexec", "terminalexec", "terminalresource"
+ *   payload     the capability payload JSON (reference §3.5), the same bytes that travel in
+ *               CommandDispatch.payload_json
+ *   call        per-call context: owner account, deadline, output hook and cancellation
+ *   result      on success, the result payload JSON (reference §3.5)
+ *   err         on failure, a wire code (OBX_ERR_*) and a message
+ *
+ * exec() blocks the calling thread until the capability finished, failed, hit its deadline or was
+ * cancelled; it is called from many threads at once. Cancellation comes from another thread
+ * through obx_call_cancel(): the executor registers a canceller while it waits, and the canceller
+ * must make exec() return promptly with OBX_ERR_CANCELED after the processes are gone.
+ */
+#ifndef OBX_COMMON_EXECUTOR_H
+#define OBX_COMMON_EXECUTOR_H
+
+#include <pthread.h>
+
+#include "json.h"
+
+enum obx_stream {
+    OBX_STREAM_STDOUT = 1,
+    OBX_STREAM_STDERR = 2,
+};
+
+struct obx_call {
+    const char *account; /* owner account id; "local" in stdio mode */
+    uint64_t deadline;   /* monotonic ms (obx_now_ms); 0 = none */
+
+    /* Called from an executor thread with each chunk of output as it arrives (may be NULL).
+     * data is not NUL-terminated and may end inside a UTF-8 sequence. */
+    void (*on_output)(void *userdata, enum obx_stream stream, const char *data, size_t len);
+    void *output_userdata;
+
+    /* Cancellation state; use the functions below, never the fields. */
+    pthread_mutex_t lock;
+    bool cancelled;
+    void (*canceller)(void *userdata);
+    void *canceller_userdata;
+};
+
+void obx_call_init(struct obx_call *call);
+void obx_call_done(struct obx_call *call);
+
+/* Marks the call cancelled and runs the registered canceller (once). Thread-safe, idempotent. */
+void obx_call_cancel(struct obx_call *call);
+bool obx_call_is_cancelled(struct obx_call *call);
+
+/* Registers fn to run on cancel. Returns -ECANCELED (and does not register) when the call is
+ * already cancelled. The canceller runs with the call's lock held, so it must be quick and must not
+ * call obx_call_* functions; obx_call_clear_canceller() waits for a running canceller. */
+int obx_call_set_canceller(struct obx_call *call, void (*fn)(void *), void *userdata);
+void obx_call_clear_canceller(struct obx_call *call);
+
+/* Milliseconds left before the deadline (at least 1 while time remains), 0 when passed,
+ * or fallback when the call has no deadline. */
+uint64_t obx_call_remaining_ms(const struct obx_call *call, uint64_t fallback);
+
+struct obx_executor {
+    /* Returns 0 and sets *ret_result (new reference), or a negative errno and fills err. */
+    int (*exec)(struct obx_executor *self, const char *capability, json_t *payload,
+                struct obx_call *call, json_t **ret_result, struct obx_error *err);
+};
+
+#endif

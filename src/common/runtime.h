@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The runtime interface: start a box from a spec with the agent as its first process, hand back the
+ * byte stream to that agent, stop it, and clean up boxes a previous (crashed) life left behind.
+ * Implemented by sandbox/ (bubblewrap) and docker/; chosen and driven by worker/. Plain data and a
+ * function table, so runtimes depend on nothing but common/.
+ */
+#ifndef OBX_COMMON_RUNTIME_H
+#define OBX_COMMON_RUNTIME_H
+
+#include "error.h"
+
+#define OBX_LABEL_MANAGED "onlyboxes.managed"
+#define OBX_LABEL_WORKER "onlyboxes.worker"
+#define OBX_LABEL_SESSION "onlyboxes.session"
+
+struct obx_box_spec {
+    const char *agent_path;   /* host path of the onlyboxes-agent binary */
+    const char *worker_id;    /* label: the worker (process) that owns the box */
+    const char *session;      /* label: terminal session id, or NULL for a one-shot box */
+    const char *image;        /* container image (docker); NULL for bubblewrap */
+    uint64_t memory_bytes;    /* 0 = runtime default */
+    uint32_t pids;            /* max processes in the box; 0 = runtime default */
+    uint32_t cpu_millis;      /* CPU quota in 1/1000 CPUs; 0 = runtime default */
+    uint64_t fsize_bytes;     /* largest file a process may write; 0 = runtime default */
+    uint64_t workspace_bytes; /* workspace size cap where the runtime can enforce it; 0 = default */
+    bool network;             /* false: loopback only */
+};
+
+struct obx_box_handle {
+    int to_agent;   /* write end: frames to the agent */
+    int from_agent; /* read end: frames from the agent */
+    char id[96];    /* runtime's box id (container id, or bubblewrap box directory name) */
+    int pid;        /* host pid of the box's outermost process, or 0 */
+    void *priv;     /* runtime-private state */
+};
+
+struct obx_runtime {
+    const char *name; /* "bubblewrap", "docker" */
+
+    /* Starts a box; on success *ret holds two open fds (O_CLOEXEC) owned by the caller until
+     * stop(). Does not wait for the agent's HELLO. */
+    int (*start)(struct obx_runtime *rt, const struct obx_box_spec *spec,
+                 struct obx_box_handle *ret, struct obx_error *err);
+
+    /* Kills everything in the box, closes the handle's fds, frees what start() allocated and
+     * removes the box's files. Safe to call once per successful start(). */
+    void (*stop)(struct obx_runtime *rt, struct obx_box_handle *h);
+
+    /* Removes boxes labelled as ours whose owner is gone (worker_id NULL: any dead owner).
+     * Returns the number removed or a negative errno. */
+    int (*cleanup_stale)(struct obx_runtime *rt, struct obx_error *err);
+
+    /* One line for `onlyboxes doctor`: version and what the runtime found. */
+    void (*describe)(struct obx_runtime *rt, char *buf, size_t size);
+
+    void (*free)(struct obx_runtime *rt);
+};
+
+#endif

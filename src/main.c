@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * onlyboxes: one binary, many subcommands. This file is only the table and the dispatch; each
+ * subcommand lives in src/cli/.
+ */
+#include "cli/cli.h"
+#include "common/log.h"
+
+static const struct obx_cli_command commands[] = {
+    {"mcp", obx_cmd_mcp, "Serve MCP over stdio with an in-process worker"},
+    {"exec", obx_cmd_exec,
+     "Run one command in a box: onlyboxes exec [--session ID] -- CMD ARGS..."},
+    {"python", obx_cmd_python, "Run Python in a box: onlyboxes python (-c CODE | FILE | -)"},
+    {"call", obx_cmd_call,
+     "Call one tool and print its result as JSON: onlyboxes call TOOL 'JSON'"},
+    {"doctor", obx_cmd_doctor, "Report which sandbox runtimes work on this machine"},
+    {"version", obx_cmd_version, "Print the version"},
+    {"help", obx_cmd_help, "Show this help"},
+};
+
+int obx_cmd_help(int argc, char **argv)
+{
+    fprintf(stdout,
+            "onlyboxes %s - code-execution sandboxes for AI agents\n\n"
+            "Usage: onlyboxes COMMAND [OPTIONS]\n\nCommands:\n",
+            OBX_VERSION);
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(commands); i++)
+        fprintf(stdout, "  %-8s %s\n", commands[i].name, commands[i].help);
+    fprintf(stdout, "\nRun 'onlyboxes COMMAND --help' for a command's options.\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    obx_cli_setup_logging();
+    if (argc < 2) {
+        obx_cmd_help(argc, argv);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (obx_streq(name, "--help") || obx_streq(name, "-h"))
+        return obx_cmd_help(argc - 1, argv + 1);
+    if (obx_streq(name, "--version"))
+        return obx_cmd_version(argc - 1, argv + 1);
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(commands); i++)
+        if (obx_streq(name, commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "onlyboxes: unknown command '%s' (try 'onlyboxes help')\n", name);
+    return 2;
+}
