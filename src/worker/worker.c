@@ -1,3 +1,169 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* placeholder */
-#include "worker.h"
+/*
+ * The worker object: runtime selection, agent discovery, box starts with the configured limits,
+ * and the executor entry point that dispatches a capability to its handler. Thread-safe: exec()
+ * runs on many caller threads; the session table and boxes do their own locking.
+ */
+#include "worker-internal.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <strings.h>
+
+#include "common/log.h"
+#include "common/random.h"
+#include "sandbox/sandbox.h"
+
+#define BOX_START_TIMEOUT_MS 10000
+
+static const struct capability {
+    const char *name;
+    int (*fn)(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
+              struct obx_error *err);
+} capabilities[] = {
+    {"echo", obx_cap_echo},
+    {"pythonexec", obx_cap_python},
+    {"terminalexec", obx_cap_terminal},
+    {"terminalresource", obx_cap_terminal_resource},
+};
+
+static int worker_exec(struct obx_executor *self, const char *capability, json_t *payload,
+                       struct obx_call *call, json_t **ret, struct obx_error *err)
+{
+    struct obx_worker *w = (struct obx_worker *)self;
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(capabilities); i++)
+        if (strcasecmp(capability, capabilities[i].name) == 0)
+            return capabilities[i].fn(w, payload, call, ret, err);
+    return obx_error_set(err, ENOTSUP, OBX_ERR_UNSUPPORTED,
+                         "this worker does not provide capability %s", capability);
+}
+
+char *obx_worker_find_agent(const char *configured, struct obx_error *err)
+{
+    if (configured) {
+        if (access(configured, X_OK) == 0)
+            return obx_xstrdup(configured);
+        obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE,
+                      "ONLYBOXES_AGENT=%s is not an executable file", configured);
+        return NULL;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n < 0) {
+        obx_error_set(err, errno, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot find the running binary: %s",
+                      strerror(errno));
+        return NULL;
+    }
+    exe[n] = '\0';
+    const char *dir = dirname(exe);
+    const char *candidates[] = {"onlyboxes-agent", "../lib/onlyboxes/onlyboxes-agent"};
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(candidates); i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", dir, candidates[i]);
+        if (access(path, X_OK) == 0) {
+            char real[PATH_MAX];
+            return obx_xstrdup(realpath(path, real) ? real : path);
+        }
+    }
+    obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE,
+                  "cannot find onlyboxes-agent next to %s (install it beside onlyboxes, or set "
+                  "ONLYBOXES_AGENT to its path)",
+                  dir);
+    return NULL;
+}
+
+int obx_worker_pick_runtime(enum obx_runtime_choice choice, struct obx_runtime **ret, char *why,
+                            size_t why_size, struct obx_error *err)
+{
+    if (choice == OBX_RUNTIME_DOCKER)
+        return obx_error_set(err, ENOTSUP, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "the docker runtime is not available in this build yet; use "
+                             "--runtime bubblewrap");
+    struct obx_sandbox_config scfg = {0};
+    struct obx_error berr = OBX_ERROR_INIT;
+    struct obx_runtime *rt = obx_sandbox_runtime_new(&scfg, &berr);
+    if (!rt) {
+        if (choice == OBX_RUNTIME_AUTO)
+            return obx_error_set(err, berr.errnum, OBX_ERR_RUNTIME_UNAVAILABLE,
+                                 "no sandbox runtime works on this host: %s", berr.message);
+        *err = berr;
+        return -berr.errnum;
+    }
+    snprintf(why, why_size, "%s",
+             choice == OBX_RUNTIME_AUTO ? "auto: bubblewrap (the docker runtime is not built in)"
+                                        : "bubblewrap, as asked");
+    *ret = rt;
+    return 0;
+}
+
+static int session_box_start(void *userdata, const char *session_id, struct obx_box **ret,
+                             struct obx_error *err)
+{
+    return obx_worker_start_box(userdata, session_id, ret, err);
+}
+
+int obx_worker_start_box(struct obx_worker *w, const char *session, struct obx_box **ret,
+                         struct obx_error *err)
+{
+    struct obx_box_spec spec = {
+        .agent_path = w->agent_path,
+        .worker_id = w->worker_id,
+        .session = session,
+        .memory_bytes = w->cfg.memory_bytes,
+        .pids = w->cfg.pids,
+    };
+    return obx_box_start(w->rt, &spec, BOX_START_TIMEOUT_MS, ret, err);
+}
+
+struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct obx_error *err)
+{
+    struct obx_worker *w = obx_xcalloc(1, sizeof(*w));
+    w->executor.exec = worker_exec;
+    w->cfg = *cfg;
+    if (cfg->worker_id)
+        snprintf(w->worker_id, sizeof(w->worker_id), "%s", cfg->worker_id);
+    else {
+        char hex[17];
+        obx_random_hex(hex, 8);
+        snprintf(w->worker_id, sizeof(w->worker_id), "local-%s", hex);
+    }
+    w->agent_path = obx_worker_find_agent(cfg->agent_path, err);
+    char why[128];
+    if (!w->agent_path ||
+        obx_worker_pick_runtime(cfg->runtime, &w->rt, why, sizeof(why), err) < 0) {
+        free(w->agent_path);
+        free(w);
+        return NULL;
+    }
+    obx_debug("worker %s: runtime %s (%s), agent %s", w->worker_id, w->rt->name, why,
+              w->agent_path);
+    struct obx_error cerr = OBX_ERROR_INIT;
+    int n = w->rt->cleanup_stale(w->rt, &cerr);
+    if (n > 0)
+        obx_info("removed %d box(es) left behind by a previous run", n);
+    else if (n < 0)
+        obx_warn("could not clean up old boxes: %s", cerr.message);
+    struct obx_session_box_factory f = {session_box_start, w};
+    w->sessions = obx_sessions_new(cfg->max_sessions, &f);
+    return w;
+}
+
+struct obx_executor *obx_worker_executor(struct obx_worker *w)
+{
+    return &w->executor;
+}
+
+struct obx_runtime *obx_worker_runtime(struct obx_worker *w)
+{
+    return w->rt;
+}
+
+void obx_worker_free(struct obx_worker *w)
+{
+    if (!w)
+        return;
+    obx_sessions_free(w->sessions);
+    w->rt->free(w->rt);
+    free(w->agent_path);
+    free(w);
+}

@@ -26,6 +26,7 @@ struct obx_worker_config {
     size_t read_limit;     /* readImage / terminalResource read cap, bytes */
     uint64_t memory_bytes; /* per box */
     uint32_t pids;         /* per box */
+    unsigned max_sessions; /* terminal sessions */
 };
 
 /* Fills cfg with defaults overridden by WORKER_* / ONLYBOXES_* environment variables. Returns
@@ -41,5 +42,17 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
 struct obx_executor *obx_worker_executor(struct obx_worker *w);
 /* Stops every box this worker started and frees it. */
 void obx_worker_free(struct obx_worker *w);
+
+/* The runtime the worker uses, and a line saying why it was chosen (for `doctor`). */
+struct obx_runtime *obx_worker_runtime(struct obx_worker *w);
+
+/* Resolves the runtime choice the way obx_worker_new() does, without starting a worker. On
+ * success *ret is a runtime the caller frees with rt->free(rt); why says what was tried. */
+int obx_worker_pick_runtime(enum obx_runtime_choice choice, struct obx_runtime **ret, char *why,
+                            size_t why_size, struct obx_error *err);
+
+/* Finds onlyboxes-agent: $ONLYBOXES_AGENT, next to the running binary, or in
+ * ../lib/onlyboxes/ relative to it. Caller frees. */
+char *obx_worker_find_agent(const char *configured, struct obx_error *err);
 
 #endif

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Source rules a compiler does not check: each third-party library is included only by the module
+# that owns it, a few unsafe libc calls are banned, and nothing but the stdio transport and the CLI
+# writes to stdout (stdout is the MCP channel). Prints every violation; exits 1 if there is any.
+set -u
+cd "$(dirname "$0")/.."
+fail=0
+
+report() { # file:line: message
+    echo "check-source: $1"
+    fail=1
+}
+
+# library include pattern | allowed path regex
+rules=(
+    '#include <curl/|^src/(docker|cli/remote)'
+    '#include <libwebsockets.h>|^src/console/http'
+    '#include <grpc/|^src/rpc/'
+    '#include <protobuf-c/|^src/rpc/'
+    '#include <sqlite3.h>|^src/console/store'
+    '#include <sodium.h>|^src/console/'
+)
+files=$(git ls-files -co --exclude-standard 'src/*.c' 'src/*.h' | grep -v '\.pb-c\.' |
+    while read -r f; do [ -f "$f" ] && echo "$f"; done)
+for rule in "${rules[@]}"; do
+    pat=${rule%%|*}
+    allow=${rule#*|}
+    for f in $files; do
+        [[ $f =~ $allow ]] && continue
+        grep -n -F "$pat" "$f" /dev/null | while IFS= read -r hit; do
+            echo "check-source: ${hit%%:*}: '$pat' belongs to $allow only"
+        done | grep . && fail=1
+    done
+done
+
+# Banned calls: unbounded or unchecked string and number handling, and shelling out.
+banned='\b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|atoll|system|popen|tmpnam)[[:space:]]*\('
+for f in $files; do
+    grep -nE "$banned" "$f" | while IFS= read -r hit; do
+        echo "check-source: $f:$hit: banned call (use snprintf, obx_parse_int64, posix_spawn)"
+    done | grep . && fail=1
+done
+
+# stdout belongs to the MCP stdio transport (and the CLI's own output, and the agent's stream).
+for f in $files; do
+    case $f in
+    src/cli/* | src/main.c | src/mcp/stdio.c | src/agent/*) continue ;;
+    esac
+    # String literals and comments removed first: "stdout" as a JSON field name is fine.
+    sed -e 's/"\([^"\\]\|\\.\)*"/""/g' -e 's|/\*.*\*/||g' -e 's|^\s*\*.*||' "$f" |
+        grep -nE '\b(printf|puts|putchar)[[:space:]]*\(|\bstdout\b|STDOUT_FILENO' |
+        while IFS= read -r hit; do
+        echo "check-source: $f:$hit: writes to stdout outside the stdio transport"
+    done | grep . && fail=1
+done
+
+[ $fail = 0 ] && echo "check-source: ok"
+exit $fail

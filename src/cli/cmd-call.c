@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `onlyboxes call TOOL 'JSON'`: one MCP tool call through the same server core that MCP clients
+ * use (so validation and result shapes are identical), printed as the CallToolResult JSON.
+ * Exit status: 0 on success, 1 when the tool reported an error (isError), 2 on bad usage.
+ */
+#include "cli-internal.h"
+
+#include <pthread.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "mcp/mcp.h"
+
+static const char usage[] =
+    "Usage: onlyboxes call [--runtime NAME] TOOL ['JSON-ARGUMENTS']\n"
+    "\n"
+    "Call one MCP tool (echo, pythonExec, terminalExec, readImage) in a local sandbox and print\n"
+    "the tool result as JSON. Exits 0 on success, 1 when the tool reports an error.\n"
+    "\n"
+    "Example: onlyboxes call pythonExec '{\"code\":\"print(1)\"}'\n";
+
+struct reply {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    json_t *response; /* the answer to id 2 */
+};
+
+static void on_message(void *userdata, const char *text)
+{
+    struct reply *r = userdata;
+    struct obx_error err = OBX_ERROR_INIT;
+    json_t *j = obx_json_parse(text, strlen(text), &err);
+    if (!j)
+        return;
+    if (json_integer_value(json_object_get(j, "id")) == 2 && !json_object_get(j, "method")) {
+        pthread_mutex_lock(&r->lock);
+        r->response = j;
+        pthread_cond_signal(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
+    json_decref(j);
+}
+
+int obx_cmd_call(int argc, char **argv)
+{
+    struct obx_cli_local local = {0};
+    const char *tool = NULL, *args = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (obx_cli_is_help(argv[i])) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (obx_streq(argv[i], "--runtime") && i + 1 < argc) {
+            if (obx_cli_runtime_option(argv[++i], &local) < 0)
+                return 2;
+        } else if (!tool) {
+            tool = argv[i];
+        } else if (!args) {
+            args = argv[i];
+        } else {
+            fprintf(stderr, "onlyboxes call: unexpected argument '%s'\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    if (!tool) {
+        fprintf(stderr, "onlyboxes call: no tool given\n%s", usage);
+        return 2;
+    }
+    struct obx_error err = OBX_ERROR_INIT;
+    _cleanup_json_ json_t *arguments =
+        args ? obx_json_parse(args, strlen(args), &err) : json_object();
+    if (!arguments || !json_is_object(arguments)) {
+        fprintf(stderr, "onlyboxes call: the arguments must be a JSON object%s%s\n",
+                arguments ? "" : ": ", arguments ? "" : err.message);
+        return 2;
+    }
+
+    obx_cli_handle_signals();
+    struct obx_worker *w = obx_cli_local_worker(&local, &err);
+    if (!w) {
+        fprintf(stderr, "onlyboxes: %s\n", err.message);
+        return 125;
+    }
+    struct obx_mcp_server_config cfg = {.name = "onlyboxes",
+                                        .version = OBX_VERSION,
+                                        .executor = obx_worker_executor(w),
+                                        .account = "local"};
+    struct obx_mcp_server *srv = obx_mcp_server_new(&cfg);
+    struct reply reply = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    struct obx_mcp_session *s = obx_mcp_session_new(srv, on_message, &reply);
+
+    _cleanup_json_ json_t *init =
+        json_pack("{s:s,s:i,s:s,s:{s:s,s:{},s:{s:s,s:s}}}", "jsonrpc", "2.0", "id", 1, "method",
+                  "initialize", "params", "protocolVersion", "2025-11-25", "capabilities",
+                  "clientInfo", "name", "onlyboxes-cli", "version", OBX_VERSION);
+    _cleanup_json_ json_t *call =
+        json_pack("{s:s,s:i,s:s,s:{s:s,s:O}}", "jsonrpc", "2.0", "id", 2, "method", "tools/call",
+                  "params", "name", tool, "arguments", arguments);
+    _cleanup_free_ char *init_text = obx_json_dumps(init);
+    _cleanup_free_ char *call_text = obx_json_dumps(call);
+    obx_mcp_session_handle(s, init_text, strlen(init_text));
+    const char *note = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
+    obx_mcp_session_handle(s, note, strlen(note));
+    obx_mcp_session_handle(s, call_text, strlen(call_text));
+
+    pthread_mutex_lock(&reply.lock);
+    while (!reply.response)
+        pthread_cond_wait(&reply.cond, &reply.lock);
+    pthread_mutex_unlock(&reply.lock);
+    obx_mcp_session_free(s);
+    obx_mcp_server_free(srv);
+    obx_worker_free(w);
+
+    int status;
+    json_t *result = json_object_get(reply.response, "result");
+    if (result) {
+        char *text = json_dumps(result, JSON_INDENT(2));
+        printf("%s\n", text);
+        free(text);
+        status = json_is_true(json_object_get(result, "isError")) ? 1 : 0;
+    } else {
+        json_t *e = json_object_get(reply.response, "error");
+        fprintf(stderr, "onlyboxes call: %s (JSON-RPC error %lld)\n",
+                obx_json_get_str(e, "message", "error"), (long long)obx_json_get_int(e, "code", 0));
+        status = 2;
+    }
+    json_decref(reply.response);
+    return status;
+}

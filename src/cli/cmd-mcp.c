@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `onlyboxes mcp --stdio`: the MCP server over stdio with an in-process worker. When no sandbox
+ * runtime works, the server still starts and every tool that needs a box answers with the reason
+ * and how to fix it, so the user sees it in their MCP client instead of a dead server.
+ */
+#include "cli-internal.h"
+
+#include "common/log.h"
+#include "mcp/mcp.h"
+
+static const char usage[] =
+    "Usage: onlyboxes mcp [--stdio] [--runtime auto|bubblewrap|docker]\n"
+    "\n"
+    "Serve MCP over stdio (one JSON-RPC message per line) with an in-process worker that runs\n"
+    "code in sandboxes on this machine. Logs go to stderr.\n"
+    "\n"
+    "Options:\n"
+    "  --stdio            serve on stdin/stdout (the default and only transport here)\n"
+    "  --runtime NAME     sandbox runtime: auto (default), bubblewrap, docker;\n"
+    "                     also ONLYBOXES_RUNTIME\n"
+    "  -h, --help         show this help\n"
+    "\n"
+    "Environment: ONLYBOXES_LOG_LEVEL (debug|info|warn|error), WORKER_TERMINAL_* (see docs).\n";
+
+struct unavailable {
+    struct obx_executor executor;
+    struct obx_error why;
+};
+
+static int unavailable_exec(struct obx_executor *self, const char *capability, json_t *payload,
+                            struct obx_call *call, json_t **ret, struct obx_error *err)
+{
+    struct unavailable *u = (struct unavailable *)self;
+    if (strcasecmp(capability, "echo") == 0 && json_is_object(payload)) {
+        *ret = json_deep_copy(payload);
+        json_object_del(*ret, "timeout_ms");
+        return 0;
+    }
+    *err = u->why;
+    return -u->why.errnum;
+}
+
+int obx_cmd_mcp(int argc, char **argv)
+{
+    struct obx_cli_local local = {0};
+    bool fixtures = false;
+    for (int i = 1; i < argc; i++) {
+        if (obx_cli_is_help(argv[i])) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (obx_streq(argv[i], "--stdio")) {
+            continue;
+        } else if (obx_streq(argv[i], "--conformance-fixtures")) {
+            fixtures = true; /* test-only: adds the MCP conformance suite's fixture tools */
+        } else if (obx_streq(argv[i], "--runtime") && i + 1 < argc) {
+            if (obx_cli_runtime_option(argv[++i], &local) < 0)
+                return 2;
+        } else if (strncmp(argv[i], "--runtime=", 10) == 0) {
+            if (obx_cli_runtime_option(argv[i] + 10, &local) < 0)
+                return 2;
+        } else {
+            fprintf(stderr, "onlyboxes mcp: unknown option '%s'\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    obx_cli_handle_signals();
+
+    struct obx_error err = OBX_ERROR_INIT;
+    struct obx_worker *w = obx_cli_local_worker(&local, &err);
+    struct unavailable u = {.executor = {unavailable_exec}};
+    struct obx_executor *ex;
+    if (w) {
+        ex = obx_worker_executor(w);
+    } else {
+        obx_err("%s", err.message);
+        u.why = err;
+        if (!u.why.code[0])
+            snprintf(u.why.code, sizeof(u.why.code), "%s", OBX_ERR_RUNTIME_UNAVAILABLE);
+        ex = &u.executor;
+    }
+
+    struct obx_mcp_server_config cfg = {
+        .name = "onlyboxes",
+        .version = OBX_VERSION,
+        .executor = ex,
+        .account = "local",
+        .fixtures = fixtures,
+    };
+    struct obx_mcp_server *srv = obx_mcp_server_new(&cfg);
+    int r = obx_mcp_stdio_run(srv, STDIN_FILENO, STDOUT_FILENO);
+    obx_mcp_server_free(srv);
+    obx_worker_free(w);
+    return r < 0 ? 1 : 0;
+}

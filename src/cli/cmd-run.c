@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `onlyboxes exec` and `onlyboxes python`: one command in a box, from a shell. Output streams to
+ * this process's stdout/stderr as it arrives and the exit status is the command's, so they
+ * compose in scripts like the command itself would.
+ */
+#include "cli-internal.h"
+
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+static const char exec_usage[] =
+    "Usage: onlyboxes exec [OPTIONS] -- COMMAND [ARGS...]\n"
+    "\n"
+    "Run one command in a sandbox. Its stdout and stderr are passed through as they arrive and\n"
+    "onlyboxes exits with the command's exit status (124 on timeout, 125 when the sandbox could\n"
+    "not run it).\n"
+    "\n"
+    "Options:\n"
+    "  --session ID       run in terminal session ID (created if missing); in local mode a\n"
+    "                     session lives as long as this process\n"
+    "  --timeout MS       kill the command after MS milliseconds (default 60000, max 600000)\n"
+    "  --runtime NAME     auto (default), bubblewrap or docker; also ONLYBOXES_RUNTIME\n"
+    "  -h, --help         show this help\n";
+
+static const char python_usage[] =
+    "Usage: onlyboxes python [OPTIONS] (-c CODE | FILE | -)\n"
+    "\n"
+    "Run Python 3 code in a fresh sandbox: from -c CODE, from FILE, or from stdin with '-'.\n"
+    "Output is passed through; the exit status is the program's (124 on timeout).\n"
+    "\n"
+    "Options:\n"
+    "  --timeout MS       kill the program after MS milliseconds (default 60000, max 600000)\n"
+    "  --runtime NAME     auto (default), bubblewrap or docker; also ONLYBOXES_RUNTIME\n"
+    "  -h, --help         show this help\n";
+
+#define MAX_CODE_BYTES (8u << 20)
+
+static void pass_through(void *userdata, enum obx_stream stream, const char *data, size_t len)
+{
+    (void)obx_write_all(stream == OBX_STREAM_STDOUT ? STDOUT_FILENO : STDERR_FILENO, data, len);
+}
+
+/* Quotes one argument for /bin/sh: 'it'\''s' style, exact for any bytes. */
+static void shell_quote(struct obx_buf *b, const char *arg)
+{
+    obx_buf_append(b, "'", 1);
+    for (const char *p = arg; *p; p++) {
+        if (*p == '\'')
+            obx_buf_append(b, "'\\''", 4);
+        else
+            obx_buf_append(b, p, 1);
+    }
+    obx_buf_append(b, "'", 1);
+}
+
+/* Runs one capability with live output; returns the process exit status for the CLI. */
+static int run_capability(const struct obx_cli_local *local, const char *capability,
+                          json_t *payload, int64_t timeout_ms)
+{
+    obx_cli_handle_signals();
+    struct obx_error err = OBX_ERROR_INIT;
+    struct obx_worker *w = obx_cli_local_worker(local, &err);
+    if (!w) {
+        fprintf(stderr, "onlyboxes: %s\n", err.message);
+        return 125;
+    }
+    json_object_set_new(payload, "timeout_ms", json_integer(timeout_ms));
+    struct obx_call call;
+    obx_call_init(&call);
+    call.account = "local";
+    call.deadline = obx_now_ms() + (uint64_t)timeout_ms + 2000;
+    call.on_output = pass_through;
+    json_t *result = NULL;
+    struct obx_executor *ex = obx_worker_executor(w);
+    int r = ex->exec(ex, capability, payload, &call, &result, &err);
+    obx_call_done(&call);
+    int status;
+    if (r < 0) {
+        fprintf(stderr, "onlyboxes: %s: %s\n", err.code, err.message);
+        status = obx_streq(err.code, OBX_ERR_DEADLINE_EXCEEDED) ? 124 : 125;
+    } else {
+        status = (int)obx_json_get_int(result, "exit_code", 1);
+        if (status < 0 || status > 255)
+            status = 125;
+        if (obx_json_get_bool(result, "stdout_truncated", false) ||
+            obx_json_get_bool(result, "output_truncated", false))
+            fprintf(stderr, "onlyboxes: stdout was truncated at the output limit\n");
+        if (obx_json_get_bool(result, "stderr_truncated", false))
+            fprintf(stderr, "onlyboxes: stderr was truncated at the output limit\n");
+    }
+    json_decref(result);
+    obx_worker_free(w);
+    return status;
+}
+
+/* Parses the options exec and python share. Returns the index of the first non-option argument,
+ * or -1 after printing an error (or -2 after printing help). */
+static int parse_common(int argc, char **argv, const char *usage, struct obx_cli_local *local,
+                        int64_t *timeout_ms, const char **session)
+{
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (obx_cli_is_help(a)) {
+            fputs(usage, stdout);
+            return -2;
+        } else if (obx_streq(a, "--")) {
+            return i + 1;
+        } else if (obx_streq(a, "--runtime") && i + 1 < argc) {
+            if (obx_cli_runtime_option(argv[++i], local) < 0)
+                return -1;
+        } else if (obx_streq(a, "--timeout") && i + 1 < argc) {
+            if (obx_parse_int64(argv[++i], 1, 600000, timeout_ms) < 0) {
+                fprintf(stderr, "onlyboxes: --timeout %s is invalid: expected 1 to 600000 ms\n",
+                        argv[i]);
+                return -1;
+            }
+        } else if (session && obx_streq(a, "--session") && i + 1 < argc) {
+            *session = argv[++i];
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "onlyboxes: unknown option '%s'\n%s", a, usage);
+            return -1;
+        } else {
+            return i;
+        }
+    }
+    return i;
+}
+
+int obx_cmd_exec(int argc, char **argv)
+{
+    struct obx_cli_local local = {0};
+    int64_t timeout = 60000;
+    const char *session = NULL;
+    int i = parse_common(argc, argv, exec_usage, &local, &timeout, &session);
+    if (i < 0)
+        return i == -2 ? 0 : 2;
+    if (i >= argc) {
+        fprintf(stderr, "onlyboxes exec: no command given\n%s", exec_usage);
+        return 2;
+    }
+    struct obx_buf cmd = OBX_BUF_INIT(0);
+    for (int k = i; k < argc; k++) {
+        if (k > i)
+            obx_buf_append(&cmd, " ", 1);
+        shell_quote(&cmd, argv[k]);
+    }
+    json_t *payload = json_object();
+    json_object_set_new(payload, "command", json_string(cmd.data));
+    if (session) {
+        json_object_set_new(payload, "session_id", json_string(session));
+        json_object_set_new(payload, "create_if_missing", json_true());
+    }
+    obx_buf_free(&cmd);
+    int status = run_capability(&local, "terminalexec", payload, timeout);
+    json_decref(payload);
+    return status;
+}
+
+static char *read_all(FILE *f, const char *name)
+{
+    struct obx_buf b = OBX_BUF_INIT(MAX_CODE_BYTES);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (obx_buf_append(&b, chunk, n) < 0) {
+            fprintf(stderr, "onlyboxes python: %s is larger than %u bytes\n", name, MAX_CODE_BYTES);
+            obx_buf_free(&b);
+            return NULL;
+        }
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "onlyboxes python: cannot read %s: %s\n", name, strerror(errno));
+        obx_buf_free(&b);
+        return NULL;
+    }
+    return obx_buf_steal(&b, NULL);
+}
+
+int obx_cmd_python(int argc, char **argv)
+{
+    struct obx_cli_local local = {0};
+    int64_t timeout = 60000;
+    int i = parse_common(argc, argv, python_usage, &local, &timeout, NULL);
+    if (i < 0)
+        return i == -2 ? 0 : 2;
+    _cleanup_free_ char *code = NULL;
+    if (i < argc && obx_streq(argv[i], "-c")) {
+        if (i + 1 >= argc) {
+            fprintf(stderr, "onlyboxes python: -c needs the code\n");
+            return 2;
+        }
+        code = obx_xstrdup(argv[i + 1]);
+    } else if (i < argc && obx_streq(argv[i], "-")) {
+        code = read_all(stdin, "stdin");
+    } else if (i < argc) {
+        _cleanup_fclose_ FILE *f = fopen(argv[i], "re");
+        if (!f) {
+            fprintf(stderr, "onlyboxes python: cannot open %s: %s\n", argv[i], strerror(errno));
+            return 2;
+        }
+        code = read_all(f, argv[i]);
+    } else {
+        fprintf(stderr, "onlyboxes python: give -c CODE, a FILE or - for stdin\n%s", python_usage);
+        return 2;
+    }
+    if (!code)
+        return 2;
+    json_t *payload = json_object();
+    json_object_set_new(payload, "code", json_string(code));
+    if (!json_string_value(json_object_get(payload, "code"))) {
+        fprintf(stderr, "onlyboxes python: the code is not valid UTF-8\n");
+        json_decref(payload);
+        return 2;
+    }
+    int status = run_capability(&local, "pythonexec", payload, timeout);
+    json_decref(payload);
+    return status;
+}

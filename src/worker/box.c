@@ -1,0 +1,530 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Box connection: frames to the agent are written by the requesting threads under write_lock;
+ * frames from the agent are read by one reader thread per box, which owns the read fd and routes
+ * each frame to its request (a list under lock) and wakes the waiter. When the stream ends, every
+ * pending request fails. Stopping: obx_box_kill() marks the box stopped, waits for writers to let
+ * go, and asks the runtime to stop it; the runtime's stop makes the agent see EOF and the box go
+ * away, which ends the reader. The last unref joins the reader and frees everything.
+ */
+#include "box.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+
+#include "agent/protocol.h"
+#include "common/buf.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+#define GRACE_MS 5000 /* how long past its own timeout we wait for the agent to report */
+
+struct box_req {
+    uint32_t id;
+    pthread_cond_t cond;
+    bool done;
+    uint8_t type; /* terminal frame type */
+    uint8_t *payload;
+    size_t len;
+    struct obx_buf out, err;
+    struct obx_call *call;
+    struct box_req *next;
+};
+
+struct obx_box {
+    atomic_int refs;
+    struct obx_runtime *rt;
+    struct obx_box_handle h;
+    int rfd;
+    pthread_t reader;
+    bool reader_started;
+
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t hello_cond;
+    bool hello;
+    bool dead;
+    bool stopped;
+    bool kill_started; /* under write_lock */
+    char dead_reason[256];
+    uint32_t next_id;
+    struct box_req *reqs;
+
+    pthread_mutex_t write_lock;
+
+    struct obx_box *reg_next; /* registry of live boxes, for obx_box_kill_all() */
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct obx_box *registry;
+
+static void registry_add(struct obx_box *b)
+{
+    pthread_mutex_lock(&registry_lock);
+    b->reg_next = registry;
+    registry = b;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(struct obx_box *b)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (struct obx_box **pp = &registry; *pp; pp = &(*pp)->reg_next)
+        if (*pp == b) {
+            *pp = b->reg_next;
+            break;
+        }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void obx_box_kill_all(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (struct obx_box *b = registry; b; b = b->reg_next)
+        obx_box_kill(b);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* Waits on c until *flag or the monotonic deadline (0 = forever). Returns false on timeout. */
+static bool wait_until(pthread_cond_t *c, pthread_mutex_t *m, const bool *flag, uint64_t deadline)
+{
+    while (!*flag) {
+        if (deadline == 0) {
+            pthread_cond_wait(c, m);
+            continue;
+        }
+        if (obx_now_ms() >= deadline)
+            return false;
+        struct timespec ts = obx_ms_to_timespec(deadline);
+        pthread_cond_timedwait(c, m, &ts);
+    }
+    return true;
+}
+
+static struct box_req *find_req(struct obx_box *b, uint32_t id)
+{
+    for (struct box_req *r = b->reqs; r; r = r->next)
+        if (r->id == id)
+            return r;
+    return NULL;
+}
+
+static void finish_req(struct box_req *r, uint8_t type, const uint8_t *payload, size_t len)
+{
+    r->type = type;
+    r->payload = obx_xmalloc(len + 1);
+    if (len)
+        memcpy(r->payload, payload, len);
+    r->payload[len] = '\0';
+    r->len = len;
+    r->done = true;
+    pthread_cond_broadcast(&r->cond);
+}
+
+static void handle_frame(struct obx_box *b, const struct obx_agent_frame *f)
+{
+    if (f->type == OBX_AF_HELLO) {
+        pthread_mutex_lock(&b->lock);
+        b->hello = true;
+        pthread_cond_broadcast(&b->hello_cond);
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
+    pthread_mutex_lock(&b->lock);
+    struct box_req *r = find_req(b, f->id);
+    if (!r || r->done) {
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
+    if (f->type == OBX_AF_STDOUT || f->type == OBX_AF_STDERR) {
+        struct obx_buf *buf = f->type == OBX_AF_STDOUT ? &r->out : &r->err;
+        /* The agent enforces the limit; the ceiling here only guards against a broken agent. */
+        (void)obx_buf_append(buf, f->payload, f->len);
+        struct obx_call *call = r->call;
+        pthread_mutex_unlock(&b->lock);
+        /* The waiter cannot finish (and free call) before the terminal frame, which only this
+         * thread delivers, so call stays valid here. */
+        if (call && call->on_output)
+            call->on_output(call->output_userdata,
+                            f->type == OBX_AF_STDOUT ? OBX_STREAM_STDOUT : OBX_STREAM_STDERR,
+                            (const char *)f->payload, f->len);
+        return;
+    }
+    finish_req(r, f->type, f->payload, f->len);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void mark_dead(struct obx_box *b, const char *reason)
+{
+    pthread_mutex_lock(&b->lock);
+    if (!b->dead) {
+        b->dead = true;
+        snprintf(b->dead_reason, sizeof(b->dead_reason), "%s", reason);
+    }
+    for (struct box_req *r = b->reqs; r; r = r->next)
+        pthread_cond_broadcast(&r->cond);
+    pthread_cond_broadcast(&b->hello_cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void *reader_main(void *arg)
+{
+    struct obx_box *b = arg;
+    struct obx_agent_decoder dec;
+    obx_agent_decoder_init(&dec);
+    char buf[64 * 1024];
+    const char *reason = "the box exited";
+    for (;;) {
+        ssize_t n = read(b->rfd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (obx_agent_decoder_feed(&dec, buf, (size_t)n) < 0) {
+            reason = "out of memory reading from the box";
+            break;
+        }
+        struct obx_agent_frame f;
+        int r;
+        while ((r = obx_agent_decoder_next(&dec, &f)) > 0)
+            handle_frame(b, &f);
+        if (r < 0) {
+            reason = "the box sent a malformed frame";
+            obx_warn("box %s: malformed frame from agent; stopping the box", b->h.id);
+            break;
+        }
+    }
+    obx_agent_decoder_done(&dec);
+    mark_dead(b, reason);
+    return NULL;
+}
+
+static int write_frame(struct obx_box *b, uint8_t type, uint32_t id, const char *payload,
+                       size_t len, struct obx_error *err)
+{
+    if (len + 5 > OBX_AGENT_MAX_FRAME)
+        return obx_error_set(err, E2BIG, OBX_ERR_INVALID_PAYLOAD,
+                             "request is %zu bytes; the limit is %u bytes", len,
+                             OBX_AGENT_MAX_FRAME - 5);
+    uint8_t hdr[OBX_AGENT_HEADER_SIZE];
+    obx_agent_header_encode(hdr, type, id, len);
+    pthread_mutex_lock(&b->write_lock);
+    int r = 0;
+    if (b->stopped)
+        r = -EPIPE;
+    const struct {
+        const void *p;
+        size_t n;
+    } parts[2] = {{hdr, sizeof(hdr)}, {payload, len}};
+    for (int i = 0; i < 2 && r == 0; i++) {
+        const char *p = parts[i].p;
+        size_t left = parts[i].n;
+        while (left > 0) {
+            ssize_t w = write(b->h.to_agent, p, left);
+            if (w > 0) {
+                p += w;
+                left -= (size_t)w;
+                continue;
+            }
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0 && errno == EAGAIN) {
+                /* Poll in slices so a kill can take the lock from a writer stuck on a full pipe. */
+                if (__atomic_load_n(&b->stopped, __ATOMIC_ACQUIRE)) {
+                    r = -EPIPE;
+                    break;
+                }
+                struct pollfd pfd = {.fd = b->h.to_agent, .events = POLLOUT};
+                poll(&pfd, 1, 100);
+                continue;
+            }
+            r = -errno;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&b->write_lock);
+    if (r < 0)
+        return obx_error_set(err, -r, OBX_ERR_EXECUTION_FAILED, "cannot write to the box: %s",
+                             strerror(-r));
+    return 0;
+}
+
+int obx_box_start(struct obx_runtime *rt, const struct obx_box_spec *spec, uint64_t timeout_ms,
+                  struct obx_box **ret, struct obx_error *err)
+{
+    struct obx_box *b = obx_xcalloc(1, sizeof(*b));
+    atomic_init(&b->refs, 1);
+    b->rt = rt;
+    b->rfd = -1;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_mutex_init(&b->write_lock, NULL);
+    cond_init_monotonic(&b->hello_cond);
+    b->next_id = 1;
+
+    int r = rt->start(rt, spec, &b->h, err);
+    if (r < 0) {
+        free(b);
+        return r;
+    }
+    b->rfd = TAKE_FD(b->h.from_agent);
+    registry_add(b);
+    int fl = fcntl(b->h.to_agent, F_GETFL);
+    if (fl >= 0)
+        fcntl(b->h.to_agent, F_SETFL, fl | O_NONBLOCK);
+
+    r = pthread_create(&b->reader, NULL, reader_main, b);
+    if (r != 0) {
+        obx_error_set(err, r, OBX_ERR_INTERNAL, "cannot start box reader thread");
+        obx_box_unref(b);
+        return -r;
+    }
+    b->reader_started = true;
+
+    pthread_mutex_lock(&b->lock);
+    uint64_t deadline = obx_now_ms() + timeout_ms;
+    bool ok = true;
+    while (!b->hello && !b->dead && ok) {
+        struct timespec ts = obx_ms_to_timespec(deadline);
+        ok = pthread_cond_timedwait(&b->hello_cond, &b->lock, &ts) == 0 || obx_now_ms() < deadline;
+    }
+    bool hello = b->hello;
+    bool dead = b->dead;
+    pthread_mutex_unlock(&b->lock);
+    if (!hello) {
+        obx_error_set(err, EIO, OBX_ERR_EXECUTION_FAILED,
+                      dead ? "the box exited before its agent started (see the log for why)"
+                           : "the box's agent did not start within %llu ms",
+                      (unsigned long long)timeout_ms);
+        obx_box_unref(b);
+        return -EIO;
+    }
+    *ret = b;
+    return 0;
+}
+
+struct obx_box *obx_box_ref(struct obx_box *b)
+{
+    atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+void obx_box_kill(struct obx_box *b)
+{
+    /* Called with registry_lock held by obx_box_kill_all(); must not take it. */
+    __atomic_store_n(&b->stopped, true, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&b->write_lock); /* no writer is inside write() past this point */
+    bool first = !b->kill_started;
+    b->kill_started = true;
+    pthread_mutex_unlock(&b->write_lock);
+    if (first)
+        b->rt->stop(b->rt, &b->h);
+}
+
+void obx_box_unref(struct obx_box *b)
+{
+    if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
+        return;
+    obx_box_kill(b);
+    registry_remove(b);
+    if (b->reader_started)
+        pthread_join(b->reader, NULL);
+    obx_closep(&b->rfd);
+    pthread_mutex_destroy(&b->lock);
+    pthread_mutex_destroy(&b->write_lock);
+    pthread_cond_destroy(&b->hello_cond);
+    free(b);
+}
+
+bool obx_box_alive(struct obx_box *b)
+{
+    pthread_mutex_lock(&b->lock);
+    bool alive = !b->dead && !b->stopped;
+    pthread_mutex_unlock(&b->lock);
+    return alive;
+}
+
+const char *obx_box_id(struct obx_box *b)
+{
+    return b->h.id;
+}
+
+struct cancel_ctx {
+    struct obx_box *box;
+    uint32_t id;
+};
+
+static void send_cancel(void *userdata)
+{
+    struct cancel_ctx *c = userdata;
+    (void)write_frame(c->box, OBX_AF_CANCEL, c->id, "", 0, NULL);
+}
+
+/* Registers a request, sends it and waits for its terminal frame. Caller frees *ret_req. */
+static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_call *call,
+                       size_t out_limit, uint64_t wait_ms, struct box_req **ret_req,
+                       struct obx_error *err)
+{
+    _cleanup_free_ char *payload = req ? obx_json_dumps(req) : obx_xstrdup("");
+    struct box_req *r = obx_xcalloc(1, sizeof(*r));
+    cond_init_monotonic(&r->cond);
+    r->out = (struct obx_buf)OBX_BUF_INIT(out_limit + OBX_AGENT_OUTPUT_CHUNK);
+    r->err = (struct obx_buf)OBX_BUF_INIT(out_limit + OBX_AGENT_OUTPUT_CHUNK);
+    r->call = call;
+
+    pthread_mutex_lock(&b->lock);
+    if (b->dead || b->stopped) {
+        pthread_mutex_unlock(&b->lock);
+        free(r);
+        return obx_error_set(err, EPIPE, OBX_ERR_EXECUTION_FAILED, "the box is gone: %s",
+                             b->dead_reason[0] ? b->dead_reason : "stopped");
+    }
+    r->id = b->next_id++;
+    if (b->next_id == 0)
+        b->next_id = 1;
+    r->next = b->reqs;
+    b->reqs = r;
+    pthread_mutex_unlock(&b->lock);
+
+    struct cancel_ctx cc = {b, r->id};
+    bool cancelled = false;
+    int ret = write_frame(b, type, r->id, payload, strlen(payload), err);
+    if (ret == 0 && call && obx_call_set_canceller(call, send_cancel, &cc) < 0) {
+        cancelled = true;
+        send_cancel(&cc);
+    }
+
+    pthread_mutex_lock(&b->lock);
+    if (ret == 0) {
+        uint64_t deadline = wait_ms ? obx_now_ms() + wait_ms : 0;
+        for (;;) {
+            bool ok = wait_until(&r->cond, &b->lock, &r->done, deadline);
+            if (r->done)
+                break;
+            if (b->dead) {
+                ret = obx_error_set(err, EPIPE, OBX_ERR_EXECUTION_FAILED, "%s", b->dead_reason);
+                break;
+            }
+            if (!ok) {
+                ret = obx_error_set(err, ETIMEDOUT, OBX_ERR_DEADLINE_EXCEEDED,
+                                    "the box did not answer in time; it was stopped");
+                break;
+            }
+            /* A wakeup by mark_dead with dead == false cannot happen; loop otherwise. */
+        }
+    }
+    /* Unlink. */
+    for (struct box_req **pp = &b->reqs; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    pthread_mutex_unlock(&b->lock);
+    if (call && !cancelled)
+        obx_call_clear_canceller(call);
+    if (ret < 0 && ret != -EPIPE)
+        obx_box_kill(b); /* unresponsive: nothing may keep running in it */
+    if (ret < 0) {
+        pthread_cond_destroy(&r->cond);
+        obx_buf_free(&r->out);
+        obx_buf_free(&r->err);
+        free(r->payload);
+        free(r);
+        return ret;
+    }
+    *ret_req = r;
+    return 0;
+}
+
+static void free_req(struct box_req *r)
+{
+    pthread_cond_destroy(&r->cond);
+    obx_buf_free(&r->out);
+    obx_buf_free(&r->err);
+    free(r->payload);
+    free(r);
+}
+
+static int agent_error(const struct box_req *r, struct obx_error *err)
+{
+    struct obx_error perr = OBX_ERROR_INIT;
+    _cleanup_json_ json_t *j = obx_json_parse((const char *)r->payload, r->len, &perr);
+    const char *code = obx_json_get_str(j, "code", OBX_ERR_EXECUTION_FAILED);
+    const char *msg = obx_json_get_str(j, "message", "the agent reported an error");
+    return obx_error_set(err, EIO, code, "%s", msg);
+}
+
+void obx_box_exec_result_done(struct obx_box_exec_result *r)
+{
+    free(r->out);
+    free(r->err);
+    memset(r, 0, sizeof(*r));
+}
+
+int obx_box_exec(struct obx_box *b, json_t *req, struct obx_call *call,
+                 struct obx_box_exec_result *ret, struct obx_error *err)
+{
+    uint64_t timeout = (uint64_t)obx_json_get_int(req, "timeout_ms", 0);
+    size_t limit = (size_t)OBX_MAX(obx_json_get_int(req, "stdout_limit", 1 << 20),
+                                   obx_json_get_int(req, "stderr_limit", 1 << 20));
+    uint64_t wait = timeout ? timeout + GRACE_MS : 0;
+    if (call && call->deadline) {
+        uint64_t left = obx_call_remaining_ms(call, 0) + GRACE_MS;
+        wait = wait ? OBX_MIN(wait, left) : left;
+    }
+    struct box_req *r = NULL;
+    int rc = run_request(b, OBX_AF_EXEC, req, call, limit, wait, &r, err);
+    if (rc < 0)
+        return rc;
+    if (r->type != OBX_AF_EXIT) {
+        rc = r->type == OBX_AF_ERROR
+                 ? agent_error(r, err)
+                 : obx_error_set(err, EPROTO, OBX_ERR_EXECUTION_FAILED,
+                                 "unexpected answer 0x%02x from the agent", r->type);
+        free_req(r);
+        return rc;
+    }
+    struct obx_error perr = OBX_ERROR_INIT;
+    _cleanup_json_ json_t *j = obx_json_parse((const char *)r->payload, r->len, &perr);
+    memset(ret, 0, sizeof(*ret));
+    ret->exit_code = (int)obx_json_get_int(j, "exit_code", -1);
+    ret->signal = (int)obx_json_get_int(j, "signal", 0);
+    ret->timed_out = obx_json_get_bool(j, "timed_out", false);
+    ret->canceled = obx_json_get_bool(j, "canceled", false);
+    ret->stdout_truncated = obx_json_get_bool(j, "stdout_truncated", false);
+    ret->stderr_truncated = obx_json_get_bool(j, "stderr_truncated", false);
+    ret->duration_ms = (uint64_t)obx_json_get_int(j, "duration_ms", 0);
+    ret->out = obx_buf_steal(&r->out, &ret->out_len);
+    ret->err = obx_buf_steal(&r->err, &ret->err_len);
+    free_req(r);
+    return 0;
+}
+
+int obx_box_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_call *call,
+                    uint8_t *ret_type, uint8_t **ret_payload, size_t *ret_len,
+                    struct obx_error *err)
+{
+    uint64_t wait = call && call->deadline ? obx_call_remaining_ms(call, 0) + GRACE_MS : 0;
+    struct box_req *r = NULL;
+    int rc = run_request(b, type, req, call, 0, wait, &r, err);
+    if (rc < 0)
+        return rc;
+    if (r->type == OBX_AF_ERROR) {
+        rc = agent_error(r, err);
+        free_req(r);
+        return rc;
+    }
+    *ret_type = r->type;
+    *ret_payload = TAKE_PTR(r->payload);
+    *ret_len = r->len;
+    free_req(r);
+    return 0;
+}

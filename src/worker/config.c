@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Worker configuration: one table row per option (environment variable, default, bounds, what it
+ * does). Names are the original Onlyboxes' where it had the option (WORKER_*), ours otherwise
+ * (ONLYBOXES_*). A malformed or out-of-range value is an error naming the variable, not a silent
+ * fallback.
+ */
+#include "worker-internal.h"
+
+#include <stddef.h>
+#include <strings.h>
+
+enum opt_target {
+    OPT_LEASE_MIN,
+    OPT_LEASE_MAX,
+    OPT_LEASE_DEFAULT,
+    OPT_OUTPUT_LIMIT,
+    OPT_READ_LIMIT,
+    OPT_MEMORY_MB,
+    OPT_PIDS,
+    OPT_MAX_SESSIONS,
+};
+
+static const struct option_row {
+    const char *env;
+    enum opt_target target;
+    int64_t def, min, max;
+    const char *help;
+} options[] = {
+    {"WORKER_TERMINAL_LEASE_MIN_SEC", OPT_LEASE_MIN, 60, 1, 86400,
+     "shortest lease a terminalExec call may ask for"},
+    {"WORKER_TERMINAL_LEASE_MAX_SEC", OPT_LEASE_MAX, 1800, 1, 86400,
+     "longest lease a terminalExec call may ask for"},
+    {"WORKER_TERMINAL_LEASE_DEFAULT_SEC", OPT_LEASE_DEFAULT, 60, 1, 86400,
+     "lease when a call names none"},
+    {"WORKER_TERMINAL_OUTPUT_LIMIT_BYTES", OPT_OUTPUT_LIMIT, 1 << 20, 1024, 16 << 20,
+     "stdout and stderr kept per call, each"},
+    {"WORKER_READ_IMAGE_LIMIT_BYTES", OPT_READ_LIMIT, 5 << 20, 1024, 16 << 20,
+     "largest file readImage returns"},
+    {"ONLYBOXES_BOX_MEMORY_MB", OPT_MEMORY_MB, 512, 16, 65536,
+     "address-space limit per process in a box, MiB"},
+    {"ONLYBOXES_BOX_PIDS", OPT_PIDS, 128, 8, 65536, "processes per box"},
+    {"ONLYBOXES_MAX_SESSIONS", OPT_MAX_SESSIONS, 64, 1, 4096, "terminal sessions per worker"},
+};
+
+static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t v)
+{
+    switch (t) {
+    case OPT_LEASE_MIN:
+        cfg->lease_min_sec = (int)v;
+        break;
+    case OPT_LEASE_MAX:
+        cfg->lease_max_sec = (int)v;
+        break;
+    case OPT_LEASE_DEFAULT:
+        cfg->lease_default_sec = (int)v;
+        break;
+    case OPT_OUTPUT_LIMIT:
+        cfg->output_limit = (size_t)v;
+        break;
+    case OPT_READ_LIMIT:
+        cfg->read_limit = (size_t)v;
+        break;
+    case OPT_MEMORY_MB:
+        cfg->memory_bytes = (uint64_t)v << 20;
+        break;
+    case OPT_PIDS:
+        cfg->pids = (uint32_t)v;
+        break;
+    case OPT_MAX_SESSIONS:
+        cfg->max_sessions = (unsigned)v;
+        break;
+    }
+}
+
+int obx_runtime_choice_parse(const char *s, enum obx_runtime_choice *ret)
+{
+    if (!s || strcasecmp(s, "auto") == 0)
+        *ret = OBX_RUNTIME_AUTO;
+    else if (strcasecmp(s, "bubblewrap") == 0 || strcasecmp(s, "bwrap") == 0)
+        *ret = OBX_RUNTIME_BUBBLEWRAP;
+    else if (strcasecmp(s, "docker") == 0)
+        *ret = OBX_RUNTIME_DOCKER;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(options); i++) {
+        const struct option_row *o = &options[i];
+        int64_t v = o->def;
+        const char *s = getenv(o->env);
+        if (s && *s) {
+            int r = obx_parse_int64(s, o->min, o->max, &v);
+            if (r < 0)
+                return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                                     "%s=%s is invalid: expected a whole number from %lld to %lld "
+                                     "(%s)",
+                                     o->env, s, (long long)o->min, (long long)o->max, o->help);
+        }
+        set_option(cfg, o->target, v);
+    }
+    /* As the original: a max below the min is raised to it, the default clamped into range. */
+    if (cfg->lease_max_sec < cfg->lease_min_sec)
+        cfg->lease_max_sec = cfg->lease_min_sec;
+    cfg->lease_default_sec =
+        (int)OBX_MIN(OBX_MAX(cfg->lease_default_sec, cfg->lease_min_sec), cfg->lease_max_sec);
+
+    const char *rt = getenv("ONLYBOXES_RUNTIME");
+    if (rt && *rt && obx_runtime_choice_parse(rt, &cfg->runtime) < 0)
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "ONLYBOXES_RUNTIME=%s is invalid: expected auto, bubblewrap or docker",
+                             rt);
+    const char *agent = getenv("ONLYBOXES_AGENT");
+    if (agent && *agent)
+        cfg->agent_path = agent;
+    return 0;
+}

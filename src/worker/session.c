@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Session table and reaper. One mutex guards the list; box starts and stops happen outside it (a
+ * new session is inserted busy with no box yet, so concurrent callers see session_busy rather
+ * than starting a second box). The reaper thread wakes every second, or when freed.
+ */
+#include "session.h"
+
+#include "common/clock.h"
+#include "common/log.h"
+
+#define REAP_INTERVAL_MS 1000
+#define INITIAL_LEASE_MS 60000 /* until the first command's release sets the real lease */
+
+struct session {
+    char id[129];
+    struct obx_box *box; /* NULL while starting */
+    bool busy;
+    uint64_t lease_until; /* monotonic ms */
+    int64_t lease_until_unix_ms;
+    struct session *next;
+};
+
+struct obx_sessions {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct session *list;
+    unsigned count, max;
+    bool stopping;
+    pthread_t reaper;
+    struct obx_session_box_factory factory;
+};
+
+static struct session *find(struct obx_sessions *s, const char *id)
+{
+    for (struct session *x = s->list; x; x = x->next)
+        if (strcmp(x->id, id) == 0)
+            return x;
+    return NULL;
+}
+
+static void unlink_session(struct obx_sessions *s, struct session *x)
+{
+    for (struct session **pp = &s->list; *pp; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            s->count--;
+            return;
+        }
+}
+
+static void *reaper_main(void *arg)
+{
+    struct obx_sessions *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping) {
+        struct timespec ts = obx_ms_to_timespec(obx_now_ms() + REAP_INTERVAL_MS);
+        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+        uint64_t now = obx_now_ms();
+        struct session *expired = NULL;
+        for (struct session **pp = &s->list; *pp;) {
+            struct session *x = *pp;
+            if (!x->busy && x->box && (x->lease_until <= now || !obx_box_alive(x->box))) {
+                *pp = x->next;
+                s->count--;
+                x->next = expired;
+                expired = x;
+            } else {
+                pp = &x->next;
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        while (expired) {
+            struct session *x = expired;
+            expired = x->next;
+            obx_info("session %s: lease expired; removing its box", x->id);
+            obx_box_unref(x->box);
+            free(x);
+        }
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+}
+
+struct obx_sessions *obx_sessions_new(unsigned max_sessions,
+                                      const struct obx_session_box_factory *factory)
+{
+    struct obx_sessions *s = obx_xcalloc(1, sizeof(*s));
+    pthread_mutex_init(&s->lock, NULL);
+    cond_init_monotonic(&s->wake);
+    s->max = max_sessions ? max_sessions : 64;
+    s->factory = *factory;
+    if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0)
+        abort();
+    return s;
+}
+
+void obx_sessions_free(struct obx_sessions *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->reaper, NULL);
+    /* Calls still running hold their own box references; their release() finds no session. */
+    while (s->list) {
+        struct session *x = s->list;
+        s->list = x->next;
+        if (x->box) {
+            obx_box_kill(x->box);
+            obx_box_unref(x->box);
+        }
+        free(x);
+    }
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    free(s);
+}
+
+int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create,
+                         struct obx_session_lease *ret, struct obx_error *err)
+{
+    memset(ret, 0, sizeof(*ret));
+    if (strlen(id) >= sizeof(ret->id))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "session_id is longer than %zu characters", sizeof(ret->id) - 1);
+    snprintf(ret->id, sizeof(ret->id), "%s", id);
+
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        return obx_error_set(err, ESHUTDOWN, OBX_ERR_EXECUTION_FAILED, "the worker is stopping");
+    }
+    struct session *x = find(s, id);
+    if (x && x->box && !obx_box_alive(x->box) && !x->busy) {
+        /* Its box died (e.g. killed from outside): forget it, as if reaped. */
+        unlink_session(s, x);
+        obx_box_unref(x->box);
+        free(x);
+        x = NULL;
+    }
+    if (x) {
+        if (x->busy) {
+            pthread_mutex_unlock(&s->lock);
+            return obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY, "session is busy");
+        }
+        x->busy = true;
+        ret->box = obx_box_ref(x->box);
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    if (!create) {
+        pthread_mutex_unlock(&s->lock);
+        return obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
+    }
+    if (s->count >= s->max) {
+        pthread_mutex_unlock(&s->lock);
+        return obx_error_set(err, EAGAIN, OBX_ERR_NO_CAPACITY,
+                             "this worker already runs %u sessions, its limit "
+                             "(ONLYBOXES_MAX_SESSIONS); wait for idle ones to expire",
+                             s->max);
+    }
+    x = obx_xcalloc(1, sizeof(*x));
+    snprintf(x->id, sizeof(x->id), "%s", id);
+    x->busy = true;
+    x->lease_until = obx_now_ms() + INITIAL_LEASE_MS;
+    x->next = s->list;
+    s->list = x;
+    s->count++;
+    pthread_mutex_unlock(&s->lock);
+
+    struct obx_box *box = NULL;
+    int r = s->factory.start(s->factory.userdata, id, &box, err);
+
+    pthread_mutex_lock(&s->lock);
+    if (r < 0) {
+        unlink_session(s, x);
+        pthread_mutex_unlock(&s->lock);
+        free(x);
+        return r;
+    }
+    x->box = box;
+    ret->box = obx_box_ref(box);
+    ret->created = true;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *lease,
+                             int extend_sec)
+{
+    int64_t expiry = 0;
+    pthread_mutex_lock(&s->lock);
+    struct session *x = find(s, lease->id);
+    if (x && x->box == lease->box) {
+        if (extend_sec > 0) {
+            uint64_t until = obx_now_ms() + (uint64_t)extend_sec * 1000;
+            if (until > x->lease_until || x->lease_until_unix_ms == 0) {
+                x->lease_until_unix_ms = obx_unix_ms() + (int64_t)extend_sec * 1000;
+                x->lease_until = until;
+            }
+        }
+        if (x->lease_until_unix_ms == 0)
+            x->lease_until_unix_ms = obx_unix_ms() + (int64_t)(x->lease_until - obx_now_ms());
+        expiry = x->lease_until_unix_ms;
+        x->busy = false;
+        if (!obx_box_alive(x->box)) {
+            unlink_session(s, x);
+            obx_box_unref(x->box);
+            free(x);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    obx_box_unref(lease->box);
+    lease->box = NULL;
+    return expiry;
+}
+
+unsigned obx_sessions_count(struct obx_sessions *s)
+{
+    pthread_mutex_lock(&s->lock);
+    unsigned n = s->count;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Terminal sessions: a session id maps to one long-lived box. A session runs one command at a time
+ * (busy), has a lease that each command extends (counted from the command's end, never
+ * shortened), and is reaped by a background thread once idle past its lease. Busy sessions are
+ * never reaped.
+ */
+#ifndef OBX_WORKER_SESSION_H
+#define OBX_WORKER_SESSION_H
+
+#include "box.h"
+
+struct obx_sessions;
+
+struct obx_session_box_factory {
+    /* Starts a box for a new session (called without any session lock held). */
+    int (*start)(void *userdata, const char *session_id, struct obx_box **ret,
+                 struct obx_error *err);
+    void *userdata;
+};
+
+struct obx_sessions *obx_sessions_new(unsigned max_sessions,
+                                      const struct obx_session_box_factory *factory);
+/* Stops the reaper and every session's box. */
+void obx_sessions_free(struct obx_sessions *s);
+
+struct obx_session_lease {
+    struct obx_box *box; /* a reference owned by the lease */
+    bool created;
+    char id[129];
+};
+
+/* Takes the session for one command: marks it busy and returns its box. Unknown id: creates it
+ * when create is true (starting a box), else session_not_found. A busy session: session_busy.
+ * The session count is bounded: no_capacity. */
+int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create,
+                         struct obx_session_lease *ret, struct obx_error *err);
+
+/* Ends the command: marks the session idle and, when extend_sec > 0, extends its lease to at
+ * least now + extend_sec. A session whose box died is dropped. Returns the lease expiry in Unix
+ * ms. */
+int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *lease,
+                             int extend_sec);
+
+/* Number of live sessions. */
+unsigned obx_sessions_count(struct obx_sessions *s);
+
+#endif
