@@ -37,6 +37,8 @@ struct obx_worker *obx_cli_local_worker(const struct obx_cli_local *local, struc
         return NULL;
     if (local->runtime_set)
         cfg.runtime = local->runtime;
+    if (!local->keep_pool)
+        cfg.warm_pool = 0; /* a one-shot command would start a box nobody uses */
     return obx_worker_new(&cfg, err);
 }
 

@@ -11,6 +11,7 @@
 struct obx_cli_local {
     enum obx_runtime_choice runtime;
     bool runtime_set;
+    bool keep_pool; /* long-running server: keep the warm pool */
 };
 
 /* Parses a --runtime value; prints the error itself. */

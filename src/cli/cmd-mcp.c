@@ -43,7 +43,7 @@ static int unavailable_exec(struct obx_executor *self, const char *capability, j
 
 int obx_cmd_mcp(int argc, char **argv)
 {
-    struct obx_cli_local local = {0};
+    struct obx_cli_local local = {.keep_pool = true};
     bool fixtures = false;
     for (int i = 1; i < argc; i++) {
         if (obx_cli_is_help(argv[i])) {

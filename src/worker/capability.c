@@ -114,7 +114,7 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     json_object_set_new(req, "stderr_limit", json_integer((json_int_t)w->cfg.output_limit));
 
     struct obx_box *box = NULL;
-    if ((r = obx_worker_start_box(w, NULL, &box, err)) < 0)
+    if ((r = obx_pool_take(w->pool, &box, err)) < 0)
         return r;
     struct obx_box_exec_result res = {0};
     r = obx_box_exec(box, req, call, &res, err);

@@ -19,6 +19,7 @@ enum opt_target {
     OPT_MEMORY_MB,
     OPT_PIDS,
     OPT_MAX_SESSIONS,
+    OPT_WARM_POOL,
 };
 
 static const struct option_row {
@@ -41,6 +42,7 @@ static const struct option_row {
      "address-space limit per process in a box, MiB"},
     {"ONLYBOXES_BOX_PIDS", OPT_PIDS, 128, 8, 65536, "processes per box"},
     {"ONLYBOXES_MAX_SESSIONS", OPT_MAX_SESSIONS, 64, 1, 4096, "terminal sessions per worker"},
+    {"ONLYBOXES_WARM_POOL", OPT_WARM_POOL, 2, 0, 32, "started boxes kept ready for pythonExec"},
 };
 
 static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t v)
@@ -69,6 +71,9 @@ static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t
         break;
     case OPT_MAX_SESSIONS:
         cfg->max_sessions = (unsigned)v;
+        break;
+    case OPT_WARM_POOL:
+        cfg->warm_pool = (unsigned)v;
         break;
     }
 }

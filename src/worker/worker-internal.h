@@ -4,6 +4,7 @@
 #define OBX_WORKER_INTERNAL_H
 
 #include "box.h"
+#include "pool.h"
 #include "session.h"
 #include "worker.h"
 
@@ -14,6 +15,7 @@ struct obx_worker {
     char worker_id[48];
     struct obx_runtime *rt;
     struct obx_sessions *sessions;
+    struct obx_pool *pool; /* one-shot boxes for pythonExec */
 };
 
 /* Starts a box with this worker's limits; session may be NULL for a one-shot box. */

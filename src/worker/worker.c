@@ -96,6 +96,11 @@ int obx_worker_pick_runtime(enum obx_runtime_choice choice, struct obx_runtime *
     return 0;
 }
 
+static int pool_box_start(void *userdata, struct obx_box **ret, struct obx_error *err)
+{
+    return obx_worker_start_box(userdata, NULL, ret, err);
+}
+
 static int session_box_start(void *userdata, const char *session_id, struct obx_box **ret,
                              struct obx_error *err)
 {
@@ -145,6 +150,7 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
         obx_warn("could not clean up old boxes: %s", cerr.message);
     struct obx_session_box_factory f = {session_box_start, w};
     w->sessions = obx_sessions_new(cfg->max_sessions, &f);
+    w->pool = obx_pool_new(cfg->warm_pool, pool_box_start, w);
     return w;
 }
 
@@ -162,6 +168,7 @@ void obx_worker_free(struct obx_worker *w)
 {
     if (!w)
         return;
+    obx_pool_free(w->pool);
     obx_sessions_free(w->sessions);
     w->rt->free(w->rt);
     free(w->agent_path);

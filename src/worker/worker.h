@@ -27,6 +27,7 @@ struct obx_worker_config {
     uint64_t memory_bytes; /* per box */
     uint32_t pids;         /* per box */
     unsigned max_sessions; /* terminal sessions */
+    unsigned warm_pool;    /* started one-shot boxes kept ready for pythonExec */
 };
 
 /* Fills cfg with defaults overridden by WORKER_* / ONLYBOXES_* environment variables. Returns

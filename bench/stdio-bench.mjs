@@ -1,0 +1,126 @@
+// Latency of `onlyboxes mcp --stdio` as an MCP client sees it: raw JSON-RPC lines over the
+// child's stdin/stdout (no SDK overhead), timed with process.hrtime.
+//
+//   node bench/stdio-bench.mjs [--bin build/onlyboxes] [--runtime bubblewrap] [--n 200] [--md]
+//
+// Prints p50/p90/p99 for: start -> initialize answered, terminalExec `echo hi` on a live
+// session, pythonExec `print(1)`, and the floor: bubblewrap + python3 run directly.
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const BIN = opt('bin', new URL('../build/onlyboxes', import.meta.url).pathname);
+const RUNTIME = opt('runtime', 'bubblewrap');
+const N = Number(opt('n', '200'));
+const MD = args.includes('--md');
+
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+function pct(samples, p) {
+  const s = [...samples].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+function startServer() {
+  const child = spawn(BIN, ['mcp', '--stdio', '--runtime', RUNTIME], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const pending = new Map();
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const msg = JSON.parse(line);
+    if (msg.id !== undefined && pending.has(msg.id)) {
+      pending.get(msg.id)(msg);
+      pending.delete(msg.id);
+    }
+  });
+  let next = 1;
+  const request = (method, params) =>
+    new Promise((resolve) => {
+      const id = next++;
+      pending.set(id, resolve);
+      child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id, method, params }) + '\n');
+    });
+  return { child, request };
+}
+
+const initParams = {
+  protocolVersion: '2025-11-25',
+  capabilities: {},
+  clientInfo: { name: 'bench', version: '0' },
+};
+
+async function benchStart(n) {
+  const samples = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = nowMs();
+    const { child, request } = startServer();
+    await request('initialize', initParams);
+    samples.push(nowMs() - t0);
+    child.stdin.end();
+    await new Promise((r) => child.on('exit', r));
+  }
+  return samples;
+}
+
+async function benchCalls() {
+  const { child, request } = startServer();
+  await request('initialize', initParams);
+  child.stdin.write('{"jsonrpc":"2.0","method":"notifications/initialized"}\n');
+  const call = (name, a) => request('tools/call', { name, arguments: a });
+  const first = await call('terminalExec', { command: 'echo hi' });
+  const sid = first.result.structuredContent.session_id;
+  const term = [];
+  for (let i = 0; i < N; i++) {
+    const t0 = nowMs();
+    const r = await call('terminalExec', { command: 'echo hi', session_id: sid });
+    term.push(nowMs() - t0);
+    if (r.result.structuredContent.stdout !== 'hi\n') throw new Error('bad terminal output');
+  }
+  const py = [];
+  for (let i = 0; i < Math.max(20, N / 4); i++) {
+    const t0 = nowMs();
+    const r = await call('pythonExec', { code: 'print(1)' });
+    py.push(nowMs() - t0);
+    if (r.result.structuredContent.output !== '1\n') throw new Error('bad python output');
+  }
+  child.stdin.end();
+  await new Promise((r) => child.on('exit', r));
+  return { term, py };
+}
+
+function benchFloor(n) {
+  const samples = [];
+  const bwrap = ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr',
+    '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64',
+    '/lib64', '--proc', '/proc', '--dev', '/dev', '--', '/usr/bin/python3', '-c', 'print(1)'];
+  for (let i = 0; i < n; i++) {
+    const t0 = nowMs();
+    spawnSync('bwrap', bwrap);
+    samples.push(nowMs() - t0);
+  }
+  return samples;
+}
+
+const rows = [];
+const row = (name, s, goal) =>
+  rows.push({ name, n: s.length, p50: pct(s, 50), p90: pct(s, 90), p99: pct(s, 99), goal });
+
+row('mcp --stdio start -> initialize answered', await benchStart(Math.max(10, N / 10)), '<= 50 ms');
+const { term, py } = await benchCalls();
+row(`terminalExec "echo hi", live session (${RUNTIME})`, term, '<= 3 ms');
+row(`pythonExec "print(1)" (${RUNTIME}, warm pool)`, py, '<= 30 ms');
+row('floor: bwrap + python3 -c print(1), no onlyboxes', benchFloor(Math.max(20, N / 4)), '-');
+
+if (MD) {
+  console.log('| measurement | n | p50 ms | p90 ms | p99 ms | goal |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows)
+    console.log(`| ${r.name} | ${r.n} | ${r.p50.toFixed(2)} | ${r.p90.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.goal} |`);
+} else {
+  for (const r of rows)
+    console.log(`${r.name.padEnd(55)} n=${String(r.n).padStart(4)}  p50=${r.p50.toFixed(2)}  p90=${r.p90.toFixed(2)}  p99=${r.p99.toFixed(2)}  goal ${r.goal}`);
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Warm pool of started one-shot boxes, so a pythonExec does not wait for a box to start. A filler
+ * thread keeps up to `size` idle boxes ready; take() hands one out (or starts one on the caller's
+ * thread when the pool is empty) and wakes the filler. A box is used once and then thrown away,
+ * so no call ever sees another call's files or processes.
+ */
+#include "pool.h"
+
+#include "common/clock.h"
+#include "common/log.h"
+
+#define RETRY_BACKOFF_MS 2000
+
+struct obx_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct obx_box **ready;
+    unsigned count, size;
+    bool stopping;
+    pthread_t filler;
+    int (*start)(void *userdata, struct obx_box **ret, struct obx_error *err);
+    void *userdata;
+};
+
+static void *filler_main(void *arg)
+{
+    struct obx_pool *p = arg;
+    pthread_mutex_lock(&p->lock);
+    while (!p->stopping) {
+        if (p->count >= p->size) {
+            pthread_cond_wait(&p->wake, &p->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&p->lock);
+        struct obx_box *b = NULL;
+        struct obx_error err = OBX_ERROR_INIT;
+        int r = p->start(p->userdata, &b, &err);
+        pthread_mutex_lock(&p->lock);
+        if (r < 0) {
+            /* The caller's own start will report the error; retry later without spinning. */
+            obx_debug("warm pool: cannot start a box: %s", err.message);
+            struct timespec ts = obx_ms_to_timespec(obx_now_ms() + RETRY_BACKOFF_MS);
+            pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+            continue;
+        }
+        if (p->stopping || p->count >= p->size) {
+            pthread_mutex_unlock(&p->lock);
+            obx_box_unref(b);
+            pthread_mutex_lock(&p->lock);
+            continue;
+        }
+        p->ready[p->count++] = b;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+struct obx_pool *obx_pool_new(unsigned size,
+                              int (*start)(void *userdata, struct obx_box **ret,
+                                           struct obx_error *err),
+                              void *userdata)
+{
+    struct obx_pool *p = obx_xcalloc(1, sizeof(*p));
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->wake, &a);
+    pthread_condattr_destroy(&a);
+    p->size = size;
+    p->ready = obx_xcalloc(size ? size : 1, sizeof(*p->ready));
+    p->start = start;
+    p->userdata = userdata;
+    if (size > 0 && pthread_create(&p->filler, NULL, filler_main, p) != 0)
+        p->size = 0;
+    return p;
+}
+
+void obx_pool_free(struct obx_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    if (p->size > 0)
+        pthread_join(p->filler, NULL);
+    for (unsigned i = 0; i < p->count; i++)
+        obx_box_unref(p->ready[i]);
+    free(p->ready);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->wake);
+    free(p);
+}
+
+int obx_pool_take(struct obx_pool *p, struct obx_box **ret, struct obx_error *err)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->count > 0) {
+        struct obx_box *b = p->ready[--p->count];
+        pthread_cond_signal(&p->wake);
+        if (obx_box_alive(b)) {
+            pthread_mutex_unlock(&p->lock);
+            *ret = b;
+            return 0;
+        }
+        pthread_mutex_unlock(&p->lock);
+        obx_box_unref(b);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    return p->start(p->userdata, ret, err);
+}
