@@ -36,8 +36,31 @@ struct obx_mcp_session *obx_mcp_session_new(struct obx_mcp_server *srv,
  * before returning; tools/call answers later from its own thread. */
 void obx_mcp_session_handle(struct obx_mcp_session *s, const char *text, size_t len);
 
-/* Cancels every call in flight, waits for their threads, then frees the session. */
+/* Cancels every call in flight, waits for their threads, then frees the session. Once it starts,
+ * nothing more is sent (responses of the cancelled calls are dropped); send() is never called after
+ * it returns. Must not run concurrently with obx_mcp_session_handle() on the same session. */
 void obx_mcp_session_free(struct obx_mcp_session *s);
+
+/* The RFC 5424 levels of MCP logging, lowest first. */
+enum obx_mcp_log_level {
+    OBX_MCP_LOG_DEBUG,
+    OBX_MCP_LOG_INFO,
+    OBX_MCP_LOG_NOTICE,
+    OBX_MCP_LOG_WARNING,
+    OBX_MCP_LOG_ERROR,
+    OBX_MCP_LOG_CRITICAL,
+    OBX_MCP_LOG_ALERT,
+    OBX_MCP_LOG_EMERGENCY,
+};
+
+/* Sends notifications/message {"level","logger":"onlyboxes","data":<text>} to the client when level
+ * is at or above the level the client chose with logging/setLevel. Until the client calls
+ * logging/setLevel nothing is sent. Thread-safe; never pass secrets. */
+void obx_mcp_session_log(struct obx_mcp_session *s, enum obx_mcp_log_level level, const char *fmt,
+                         ...) OBX_PRINTF(3, 4);
+
+/* Largest message accepted (a stdio line or an HTTP body); bigger ones get -32600. */
+#define OBX_MCP_MAX_MESSAGE (16u * 1024 * 1024)
 
 /* Serves MCP over stdio: one JSON message per line on in_fd, answers on out_fd. Returns 0 at EOF of
  * in_fd once every call in flight was cancelled and finished. */

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* tools/call as it runs: progress notifications, cancellation, the in-flight limit, duplicate ids
+ * and what obx_mcp_session_free() does to calls still running. */
+#include "test_mcp_harness.h"
+
+static void send_call(struct harness *h, const char *id, const char *meta)
+{
+    h_sendf(h,
+            "{\"jsonrpc\":\"2.0\",\"id\":%s,\"method\":\"tools/call\",\"params\":{\"name\":"
+            "\"terminalExec\",\"arguments\":{\"command\":\"sleep 100\"}%s%s}}",
+            id, meta ? ",\"_meta\":" : "", meta ? meta : "");
+}
+
+static void test_progress(void **state)
+{
+    struct harness *h = h_new();
+    h_init(h, "2025-11-25");
+    h->fake.mode = FAKE_OUTPUT;
+    /* "é" split over two chunks, then one chunk over the 8 KiB cap. */
+    static char big[10000];
+    memset(big, 'y', sizeof(big));
+    h->fake.chunks[0] = "ab\xc3";
+    h->fake.chunks[1] = "\xa9z";
+    h->fake.chunks[2] = "bad \xff!";
+    h->fake.chunks[3] = big;
+    h->fake.chunk_lens[3] = sizeof(big);
+    h->fake.n_chunks = 4;
+    send_call(h, "11", "{\"progressToken\":42}");
+    json_t *notes = NULL;
+    json_t *r = h_response(h, &notes);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 11);
+    assert_false(tool_is_error(r));
+    assert_int_equal(json_array_size(notes), 4);
+    static const json_int_t progress[] = {3, 5, 11, 10011};
+    static const char *const text[] = {"ab", "\xc3\xa9z", "bad \xef\xbf\xbd!", NULL};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *n = json_array_get(notes, i);
+        assert_string_equal(json_string_value(json_object_get(n, "method")),
+                            "notifications/progress");
+        json_t *p = json_object_get(n, "params");
+        assert_int_equal(json_integer_value(json_object_get(p, "progressToken")), 42);
+        assert_int_equal(json_integer_value(json_object_get(p, "progress")), progress[i]);
+        const char *m = json_string_value(json_object_get(p, "message"));
+        assert_non_null(m);
+        if (text[i])
+            assert_string_equal(m, text[i]);
+        else
+            assert_int_equal(strlen(m), OBX_MCP_PROGRESS_MAX_TEXT);
+    }
+    json_decref(notes);
+    json_decref(r);
+
+    /* No token, no progress; a token of another type is ignored. */
+    send_call(h, "12", NULL);
+    r = h_response(h, &notes);
+    assert_int_equal(json_array_size(notes), 0);
+    json_decref(notes);
+    json_decref(r);
+    send_call(h, "13", "{\"progressToken\":1.5}");
+    r = h_response(h, &notes);
+    assert_int_equal(json_array_size(notes), 0);
+    json_decref(notes);
+    json_decref(r);
+    h_free(h);
+}
+
+static void cancel(struct harness *h, const char *id)
+{
+    h_sendf(h,
+            "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{"
+            "\"requestId\":%s,\"reason\":\"user\"}}",
+            id);
+}
+
+static void test_cancel(void **state)
+{
+    struct harness *h = h_new();
+    h_init(h, "2025-11-25");
+    h->fake.mode = FAKE_BLOCK;
+    send_call(h, "\"a\"", "{\"progressToken\":\"pa\"}");
+    send_call(h, "1", NULL);
+    fake_wait_blocked(&h->fake, 2);
+
+    /* Wrong type, unknown id, initialize's id: ignored. */
+    cancel(h, "\"1\"");
+    cancel(h, "99");
+    cancel(h, "\"init\"");
+    cancel(h, "null");
+    usleep(20 * 1000);
+    assert_int_equal(h->fake.blocked, 2);
+
+    cancel(h, "\"a\"");
+    fake_wait_blocked(&h->fake, 1);
+    assert_int_equal(h->fake.cancelled, 1);
+    cancel(h, "1");
+    fake_wait_blocked(&h->fake, 0);
+    assert_int_equal(h->fake.cancelled, 2);
+    /* No responses for either; the session still answers. */
+    h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":\"marker\",\"method\":\"ping\"}");
+    json_t *r = h_take(h);
+    assert_string_equal(json_string_value(json_object_get(r, "id")), "marker");
+    json_decref(r);
+    h_expect_quiet(h, 30);
+
+    /* The id may be used again once its call is gone. */
+    h->fake.mode = FAKE_OK;
+    send_call(h, "1", NULL);
+    r = h_take(h);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 1);
+    assert_false(tool_is_error(r));
+    json_decref(r);
+    h_free(h);
+}
+
+static void test_cancel_logs(void **state)
+{
+    struct harness *h = h_new();
+    h_init(h, "2025-11-25");
+    h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"logging/setLevel\","
+               "\"params\":{\"level\":\"notice\"}}");
+    json_decref(h_take(h));
+    h->fake.mode = FAKE_BLOCK;
+    send_call(h, "5", NULL);
+    fake_wait_blocked(&h->fake, 1);
+    cancel(h, "5");
+    json_t *m = h_take(h);
+    assert_string_equal(json_string_value(json_object_get(m, "method")), "notifications/message");
+    json_t *p = json_object_get(m, "params");
+    assert_string_equal(json_string_value(json_object_get(p, "level")), "notice");
+    assert_non_null(strstr(json_string_value(json_object_get(p, "data")), "cancelled"));
+    json_decref(m);
+    h_expect_quiet(h, 30);
+
+    /* Timeouts are warnings. */
+    h->fake.mode = FAKE_ERROR;
+    h->fake.err_code = OBX_ERR_DEADLINE_EXCEEDED;
+    h->fake.err_message = "too slow";
+    send_call(h, "6", NULL);
+    m = h_take(h);
+    p = json_object_get(m, "params");
+    assert_string_equal(json_string_value(json_object_get(p, "level")), "warning");
+    json_decref(m);
+    m = h_take(h);
+    assert_string_equal(tool_text(m), "deadline_exceeded: too slow");
+    json_decref(m);
+    h_free(h);
+}
+
+static void test_inflight_limit_and_duplicates(void **state)
+{
+    struct obx_mcp_server_config cfg = {.max_inflight = 2};
+    struct harness *h = h_new_cfg(cfg);
+    h_init(h, "2025-11-25");
+    h->fake.mode = FAKE_BLOCK;
+    send_call(h, "1", NULL);
+    send_call(h, "2", NULL);
+    fake_wait_blocked(&h->fake, 2);
+
+    send_call(h, "1", NULL);
+    json_t *r = h_take(h);
+    assert_error(r, -32600);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 1);
+    json_decref(r);
+
+    send_call(h, "3", NULL);
+    r = h_take(h);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 3);
+    assert_true(tool_is_error(r));
+    assert_non_null(strstr(tool_text(r), "too many calls in flight"));
+    json_decref(r);
+
+    /* Quick methods are not held up by calls in flight. */
+    h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/list\"}");
+    r = h_take(h);
+    assert_non_null(result_of(r));
+    json_decref(r);
+
+    cancel(h, "2");
+    fake_wait_blocked(&h->fake, 1);
+    /* The slot frees once the cancelled call's thread is done. */
+    uint64_t end = obx_now_ms() + 5000;
+    bool ok = false;
+    h->fake.mode = FAKE_OK;
+    while (!ok && obx_now_ms() < end) {
+        send_call(h, "5", NULL);
+        r = h_take(h);
+        ok = !tool_is_error(r);
+        json_decref(r);
+    }
+    assert_true(ok);
+    h_free(h);
+}
+
+static void test_free_cancels_calls(void **state)
+{
+    struct harness *h = h_new();
+    h_init(h, "2025-11-25");
+    h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"logging/setLevel\","
+               "\"params\":{\"level\":\"debug\"}}");
+    json_decref(h_take(h));
+    h->fake.mode = FAKE_BLOCK;
+    for (int i = 0; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "%d", i + 1);
+        send_call(h, id, "{\"progressToken\":\"t\"}");
+    }
+    fake_wait_blocked(&h->fake, 5);
+    struct fake_exec *f = &h->fake;
+    /* Free by hand so the counters stay readable afterwards. */
+    obx_mcp_session_free(h->s);
+    pthread_mutex_lock(&h->lock);
+    h->freed = true;
+    size_t before = json_array_size(h->msgs);
+    pthread_mutex_unlock(&h->lock);
+    assert_int_equal(f->cancelled, 5);
+    assert_int_equal(f->blocked, 0);
+    /* Only the "started" debug logs went out; no response for any call. */
+    for (size_t i = 0; i < before; i++) {
+        json_t *m = json_array_get(h->msgs, i);
+        assert_null(json_object_get(m, "id"));
+    }
+    usleep(20 * 1000);
+    assert_int_equal(h->sends_after_free, 0);
+    h->s = obx_mcp_session_new(h->srv, h_send_cb, h);
+    h_free(h);
+}
+
+static void test_batch_with_cancelled_call(void **state)
+{
+    struct harness *h = h_new();
+    h_init(h, "2025-03-26");
+    h->fake.mode = FAKE_BLOCK;
+    h_sendf(h, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},"
+               "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+               "\"pythonExec\",\"arguments\":{\"code\":\"x\"}}}]");
+    fake_wait_blocked(&h->fake, 1);
+    /* The batch answer waits for its call. */
+    usleep(20 * 1000);
+    assert_int_equal(h_count(h), 0);
+    cancel(h, "2");
+    json_t *r = h_take(h);
+    assert_true(json_is_array(r));
+    assert_int_equal(json_array_size(r), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(r, 0), "id")), 1);
+    json_decref(r);
+    h_free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_cancel_logs),
+        cmocka_unit_test(test_inflight_limit_and_duplicates),
+        cmocka_unit_test(test_free_cancels_calls),
+        cmocka_unit_test(test_batch_with_cancelled_call),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
