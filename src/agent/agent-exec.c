@@ -1,0 +1,622 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * EXEC requests: payload validation, the child's environment and pipes, output streaming with
+ * per-stream limits, timeouts, cancellation and the EXIT frame. Runs on the agent's only thread;
+ * the processes themselves are handled in agent-proc.c.
+ *
+ * A request ends when its leader exited and both output pipes reached EOF. Background jobs that
+ * keep the pipes open get AGENT_EOF_GRACE_MS, then the pipes are closed and EXIT is sent while
+ * they keep running under their monitor (which then "lingers" until they are gone). On timeout or
+ * cancel the monitor kills the whole tree; EXIT follows once the monitor has exited, i.e. once no
+ * process of the request is left.
+ */
+#include "agent-internal.h"
+
+#include "common/utf8.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#define AGENT_MAX_ARGV 65536
+
+struct agent_request *agent_request_find(struct agent *a, uint32_t id)
+{
+    for (size_t i = 0; i < AGENT_MAX_REQUESTS; i++)
+        if (a->req[i].used && a->req[i].id == id)
+            return &a->req[i];
+    return NULL;
+}
+
+static void closep_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* Reads an optional non-negative integer field; returns false (with a message) on a bad type. */
+static bool get_u64(json_t *obj, const char *name, uint64_t *out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        snprintf(err, errlen, "\"%s\" must be a non-negative integer", name);
+        return false;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
+/* An optional string without NUL bytes; *out stays NULL when absent. */
+static bool get_str(json_t *obj, const char *name, const char **out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!v || json_is_null(v))
+        return true;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+        snprintf(err, errlen, "\"%s\" must be a string without NUL bytes", name);
+        return false;
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+static char **env_build(const struct agent *a, json_t *env)
+{
+    size_t n = env ? json_object_size(env) : 0;
+    char **v = obx_xcalloc(8 + n + 1, sizeof(char *));
+    size_t i = 0;
+    v[i++] = obx_xstrdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    v[i++] = obx_xasprintf("HOME=%s", a->cfg.workspace);
+    v[i++] = obx_xstrdup("LANG=C.UTF-8");
+    v[i++] = obx_xstrdup("TERM=dumb");
+    v[i++] = obx_xstrdup("PYTHONUNBUFFERED=1");
+    v[i++] = obx_xstrdup("PYTHONDONTWRITEBYTECODE=1");
+    v[i++] = obx_xstrdup("USER=sandbox");
+    const char *name;
+    json_t *val;
+    json_object_foreach(env, name, val)
+    {
+        size_t nl = strlen(name);
+        char *kv = obx_xasprintf("%s=%s", name, json_string_value(val));
+        size_t j;
+        for (j = 0; j < i; j++)
+            if (strncmp(v[j], name, nl) == 0 && v[j][nl] == '=')
+                break;
+        if (j < i) {
+            free(v[j]);
+            v[j] = kv;
+        } else {
+            v[i++] = kv;
+        }
+    }
+    v[i] = NULL;
+    return v;
+}
+
+static bool env_valid(json_t *env, char *err, size_t errlen)
+{
+    if (!env || json_is_null(env))
+        return true;
+    if (!json_is_object(env)) {
+        snprintf(err, errlen, "\"env\" must be an object of strings");
+        return false;
+    }
+    const char *name;
+    json_t *val;
+    json_object_foreach(env, name, val)
+    {
+        if (!*name || strchr(name, '=')) {
+            snprintf(err, errlen, "\"env\": invalid variable name \"%.100s\"", name);
+            return false;
+        }
+        if (!json_is_string(val) || strlen(json_string_value(val)) != json_string_length(val)) {
+            snprintf(err, errlen, "\"env\".%.100s must be a string without NUL bytes", name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool limits_parse(json_t *root, struct agent_limits *l, char *err, size_t errlen)
+{
+    json_t *lim = json_object_get(root, "limits");
+    if (!lim || json_is_null(lim))
+        return true;
+    if (!json_is_object(lim)) {
+        snprintf(err, errlen, "\"limits\" must be an object");
+        return false;
+    }
+    struct agent_limits x = {0};
+    if (!get_u64(lim, "memory_bytes", &x.memory_bytes, err, errlen) ||
+        !get_u64(lim, "nproc", &x.nproc, err, errlen) ||
+        !get_u64(lim, "fsize_bytes", &x.fsize_bytes, err, errlen) ||
+        !get_u64(lim, "cpu_sec", &x.cpu_sec, err, errlen) ||
+        !get_u64(lim, "nofile", &x.nofile, err, errlen))
+        return false;
+    if (x.memory_bytes)
+        l->memory_bytes = x.memory_bytes;
+    if (x.nproc)
+        l->nproc = x.nproc;
+    if (x.fsize_bytes)
+        l->fsize_bytes = x.fsize_bytes;
+    if (x.cpu_sec)
+        l->cpu_sec = x.cpu_sec;
+    if (x.nofile)
+        l->nofile = x.nofile;
+    return true;
+}
+
+static char **argv_parse(json_t *arr, char *err, size_t errlen)
+{
+    size_t n = json_array_size(arr);
+    if (!json_is_array(arr) || n == 0 || n > AGENT_MAX_ARGV) {
+        snprintf(err, errlen, "\"argv\" must be a non-empty array of strings");
+        return NULL;
+    }
+    char **v = obx_xcalloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_array_get(arr, i);
+        if (!json_is_string(s) || strlen(json_string_value(s)) != json_string_length(s) ||
+            (i == 0 && json_string_length(s) == 0)) {
+            snprintf(err, errlen, "\"argv\"[%zu] must be a %sstring without NUL bytes", i,
+                     i == 0 ? "non-empty " : "");
+            strv_free(v);
+            return NULL;
+        }
+        v[i] = obx_xstrdup(json_string_value(s));
+    }
+    return v;
+}
+
+static void request_free(struct agent_request *r)
+{
+    closep_fd(&r->status_fd);
+    closep_fd(&r->stdin_fd);
+    closep_fd(&r->out[0].fd);
+    closep_fd(&r->out[1].fd);
+    closep_fd(&r->ctl_fd);
+    free(r->stdin_buf);
+    free(r->state_new);
+    free(r->state_file);
+    memset(r, 0, sizeof(*r));
+    r->status_fd = r->stdin_fd = r->ctl_fd = r->out[0].fd = r->out[1].fd = -1;
+}
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Creates the pipes, forks the monitor and fills r; returns 0 or -errno (r untouched). */
+static int request_spawn(struct agent_request *r, struct agent_spawn *sp, const char *in,
+                         size_t in_len)
+{
+    int out[2] = {-1, -1}, err[2] = {-1, -1}, inp[2] = {-1, -1}, ctl[2] = {-1, -1},
+        st[2] = {-1, -1};
+    int rr = 0;
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0 ||
+        pipe2(st, O_CLOEXEC) < 0) {
+        rr = -errno;
+        goto fail;
+    }
+    if (in) {
+        if (pipe2(inp, O_CLOEXEC) < 0) {
+            rr = -errno;
+            goto fail;
+        }
+    } else {
+        inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (inp[0] < 0 && pipe2(inp, O_CLOEXEC) < 0) { /* no /dev/null: an empty pipe */
+            rr = -errno;
+            goto fail;
+        }
+        closep_fd(&inp[1]);
+    }
+    sp->stdin_fd = inp[0];
+    sp->stdout_fd = out[1];
+    sp->stderr_fd = err[1];
+    pid_t m = agent_proc_spawn(sp, ctl[0], st[1]);
+    if (m < 0) {
+        rr = (int)m;
+        goto fail;
+    }
+    close(inp[0]);
+    close(out[1]);
+    close(err[1]);
+    close(ctl[0]);
+    close(st[1]);
+    r->monitor = m;
+    r->ctl_fd = ctl[1];
+    r->status_fd = st[0];
+    r->stdin_fd = inp[1];
+    r->out[0].fd = out[0];
+    r->out[1].fd = err[0];
+    set_nonblock(r->ctl_fd);
+    set_nonblock(r->status_fd);
+    set_nonblock(r->out[0].fd);
+    set_nonblock(r->out[1].fd);
+    if (r->stdin_fd >= 0) {
+        set_nonblock(r->stdin_fd);
+        if (in_len > 0) {
+            r->stdin_buf = obx_xmalloc(in_len);
+            memcpy(r->stdin_buf, in, in_len);
+            r->stdin_len = in_len;
+        } else {
+            closep_fd(&r->stdin_fd);
+        }
+    }
+    return 0;
+fail:
+    for (int i = 0; i < 2; i++) {
+        closep_fd(&out[i]);
+        closep_fd(&err[i]);
+        closep_fd(&inp[i]);
+        closep_fd(&ctl[i]);
+        closep_fd(&st[i]);
+    }
+    return rr;
+}
+
+void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size_t len)
+{
+    if (agent_request_find(a, id)) {
+        agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD, "request id %u is already running", id);
+        return;
+    }
+    struct agent_request *r = NULL;
+    for (size_t i = 0; i < AGENT_MAX_REQUESTS && !r; i++)
+        if (!a->req[i].used)
+            r = &a->req[i];
+    if (!r) {
+        agent_send_error(a, id, OBX_ERR_NO_CAPACITY, "the box already runs %d requests",
+                         AGENT_MAX_REQUESTS);
+        return;
+    }
+
+    if (len >= AGENT_MAX_EXEC_JSON) {
+        agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD,
+                         "EXEC payload is %zu bytes; the limit is %u bytes", len,
+                         AGENT_MAX_EXEC_JSON - 1);
+        return;
+    }
+    char err[512] = "";
+    json_error_t je;
+    json_t *root =
+        json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    char **argv = NULL, **envp = NULL;
+    _cleanup_free_ char *cwd = NULL;
+    if (!root || !json_is_object(root)) {
+        agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD, "EXEC payload is not a JSON object%s%s",
+                         root ? "" : ": ", root ? "" : je.text);
+        json_decref(root);
+        return;
+    }
+    json_t *jargv = json_object_get(root, "argv");
+    json_t *jin = json_object_get(root, "stdin");
+    json_t *env = json_object_get(root, "env");
+    const char *shell = NULL, *state = "default", *cwd_in = NULL;
+    uint64_t timeout = 0, out_limit = 0, err_limit = 0;
+    struct agent_limits limits = a->cfg.limits;
+    if (!get_str(root, "shell", &shell, err, sizeof(err)) ||
+        !get_str(root, "state", &state, err, sizeof(err)) ||
+        !get_str(root, "cwd", &cwd_in, err, sizeof(err)) ||
+        !get_u64(root, "timeout_ms", &timeout, err, sizeof(err)) ||
+        !get_u64(root, "stdout_limit", &out_limit, err, sizeof(err)) ||
+        !get_u64(root, "stderr_limit", &err_limit, err, sizeof(err)) ||
+        !limits_parse(root, &limits, err, sizeof(err)) || !env_valid(env, err, sizeof(err)))
+        goto bad;
+    if (jin && !json_is_null(jin) && !json_is_string(jin)) {
+        snprintf(err, sizeof(err), "\"stdin\" must be a string");
+        goto bad;
+    }
+    if (!state)
+        state = "default";
+    if ((jargv && !json_is_null(jargv)) == !!shell) {
+        snprintf(err, sizeof(err), "exactly one of \"argv\" and \"shell\" is required");
+        goto bad;
+    }
+    if (timeout > UINT64_C(1) << 40) {
+        snprintf(err, sizeof(err), "\"timeout_ms\" is too large");
+        goto bad;
+    }
+    cwd = cwd_in ? agent_resolve_path(a, cwd_in) : obx_xstrdup(a->cfg.workspace);
+    struct stat cst;
+    if (stat(cwd, &cst) < 0 || !S_ISDIR(cst.st_mode)) {
+        snprintf(err, sizeof(err), "\"cwd\": %.300s: %s", cwd,
+                 access(cwd, F_OK) < 0 ? strerror(errno) : strerror(ENOTDIR));
+        goto bad;
+    }
+
+    r->id = id;
+    r->status_fd = r->stdin_fd = r->ctl_fd = r->out[0].fd = r->out[1].fd = -1;
+    if (shell) {
+        if (agent_shell_prepare(a, r, state, shell, cwd_in != NULL, env, &argv, err, sizeof(err)) <
+            0) {
+            request_free(r);
+            goto bad;
+        }
+    } else if (!(argv = argv_parse(jargv, err, sizeof(err)))) {
+        goto bad;
+    }
+    envp = env_build(a, env);
+
+    struct agent_spawn sp = {.argv = argv, .envp = envp, .cwd = cwd, .limits = limits};
+    const char *in = jin && json_is_string(jin) ? json_string_value(jin) : NULL;
+    int rr = request_spawn(r, &sp, in, in ? json_string_length(jin) : 0);
+    strv_free(argv);
+    strv_free(envp);
+    json_decref(root);
+    if (rr < 0) {
+        request_free(r);
+        agent_send_error(a, id, OBX_ERR_EXECUTION_FAILED, "cannot start the command: %s",
+                         strerror(-rr));
+        return;
+    }
+    r->used = true;
+    r->start_ms = agent_now_ms();
+    r->deadline_ms = timeout ? r->start_ms + timeout : 0;
+    r->out[0].type = OBX_AF_STDOUT;
+    r->out[1].type = OBX_AF_STDERR;
+    r->out[0].limit = out_limit ? out_limit : AGENT_DEFAULT_OUTPUT_LIMIT;
+    r->out[1].limit = err_limit ? err_limit : AGENT_DEFAULT_OUTPUT_LIMIT;
+    return;
+bad:
+    json_decref(root);
+    agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD, "EXEC: %s", err);
+}
+
+size_t agent_utf8_incomplete_tail(const uint8_t *p, size_t n)
+{
+    for (size_t back = 1; back <= 3 && back <= n; back++) {
+        uint8_t c = p[n - back];
+        if ((c & 0xc0) == 0x80)
+            continue;
+        if (c < 0xc0)
+            return 0;
+        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        return back < need ? back : 0;
+    }
+    return 0;
+}
+
+/* Sends data[0..n) within the stream's limit. data starts on a character boundary. */
+static void stream_emit(struct agent *a, struct agent_request *r, struct agent_stream *s,
+                        const uint8_t *data, size_t n)
+{
+    if (s->truncated || n == 0)
+        return;
+    uint64_t room = s->limit - s->kept;
+    size_t take = n;
+    if ((uint64_t)n > room) {
+        take = obx_utf8_cut((const char *)data, n, (size_t)room);
+        s->truncated = true;
+    }
+    if (take > 0)
+        agent_send(a, s->type, r->id, data, take);
+    s->kept += take;
+}
+
+static void stream_close(struct agent *a, struct agent_request *r, struct agent_stream *s)
+{
+    closep_fd(&s->fd);
+    stream_emit(a, r, s, s->hold, s->hold_len);
+    s->hold_len = 0;
+}
+
+int agent_stream_read(struct agent *a, struct agent_request *r, struct agent_stream *s)
+{
+    static uint8_t buf[OBX_AGENT_OUTPUT_CHUNK];
+    if (s->fd < 0)
+        return 0;
+    memcpy(buf, s->hold, s->hold_len);
+    ssize_t n = read(s->fd, buf + s->hold_len, sizeof(buf) - s->hold_len);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return -EAGAIN;
+        n = 0; /* treat errors as EOF */
+    }
+    if (n == 0) {
+        stream_close(a, r, s);
+        return 0;
+    }
+    size_t total = s->hold_len + (size_t)n;
+    size_t tail = agent_utf8_incomplete_tail(buf, total);
+    stream_emit(a, r, s, buf, total - tail);
+    if (s->truncated)
+        tail = 0;
+    memcpy(s->hold, buf + total - tail, tail);
+    s->hold_len = tail;
+    return 1;
+}
+
+void agent_request_stdin_write(struct agent_request *r)
+{
+    while (r->stdin_fd >= 0 && r->stdin_off < r->stdin_len) {
+        ssize_t n = write(r->stdin_fd, r->stdin_buf + r->stdin_off, r->stdin_len - r->stdin_off);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                return;
+            if (errno == EINTR)
+                continue;
+            break; /* EPIPE: the child does not read its stdin */
+        }
+        r->stdin_off += (size_t)n;
+    }
+    closep_fd(&r->stdin_fd);
+    free(r->stdin_buf);
+    r->stdin_buf = NULL;
+}
+
+void agent_request_status_read(struct agent_request *r)
+{
+    if (r->status_fd < 0)
+        return;
+    int st;
+    ssize_t n = read(r->status_fd, &st, sizeof(st));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n == (ssize_t)sizeof(st) && !r->leader_done) {
+        r->leader_done = true;
+        r->leader_status = st;
+    }
+    closep_fd(&r->status_fd);
+}
+
+static void request_kill(struct agent_request *r, uint64_t now)
+{
+    if (r->killing)
+        return;
+    r->killing = true;
+    r->kill_deadline_ms = now + AGENT_KILL_GRACE_MS;
+    r->grace_ms = 0;
+    closep_fd(&r->stdin_fd);
+    if (r->ctl_fd >= 0 && write(r->ctl_fd, "K", 1) < 0 && errno != EAGAIN)
+        closep_fd(&r->ctl_fd); /* closing it asks the monitor to kill, too */
+}
+
+void agent_exec_cancel(struct agent *a, uint32_t id)
+{
+    struct agent_request *r = agent_request_find(a, id);
+    /* After the leader exited the request is only waiting for EOF: nothing left to cancel. */
+    if (!r || r->leader_done || r->killing)
+        return;
+    r->canceled = true;
+    request_kill(r, agent_now_ms());
+}
+
+static void linger_add(struct agent *a, pid_t pid, int ctl_fd)
+{
+    if (a->n_linger == a->cap_linger) {
+        a->cap_linger = a->cap_linger ? a->cap_linger * 2 : 8;
+        a->linger = obx_xrealloc(a->linger, a->cap_linger * sizeof(*a->linger));
+    }
+    a->linger[a->n_linger++] = (struct agent_linger){pid, ctl_fd};
+}
+
+static void request_finish(struct agent *a, struct agent_request *r)
+{
+    for (int i = 0; i < 2; i++) {
+        struct agent_stream *s = &r->out[i];
+        /* Take what is already buffered in the pipe (bounded: a background job may keep
+         * writing) before closing it. */
+        for (int k = 0; k < 64; k++)
+            if (agent_stream_read(a, r, s) <= 0)
+                break;
+        stream_close(a, r, s);
+    }
+    int code = -1, sig = 0;
+    if (r->timed_out || r->canceled) {
+        sig = SIGKILL;
+    } else if (WIFEXITED(r->leader_status)) {
+        code = WEXITSTATUS(r->leader_status);
+    } else if (WIFSIGNALED(r->leader_status)) {
+        sig = WTERMSIG(r->leader_status);
+    }
+    agent_shell_finish(r);
+    json_t *o = json_pack("{s:i, s:i, s:b, s:b, s:b, s:b, s:I}", "exit_code", code, "signal", sig,
+                          "timed_out", r->timed_out, "canceled", r->canceled, "stdout_truncated",
+                          r->out[0].truncated, "stderr_truncated", r->out[1].truncated,
+                          "duration_ms", (json_int_t)(agent_now_ms() - r->start_ms));
+    agent_send_json(a, OBX_AF_EXIT, r->id, o);
+    if (!r->monitor_done && r->monitor > 0) {
+        linger_add(a, r->monitor, r->ctl_fd);
+        r->ctl_fd = -1;
+    }
+    request_free(r);
+}
+
+uint64_t agent_request_tick(struct agent *a, struct agent_request *r, uint64_t now)
+{
+    if (!r->used)
+        return 0;
+    if (!r->killing && !r->leader_done && r->deadline_ms && now >= r->deadline_ms) {
+        r->timed_out = true;
+        request_kill(r, now);
+    }
+    if (r->killing && !r->monitor_done && now >= r->kill_deadline_ms) {
+        agent_log("request %u: monitor %d did not finish killing; giving up", r->id,
+                  (int)r->monitor);
+        (void)kill(r->monitor, SIGKILL);
+        r->monitor_done = true;
+    }
+    bool ended = r->killing ? r->monitor_done : r->leader_done;
+    if (!ended)
+        return r->killing ? r->kill_deadline_ms : r->deadline_ms;
+    if (r->out[0].fd < 0 && r->out[1].fd < 0) {
+        request_finish(a, r);
+        return 0;
+    }
+    if (!r->grace_ms)
+        r->grace_ms = now + AGENT_EOF_GRACE_MS;
+    if (now < r->grace_ms)
+        return r->grace_ms;
+    /* While the outbound queue is full the pipes are not read; do not lose what the leader
+     * wrote before it exited just because the worker is slow. */
+    if (a->outq.bytes > AGENT_BACKPRESSURE_BYTES) {
+        r->grace_ms = now + AGENT_EOF_GRACE_MS;
+        return r->grace_ms;
+    }
+    request_finish(a, r);
+    return 0;
+}
+
+void agent_child_reaped(struct agent *a, pid_t pid, int status)
+{
+    for (size_t i = 0; i < AGENT_MAX_REQUESTS; i++) {
+        struct agent_request *r = &a->req[i];
+        if (!r->used || r->monitor != pid)
+            continue;
+        r->monitor_done = true;
+        r->monitor_status = status;
+        agent_request_status_read(r);
+        if (!r->leader_done) {
+            /* The monitor died without a word (killed from inside the box?). */
+            r->leader_done = true;
+            r->leader_status = WIFSIGNALED(status) ? status : (127 << 8);
+        }
+        return;
+    }
+    for (size_t i = 0; i < a->n_linger; i++) {
+        if (a->linger[i].pid != pid)
+            continue;
+        if (a->linger[i].ctl_fd >= 0)
+            close(a->linger[i].ctl_fd);
+        a->linger[i] = a->linger[--a->n_linger];
+        return;
+    }
+    /* Anything else is an orphan re-parented to us (PID 1 or subreaper): reaping is all. */
+}
+
+void agent_exec_shutdown(struct agent *a)
+{
+    if (a->pid1)
+        (void)kill(-1, SIGKILL);
+    agent_proc_kill_children();
+    for (size_t i = 0; i < AGENT_MAX_REQUESTS; i++)
+        if (a->req[i].used) {
+            if (a->req[i].state_new)
+                (void)unlink(a->req[i].state_new);
+            request_free(&a->req[i]);
+        }
+    for (size_t i = 0; i < a->n_linger; i++)
+        if (a->linger[i].ctl_fd >= 0)
+            close(a->linger[i].ctl_fd);
+    free(a->linger);
+    a->linger = NULL;
+    a->n_linger = a->cap_linger = 0;
+}

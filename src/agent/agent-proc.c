@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Process handling for EXEC: each request runs under its own small "monitor" process, a fork of
+ * the agent that forks and execs the user's command (the "leader").
+ *
+ * Why a monitor: a timeout or cancel must leave no process of the request behind, including ones
+ * that left the process group with setsid() or double-forked so that their parent exited. Those
+ * cannot be found by process group or session, and once their parent is gone the ppid chain to the
+ * request is lost too. The monitor makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so
+ * every orphan of the request's tree is re-parented to the monitor instead of to PID 1 -- the
+ * request's processes are, at every moment, exactly the monitor's descendants. To kill them the
+ * monitor SIGKILLs the leader's group and then repeatedly SIGKILLs its direct children (found by
+ * ppid in /proc) and reaps them; the orphans of a killed child become its children before that
+ * child can be reaped, so the loop ends only when nothing is left. Direct children cannot be
+ * reaped by anyone else, so no pid can be recycled under us between the scan and the kill.
+ *
+ * The monitor reports the leader's wait status to the agent over a status pipe, keeps reaping
+ * background jobs after the leader exited, and exits once it has no children. It kills its whole
+ * tree when its control pipe becomes readable: the agent writes a byte on timeout/cancel, and the
+ * kernel closes the pipe if the agent dies.
+ */
+#include "agent-internal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+extern char **environ;
+
+/* Fixed descriptors inside the monitor. */
+enum {
+    MON_CHILD_STDIN = 0,
+    MON_CHILD_STDOUT = 1,
+    MON_CHILD_STDERR = 3,
+    MON_CTL = 4,
+    MON_STATUS = 5,
+    MON_FIRST_FREE = 6,
+};
+
+void agent_proc_close_from(int from)
+{
+    if (close_range((unsigned)from, ~0u, 0) == 0)
+        return;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        int dfd = dirfd(d);
+        int fds[256];
+        size_t n;
+        do {
+            /* Collect first, close after: closing while iterating confuses readdir. */
+            n = 0;
+            rewinddir(d);
+            struct dirent *de;
+            while ((de = readdir(d)) && n < OBX_ARRAY_SIZE(fds)) {
+                char *end;
+                long fd = strtol(de->d_name, &end, 10);
+                if (*end || end == de->d_name || fd < from || fd == dfd)
+                    continue;
+                fds[n++] = (int)fd;
+            }
+            for (size_t i = 0; i < n; i++)
+                close(fds[i]);
+        } while (n == OBX_ARRAY_SIZE(fds));
+        closedir(d);
+        return;
+    }
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536)
+        max = 65536;
+    for (long fd = from; fd < max; fd++)
+        close((int)fd);
+}
+
+/* Sends sig to every process whose parent is self; returns how many, or -errno when /proc cannot
+ * be read. */
+static int signal_children(pid_t self, int sig)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -errno;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || end == de->d_name || pid <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t len = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        buf[len] = '\0';
+        /* "pid (comm) state ppid ...": comm may hold anything, so parse after the last ')'. */
+        char *p = strrchr(buf, ')');
+        if (!p)
+            continue;
+        char state;
+        long ppid;
+        if (sscanf(p + 1, " %c %ld", &state, &ppid) != 2 || ppid != self)
+            continue;
+        if (kill((pid_t)pid, sig) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+void agent_proc_kill_children(void)
+{
+    pid_t self = getpid();
+    for (;;) {
+        int n = signal_children(self, SIGKILL);
+        int st;
+        pid_t p;
+        if (n < 0) {
+            /* No /proc: we cannot find the children; reap what dies within a second. */
+            for (int i = 0; i < 200; i++) {
+                p = waitpid(-1, &st, WNOHANG);
+                if (p < 0 && errno == ECHILD)
+                    return;
+                if (p == 0)
+                    usleep(5000);
+            }
+            return;
+        }
+        p = waitpid(-1, &st, 0);
+        if (p < 0 && errno == ECHILD)
+            return;
+    }
+}
+
+static void set_limit(int resource, uint64_t value)
+{
+    struct rlimit cur, rl;
+    rlim_t v = (rlim_t)value;
+    if (getrlimit(resource, &cur) == 0 && cur.rlim_max != RLIM_INFINITY && v > cur.rlim_max)
+        v = cur.rlim_max;
+    rl.rlim_cur = rl.rlim_max = v;
+    (void)setrlimit(resource, &rl);
+}
+
+/* In the forked leader: become the command. Never returns. */
+static void __attribute__((noreturn)) child_exec(const struct agent_spawn *sp)
+{
+    (void)setpgid(0, 0);
+    if (dup2(MON_CHILD_STDERR, STDERR_FILENO) < 0)
+        _exit(127);
+    for (int sig = 1; sig < NSIG; sig++)
+        (void)signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    agent_proc_close_from(3);
+
+    if (sp->limits.memory_bytes)
+        set_limit(RLIMIT_AS, sp->limits.memory_bytes);
+    if (sp->limits.nproc)
+        set_limit(RLIMIT_NPROC, sp->limits.nproc);
+    if (sp->limits.fsize_bytes)
+        set_limit(RLIMIT_FSIZE, sp->limits.fsize_bytes);
+    if (sp->limits.cpu_sec)
+        set_limit(RLIMIT_CPU, sp->limits.cpu_sec);
+    if (sp->limits.nofile)
+        set_limit(RLIMIT_NOFILE, sp->limits.nofile);
+    set_limit(RLIMIT_CORE, 0);
+
+    if (chdir(sp->cwd) < 0) {
+        dprintf(STDERR_FILENO, "onlyboxes-agent: cannot change directory to %s: %s\n", sp->cwd,
+                strerror(errno));
+        _exit(127);
+    }
+    /* execvp searches the PATH of environ, so the child's environment must be in place first. */
+    environ = sp->envp;
+    execvp(sp->argv[0], sp->argv);
+    int e = errno;
+    dprintf(STDERR_FILENO, "onlyboxes-agent: cannot run %s: %s\n", sp->argv[0], strerror(e));
+    _exit(e == ENOENT || e == ENOTDIR ? 127 : 126);
+}
+
+/* Moves the descriptors the monitor keeps to fixed numbers and closes everything else. */
+static int monitor_fds(const struct agent_spawn *sp, int ctl_rd, int status_wr)
+{
+    const int src[] = {sp->stdin_fd, sp->stdout_fd, sp->stderr_fd, ctl_rd, status_wr};
+    const int dst[] = {MON_CHILD_STDIN, MON_CHILD_STDOUT, MON_CHILD_STDERR, MON_CTL, MON_STATUS};
+    int tmp[OBX_ARRAY_SIZE(src)];
+    /* Copies above every target first, so no dup2 below overwrites a source still needed. */
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(src); i++) {
+        tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, MON_FIRST_FREE);
+        if (tmp[i] < 0)
+            return -errno;
+    }
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(src); i++)
+        if (dup2(tmp[i], dst[i]) < 0)
+            return -errno;
+    agent_proc_close_from(MON_FIRST_FREE);
+    (void)fcntl(MON_CTL, F_SETFD, FD_CLOEXEC);
+    (void)fcntl(MON_STATUS, F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
+static void __attribute__((noreturn)) monitor_kill_all(pid_t leader, bool leader_reaped)
+{
+    if (!leader_reaped) {
+        /* The leader is not reaped, so its pid (and group id) cannot have been reused. */
+        (void)kill(-leader, SIGKILL);
+        (void)kill(leader, SIGKILL);
+    }
+    agent_proc_kill_children();
+    _exit(0);
+}
+
+static void __attribute__((noreturn))
+monitor_main(const struct agent_spawn *sp, int ctl_rd, int status_wr)
+{
+    if (monitor_fds(sp, ctl_rd, status_wr) < 0)
+        _exit(120);
+    (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+    (void)prctl(PR_SET_NAME, "obx-monitor");
+    /* A stray SIGTERM/SIGINT must not take the monitor away from its tree. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    pid_t leader = fork();
+    if (leader < 0) {
+        int st = (127 << 8);
+        dprintf(MON_CHILD_STDERR, "onlyboxes-agent: fork: %s\n", strerror(errno));
+        (void)!write(MON_STATUS, &st, sizeof(st));
+        _exit(0);
+    }
+    if (leader == 0)
+        child_exec(sp);
+    (void)setpgid(leader, leader);
+
+    /* The monitor must not hold the child's pipes, or EOF would never come. */
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    close(MON_CHILD_STDERR);
+    if (devnull >= 0) {
+        dup2(devnull, STDIN_FILENO);
+        dup2(devnull, STDOUT_FILENO);
+        if (devnull > STDOUT_FILENO)
+            close(devnull);
+    } else {
+        close(STDIN_FILENO);
+        close(STDOUT_FILENO);
+    }
+
+    bool leader_reaped = false;
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = MON_CTL, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        int n = poll(pfd, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 50);
+        if (n < 0 && errno != EINTR)
+            monitor_kill_all(leader, leader_reaped);
+        if (pfd[0].revents)
+            monitor_kill_all(leader, leader_reaped);
+        if (sfd >= 0 && pfd[1].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == sizeof(si))
+                ;
+        }
+        for (;;) {
+            int st;
+            pid_t p = waitpid(-1, &st, WNOHANG);
+            if (p > 0 && p == leader) {
+                leader_reaped = true;
+                (void)!write(MON_STATUS, &st, sizeof(st));
+                close(MON_STATUS);
+                continue;
+            }
+            if (p > 0)
+                continue;
+            if (p < 0 && errno == ECHILD && leader_reaped)
+                _exit(0);
+            break;
+        }
+    }
+}
+
+pid_t agent_proc_spawn(const struct agent_spawn *sp, int ctl_rd, int status_wr)
+{
+    pid_t m = fork();
+    if (m < 0)
+        return -errno;
+    if (m == 0)
+        monitor_main(sp, ctl_rd, status_wr);
+    return m;
+}
