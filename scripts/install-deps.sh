@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Installs what building and testing onlyboxes needs on Debian/Ubuntu. Idempotent and quiet: when
+# everything is already there it touches nothing (no apt-get update).
+set -euo pipefail
+
+# Debian package -> a command or file that proves it is installed.
+declare -A need=(
+    [build-essential]=/usr/bin/make
+    [cmake]=/usr/bin/cmake
+    [pkg-config]=/usr/bin/pkg-config
+    [libjansson-dev]=/usr/include/jansson.h
+    [libcmocka-dev]=/usr/include/cmocka.h
+    [bubblewrap]=/usr/bin/bwrap
+    [python3]=/usr/bin/python3
+    [clang-format-14]=/usr/bin/clang-format-14
+    [curl]=/usr/bin/curl
+    [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
+    [coreutils]=/usr/bin/timeout
+)
+
+missing=()
+for pkg in "${!need[@]}"; do
+    [[ -e "${need[$pkg]}" ]] || missing+=("$pkg")
+done
+# The sanitizer build needs the ASan/UBSan runtimes that come with gcc.
+if ! compgen -G '/usr/lib/gcc/*/*/libasan.so' >/dev/null; then
+    missing+=(build-essential)
+fi
+# Node >= 18 runs the integration tests (the SDK needs it); Node 22 for the Inspector and the
+# conformance suite is fetched by npx.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null ||
+    (($(node -p 'process.versions.node.split(".")[0]') < 18)); then
+    missing+=(nodejs npm)
+fi
+
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if ((EUID != 0)); then
+    sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"

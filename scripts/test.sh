@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The one test command, for developers and CI alike:
+#   dependencies, formatting, source checks, build + unit tests, integration tests through the
+#   MCP SDK client, the conformance suite, then build + unit + integration tests again under
+#   ASan/UBSan.
+# Stops at the first failing stage and names it. Each stage prints its duration.
+#
+# Environment:
+#   OBX_SKIP_DEPS=1     do not run scripts/install-deps.sh
+#   OBX_SKIP_ASAN=1     skip the sanitizer stages (quicker local runs; CI runs them)
+#   OBX_SKIP_NODE22=1   skip what needs Node 22 from npx (Inspector, conformance suite)
+#   OBX_JOBS=N          parallel build jobs (default: number of CPUs)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+jobs="${OBX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+suite_start=$SECONDS
+current=""
+
+on_exit() {
+    local rc=$?
+    if ((rc != 0)) && [[ -n "$current" ]]; then
+        echo
+        echo "test.sh: FAILED at stage '$current' (exit $rc) after $((SECONDS - suite_start)) s" >&2
+    fi
+}
+trap on_exit EXIT
+
+# stage NAME CMD...: runs CMD, reports its duration, and stops everything on failure.
+stage() {
+    local name="$1"
+    shift
+    current="$name"
+    local t0=$SECONDS
+    echo
+    echo "=== stage: $name ==="
+    "$@"
+    echo "=== stage: $name: ok ($((SECONDS - t0)) s) ==="
+    current=""
+}
+
+install_deps() {
+    bash scripts/install-deps.sh
+}
+
+check_format() {
+    local cf
+    cf="$(command -v clang-format-14 || true)"
+    if [[ -z "$cf" ]]; then
+        echo "clang-format-14 not found (scripts/install-deps.sh installs it)" >&2
+        return 1
+    fi
+    local files=()
+    mapfile -t files < <(find src tests/unit -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null | sort)
+    if ((${#files[@]} == 0)); then
+        echo "no C sources found"
+        return 0
+    fi
+    "$cf" --dry-run --Werror "${files[@]}"
+    echo "${#files[@]} files formatted"
+}
+
+check_source() {
+    if [[ -f scripts/check-source.sh ]]; then
+        bash scripts/check-source.sh
+    else
+        echo "scripts/check-source.sh not present; skipped"
+    fi
+}
+
+# build DIR CMAKE_ARGS...
+build() {
+    local dir="$1"
+    shift
+    mkdir -p "$dir"
+    cmake -S . -B "$dir" -DOBX_WERROR=ON "$@" >"$dir/configure.log" 2>&1 || {
+        cat "$dir/configure.log" >&2
+        return 1
+    }
+    cmake --build "$dir" --parallel "$jobs"
+}
+
+unit_tests() {
+    local dir="$1"
+    ctest --test-dir "$dir" --output-on-failure --timeout 300 -j "$jobs"
+}
+
+npm_ci() {
+    (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+integration_tests() {
+    local bin="$1"
+    (cd tests/integration && OBX_BIN="$bin" npm test)
+}
+
+conformance() {
+    if [[ "${OBX_SKIP_NODE22:-}" == 1 ]]; then
+        echo "OBX_SKIP_NODE22=1: conformance suite skipped"
+        return 0
+    fi
+    OBX_BIN="$1" bash tests/integration/conformance.sh
+}
+
+# The sanitizer build: every ASan report is fatal, leaks included; UBSan stops at the first
+# finding (the build uses -fno-sanitize-recover).
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86:strict_string_checks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+if [[ "${OBX_SKIP_DEPS:-}" != 1 ]]; then
+    stage "install dependencies" install_deps
+fi
+stage "clang-format" check_format
+stage "source checks" check_source
+stage "build (build/)" build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+stage "unit tests (build/)" unit_tests build
+stage "npm ci (tests/integration)" npm_ci
+stage "integration tests (build/)" integration_tests "$root/build/onlyboxes"
+stage "conformance suite (build/)" conformance "$root/build/onlyboxes"
+if [[ "${OBX_SKIP_ASAN:-}" != 1 ]]; then
+    stage "build (build-asan/, ASan+UBSan)" build build-asan -DCMAKE_BUILD_TYPE=Debug -DOBX_SANITIZE=ON
+    stage "unit tests (build-asan/)" unit_tests build-asan
+    stage "integration tests (build-asan/)" integration_tests "$root/build-asan/onlyboxes"
+fi
+
+echo
+echo "test.sh: all stages passed in $((SECONDS - suite_start)) s"

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+// The script-facing subcommands: exec, python, call. They behave like the commands they wrap:
+// output on the right stream, the program's exit status as their own.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { describeRun, runCli } from './lib.mjs';
+
+describe('onlyboxes exec', () => {
+  test('passes stdout, stderr and the exit status through', () => {
+    const r = runCli(['exec', '--', 'sh', '-c', 'echo out; echo err >&2; exit 7']);
+    assert.equal(r.status, 7, describeRun(r));
+    assert.equal(r.stdout, 'out\n', describeRun(r));
+    assert.match(r.stderr, /err/, describeRun(r));
+  });
+
+  test('runs in a box, not on the host', () => {
+    const r = runCli(['exec', '--', 'sh', '-c', 'pwd; cat /proc/net/dev | tail -n +3 | cut -d: -f1']);
+    assert.equal(r.status, 0, describeRun(r));
+    assert.equal(r.stdout.split('\n')[0], '/workspace', describeRun(r));
+    assert.deepEqual(r.stdout.split('\n').slice(1).map((s) => s.trim()).filter(Boolean), ['lo']);
+  });
+
+  test('--help prints usage and exits 0', () => {
+    const r = runCli(['exec', '--help']);
+    assert.equal(r.status, 0, describeRun(r));
+    assert.match(r.stdout + r.stderr, /usage/i, describeRun(r));
+  });
+});
+
+describe('onlyboxes python', () => {
+  test('-c CODE', () => {
+    const r = runCli(['python', '-c', 'print(6*7)']);
+    assert.equal(r.status, 0, describeRun(r));
+    assert.equal(r.stdout, '42\n', describeRun(r));
+  });
+
+  test('- reads the code from stdin', () => {
+    const r = runCli(['python', '-'], { input: 'print(1)\n' });
+    assert.equal(r.status, 0, describeRun(r));
+    assert.equal(r.stdout, '1\n', describeRun(r));
+  });
+
+  test("the program's exit status and stderr come through", () => {
+    const r = runCli(['python', '-c', 'import sys; print("bad", file=sys.stderr); sys.exit(4)']);
+    assert.equal(r.status, 4, describeRun(r));
+    assert.match(r.stderr, /bad/, describeRun(r));
+  });
+});
+
+describe('onlyboxes call', () => {
+  test('prints the tool result as JSON', () => {
+    const r = runCli(['call', 'echo', '{"message":"hi"}']);
+    assert.equal(r.status, 0, describeRun(r));
+    let out;
+    assert.doesNotThrow(() => {
+      out = JSON.parse(r.stdout);
+    }, `stdout is not JSON: ${describeRun(r)}`);
+    assert.equal(out.structuredContent?.message, 'hi', describeRun(r));
+  });
+
+  test('arguments that are not JSON are a clear error', () => {
+    const r = runCli(['call', 'echo', 'not json']);
+    assert.notEqual(r.status, 0, describeRun(r));
+    assert.ok(r.stderr.trim().length > 0, `no error message on stderr: ${describeRun(r)}`);
+    assert.match(r.stderr, /json/i, describeRun(r));
+  });
+
+  test('a tool error is a non-zero exit', () => {
+    const r = runCli(['call', 'echo', '{"message":"  "}']);
+    assert.notEqual(r.status, 0, describeRun(r));
+    assert.match(r.stdout + r.stderr, /message/, describeRun(r));
+  });
+});

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+// The tool catalogue and the stateless tools (echo, pythonExec) through the official SDK client,
+// as an MCP client such as Claude Code sees them.
+
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { marker, serverTest, sharedServer } from './lib.mjs';
+
+const server = sharedServer();
+
+describe('tools/list', () => {
+  serverTest('lists exactly the four tools, each fully described', { server }, async (srv) => {
+    const { tools, nextCursor } = await srv.client.listTools();
+    assert.equal(nextCursor, undefined);
+    assert.deepEqual(tools.map((t) => t.name).sort(), [
+      'echo',
+      'pythonExec',
+      'readImage',
+      'terminalExec',
+    ]);
+    for (const t of tools) {
+      assert.equal(typeof t.description, 'string', `${t.name} needs a description`);
+      assert.ok(t.description.length > 0, `${t.name} needs a description`);
+      assert.equal(t.inputSchema?.type, 'object', `${t.name} inputSchema.type`);
+      for (const k of ['anyOf', 'oneOf', 'allOf']) {
+        assert.equal(t.inputSchema[k], undefined, `${t.name} inputSchema has top-level ${k}`);
+      }
+    }
+    const byName = Object.fromEntries(tools.map((t) => [t.name, t]));
+    for (const name of ['echo', 'pythonExec', 'terminalExec']) {
+      assert.equal(byName[name].outputSchema?.type, 'object', `${name} outputSchema`);
+    }
+    assert.deepEqual(byName.echo.inputSchema.required, ['message']);
+    assert.deepEqual(byName.pythonExec.inputSchema.required, ['code']);
+    assert.deepEqual(byName.terminalExec.inputSchema.required, ['command']);
+    assert.deepEqual([...byName.readImage.inputSchema.required].sort(), ['file_path', 'session_id']);
+  });
+});
+
+describe('echo', () => {
+  serverTest('returns the message', { server }, async (srv) => {
+    const msg = `hello ${marker()} ünïcödé ✓`;
+    const r = await srv.call('echo', { message: msg });
+    assert.notEqual(r.isError, true);
+    assert.deepEqual(r.structuredContent, { message: msg });
+    // The same result serialised in a text item, for clients without structured output.
+    const text = r.content.find((c) => c.type === 'text');
+    assert.ok(text, 'a text item is expected next to structuredContent');
+    assert.deepEqual(JSON.parse(text.text), { message: msg });
+  });
+
+  serverTest('a blank message is an error naming the field', { server }, async (srv) => {
+    const text = await srv.fails('echo', { message: '   ' });
+    assert.match(text, /message/);
+  });
+
+  serverTest('a missing message is an error naming the field', { server }, async (srv) => {
+    const text = await srv.fails('echo', {});
+    assert.match(text, /message/);
+  });
+
+  serverTest('an unknown argument is an error naming it', { server }, async (srv) => {
+    const text = await srv.fails('echo', { message: 'hi', bogus_arg: 1 });
+    assert.match(text, /bogus_arg/);
+  });
+
+  serverTest('a wrongly typed argument is an error naming it', { server }, async (srv) => {
+    const text = await srv.fails('echo', { message: 'hi', timeout_ms: 'soon' });
+    assert.match(text, /timeout_ms/);
+  });
+
+  serverTest('an unknown tool is JSON-RPC error -32602', { server }, async (srv) => {
+    await assert.rejects(srv.call('noSuchTool', {}), (e) => {
+      assert.ok(e instanceof McpError, `expected McpError, got ${e}`);
+      assert.equal(e.code, -32602);
+      return true;
+    });
+    // The connection survives it.
+    assert.deepEqual((await srv.ok('echo', { message: 'x' })).message, 'x');
+  });
+});
+
+describe('pythonExec', () => {
+  serverTest('print(1)', { server }, async (srv) => {
+    const r = await srv.ok('pythonExec', { code: 'print(1)' });
+    assert.equal(r.output, '1\n');
+    assert.equal(r.exit_code, 0);
+    assert.equal(r.stderr, '');
+  });
+
+  serverTest('a non-zero exit is a result, not an error', { server }, async (srv) => {
+    const r = await srv.ok('pythonExec', { code: 'import sys\nprint("bye")\nsys.exit(3)' });
+    assert.equal(r.exit_code, 3);
+    assert.equal(r.output, 'bye\n');
+  });
+
+  serverTest('stderr and exceptions are captured', { server }, async (srv) => {
+    const r = await srv.ok('pythonExec', {
+      code: 'import sys\nprint("warn", file=sys.stderr)\nraise ValueError("boom")',
+    });
+    assert.match(r.stderr, /warn/);
+    assert.match(r.stderr, /ValueError: boom/);
+    assert.equal(r.exit_code, 1);
+  });
+
+  serverTest('missing code is an error naming "code"', { server }, async (srv) => {
+    assert.match(await srv.fails('pythonExec', {}), /code/);
+    assert.match(await srv.fails('pythonExec', { code: ' \n\t' }), /code/);
+  });
+
+  serverTest('timeout_ms out of range is an error naming it', { server }, async (srv) => {
+    for (const bad of [0, -5, 600001, 1.5]) {
+      const text = await srv.fails('pythonExec', { code: 'print(1)', timeout_ms: bad });
+      assert.match(text, /timeout_ms/, `timeout_ms=${bad}`);
+    }
+  });
+
+  serverTest('each call gets a fresh box: files do not survive', { server }, async (srv) => {
+    const name = `state-${marker()}.txt`;
+    const w = await srv.ok('pythonExec', {
+      code: `import os\nopen(${JSON.stringify(name)}, "w").write("x")\nprint(os.path.exists(${JSON.stringify(name)}))`,
+    });
+    assert.equal(w.output, 'True\n');
+    const r = await srv.ok('pythonExec', {
+      code: `import os\nprint(os.path.exists(${JSON.stringify(name)}))`,
+    });
+    assert.equal(r.output, 'False\n');
+  });
+
+  serverTest('streams progress while the code runs', { server }, async (srv) => {
+    const progress = [];
+    const code = [
+      'import time',
+      'for i in range(5):',
+      '    print("tick", i, flush=True)',
+      '    time.sleep(0.3)',
+    ].join('\n');
+    const r = await srv.call(
+      'pythonExec',
+      { code },
+      { onprogress: (p) => progress.push(p), resetTimeoutOnProgress: true },
+    );
+    assert.notEqual(r.isError, true);
+    assert.equal(r.structuredContent.output, 'tick 0\ntick 1\ntick 2\ntick 3\ntick 4\n');
+    assert.ok(progress.length >= 2, `expected ≥ 2 progress notifications, got ${JSON.stringify(progress)}`);
+    for (let i = 1; i < progress.length; i++) {
+      assert.ok(progress[i].progress > progress[i - 1].progress, `progress must increase: ${JSON.stringify(progress)}`);
+    }
+    const streamed = progress.map((p) => p.message ?? '').join('');
+    assert.match(streamed, /tick 0/, 'progress messages carry the new output');
+  });
+
+  serverTest('several calls run at once', { server }, async (srv) => {
+    // A correctness check of concurrent dispatch: four 1 s sleeps done one after another would
+    // take at least 4 s.
+    const code = 'import time\ntime.sleep(1)\nprint("done")';
+    await srv.ok('pythonExec', { code: 'print(0)' }); // warm-up outside the measured window
+    const t0 = Date.now();
+    const rs = await Promise.all([1, 2, 3, 4].map(() => srv.ok('pythonExec', { code })));
+    const elapsed = Date.now() - t0;
+    for (const r of rs) assert.equal(r.output, 'done\n');
+    assert.ok(elapsed < 3500, `4 concurrent 1 s calls took ${elapsed} ms: they ran one by one`);
+  });
+});
