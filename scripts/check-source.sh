@@ -47,7 +47,7 @@ for f in $files; do
     src/cli/* | src/main.c | src/mcp/stdio.c | src/agent/*) continue ;;
     esac
     # String literals and comments removed first: "stdout" as a JSON field name is fine.
-    sed -e 's/"\([^"\\]\|\\.\)*"/""/g' -e 's|/\*.*\*/||g' -e 's|^\s*\*.*||' "$f" |
+    sed -e 's/"\([^"\\]\|\\.\)*"/""/g' -e 's|/\*.*||' -e 's|^\s*\*.*||' "$f" |
         grep -nE '\b(printf|puts|putchar)[[:space:]]*\(|\bstdout\b|STDOUT_FILENO' |
         while IFS= read -r hit; do
         echo "check-source: $f:$hit: writes to stdout outside the stdio transport"

@@ -56,12 +56,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/runtime.h"
+
 #define OBX_AGENT_PROTOCOL_VERSION "1"
 #define OBX_AGENT_HEADER_SIZE 9u                /* length + type + id */
 #define OBX_AGENT_MAX_FRAME (24u * 1024 * 1024) /* bytes after the length field */
 #define OBX_AGENT_OUTPUT_CHUNK (64u * 1024)     /* largest STDOUT/STDERR frame payload */
-#define OBX_AGENT_WORKSPACE "/workspace"
-#define OBX_AGENT_PATH_IN_BOX "/.onlyboxes/agent" /* where runtimes mount the agent binary */
+#define OBX_AGENT_WORKSPACE OBX_BOX_WORKSPACE
+#define OBX_AGENT_PATH_IN_BOX OBX_BOX_AGENT_PATH
 
 enum obx_agent_frame_type {
     OBX_AF_EXEC = 0x01,

@@ -14,6 +14,10 @@
 #define OBX_LABEL_WORKER "onlyboxes.worker"
 #define OBX_LABEL_SESSION "onlyboxes.session"
 
+/* Inside every box, whatever the runtime. */
+#define OBX_BOX_AGENT_PATH "/.onlyboxes/agent" /* where the agent binary is mounted */
+#define OBX_BOX_WORKSPACE "/workspace"         /* the writable working directory */
+
 struct obx_box_spec {
     const char *agent_path;   /* host path of the onlyboxes-agent binary */
     const char *worker_id;    /* label: the worker (process) that owns the box */

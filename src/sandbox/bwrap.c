@@ -1,10 +1,716 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* placeholder */
-#include "sandbox.h"
+/*
+ * The bubblewrap runtime: finds bwrap, probes once that it can build a box here, and starts each
+ * box as one bwrap process whose PID 1 is the agent, talking over the box's stdin/stdout pipes.
+ * Boxes are started with posix_spawn (no code runs between fork and exec, so it is safe from a
+ * multi-threaded worker) in their own process group. start/stop run on the caller's thread; the
+ * runtime object is read-only after obx_sandbox_runtime_new(), so calls may come from any thread.
+ * The on-disk side (state directory, box directories, stale cleanup) is in bwrap-state.c.
+ */
+#include "bwrap-internal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/random.h"
+
+#define PROBE_TIMEOUT_MS 10000
+#define INFO_TIMEOUT_MS 10000
+#define STOP_GRACE_MS 1000
+#define MIN_VERSION 400  /* 0.4.0: --as-pid-1, --cap-drop, --info-fd, --unshare-cgroup-try */
+#define SIZE_VERSION 800 /* 0.8.0: --size for tmpfs, --disable-userns */
+#define CLEARENV_VERSION 500
+
+#define INSTALL_HINT                                                                        \
+    "install it with: sudo apt-get install bubblewrap (Debian/Ubuntu) or sudo dnf install " \
+    "bubblewrap (Fedora)"
+
+/* Host directories next to /usr: on a merged-/usr system they are symlinks into usr/ and are
+ * recreated as symlinks; elsewhere they are bound read-only. */
+static const char *const sys_dirs[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+
+/* Not the whole /etc. When the worker runs as host root, the box's uid 1000 is host uid 0 (the
+ * user namespace maps the sandbox user onto the uid that started bwrap); without capabilities it
+ * cannot override permissions, but it owns every root-owned file, so /etc/shadow, /etc/ssl/private
+ * or a root-only config holding a password would be readable. Only what programs need to run is
+ * shown, read-only, and only where the host has it. */
+static const char *const etc_entries[] = {
+    "ld.so.cache", "ld.so.conf",      "ld.so.conf.d",    "alternatives",
+    "ssl/certs",   "ssl/openssl.cnf", "ca-certificates", "ca-certificates.conf",
+    "localtime",   "timezone",        "mime.types",      "magic",
+    "magic.mime",  "nsswitch.conf",   "os-release",      "debian_version",
+    "hosts",       "host.conf",       "protocols",       "services",
+    "gai.conf",    "locale.alias",    "bash.bashrc",     "profile",
+    "inputrc",     "fonts",
+};
+
+struct argv_buf {
+    const char *v[OBX_BWRAP_MAX_ARGS + 1];
+    size_t n;
+    bool overflow;
+};
+
+/* Numbers formatted for one box's argument list; lives as long as the argv. */
+struct box_nums {
+    char uid[16], memory[24], nproc[16], fsize[24], nofile[16], tmp[24], shm[24];
+};
+
+/* What posix_spawn wires up: -1 gives /dev/null for in/out, the caller's stderr for err, and
+ * nothing for info (fd 3). */
+struct spawn_fds {
+    int in, out, err, info;
+};
+
+static struct obx_bwrap_runtime *to_bwrap(struct obx_runtime *rt)
+{
+    return (struct obx_bwrap_runtime *)rt;
+}
+
+static void arg(struct argv_buf *a, const char *s)
+{
+    if (a->n >= OBX_BWRAP_MAX_ARGS) {
+        a->overflow = true;
+        return;
+    }
+    a->v[a->n++] = s;
+    a->v[a->n] = NULL;
+}
+
+static void arg3(struct argv_buf *a, const char *x, const char *y, const char *z)
+{
+    arg(a, x);
+    arg(a, y);
+    if (z)
+        arg(a, z);
+}
+
+static int spawn_process(const char *path, const char *const argv[], const struct spawn_fds *fds,
+                         pid_t *ret)
+{
+    int src[4] = {fds->in, fds->out, fds->err, fds->info};
+    int lifted[4] = {-1, -1, -1, -1};
+    int r = 0;
+    /* dup2 onto 0..3 happens in order: a source that is itself one of 0..3 could be overwritten
+     * by an earlier action, so such sources are moved above 3 first. */
+    for (int i = 0; i < 4; i++) {
+        if (src[i] >= 0 && src[i] < 4) {
+            lifted[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 4);
+            if (lifted[i] < 0) {
+                r = -errno;
+                goto out_close;
+            }
+            src[i] = lifted[i];
+        }
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    for (int i = 0; i < 4; i++) {
+        if (src[i] >= 0)
+            posix_spawn_file_actions_adddup2(&fa, src[i], i);
+        else if (i < 2)
+            posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
+    }
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
+    /* Every fd of ours is O_CLOEXEC; this also covers a library that forgot. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, src[3] >= 0 ? 4 : 3);
+#endif
+    /* Own process group: a Ctrl-C in the worker's terminal must not reach the boxes, the worker
+     * stops them itself. Signal mask and dispositions are reset, as the calling thread may block
+     * or ignore signals (SIGPIPE) that the box's processes must see normally. */
+    sigset_t empty, deflt;
+    sigemptyset(&empty);
+    sigemptyset(&deflt);
+    static const int defaults[] = {SIGPIPE, SIGINT,  SIGQUIT, SIGTERM, SIGHUP,
+                                   SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ};
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(defaults); i++)
+        sigaddset(&deflt, defaults[i]);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &deflt);
+    /* bwrap itself needs no environment, and the worker's may hold secrets. */
+    char *const envp[] = {NULL};
+    pid_t pid;
+    int e = posix_spawn(&pid, path, &fa, &attr, (char *const *)argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (e)
+        r = -e;
+    else
+        *ret = pid;
+out_close:
+    for (int i = 0; i < 4; i++)
+        if (lifted[i] >= 0)
+            close(lifted[i]);
+    return r;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Runs argv with stdout and stderr captured into out (truncated to size), up to timeout_ms.
+ * Returns 0 with the wait status in *status, or a negative errno. */
+static int run_capture(const char *path, const char *const argv[], char *out, size_t size,
+                       int timeout_ms, int *status)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    _cleanup_close_ int rd = p[0];
+    pid_t pid;
+    struct spawn_fds fds = {.in = -1, .out = p[1], .err = p[1], .info = -1};
+    int r = spawn_process(path, argv, &fds, &pid);
+    close(p[1]);
+    if (r < 0)
+        return r;
+    size_t len = 0;
+    uint64_t deadline = obx_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = obx_now_ms();
+        if (now >= deadline) {
+            kill_and_reap(pid);
+            return -ETIMEDOUT;
+        }
+        struct pollfd pfd = {.fd = rd, .events = POLLIN};
+        int n = poll(&pfd, 1, (int)(deadline - now));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            continue;
+        char buf[512];
+        ssize_t got = read(rd, buf, sizeof(buf));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        size_t take = OBX_MIN((size_t)got, size - 1 - len);
+        memcpy(out + len, buf, take);
+        len += take;
+    }
+    out[len] = '\0';
+    while (waitpid(pid, status, 0) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+static int find_bwrap(const char *configured, char **ret, struct obx_error *err)
+{
+    const char *name = obx_str_empty(configured) ? "bwrap" : configured;
+    char found[PATH_MAX];
+    if (strchr(name, '/')) {
+        if (access(name, X_OK) < 0 || !realpath(name, found))
+            return obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE,
+                                 "bubblewrap (bwrap) not found at %s: %s; " INSTALL_HINT, name,
+                                 strerror(errno));
+        *ret = obx_xstrdup(found);
+        return 0;
+    }
+    const char *path = getenv("PATH");
+    if (obx_str_empty(path))
+        path = "/usr/local/bin:/usr/bin:/bin";
+    for (const char *p = path; *p;) {
+        const char *colon = strchr(p, ':');
+        size_t dlen = colon ? (size_t)(colon - p) : strlen(p);
+        int n = snprintf(found, sizeof(found), "%.*s/%s", (int)dlen, p, name);
+        struct stat st;
+        if (dlen > 0 && p[0] == '/' && n > 0 && n < (int)sizeof(found) && stat(found, &st) == 0 &&
+            S_ISREG(st.st_mode) && access(found, X_OK) == 0) {
+            *ret = obx_xstrdup(found);
+            return 0;
+        }
+        p += dlen + (colon ? 1 : 0);
+    }
+    return obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE,
+                         "bubblewrap (bwrap) is not installed; " INSTALL_HINT);
+}
+
+static int read_version(struct obx_bwrap_runtime *b, struct obx_error *err)
+{
+    const char *argv[] = {b->bwrap_path, "--version", NULL};
+    char out[256];
+    int status, r = run_capture(b->bwrap_path, argv, out, sizeof(out), PROBE_TIMEOUT_MS, &status);
+    unsigned major, minor, patch = 0;
+    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+        sscanf(out, "bubblewrap %u.%u.%u", &major, &minor, &patch) < 2)
+        return obx_error_set(err, r < 0 ? r : EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "%s --version failed; is it bubblewrap? " INSTALL_HINT, b->bwrap_path);
+    snprintf(b->version, sizeof(b->version), "%u.%u.%u", major, minor, patch);
+    b->version_num =
+        (int)(OBX_MIN(major, 99u) * 10000 + OBX_MIN(minor, 99u) * 100 + OBX_MIN(patch, 99u));
+    return 0;
+}
+
+static void add_mount(struct obx_bwrap_runtime *b, enum obx_bwrap_mount_kind kind, const char *src,
+                      const char *dst)
+{
+    if (b->n_mounts >= OBX_BWRAP_MAX_MOUNTS) {
+        obx_warn("sandbox: more than %d system mounts, skipping %s", OBX_BWRAP_MAX_MOUNTS, dst);
+        return;
+    }
+    struct obx_bwrap_mount *m = &b->mounts[b->n_mounts++];
+    m->kind = kind;
+    m->src = obx_xstrdup(src);
+    m->dst = obx_xstrdup(dst);
+}
+
+/* Adds host path `path` as it is: a symlink is recreated (its target is resolved inside the box),
+ * a directory or file is bound read-only, anything else or nothing is skipped. */
+static void add_host_path(struct obx_bwrap_runtime *b, const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return;
+    if (S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        if (n <= 0)
+            return;
+        target[n] = '\0';
+        add_mount(b, OBX_BWRAP_SYMLINK, target, path);
+    } else if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
+        add_mount(b, OBX_BWRAP_RO_BIND, path, path);
+    }
+}
+
+static int mounts_init(struct obx_bwrap_runtime *b, struct obx_error *err)
+{
+    struct stat st;
+    if (stat("/usr", &st) < 0 || !S_ISDIR(st.st_mode))
+        return obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "this host has no /usr directory to give the boxes");
+    add_mount(b, OBX_BWRAP_RO_BIND, "/usr", "/usr");
+    char path[PATH_MAX];
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(sys_dirs); i++) {
+        snprintf(path, sizeof(path), "/%s", sys_dirs[i]);
+        add_host_path(b, path);
+    }
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(etc_entries); i++) {
+        snprintf(path, sizeof(path), "/etc/%s", etc_entries[i]);
+        add_host_path(b, path);
+    }
+    /* /etc/python3, /etc/python3.11, ...: interpreter configuration (sitecustomize). */
+    DIR *d = opendir("/etc");
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (strncmp(de->d_name, "python3", 7) != 0)
+                continue;
+            snprintf(path, sizeof(path), "/etc/%s", de->d_name);
+            add_host_path(b, path);
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+/* The bwrap argument list. box NULL builds the probe: the same namespaces and system mounts,
+ * running /usr/bin/true. */
+static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap_box *box,
+                       const char *agent, const struct obx_box_spec *spec, struct box_nums *nums,
+                       struct argv_buf *a)
+{
+    int version = b->version_num;
+    char *uid = nums->uid;
+    snprintf(nums->uid, sizeof(nums->uid), "%u", OBX_SANDBOX_UID);
+
+    arg(a, b->bwrap_path);
+    arg(a, "--unshare-user");
+    arg(a, "--unshare-pid");
+    arg(a, "--unshare-ipc");
+    arg(a, "--unshare-uts");
+    arg(a, "--unshare-cgroup-try");
+    if (!spec || !spec->network)
+        arg(a, "--unshare-net");
+    if (version >= SIZE_VERSION)
+        arg(a, "--disable-userns"); /* no nested user namespaces: less kernel surface */
+    arg3(a, "--uid", uid, NULL);
+    arg3(a, "--gid", uid, NULL);
+    arg3(a, "--hostname", OBX_SANDBOX_HOSTNAME, NULL);
+    arg3(a, "--cap-drop", "ALL", NULL);
+    arg(a, "--new-session"); /* setsid(): a box cannot push input into our terminal (TIOCSTI) */
+    arg(a, "--as-pid-1");
+    if (version >= CLEARENV_VERSION)
+        arg(a, "--clearenv");
+    arg3(a, "--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    arg3(a, "--setenv", "HOME", OBX_BOX_WORKSPACE);
+    arg3(a, "--setenv", "LANG", "C.UTF-8");
+    for (size_t i = 0; i < b->n_mounts; i++) {
+        const struct obx_bwrap_mount *m = &b->mounts[i];
+        arg3(a, m->kind == OBX_BWRAP_SYMLINK ? "--symlink" : "--ro-bind", m->src, m->dst);
+    }
+    if (spec && spec->network && access("/etc/resolv.conf", R_OK) == 0)
+        arg3(a, "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"); /* follows a symlink */
+    arg3(a, "--proc", "/proc", NULL);
+    arg3(a, "--dev", "/dev", NULL);
+    if (version >= SIZE_VERSION) {
+        snprintf(nums->tmp, sizeof(nums->tmp), "%llu", OBX_SANDBOX_TMP_BYTES);
+        snprintf(nums->shm, sizeof(nums->shm), "%llu", OBX_SANDBOX_SHM_BYTES);
+        arg3(a, "--size", nums->shm, NULL);
+    }
+    arg3(a, "--tmpfs", "/dev/shm", NULL);
+    if (version >= SIZE_VERSION)
+        arg3(a, "--size", nums->tmp, NULL);
+    arg3(a, "--tmpfs", "/tmp", NULL);
+    if (box) {
+        arg3(a, "--ro-bind", box->passwd, "/etc/passwd");
+        arg3(a, "--ro-bind", box->group, "/etc/group");
+        arg3(a, "--bind", box->workspace, OBX_BOX_WORKSPACE);
+        arg3(a, "--ro-bind", agent, OBX_BOX_AGENT_PATH);
+        arg3(a, "--info-fd", "3", NULL);
+    }
+    /* The box's root and /dev are tmpfs mounts bwrap built; nothing needs to write there, and
+     * read-only they cannot be used to fill memory. /tmp, /dev/shm and /workspace stay writable. */
+    arg3(a, "--remount-ro", "/dev", NULL);
+    arg3(a, "--remount-ro", "/", NULL);
+    arg3(a, "--chdir", box ? OBX_BOX_WORKSPACE : "/", NULL);
+    arg(a, "--");
+    if (!box) {
+        arg(a, access("/usr/bin/true", X_OK) == 0 ? "/usr/bin/true" : "/bin/true");
+        return;
+    }
+    /* No --die-with-parent: PR_SET_PDEATHSIG fires when the *thread* that spawned bwrap exits,
+     * and boxes are started from short-lived call threads. The agent exits when its stdin reaches
+     * EOF, which happens when the worker closes the pipe or dies, and PID 1 exiting tears down
+     * the whole pid namespace. */
+    /* cpu_millis and workspace_bytes would need cgroups or a sized workspace file system, which
+     * bwrap cannot give an unprivileged user; they are not enforced by this runtime. */
+    uint64_t mem = spec->memory_bytes ? spec->memory_bytes : OBX_SANDBOX_DEFAULT_MEMORY_BYTES;
+    uint32_t pids = spec->pids ? spec->pids : OBX_SANDBOX_DEFAULT_PIDS;
+    uint64_t fsize = spec->fsize_bytes ? spec->fsize_bytes : OBX_SANDBOX_DEFAULT_FSIZE_BYTES;
+    snprintf(nums->memory, sizeof(nums->memory), "%llu", (unsigned long long)mem);
+    snprintf(nums->nproc, sizeof(nums->nproc), "%u", pids);
+    snprintf(nums->fsize, sizeof(nums->fsize), "%llu", (unsigned long long)fsize);
+    snprintf(nums->nofile, sizeof(nums->nofile), "%u", OBX_SANDBOX_NOFILE);
+    arg(a, OBX_BOX_AGENT_PATH);
+    arg3(a, "--workspace", OBX_BOX_WORKSPACE, NULL);
+    arg3(a, "--memory", nums->memory, NULL);
+    arg3(a, "--nproc", nums->nproc, NULL);
+    arg3(a, "--fsize", nums->fsize, NULL);
+    arg3(a, "--nofile", nums->nofile, NULL);
+}
+
+static int read_sysctl(const char *path)
+{
+    char buf[32];
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    int64_t v;
+    buf[strcspn(buf, "\n")] = '\0';
+    return obx_parse_int64(buf, 0, INT32_MAX, &v) < 0 ? -1 : (int)v;
+}
+
+/* Says which switch keeps user namespaces from working, or lists the candidates. */
+static void userns_hint(char *buf, size_t size)
+{
+    bool root = geteuid() == 0;
+    if (!root && read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == 0)
+        snprintf(
+            buf, size,
+            "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0); "
+            "enable them with: sudo sysctl -w kernel.unprivileged_userns_clone=1");
+    else if (read_sysctl("/proc/sys/user/max_user_namespaces") == 0)
+        snprintf(buf, size,
+                 "user namespaces are disabled (user.max_user_namespaces = 0); enable them with: "
+                 "sudo sysctl -w user.max_user_namespaces=15000");
+    else if (!root && read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1)
+        snprintf(buf, size,
+                 "AppArmor restricts unprivileged user namespaces "
+                 "(kernel.apparmor_restrict_unprivileged_userns = 1); allow bwrap with an AppArmor "
+                 "profile (userns,) or set the sysctl to 0");
+    else
+        snprintf(
+            buf, size,
+            "check that user namespaces are enabled (sysctls kernel.unprivileged_userns_clone, "
+            "user.max_user_namespaces, kernel.apparmor_restrict_unprivileged_userns) and that "
+            "no container or seccomp policy blocks them");
+}
+
+/* Runs a throw-away box that only starts /usr/bin/true: proves namespaces, mounts and the uid map
+ * work here before any real box is started. */
+static int probe(struct obx_bwrap_runtime *b, struct obx_error *err)
+{
+    struct argv_buf a = {.n = 0};
+    struct box_nums nums;
+    build_args(b, NULL, NULL, NULL, &nums, &a);
+    if (a.overflow)
+        return obx_error_set(err, E2BIG, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "too many bwrap arguments (more than %d)", OBX_BWRAP_MAX_ARGS);
+    char out[1024];
+    int status;
+    int r = run_capture(b->bwrap_path, a.v, out, sizeof(out), PROBE_TIMEOUT_MS, &status);
+    if (r == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    out[strcspn(out, "\n")] = '\0';
+    char hint[512];
+    userns_hint(hint, sizeof(hint));
+    if (r == -ETIMEDOUT)
+        snprintf(out, sizeof(out), "no answer within %d s", PROBE_TIMEOUT_MS / 1000);
+    else if (r < 0)
+        snprintf(out, sizeof(out), "%s", strerror(-r));
+    else if (!out[0])
+        snprintf(out, sizeof(out), "exit status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return obx_error_set(err, EPERM, OBX_ERR_RUNTIME_UNAVAILABLE,
+                         "bubblewrap %s at %s cannot create a sandbox here (%s); %s", b->version,
+                         b->bwrap_path, out, hint);
+}
+
+/* Reads bwrap's --info-fd JSON up to its closing brace and returns "child-pid": the host pid of
+ * the box's PID 1. EOF first means bwrap failed (its message went to our stderr). */
+static int read_child_pid(int fd, pid_t *ret)
+{
+    char buf[1024];
+    size_t len = 0;
+    uint64_t deadline = obx_now_ms() + INFO_TIMEOUT_MS;
+    while (len < sizeof(buf) - 1) {
+        uint64_t now = obx_now_ms();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int n = poll(&pfd, 1, (int)(deadline - now));
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n <= 0)
+            continue;
+        ssize_t got = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            return -EPIPE;
+        len += (size_t)got;
+        buf[len] = '\0';
+        if (strchr(buf, '}'))
+            break;
+    }
+    buf[len] = '\0';
+    const char *p = strstr(buf, "\"child-pid\"");
+    if (!p || !(p = strchr(p, ':')))
+        return -EBADMSG;
+    int64_t pid;
+    char num[24];
+    size_t i = 0;
+    for (p++; *p == ' '; p++)
+        ;
+    while (i + 1 < sizeof(num) && *p >= '0' && *p <= '9')
+        num[i++] = *p++;
+    num[i] = '\0';
+    if (obx_parse_int64(num, 2, INT32_MAX, &pid) < 0)
+        return -EBADMSG;
+    *ret = (pid_t)pid;
+    return 0;
+}
+
+static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
+                       struct obx_box_handle *ret, struct obx_error *err)
+{
+    struct obx_bwrap_runtime *b = to_bwrap(rt);
+    char agent[PATH_MAX];
+    if (!spec || obx_str_empty(spec->agent_path))
+        return obx_error_set(err, EINVAL, OBX_ERR_INTERNAL, "box spec without an agent path");
+    if (!realpath(spec->agent_path, agent) || access(agent, X_OK) < 0)
+        return obx_error_set(err, errno, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "agent %s is not an executable file: %s", spec->agent_path,
+                             strerror(errno));
+
+    _cleanup_free_ struct obx_bwrap_box *box = obx_xcalloc(1, sizeof(*box));
+    box->magic = OBX_BWRAP_BOX_MAGIC;
+    char id[OBX_BWRAP_ID_LEN + 1];
+    memcpy(id, OBX_BWRAP_BOX_PREFIX, strlen(OBX_BWRAP_BOX_PREFIX));
+    obx_random_hex(id + strlen(OBX_BWRAP_BOX_PREFIX), OBX_BWRAP_ID_HEX_BYTES);
+    int r = obx_bwrap_box_create(b, spec, id, box, err);
+    if (r < 0)
+        return r;
+
+    struct argv_buf a = {.n = 0};
+    struct box_nums nums;
+    build_args(b, box, agent, spec, &nums, &a);
+    int to[2] = {-1, -1}, from[2] = {-1, -1}, info[2] = {-1, -1};
+    pid_t pid = 0, child = 0;
+    if (a.overflow) {
+        r = obx_error_set(err, E2BIG, OBX_ERR_INTERNAL, "too many bwrap arguments (more than %d)",
+                          OBX_BWRAP_MAX_ARGS);
+        goto fail;
+    }
+    if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0 || pipe2(info, O_CLOEXEC) < 0) {
+        r = obx_error_set(err, errno, OBX_ERR_NO_CAPACITY, "cannot create pipes for a box: %s",
+                          strerror(errno));
+        goto fail;
+    }
+    struct spawn_fds fds = {.in = to[0], .out = from[1], .err = -1, .info = info[1]};
+    r = spawn_process(b->bwrap_path, a.v, &fds, &pid);
+    close(TAKE_FD(to[0]));
+    close(TAKE_FD(from[1]));
+    close(TAKE_FD(info[1]));
+    if (r < 0) {
+        r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot run %s: %s", b->bwrap_path,
+                          strerror(-r));
+        goto fail;
+    }
+    r = read_child_pid(info[0], &child);
+    if (r < 0) {
+        kill_and_reap(pid);
+        pid = 0;
+        r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "bubblewrap failed to start box %s (%s); its message is in the log", id,
+                          r == -ETIMEDOUT ? "timed out" : "exited early");
+        goto fail;
+    }
+    close(TAKE_FD(info[0]));
+    (void)obx_bwrap_proc_start_time(child, &box->child_start);
+    box->bwrap_pid = pid;
+    box->child_pid = child;
+    r = obx_bwrap_box_record_pids(b, id, pid, child);
+    if (r < 0)
+        obx_warn("sandbox: cannot record pids of box %s: %s", id, strerror(-r));
+
+    ret->to_agent = TAKE_FD(to[1]);
+    ret->from_agent = TAKE_FD(from[0]);
+    snprintf(ret->id, sizeof(ret->id), "%s", id);
+    ret->pid = (int)pid;
+    ret->priv = TAKE_PTR(box);
+    obx_debug("sandbox: started box %s (bwrap pid %d, agent pid %d)", id, (int)pid, (int)child);
+    return 0;
+
+fail:
+    for (int i = 0; i < 2; i++) {
+        obx_closep(&to[i]);
+        obx_closep(&from[i]);
+        obx_closep(&info[i]);
+    }
+    (void)obx_bwrap_box_remove(b, id);
+    return r;
+}
+
+/* Waits for our child pid to exit until deadline (monotonic ms). ECHILD (someone else reaped it)
+ * counts as exited. */
+static bool wait_exit(pid_t pid, uint64_t deadline)
+{
+    long step_us = 500;
+    for (;;) {
+        pid_t r = waitpid(pid, NULL, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD))
+            return true;
+        if (r < 0 && errno != EINTR)
+            return true;
+        if (obx_now_ms() >= deadline)
+            return false;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = step_us * 1000};
+        nanosleep(&ts, NULL);
+        step_us = OBX_MIN(step_us * 2, 20000L);
+    }
+}
+
+static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
+{
+    struct obx_bwrap_runtime *b = to_bwrap(rt);
+    struct obx_bwrap_box *box = h->priv;
+    if (!box || box->magic != OBX_BWRAP_BOX_MAGIC)
+        return;
+    /* EOF on its stdin makes the agent kill everything and exit; closing its stdout too keeps
+     * it from blocking on a full pipe nobody reads any more. */
+    obx_closep(&h->to_agent);
+    obx_closep(&h->from_agent);
+    h->to_agent = h->from_agent = -1;
+    if (!wait_exit(box->bwrap_pid, obx_now_ms() + STOP_GRACE_MS)) {
+        obx_warn("sandbox: box %s did not exit within %d ms; killing it", h->id, STOP_GRACE_MS);
+        /* SIGKILL to the box's PID 1 ends its whole pid namespace; bwrap itself is outside it. */
+        (void)obx_bwrap_kill_if_same(box->child_pid, box->child_start, NULL);
+        kill_and_reap(box->bwrap_pid);
+    }
+    int r = obx_bwrap_box_remove(b, h->id);
+    if (r < 0)
+        obx_warn("sandbox: cannot remove %s: %s", box->dir, strerror(-r));
+    box->magic = 0;
+    free(box);
+    h->priv = NULL;
+    h->pid = 0;
+}
+
+static void bwrap_describe(struct obx_runtime *rt, char *buf, size_t size)
+{
+    struct obx_bwrap_runtime *b = to_bwrap(rt);
+    snprintf(buf, size, "bubblewrap %s at %s; user namespaces: ok; state dir %s", b->version,
+             b->bwrap_path, b->state_dir);
+}
+
+static void bwrap_free(struct obx_runtime *rt)
+{
+    struct obx_bwrap_runtime *b = to_bwrap(rt);
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n_mounts; i++) {
+        free(b->mounts[i].src);
+        free(b->mounts[i].dst);
+    }
+    obx_closep(&b->boxes_fd);
+    free(b->bwrap_path);
+    free(b->state_dir);
+    free(b->boxes_dir);
+    free(b);
+}
 
 struct obx_runtime *obx_sandbox_runtime_new(const struct obx_sandbox_config *cfg,
                                             struct obx_error *err)
 {
-    obx_error_set(err, ENOSYS, OBX_ERR_RUNTIME_UNAVAILABLE, "not implemented");
-    return NULL;
+    struct obx_bwrap_runtime *b = obx_xcalloc(1, sizeof(*b));
+    b->rt.name = "bubblewrap";
+    b->rt.start = bwrap_start;
+    b->rt.stop = bwrap_stop;
+    b->rt.cleanup_stale = obx_bwrap_cleanup_stale;
+    b->rt.describe = bwrap_describe;
+    b->rt.free = bwrap_free;
+    b->boxes_fd = -1;
+
+    int r = find_bwrap(cfg ? cfg->bwrap_path : NULL, &b->bwrap_path, err);
+    if (r >= 0)
+        r = read_version(b, err);
+    if (r >= 0 && b->version_num < MIN_VERSION)
+        r = obx_error_set(err, ENOTSUP, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "bubblewrap %s at %s is too old (need 0.4.0 or newer); upgrade it: "
+                          "sudo apt-get install bubblewrap (Debian/Ubuntu) or sudo dnf install "
+                          "bubblewrap (Fedora)",
+                          b->version, b->bwrap_path);
+    if (r >= 0)
+        r = mounts_init(b, err);
+    if (r >= 0)
+        r = probe(b, err);
+    if (r >= 0)
+        r = obx_bwrap_state_open(b, cfg ? cfg->state_dir : NULL, err);
+    if (r < 0) {
+        bwrap_free(&b->rt);
+        return NULL;
+    }
+    obx_debug("sandbox: bubblewrap %s at %s, state in %s, %zu system mounts", b->version,
+              b->bwrap_path, b->state_dir, b->n_mounts);
+    return &b->rt;
+}
+
+const char *obx_sandbox_box_dir(const struct obx_box_handle *h)
+{
+    const struct obx_bwrap_box *box = h ? h->priv : NULL;
+    return box && box->magic == OBX_BWRAP_BOX_MAGIC ? box->dir : NULL;
 }

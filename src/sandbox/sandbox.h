@@ -11,14 +11,34 @@
 
 #include "common/runtime.h"
 
+/* Limits a box gets when its spec leaves them 0. The agent applies them as rlimits to every
+ * command it runs. */
+#define OBX_SANDBOX_DEFAULT_MEMORY_BYTES (512ull * 1024 * 1024)
+#define OBX_SANDBOX_DEFAULT_PIDS 128u
+#define OBX_SANDBOX_DEFAULT_FSIZE_BYTES (1024ull * 1024 * 1024)
+#define OBX_SANDBOX_NOFILE 1024u
+/* Size caps of the memory-backed file systems in a box (/tmp and /dev/shm), where the installed
+ * bubblewrap supports --size. */
+#define OBX_SANDBOX_TMP_BYTES (256ull * 1024 * 1024)
+#define OBX_SANDBOX_SHM_BYTES (64ull * 1024 * 1024)
+/* The unprivileged user commands run as inside a box. */
+#define OBX_SANDBOX_UID 1000u
+#define OBX_SANDBOX_HOSTNAME "onlyboxes"
+
 struct obx_sandbox_config {
     const char *bwrap_path; /* NULL: search PATH for "bwrap" */
     const char *state_dir;  /* NULL: $XDG_RUNTIME_DIR/onlyboxes or /tmp/onlyboxes-<uid> */
 };
 
-/* Checks that bubblewrap is installed and can create the namespaces we need. On failure err says
- * what is missing and how to install it. */
+/* Checks that bubblewrap is installed and can create the namespaces we need, and prepares the
+ * state directory. On failure err (code OBX_ERR_RUNTIME_UNAVAILABLE) says what is missing and how
+ * to fix it. The caller frees the runtime with rt->free(rt). start/stop may be called from any
+ * thread; the runtime itself holds no mutable state after creation. */
 struct obx_runtime *obx_sandbox_runtime_new(const struct obx_sandbox_config *cfg,
                                             struct obx_error *err);
+
+/* The box directory of a running box (<state>/boxes/<id>), whose workspace/ is the box's
+ * /workspace. Owned by the handle; valid until stop(). NULL for a handle of another runtime. */
+const char *obx_sandbox_box_dir(const struct obx_box_handle *h);
 
 #endif

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Shared between the files of the bubblewrap runtime: bwrap.c (finding and probing bwrap,
+ * building its arguments, start/stop) and bwrap-state.c (the state directory, box directories,
+ * owner records, safe removal and stale-box cleanup). Not for use outside src/sandbox/.
+ */
+#ifndef OBX_SANDBOX_BWRAP_INTERNAL_H
+#define OBX_SANDBOX_BWRAP_INTERNAL_H
+
+#include <limits.h>
+#include <sys/types.h>
+
+#include "sandbox.h"
+
+#define OBX_BWRAP_BOX_PREFIX "obx-"
+#define OBX_BWRAP_ID_HEX_BYTES 8 /* 16 hex characters after the prefix */
+#define OBX_BWRAP_ID_LEN (sizeof(OBX_BWRAP_BOX_PREFIX) - 1 + 2 * OBX_BWRAP_ID_HEX_BYTES)
+/* Longest state directory we accept, so every path below it fits in PATH_MAX. */
+#define OBX_BWRAP_STATE_DIR_MAX 3072
+#define OBX_BWRAP_MAX_MOUNTS 64 /* system directories and /etc entries */
+#define OBX_BWRAP_MAX_ARGS 256
+#define OBX_BWRAP_LABEL_MAX 256    /* worker id and session label in the owner file */
+#define OBX_BWRAP_RECORD_MAX 4096  /* owner and pids files */
+#define OBX_BWRAP_RM_MAX_DEPTH 32  /* deeper trees are moved up instead of held open */
+#define OBX_BWRAP_YOUNG_BOX_SEC 60 /* a box dir without an owner file may still be in creation */
+#define OBX_BWRAP_BOX_MAGIC 0x62777270u
+
+enum obx_bwrap_mount_kind {
+    OBX_BWRAP_RO_BIND, /* --ro-bind src dst */
+    OBX_BWRAP_SYMLINK, /* --symlink src(target) dst */
+};
+
+struct obx_bwrap_mount {
+    enum obx_bwrap_mount_kind kind;
+    char *src;
+    char *dst;
+};
+
+struct obx_bwrap_runtime {
+    struct obx_runtime rt; /* first member: rt pointers are cast back to this */
+    char *bwrap_path;
+    char version[32];
+    int version_num; /* major * 10000 + minor * 100 + patch */
+    char *state_dir;
+    char *boxes_dir; /* <state_dir>/boxes */
+    int boxes_fd;    /* O_DIRECTORY of boxes_dir */
+    struct obx_bwrap_mount mounts[OBX_BWRAP_MAX_MOUNTS];
+    size_t n_mounts;
+};
+
+/* Per-box state behind obx_box_handle.priv. */
+struct obx_bwrap_box {
+    unsigned magic;
+    char dir[PATH_MAX];       /* <boxes_dir>/<id> */
+    char workspace[PATH_MAX]; /* <dir>/workspace */
+    char passwd[PATH_MAX];
+    char group[PATH_MAX];
+    pid_t bwrap_pid;
+    pid_t child_pid; /* host pid of the box's PID 1, 0 if unknown */
+    unsigned long long child_start;
+};
+
+/* Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat). Returns 0,
+ * -ESRCH when the process is gone, or another negative errno. */
+int obx_bwrap_proc_start_time(pid_t pid, unsigned long long *ret);
+
+/* Resolves, creates and checks the state directory and its boxes/ subdirectory. */
+int obx_bwrap_state_open(struct obx_bwrap_runtime *b, const char *configured,
+                         struct obx_error *err);
+
+/* Creates <boxes>/<id>/ with its owner file, workspace/, passwd and group; fills box paths. */
+int obx_bwrap_box_create(struct obx_bwrap_runtime *b, const struct obx_box_spec *spec,
+                         const char *id, struct obx_bwrap_box *box, struct obx_error *err);
+
+/* Records the bwrap pid and the box's PID 1 (with start times) for a later cleanup_stale(). */
+int obx_bwrap_box_record_pids(struct obx_bwrap_runtime *b, const char *id, pid_t bwrap_pid,
+                              pid_t child_pid);
+
+/* Removes <boxes>/<id> and everything in it without following symlinks. */
+int obx_bwrap_box_remove(struct obx_bwrap_runtime *b, const char *id);
+
+/* Removes the entry name below dirfd recursively; never follows symlinks, makes unreadable
+ * directories readable first. Returns 0 (also when it did not exist) or a negative errno. */
+int obx_bwrap_rm_tree(int dirfd, const char *name);
+
+/* SIGKILLs pid if it is still the process recorded (same start time, argv[0] ending in
+ * want_argv0_suffix). Returns true when a signal was sent. */
+bool obx_bwrap_kill_if_same(pid_t pid, unsigned long long start, const char *want_argv0_suffix);
+
+/* runtime->cleanup_stale */
+int obx_bwrap_cleanup_stale(struct obx_runtime *rt, struct obx_error *err);
+
+#endif
