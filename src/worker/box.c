@@ -329,6 +329,22 @@ void obx_box_kill(struct obx_box *b)
         b->rt->stop(b->rt, &b->h);
 }
 
+void obx_box_kill_soft(struct obx_box *b)
+{
+    __atomic_store_n(&b->stopped, true, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&b->write_lock);
+    if (!b->kill_started) {
+        /* Replace our end of the pipe with /dev/null: the agent sees EOF and kills everything,
+         * while the fd number stays valid for the runtime's stop() later. */
+        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (devnull >= 0) {
+            dup3(devnull, b->h.to_agent, O_CLOEXEC);
+            close(devnull);
+        }
+    }
+    pthread_mutex_unlock(&b->write_lock);
+}
+
 void obx_box_unref(struct obx_box *b)
 {
     if (!b || atomic_fetch_sub(&b->refs, 1) != 1)

@@ -25,6 +25,10 @@ void obx_box_unref(struct obx_box *b);
 void obx_box_kill(struct obx_box *b);
 bool obx_box_alive(struct obx_box *b);
 
+/* Makes the agent kill everything in the box and exit, without waiting for it; the runtime's
+ * teardown still happens at the last unref. */
+void obx_box_kill_soft(struct obx_box *b);
+
 /* Kills every live box of this process (on SIGTERM/SIGINT, before exiting). */
 void obx_box_kill_all(void);
 const char *obx_box_id(struct obx_box *b);

@@ -118,7 +118,7 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
         return r;
     struct obx_box_exec_result res = {0};
     r = obx_box_exec(box, req, call, &res, err);
-    obx_box_unref(box); /* a fresh box per call: nothing survives it */
+    obx_pool_retire(w->pool, box); /* a fresh box per call: nothing survives it */
     if (r < 0)
         return r;
     if ((r = killed_error(&res, timeout, err)) < 0) {

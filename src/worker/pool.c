@@ -2,8 +2,10 @@
 /*
  * Warm pool of started one-shot boxes, so a pythonExec does not wait for a box to start. A filler
  * thread keeps up to `size` idle boxes ready; take() hands one out (or starts one on the caller's
- * thread when the pool is empty) and wakes the filler. A box is used once and then thrown away,
- * so no call ever sees another call's files or processes.
+ * thread when the pool is empty). The filler is woken when the used box is retired, not when it is
+ * taken: starting a box while the call's program starts up slows both down (they contend in the
+ * kernel), so the refill runs after the call, in the client's think time. A box is used once and
+ * then thrown away, so no call ever sees another call's files or processes.
  */
 #include "pool.h"
 
@@ -17,6 +19,8 @@ struct obx_pool {
     pthread_cond_t wake;
     struct obx_box **ready;
     unsigned count, size;
+    struct obx_box **retired; /* used boxes waiting to be stopped by the filler */
+    unsigned n_retired, cap_retired;
     bool stopping;
     pthread_t filler;
     int (*start)(void *userdata, struct obx_box **ret, struct obx_error *err);
@@ -28,6 +32,13 @@ static void *filler_main(void *arg)
     struct obx_pool *p = arg;
     pthread_mutex_lock(&p->lock);
     while (!p->stopping) {
+        if (p->n_retired > 0) {
+            struct obx_box *old = p->retired[--p->n_retired];
+            pthread_mutex_unlock(&p->lock);
+            obx_box_unref(old);
+            pthread_mutex_lock(&p->lock);
+            continue;
+        }
         if (p->count >= p->size) {
             pthread_cond_wait(&p->wake, &p->lock);
             continue;
@@ -89,7 +100,10 @@ void obx_pool_free(struct obx_pool *p)
         pthread_join(p->filler, NULL);
     for (unsigned i = 0; i < p->count; i++)
         obx_box_unref(p->ready[i]);
+    for (unsigned i = 0; i < p->n_retired; i++)
+        obx_box_unref(p->retired[i]);
     free(p->ready);
+    free(p->retired);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
     free(p);
@@ -100,7 +114,6 @@ int obx_pool_take(struct obx_pool *p, struct obx_box **ret, struct obx_error *er
     pthread_mutex_lock(&p->lock);
     while (p->count > 0) {
         struct obx_box *b = p->ready[--p->count];
-        pthread_cond_signal(&p->wake);
         if (obx_box_alive(b)) {
             pthread_mutex_unlock(&p->lock);
             *ret = b;
@@ -110,7 +123,26 @@ int obx_pool_take(struct obx_pool *p, struct obx_box **ret, struct obx_error *er
         obx_box_unref(b);
         pthread_mutex_lock(&p->lock);
     }
-    pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
     return p->start(p->userdata, ret, err);
+}
+
+void obx_pool_retire(struct obx_pool *p, struct obx_box *b)
+{
+    /* Kill it now so nothing runs on, but leave the slower teardown (waiting for the runtime,
+     * removing the workspace) to the filler thread, off the caller's path. */
+    obx_box_kill_soft(b);
+    pthread_mutex_lock(&p->lock);
+    if (p->size == 0 || p->stopping) {
+        pthread_mutex_unlock(&p->lock);
+        obx_box_unref(b);
+        return;
+    }
+    if (p->n_retired == p->cap_retired) {
+        p->cap_retired = p->cap_retired ? 2 * p->cap_retired : 8;
+        p->retired = obx_xrealloc(p->retired, p->cap_retired * sizeof(*p->retired));
+    }
+    p->retired[p->n_retired++] = b;
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
 }

@@ -18,4 +18,8 @@ void obx_pool_free(struct obx_pool *p);
 /* A started box for one use; the caller unrefs it when done. */
 int obx_pool_take(struct obx_pool *p, struct obx_box **ret, struct obx_error *err);
 
+/* Gives a used box back for disposal: its processes are killed at once, the rest of the teardown
+ * happens in the background. Takes over the caller's reference. */
+void obx_pool_retire(struct obx_pool *p, struct obx_box *b);
+
 #endif
