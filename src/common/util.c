@@ -53,15 +53,20 @@ char *obx_xstrndup(const char *s, size_t n)
     return p;
 }
 
+char *obx_xvasprintf(const char *fmt, va_list ap)
+{
+    char *p = NULL;
+    if (vasprintf(&p, fmt, ap) < 0)
+        oom();
+    return p;
+}
+
 char *obx_xasprintf(const char *fmt, ...)
 {
     va_list ap;
-    char *p = NULL;
     va_start(ap, fmt);
-    int r = vasprintf(&p, fmt, ap);
+    char *p = obx_xvasprintf(fmt, ap);
     va_end(ap);
-    if (r < 0)
-        oom();
     return p;
 }
 

@@ -7,6 +7,7 @@
 #define OBX_COMMON_UTIL_H
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,7 @@ void *obx_xrealloc(void *p, size_t n);
 char *obx_xstrdup(const char *s);
 char *obx_xstrndup(const char *s, size_t n);
 char *obx_xasprintf(const char *fmt, ...) OBX_PRINTF(1, 2);
+char *obx_xvasprintf(const char *fmt, va_list ap) OBX_PRINTF(1, 0);
 
 static inline bool obx_streq(const char *a, const char *b)
 {

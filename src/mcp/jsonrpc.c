@@ -91,9 +91,7 @@ json_t *obx_rpc_error(json_t *id, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *text = NULL;
-    if (vasprintf(&text, fmt, ap) < 0)
-        abort();
+    char *text = obx_xvasprintf(fmt, ap);
     va_end(ap);
     json_t *e = json_object();
     json_object_set_new(e, "code", json_integer(code));

@@ -172,9 +172,7 @@ void obx_mcp_session_log(struct obx_mcp_session *s, enum obx_mcp_log_level level
         return;
     va_list ap;
     va_start(ap, fmt);
-    char *text = NULL;
-    if (vasprintf(&text, fmt, ap) < 0)
-        abort();
+    char *text = obx_xvasprintf(fmt, ap);
     va_end(ap);
     json_t *params = json_pack("{ssssso}", "level", level_names[level], "logger", "onlyboxes",
                                "data", obx_json_string_bytes(text, strlen(text)));

@@ -168,9 +168,7 @@ json_t *obx_mcp_result_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *text = NULL;
-    if (vasprintf(&text, fmt, ap) < 0)
-        abort();
+    char *text = obx_xvasprintf(fmt, ap);
     va_end(ap);
     json_t *r = obx_mcp_result_text(text);
     json_object_set_new(r, "isError", json_true());

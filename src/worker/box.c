@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 #define GRACE_MS 5000 /* how long past its own timeout we wait for the agent to report */
 
@@ -83,15 +84,6 @@ void obx_box_kill_all(void)
     for (struct obx_box *b = registry; b; b = b->reg_next)
         obx_box_kill(b);
     pthread_mutex_unlock(&registry_lock);
-}
-
-static void cond_init_monotonic(pthread_cond_t *c)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(c, &a);
-    pthread_condattr_destroy(&a);
 }
 
 /* Waits on c until *flag or the monotonic deadline (0 = forever). Returns false on timeout. */
@@ -267,7 +259,7 @@ int obx_box_start(struct obx_runtime *rt, const struct obx_box_spec *spec, uint6
     b->rfd = -1;
     pthread_mutex_init(&b->lock, NULL);
     pthread_mutex_init(&b->write_lock, NULL);
-    cond_init_monotonic(&b->hello_cond);
+    obx_cond_init_monotonic(&b->hello_cond);
     b->next_id = 1;
 
     int r = rt->start(rt, spec, &b->h, err);
@@ -391,7 +383,7 @@ static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_
 {
     _cleanup_free_ char *payload = req ? obx_json_dumps(req) : obx_xstrdup("");
     struct box_req *r = obx_xcalloc(1, sizeof(*r));
-    cond_init_monotonic(&r->cond);
+    obx_cond_init_monotonic(&r->cond);
     r->out = (struct obx_buf)OBX_BUF_INIT(out_limit + OBX_AGENT_OUTPUT_CHUNK);
     r->err = (struct obx_buf)OBX_BUF_INIT(out_limit + OBX_AGENT_OUTPUT_CHUNK);
     r->call = call;

@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 #define RETRY_BACKOFF_MS 2000
 
@@ -74,11 +75,7 @@ struct obx_pool *obx_pool_new(unsigned size,
 {
     struct obx_pool *p = obx_xcalloc(1, sizeof(*p));
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->wake, &a);
-    pthread_condattr_destroy(&a);
+    obx_cond_init_monotonic(&p->wake);
     p->size = size;
     p->ready = obx_xcalloc(size ? size : 1, sizeof(*p->ready));
     p->start = start;

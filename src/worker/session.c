@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 #define REAP_INTERVAL_MS 1000
 #define INITIAL_LEASE_MS 60000 /* until the first command's release sets the real lease */
@@ -83,21 +84,12 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-static void cond_init_monotonic(pthread_cond_t *c)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(c, &a);
-    pthread_condattr_destroy(&a);
-}
-
 struct obx_sessions *obx_sessions_new(unsigned max_sessions,
                                       const struct obx_session_box_factory *factory)
 {
     struct obx_sessions *s = obx_xcalloc(1, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
-    cond_init_monotonic(&s->wake);
+    obx_cond_init_monotonic(&s->wake);
     s->max = max_sessions ? max_sessions : 64;
     s->factory = *factory;
     if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0)
