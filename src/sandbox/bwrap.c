@@ -60,7 +60,7 @@ struct argv_buf {
 
 /* Numbers formatted for one box's argument list; lives as long as the argv. */
 struct box_nums {
-    char uid[16], memory[24], nproc[16], fsize[24], nofile[16], tmp[24], shm[24];
+    char uid[16], memory[24], nproc[16], fsize[24], nofile[16], cpu[16], tmp[24], shm[24];
 };
 
 /* What posix_spawn wires up: -1 gives /dev/null for in/out, the caller's stderr for err, and
@@ -399,12 +399,14 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
     snprintf(nums->nproc, sizeof(nums->nproc), "%u", pids);
     snprintf(nums->fsize, sizeof(nums->fsize), "%llu", (unsigned long long)fsize);
     snprintf(nums->nofile, sizeof(nums->nofile), "%u", OBX_SANDBOX_NOFILE);
+    snprintf(nums->cpu, sizeof(nums->cpu), "%u", OBX_SANDBOX_CPU_SEC);
     arg(a, OBX_BOX_AGENT_PATH);
     arg3(a, "--workspace", OBX_BOX_WORKSPACE, NULL);
     arg3(a, "--memory", nums->memory, NULL);
     arg3(a, "--nproc", nums->nproc, NULL);
     arg3(a, "--fsize", nums->fsize, NULL);
     arg3(a, "--nofile", nums->nofile, NULL);
+    arg3(a, "--cpu", nums->cpu, NULL);
 }
 
 static int read_sysctl(const char *path)

@@ -17,6 +17,8 @@
 #define OBX_SANDBOX_DEFAULT_PIDS 128u
 #define OBX_SANDBOX_DEFAULT_FSIZE_BYTES (1024ull * 1024 * 1024)
 #define OBX_SANDBOX_NOFILE 1024u
+/* CPU seconds per process: a safety net above the longest call timeout (600 s). */
+#define OBX_SANDBOX_CPU_SEC 900u
 /* Size caps of the memory-backed file systems in a box (/tmp and /dev/shm), where the installed
  * bubblewrap supports --size. */
 #define OBX_SANDBOX_TMP_BYTES (256ull * 1024 * 1024)

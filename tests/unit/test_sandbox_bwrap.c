@@ -259,7 +259,7 @@ static void test_identity(void **state)
     assert_string_equal(sh_ok(&b, "cut -d' ' -f4 /proc/$PPID/stat", &r), "1");
     assert_string_equal(sh_ok(&b, "cat /proc/1/cmdline | tr '\\0' ' '", &r),
                         OBX_AGENT_PATH_IN_BOX " --workspace /workspace --memory 536870912 --nproc "
-                                              "128 --fsize 1073741824 --nofile 1024 ");
+                                              "128 --fsize 1073741824 --nofile 1024 --cpu 900 ");
     assert_string_equal(sh_ok(&b, "grep CapEff /proc/self/status | tr -d ' \\t'", &r),
                         "CapEff:0000000000000000");
     assert_string_equal(sh_ok(&b, "grep CapBnd /proc/self/status | tr -d ' \\t'", &r),
