@@ -187,6 +187,14 @@ int obx_cmd_python(int argc, char **argv)
     if (i < 0)
         return i == -2 ? 0 : 2;
     _cleanup_free_ char *code = NULL;
+    int used = i < argc && obx_streq(argv[i], "-c") ? 2 : 1;
+    if (i + used < argc) {
+        fprintf(stderr,
+                "onlyboxes python: unexpected argument '%s' after the code (options go before "
+                "-c, FILE or -)\n",
+                argv[i + used]);
+        return 2;
+    }
     if (i < argc && obx_streq(argv[i], "-c")) {
         if (i + 1 >= argc) {
             fprintf(stderr, "onlyboxes python: -c needs the code\n");

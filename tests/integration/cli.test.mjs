@@ -35,6 +35,18 @@ describe('onlyboxes python', () => {
     assert.equal(r.stdout, '42\n', describeRun(r));
   });
 
+  test('a timeout kills the program and exits 124', () => {
+    const r = runCli(['python', '--timeout', '300', '-c', 'import time; time.sleep(30)']);
+    assert.equal(r.status, 124, describeRun(r));
+    assert.match(r.stderr, /timed out after 300 ms/, describeRun(r));
+  });
+
+  test('an option after the code is refused rather than ignored', () => {
+    const r = runCli(['python', '-c', 'print(1)', '--timeout', '5']);
+    assert.equal(r.status, 2, describeRun(r));
+    assert.match(r.stderr, /unexpected argument '--timeout'/, describeRun(r));
+  });
+
   test('- reads the code from stdin', () => {
     const r = runCli(['python', '-'], { input: 'print(1)\n' });
     assert.equal(r.status, 0, describeRun(r));
