@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { marker, serverTest, sharedServer } from './lib.mjs';
+import { marker, resultText, serverTest, sharedServer } from './lib.mjs';
 
 const server = sharedServer();
 
@@ -161,5 +161,19 @@ describe('pythonExec', () => {
     const elapsed = Date.now() - t0;
     for (const r of rs) assert.equal(r.output, 'done\n');
     assert.ok(elapsed < 3500, `4 concurrent 1 s calls took ${elapsed} ms: they ran one by one`);
+  });
+});
+
+describe('a host where no sandbox can start', () => {
+  // The server still comes up, so the user sees the reason in their MCP client instead of a dead
+  // server; echo needs no box and keeps working.
+  const opts = { serverOptions: { env: { ONLYBOXES_AGENT: '/nonexistent/onlyboxes-agent' } } };
+
+  serverTest('tools that need a box say why, echo still works', opts, async (srv) => {
+    const e = await srv.client.callTool({ name: 'echo', arguments: { message: 'still here' } });
+    assert.equal(e.structuredContent.message, 'still here');
+    const r = await srv.client.callTool({ name: 'pythonExec', arguments: { code: 'print(1)' } });
+    assert.equal(r.isError, true);
+    assert.match(resultText(r), /runtime_unavailable: .*ONLYBOXES_AGENT/);
   });
 });
