@@ -11,6 +11,7 @@ declare -A need=(
     [pkg-config]=/usr/bin/pkg-config
     [libjansson-dev]=/usr/include/jansson.h
     [libcmocka-dev]=/usr/include/cmocka.h
+    [libcurl4-openssl-dev]=/usr/bin/curl-config
     [bubblewrap]=/usr/bin/bwrap
     [python3]=/usr/bin/python3
     [clang-format-14]=/usr/bin/clang-format-14

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Builds the default work image onlyboxes/work:bookworm without any container registry: a Debian
+# bookworm root file system from Debian's mirror (debootstrap) with the same packages and user as
+# docker/default-work-image.dockerfile, imported with `docker import`. Skipped when the tag exists
+# (delete it with `docker rmi onlyboxes/work:bookworm` to rebuild).
+#
+# Environment:
+#   OBX_WORK_IMAGE    tag to build (default onlyboxes/work:bookworm)
+#   OBX_DEBIAN_MIRROR mirror for debootstrap (default http://deb.debian.org/debian)
+set -euo pipefail
+
+image="${OBX_WORK_IMAGE:-onlyboxes/work:bookworm}"
+mirror="${OBX_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# Keep in sync with docker/default-work-image.dockerfile.
+packages=python3,python3-pip,python3-venv,git,curl,jq,ripgrep,file,sqlite3,zip,unzip,procps,ca-certificates
+
+sudo=""
+if ((EUID != 0)); then
+    sudo="sudo"
+fi
+
+if docker image inspect "$image" >/dev/null 2>&1; then
+    echo "build-test-image: $image already exists; reusing it"
+    exit 0
+fi
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+    echo "build-test-image: installing debootstrap"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+fi
+
+work="$(mktemp -d /var/tmp/onlyboxes-rootfs.XXXXXX)"
+cleanup() { $sudo rm -rf --one-file-system "$work"; }
+trap cleanup EXIT
+rootfs="$work/rootfs"
+
+t0=$SECONDS
+echo "build-test-image: debootstrap bookworm into $rootfs (this takes a few minutes)"
+$sudo debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" \
+    >"$work/debootstrap.log" 2>&1 || {
+    tail -n 30 "$work/debootstrap.log" >&2
+    echo "build-test-image: debootstrap failed" >&2
+    exit 1
+}
+
+# The unprivileged user boxes run as, and the workspace they start in.
+$sudo chroot "$rootfs" groupadd --gid 1000 sandbox
+$sudo chroot "$rootfs" useradd --uid 1000 --gid 1000 --home-dir /workspace --no-create-home \
+    --shell /bin/bash sandbox
+$sudo mkdir -p "$rootfs/workspace"
+$sudo chown 1000:1000 "$rootfs/workspace"
+# Smaller image: package lists and caches are not needed at run time.
+$sudo chroot "$rootfs" apt-get clean
+$sudo rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/tmp/* \
+    "$rootfs"/var/log/*.log
+
+echo "build-test-image: importing as $image"
+$sudo tar -C "$rootfs" --numeric-owner -c . | docker import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'USER sandbox' \
+    --change 'WORKDIR /workspace' \
+    --change 'CMD ["/bin/bash"]' \
+    --message 'onlyboxes work image (debootstrap bookworm, scripts/build-test-image.sh)' \
+    - "$image" >/dev/null
+echo "build-test-image: built $image in $((SECONDS - t0)) s"

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The docker runtime: each box is a container whose first process is our agent, bind-mounted
+ * read-only from this host, started and removed through the Docker Engine API (never the docker
+ * CLI) over the daemon's unix socket or DOCKER_HOST. The worker talks to the agent over the
+ * container's attach stream, which this runtime de-multiplexes into the handle's plain fds.
+ * Hardened by default, every switch overridable by configuration: a non-root user, no
+ * capabilities, no-new-privileges, read-only root with tmpfs /tmp and /workspace, no network,
+ * memory / CPU / pids limits, no container log (the protocol stream is not written to disk).
+ */
+#ifndef OBX_DOCKER_DOCKER_H
+#define OBX_DOCKER_DOCKER_H
+
+#include "common/runtime.h"
+
+#define OBX_DOCKER_DEFAULT_HOST "unix:///var/run/docker.sock"
+#define OBX_DOCKER_DEFAULT_IMAGE "onlyboxes/work:bookworm"
+#define OBX_DOCKER_DEFAULT_USER "1000:1000"
+#define OBX_DOCKER_DEFAULT_NETWORK "none"
+#define OBX_DOCKER_DEFAULT_MEMORY_BYTES (256ull * 1024 * 1024) /* cgroup limit, incl. tmpfs */
+#define OBX_DOCKER_DEFAULT_CPU_MILLIS 1000u
+#define OBX_DOCKER_DEFAULT_PIDS 128u
+#define OBX_DOCKER_DEFAULT_TMP_BYTES (256ull * 1024 * 1024)
+#define OBX_DOCKER_DEFAULT_WORKSPACE_BYTES (512ull * 1024 * 1024)
+#define OBX_DOCKER_BUILD_HINT                                                                    \
+    "load or build it on the daemon's host; the default image " OBX_DOCKER_DEFAULT_IMAGE         \
+    " is built without a registry by scripts/build-test-image.sh, or with a registry by docker " \
+    "build -t " OBX_DOCKER_DEFAULT_IMAGE " -f docker/default-work-image.dockerfile docker/"
+
+/* Labels besides common/runtime.h's: who owns a box, so a later worker on the same host can tell
+ * whether that owner is still alive (pid plus its start time, on this boot of this host). */
+#define OBX_DOCKER_LABEL_OWNER_HOST "onlyboxes.owner-host"
+#define OBX_DOCKER_LABEL_OWNER_BOOT "onlyboxes.owner-boot"
+#define OBX_DOCKER_LABEL_OWNER_PID "onlyboxes.owner-pid"
+#define OBX_DOCKER_LABEL_OWNER_START "onlyboxes.owner-start"
+
+struct obx_docker_config {
+    const char *host;           /* DOCKER_HOST: unix:///path or tcp://host:port; NULL: default */
+    const char *python_image;   /* one-shot boxes (spec without session and image) */
+    const char *terminal_image; /* session boxes */
+    const char *user;           /* "uid:gid" commands run as; "" = the image's user */
+    const char *network;        /* network mode for boxes whose spec asks for none: "none" */
+    uint64_t memory_bytes;      /* cgroup memory limit (swap included); 0 = none */
+    uint32_t cpu_millis;        /* CPU quota in 1/1000 CPUs; 0 = none */
+    uint32_t pids;              /* cgroup pids limit unless the spec names one; 0 = none */
+    uint64_t tmp_bytes;         /* size of the tmpfs /tmp */
+    uint64_t workspace_bytes;   /* size of the tmpfs /workspace unless the spec names one */
+    bool read_only_root;
+    bool drop_caps;    /* CapDrop ALL */
+    bool no_new_privs; /* SecurityOpt no-new-privileges */
+    bool pull;         /* pull a missing image (with progress on stderr) */
+    bool check_images; /* obx_docker_runtime_new() makes sure both images are there */
+};
+
+/* Fills cfg with the hardened defaults, overridden by DOCKER_HOST, WORKER_PYTHON_EXEC_DOCKER_IMAGE,
+ * WORKER_TERMINAL_EXEC_DOCKER_IMAGE and ONLYBOXES_DOCKER_* (see docker/config.c's table). The
+ * strings point into the environment or static storage. Returns -EINVAL with err naming the
+ * variable when one is malformed. */
+int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *err);
+
+/* Connects to the daemon, negotiates the API version and, with cfg->check_images, makes sure the
+ * images exist (pulling them when cfg->pull). On failure err (code OBX_ERR_RUNTIME_UNAVAILABLE)
+ * says what is wrong and what to do about it. The caller frees the runtime with rt->free(rt).
+ * start/stop/cleanup_stale may be called from any thread.
+ *
+ * In a box spec, image NULL means python_image for a box without a session and terminal_image
+ * for a session box. spec->memory_bytes is the agent's per-command address-space rlimit; the
+ * container's cgroup memory limit is cfg->memory_bytes. */
+struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
+                                           struct obx_error *err);
+
+#endif

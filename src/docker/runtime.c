@@ -1,0 +1,658 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The docker runtime's boxes. start(): create the container (hardened HostConfig, agent
+ * bind-mounted read-only as its entrypoint, owner labels), attach to it, then start it, so not a
+ * byte of the agent's HELLO is missed. The attach stream is multiplexed (Tty is off: 8-byte
+ * headers, stream type + big-endian size), and the worker wants two plain fds, so each box has two
+ * pump threads: one copies the worker's frames (a socketpair) to the container's stdin and
+ * half-closes the attach connection when the worker closes its end, which makes Docker close the
+ * agent's stdin (StdinOnce) so the agent kills everything and exits, exactly as with bubblewrap's
+ * pipes; the other de-multiplexes the stream, handing stdout to the worker's socketpair and
+ * logging stderr lines with the box id. stop(): close the worker's ends, remove the container
+ * (force), shut the attach connection down, join the pumps. cleanup_stale(): remove containers
+ * labelled with an owner on this host and boot whose process is gone (or is another process now).
+ * The runtime object is read-only after creation except for pull_lock.
+ */
+#include "docker-internal.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/random.h"
+
+#define BOX_MAGIC 0x646f636bu
+#define STOP_TIMEOUT_MS 15000
+#define STDERR_LINE_MAX 1024
+#define AGENT_NOFILE 1024u
+#define PUMP_BUF (64u * 1024)
+
+struct docker_runtime {
+    struct obx_runtime rt; /* first member: rt pointers are cast back to this */
+    struct obx_docker_client c;
+    struct obx_docker_config cfg; /* strings below are our copies */
+    char *python_image, *terminal_image, *user, *network;
+    char host[256];    /* this host's name, for the owner labels */
+    char boot_id[64];  /* this boot, so pids of an earlier boot are never trusted */
+    char self_pid[16]; /* our pid and start time, the owner of every box we start */
+    char self_start[24];
+    pthread_mutex_t pull_lock; /* one pull at a time */
+};
+
+struct docker_box {
+    unsigned magic;
+    struct docker_runtime *d;
+    char id[72];
+    int sock;    /* the hijacked attach connection */
+    int in_end;  /* our end of the worker's to_agent pair: read and forward to sock */
+    int out_end; /* our end of the worker's from_agent pair: stdout payloads go here */
+    pthread_t in_thr, out_thr;
+    bool in_started, out_started;
+    char pending[PUMP_BUF]; /* stream bytes that came with the attach answer */
+    size_t pending_len;
+};
+
+static struct docker_runtime *to_docker(struct obx_runtime *rt)
+{
+    return (struct docker_runtime *)rt;
+}
+
+/* Start time of pid in clock ticks since boot (field 22 of /proc/<pid>/stat). */
+static int proc_start_time(pid_t pid, unsigned long long *ret)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? -ESRCH : -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return -EIO;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p)
+        return -EIO;
+    /* After ")": field 3 (state) onwards; the start time is field 22. */
+    for (int field = 2; field < 22 && p; field++)
+        p = strchr(p + 1, ' ');
+    return p && sscanf(p + 1, "%llu", ret) == 1 ? 0 : -EIO;
+}
+
+static void read_line_file(const char *path, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, size - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* ---- the attach stream pumps ---- */
+
+static int send_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Worker -> container stdin. Ends when the worker closes its end (or the connection breaks),
+ * and then half-closes the connection: Docker closes the agent's stdin. */
+static void *in_pump(void *arg)
+{
+    struct docker_box *b = arg;
+    uint8_t buf[PUMP_BUF];
+    for (;;) {
+        ssize_t n = recv(b->in_end, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || send_all(b->sock, buf, (size_t)n) < 0)
+            break;
+    }
+    shutdown(b->sock, SHUT_WR);
+    return NULL;
+}
+
+struct demux {
+    uint8_t hdr[8];
+    size_t hdr_len;
+    uint8_t stream;
+    uint32_t left; /* payload bytes of the current frame still to come */
+    char line[STDERR_LINE_MAX + 1];
+    size_t line_len;
+    bool worker_gone;
+};
+
+static void stderr_bytes(struct docker_box *b, struct demux *m, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool nl = p[i] == '\n';
+        if (!nl)
+            m->line[m->line_len++] = (char)p[i];
+        if (nl || m->line_len == STDERR_LINE_MAX) {
+            m->line[m->line_len] = '\0';
+            if (m->line_len > 0)
+                obx_warn("box %.12s: %s", b->id, m->line);
+            m->line_len = 0;
+        }
+    }
+}
+
+/* Feeds received stream bytes through the de-multiplexer. Returns false on a broken stream. */
+static bool demux_feed(struct docker_box *b, struct demux *m, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        if (m->left == 0 && m->hdr_len < sizeof(m->hdr)) {
+            size_t take = OBX_MIN(n, sizeof(m->hdr) - m->hdr_len);
+            memcpy(m->hdr + m->hdr_len, p, take);
+            m->hdr_len += take;
+            p += take;
+            n -= take;
+            if (m->hdr_len < sizeof(m->hdr))
+                return true;
+            m->stream = m->hdr[0];
+            m->left = (uint32_t)m->hdr[4] << 24 | (uint32_t)m->hdr[5] << 16 |
+                      (uint32_t)m->hdr[6] << 8 | m->hdr[7];
+            m->hdr_len = 0;
+            if (m->stream > 2 || m->hdr[1] || m->hdr[2] || m->hdr[3]) {
+                obx_warn("box %.12s: unexpected attach stream header; closing", b->id);
+                return false;
+            }
+            continue;
+        }
+        size_t take = OBX_MIN(n, (size_t)m->left);
+        if (m->stream == 2) {
+            stderr_bytes(b, m, p, take);
+        } else if (!m->worker_gone && send_all(b->out_end, p, take) < 0) {
+            /* The worker closed its end: keep draining so Docker never blocks on us. */
+            m->worker_gone = true;
+        }
+        p += take;
+        n -= take;
+        m->left -= (uint32_t)take;
+    }
+    return true;
+}
+
+/* Container stdout/stderr -> worker / log. Ends at the end of the stream (the container exited or
+ * was removed, or stop() shut the connection down), then gives the worker EOF. */
+static void *out_pump(void *arg)
+{
+    struct docker_box *b = arg;
+    struct demux m = {.hdr_len = 0};
+    uint8_t buf[PUMP_BUF];
+    bool ok = demux_feed(b, &m, (const uint8_t *)b->pending, b->pending_len);
+    while (ok) {
+        ssize_t n = recv(b->sock, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        ok = demux_feed(b, &m, buf, (size_t)n);
+    }
+    if (m.line_len > 0)
+        stderr_bytes(b, &m, (const uint8_t *)"\n", 1);
+    shutdown(b->out_end, SHUT_WR);
+    return NULL;
+}
+
+/* ---- create / remove ---- */
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new(o, k, json_string(v));
+}
+
+static void set_int(json_t *o, const char *k, int64_t v)
+{
+    json_object_set_new(o, k, json_integer(v));
+}
+
+/* The stricter of two limits where 0 means none. */
+static uint64_t stricter(uint64_t a, uint64_t b)
+{
+    if (!a || !b)
+        return a ? a : b;
+    return OBX_MIN(a, b);
+}
+
+static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *spec,
+                           const char *image, const char *agent)
+{
+    const struct obx_docker_config *cfg = &d->cfg;
+    json_t *body = json_object();
+    set_str(body, "Image", image);
+    if (!obx_str_empty(cfg->user))
+        set_str(body, "User", cfg->user);
+    set_str(body, "Hostname", "onlyboxes");
+    set_str(body, "WorkingDir", OBX_BOX_WORKSPACE);
+    json_object_set_new(body, "Env",
+                        json_pack("[s,s,s]", "HOME=" OBX_BOX_WORKSPACE, "LANG=C.UTF-8",
+                                  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:"
+                                  "/bin"));
+    /* The agent is PID 1; stdin stays open until we half-close the attach connection, then
+     * Docker closes it (StdinOnce) and the agent exits. */
+    json_object_set_new(body, "AttachStdin", json_true());
+    json_object_set_new(body, "AttachStdout", json_true());
+    json_object_set_new(body, "AttachStderr", json_true());
+    json_object_set_new(body, "OpenStdin", json_true());
+    json_object_set_new(body, "StdinOnce", json_true());
+    json_object_set_new(body, "Tty", json_false());
+
+    json_t *entry = json_array();
+    json_array_append_new(entry, json_string(OBX_BOX_AGENT_PATH));
+    json_array_append_new(entry, json_string("--workspace"));
+    json_array_append_new(entry, json_string(OBX_BOX_WORKSPACE));
+    char num[32];
+    /* No --nproc: without a user namespace RLIMIT_NPROC counts every process of the uid on the
+     * host, across boxes; the cgroup pids limit below is per box. */
+    const struct {
+        const char *flag;
+        uint64_t v;
+    } lims[] = {{"--memory", spec->memory_bytes},
+                {"--fsize", spec->fsize_bytes},
+                {"--nofile", AGENT_NOFILE}};
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(lims); i++) {
+        if (!lims[i].v)
+            continue;
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)lims[i].v);
+        json_array_append_new(entry, json_string(lims[i].flag));
+        json_array_append_new(entry, json_string(num));
+    }
+    json_object_set_new(body, "Entrypoint", entry);
+    json_object_set_new(body, "Cmd", json_array());
+
+    json_t *labels = json_object();
+    set_str(labels, OBX_LABEL_MANAGED, "true");
+    set_str(labels, OBX_LABEL_WORKER, spec->worker_id ? spec->worker_id : "");
+    set_str(labels, OBX_LABEL_SESSION, spec->session ? spec->session : "");
+    set_str(labels, OBX_DOCKER_LABEL_OWNER_HOST, d->host);
+    set_str(labels, OBX_DOCKER_LABEL_OWNER_BOOT, d->boot_id);
+    set_str(labels, OBX_DOCKER_LABEL_OWNER_PID, d->self_pid);
+    set_str(labels, OBX_DOCKER_LABEL_OWNER_START, d->self_start);
+    json_object_set_new(body, "Labels", labels);
+
+    json_t *hc = json_object();
+    _cleanup_free_ char *bind = obx_xasprintf("%s:" OBX_BOX_AGENT_PATH ":ro", agent);
+    json_object_set_new(hc, "Binds", json_pack("[s]", bind));
+    set_str(hc, "NetworkMode", spec->network ? "bridge" : cfg->network);
+    if (cfg->drop_caps)
+        json_object_set_new(hc, "CapDrop", json_pack("[s]", "ALL"));
+    if (cfg->no_new_privs)
+        json_object_set_new(hc, "SecurityOpt", json_pack("[s]", "no-new-privileges"));
+    json_object_set_new(hc, "ReadonlyRootfs", json_boolean(cfg->read_only_root));
+    /* The workspace is a tmpfs owned by the box user: writable, sized, gone with the box. "exec":
+     * Docker's tmpfs default is noexec, and people run scripts and venvs from both. */
+    uid_t uid = 1000, gid = 1000;
+    if (!obx_str_empty(cfg->user))
+        (void)sscanf(cfg->user, "%u:%u", &uid, &gid);
+    uint64_t ws = spec->workspace_bytes ? spec->workspace_bytes : cfg->workspace_bytes;
+    _cleanup_free_ char *tmp_opts = obx_xasprintf("rw,exec,nosuid,nodev,size=%llu,mode=1777",
+                                                  (unsigned long long)cfg->tmp_bytes);
+    _cleanup_free_ char *ws_opts =
+        obx_xasprintf("rw,exec,nosuid,nodev,size=%llu,uid=%u,gid=%u,mode=0755",
+                      (unsigned long long)ws, (unsigned)uid, (unsigned)gid);
+    json_object_set_new(hc, "Tmpfs",
+                        json_pack("{s:s, s:s}", "/tmp", tmp_opts, OBX_BOX_WORKSPACE, ws_opts));
+    if (cfg->memory_bytes) {
+        set_int(hc, "Memory", (int64_t)cfg->memory_bytes);
+        set_int(hc, "MemorySwap", (int64_t)cfg->memory_bytes); /* no swap on top */
+    }
+    uint64_t cpu = stricter(spec->cpu_millis, cfg->cpu_millis);
+    if (cpu)
+        set_int(hc, "NanoCpus", (int64_t)cpu * 1000000);
+    uint64_t pids = stricter(spec->pids, cfg->pids);
+    if (pids)
+        set_int(hc, "PidsLimit", (int64_t)pids);
+    set_str(hc, "IpcMode", "private");
+    /* The attach stream carries the protocol; a log driver would copy it all to disk. */
+    json_object_set_new(hc, "LogConfig", json_pack("{s:s, s:{}}", "Type", "none", "Config"));
+    json_object_set_new(hc, "AutoRemove", json_false());
+    json_object_set_new(body, "HostConfig", hc);
+    return body;
+}
+
+/* Removes a container (force: killing it first). 404 and "already in progress" count as done. */
+static int remove_container(struct docker_runtime *d, const char *id, struct obx_error *err)
+{
+    _cleanup_free_ char *path = obx_xasprintf("/containers/%s?force=1&v=1", id);
+    long status = 0;
+    _cleanup_json_ json_t *j = NULL;
+    int r = obx_docker_call(&d->c, "DELETE", path, NULL, STOP_TIMEOUT_MS, &status, &j, err);
+    if (r < 0)
+        return r;
+    if (status == 204 || status == 404 || status == 409)
+        return 0;
+    return obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                         "cannot remove container %.12s: HTTP %ld %s", id, status,
+                         obx_docker_message(j));
+}
+
+/* Makes sure image is there, pulling it when allowed. One pull at a time per runtime. */
+static int ensure_image(struct docker_runtime *d, const char *image, struct obx_error *err)
+{
+    int r = obx_docker_image_exists(&d->c, image, err);
+    if (r != 0)
+        return r < 0 ? r : 0;
+    if (!d->cfg.pull)
+        return obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "image %s is not on the Docker daemon at %s (pulling is off: "
+                             "ONLYBOXES_DOCKER_PULL=false); " OBX_DOCKER_BUILD_HINT,
+                             image, d->c.endpoint);
+    pthread_mutex_lock(&d->pull_lock);
+    r = obx_docker_image_exists(&d->c, image, err); /* another thread may have pulled it */
+    if (r == 0)
+        r = obx_docker_pull(&d->c, image, err);
+    pthread_mutex_unlock(&d->pull_lock);
+    return r < 0 ? r : 0;
+}
+
+static int create_container(struct docker_runtime *d, const json_t *body, const char *image,
+                            char *ret_id, size_t size, struct obx_error *err)
+{
+    char name[40];
+    memcpy(name, "obx-", 4);
+    obx_random_hex(name + 4, 8);
+    _cleanup_free_ char *path = obx_xasprintf("/containers/create?name=%s", name);
+    for (int attempt = 0;; attempt++) {
+        long status = 0;
+        _cleanup_json_ json_t *j = NULL;
+        int r = obx_docker_call(&d->c, "POST", path, body, OBX_DOCKER_TIMEOUT_MS, &status, &j, err);
+        if (r < 0)
+            return r;
+        if (status == 201) {
+            const char *id = obx_json_get_str(j, "Id", NULL);
+            if (obx_str_empty(id) || strlen(id) >= size)
+                return obx_error_set(err, EPROTO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                                     "the Docker daemon created a container without an id");
+            snprintf(ret_id, size, "%s", id);
+            return 0;
+        }
+        if (status == 404 && attempt == 0) {
+            /* No such image: pull it (or explain how to get it) and try once more. */
+            r = ensure_image(d, image, err);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        return obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "cannot create a container from %s: HTTP %ld %s", image, status,
+                             obx_docker_message(j));
+    }
+}
+
+/* Tears down what start() built so far; the worker's fds are the caller's business. */
+static void box_destroy(struct docker_box *b)
+{
+    struct obx_error err = OBX_ERROR_INIT;
+    if (b->id[0] && remove_container(b->d, b->id, &err) < 0)
+        obx_warn("docker: %s", err.message);
+    if (b->sock >= 0)
+        shutdown(b->sock, SHUT_RDWR); /* wakes both pumps if the daemon did not end the stream */
+    if (b->in_end >= 0)
+        shutdown(b->in_end, SHUT_RDWR);
+    if (b->in_started)
+        pthread_join(b->in_thr, NULL);
+    if (b->out_started)
+        pthread_join(b->out_thr, NULL);
+    obx_closep(&b->sock);
+    obx_closep(&b->in_end);
+    obx_closep(&b->out_end);
+    b->magic = 0;
+    free(b);
+}
+
+static int docker_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
+                        struct obx_box_handle *ret, struct obx_error *err)
+{
+    struct docker_runtime *d = to_docker(rt);
+    char agent[PATH_MAX];
+    if (!spec || obx_str_empty(spec->agent_path))
+        return obx_error_set(err, EINVAL, OBX_ERR_INTERNAL, "box spec without an agent path");
+    if (!realpath(spec->agent_path, agent) || access(agent, X_OK) < 0)
+        return obx_error_set(err, errno, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "agent %s is not an executable file: %s", spec->agent_path,
+                             strerror(errno));
+    const char *image = spec->image     ? spec->image
+                        : spec->session ? d->terminal_image
+                                        : d->python_image;
+
+    struct docker_box *b = obx_xcalloc(1, sizeof(*b));
+    b->magic = BOX_MAGIC;
+    b->d = d;
+    b->sock = b->in_end = b->out_end = -1;
+    int to[2] = {-1, -1}, from[2] = {-1, -1};
+    _cleanup_free_ char *path = NULL;
+    _cleanup_json_ json_t *j = NULL;
+    _cleanup_json_ json_t *body = create_body(d, spec, image, agent);
+    int r = create_container(d, body, image, b->id, sizeof(b->id), err);
+    if (r < 0)
+        goto fail;
+    r = obx_docker_attach(&d->c, b->id, &b->sock, b->pending, sizeof(b->pending), &b->pending_len,
+                          err);
+    if (r < 0)
+        goto fail;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, to) < 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, from) < 0) {
+        r = obx_error_set(err, errno, OBX_ERR_NO_CAPACITY, "cannot create sockets for a box: %s",
+                          strerror(errno));
+        goto fail;
+    }
+    b->in_end = TAKE_FD(to[1]);
+    b->out_end = TAKE_FD(from[1]);
+    int e = pthread_create(&b->in_thr, NULL, in_pump, b);
+    b->in_started = e == 0;
+    if (e == 0) {
+        e = pthread_create(&b->out_thr, NULL, out_pump, b);
+        b->out_started = e == 0;
+    }
+    if (e != 0) {
+        r = obx_error_set(err, e, OBX_ERR_NO_CAPACITY, "cannot start the box's pump threads");
+        goto fail;
+    }
+
+    path = obx_xasprintf("/containers/%s/start", b->id);
+    long status = 0;
+    r = obx_docker_call(&d->c, "POST", path, NULL, OBX_DOCKER_TIMEOUT_MS, &status, &j, err);
+    if (r >= 0 && status != 204 && status != 304)
+        r = obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "cannot start container %.12s from %s: HTTP %ld %s", b->id, image, status,
+                          obx_docker_message(j));
+    if (r < 0)
+        goto fail;
+
+    ret->to_agent = TAKE_FD(to[0]);
+    ret->from_agent = TAKE_FD(from[0]);
+    snprintf(ret->id, sizeof(ret->id), "%s", b->id);
+    ret->pid = 0;
+    ret->priv = b;
+    obx_debug("docker: started box %.12s from %s", b->id, image);
+    return 0;
+
+fail:
+    /* Closing the worker's ends first lets the pumps finish once the container is gone. */
+    for (int i = 0; i < 2; i++) {
+        obx_closep(&to[i]);
+        obx_closep(&from[i]);
+    }
+    box_destroy(b);
+    return r;
+}
+
+static void docker_stop(struct obx_runtime *rt, struct obx_box_handle *h)
+{
+    struct docker_box *b = h->priv;
+    if (!b || b->magic != BOX_MAGIC)
+        return;
+    /* EOF on the worker's end: the in pump half-closes the attach connection, Docker closes the
+     * agent's stdin and the agent kills what runs. The forced remove below ends it regardless. */
+    obx_closep(&h->to_agent);
+    obx_closep(&h->from_agent);
+    h->to_agent = h->from_agent = -1;
+    box_destroy(b);
+    h->priv = NULL;
+}
+
+/* ---- stale boxes ---- */
+
+/* True when the labels name an owner on this host and boot that no longer runs. */
+static bool owner_is_dead(struct docker_runtime *d, const json_t *labels)
+{
+    const char *host = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_HOST, NULL);
+    const char *boot = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_BOOT, NULL);
+    const char *pid_s = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_PID, NULL);
+    const char *start_s = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_START, "");
+    /* Another host's worker may share this daemon: its pids mean nothing here. */
+    if (!host || !pid_s || !obx_streq(host, d->host))
+        return false;
+    if (!obx_streq(boot, d->boot_id))
+        return true; /* started before this boot: that process is gone */
+    int64_t pid;
+    if (obx_parse_int64(pid_s, 1, INT32_MAX, &pid) < 0)
+        return false;
+    unsigned long long start;
+    int r = proc_start_time((pid_t)pid, &start);
+    if (r == -ESRCH)
+        return true;
+    if (r < 0)
+        return false; /* cannot tell: keep it */
+    char now[24];
+    snprintf(now, sizeof(now), "%llu", start);
+    return !obx_streq(now, start_s); /* the pid is another process now */
+}
+
+static int docker_cleanup_stale(struct obx_runtime *rt, struct obx_error *err)
+{
+    struct docker_runtime *d = to_docker(rt);
+    _cleanup_free_ char *filter = obx_docker_escape("{\"label\":[\"" OBX_LABEL_MANAGED "=true\"]}");
+    _cleanup_free_ char *path = obx_xasprintf("/containers/json?all=1&filters=%s", filter);
+    long status = 0;
+    _cleanup_json_ json_t *list = NULL;
+    int r = obx_docker_call(&d->c, "GET", path, NULL, OBX_DOCKER_TIMEOUT_MS, &status, &list, err);
+    if (r < 0)
+        return r;
+    if (status != 200 || !json_is_array(list))
+        return obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "cannot list containers: HTTP %ld %s", status,
+                             obx_docker_message(list));
+    int removed = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(list, i, c)
+    {
+        const char *id = obx_json_get_str(c, "Id", NULL);
+        if (!id || !owner_is_dead(d, json_object_get(c, "Labels")))
+            continue;
+        struct obx_error rerr = OBX_ERROR_INIT;
+        if (remove_container(d, id, &rerr) < 0) {
+            obx_warn("docker: stale box %.12s: %s", id, rerr.message);
+            continue;
+        }
+        obx_debug("docker: removed stale box %.12s", id);
+        removed++;
+    }
+    return removed;
+}
+
+/* ---- the runtime object ---- */
+
+static void docker_describe(struct obx_runtime *rt, char *buf, size_t size)
+{
+    struct docker_runtime *d = to_docker(rt);
+    char mem[32] = "none", cpu[32] = "none";
+    if (d->cfg.memory_bytes)
+        snprintf(mem, sizeof(mem), "%llu MiB", (unsigned long long)(d->cfg.memory_bytes >> 20));
+    if (d->cfg.cpu_millis)
+        snprintf(cpu, sizeof(cpu), "%u.%03u", d->cfg.cpu_millis / 1000, d->cfg.cpu_millis % 1000);
+    snprintf(buf, size,
+             "docker %s (API %s) at %s; images %s (python), %s (terminal); user %s, network %s, "
+             "memory %s, cpus %s, pids %u%s%s%s",
+             d->c.server_version, d->c.api_version, d->c.endpoint, d->python_image,
+             d->terminal_image, obx_str_empty(d->user) ? "(image's)" : d->user, d->network, mem,
+             cpu, d->cfg.pids, d->cfg.read_only_root ? "" : "; root WRITABLE",
+             d->cfg.drop_caps ? "" : "; capabilities KEPT",
+             d->cfg.no_new_privs ? "" : "; new privileges ALLOWED");
+}
+
+static void docker_free(struct obx_runtime *rt)
+{
+    struct docker_runtime *d = to_docker(rt);
+    if (!d)
+        return;
+    obx_docker_client_done(&d->c);
+    free(d->python_image);
+    free(d->terminal_image);
+    free(d->user);
+    free(d->network);
+    pthread_mutex_destroy(&d->pull_lock);
+    free(d);
+}
+
+struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
+                                           struct obx_error *err)
+{
+    struct obx_docker_config defaults;
+    if (!cfg) {
+        if (obx_docker_config_from_env(&defaults, err) < 0)
+            return NULL;
+        cfg = &defaults;
+    }
+    struct docker_runtime *d = obx_xcalloc(1, sizeof(*d));
+    d->rt.name = "docker";
+    d->rt.start = docker_start;
+    d->rt.stop = docker_stop;
+    d->rt.cleanup_stale = docker_cleanup_stale;
+    d->rt.describe = docker_describe;
+    d->rt.free = docker_free;
+    pthread_mutex_init(&d->pull_lock, NULL);
+    d->cfg = *cfg;
+    d->python_image = obx_xstrdup(cfg->python_image ? cfg->python_image : OBX_DOCKER_DEFAULT_IMAGE);
+    d->terminal_image =
+        obx_xstrdup(cfg->terminal_image ? cfg->terminal_image : OBX_DOCKER_DEFAULT_IMAGE);
+    d->user = obx_xstrdup(cfg->user ? cfg->user : "");
+    d->network =
+        obx_xstrdup(obx_str_empty(cfg->network) ? OBX_DOCKER_DEFAULT_NETWORK : cfg->network);
+    d->cfg.python_image = d->python_image;
+    d->cfg.terminal_image = d->terminal_image;
+    d->cfg.user = d->user;
+    d->cfg.network = d->network;
+    d->cfg.host = NULL;
+    if (d->cfg.tmp_bytes == 0)
+        d->cfg.tmp_bytes = OBX_DOCKER_DEFAULT_TMP_BYTES;
+    if (d->cfg.workspace_bytes == 0)
+        d->cfg.workspace_bytes = OBX_DOCKER_DEFAULT_WORKSPACE_BYTES;
+
+    if (gethostname(d->host, sizeof(d->host) - 1) < 0)
+        snprintf(d->host, sizeof(d->host), "unknown");
+    read_line_file("/proc/sys/kernel/random/boot_id", d->boot_id, sizeof(d->boot_id));
+    unsigned long long start = 0;
+    (void)proc_start_time(getpid(), &start);
+    snprintf(d->self_pid, sizeof(d->self_pid), "%d", (int)getpid());
+    snprintf(d->self_start, sizeof(d->self_start), "%llu", start);
+
+    int r = obx_docker_client_init(&d->c, cfg->host, err);
+    if (r >= 0 && cfg->check_images) {
+        r = ensure_image(d, d->python_image, err);
+        if (r >= 0 && !obx_streq(d->python_image, d->terminal_image))
+            r = ensure_image(d, d->terminal_image, err);
+    }
+    if (r < 0) {
+        docker_free(&d->rt);
+        return NULL;
+    }
+    obx_debug("docker: %s (API %s) at %s", d->c.server_version, d->c.api_version, d->c.endpoint);
+    return &d->rt;
+}
