@@ -10,6 +10,8 @@
 #   OBX_SKIP_DEPS=1     do not run scripts/install-deps.sh
 #   OBX_SKIP_ASAN=1     skip the sanitizer stages (quicker local runs; CI runs them)
 #   OBX_SKIP_NODE22=1   skip what needs Node 22 from npx (Inspector, conformance suite)
+#   OBX_SKIP_DOCKER=1   skip the docker runtime stages (they also skip, with a warning, when no
+#                       Docker daemon can be started)
 #   OBX_JOBS=N          parallel build jobs (default: number of CPUs)
 set -euo pipefail
 
@@ -105,6 +107,30 @@ conformance() {
     OBX_BIN="$1" bash tests/integration/conformance.sh
 }
 
+# The docker runtime against a real daemon. When no daemon can be started on this machine the
+# stages say so loudly and are skipped; once one answers, every failure counts.
+docker_up() {
+    if [[ "${OBX_SKIP_DOCKER:-}" == 1 ]]; then
+        echo "OBX_SKIP_DOCKER=1: docker stages skipped"
+        docker_ok=0
+        return 0
+    fi
+    if bash scripts/docker-up.sh; then
+        docker_ok=1
+    else
+        echo "test.sh: WARNING: no Docker daemon could be started; docker stages SKIPPED" >&2
+        docker_ok=0
+    fi
+}
+
+docker_unit_tests() {
+    ctest --test-dir "$1" -R '^test_docker' --output-on-failure --timeout 300
+}
+
+docker_integration_tests() {
+    (cd tests/integration && OBX_BIN="$1" ONLYBOXES_RUNTIME=docker npm test)
+}
+
 # The sanitizer build: every ASan report is fatal, leaks included; UBSan stops at the first
 # finding (the build uses -fno-sanitize-recover).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86:strict_string_checks=1}"
@@ -120,6 +146,12 @@ stage "unit tests (build/)" unit_tests build
 stage "npm ci (tests/integration)" npm_ci
 stage "integration tests (build/)" integration_tests "$root/build/onlyboxes"
 stage "conformance suite (build/)" conformance "$root/build/onlyboxes"
+docker_ok=0
+stage "docker daemon and test image" docker_up
+if ((docker_ok)); then
+    stage "docker runtime unit tests (build/)" docker_unit_tests build
+    stage "integration tests on docker (build/)" docker_integration_tests "$root/build/onlyboxes"
+fi
 if [[ "${OBX_SKIP_ASAN:-}" != 1 ]]; then
     stage "build (build-asan/, ASan+UBSan)" build build-asan -DCMAKE_BUILD_TYPE=Debug -DOBX_SANITIZE=ON
     stage "unit tests (build-asan/)" unit_tests build-asan
