@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * What the console's files share: the console object, the route table types and the helpers
+ * handlers use. Handlers run on pool threads; each gets a struct obx_route_ctx it owns for the
+ * duration of the call.
+ */
+#ifndef OBX_CONSOLE_INTERNAL_H
+#define OBX_CONSOLE_INTERNAL_H
+
+#include "common/json.h"
+#include "console.h"
+#include "http.h"
+#include "pool.h"
+#include "ratelimit.h"
+#include "store.h"
+
+#define OBX_CONSOLE_SESSION_COOKIE "onlyboxes_console_session"
+#define OBX_CONSOLE_SESSION_TTL_MS (12LL * 3600 * 1000)
+#define OBX_CONSOLE_REPO_URL "https://github.com/Coooolfan/onlyboxes"
+#define OBX_CONSOLE_NAME_MAX_RUNES 64
+#define OBX_CONSOLE_PASSWORD_MAX_BYTES 1024
+#define OBX_CONSOLE_TOKEN_MAX_BYTES 256
+#define OBX_CONSOLE_INSERT_ATTEMPTS 8
+
+struct obx_console {
+    const struct obx_console_config *cfg;
+    struct obx_store *store;
+    struct obx_console_pool *pool;
+    struct obx_http_server *http;
+    struct obx_ratelimit *login_limit;
+};
+
+enum obx_route_auth {
+    OBX_ROUTE_AUTH_NONE,
+    OBX_ROUTE_AUTH_COOKIE,
+    OBX_ROUTE_AUTH_ADMIN, /* cookie, then is_admin */
+    OBX_ROUTE_AUTH_BEARER,
+};
+
+enum obx_route_result {
+    OBX_ROUTE_DONE,  /* req->resp is set; the router completes the request */
+    OBX_ROUTE_ASYNC, /* the handler kept the completion reference and completes it later */
+};
+
+#define OBX_ROUTE_MAX_PARAMS 4
+
+struct obx_route_ctx {
+    struct obx_console *console;
+    struct obx_http_request *req;
+    char *params[OBX_ROUTE_MAX_PARAMS];
+    size_t n_params;
+    bool authed;
+    struct obx_account account; /* the caller, when authed */
+    char session_hash[65];      /* cookie auth only */
+};
+
+typedef enum obx_route_result (*obx_route_fn)(struct obx_route_ctx *ctx);
+
+struct obx_route {
+    enum obx_http_method method;
+    const char *pattern; /* "/api/v1/console/tokens/:token_id" */
+    enum obx_route_auth auth;
+    obx_route_fn fn;
+};
+
+/* Matches path against the table. params receive copies of the ":name" segments (caller frees).
+ * *ret_redirect is set when only the path without its trailing slash matches. */
+const struct obx_route *obx_router_match(const struct obx_route *routes, size_t n,
+                                         enum obx_http_method method, const char *path,
+                                         char **params, size_t *n_params, bool *ret_redirect);
+/* The HTTP dispatch callback: queues the request on the pool (service thread, never blocks). */
+void obx_router_dispatch(struct obx_http_request *req, void *userdata);
+
+extern const struct obx_route obx_account_routes[];
+extern const size_t obx_account_routes_n;
+extern const struct obx_route obx_token_routes[];
+extern const size_t obx_token_routes_n;
+
+/* Creates an account with a fresh id, retrying id collisions (routes-account.c). -EEXIST: the
+ * username is taken. Hashes the password: pool threads or startup only. */
+int obx_console_account_create(struct obx_console *c, const char *username, const char *password,
+                               bool is_admin, struct obx_account *ret, struct obx_error *err);
+
+/* Handler helpers (router.c). */
+/* The body as a JSON object, or NULL after answering 400 "invalid request body". */
+json_t *obx_route_body_object(struct obx_route_ctx *ctx);
+/* A string member: absent or null gives def; another type gives -EINVAL. */
+int obx_route_body_string(json_t *obj, const char *key, const char *def, const char **ret);
+json_t *obx_route_time(int64_t unix_ms);
+json_t *obx_route_account_json(const struct obx_account *a, bool with_times);
+void obx_route_set_session_cookie(struct obx_route_ctx *ctx, const char *value);
+void obx_route_clear_session_cookie(struct obx_route_ctx *ctx);
+/* A new dashboard session for account_id: stores its hash and sets the cookie. */
+int obx_route_session_start(struct obx_route_ctx *ctx, const char *account_id);
+void obx_route_session_hash(const struct obx_console *c, const char *value, char out[static 65]);
+/* The client address used for rate limiting. */
+const char *obx_route_client_ip(const struct obx_route_ctx *ctx);
+
+#endif

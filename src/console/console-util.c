@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Pure helpers of the console; see console-util.h. */
+#include "console-util.h"
+
+#include <ctype.h>
+#include <time.h>
+
+uint32_t obx_console_utf8_next(const char *str, size_t len, size_t *ret_size)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    uint32_t cp;
+    size_t n;
+    if (s[0] < 0x80) {
+        *ret_size = 1;
+        return s[0];
+    } else if ((s[0] & 0xe0) == 0xc0) {
+        cp = s[0] & 0x1f;
+        n = 2;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        cp = s[0] & 0x0f;
+        n = 3;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        cp = s[0] & 0x07;
+        n = 4;
+    } else {
+        *ret_size = 1;
+        return 0xfffd;
+    }
+    if (n > len) {
+        *ret_size = 1;
+        return 0xfffd;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            *ret_size = 1;
+            return 0xfffd;
+        }
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        *ret_size = 1;
+        return 0xfffd;
+    }
+    *ret_size = n;
+    return cp;
+}
+
+bool obx_console_is_space(uint32_t cp)
+{
+    switch (cp) {
+    case '\t':
+    case '\n':
+    case '\v':
+    case '\f':
+    case '\r':
+    case ' ':
+    case 0x85:
+    case 0xa0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202f:
+    case 0x205f:
+    case 0x3000:
+        return true;
+    default:
+        return cp >= 0x2000 && cp <= 0x200a;
+    }
+}
+
+char *obx_console_trim(const char *s)
+{
+    size_t len = strlen(s), start = 0, end = 0, i = 0;
+    bool seen = false;
+    while (i < len) {
+        size_t n;
+        uint32_t cp = obx_console_utf8_next(s + i, len - i, &n);
+        if (!obx_console_is_space(cp)) {
+            if (!seen)
+                start = i;
+            seen = true;
+            end = i + n;
+        }
+        i += n;
+    }
+    return seen ? obx_xstrndup(s + start, end - start) : obx_xstrdup("");
+}
+
+size_t obx_console_rune_count(const char *s)
+{
+    size_t len = strlen(s), count = 0;
+    for (size_t i = 0, n; i < len; i += n, count++)
+        obx_console_utf8_next(s + i, len - i, &n);
+    return count;
+}
+
+bool obx_console_has_space(const char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0, n; i < len; i += n)
+        if (obx_console_is_space(obx_console_utf8_next(s + i, len - i, &n)))
+            return true;
+    return false;
+}
+
+char *obx_console_lower(const char *s)
+{
+    char *out = obx_xstrdup(s);
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return out;
+}
+
+void obx_console_token_mask(const char *token, char *out, size_t size)
+{
+    size_t len = strlen(token), pos = 0;
+    if (size == 0)
+        return;
+#define PUT(c)                \
+    do {                      \
+        if (pos + 1 < size)   \
+            out[pos++] = (c); \
+    } while (0)
+    if (len <= 8) {
+        for (size_t i = 0; i < len; i++)
+            PUT('*');
+    } else {
+        size_t stars = OBX_MAX(len - 8, (size_t)6);
+        for (size_t i = 0; i < 4; i++)
+            PUT(token[i]);
+        for (size_t i = 0; i < stars; i++)
+            PUT('*');
+        for (size_t i = len - 4; i < len; i++)
+            PUT(token[i]);
+    }
+#undef PUT
+    out[pos] = '\0';
+}
+
+int obx_console_cookie_value(const char *header, const char *name, char *out, size_t size)
+{
+    if (!header)
+        return -ENOENT;
+    size_t nlen = strlen(name);
+    const char *p = header;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ';')
+            p++;
+        const char *end = strchr(p, ';');
+        size_t plen = end ? (size_t)(end - p) : strlen(p);
+        if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            const char *v = p + nlen + 1;
+            size_t vlen = plen - nlen - 1;
+            while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+                vlen--;
+            if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+                v++;
+                vlen -= 2;
+            }
+            if (vlen + 1 > size)
+                return -E2BIG;
+            memcpy(out, v, vlen);
+            out[vlen] = '\0';
+            return 0;
+        }
+        p += plen;
+    }
+    return -ENOENT;
+}
+
+int obx_console_parse_page_param(const char *s, int64_t def, int64_t max, int64_t *ret)
+{
+    if (!s) {
+        *ret = def;
+        return 0;
+    }
+    int64_t v;
+    if (obx_parse_int64(s, 1, INT64_MAX, &v) < 0)
+        return -EINVAL;
+    *ret = OBX_MIN(v, max);
+    return 0;
+}
+
+void obx_console_format_time(int64_t unix_ms, char out[static 40])
+{
+    time_t secs = (time_t)(unix_ms / 1000);
+    int ms = (int)(unix_ms % 1000);
+    if (ms < 0) {
+        ms += 1000;
+        secs--;
+    }
+    struct tm tm;
+    localtime_r(&secs, &tm);
+    char base[24], frac[8] = "", zone[24];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (ms) {
+        snprintf(frac, sizeof(frac), ".%03d", ms);
+        for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
+            frac[n - 1] = '\0';
+    }
+    long off = tm.tm_gmtoff / 60;
+    if (off == 0)
+        snprintf(zone, sizeof(zone), "Z");
+    else
+        snprintf(zone, sizeof(zone), "%c%02ld:%02ld", off < 0 ? '-' : '+', labs(off) / 60,
+                 labs(off) % 60);
+    size_t n = strlen(base);
+    memcpy(out, base, n + 1);
+    n += (size_t)snprintf(out + n, 40 - n, "%s", frac);
+    snprintf(out + n, 40 - n, "%.6s", zone);
+}
+
+void obx_console_format_http_date(int64_t unix_ms, char out[static 40])
+{
+    time_t secs = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}

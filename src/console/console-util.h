@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Pure helpers of the console (no I/O, no third-party calls), kept apart so unit tests reach
+ * them directly: Unicode-aware trimming and rune counts as the reference's Go code does them, token
+ * masking, cookie parsing, pagination parameters and the JSON time format.
+ */
+#ifndef OBX_CONSOLE_UTIL_H
+#define OBX_CONSOLE_UTIL_H
+
+#include "common/util.h"
+
+/* Decodes one UTF-8 code point at s (len > 0); invalid bytes decode as U+FFFD of length 1. */
+uint32_t obx_console_utf8_next(const char *s, size_t len, size_t *ret_size);
+/* Go's unicode.IsSpace. */
+bool obx_console_is_space(uint32_t cp);
+/* A copy of s without leading and trailing Unicode white space. Caller frees. */
+char *obx_console_trim(const char *s);
+/* Number of code points (an invalid byte counts as one). */
+size_t obx_console_rune_count(const char *s);
+/* True when s contains any Unicode white space. */
+bool obx_console_has_space(const char *s);
+/* ASCII-lower-cased copy (the key for case-insensitive uniqueness). Caller frees. */
+char *obx_console_lower(const char *s);
+
+/* The reference's mask: L <= 8 gives L asterisks, else first 4 + max(L-8, 6) asterisks + last 4
+ * (L in bytes). Writes at most size-1 bytes plus NUL. */
+void obx_console_token_mask(const char *token, char *out, size_t size);
+
+/* Copies the value of cookie `name` from a Cookie header into out. Returns 0, -ENOENT when
+ * absent, -E2BIG when the value does not fit. */
+int obx_console_cookie_value(const char *header, const char *name, char *out, size_t size);
+
+/* A pagination parameter: NULL gives def; a positive integer is clamped to max; anything else
+ * is -EINVAL. */
+int obx_console_parse_page_param(const char *s, int64_t def, int64_t max, int64_t *ret);
+
+/* RFC 3339 with trimmed millisecond fraction and the local offset ("Z" in UTC), as Go prints
+ * time.Time. out must hold 40 bytes. */
+void obx_console_format_time(int64_t unix_ms, char out[static 40]);
+/* HTTP date (IMF-fixdate) for cookie Expires. out must hold 40 bytes. */
+void obx_console_format_http_date(int64_t unix_ms, char out[static 40]);
+
+#endif

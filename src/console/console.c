@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The console's top level: configuration from the CONSOLE_* environment (one table row per
+ * variable), the first-admin bootstrap, and the run sequence: store, pool, HTTP server, serve,
+ * then a graceful stop (the pool finishes queued work before the server and the store go away).
+ */
+#include "console-internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "auth.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "console-util.h"
+
+enum opt_type {
+    OPT_STR,
+    OPT_INT,
+    OPT_BOOL
+};
+
+struct opt {
+    const char *env;
+    enum opt_type type;
+    const char *def;
+    int64_t min, max;
+    size_t offset;
+};
+
+#define OFF(f) offsetof(struct obx_console_config, f)
+
+/* CONSOLE_HTTP_ADDR and CONSOLE_HASH_KEY need parsing beyond a type and are handled below. */
+static const struct opt opts[] = {
+    {"CONSOLE_DB_PATH", OPT_STR, "./db/onlyboxes-console.db", 0, 0, OFF(db_path)},
+    {"CONSOLE_DB_BUSY_TIMEOUT_MS", OPT_INT, "5000", 1, 600000, OFF(db_busy_timeout_ms)},
+    {"CONSOLE_ENABLE_REGISTRATION", OPT_BOOL, "false", 0, 0, OFF(enable_registration)},
+    {"CONSOLE_DASHBOARD_USERNAME", OPT_STR, "", 0, 0, OFF(dashboard_username)},
+    {"CONSOLE_DASHBOARD_PASSWORD", OPT_STR, "", 0, 0, OFF(dashboard_password)},
+    {"CONSOLE_TRUST_PROXY_HEADERS", OPT_BOOL, "false", 0, 0, OFF(trust_proxy_headers)},
+    {"CONSOLE_HTTP_HEADER_TIMEOUT_SEC", OPT_INT, "10", 1, 3600, OFF(header_timeout_sec)},
+    {"CONSOLE_HTTP_IDLE_TIMEOUT_SEC", OPT_INT, "60", 1, 3600, OFF(idle_timeout_sec)},
+    {"CONSOLE_WORKER_THREADS", OPT_INT, "8", 1, 256, OFF(worker_threads)},
+    {"CONSOLE_LOGIN_MAX_FAILURES", OPT_INT, "10", 1, 64, OFF(login_max_failures)},
+    {"CONSOLE_LOGIN_WINDOW_SEC", OPT_INT, "300", 1, 86400, OFF(login_window_sec)},
+};
+
+static int parse_bool(const char *s, bool def)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return true;
+        if (strcasecmp(s, no[i]) == 0)
+            return false;
+    }
+    return def;
+}
+
+static void apply_opt(const struct opt *o, const char *v, struct obx_console_config *cfg)
+{
+    char *base = (char *)cfg + o->offset;
+    switch (o->type) {
+    case OPT_STR:
+        *(char **)base = obx_xstrdup(v);
+        break;
+    case OPT_INT: {
+        int64_t n, def = 0;
+        obx_parse_int64(o->def, INT64_MIN, INT64_MAX, &def);
+        /* As in the reference: unparsable or out of range falls back to the default. */
+        if (obx_parse_int64(v, o->min, o->max, &n) < 0) {
+            if (v != o->def)
+                obx_warn("%s=%s is not an integer in %lld..%lld; using %lld", o->env, v,
+                         (long long)o->min, (long long)o->max, (long long)def);
+            n = def;
+        }
+        *(int *)base = (int)n;
+        break;
+    }
+    case OPT_BOOL:
+        *(bool *)base = parse_bool(v, parse_bool(o->def, false));
+        break;
+    }
+}
+
+static int parse_addr(const char *addr, struct obx_console_config *cfg, struct obx_error *err)
+{
+    const char *colon = strrchr(addr, ':');
+    int64_t port;
+    if (!colon || obx_parse_int64(colon + 1, 0, 65535, &port) < 0)
+        return obx_error_set(err, EINVAL, "",
+                             "CONSOLE_HTTP_ADDR=%s: expected HOST:PORT or :PORT (port 0..65535)",
+                             addr);
+    const char *h = addr;
+    size_t hlen = (size_t)(colon - addr);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    cfg->http_host = obx_xstrndup(h, hlen);
+    cfg->http_port = (int)port;
+    return 0;
+}
+
+int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(opts); i++) {
+        const char *v = getenv(opts[i].env);
+        apply_opt(&opts[i], v && *v ? v : opts[i].def, cfg);
+    }
+    cfg->max_body_bytes = 1024 * 1024;
+    const char *addr = getenv("CONSOLE_HTTP_ADDR");
+    int r = parse_addr(addr && *addr ? addr : ":8089", cfg, err);
+    if (r < 0)
+        return r;
+    const char *key = getenv("CONSOLE_HASH_KEY");
+    cfg->hash_key = obx_console_trim(key ? key : "");
+    if (!cfg->hash_key[0])
+        return obx_error_set(err, EINVAL, "", "CONSOLE_HASH_KEY is required");
+    return 0;
+}
+
+void obx_console_config_done(struct obx_console_config *cfg)
+{
+    obx_auth_wipe(cfg->dashboard_password);
+    obx_auth_wipe(cfg->hash_key);
+    free(cfg->http_host);
+    free(cfg->db_path);
+    free(cfg->dashboard_username);
+    free(cfg->dashboard_password);
+    free(cfg->hash_key);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* Where a generated first-admin password is written: next to the database. */
+static char *password_file_path(const char *db_path)
+{
+    const char *name = "onlyboxes-console-admin-password.txt";
+    if (obx_streq(db_path, ":memory:") || strncmp(db_path, "file:", 5) == 0)
+        return obx_xstrdup(name);
+    const char *slash = strrchr(db_path, '/');
+    if (!slash)
+        return obx_xstrdup(name);
+    return obx_xasprintf("%.*s/%s", (int)(slash - db_path), db_path, name);
+}
+
+static int write_secret_file(const char *path, const char *secret, struct obx_error *err)
+{
+    _cleanup_close_ int fd =
+        open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return obx_error_set(err, errno, "", "cannot write %s: %s", path, strerror(errno));
+    if (fchmod(fd, 0600) < 0 || obx_write_all(fd, secret, strlen(secret)) < 0 ||
+        obx_write_all(fd, "\n", 1) < 0)
+        return obx_error_set(err, errno, "", "cannot write %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static int bootstrap_admin(struct obx_console *c, struct obx_error *err)
+{
+    const struct obx_console_config *cfg = c->cfg;
+    int64_t admins = 0;
+    int r = obx_store_admin_count(c->store, &admins, err);
+    if (r < 0)
+        return r;
+    bool env_set =
+        !obx_str_empty(cfg->dashboard_username) || !obx_str_empty(cfg->dashboard_password);
+    if (admins > 0) {
+        if (env_set)
+            obx_info("an admin account exists; CONSOLE_DASHBOARD_USERNAME/PASSWORD are ignored");
+        return 0;
+    }
+    _cleanup_free_ char *username = obx_console_trim(cfg->dashboard_username ?: "");
+    if (!username[0]) {
+        char hex[9];
+        obx_auth_random_hex(hex, 4);
+        free(username);
+        username = obx_xasprintf("admin-%s", hex);
+    }
+    if (obx_console_rune_count(username) > OBX_CONSOLE_NAME_MAX_RUNES)
+        return obx_error_set(err, EINVAL, "", "CONSOLE_DASHBOARD_USERNAME is longer than 64");
+    char generated[49] = "";
+    const char *password = cfg->dashboard_password;
+    _cleanup_free_ char *file = NULL;
+    if (obx_str_empty(password)) {
+        obx_auth_random_hex(generated, 24);
+        password = generated;
+        file = password_file_path(cfg->db_path);
+        r = write_secret_file(file, generated, err);
+        if (r < 0) {
+            obx_auth_wipe(generated);
+            return r;
+        }
+    }
+    struct obx_account a;
+    r = obx_console_account_create(c, username, password, true, &a, err);
+    obx_auth_wipe(generated);
+    if (r < 0)
+        return obx_error_wrap(err, "creating the first admin");
+    if (file)
+        obx_info("created the first admin account '%s'; its generated password is in %s (mode "
+                 "0600): sign in, change it, then delete the file",
+                 a.username, file);
+    else
+        obx_info("created the first admin account '%s' with the password from "
+                 "CONSOLE_DASHBOARD_PASSWORD",
+                 a.username);
+    return 0;
+}
+
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct obx_http_server *running;
+static bool stop_requested;
+
+void obx_console_request_stop(void)
+{
+    pthread_mutex_lock(&running_lock);
+    stop_requested = true;
+    if (running)
+        obx_http_server_stop(running);
+    pthread_mutex_unlock(&running_lock);
+}
+
+int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
+{
+    if (obx_auth_init() < 0)
+        return obx_error_set(err, EIO, OBX_ERR_INTERNAL, "libsodium failed to initialise");
+    struct obx_console c = {.cfg = cfg};
+    int r = obx_store_open(cfg->db_path, cfg->db_busy_timeout_ms, &c.store, err);
+    if (r < 0)
+        return r;
+    r = bootstrap_admin(&c, err);
+    if (r < 0)
+        goto out;
+    obx_store_session_prune(c.store, obx_unix_ms(), NULL);
+    c.pool = obx_console_pool_new(cfg->worker_threads, 1024);
+    c.login_limit =
+        obx_ratelimit_new(cfg->login_max_failures, (uint64_t)cfg->login_window_sec * 1000, 4096);
+    struct obx_http_server_config hc = {
+        .host = cfg->http_host,
+        .port = cfg->http_port,
+        .max_body_bytes = cfg->max_body_bytes,
+        .max_header_bytes = 16384,
+        .header_timeout_sec = cfg->header_timeout_sec,
+        .idle_timeout_sec = cfg->idle_timeout_sec,
+        .dispatch = obx_router_dispatch,
+        .userdata = &c,
+    };
+    r = obx_http_server_new(&hc, &c.http, err);
+    if (r < 0)
+        goto out;
+    fprintf(stderr, "onlyboxes console: listening on http://%s:%d\n",
+            obx_str_empty(cfg->http_host) ? "0.0.0.0" : cfg->http_host,
+            obx_http_server_port(c.http));
+    pthread_mutex_lock(&running_lock);
+    running = c.http;
+    bool stop_now = stop_requested;
+    pthread_mutex_unlock(&running_lock);
+    if (!stop_now)
+        r = obx_http_server_run(c.http);
+    obx_info("console stopping");
+    pthread_mutex_lock(&running_lock);
+    running = NULL;
+    pthread_mutex_unlock(&running_lock);
+    if (r < 0)
+        obx_error_set(err, -r, OBX_ERR_INTERNAL, "HTTP service loop failed");
+out:
+    obx_console_pool_free(c.pool); /* queued handlers finish; their completions are dropped below */
+    obx_http_server_free(c.http);
+    obx_ratelimit_free(c.login_limit);
+    obx_store_close(c.store);
+    return r;
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The console (control plane) of a small-team deployment: an HTTP server for the REST API and the
+ * dashboard, accounts, tokens and dashboard sessions kept in SQLite. This header is what the CLI
+ * needs: the configuration read from the CONSOLE_* environment, and a blocking run that returns
+ * after obx_console_request_stop() (safe from any thread or a signal-waiting thread).
+ */
+#ifndef OBX_CONSOLE_CONSOLE_H
+#define OBX_CONSOLE_CONSOLE_H
+
+#include "common/error.h"
+
+struct obx_console_config {
+    char *http_host; /* NULL or "" = every interface */
+    int http_port;   /* 0 = the kernel picks one (reported on stderr once bound) */
+    char *db_path;
+    int db_busy_timeout_ms;
+    bool enable_registration;
+    char *dashboard_username; /* first admin only; may be NULL */
+    char *dashboard_password; /* first admin only; never logged; may be NULL */
+    char *hash_key;           /* trimmed, non-empty */
+    bool trust_proxy_headers; /* X-Forwarded-Proto / X-Forwarded-For from a trusted proxy */
+    size_t max_body_bytes;
+    int header_timeout_sec;
+    int idle_timeout_sec;
+    int worker_threads;
+    int login_max_failures;
+    int login_window_sec;
+};
+
+/* Fills cfg from the environment. Fails with a message naming the variable. The strings are owned
+ * by cfg; release with obx_console_config_done(). */
+int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error *err);
+void obx_console_config_done(struct obx_console_config *cfg);
+
+/* Opens the store, creates the first admin if there is none, binds the HTTP listener, prints
+ * "listening on http://HOST:PORT" to stderr, then serves until obx_console_request_stop(). */
+int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err);
+
+/* Asks a running console to shut down gracefully. Async-signal-unsafe but thread-safe. */
+void obx_console_request_stop(void);
+
+#endif

@@ -1,0 +1,430 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The libwebsockets side of the console's HTTP server. Everything here runs on the one service
+ * thread except obx_http_request_complete() and obx_http_server_stop(), which other threads call.
+ *
+ * Life of a request: LWS_CALLBACK_HTTP copies the method, path, query and the few headers we use
+ * into a struct obx_http_request (lws keeps its header buffer only for the current callback
+ * chain); a body is collected up to max_body_bytes; then the dispatch callback gets the request.
+ * Whoever finishes it appends it to the done list under a mutex and calls lws_cancel_service(),
+ * the only lws call that is safe from another thread. The service thread wakes with
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED, drains the whole list, and asks for a writeable callback on
+ * each connection that still exists; the response is written from LWS_CALLBACK_HTTP_WRITEABLE
+ * only, in chunks, as lws requires.
+ *
+ * A connection (lws per-session data) points at its current request and the request points back;
+ * both pointers are touched only on the service thread, and a close clears them, so a late
+ * completion for a vanished client is dropped without touching freed memory.
+ */
+#include "http.h"
+
+#include <libwebsockets.h>
+#include <pthread.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+
+#define HTTP_CHUNK 16384
+
+struct http_conn {
+    struct lws *wsi;
+    struct obx_http_request *req; /* current transaction, holds a reference */
+    struct obx_buf body;
+    bool responding; /* response ready, waiting for writeable */
+    bool headers_sent;
+    bool close_after; /* the request was not fully read: close instead of keep-alive */
+    size_t sent;
+};
+
+struct obx_http_server {
+    struct obx_http_server_config cfg;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    int port;
+    bool stopping; /* atomic */
+    pthread_mutex_t lock;
+    struct obx_http_request *done_head, *done_tail;
+};
+
+static void lws_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    obx_log(level == LLL_ERR ? OBX_LOG_ERROR : OBX_LOG_WARN, "lws: %.*s", (int)n, line);
+}
+
+static char *header_dup(struct lws *wsi, enum lws_token_indexes tok)
+{
+    int len = lws_hdr_total_length(wsi, tok);
+    if (len <= 0)
+        return NULL;
+    char *s = obx_xmalloc((size_t)len + 1);
+    if (lws_hdr_copy(wsi, s, len + 1, tok) < 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static char *custom_header_dup(struct lws *wsi, const char *name)
+{
+    int nlen = (int)strlen(name);
+    int len = lws_hdr_custom_length(wsi, name, nlen);
+    if (len <= 0)
+        return NULL;
+    char *s = obx_xmalloc((size_t)len + 1);
+    if (lws_hdr_custom_copy(wsi, s, len + 1, name, nlen) < 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static enum obx_http_method method_from_lws(int m)
+{
+    switch (m) {
+    case LWSHUMETH_GET:
+        return OBX_HTTP_GET;
+    case LWSHUMETH_HEAD:
+        return OBX_HTTP_HEAD;
+    case LWSHUMETH_POST:
+        return OBX_HTTP_POST;
+    case LWSHUMETH_PUT:
+        return OBX_HTTP_PUT;
+    case LWSHUMETH_PATCH:
+        return OBX_HTTP_PATCH;
+    case LWSHUMETH_DELETE:
+        return OBX_HTTP_DELETE;
+    case LWSHUMETH_OPTIONS:
+        return OBX_HTTP_OPTIONS;
+    default:
+        return OBX_HTTP_OTHER;
+    }
+}
+
+static void read_query(struct lws *wsi, struct obx_http_request *req)
+{
+    char frag[2048];
+    for (int i = 0; req->n_query < OBX_HTTP_MAX_QUERY; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n <= 0)
+            break;
+        char *eq = strchr(frag, '=');
+        if (eq)
+            *eq = '\0';
+        req->query[req->n_query][0] = obx_xstrdup(frag);
+        req->query[req->n_query][1] = obx_xstrdup(eq ? eq + 1 : "");
+        req->n_query++;
+    }
+}
+
+static struct obx_http_request *request_new(struct obx_http_server *srv, struct lws *wsi)
+{
+    char *uri = NULL;
+    int uri_len = 0;
+    int m = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
+    if (m < 0 || !uri)
+        return NULL;
+    struct obx_http_request *req = obx_xcalloc(1, sizeof(*req));
+    req->refs = 1;
+    req->srv = srv;
+    req->method = method_from_lws(m);
+    req->path = obx_xstrndup(uri, (size_t)uri_len);
+    read_query(wsi, req);
+    req->cookie = header_dup(wsi, WSI_TOKEN_HTTP_COOKIE);
+    req->authorization = header_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    req->forwarded_for = header_dup(wsi, WSI_TOKEN_X_FORWARDED_FOR);
+    req->forwarded_proto = custom_header_dup(wsi, "x-forwarded-proto:");
+    lws_get_peer_simple(wsi, req->remote_ip, sizeof(req->remote_ip));
+    req->tls = lws_is_ssl(wsi) != 0;
+    return req;
+}
+
+/* The service thread answers by itself (413, 411, 503): no dispatch, write straight away. */
+static void respond_local(struct http_conn *c, int status, const char *message, bool close_after)
+{
+    if (message)
+        obx_http_respond_error(c->req, status, message);
+    else
+        obx_http_respond_empty(c->req, status);
+    c->close_after = close_after;
+    c->responding = true;
+    lws_callback_on_writable(c->wsi);
+}
+
+static void dispatch(struct obx_http_server *srv, struct http_conn *c)
+{
+    struct obx_http_request *req = c->req;
+    if (c->body.data) {
+        req->body = obx_buf_steal(&c->body, &req->body_len);
+    } else {
+        req->body = obx_xstrdup("");
+        req->body_len = 0;
+    }
+    /* The handler may take a while (a task waiting for a worker); lws must not time us out. */
+    lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+    srv->cfg.dispatch(obx_http_request_ref(req), srv->cfg.userdata);
+}
+
+static void conn_detach(struct http_conn *c)
+{
+    if (c->req) {
+        c->req->conn = NULL;
+        obx_http_request_unref(c->req);
+        c->req = NULL;
+    }
+    obx_buf_free(&c->body);
+    c->responding = c->headers_sent = c->close_after = false;
+    c->sent = 0;
+}
+
+static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws *wsi)
+{
+    conn_detach(c);
+    c->wsi = wsi;
+    c->req = request_new(srv, wsi);
+    if (!c->req)
+        return -1;
+    c->req->conn = c;
+    c->body = (struct obx_buf)OBX_BUF_INIT(srv->cfg.max_body_bytes);
+
+    _cleanup_free_ char *te = header_dup(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+    _cleanup_free_ char *cl = header_dup(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (te) {
+        respond_local(c, 411, "content-length required", true);
+        return 0;
+    }
+    int64_t len = 0;
+    if (cl && obx_parse_int64(cl, 0, INT64_MAX, &len) < 0) {
+        respond_local(c, 400, "invalid content-length", true);
+        return 0;
+    }
+    if ((uint64_t)len > srv->cfg.max_body_bytes) {
+        respond_local(c, 413, "request body too large", true);
+        return 0;
+    }
+    if (len > 0) {
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, srv->cfg.header_timeout_sec);
+        return 0; /* LWS_CALLBACK_HTTP_BODY* follow */
+    }
+    dispatch(srv, c);
+    return 0;
+}
+
+static int write_response(struct http_conn *c)
+{
+    struct obx_http_response *r = &c->req->resp;
+    bool head = c->req->method == OBX_HTTP_HEAD;
+    if (!c->headers_sent) {
+        size_t cap = LWS_PRE + 4096;
+        for (size_t i = 0; i < r->n_headers; i++)
+            cap += strlen(r->headers[i][0]) + strlen(r->headers[i][1]) + 8;
+        _cleanup_free_ unsigned char *buf = obx_xmalloc(cap);
+        unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap;
+        if (lws_add_http_header_status(c->wsi, (unsigned)r->status, &p, end))
+            return -1;
+        if (r->content_type && lws_add_http_header_by_token(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                                            (const unsigned char *)r->content_type,
+                                                            (int)strlen(r->content_type), &p, end))
+            return -1;
+        if (r->status != 204 && r->status != 304 &&
+            lws_add_http_header_content_length(c->wsi, r->body_len, &p, end))
+            return -1;
+        for (size_t i = 0; i < r->n_headers; i++) {
+            _cleanup_free_ char *name = obx_xasprintf("%s:", r->headers[i][0]);
+            if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)name,
+                                            (const unsigned char *)r->headers[i][1],
+                                            (int)strlen(r->headers[i][1]), &p, end))
+                return -1;
+        }
+        if (c->close_after &&
+            lws_add_http_header_by_token(c->wsi, WSI_TOKEN_CONNECTION,
+                                         (const unsigned char *)"close", 5, &p, end))
+            return -1;
+        if (lws_finalize_write_http_header(c->wsi, start, &p, end))
+            return -1;
+        c->headers_sent = true;
+        if (r->body_len > 0 && !head) {
+            lws_callback_on_writable(c->wsi);
+            return 0;
+        }
+        return 1;
+    }
+    size_t n = OBX_MIN(r->body_len - c->sent, (size_t)HTTP_CHUNK);
+    bool last = c->sent + n == r->body_len;
+    unsigned char buf[LWS_PRE + HTTP_CHUNK];
+    memcpy(buf + LWS_PRE, r->body + c->sent, n);
+    if (lws_write(c->wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+        return -1;
+    c->sent += n;
+    if (!last) {
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    return 1;
+}
+
+static int on_writeable(struct http_conn *c)
+{
+    if (!c->req || !c->responding)
+        return 0;
+    int r = write_response(c);
+    if (r <= 0)
+        return r;
+    bool close_after = c->close_after;
+    conn_detach(c);
+    if (close_after)
+        return -1;
+    return lws_http_transaction_completed(c->wsi) ? -1 : 0;
+}
+
+static void drain_done(struct obx_http_server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    struct obx_http_request *list = srv->done_head;
+    srv->done_head = srv->done_tail = NULL;
+    pthread_mutex_unlock(&srv->lock);
+    while (list) {
+        struct obx_http_request *req = list;
+        list = req->next_done;
+        req->next_done = NULL;
+        struct http_conn *c = req->conn;
+        if (c && c->req == req) {
+            c->responding = true;
+            lws_callback_on_writable(c->wsi);
+        }
+        obx_http_request_unref(req); /* the completion reference; the conn keeps its own */
+    }
+}
+
+static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len)
+{
+    struct http_conn *c = user;
+    struct obx_http_server *srv = lws_context_user(lws_get_context(wsi));
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return on_http(srv, c, wsi);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (!c->req || c->responding)
+            return 0;
+        if (obx_buf_append(&c->body, in, len) < 0)
+            respond_local(c, 413, "request body too large", true);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (c->req && !c->responding)
+            dispatch(srv, c);
+        return 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return on_writeable(c);
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (c)
+            conn_detach(c);
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (srv)
+            drain_done(srv);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_http_server **ret,
+                        struct obx_error *err)
+{
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+    struct obx_http_server *srv = obx_xcalloc(1, sizeof(*srv));
+    srv->cfg = *cfg;
+    pthread_mutex_init(&srv->lock, NULL);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.max_http_header_data = (unsigned short)OBX_MIN(cfg->max_header_bytes, 65535u);
+    info.max_http_header_pool = 256;
+    info.server_string = "onlyboxes";
+    info.user = srv;
+    srv->ctx = lws_create_context(&info);
+    if (!srv->ctx) {
+        obx_http_server_free(srv);
+        return obx_error_set(err, EIO, OBX_ERR_INTERNAL, "cannot create the HTTP context");
+    }
+
+    memset(&info, 0, sizeof(info));
+    info.vhost_name = "onlyboxes";
+    info.port = cfg->port;
+    info.iface = obx_str_empty(cfg->host) ? NULL : cfg->host;
+    info.protocols = protocols;
+    info.timeout_secs = (unsigned)cfg->header_timeout_sec;
+    info.keepalive_timeout = cfg->idle_timeout_sec;
+    srv->vhost = lws_create_vhost(srv->ctx, &info);
+    if (!srv->vhost) {
+        obx_http_server_free(srv);
+        return obx_error_set(err, EADDRINUSE, OBX_ERR_INTERNAL,
+                             "cannot listen on %s:%d (address in use or not available)",
+                             obx_str_empty(cfg->host) ? "*" : cfg->host, cfg->port);
+    }
+    srv->port = lws_get_vhost_listen_port(srv->vhost);
+    *ret = srv;
+    return 0;
+}
+
+int obx_http_server_port(const struct obx_http_server *srv)
+{
+    return srv->port;
+}
+
+int obx_http_server_run(struct obx_http_server *srv)
+{
+    while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+        if (lws_service(srv->ctx, 0) < 0)
+            return -EIO;
+    return 0;
+}
+
+void obx_http_server_stop(struct obx_http_server *srv)
+{
+    __atomic_store_n(&srv->stopping, true, __ATOMIC_RELEASE);
+    lws_cancel_service(srv->ctx);
+}
+
+void obx_http_request_complete(struct obx_http_request *req)
+{
+    struct obx_http_server *srv = req->srv;
+    pthread_mutex_lock(&srv->lock);
+    if (srv->done_tail)
+        srv->done_tail->next_done = req;
+    else
+        srv->done_head = req;
+    srv->done_tail = req;
+    pthread_mutex_unlock(&srv->lock);
+    lws_cancel_service(srv->ctx);
+}
+
+void obx_http_server_free(struct obx_http_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->ctx)
+        lws_context_destroy(srv->ctx); /* closes every connection: CLOSED_HTTP detaches */
+    /* Completions that arrived after the loop stopped. */
+    struct obx_http_request *list = srv->done_head;
+    while (list) {
+        struct obx_http_request *req = list;
+        list = req->next_done;
+        req->conn = NULL;
+        obx_http_request_unref(req);
+    }
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}

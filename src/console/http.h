@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The console's HTTP transport, with libwebsockets kept behind this header. One service thread
+ * owns every connection and never blocks: it assembles a request (bounded headers and body), hands
+ * it to the dispatch callback, and later writes the response that some other thread finished with
+ * obx_http_request_complete(). Completion may happen at once (a handler on the pool) or much later
+ * (a task waiting for a worker), from any thread.
+ *
+ * A request is reference counted. The dispatch callback receives one reference (the "completion
+ * reference"), which obx_http_request_complete() consumes. If the client goes away first, the
+ * completed response is simply dropped.
+ */
+#ifndef OBX_CONSOLE_HTTP_H
+#define OBX_CONSOLE_HTTP_H
+
+#include <jansson.h>
+
+#include "common/error.h"
+
+enum obx_http_method {
+    OBX_HTTP_GET,
+    OBX_HTTP_HEAD,
+    OBX_HTTP_POST,
+    OBX_HTTP_PUT,
+    OBX_HTTP_PATCH,
+    OBX_HTTP_DELETE,
+    OBX_HTTP_OPTIONS,
+    OBX_HTTP_OTHER,
+};
+
+#define OBX_HTTP_MAX_RESP_HEADERS 8
+#define OBX_HTTP_MAX_QUERY 32
+
+struct obx_http_response {
+    int status;
+    const char *content_type; /* static string or NULL (no body) */
+    char *body;               /* owned */
+    size_t body_len;
+    size_t n_headers;
+    char *headers[OBX_HTTP_MAX_RESP_HEADERS][2]; /* owned name, value */
+};
+
+struct obx_http_request {
+    /* Set by the service thread before dispatch, read-only afterwards. */
+    enum obx_http_method method;
+    char *path; /* percent-decoded by the transport */
+    size_t n_query;
+    char *query[OBX_HTTP_MAX_QUERY][2]; /* decoded name, value; value "" when absent */
+    char *body;                         /* NUL-terminated, may contain NULs */
+    size_t body_len;
+    char *cookie;          /* Cookie header or NULL */
+    char *authorization;   /* Authorization header or NULL */
+    char *forwarded_proto; /* X-Forwarded-Proto or NULL */
+    char *forwarded_for;   /* X-Forwarded-For or NULL */
+    char remote_ip[64];
+    bool tls;
+
+    /* Filled by whoever completes the request. */
+    struct obx_http_response resp;
+
+    /* Private to http.c. */
+    int refs;
+    struct http_conn *conn; /* service thread only */
+    struct obx_http_server *srv;
+    struct obx_http_request *next_done;
+};
+
+/* Runs on the service thread: must not block. Owns the completion reference. */
+typedef void (*obx_http_dispatch_fn)(struct obx_http_request *req, void *userdata);
+
+struct obx_http_server_config {
+    const char *host; /* NULL or "" = any */
+    int port;         /* 0 = kernel-chosen */
+    size_t max_body_bytes;
+    size_t max_header_bytes;
+    int header_timeout_sec; /* to receive the request head and each body chunk */
+    int idle_timeout_sec;   /* keep-alive idle */
+    obx_http_dispatch_fn dispatch;
+    void *userdata;
+};
+
+int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_http_server **ret,
+                        struct obx_error *err);
+/* The port actually bound. */
+int obx_http_server_port(const struct obx_http_server *srv);
+/* Serves on the calling thread (which becomes the service thread) until stop. */
+int obx_http_server_run(struct obx_http_server *srv);
+/* Thread-safe; makes run() return. */
+void obx_http_server_stop(struct obx_http_server *srv);
+void obx_http_server_free(struct obx_http_server *srv);
+
+struct obx_http_request *obx_http_request_ref(struct obx_http_request *req);
+void obx_http_request_unref(struct obx_http_request *req);
+/* Any thread, once per request: queues req->resp for writing and consumes the completion ref. */
+void obx_http_request_complete(struct obx_http_request *req);
+
+/* Query value by name (first match) or NULL. */
+const char *obx_http_request_query(const struct obx_http_request *req, const char *name);
+
+/* Response helpers (http-response.c). They replace any body already set. */
+void obx_http_respond_json(struct obx_http_request *req, int status, json_t *body /* stolen */);
+void obx_http_respond_error(struct obx_http_request *req, int status, const char *message);
+void obx_http_respond_empty(struct obx_http_request *req, int status);
+/* Adds a response header (copied). Silently ignored past OBX_HTTP_MAX_RESP_HEADERS. */
+void obx_http_response_add_header(struct obx_http_request *req, const char *name,
+                                  const char *value);
+void obx_http_response_done(struct obx_http_response *resp);
+
+#endif

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The console's SQLite store: accounts, trusted tokens and dashboard sessions (reference §7 plus
+ * the hashed session ids we persist so a restart logs nobody out). sqlite3 is used only in
+ * store*.c. One connection behind a mutex: every call is a short transaction, safe from any pool
+ * thread and never from the HTTP service thread. Errors come back as negative errno:
+ * -ENOENT (no such row), -EEXIST (unique conflict), -EIO (database failure, message in err).
+ */
+#ifndef OBX_CONSOLE_STORE_H
+#define OBX_CONSOLE_STORE_H
+
+#include "common/error.h"
+
+struct obx_store;
+
+struct obx_account {
+    char id[40];
+    char username[260];
+    bool is_admin;
+    int64_t created_ms;
+    int64_t updated_ms;
+};
+
+struct obx_token {
+    char id[40];
+    char account_id[40];
+    char name[260];
+    char token_masked[300];
+    char token_hash[65];
+    bool generated;
+    int64_t created_ms;
+    int64_t updated_ms;
+};
+
+enum obx_store_conflict {
+    OBX_STORE_CONFLICT_NONE,
+    OBX_STORE_CONFLICT_ID,
+    OBX_STORE_CONFLICT_NAME,
+    OBX_STORE_CONFLICT_HASH,
+};
+
+int obx_store_open(const char *path, int busy_timeout_ms, struct obx_store **ret,
+                   struct obx_error *err);
+void obx_store_close(struct obx_store *st);
+/* Schema version after migrations (PRAGMA user_version). */
+int obx_store_schema_version(struct obx_store *st);
+
+/* Accounts. username_key is lower(trim(username)). */
+int obx_store_admin_count(struct obx_store *st, int64_t *ret, struct obx_error *err);
+/* -EEXIST with *ret_conflict = ID or NAME. */
+int obx_store_account_insert(struct obx_store *st, const struct obx_account *a,
+                             const char *username_key, const char *password_hash,
+                             const char *hash_algo, enum obx_store_conflict *ret_conflict,
+                             struct obx_error *err);
+/* ret_hash/ret_algo may be NULL; otherwise caller frees. */
+int obx_store_account_by_key(struct obx_store *st, const char *username_key,
+                             struct obx_account *ret, char **ret_hash, char **ret_algo,
+                             struct obx_error *err);
+int obx_store_account_by_id(struct obx_store *st, const char *id, struct obx_account *ret,
+                            char **ret_hash, char **ret_algo, struct obx_error *err);
+int obx_store_account_set_password(struct obx_store *st, const char *id, const char *hash,
+                                   const char *algo, int64_t now_ms, struct obx_error *err);
+/* Newest first. *ret is an array the caller frees. */
+int obx_store_account_list(struct obx_store *st, int64_t limit, int64_t offset,
+                           struct obx_account **ret, size_t *ret_n, int64_t *ret_total,
+                           struct obx_error *err);
+/* Deletes a non-admin account with its sessions and tokens. -ENOENT missing, -EPERM admin. */
+int obx_store_account_delete(struct obx_store *st, const char *id, struct obx_error *err);
+
+/* Tokens. -EEXIST with *ret_conflict = NAME, HASH or ID (checked in that order). */
+int obx_store_token_insert(struct obx_store *st, const struct obx_token *t, const char *name_key,
+                           enum obx_store_conflict *ret_conflict, struct obx_error *err);
+/* Oldest first. */
+int obx_store_token_list(struct obx_store *st, const char *account_id, struct obx_token **ret,
+                         size_t *ret_n, struct obx_error *err);
+/* Only the caller's own token; -ENOENT otherwise. */
+int obx_store_token_delete(struct obx_store *st, const char *account_id, const char *token_id,
+                           struct obx_error *err);
+/* Bearer lookup: the token row (with its hash) for a hash. */
+int obx_store_token_by_hash(struct obx_store *st, const char *token_hash, struct obx_token *ret,
+                            struct obx_error *err);
+
+/* Dashboard sessions, keyed by the HMAC of the cookie value. */
+int obx_store_session_insert(struct obx_store *st, const char *session_hash, const char *account_id,
+                             int64_t created_ms, int64_t expires_ms, struct obx_error *err);
+/* The live session's account, read fresh (a role change applies at once). An expired session is
+ * deleted and gives -ENOENT. */
+int obx_store_session_lookup(struct obx_store *st, const char *session_hash, int64_t now_ms,
+                             struct obx_account *ret, struct obx_error *err);
+int obx_store_session_delete(struct obx_store *st, const char *session_hash, struct obx_error *err);
+int obx_store_session_delete_account(struct obx_store *st, const char *account_id,
+                                     struct obx_error *err);
+int obx_store_session_prune(struct obx_store *st, int64_t now_ms, struct obx_error *err);
+
+#endif
