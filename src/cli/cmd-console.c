@@ -13,9 +13,12 @@
 #include "console/console.h"
 
 static const char usage[] =
-    "Usage: onlyboxes console [--help]\n"
+    "Usage: onlyboxes console [--with-worker] [--help]\n"
     "\n"
     "Run the console: the HTTP API, accounts, tokens and dashboard sessions in SQLite.\n"
+    "  --with-worker                  also run capabilities on this host with an in-process\n"
+    "                                 worker (same as CONSOLE_EMBEDDED_WORKER=true; the runtime\n"
+    "                                 follows ONLYBOXES_RUNTIME)\n"
     "Configuration comes from the environment:\n"
     "  CONSOLE_HASH_KEY               required; HMAC key for tokens and sessions\n"
     "  CONSOLE_HTTP_ADDR              listen address (default :8089; 127.0.0.1:0 = any free port)\n"
@@ -26,6 +29,8 @@ static const char usage[] =
     "  CONSOLE_DASHBOARD_PASSWORD     first admin's password (first start only; when empty one\n"
     "                                 is generated and written next to the database, mode 0600)\n"
     "  CONSOLE_TRUST_PROXY_HEADERS    trust X-Forwarded-Proto/-For from a reverse proxy\n"
+    "  CONSOLE_TASK_RETENTION_DAYS    days an ended task stays readable (default 30)\n"
+    "  CONSOLE_EMBEDDED_WORKER        true: as --with-worker\n"
     "  CONSOLE_LOG_LEVEL              debug, info, warn, error (default info)\n"
     "See docs/console.md for every option.\n";
 
@@ -60,10 +65,15 @@ static void handle_signals(void)
 
 int obx_cmd_console(int argc, char **argv)
 {
+    bool with_worker = false;
     for (int i = 1; i < argc; i++) {
         if (obx_cli_is_help(argv[i])) {
             fputs(usage, stdout);
             return 0;
+        }
+        if (obx_streq(argv[i], "--with-worker")) {
+            with_worker = true;
+            continue;
         }
         fprintf(stderr, "onlyboxes console: unknown option '%s'\n%s", argv[i], usage);
         return 2;
@@ -81,6 +91,8 @@ int obx_cmd_console(int argc, char **argv)
         obx_console_config_done(&cfg);
         return 2;
     }
+    if (with_worker)
+        cfg.embedded_worker = true;
     /* The password is in cfg now; children and /proc/PID/environ need not see it. */
     unsetenv("CONSOLE_DASHBOARD_PASSWORD");
     handle_signals();

@@ -9,10 +9,12 @@
 
 #include "common/json.h"
 #include "console.h"
+#include "dispatch.h"
 #include "http.h"
 #include "pool.h"
 #include "ratelimit.h"
 #include "store.h"
+#include "tasks.h"
 
 #define OBX_CONSOLE_SESSION_COOKIE "onlyboxes_console_session"
 #define OBX_CONSOLE_SESSION_TTL_MS (12LL * 3600 * 1000)
@@ -28,6 +30,9 @@ struct obx_console {
     struct obx_console_pool *pool;
     struct obx_http_server *http;
     struct obx_ratelimit *login_limit;
+    struct obx_worker *worker; /* the embedded worker, or NULL */
+    struct obx_dispatch *dispatch;
+    struct obx_tasks *tasks;
 };
 
 enum obx_route_auth {
@@ -75,6 +80,8 @@ extern const struct obx_route obx_account_routes[];
 extern const size_t obx_account_routes_n;
 extern const struct obx_route obx_token_routes[];
 extern const size_t obx_token_routes_n;
+extern const struct obx_route obx_task_routes[];
+extern const size_t obx_task_routes_n;
 
 /* Creates an account with a fresh id, retrying id collisions (routes-account.c). -EEXIST: the
  * username is taken. Hashes the password: pool threads or startup only. */

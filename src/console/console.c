@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "console-util.h"
+#include "worker/worker.h"
 
 enum opt_type {
     OPT_STR,
@@ -45,6 +46,8 @@ static const struct opt opts[] = {
     {"CONSOLE_WORKER_THREADS", OPT_INT, "8", 1, 256, OFF(worker_threads)},
     {"CONSOLE_LOGIN_MAX_FAILURES", OPT_INT, "10", 1, 64, OFF(login_max_failures)},
     {"CONSOLE_LOGIN_WINDOW_SEC", OPT_INT, "300", 1, 86400, OFF(login_window_sec)},
+    {"CONSOLE_TASK_RETENTION_DAYS", OPT_INT, "30", 1, 36500, OFF(task_retention_days)},
+    {"CONSOLE_EMBEDDED_WORKER", OPT_BOOL, "false", 0, 0, OFF(embedded_worker)},
 };
 
 static int parse_bool(const char *s, bool def)
@@ -237,6 +240,28 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
     if (r < 0)
         goto out;
     obx_store_session_prune(c.store, obx_unix_ms(), NULL);
+    int64_t retention_ms = (int64_t)cfg->task_retention_days * 24 * 3600 * 1000;
+    r = obx_store_task_recover(c.store, obx_unix_ms(), retention_ms, err);
+    if (r < 0)
+        goto out;
+    if (r > 0)
+        obx_warn("%d tasks were interrupted by the last shutdown; they are marked failed", r);
+    if (cfg->embedded_worker) {
+        struct obx_worker_config wc;
+        if (obx_worker_config_from_env(&wc, err) < 0) {
+            r = -EINVAL;
+            goto out;
+        }
+        c.worker = obx_worker_new(&wc, err);
+        if (!c.worker) {
+            r = obx_error_wrap(err, "starting the embedded worker");
+            goto out;
+        }
+        obx_info("embedded worker started (runtime %s)", obx_worker_runtime(c.worker)->name);
+    }
+    c.dispatch = obx_dispatch_new(c.worker ? obx_worker_executor(c.worker) : NULL,
+                                  OBX_DISPATCH_EMBEDDED_MAX_INFLIGHT);
+    c.tasks = obx_tasks_new(c.store, c.dispatch, retention_ms);
     c.pool = obx_console_pool_new(cfg->worker_threads, 1024);
     c.login_limit =
         obx_ratelimit_new(cfg->login_max_failures, (uint64_t)cfg->login_window_sec * 1000, 4096);
@@ -270,7 +295,10 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         obx_error_set(err, -r, OBX_ERR_INTERNAL, "HTTP service loop failed");
 out:
     obx_console_pool_free(c.pool); /* queued handlers finish; their completions are dropped below */
+    obx_tasks_free(c.tasks);       /* live tasks are stopped, then every waiter is answered */
     obx_http_server_free(c.http);
+    obx_dispatch_free(c.dispatch);
+    obx_worker_free(c.worker);
     obx_ratelimit_free(c.login_limit);
     obx_store_close(c.store);
     return r;

@@ -26,6 +26,8 @@ struct obx_console_config {
     int worker_threads;
     int login_max_failures;
     int login_window_sec;
+    int task_retention_days; /* ended tasks are deleted this long after they ended */
+    bool embedded_worker;    /* run capabilities in an in-process worker on this host */
 };
 
 /* Fills cfg from the environment. Fails with a message naming the variable. The strings are owned

@@ -30,6 +30,8 @@ struct http_conn {
     struct lws *wsi;
     struct obx_http_request *req; /* current transaction, holds a reference */
     struct obx_buf body;
+    bool dispatched; /* handed to the dispatch callback (lws may report a body completion for an
+                      * empty POST body after we dispatched it already) */
     bool responding; /* response ready, waiting for writeable */
     bool headers_sent;
     bool close_after; /* the request was not fully read: close instead of keep-alive */
@@ -156,6 +158,9 @@ static void respond_local(struct http_conn *c, int status, const char *message, 
 static void dispatch(struct obx_http_server *srv, struct http_conn *c)
 {
     struct obx_http_request *req = c->req;
+    if (c->dispatched)
+        return;
+    c->dispatched = true;
     if (c->body.data) {
         req->body = obx_buf_steal(&c->body, &req->body_len);
     } else {
@@ -187,6 +192,7 @@ static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws 
     if (!c->req)
         return -1;
     c->req->conn = c;
+    c->dispatched = false;
     c->body = (struct obx_buf)OBX_BUF_INIT(srv->cfg.max_body_bytes);
 
     _cleanup_free_ char *te = header_dup(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);

@@ -21,6 +21,7 @@ static const struct {
 } tables[] = {
     {obx_account_routes, &obx_account_routes_n},
     {obx_token_routes, &obx_token_routes_n},
+    {obx_task_routes, &obx_task_routes_n},
 };
 
 /* Matches one pattern; fills params on success. */

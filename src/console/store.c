@@ -45,6 +45,32 @@ static const char *const migrations[] = {
     "CREATE INDEX IF NOT EXISTS idx_dashboard_sessions_account ON dashboard_sessions(account_id);"
     "CREATE INDEX IF NOT EXISTS idx_dashboard_sessions_expires"
     "  ON dashboard_sessions(expires_at_unix_ms);",
+    /* 2: tasks (reference §7) plus input_hash, which makes a reused request_id with a different
+     * input a conflict instead of a silent return of the old task. */
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    "  task_id TEXT PRIMARY KEY,"
+    "  owner_id TEXT NOT NULL,"
+    "  request_id TEXT NOT NULL DEFAULT '',"
+    "  capability TEXT NOT NULL,"
+    "  input_json TEXT NOT NULL,"
+    "  input_hash TEXT NOT NULL DEFAULT '',"
+    "  status TEXT NOT NULL CHECK (status IN ('queued', 'dispatched', 'running', 'succeeded',"
+    "    'failed', 'timeout', 'canceled')),"
+    "  command_id TEXT NOT NULL DEFAULT '',"
+    "  result_json TEXT NOT NULL DEFAULT '',"
+    "  error_code TEXT NOT NULL DEFAULT '',"
+    "  error_message TEXT NOT NULL DEFAULT '',"
+    "  created_at_unix_ms INTEGER NOT NULL,"
+    "  updated_at_unix_ms INTEGER NOT NULL,"
+    "  deadline_at_unix_ms INTEGER NOT NULL,"
+    "  completed_at_unix_ms INTEGER NOT NULL DEFAULT 0,"
+    "  expires_at_unix_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS idx_tasks_owner_request_unique"
+    "  ON tasks(owner_id, request_id) WHERE request_id <> '';"
+    "CREATE INDEX IF NOT EXISTS idx_tasks_owner_created ON tasks(owner_id, created_at_unix_ms "
+    "DESC);"
+    "CREATE INDEX IF NOT EXISTS idx_tasks_expires ON tasks(expires_at_unix_ms);"
+    "CREATE INDEX IF NOT EXISTS idx_tasks_status ON tasks(status);",
 };
 
 int store_fail(struct obx_store *st, struct obx_error *err, int rc, const char *what)

@@ -92,4 +92,45 @@ int obx_store_session_delete_account(struct obx_store *st, const char *account_i
                                      struct obx_error *err);
 int obx_store_session_prune(struct obx_store *st, int64_t now_ms, struct obx_error *err);
 
+/* Tasks (reference §7). Statuses: queued, dispatched, running (live), then exactly one of
+ * succeeded, failed, timeout, canceled. */
+#define OBX_TASK_REQUEST_ID_MAX 256
+struct obx_task {
+    char id[40];
+    char owner_id[40];
+    char request_id[OBX_TASK_REQUEST_ID_MAX + 1];
+    char capability[64];
+    char input_hash[65];
+    char status[16];
+    char command_id[40];
+    char *result_json; /* owned; "" when none */
+    char error_code[64];
+    char *error_message; /* owned; "" when none */
+    int64_t created_ms, updated_ms, deadline_ms, completed_ms, expires_ms;
+};
+void obx_task_done(struct obx_task *t);
+bool obx_task_status_terminal(const char *status);
+
+/* Inserts a queued task. -EEXIST: (owner, request_id) or the id is taken. */
+int obx_store_task_insert(struct obx_store *st, const struct obx_task *t, const char *input_json,
+                          struct obx_error *err);
+int obx_store_task_get(struct obx_store *st, const char *id, struct obx_task *ret,
+                       struct obx_error *err);
+int obx_store_task_by_request(struct obx_store *st, const char *owner_id, const char *request_id,
+                              struct obx_task *ret, struct obx_error *err);
+/* queued -> dispatched -> running (command_id may be NULL). Returns 1 when changed, 0 when the
+ * task is no longer live. */
+int obx_store_task_advance(struct obx_store *st, const char *id, const char *status,
+                           const char *command_id, int64_t now_ms, struct obx_error *err);
+/* A terminal write, guarded so the first writer wins: 1 when this call ended the task, 0 when it
+ * had already ended. result_json, code and message may be NULL. */
+int obx_store_task_finish(struct obx_store *st, const char *id, const char *status,
+                          const char *result_json, const char *code, const char *message,
+                          int64_t now_ms, int64_t retention_ms, struct obx_error *err);
+/* Startup: every live task becomes failed/console_restarted. Returns the number changed. */
+int obx_store_task_recover(struct obx_store *st, int64_t now_ms, int64_t retention_ms,
+                           struct obx_error *err);
+/* Deletes ended tasks whose expires_at has passed. Returns the number deleted. */
+int obx_store_task_prune(struct obx_store *st, int64_t now_ms, struct obx_error *err);
+
 #endif

@@ -1,0 +1,557 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The bearer-authenticated command and task routes (reference §1.6, §1.7): echo (not persisted),
+ * terminal (a sync terminalexec task), and the task API with its sync/async/auto modes,
+ * request_id idempotency per account (a reused id with a different input is 409), GET and a
+ * cancel that stops the running process. Handlers run on pool threads; a handler that waits for a
+ * task hands the request to the task waiter (tasks.c) and returns OBX_ROUTE_ASYNC.
+ */
+#include "console-internal.h"
+
+#include "auth.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/random.h"
+#include "console-util.h"
+
+#define WAIT_DEFAULT_MS 1500
+#define WAIT_MAX_MS 60000
+#define TASK_TIMEOUT_DEFAULT_MS 60000
+#define TASK_TIMEOUT_MAX_MS 600000
+#define ECHO_TIMEOUT_DEFAULT_MS 5000
+#define ECHO_TIMEOUT_MAX_MS 60000
+
+#define MSG_NO_WORKER "no online worker supports requested capability"
+#define MSG_NO_CAPACITY "no online worker capacity for requested capability"
+
+enum mode {
+    MODE_AUTO,
+    MODE_SYNC,
+    MODE_ASYNC,
+};
+
+/* An integer member: absent or null gives def; another type is -EINVAL. */
+static int body_int(json_t *obj, const char *key, int64_t def, int64_t *ret)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *ret = def;
+        return 0;
+    }
+    if (!json_is_integer(v))
+        return -EINVAL;
+    *ret = json_integer_value(v);
+    return 0;
+}
+
+static int body_bool(json_t *obj, const char *key, bool *ret)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *ret = false;
+        return 0;
+    }
+    if (!json_is_boolean(v))
+        return -EINVAL;
+    *ret = json_is_true(v);
+    return 0;
+}
+
+/* The task snapshot of §1.7. The input is never echoed back. */
+static json_t *snapshot_json(const struct obx_task *t)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "task_id", json_string(t->id));
+    if (t->request_id[0])
+        json_object_set_new(j, "request_id", json_string(t->request_id));
+    if (t->command_id[0])
+        json_object_set_new(j, "command_id", json_string(t->command_id));
+    json_object_set_new(j, "capability", json_string(t->capability));
+    json_object_set_new(j, "status", json_string(t->status));
+    if (t->result_json && t->result_json[0]) {
+        json_t *res = obx_json_parse(t->result_json, strlen(t->result_json), NULL);
+        json_object_set_new(j, "result", res ? res : json_pack("{s:s}", "message", t->result_json));
+    }
+    if (t->error_code[0] || (t->error_message && t->error_message[0])) {
+        json_t *e = json_object();
+        if (t->error_code[0])
+            json_object_set_new(e, "code", json_string(t->error_code));
+        json_object_set_new(e, "message", json_string(t->error_message ? t->error_message : ""));
+        json_object_set_new(j, "error", e);
+    }
+    json_object_set_new(j, "created_at", obx_route_time(t->created_ms));
+    json_object_set_new(j, "updated_at", obx_route_time(t->updated_ms));
+    json_object_set_new(j, "deadline_at", obx_route_time(t->deadline_ms));
+    if (t->completed_ms > 0)
+        json_object_set_new(j, "completed_at", obx_route_time(t->completed_ms));
+    return j;
+}
+
+/* The submit response: 202 with status_url while live, else the terminal status mapping. */
+static void respond_task(struct obx_http_request *req, const struct obx_task *t)
+{
+    if (!t) {
+        obx_http_respond_error(req, 502, "failed to submit task");
+        return;
+    }
+    json_t *snap = snapshot_json(t);
+    int status = 502;
+    if (!obx_task_status_terminal(t->status)) {
+        json_object_set_new(snap, "status_url", json_sprintf("/api/v1/tasks/%s", t->id));
+        status = 202;
+    } else if (obx_streq(t->status, "succeeded")) {
+        status = 200;
+    } else if (obx_streq(t->status, "timeout")) {
+        status = 504;
+    } else if (obx_streq(t->status, "canceled")) {
+        status = 409;
+    } else if (obx_streq(t->error_code, "no_capacity")) {
+        status = 429;
+    } else if (obx_streq(t->error_code, "no_worker")) {
+        status = 503;
+    }
+    obx_http_respond_json(req, status, snap);
+}
+
+/* POST /api/v1/commands/terminal: the task mapped to the command's own statuses (§1.6). */
+static void respond_terminal(struct obx_http_request *req, const struct obx_task *t)
+{
+    if (!t || !obx_task_status_terminal(t->status) || obx_streq(t->status, "timeout")) {
+        obx_http_respond_error(req, t ? 504 : 502, t ? "task timed out" : "failed to submit task");
+        return;
+    }
+    if (obx_streq(t->status, "canceled")) {
+        obx_http_respond_error(req, 409, "task canceled");
+        return;
+    }
+    if (obx_streq(t->status, "succeeded")) {
+        _cleanup_json_ json_t *res = obx_json_parse(t->result_json, strlen(t->result_json), NULL);
+        if (!json_is_object(res) || !json_is_string(json_object_get(res, "session_id"))) {
+            obx_http_respond_error(req, 502, "invalid terminalExec result payload");
+            return;
+        }
+        json_t *out = json_object();
+        json_object_set_new(out, "session_id",
+                            json_string(obx_json_get_str(res, "session_id", "")));
+        json_object_set_new(out, "created", json_boolean(obx_json_get_bool(res, "created", false)));
+        json_object_set_new(out, "stdout", json_string(obx_json_get_str(res, "stdout", "")));
+        json_object_set_new(out, "stderr", json_string(obx_json_get_str(res, "stderr", "")));
+        json_object_set_new(out, "exit_code", json_integer(obx_json_get_int(res, "exit_code", 0)));
+        json_object_set_new(out, "stdout_truncated",
+                            json_boolean(obx_json_get_bool(res, "stdout_truncated", false)));
+        json_object_set_new(out, "stderr_truncated",
+                            json_boolean(obx_json_get_bool(res, "stderr_truncated", false)));
+        json_object_set_new(out, "lease_expires_unix_ms",
+                            json_integer(obx_json_get_int(res, "lease_expires_unix_ms", 0)));
+        obx_http_respond_json(req, 200, out);
+        return;
+    }
+    if (!obx_streq(t->status, "failed")) {
+        obx_http_respond_error(req, 502, "unexpected task status");
+        return;
+    }
+    static const struct {
+        const char *code;
+        int status;
+        const char *fixed;
+    } map[] = {
+        {"session_not_found", 404, NULL},      {"session_busy", 409, NULL},
+        {"invalid_payload", 400, NULL},        {"no_worker", 503, MSG_NO_WORKER},
+        {"no_capacity", 429, MSG_NO_CAPACITY}, {"timeout", 504, NULL},
+        {"deadline_exceeded", 504, NULL},
+    };
+    int status = 502;
+    const char *msg =
+        t->error_message && t->error_message[0] ? t->error_message : "terminal command failed";
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(map); i++) {
+        if (obx_streq(t->error_code, map[i].code)) {
+            status = map[i].status;
+            if (map[i].fixed)
+                msg = map[i].fixed;
+            break;
+        }
+    }
+    obx_http_respond_error(req, status, msg);
+}
+
+struct submit {
+    char *capability; /* trimmed, lower-case; owned */
+    json_t *input;    /* borrowed; NULL = {} */
+    enum mode mode;
+    int64_t wait_ms, timeout_ms;
+    char *request_id; /* trimmed; owned */
+};
+
+static void submit_done(struct submit *s)
+{
+    free(s->capability);
+    free(s->request_id);
+}
+
+/* Idempotent replay: the earlier task is reused when the input matches; otherwise this answers
+ * 409 and returns true. */
+static bool replay(struct obx_route_ctx *ctx, const struct obx_task *found, const char *hash)
+{
+    if (!obx_streq(found->input_hash, hash)) {
+        obx_http_respond_error(ctx->req, 409, "request_id already used with a different input");
+        return true;
+    }
+    return false;
+}
+
+/* Validates, scopes and creates the task (§1.7 steps 5-8, idempotency, availability), then
+ * answers or waits according to the mode. */
+static enum obx_route_result submit(struct obx_route_ctx *ctx, struct submit *s,
+                                    obx_tasks_respond_fn respond)
+{
+    struct obx_console *c = ctx->console;
+    struct obx_http_request *req = ctx->req;
+    if (!s->capability[0]) {
+        obx_http_respond_error(req, 400, "capability is required");
+        return OBX_ROUTE_DONE;
+    }
+    if (strlen(s->capability) >= sizeof(((struct obx_task *)0)->capability)) {
+        obx_http_respond_error(req, 503, MSG_NO_WORKER);
+        return OBX_ROUTE_DONE;
+    }
+    if (strlen(s->request_id) > OBX_TASK_REQUEST_ID_MAX) {
+        obx_http_respond_error(req, 400, "request_id length must be <= 256");
+        return OBX_ROUTE_DONE;
+    }
+    _cleanup_json_ json_t *empty = json_object();
+    json_t *input = s->input && !json_is_null(s->input) ? s->input : empty;
+    /* The hash covers what the caller sent, before scoping adds a generated session id. */
+    _cleanup_free_ char *canon = json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    _cleanup_free_ char *hmsg = obx_xasprintf("task-input:%s\n%s", s->capability, canon);
+    char hash[65];
+    obx_auth_hmac_hex(c->cfg->hash_key, hmsg, strlen(hmsg), hash);
+    _cleanup_json_ json_t *payload = obx_task_scope_input(s->capability, input, ctx->account.id);
+    if (s->mode == MODE_AUTO && s->wait_ms > s->timeout_ms)
+        s->wait_ms = s->timeout_ms;
+    obx_tasks_maybe_prune(c->tasks);
+
+    bool reserved = false;
+    if (s->request_id[0]) {
+        if (!obx_tasks_reserve(c->tasks, ctx->account.id, s->request_id)) {
+            obx_http_respond_error(req, 409, "task request already in progress");
+            return OBX_ROUTE_DONE;
+        }
+        reserved = true;
+    }
+    struct obx_task t = {0}, found = {0};
+    struct obx_error err = OBX_ERROR_INIT;
+    _cleanup_free_ char *stored = NULL;
+    int r = -ENOENT;
+    if (reserved)
+        r = obx_store_task_by_request(c->store, ctx->account.id, s->request_id, &found, &err);
+    if (r == 0) {
+        bool answered = replay(ctx, &found, hash);
+        if (!answered)
+            snprintf(t.id, sizeof(t.id), "%s", found.id);
+        obx_task_done(&found);
+        if (answered)
+            goto done;
+        goto respond;
+    }
+    if (r != -ENOENT) {
+        obx_err("task lookup: %s", err.message);
+        obx_http_respond_error(req, 502, "failed to submit task");
+        goto done;
+    }
+    r = obx_dispatch_acquire(c->dispatch, s->capability);
+    if (r < 0) {
+        obx_http_respond_error(req, r == -EBUSY ? 429 : 503,
+                               r == -EBUSY ? MSG_NO_CAPACITY : MSG_NO_WORKER);
+        goto done;
+    }
+    char uuid[37];
+    obx_random_uuid(uuid);
+    snprintf(t.id, sizeof(t.id), "%s", uuid);
+    snprintf(t.owner_id, sizeof(t.owner_id), "%s", ctx->account.id);
+    snprintf(t.request_id, sizeof(t.request_id), "%s", s->request_id);
+    snprintf(t.capability, sizeof(t.capability), "%s", s->capability);
+    snprintf(t.input_hash, sizeof(t.input_hash), "%s", hash);
+    t.created_ms = t.updated_ms = obx_unix_ms();
+    t.deadline_ms = t.created_ms + s->timeout_ms;
+    stored = obx_json_dumps(payload);
+    r = obx_store_task_insert(c->store, &t, stored, &err);
+    if (r < 0) {
+        obx_dispatch_release(c->dispatch, s->capability);
+        /* A unique conflict on (owner, request_id): another console wrote it first. */
+        if (r == -EEXIST && reserved &&
+            obx_store_task_by_request(c->store, ctx->account.id, s->request_id, &found, &err) ==
+                0) {
+            bool answered = replay(ctx, &found, hash);
+            snprintf(t.id, sizeof(t.id), "%s", found.id);
+            obx_task_done(&found);
+            if (answered)
+                goto done;
+            goto respond;
+        }
+        obx_err("task insert: %s", err.message);
+        obx_http_respond_error(req, 502, "failed to submit task");
+        goto done;
+    }
+    obx_tasks_start(c->tasks, &t, payload, (uint64_t)s->timeout_ms);
+
+respond:
+    if (reserved)
+        obx_tasks_unreserve(c->tasks, ctx->account.id, s->request_id);
+    if (s->mode == MODE_ASYNC) {
+        r = obx_store_task_get(c->store, t.id, &found, &err);
+        respond(req, r < 0 ? NULL : &found);
+        if (r >= 0)
+            obx_task_done(&found);
+        return OBX_ROUTE_DONE;
+    }
+    obx_tasks_wait(c->tasks, t.id, req, s->mode == MODE_AUTO ? (uint64_t)s->wait_ms : 0, respond);
+    return OBX_ROUTE_ASYNC;
+done:
+    if (reserved)
+        obx_tasks_unreserve(c->tasks, ctx->account.id, s->request_id);
+    return OBX_ROUTE_DONE;
+}
+
+static enum obx_route_result submit_task(struct obx_route_ctx *ctx)
+{
+    _cleanup_json_ json_t *body = obx_route_body_object(ctx);
+    if (!body)
+        return OBX_ROUTE_DONE;
+    const char *cap, *mode, *rid;
+    int64_t wait, timeout;
+    if (obx_route_body_string(body, "capability", "", &cap) < 0 ||
+        obx_route_body_string(body, "mode", "", &mode) < 0 ||
+        obx_route_body_string(body, "request_id", "", &rid) < 0 ||
+        body_int(body, "wait_ms", WAIT_DEFAULT_MS, &wait) < 0 ||
+        body_int(body, "timeout_ms", TASK_TIMEOUT_DEFAULT_MS, &timeout) < 0) {
+        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        return OBX_ROUTE_DONE;
+    }
+    if (wait < 1 || wait > WAIT_MAX_MS) {
+        obx_http_respond_error(ctx->req, 400, "wait_ms must be between 1 and 60000");
+        return OBX_ROUTE_DONE;
+    }
+    if (timeout < 1 || timeout > TASK_TIMEOUT_MAX_MS) {
+        obx_http_respond_error(ctx->req, 400, "timeout_ms must be between 1 and 600000");
+        return OBX_ROUTE_DONE;
+    }
+    _cleanup_free_ char *mt = obx_console_trim(mode);
+    _cleanup_free_ char *ml = obx_console_lower(mt);
+    struct submit s = {.wait_ms = wait, .timeout_ms = timeout};
+    if (!ml[0] || obx_streq(ml, "auto")) {
+        s.mode = MODE_AUTO;
+    } else if (obx_streq(ml, "sync")) {
+        s.mode = MODE_SYNC;
+    } else if (obx_streq(ml, "async")) {
+        s.mode = MODE_ASYNC;
+    } else {
+        obx_http_respond_error(ctx->req, 400, "mode must be one of sync|async|auto");
+        return OBX_ROUTE_DONE;
+    }
+    _cleanup_free_ char *ct = obx_console_trim(cap);
+    s.capability = obx_console_lower(ct);
+    s.request_id = obx_console_trim(rid);
+    s.input = json_object_get(body, "input");
+    enum obx_route_result res = submit(ctx, &s, respond_task);
+    submit_done(&s);
+    return res;
+}
+
+static enum obx_route_result terminal_command(struct obx_route_ctx *ctx)
+{
+    _cleanup_json_ json_t *body = obx_route_body_object(ctx);
+    if (!body)
+        return OBX_ROUTE_DONE;
+    const char *command, *sid, *rid;
+    int64_t timeout, lease;
+    bool create;
+    json_t *jlease = json_object_get(body, "lease_ttl_sec");
+    if (obx_route_body_string(body, "command", "", &command) < 0 ||
+        obx_route_body_string(body, "session_id", "", &sid) < 0 ||
+        obx_route_body_string(body, "request_id", "", &rid) < 0 ||
+        body_bool(body, "create_if_missing", &create) < 0 ||
+        body_int(body, "lease_ttl_sec", 0, &lease) < 0 ||
+        body_int(body, "timeout_ms", TASK_TIMEOUT_DEFAULT_MS, &timeout) < 0) {
+        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        return OBX_ROUTE_DONE;
+    }
+    if (obx_str_blank(command)) {
+        obx_http_respond_error(ctx->req, 400, "command is required");
+        return OBX_ROUTE_DONE;
+    }
+    if (timeout < 1 || timeout > TASK_TIMEOUT_MAX_MS) {
+        obx_http_respond_error(ctx->req, 400, "timeout_ms must be between 1 and 600000");
+        return OBX_ROUTE_DONE;
+    }
+    _cleanup_free_ char *session = obx_console_trim(sid);
+    _cleanup_json_ json_t *input = json_pack("{s:s}", "command", command);
+    if (session[0])
+        json_object_set_new(input, "session_id", json_string(session));
+    if (create)
+        json_object_set_new(input, "create_if_missing", json_true());
+    if (jlease && !json_is_null(jlease))
+        json_object_set_new(input, "lease_ttl_sec", json_integer(lease));
+    struct submit s = {
+        .capability = obx_xstrdup("terminalexec"),
+        .input = input,
+        .mode = MODE_SYNC,
+        .wait_ms = WAIT_DEFAULT_MS,
+        .timeout_ms = timeout,
+        .request_id = obx_console_trim(rid),
+    };
+    enum obx_route_result res = submit(ctx, &s, respond_terminal);
+    submit_done(&s);
+    return res;
+}
+
+/* The caller's task or -ENOENT (another account's task is "not found" too). */
+static int own_task(struct obx_route_ctx *ctx, struct obx_task *t)
+{
+    struct obx_error err = OBX_ERROR_INIT;
+    int r = obx_store_task_get(ctx->console->store, ctx->params[0], t, &err);
+    if (r == 0 && !obx_streq(t->owner_id, ctx->account.id)) {
+        obx_task_done(t);
+        return -ENOENT;
+    }
+    if (r < 0 && r != -ENOENT)
+        obx_err("task lookup: %s", err.message);
+    return r;
+}
+
+static enum obx_route_result get_task(struct obx_route_ctx *ctx)
+{
+    struct obx_task t;
+    int r = own_task(ctx, &t);
+    if (r == -ENOENT) {
+        obx_http_respond_error(ctx->req, 404, "task not found");
+    } else if (r < 0) {
+        obx_http_respond_error(ctx->req, 500, "failed to get task");
+    } else {
+        obx_http_respond_json(ctx->req, 200, snapshot_json(&t));
+        obx_task_done(&t);
+    }
+    return OBX_ROUTE_DONE;
+}
+
+static enum obx_route_result cancel_task(struct obx_route_ctx *ctx)
+{
+    struct obx_task t;
+    int r = own_task(ctx, &t);
+    if (r == -ENOENT) {
+        obx_http_respond_error(ctx->req, 404, "task not found");
+        return OBX_ROUTE_DONE;
+    }
+    if (r < 0) {
+        obx_http_respond_error(ctx->req, 500, "failed to cancel task");
+        return OBX_ROUTE_DONE;
+    }
+    int status = 409;
+    if (!obx_task_status_terminal(t.status)) {
+        struct obx_error err = OBX_ERROR_INIT;
+        r = obx_tasks_cancel(ctx->console->tasks, t.id, &err);
+        obx_task_done(&t);
+        if (r >= 0)
+            r = own_task(ctx, &t);
+        if (r < 0) {
+            obx_err("cancel task: %s", err.message);
+            obx_http_respond_error(ctx->req, 500, "failed to cancel task");
+            return OBX_ROUTE_DONE;
+        }
+        if (obx_streq(t.status, "canceled"))
+            status = 200;
+    }
+    obx_http_respond_json(ctx->req, status, snapshot_json(&t));
+    obx_task_done(&t);
+    return OBX_ROUTE_DONE;
+}
+
+struct echo_job {
+    struct obx_console *console;
+    struct obx_http_request *req;
+    char account[40];
+    char *message;
+    int64_t timeout_ms;
+};
+
+static void echo_run(void *arg)
+{
+    struct echo_job *j = arg;
+    struct obx_call call;
+    obx_call_init(&call);
+    call.account = j->account;
+    call.deadline = obx_now_ms() + (uint64_t)j->timeout_ms;
+    _cleanup_json_ json_t *payload = json_pack("{s:s}", "message", j->message);
+    _cleanup_json_ json_t *result = NULL;
+    struct obx_error err = OBX_ERROR_INIT;
+    int r = obx_dispatch_exec(j->console->dispatch, "echo", payload, &call, &result, &err);
+    obx_call_done(&call);
+    if (r >= 0) {
+        const char *m = obx_json_get_str(result, "message", NULL);
+        if (m)
+            obx_http_respond_json(j->req, 200, json_pack("{s:s}", "message", m));
+        else
+            obx_http_respond_error(j->req, 502, "empty_result: worker returned empty echo result");
+    } else if (obx_streq(err.code, OBX_ERR_DEADLINE_EXCEEDED)) {
+        obx_http_respond_error(j->req, 504, "echo command timed out");
+    } else if (err.code[0] || err.message[0]) {
+        char buf[1200];
+        obx_http_respond_error(j->req, 502, obx_error_text(&err, buf, sizeof(buf)));
+    } else {
+        obx_http_respond_error(j->req, 502, "failed to execute echo command");
+    }
+    obx_http_request_complete(j->req);
+    free(j->message);
+    free(j);
+}
+
+static enum obx_route_result echo_command(struct obx_route_ctx *ctx)
+{
+    struct obx_console *c = ctx->console;
+    _cleanup_json_ json_t *body = obx_route_body_object(ctx);
+    if (!body)
+        return OBX_ROUTE_DONE;
+    const char *message;
+    int64_t timeout;
+    if (obx_route_body_string(body, "message", "", &message) < 0 ||
+        body_int(body, "timeout_ms", ECHO_TIMEOUT_DEFAULT_MS, &timeout) < 0) {
+        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        return OBX_ROUTE_DONE;
+    }
+    if (obx_str_blank(message)) {
+        obx_http_respond_error(ctx->req, 400, "message is required");
+        return OBX_ROUTE_DONE;
+    }
+    if (timeout < 1 || timeout > ECHO_TIMEOUT_MAX_MS) {
+        obx_http_respond_error(ctx->req, 400, "timeout_ms must be between 1 and 60000");
+        return OBX_ROUTE_DONE;
+    }
+    int r = obx_dispatch_acquire(c->dispatch, "echo");
+    if (r < 0) {
+        obx_http_respond_error(ctx->req, r == -EBUSY ? 429 : 503,
+                               r == -EBUSY ? MSG_NO_CAPACITY : "no online worker supports echo");
+        return OBX_ROUTE_DONE;
+    }
+    struct echo_job *j = obx_xcalloc(1, sizeof(*j));
+    j->console = c;
+    j->req = ctx->req;
+    snprintf(j->account, sizeof(j->account), "%s", ctx->account.id);
+    j->message = obx_xstrdup(message);
+    j->timeout_ms = timeout;
+    if (obx_tasks_submit_job(c->tasks, echo_run, j) < 0) {
+        obx_dispatch_release(c->dispatch, "echo");
+        free(j->message);
+        free(j);
+        obx_http_respond_error(ctx->req, 503, "server busy; try again later");
+        return OBX_ROUTE_DONE;
+    }
+    return OBX_ROUTE_ASYNC;
+}
+
+const struct obx_route obx_task_routes[] = {
+    {OBX_HTTP_POST, "/api/v1/commands/echo", OBX_ROUTE_AUTH_BEARER, echo_command},
+    {OBX_HTTP_POST, "/api/v1/commands/terminal", OBX_ROUTE_AUTH_BEARER, terminal_command},
+    {OBX_HTTP_POST, "/api/v1/tasks", OBX_ROUTE_AUTH_BEARER, submit_task},
+    {OBX_HTTP_GET, "/api/v1/tasks/:task_id", OBX_ROUTE_AUTH_BEARER, get_task},
+    {OBX_HTTP_POST, "/api/v1/tasks/:task_id/cancel", OBX_ROUTE_AUTH_BEARER, cancel_task},
+};
+const size_t obx_task_routes_n = OBX_ARRAY_SIZE(obx_task_routes);
