@@ -36,7 +36,7 @@ static void closep_fd(int *fd)
     *fd = -1;
 }
 
-static void strv_free(char **v)
+void agent_strv_free(char **v)
 {
     if (!v)
         return;
@@ -73,7 +73,7 @@ static bool get_str(json_t *obj, const char *name, const char **out, char *err, 
     return true;
 }
 
-static char **env_build(const struct agent *a, json_t *env)
+char **agent_env_build(const struct agent *a, json_t *env)
 {
     size_t n = env ? json_object_size(env) : 0;
     char **v = obx_xcalloc(8 + n + 1, sizeof(char *));
@@ -173,7 +173,7 @@ static char **argv_parse(json_t *arr, char *err, size_t errlen)
             (i == 0 && json_string_length(s) == 0)) {
             snprintf(err, errlen, "\"argv\"[%zu] must be a %sstring without NUL bytes", i,
                      i == 0 ? "non-empty " : "");
-            strv_free(v);
+            agent_strv_free(v);
             return NULL;
         }
         v[i] = obx_xstrdup(json_string_value(s));
@@ -191,85 +191,69 @@ static void request_free(struct agent_request *r)
     free(r->stdin_buf);
     free(r->state_new);
     free(r->state_file);
+    free(r->state_key);
     memset(r, 0, sizeof(*r));
     r->status_fd = r->stdin_fd = r->ctl_fd = r->out[0].fd = r->out[1].fd = -1;
 }
 
-static void set_nonblock(int fd)
+/* Takes over a started monitor's pipes; in is what to write to the feed pipe (copied). */
+static void request_attach(struct agent_request *r, const struct agent_proc *p, const char *in,
+                           size_t in_len)
 {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
-        (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    r->monitor = p->monitor;
+    r->ctl_fd = p->ctl_fd;
+    r->status_fd = p->status_fd;
+    r->stdin_fd = p->feed_fd;
+    r->out[0].fd = p->out_fd;
+    r->out[1].fd = p->err_fd;
+    if (r->stdin_fd >= 0 && in_len > 0) {
+        r->stdin_buf = obx_xmalloc(in_len);
+        memcpy(r->stdin_buf, in, in_len);
+        r->stdin_len = in_len;
+    } else {
+        closep_fd(&r->stdin_fd);
+    }
 }
 
-/* Creates the pipes, forks the monitor and fills r; returns 0 or -errno (r untouched). */
+/* Forks the monitor and fills r; returns 0 or -errno (r untouched). */
 static int request_spawn(struct agent_request *r, struct agent_spawn *sp, const char *in,
                          size_t in_len)
 {
-    int out[2] = {-1, -1}, err[2] = {-1, -1}, inp[2] = {-1, -1}, ctl[2] = {-1, -1},
-        st[2] = {-1, -1};
-    int rr = 0;
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0 ||
-        pipe2(st, O_CLOEXEC) < 0) {
-        rr = -errno;
-        goto fail;
-    }
-    if (in) {
-        if (pipe2(inp, O_CLOEXEC) < 0) {
-            rr = -errno;
-            goto fail;
-        }
-    } else {
-        inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (inp[0] < 0 && pipe2(inp, O_CLOEXEC) < 0) { /* no /dev/null: an empty pipe */
-            rr = -errno;
-            goto fail;
-        }
-        closep_fd(&inp[1]);
-    }
-    sp->stdin_fd = inp[0];
-    sp->stdout_fd = out[1];
-    sp->stderr_fd = err[1];
-    pid_t m = agent_proc_spawn(sp, ctl[0], st[1]);
-    if (m < 0) {
-        rr = (int)m;
-        goto fail;
-    }
-    close(inp[0]);
-    close(out[1]);
-    close(err[1]);
-    close(ctl[0]);
-    close(st[1]);
-    r->monitor = m;
-    r->ctl_fd = ctl[1];
-    r->status_fd = st[0];
-    r->stdin_fd = inp[1];
-    r->out[0].fd = out[0];
-    r->out[1].fd = err[0];
-    set_nonblock(r->ctl_fd);
-    set_nonblock(r->status_fd);
-    set_nonblock(r->out[0].fd);
-    set_nonblock(r->out[1].fd);
-    if (r->stdin_fd >= 0) {
-        set_nonblock(r->stdin_fd);
-        if (in_len > 0) {
-            r->stdin_buf = obx_xmalloc(in_len);
-            memcpy(r->stdin_buf, in, in_len);
-            r->stdin_len = in_len;
-        } else {
-            closep_fd(&r->stdin_fd);
-        }
-    }
+    struct agent_proc p;
+    int rr = agent_proc_start(sp, in ? AGENT_FEED_STDIN : AGENT_FEED_NONE, &p);
+    if (rr < 0)
+        return rr;
+    request_attach(r, &p, in, in_len);
     return 0;
-fail:
-    for (int i = 0; i < 2; i++) {
-        closep_fd(&out[i]);
-        closep_fd(&err[i]);
-        closep_fd(&inp[i]);
-        closep_fd(&ctl[i]);
-        closep_fd(&st[i]);
-    }
-    return rr;
+}
+
+/* A terminal request a warm shell can run: nothing in it that the shell, started before the
+ * request existed, could not have been given. */
+static bool warm_eligible(const struct agent *a, json_t *env, const char *cwd_in, json_t *jin,
+                          const struct agent_limits *limits, const char *shell)
+{
+    return !cwd_in && (!env || json_is_null(env) || json_object_size(env) == 0) &&
+           (!jin || json_is_null(jin)) && !memcmp(limits, &a->cfg.limits, sizeof(*limits)) &&
+           strlen(shell) <= AGENT_WARM_MAX_COMMAND;
+}
+
+/* Hands r to the key's warm shell: writes its script now (the pipe is empty, so a script of up
+ * to a pipe's size goes at once; the loop writes the rest), and asks for the key's next warm shell
+ * at once: started only once the request finished, it would still be starting when a client that
+ * calls back to back sends the next command. Returns 0, or -ENOENT when there is no warm shell
+ * for the key. */
+static int request_take_warm(struct agent *a, struct agent_request *r, const char *shell)
+{
+    struct agent_proc p;
+    int rr = agent_warm_take(a, r->state_key, &p);
+    if (rr < 0)
+        return rr;
+    size_t len;
+    _cleanup_free_ char *script = agent_shell_warm_script(r, shell, &len);
+    request_attach(r, &p, script, len);
+    agent_request_stdin_write(r);
+    agent_warm_want(a, r->state_key);
+    return 0;
 }
 
 void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size_t len)
@@ -344,22 +328,30 @@ void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size
 
     r->id = id;
     r->status_fd = r->stdin_fd = r->ctl_fd = r->out[0].fd = r->out[1].fd = -1;
+    int rr;
     if (shell) {
-        if (agent_shell_prepare(a, r, state, shell, cwd_in != NULL, env, &argv, err, sizeof(err)) <
-            0) {
+        if (agent_shell_paths(a, r, state, err, sizeof(err)) < 0) {
             request_free(r);
             goto bad;
         }
+        if (warm_eligible(a, env, cwd_in, jin, &limits, shell) &&
+            request_take_warm(a, r, shell) == 0) {
+            json_decref(root);
+            goto started;
+        }
+        /* The key is in use: its next request should find a warm shell. */
+        agent_warm_want(a, state);
+        argv = agent_shell_argv(r, shell, cwd_in != NULL, env);
     } else if (!(argv = argv_parse(jargv, err, sizeof(err)))) {
         goto bad;
     }
-    envp = env_build(a, env);
+    envp = agent_env_build(a, env);
 
     struct agent_spawn sp = {.argv = argv, .envp = envp, .cwd = cwd, .limits = limits};
     const char *in = jin && json_is_string(jin) ? json_string_value(jin) : NULL;
-    int rr = request_spawn(r, &sp, in, in ? json_string_length(jin) : 0);
-    strv_free(argv);
-    strv_free(envp);
+    rr = request_spawn(r, &sp, in, in ? json_string_length(jin) : 0);
+    agent_strv_free(argv);
+    agent_strv_free(envp);
     json_decref(root);
     if (rr < 0) {
         request_free(r);
@@ -367,6 +359,7 @@ void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size
                          strerror(-rr));
         return;
     }
+started:
     r->used = true;
     r->start_ms = agent_now_ms();
     r->deadline_ms = timeout ? r->start_ms + timeout : 0;
@@ -528,6 +521,8 @@ static void request_finish(struct agent *a, struct agent_request *r)
         sig = WTERMSIG(r->leader_status);
     }
     agent_shell_finish(r);
+    if (r->state_key)
+        agent_warm_want(a, r->state_key);
     json_t *o = json_pack("{s:i, s:i, s:b, s:b, s:b, s:b, s:I}", "exit_code", code, "signal", sig,
                           "timed_out", r->timed_out, "canceled", r->canceled, "stdout_truncated",
                           r->out[0].truncated, "stderr_truncated", r->out[1].truncated,
@@ -599,6 +594,8 @@ void agent_child_reaped(struct agent *a, pid_t pid, int status)
         a->linger[i] = a->linger[--a->n_linger];
         return;
     }
+    if (agent_warm_reaped(a, pid))
+        return;
     /* Anything else is an orphan re-parented to us (PID 1 or subreaper): reaping is all. */
 }
 
@@ -619,4 +616,5 @@ void agent_exec_shutdown(struct agent *a)
     free(a->linger);
     a->linger = NULL;
     a->n_linger = a->cap_linger = 0;
+    agent_warm_shutdown(a);
 }

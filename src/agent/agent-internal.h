@@ -3,8 +3,9 @@
  * Shared state of the in-box agent (onlyboxes-agent). The agent is one single-threaded poll()
  * loop (agent.c) that owns everything declared here: the frame decoder for stdin, the outbound
  * frame queue for stdout, the table of running EXEC requests (agent-exec.c), the per-request
- * monitor processes (agent-proc.c), terminal state (agent-shell.c) and file operations
- * (agent-files.c). Nothing here is shared with another thread.
+ * monitor processes (agent-proc.c), terminal state (agent-shell.c), the pre-spawned "warm" shells
+ * for terminal mode (agent-warm.c) and file operations (agent-files.c). Nothing here is shared
+ * with another thread.
  */
 #ifndef OBX_AGENT_INTERNAL_H
 #define OBX_AGENT_INTERNAL_H
@@ -26,6 +27,8 @@
 #define AGENT_EOF_GRACE_MS 100u                     /* leader gone, pipes still open */
 #define AGENT_KILL_GRACE_MS 5000u                   /* monitor did not finish killing */
 #define AGENT_DEFAULT_STATE_DIR "/tmp/.onlyboxes-state"
+#define AGENT_MAX_WARM 8                    /* warm shells, at most one per state key */
+#define AGENT_WARM_MAX_COMMAND (64u * 1024) /* longer terminal commands take the cold path */
 
 /* Tiny stderr logger: "onlyboxes-agent: <message>\n". */
 void agent_log(const char *fmt, ...) OBX_PRINTF(1, 2);
@@ -84,12 +87,30 @@ struct agent_request {
     uint64_t kill_deadline_ms; /* give up waiting for the monitor, 0 = not killing */
     char *state_new;           /* terminal mode: file the shell writes on exit */
     char *state_file;          /* terminal mode: the key's state file */
+    char *state_key;           /* terminal mode: the "state" key */
 };
 
 /* A monitor that outlived its request because background jobs still run. */
 struct agent_linger {
     pid_t pid;
     int ctl_fd;
+};
+
+/* The processes and our ends of the pipes of one started monitor (agent-proc.c). */
+struct agent_proc {
+    pid_t monitor;
+    int ctl_fd;    /* write end of the monitor's control pipe */
+    int status_fd; /* read end: the leader's wait status, 4 bytes */
+    int feed_fd;   /* write end of the leader's stdin or script pipe, -1 when there is none */
+    int out_fd, err_fd;
+};
+
+/* A shell started ahead of its request: /bin/sh, exec'ed under its own monitor, blocked reading
+ * the script that names its command (agent-warm.c). */
+struct agent_warm {
+    char *key; /* NULL: free slot */
+    struct agent_proc proc;
+    uint64_t lru; /* a->warm_clock when spawned */
 };
 
 struct agent {
@@ -102,6 +123,11 @@ struct agent {
     struct agent_request req[AGENT_MAX_REQUESTS];
     struct agent_linger *linger;
     size_t n_linger, cap_linger;
+    bool warm_off; /* no /proc/self/fd in the box: every terminal request is cold */
+    struct agent_warm warm[AGENT_MAX_WARM];
+    char *warm_want[AGENT_MAX_WARM]; /* keys that should get a warm shell, oldest first */
+    size_t n_warm_want;
+    uint64_t warm_clock;
 };
 
 /* agent.c: outbound frames. Never blocks; the main loop flushes. */
@@ -129,6 +155,10 @@ void agent_exec_shutdown(struct agent *a);
 /* Length of a trailing, possibly incomplete UTF-8 sequence (0 when p[0..n) ends on a character
  * boundary or its tail is not UTF-8 at all). */
 size_t agent_utf8_incomplete_tail(const uint8_t *p, size_t n);
+/* The command's environment: the agent's base variables plus env (an object of strings, may be
+ * NULL). The caller frees the result with agent_strv_free(). */
+char **agent_env_build(const struct agent *a, json_t *env);
+void agent_strv_free(char **v);
 
 /* agent-proc.c: processes. */
 struct agent_spawn {
@@ -136,11 +166,22 @@ struct agent_spawn {
     char **envp; /* NULL-terminated */
     const char *cwd;
     struct agent_limits limits;
-    int stdin_fd; /* read end given to the child */
-    int stdout_fd, stderr_fd;
 };
-/* Forks the request's monitor, which forks the child. Returns the monitor's pid or -errno. */
-pid_t agent_proc_spawn(const struct agent_spawn *sp, int ctl_rd, int status_wr);
+/* Where the write end returned in agent_proc.feed_fd leads. */
+enum agent_feed {
+    AGENT_FEED_NONE,   /* no feed: the leader's stdin is /dev/null */
+    AGENT_FEED_STDIN,  /* the leader's stdin */
+    AGENT_FEED_SCRIPT, /* the leader's fd 3, its stdin being /dev/null (a warm shell) */
+};
+/* Records the signals the agent inherited as ignored, so leaders reset just those. Called once
+ * at start-up, before the agent installs its own dispositions. */
+void agent_proc_init(void);
+/* Creates the pipes and forks the monitor, which forks the leader. Our ends are non-blocking
+ * and close-on-exec; the caller owns them (agent_proc_close). Returns 0 or -errno (*ret then
+ * untouched). */
+int agent_proc_start(const struct agent_spawn *sp, enum agent_feed feed, struct agent_proc *ret);
+/* Closes our ends; a monitor whose control pipe closes kills its tree and exits. */
+void agent_proc_close(struct agent_proc *p);
 /* SIGKILLs every child of the calling process, reaps it, and repeats until none is left
  * (orphans of killed children are re-parented to us when we are a subreaper or PID 1). */
 void agent_proc_kill_children(void);
@@ -148,12 +189,33 @@ void agent_proc_kill_children(void);
 void agent_proc_close_from(int from);
 
 /* agent-shell.c: terminal mode. */
-int agent_shell_prepare(struct agent *a, struct agent_request *r, const char *key,
-                        const char *command, bool keep_cwd, json_t *env, char ***ret_argv,
-                        char *errbuf, size_t errlen);
+/* Validates the key, makes sure the state directory exists and sets r's state_* names. */
+int agent_shell_paths(struct agent *a, struct agent_request *r, const char *key, char *errbuf,
+                      size_t errlen);
+/* The cold path's argv (after agent_shell_paths); the caller frees it. */
+char **agent_shell_argv(const struct agent_request *r, const char *command, bool keep_cwd,
+                        json_t *env);
+/* A warm shell's argv for the state file of key; the caller frees it. */
+char **agent_shell_warm_argv(const struct agent *a, const char *key);
+/* The script a warm shell reads for request r; the caller frees it. */
+char *agent_shell_warm_script(const struct agent_request *r, const char *command, size_t *ret_len);
 /* Called when a terminal request ends: keep the new state only after a normal shell exit. */
 void agent_shell_finish(struct agent_request *r);
 int agent_mkdir_p(const char *path, mode_t mode);
+
+/* agent-warm.c: warm shells. All return without effect when the box cannot have them. */
+void agent_warm_init(struct agent *a);
+/* Asks for a warm shell for key; agent_warm_refill() starts it. */
+void agent_warm_want(struct agent *a, const char *key);
+/* Starts the warm shells asked for; called by the loop once the outbound queue was flushed, so
+ * the fork never delays a finished request's EXIT. */
+void agent_warm_refill(struct agent *a);
+/* Hands the key's live warm shell to the caller (who then owns *ret); -ENOENT when none. */
+int agent_warm_take(struct agent *a, const char *key, struct agent_proc *ret);
+/* A child was reaped: true when it was a warm shell's monitor (that shell is discarded). */
+bool agent_warm_reaped(struct agent *a, pid_t pid);
+/* At shutdown, after every child was killed: frees the table. */
+void agent_warm_shutdown(struct agent *a);
 
 /* agent-files.c */
 void agent_file_read(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);

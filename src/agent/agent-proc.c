@@ -40,8 +40,28 @@ enum {
     MON_CHILD_STDERR = 3,
     MON_CTL = 4,
     MON_STATUS = 5,
-    MON_FIRST_FREE = 6,
+    MON_SCRIPT = 6, /* a warm shell's script pipe, fd 3 in the leader; -1 otherwise */
+    MON_FIRST_FREE = 7,
 };
+
+/* What the leader resets to SIG_DFL before exec. execve() itself resets every caught signal, so
+ * only ignored ones need it: those the agent inherited ignored, SIGPIPE (ignored by the agent)
+ * and the three the monitor ignores. One syscall each instead of one per signal number. */
+static sigset_t reset_sigs;
+
+void agent_proc_init(void)
+{
+    sigemptyset(&reset_sigs);
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+            sigaddset(&reset_sigs, sig);
+    }
+    sigaddset(&reset_sigs, SIGPIPE);
+    sigaddset(&reset_sigs, SIGTERM);
+    sigaddset(&reset_sigs, SIGINT);
+    sigaddset(&reset_sigs, SIGHUP);
+}
 
 void agent_proc_close_from(int from)
 {
@@ -151,17 +171,20 @@ static void set_limit(int resource, uint64_t value)
 }
 
 /* In the forked leader: become the command. Never returns. */
-static void __attribute__((noreturn)) child_exec(const struct agent_spawn *sp)
+static void __attribute__((noreturn)) child_exec(const struct agent_spawn *sp, bool script)
 {
     (void)setpgid(0, 0);
     if (dup2(MON_CHILD_STDERR, STDERR_FILENO) < 0)
         _exit(127);
+    if (script && dup2(MON_SCRIPT, 3) < 0)
+        _exit(127);
     for (int sig = 1; sig < NSIG; sig++)
-        (void)signal(sig, SIG_DFL);
+        if (sigismember(&reset_sigs, sig) == 1)
+            (void)signal(sig, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    agent_proc_close_from(3);
+    agent_proc_close_from(script ? 4 : 3);
 
     if (sp->limits.memory_bytes)
         set_limit(RLIMIT_AS, sp->limits.memory_bytes);
@@ -188,22 +211,27 @@ static void __attribute__((noreturn)) child_exec(const struct agent_spawn *sp)
     _exit(e == ENOENT || e == ENOTDIR ? 127 : 126);
 }
 
-/* Moves the descriptors the monitor keeps to fixed numbers and closes everything else. */
-static int monitor_fds(const struct agent_spawn *sp, int ctl_rd, int status_wr)
+/* Moves the descriptors the monitor keeps to fixed numbers and closes everything else. src[i] goes
+ * to the i-th MON_* number below; a negative src[5] (MON_SCRIPT) means there is none. */
+static int monitor_fds(const int src[6])
 {
-    const int src[] = {sp->stdin_fd, sp->stdout_fd, sp->stderr_fd, ctl_rd, status_wr};
-    const int dst[] = {MON_CHILD_STDIN, MON_CHILD_STDOUT, MON_CHILD_STDERR, MON_CTL, MON_STATUS};
-    int tmp[OBX_ARRAY_SIZE(src)];
+    const int dst[] = {MON_CHILD_STDIN, MON_CHILD_STDOUT, MON_CHILD_STDERR,
+                       MON_CTL,         MON_STATUS,       MON_SCRIPT};
+    int tmp[OBX_ARRAY_SIZE(dst)];
     /* Copies above every target first, so no dup2 below overwrites a source still needed. */
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(src); i++) {
-        tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, MON_FIRST_FREE);
-        if (tmp[i] < 0)
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(dst); i++) {
+        tmp[i] = src[i] < 0 ? -1 : fcntl(src[i], F_DUPFD_CLOEXEC, MON_FIRST_FREE);
+        if (src[i] >= 0 && tmp[i] < 0)
             return -errno;
     }
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(src); i++)
-        if (dup2(tmp[i], dst[i]) < 0)
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(dst); i++)
+        if (tmp[i] >= 0 && dup2(tmp[i], dst[i]) < 0)
             return -errno;
     agent_proc_close_from(MON_FIRST_FREE);
+    /* Unused, it may still hold one of the agent's descriptors, say the write end of another
+     * request's stdin, whose reader would then never see EOF. */
+    if (src[5] < 0)
+        (void)close(MON_SCRIPT);
     (void)fcntl(MON_CTL, F_SETFD, FD_CLOEXEC);
     (void)fcntl(MON_STATUS, F_SETFD, FD_CLOEXEC);
     return 0;
@@ -220,10 +248,10 @@ static void __attribute__((noreturn)) monitor_kill_all(pid_t leader, bool leader
     _exit(0);
 }
 
-static void __attribute__((noreturn))
-monitor_main(const struct agent_spawn *sp, int ctl_rd, int status_wr)
+static void __attribute__((noreturn)) monitor_main(const struct agent_spawn *sp, const int fds[6])
 {
-    if (monitor_fds(sp, ctl_rd, status_wr) < 0)
+    bool script = fds[5] >= 0;
+    if (monitor_fds(fds) < 0)
         _exit(120);
     (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
     (void)prctl(PR_SET_NAME, "obx-monitor");
@@ -246,12 +274,14 @@ monitor_main(const struct agent_spawn *sp, int ctl_rd, int status_wr)
         _exit(0);
     }
     if (leader == 0)
-        child_exec(sp);
+        child_exec(sp, script);
     (void)setpgid(leader, leader);
 
     /* The monitor must not hold the child's pipes, or EOF would never come. */
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     close(MON_CHILD_STDERR);
+    if (script)
+        close(MON_SCRIPT);
     if (devnull >= 0) {
         dup2(devnull, STDIN_FILENO);
         dup2(devnull, STDOUT_FILENO);
@@ -293,12 +323,86 @@ monitor_main(const struct agent_spawn *sp, int ctl_rd, int status_wr)
     }
 }
 
-pid_t agent_proc_spawn(const struct agent_spawn *sp, int ctl_rd, int status_wr)
+static void closep_fd(int *fd)
 {
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* A fresh pipe end has no status flags but its access mode, which F_SETFL ignores: no F_GETFL. */
+static void set_nonblock(int fd)
+{
+    (void)fcntl(fd, F_SETFL, O_NONBLOCK);
+}
+
+int agent_proc_start(const struct agent_spawn *sp, enum agent_feed feed, struct agent_proc *ret)
+{
+    int out[2] = {-1, -1}, err[2] = {-1, -1}, inp[2] = {-1, -1}, ctl[2] = {-1, -1},
+        st[2] = {-1, -1}, scr[2] = {-1, -1};
+    int rr = 0;
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0 ||
+        pipe2(st, O_CLOEXEC) < 0 || (feed == AGENT_FEED_SCRIPT && pipe2(scr, O_CLOEXEC) < 0)) {
+        rr = -errno;
+        goto fail;
+    }
+    if (feed == AGENT_FEED_STDIN) {
+        if (pipe2(inp, O_CLOEXEC) < 0) {
+            rr = -errno;
+            goto fail;
+        }
+    } else {
+        inp[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (inp[0] < 0 && pipe2(inp, O_CLOEXEC) < 0) { /* no /dev/null: an empty pipe */
+            rr = -errno;
+            goto fail;
+        }
+        closep_fd(&inp[1]);
+    }
+    const int fds[6] = {inp[0], out[1], err[1], ctl[0], st[1], scr[0]};
     pid_t m = fork();
-    if (m < 0)
-        return -errno;
+    if (m < 0) {
+        rr = -errno;
+        goto fail;
+    }
     if (m == 0)
-        monitor_main(sp, ctl_rd, status_wr);
-    return m;
+        monitor_main(sp, fds);
+    close(inp[0]);
+    close(out[1]);
+    close(err[1]);
+    close(ctl[0]);
+    close(st[1]);
+    closep_fd(&scr[0]);
+    *ret = (struct agent_proc){.monitor = m,
+                               .ctl_fd = ctl[1],
+                               .status_fd = st[0],
+                               .feed_fd = feed == AGENT_FEED_SCRIPT ? scr[1] : inp[1],
+                               .out_fd = out[0],
+                               .err_fd = err[0]};
+    set_nonblock(ret->ctl_fd);
+    set_nonblock(ret->status_fd);
+    set_nonblock(ret->out_fd);
+    set_nonblock(ret->err_fd);
+    if (ret->feed_fd >= 0)
+        set_nonblock(ret->feed_fd);
+    return 0;
+fail:
+    for (int i = 0; i < 2; i++) {
+        closep_fd(&out[i]);
+        closep_fd(&err[i]);
+        closep_fd(&inp[i]);
+        closep_fd(&ctl[i]);
+        closep_fd(&st[i]);
+        closep_fd(&scr[i]);
+    }
+    return rr;
+}
+
+void agent_proc_close(struct agent_proc *p)
+{
+    closep_fd(&p->ctl_fd);
+    closep_fd(&p->status_fd);
+    closep_fd(&p->feed_fd);
+    closep_fd(&p->out_fd);
+    closep_fd(&p->err_fd);
 }

@@ -5,11 +5,18 @@
  * the user's command in that same shell (so cd, export and exit behave as in a terminal), and on
  * shell exit writes the new state.
  *
- * The user's command is never pasted into the script: it arrives as a positional parameter and is
- * run with eval, so quotes, `$` and newlines reach the shell verbatim. The state is the output of
- * the shell's own `export -p` (re-sourceable by the same shell) plus the working directory, carried
- * in the exported variable __OBX_CWD that the restore step removes again. PWD, SHLVL and _ are
- * dropped before saving; the shell sets them itself.
+ * The user's command is never pasted into the wrapper unquoted. On the cold path it arrives as a
+ * positional parameter; a warm shell (agent-warm.c), exec'ed before its request existed, sources
+ * it from its script pipe (fd 3) as one single-quoted assignment. Either way it is run with eval,
+ * so quotes, `$` and newlines reach the shell verbatim. The script on fd 3 holds assignments only
+ * and ends with __obx_go=1; `.` returns at EOF of the pipe, so nothing runs before the agent has
+ * delivered the whole script, and a script cut short (agent gone, shell discarded) is a syntax
+ * error or lacks the flag: the shell exits without running anything. The state is restored
+ * after that point, i.e. when the command runs, not when the shell was started.
+ *
+ * The state is the output of the shell's own `export -p` (re-sourceable by the same shell) plus
+ * the working directory, carried in the exported variable __OBX_CWD that the restore step removes
+ * again. PWD, SHLVL and _ are dropped before saving; the shell sets them itself.
  *
  * The EXIT trap writes to a per-request file "<key>.<id>.new"; the agent renames it over "<key>"
  * only when the shell ended on its own (agent_shell_finish), so a command killed by timeout or
@@ -21,31 +28,52 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-/* $1 new-state file, $2 state file, $3 command, $4 "1" to keep the request's cwd, $5... names of
- * request env variables to re-apply after the restore. */
-static const char wrapper[] =
-    "__obx_out=$1 __obx_in=$2 __obx_cmd=$3 __obx_keepcwd=$4\n"
+/* Cold path: $1 new-state file, $2 state file, $3 command, $4 "1" to keep the request's cwd,
+ * $5... names of request env variables to re-apply after the restore. */
+#define WRAPPER_COLD                                           \
+    "__obx_out=$1 __obx_in=$2 __obx_cmd=$3 __obx_keepcwd=$4\n" \
     "shift 4\n"
-    "for __obx_n do eval \"__obx_v_$__obx_n=\\${$__obx_n}\"; done\n"
-    "if [ -f \"$__obx_in\" ]; then . \"$__obx_in\"; fi\n"
-    "for __obx_n do eval \"export $__obx_n=\\\"\\${__obx_v_$__obx_n}\\\"\"; "
-    "unset \"__obx_v_$__obx_n\"; done\n"
-    "if [ -n \"${__OBX_CWD+x}\" ]; then\n"
-    "  if [ \"$__obx_keepcwd\" != 1 ]; then cd -- \"$__OBX_CWD\" 2>/dev/null; fi\n"
-    "  unset __OBX_CWD\n"
-    "fi\n"
-    "__obx_save() {\n"
-    "  __OBX_CWD=$PWD; export __OBX_CWD\n"
-    "  unset PWD SHLVL _ 2>/dev/null\n"
-    "  export -p >\"$__obx_out\" 2>/dev/null\n"
-    "}\n"
-    "trap __obx_save EXIT\n"
-    "unset __obx_n __obx_in __obx_keepcwd\n"
+
+/* Warm shell: $1 state file, $2 workspace; fd 3 sets __obx_out and __obx_cmd. The cd makes the
+ * shell start where a cold one would even if the workspace was replaced since it was spawned;
+ * the shell's cd exports OLDPWD, which a cold shell does not have at this point. */
+#define WRAPPER_WARM                           \
+    ". /proc/self/fd/3\n"                      \
+    "exec 3<&-\n"                              \
+    "[ \"${__obx_go-}\" = 1 ] || exit 125\n"   \
+    "cd -- \"$2\" 2>/dev/null; unset OLDPWD\n" \
+    "__obx_in=$1 __obx_keepcwd=0\n"            \
     "set --\n"
-    "eval \"$__obx_cmd\"\n";
+
+#define WRAPPER_BODY                                                                \
+    "for __obx_n do eval \"__obx_v_$__obx_n=\\${$__obx_n}\"; done\n"                \
+    "if [ -f \"$__obx_in\" ]; then . \"$__obx_in\"; fi\n"                           \
+    "for __obx_n do eval \"export $__obx_n=\\\"\\${__obx_v_$__obx_n}\\\"\"; "       \
+    "unset \"__obx_v_$__obx_n\"; done\n"                                            \
+    "if [ -n \"${__OBX_CWD+x}\" ]; then\n"                                          \
+    "  if [ \"$__obx_keepcwd\" != 1 ]; then cd -- \"$__OBX_CWD\" 2>/dev/null; fi\n" \
+    "  unset __OBX_CWD\n"                                                           \
+    "fi\n"                                                                          \
+    "__obx_save() {\n"                                                              \
+    "  __OBX_CWD=$PWD; export __OBX_CWD\n"                                          \
+    "  unset PWD SHLVL _ 2>/dev/null\n"                                             \
+    "  export -p >\"$__obx_out\" 2>/dev/null\n"                                     \
+    "}\n"                                                                           \
+    "trap __obx_save EXIT\n"                                                        \
+    "unset __obx_n __obx_in __obx_keepcwd __obx_go\n"                               \
+    "set --\n"                                                                      \
+    "eval \"$__obx_cmd\"\n"
+
+static const char wrapper_cold[] = WRAPPER_COLD WRAPPER_BODY;
+static const char wrapper_warm[] = WRAPPER_WARM WRAPPER_BODY;
 
 int agent_mkdir_p(const char *path, mode_t mode)
 {
+    /* Usually it exists (every terminal request asks): one syscall then. */
+    if (mkdir(path, mode) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
     _cleanup_free_ char *p = obx_xstrdup(path);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/')
@@ -83,9 +111,8 @@ static bool shell_name(const char *k)
     return true;
 }
 
-int agent_shell_prepare(struct agent *a, struct agent_request *r, const char *key,
-                        const char *command, bool keep_cwd, json_t *env, char ***ret_argv,
-                        char *errbuf, size_t errlen)
+int agent_shell_paths(struct agent *a, struct agent_request *r, const char *key, char *errbuf,
+                      size_t errlen)
 {
     if (!key_valid(key)) {
         snprintf(errbuf, errlen,
@@ -99,17 +126,23 @@ int agent_shell_prepare(struct agent *a, struct agent_request *r, const char *ke
         return rr;
     }
     (void)chmod(a->cfg.state_dir, 0700);
+    r->state_key = obx_xstrdup(key);
+    r->state_new = obx_xasprintf("%s/%s.%u.new", a->cfg.state_dir, key, r->id);
+    r->state_file = obx_xasprintf("%s/%s", a->cfg.state_dir, key);
+    (void)unlink(r->state_new);
+    return 0;
+}
 
+char **agent_shell_argv(const struct agent_request *r, const char *command, bool keep_cwd,
+                        json_t *env)
+{
     size_t n_env = env ? json_object_size(env) : 0;
     char **argv = obx_xcalloc(9 + n_env, sizeof(char *)); /* 8 fixed + names + NULL */
     size_t i = 0;
     argv[i++] = obx_xstrdup("/bin/sh");
     argv[i++] = obx_xstrdup("-c");
-    argv[i++] = obx_xstrdup(wrapper);
+    argv[i++] = obx_xstrdup(wrapper_cold);
     argv[i++] = obx_xstrdup("sh");
-    r->state_new = obx_xasprintf("%s/%s.%u.new", a->cfg.state_dir, key, r->id);
-    r->state_file = obx_xasprintf("%s/%s", a->cfg.state_dir, key);
-    (void)unlink(r->state_new);
     argv[i++] = obx_xstrdup(r->state_new);
     argv[i++] = obx_xstrdup(r->state_file);
     argv[i++] = obx_xstrdup(command);
@@ -122,8 +155,55 @@ int agent_shell_prepare(struct agent *a, struct agent_request *r, const char *ke
             argv[i++] = obx_xstrdup(name);
     }
     argv[i] = NULL;
-    *ret_argv = argv;
-    return 0;
+    return argv;
+}
+
+char **agent_shell_warm_argv(const struct agent *a, const char *key)
+{
+    char **argv = obx_xcalloc(7, sizeof(char *));
+    argv[0] = obx_xstrdup("/bin/sh");
+    argv[1] = obx_xstrdup("-c");
+    argv[2] = obx_xstrdup(wrapper_warm);
+    argv[3] = obx_xstrdup("sh");
+    argv[4] = obx_xasprintf("%s/%s", a->cfg.state_dir, key);
+    argv[5] = obx_xstrdup(a->cfg.workspace);
+    return argv;
+}
+
+/* Appends name='value' and a newline; a ' in value becomes '\'' (close, escaped quote, reopen),
+ * the only character single quotes cannot hold. */
+static size_t put_assignment(char *out, const char *name, const char *value)
+{
+    size_t o = 0;
+    for (const char *c = name; *c; c++)
+        out[o++] = *c;
+    out[o++] = '=';
+    out[o++] = '\'';
+    for (const char *c = value; *c; c++) {
+        if (*c == '\'') {
+            memcpy(out + o, "'\\''", 4);
+            o += 4;
+        } else {
+            out[o++] = *c;
+        }
+    }
+    out[o++] = '\'';
+    out[o++] = '\n';
+    return o;
+}
+
+char *agent_shell_warm_script(const struct agent_request *r, const char *command, size_t *ret_len)
+{
+    static const char go[] = "__obx_go=1\n";
+    size_t n = strlen(r->state_new), m = strlen(command);
+    /* Every byte may quadruple; plus names, quotes and newlines. */
+    char *s = obx_xmalloc(4 * (n + m) + 64 + sizeof(go));
+    size_t o = put_assignment(s, "__obx_out", r->state_new);
+    o += put_assignment(s + o, "__obx_cmd", command);
+    memcpy(s + o, go, sizeof(go) - 1);
+    o += sizeof(go) - 1;
+    *ret_len = o;
+    return s;
 }
 
 void agent_shell_finish(struct agent_request *r)

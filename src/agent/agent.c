@@ -321,6 +321,8 @@ static void run(struct agent *a)
             outq_free(&a->outq);
             a->quit = true;
         }
+        if (a->n_warm_want && !a->quit)
+            agent_warm_refill(a);
     }
 }
 
@@ -449,6 +451,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &a.cfg, &workspace) < 0)
         return 2;
 
+    agent_proc_init();
     (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     a.pid1 = getpid() == 1;
     /* PID 1 inherits every orphan anyway; run directly we ask for the same. */
@@ -466,6 +469,7 @@ int main(int argc, char **argv)
         agent_log("cannot create %s: %s (terminal mode will retry)", a.cfg.state_dir,
                   strerror(errno));
 
+    agent_warm_init(&a);
     a.sig_fd = setup_signals();
     if (a.sig_fd < 0) {
         agent_log("signalfd: %s", strerror(-a.sig_fd));
