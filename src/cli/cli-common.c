@@ -55,6 +55,11 @@ static void *signal_main(void *arg)
 
 void obx_cli_handle_signals(void)
 {
+    obx_cli_handle_signals_with(signal_main);
+}
+
+void obx_cli_handle_signals_with(void *(*waiter)(void *sigset))
+{
     static sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -64,7 +69,7 @@ void obx_cli_handle_signals(void)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     pthread_t t;
-    if (pthread_create(&t, NULL, signal_main, &set) == 0)
+    if (pthread_create(&t, NULL, waiter, &set) == 0)
         pthread_detach(t);
 }
 

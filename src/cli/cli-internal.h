@@ -23,6 +23,9 @@ struct obx_worker *obx_cli_local_worker(const struct obx_cli_local *local, struc
 /* SIGINT/SIGTERM/SIGHUP kill every box and exit; SIGPIPE is ignored. Call before any thread. */
 void obx_cli_handle_signals(void);
 
+/* The same, with waiter(sigset_t *) as the thread that sigwait()s for them. */
+void obx_cli_handle_signals_with(void *(*waiter)(void *sigset));
+
 bool obx_cli_is_help(const char *arg);
 
 #endif

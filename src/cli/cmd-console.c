@@ -49,20 +49,6 @@ static void *signal_main(void *arg)
     return NULL;
 }
 
-static void handle_signals(void)
-{
-    static sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    pthread_t t;
-    if (pthread_create(&t, NULL, signal_main, &set) == 0)
-        pthread_detach(t);
-}
-
 int obx_cmd_console(int argc, char **argv)
 {
     bool with_worker = false;
@@ -95,7 +81,7 @@ int obx_cmd_console(int argc, char **argv)
         cfg.embedded_worker = true;
     /* The password is in cfg now; children and /proc/PID/environ need not see it. */
     unsetenv("CONSOLE_DASHBOARD_PASSWORD");
-    handle_signals();
+    obx_cli_handle_signals_with(signal_main);
     int r = obx_console_run(&cfg, &err);
     obx_console_config_done(&cfg);
     if (r < 0) {
