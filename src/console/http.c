@@ -25,11 +25,13 @@
 #include "common/log.h"
 
 #define HTTP_CHUNK 16384
+#define OVERSIZE_DRAIN_BYTES (16u << 20) /* larger bodies get their 413 at once */
 
 struct http_conn {
     struct lws *wsi;
     struct obx_http_request *req; /* current transaction, holds a reference */
     struct obx_buf body;
+    bool oversize;   /* body over the limit: read and dropped, then 413 */
     bool dispatched; /* handed to the dispatch callback (lws may report a body completion for an
                       * empty POST body after we dispatched it already) */
     bool responding; /* response ready, waiting for writeable */
@@ -193,6 +195,7 @@ static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws 
         return -1;
     c->req->conn = c;
     c->dispatched = false;
+    c->oversize = false;
     c->body = (struct obx_buf)OBX_BUF_INIT(srv->cfg.max_body_bytes);
 
     _cleanup_free_ char *te = header_dup(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
@@ -207,7 +210,14 @@ static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws 
         return 0;
     }
     if ((uint64_t)len > srv->cfg.max_body_bytes) {
-        respond_local(c, 413, "request body too large", true);
+        /* Answering while the client still sends would make our close reset the connection
+         * before it reads the 413; so a body of sane size is read and dropped first. */
+        if ((uint64_t)len > OVERSIZE_DRAIN_BYTES) {
+            respond_local(c, 413, "request body too large", true);
+            return 0;
+        }
+        c->oversize = true;
+        lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, srv->cfg.header_timeout_sec);
         return 0;
     }
     if (len > 0) {
@@ -314,13 +324,15 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP:
         return on_http(srv, c, wsi);
     case LWS_CALLBACK_HTTP_BODY:
-        if (!c->req || c->responding)
+        if (!c->req || c->responding || c->oversize)
             return 0;
         if (obx_buf_append(&c->body, in, len) < 0)
             respond_local(c, 413, "request body too large", true);
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (c->req && !c->responding)
+        if (c->req && !c->responding && c->oversize)
+            respond_local(c, 413, "request body too large", true);
+        else if (c->req && !c->responding)
             dispatch(srv, c);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
