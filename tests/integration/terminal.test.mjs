@@ -4,7 +4,7 @@
 
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { marker, serverTest, sharedServer, sleepMarker, waitForProcess } from './lib.mjs';
+import { marker, serverTest, sharedServer, sleep, sleepMarker, waitForProcess } from './lib.mjs';
 
 const server = sharedServer();
 const MIB = 1024 * 1024;
@@ -98,6 +98,28 @@ describe('terminalExec leases', () => {
     // A later command with a shorter ttl never shortens it.
     const r2 = await srv.sh('true', { session_id, lease_ttl_sec: 60 });
     assert.ok(r2.lease_expires_unix_ms >= r.lease_expires_unix_ms - 1000);
+  });
+});
+
+describe('terminalExec lease expiry', () => {
+  // Short leases so expiry can be watched: the worker's bounds come from the environment.
+  const env = { WORKER_TERMINAL_LEASE_MIN_SEC: '1', WORKER_TERMINAL_LEASE_DEFAULT_SEC: '1' };
+
+  serverTest('an idle session is removed once its lease has passed', { serverOptions: { env } }, async (srv) => {
+    const { session_id } = await srv.sh('echo kept > f');
+    assert.equal((await srv.sh('cat f', { session_id })).stdout, 'kept\n');
+    await sleep(3500); // lease 1 s + the reaper's 1 s period + margin
+    const text = await srv.fails('terminalExec', { command: 'cat f', session_id });
+    assert.match(text, /session_not_found/);
+  });
+
+  serverTest('a busy session is never reaped and its lease counts from the end', { serverOptions: { env } }, async (srv) => {
+    const { session_id } = await srv.sh('echo kept > f');
+    // Runs three times longer than the lease; the session must survive it and the next command.
+    const r = await srv.sh('sleep 3; cat f', { session_id, lease_ttl_sec: 1 });
+    assert.equal(r.stdout, 'kept\n');
+    assert.ok(r.lease_expires_unix_ms > Date.now(), 'the lease must extend past the end of the command');
+    assert.equal((await srv.sh('cat f', { session_id })).stdout, 'kept\n');
   });
 });
 
