@@ -94,9 +94,10 @@ npm_ci() {
     (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# The bubblewrap runtime, named explicitly: `auto` picks docker once a daemon answers.
 integration_tests() {
     local bin="$1"
-    (cd tests/integration && OBX_BIN="$bin" npm test)
+    (cd tests/integration && OBX_BIN="$bin" ONLYBOXES_RUNTIME=bubblewrap npm test)
 }
 
 conformance() {
@@ -104,7 +105,7 @@ conformance() {
         echo "OBX_SKIP_NODE22=1: conformance suite skipped"
         return 0
     fi
-    OBX_BIN="$1" bash tests/integration/conformance.sh
+    OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap bash tests/integration/conformance.sh
 }
 
 # The docker runtime against a real daemon. When no daemon can be started on this machine the

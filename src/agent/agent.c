@@ -12,6 +12,7 @@
  * stdin EOF, an undecodable stream and SIGTERM all end the same way: kill everything we started,
  * reap it, exit 0.
  */
+#include "agent-connect.h"
 #include "agent-internal.h"
 
 #include "common/clock.h"
@@ -448,6 +449,8 @@ int main(int argc, char **argv)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
             return 1;
     a.cfg.state_dir = obx_xstrdup(AGENT_DEFAULT_STATE_DIR);
+    if (agent_connect_from_args(&argc, argv) < 0) /* docker's direct path */
+        return 1;
     if (parse_args(argc, argv, &a.cfg, &workspace) < 0)
         return 2;
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* `onlyboxes doctor` and `onlyboxes version`. Doctor tells a user which runtime `auto` picks and,
- * when none works, what to install. */
+/* `onlyboxes doctor` and `onlyboxes version`. Doctor shows what each runtime found, which one
+ * `auto` (or --runtime) picks and why, and, when none works, what to install. */
 #include "cli-internal.h"
 
 #include "common/runtime.h"
+#include "docker/docker.h"
 
 int obx_cmd_version(int argc, char **argv)
 {
@@ -32,33 +33,49 @@ int obx_cmd_doctor(int argc, char **argv)
     int ok = 1;
     printf("onlyboxes %s\n", OBX_VERSION);
     if (obx_worker_config_from_env(&cfg, &err) < 0) {
-        printf("config:  ERROR %s\n", err.message);
+        printf("config:     ERROR %s\n", err.message);
         return 1;
     }
     if (local.runtime_set)
         cfg.runtime = local.runtime;
     char *agent = obx_worker_find_agent(cfg.agent_path, &err);
     if (agent)
-        printf("agent:   %s\n", agent);
+        printf("agent:      %s\n", agent);
     else {
-        printf("agent:   ERROR %s\n", err.message);
+        printf("agent:      ERROR %s\n", err.message);
         ok = 0;
     }
     free(agent);
 
-    struct obx_runtime *rt = NULL;
-    char why[160] = "";
+    /* Each runtime on its own, then the one the worker would use and why. */
     err = (struct obx_error)OBX_ERROR_INIT;
-    if (obx_worker_pick_runtime(cfg.runtime, &rt, why, sizeof(why), &err) == 0) {
-        char desc[512];
+    struct obx_runtime *rt = obx_worker_docker_probe(cfg.runtime != OBX_RUNTIME_DOCKER, &err);
+    if (rt) {
+        char desc[768];
         rt->describe(rt, desc, sizeof(desc));
-        printf("runtime: %s (%s)\n         %s\n", rt->name, why, desc);
+        printf("docker:     ok: %s\n            %s\n", obx_docker_runtime_status(rt), desc);
         rt->free(rt);
     } else {
-        printf("runtime: ERROR %s\n", err.message);
+        printf("docker:     unavailable: %s\n", err.message);
+    }
+    char why[1200] = "";
+    err = (struct obx_error)OBX_ERROR_INIT;
+    if (obx_worker_pick_runtime(OBX_RUNTIME_BUBBLEWRAP, &rt, why, sizeof(why), &err) == 0) {
+        char desc[768];
+        rt->describe(rt, desc, sizeof(desc));
+        printf("bubblewrap: ok: %s\n", desc);
+        rt->free(rt);
+    } else {
+        printf("bubblewrap: unavailable: %s\n", err.message);
+    }
+    err = (struct obx_error)OBX_ERROR_INIT;
+    if (obx_worker_pick_runtime(cfg.runtime, &rt, why, sizeof(why), &err) == 0) {
+        printf("runtime:    %s -> %s\n", why, rt->name);
+        rt->free(rt);
+    } else {
+        printf("runtime:    ERROR %s\n", err.message);
         ok = 0;
     }
-    printf("docker:  not supported by this build yet\n");
     printf("%s\n", ok ? "ready: `onlyboxes mcp --stdio` will run code in sandboxes"
                       : "not ready: fix the errors above");
     return ok ? 0 : 1;

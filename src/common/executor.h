@@ -36,6 +36,13 @@ struct obx_call {
     void (*on_output)(void *userdata, enum obx_stream stream, const char *data, size_t len);
     void *output_userdata;
 
+    /* Called (may be NULL) with what the user should hear while the call waits for something
+     * slow that is not its own output, e.g. "pulling image X: 40%". level is an enum
+     * obx_log_level; message is one line of text. May be called from any executor thread until
+     * exec() returns; the hook must be quick and must not call back into the executor. */
+    void (*on_log)(void *userdata, int level, const char *message);
+    void *log_userdata;
+
     /* Cancellation state; use the functions below, never the fields. */
     pthread_mutex_t lock;
     bool cancelled;

@@ -29,6 +29,12 @@ struct obx_box_spec {
     uint64_t fsize_bytes;     /* largest file a process may write; 0 = runtime default */
     uint64_t workspace_bytes; /* workspace size cap where the runtime can enforce it; 0 = default */
     bool network;             /* false: loopback only */
+
+    /* Optional: what start() has to say while the caller waits (an image pull's progress), with
+     * an enum obx_log_level. Called from the starting thread or from another thread that does
+     * the work both wait for, never after start() returned. */
+    void (*on_log)(void *userdata, int level, const char *message);
+    void *log_userdata;
 };
 
 struct obx_box_handle {
@@ -54,6 +60,16 @@ struct obx_runtime {
     /* Removes boxes labelled as ours whose owner is gone (worker_id NULL: any dead owner).
      * Returns the number removed or a negative errno. */
     int (*cleanup_stale)(struct obx_runtime *rt, struct obx_error *err);
+
+    /* Optional: removes every box this process started, those still starting included (boxes
+     * that no handle knows yet). For the last moments of a process that is going away on a
+     * signal; the handles stay valid but their boxes are gone. Returns the number removed. */
+    int (*remove_own)(struct obx_runtime *rt, struct obx_error *err);
+
+    /* Optional (NULL for runtimes without images): the image a box gets when its spec names
+     * none, for a session box or a one-shot box. The string lives as long as the runtime. The
+     * worker keeps one warm pool per image. */
+    const char *(*default_image)(struct obx_runtime *rt, bool session);
 
     /* One line for `onlyboxes doctor`: version and what the runtime found. */
     void (*describe)(struct obx_runtime *rt, char *buf, size_t size);

@@ -95,7 +95,7 @@ static CURL *easy_new(struct obx_docker_client *c, const char *path, int timeout
         curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->unix_path);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)OBX_MIN(timeout_ms, 10000));
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
     curl_easy_setopt(h, CURLOPT_USERAGENT, "onlyboxes/" OBX_VERSION);
     return h;
@@ -238,13 +238,20 @@ static int parse_host(struct obx_docker_client *c, const char *host, struct obx_
 
 int obx_docker_client_init(struct obx_docker_client *c, const char *host, struct obx_error *err)
 {
+    return obx_docker_client_init_timeout(c, host, 10000, err);
+}
+
+int obx_docker_client_init_timeout(struct obx_docker_client *c, const char *host, int timeout_ms,
+                                   struct obx_error *err)
+{
     memset(c, 0, sizeof(*c));
     int r = parse_host(c, host, err);
     if (r < 0)
         return r;
     long status = 0;
     _cleanup_json_ json_t *v = NULL;
-    r = obx_docker_call(c, "GET", "/version", NULL, 10000, &status, &v, err);
+    r = obx_docker_call(c, "GET", "/version", NULL, timeout_ms > 0 ? timeout_ms : 10000, &status,
+                        &v, err);
     if (r < 0)
         return r;
     if (status != 200 || !json_is_object(v))
@@ -275,12 +282,14 @@ void obx_docker_client_done(struct obx_docker_client *c)
     c->unix_path = c->tcp_host = NULL;
 }
 
-int obx_docker_image_exists(struct obx_docker_client *c, const char *image, struct obx_error *err)
+int obx_docker_image_exists(struct obx_docker_client *c, const char *image, int timeout_ms,
+                            struct obx_error *err)
 {
     _cleanup_free_ char *path = obx_xasprintf("/images/%s/json", image);
     long status = 0;
     _cleanup_json_ json_t *j = NULL;
-    int r = obx_docker_call(c, "GET", path, NULL, OBX_DOCKER_TIMEOUT_MS, &status, &j, err);
+    int r = obx_docker_call(c, "GET", path, NULL,
+                            timeout_ms > 0 ? timeout_ms : OBX_DOCKER_TIMEOUT_MS, &status, &j, err);
     if (r < 0)
         return r;
     if (status == 200)
@@ -292,10 +301,32 @@ int obx_docker_image_exists(struct obx_docker_client *c, const char *image, stru
                          c->endpoint, status, obx_docker_message(j));
 }
 
+int obx_docker_image_pullable(struct obx_docker_client *c, const char *image, int timeout_ms,
+                              struct obx_error *err)
+{
+    /* GET /distribution/<name>/json makes the daemon fetch the manifest from the registry with
+     * its own credentials: the cheapest question that proves a pull would start. */
+    _cleanup_free_ char *path = obx_xasprintf("/distribution/%s/json", image);
+    long status = 0;
+    _cleanup_json_ json_t *j = NULL;
+    int r = obx_docker_call(c, "GET", path, NULL,
+                            timeout_ms > 0 ? timeout_ms : OBX_DOCKER_TIMEOUT_MS, &status, &j, err);
+    if (r < 0)
+        return r;
+    if (status == 200)
+        return 0;
+    return obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE,
+                         "image %s is not on the Docker daemon at %s and cannot be pulled (HTTP "
+                         "%ld %s)",
+                         image, c->endpoint, status, obx_docker_message(j));
+}
+
 /* ---- pull ---- */
 
 struct pull_state {
     const char *image;
+    void (*on_line)(void *userdata, const char *line);
+    void *userdata;
     struct obx_buf line;
     char error[512];
     uint64_t last_log_ms;
@@ -325,8 +356,12 @@ static void pull_line(struct pull_state *p, const char *text, size_t len)
         return;
     snprintf(p->last_status, sizeof(p->last_status), "%s", status);
     p->last_log_ms = now;
-    obx_info("docker pull %s: %s%s%s%s%s", p->image, id, *id ? ": " : "", status,
-             *progress ? " " : "", progress);
+    char line[512];
+    snprintf(line, sizeof(line), "docker pull %s: %s%s%s%s%s", p->image, id, *id ? ": " : "",
+             status, *progress ? " " : "", progress);
+    obx_info("%s", line);
+    if (p->on_line)
+        p->on_line(p->userdata, line);
 }
 
 static size_t pull_write(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -344,7 +379,9 @@ static size_t pull_write(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-int obx_docker_pull(struct obx_docker_client *c, const char *image, struct obx_error *err)
+int obx_docker_pull(struct obx_docker_client *c, const char *image,
+                    void (*on_line)(void *userdata, const char *line), void *userdata,
+                    struct obx_error *err)
 {
     /* A reference without a tag or digest would pull every tag of the repository. */
     const char *slash = strrchr(image, '/');
@@ -356,7 +393,10 @@ int obx_docker_pull(struct obx_docker_client *c, const char *image, struct obx_e
     CURL *h = easy_new(c, path, PULL_TIMEOUT_MS);
     if (!h)
         return obx_error_set(err, ENOMEM, OBX_ERR_INTERNAL, "cannot create a libcurl handle");
-    struct pull_state p = {.image = image, .line = OBX_BUF_INIT(PULL_LINE_MAX)};
+    struct pull_state p = {.image = image,
+                           .on_line = on_line,
+                           .userdata = userdata,
+                           .line = OBX_BUF_INIT(PULL_LINE_MAX)};
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
@@ -365,6 +405,11 @@ int obx_docker_pull(struct obx_docker_client *c, const char *image, struct obx_e
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &p);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     obx_info("docker: image %s is not on the daemon; pulling it", image);
+    if (on_line) {
+        char text[512];
+        snprintf(text, sizeof(text), "docker: image %s is not on the daemon; pulling it", image);
+        on_line(userdata, text);
+    }
     CURLcode rc = curl_easy_perform(h);
     long status = 0;
     int r = 0;
@@ -387,6 +432,11 @@ int obx_docker_pull(struct obx_docker_client *c, const char *image, struct obx_e
                              "(%s); " OBX_DOCKER_BUILD_HINT,
                              image, c->endpoint, p.error);
     obx_info("docker pull %s: done", image);
+    if (on_line) {
+        char text[512];
+        snprintf(text, sizeof(text), "docker pull %s: done", image);
+        on_line(userdata, text);
+    }
     return 0;
 }
 

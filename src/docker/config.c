@@ -53,6 +53,12 @@ static const struct option_row {
      offsetof(struct obx_docker_config, no_new_privs), 0, 0, "no-new-privileges"},
     {"ONLYBOXES_DOCKER_PULL", OPT_BOOL, offsetof(struct obx_docker_config, pull), 0, 0,
      "pull a missing image"},
+    {"ONLYBOXES_DOCKER_DIRECT", OPT_BOOL, offsetof(struct obx_docker_config, direct), 0, 0,
+     "with a local daemon, reach the agent over a unix socket in a bind-mounted directory "
+     "instead of the daemon's attach stream"},
+    {"ONLYBOXES_DOCKER_STATE_DIR", OPT_STR, offsetof(struct obx_docker_config, state_dir), 0, 0,
+     "host directory for the boxes' sockets (default $XDG_RUNTIME_DIR/onlyboxes or "
+     "/tmp/onlyboxes-<uid>)"},
 };
 
 static int parse_bool(const char *s, bool *ret)
@@ -96,6 +102,7 @@ int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *
         .no_new_privs = true,
         .pull = true,
         .check_images = true,
+        .direct = true,
     };
     for (size_t i = 0; i < OBX_ARRAY_SIZE(options); i++) {
         const struct option_row *o = &options[i];

@@ -33,6 +33,9 @@ struct obx_docker_client {
  * version. Errors say whether the daemon is missing, not running or not ours to use, and how to
  * fix it. */
 int obx_docker_client_init(struct obx_docker_client *c, const char *host, struct obx_error *err);
+/* The same with a time limit (ms) on the daemon's answer, connect included. */
+int obx_docker_client_init_timeout(struct obx_docker_client *c, const char *host, int timeout_ms,
+                                   struct obx_error *err);
 void obx_docker_client_done(struct obx_docker_client *c);
 
 /* One API call: method on path (e.g. "/containers/create?name=x", without the version prefix) with
@@ -49,12 +52,22 @@ const char *obx_docker_message(const json_t *body);
 /* URL-encodes s for a query string. Caller frees. */
 char *obx_docker_escape(const char *s);
 
-/* 1 when the daemon has the image, 0 when not, negative errno (err set) on failure. */
-int obx_docker_image_exists(struct obx_docker_client *c, const char *image, struct obx_error *err);
+/* 1 when the daemon has the image, 0 when not, negative errno (err set) on failure. timeout_ms 0:
+ * the ordinary limit. */
+int obx_docker_image_exists(struct obx_docker_client *c, const char *image, int timeout_ms,
+                            struct obx_error *err);
 
-/* Pulls image, logging progress to stderr. Fails with a message naming the image and how to build
- * it when the pull fails. */
-int obx_docker_pull(struct obx_docker_client *c, const char *image, struct obx_error *err);
+/* 0 when the daemon can pull image (it asked the registry for the manifest), else a negative
+ * errno with err saying why (no such image, registry unreachable, timeout). */
+int obx_docker_image_pullable(struct obx_docker_client *c, const char *image, int timeout_ms,
+                              struct obx_error *err);
+
+/* Pulls image, logging progress to stderr and, when on_line is set, handing each progress line
+ * to it as well (from this thread). Fails with a message naming the image and how to build it
+ * when the pull fails. */
+int obx_docker_pull(struct obx_docker_client *c, const char *image,
+                    void (*on_line)(void *userdata, const char *line), void *userdata,
+                    struct obx_error *err);
 
 /* Opens a connection of our own to the daemon and hijacks it with POST
  * /containers/<id>/attach?stream=1&stdin=1&stdout=1&stderr=1. On success *ret_fd is the raw,

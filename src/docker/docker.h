@@ -46,10 +46,19 @@ struct obx_docker_config {
     uint64_t tmp_bytes;         /* size of the tmpfs /tmp */
     uint64_t workspace_bytes;   /* size of the tmpfs /workspace unless the spec names one */
     bool read_only_root;
-    bool drop_caps;    /* CapDrop ALL */
-    bool no_new_privs; /* SecurityOpt no-new-privileges */
-    bool pull;         /* pull a missing image (with progress on stderr) */
-    bool check_images; /* obx_docker_runtime_new() makes sure both images are there */
+    bool drop_caps;        /* CapDrop ALL */
+    bool no_new_privs;     /* SecurityOpt no-new-privileges */
+    bool pull;             /* pull a missing image (with progress on stderr) */
+    bool check_images;     /* obx_docker_runtime_new() checks that both images are there (or, with
+                              pull, will be pulled on first use) */
+    bool verify_pullable;  /* with check_images and pull: a missing image must be pullable now
+                              (the daemon asks the registry), else runtime_new fails; for auto */
+    bool direct;           /* local daemon: talk to the agent over a unix socket in a
+                              bind-mounted directory, not through the daemon's attach proxy */
+    const char *state_dir; /* host directory for the direct sockets; NULL: $XDG_RUNTIME_DIR/
+                              onlyboxes or /tmp/onlyboxes-<uid> (docker/ inside it, 0700) */
+    int probe_timeout_ms;  /* > 0: time limit of runtime_new's calls to the daemon (for auto,
+                              so a hung daemon does not hold up start-up); 0 = ordinary */
 };
 
 /* Fills cfg with the hardened defaults, overridden by DOCKER_HOST, WORKER_PYTHON_EXEC_DOCKER_IMAGE,
@@ -68,5 +77,9 @@ int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *
  * container's cgroup memory limit is cfg->memory_bytes. */
 struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
                                            struct obx_error *err);
+
+/* What runtime_new found, for `doctor` and auto's reason: "daemon 20.10.24 answers at
+ * /var/run/docker.sock, image onlyboxes/work:bookworm present". rt must be a docker runtime. */
+const char *obx_docker_runtime_status(struct obx_runtime *rt);
 
 #endif

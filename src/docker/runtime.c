@@ -9,16 +9,33 @@
  * agent's stdin (StdinOnce) so the agent kills everything and exits, exactly as with bubblewrap's
  * pipes; the other de-multiplexes the stream, handing stdout to the worker's socketpair and
  * logging stderr lines with the box id. stop(): close the worker's ends, remove the container
- * (force), shut the attach connection down, join the pumps. cleanup_stale(): remove containers
- * labelled with an owner on this host and boot whose process is gone (or is another process now).
- * The runtime object is read-only after creation except for pull_lock.
+ * (force), shut the attach connection down, join the pumps. Images are image.c's business, the
+ * owner labels (stale boxes, our own boxes on the way out) owner.c's.
+ *
+ * The direct path (a local daemon, ONLYBOXES_DOCKER_DIRECT): every frame through dockerd's attach
+ * proxy and our two pumps costs time on each round trip, so for a daemon on this host the worker
+ * listens on a unix socket of its own, <state>/docker/<container>.sock (directory 0700),
+ * bind-mounts that one socket read-only into the box at /.onlyboxes/run/worker.sock and starts
+ * the agent with --connect. The agent connects twice at start-up (one connection per direction,
+ * so either side closing its sending end is EOF for the other, as with pipes) and speaks the
+ * protocol on them. Nothing of the host is writable from the box (connecting needs no write
+ * access to the mount), and the worker stops listening (and unlinks the socket) once the agent is
+ * connected, so no other process in the box can connect later. The attach stream stays for the
+ * agent's stderr. A tcp:// daemon runs the box on another host, where our socket does not exist:
+ * it always uses the attach path.
+ *
+ * The runtime object is read-only after creation except for what pull_lock and log_lock guard.
  */
-#include "docker-internal.h"
+#include "runtime-internal.h"
 
+#include <elf.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include "common/clock.h"
 #include "common/json.h"
@@ -30,18 +47,9 @@
 #define STDERR_LINE_MAX 1024
 #define AGENT_NOFILE 1024u
 #define PUMP_BUF (64u * 1024)
-
-struct docker_runtime {
-    struct obx_runtime rt; /* first member: rt pointers are cast back to this */
-    struct obx_docker_client c;
-    struct obx_docker_config cfg; /* strings below are our copies */
-    char *python_image, *terminal_image, *user, *network;
-    char host[256];    /* this host's name, for the owner labels */
-    char boot_id[64];  /* this boot, so pids of an earlier boot are never trusted */
-    char self_pid[16]; /* our pid and start time, the owner of every box we start */
-    char self_start[24];
-    pthread_mutex_t pull_lock; /* one pull at a time */
-};
+#define CONNECT_TIMEOUT_MS 10000 /* the agent's connection on the direct path */
+#define BOX_RUN_DIR "/.onlyboxes/run"
+#define BOX_WORKER_SOCK BOX_RUN_DIR "/worker.sock"
 
 struct docker_box {
     unsigned magic;
@@ -52,35 +60,13 @@ struct docker_box {
     int out_end; /* our end of the worker's from_agent pair: stdout payloads go here */
     pthread_t in_thr, out_thr;
     bool in_started, out_started;
+    bool direct;   /* the agent talks over sock_path's connection, the attach is life cycle */
+    int listen_fd; /* direct: our listening socket until the agent connected */
+    char sock_path[PATH_MAX];
+    int stream_ended;       /* atomic: the out pump saw the attach stream end (the box exited) */
     char pending[PUMP_BUF]; /* stream bytes that came with the attach answer */
     size_t pending_len;
 };
-
-static struct docker_runtime *to_docker(struct obx_runtime *rt)
-{
-    return (struct docker_runtime *)rt;
-}
-
-/* Start time of pid in clock ticks since boot (field 22 of /proc/<pid>/stat). */
-static int proc_start_time(pid_t pid, unsigned long long *ret)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? -ESRCH : -errno;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    if (n <= 0)
-        return -EIO;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    if (!p)
-        return -EIO;
-    /* After ")": field 3 (state) onwards; the start time is field 22. */
-    for (int field = 2; field < 22 && p; field++)
-        p = strchr(p + 1, ' ');
-    return p && sscanf(p + 1, "%llu", ret) == 1 ? 0 : -EIO;
-}
 
 static void read_line_file(const char *path, char *buf, size_t size)
 {
@@ -205,7 +191,9 @@ static void *out_pump(void *arg)
     }
     if (m.line_len > 0)
         stderr_bytes(b, &m, (const uint8_t *)"\n", 1);
-    shutdown(b->out_end, SHUT_WR);
+    __atomic_store_n(&b->stream_ended, 1, __ATOMIC_RELEASE);
+    if (b->out_end >= 0)
+        shutdown(b->out_end, SHUT_WR);
     return NULL;
 }
 
@@ -230,7 +218,7 @@ static uint64_t stricter(uint64_t a, uint64_t b)
 }
 
 static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *spec,
-                           const char *image, const char *agent)
+                           const char *image, const char *agent, const char *sock_path)
 {
     const struct obx_docker_config *cfg = &d->cfg;
     json_t *body = json_object();
@@ -256,6 +244,10 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
     json_array_append_new(entry, json_string(OBX_BOX_AGENT_PATH));
     json_array_append_new(entry, json_string("--workspace"));
     json_array_append_new(entry, json_string(OBX_BOX_WORKSPACE));
+    if (sock_path) {
+        json_array_append_new(entry, json_string("--connect"));
+        json_array_append_new(entry, json_string(BOX_WORKER_SOCK));
+    }
     char num[32];
     /* No --nproc: without a user namespace RLIMIT_NPROC counts every process of the uid on the
      * host, across boxes; the cgroup pids limit below is per box. */
@@ -287,7 +279,13 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
 
     json_t *hc = json_object();
     _cleanup_free_ char *bind = obx_xasprintf("%s:" OBX_BOX_AGENT_PATH ":ro", agent);
-    json_object_set_new(hc, "Binds", json_pack("[s]", bind));
+    json_t *binds = json_pack("[s]", bind);
+    if (sock_path) {
+        /* Read-only: connecting to a socket needs no write access to the mount. */
+        _cleanup_free_ char *sb = obx_xasprintf("%s:" BOX_WORKER_SOCK ":ro", sock_path);
+        json_array_append_new(binds, json_string(sb));
+    }
+    json_object_set_new(hc, "Binds", binds);
     set_str(hc, "NetworkMode", spec->network ? "bridge" : cfg->network);
     if (cfg->drop_caps)
         json_object_set_new(hc, "CapDrop", json_pack("[s]", "ALL"));
@@ -326,7 +324,7 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
 }
 
 /* Removes a container (force: killing it first). 404 and "already in progress" count as done. */
-static int remove_container(struct docker_runtime *d, const char *id, struct obx_error *err)
+int obx_docker_remove_container(struct docker_runtime *d, const char *id, struct obx_error *err)
 {
     _cleanup_free_ char *path = obx_xasprintf("/containers/%s?force=1&v=1", id);
     long status = 0;
@@ -341,31 +339,10 @@ static int remove_container(struct docker_runtime *d, const char *id, struct obx
                          obx_docker_message(j));
 }
 
-/* Makes sure image is there, pulling it when allowed. One pull at a time per runtime. */
-static int ensure_image(struct docker_runtime *d, const char *image, struct obx_error *err)
+static int create_container(struct docker_runtime *d, const json_t *body, const char *name,
+                            const char *image, const struct obx_box_spec *spec, char *ret_id,
+                            size_t size, struct obx_error *err)
 {
-    int r = obx_docker_image_exists(&d->c, image, err);
-    if (r != 0)
-        return r < 0 ? r : 0;
-    if (!d->cfg.pull)
-        return obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE,
-                             "image %s is not on the Docker daemon at %s (pulling is off: "
-                             "ONLYBOXES_DOCKER_PULL=false); " OBX_DOCKER_BUILD_HINT,
-                             image, d->c.endpoint);
-    pthread_mutex_lock(&d->pull_lock);
-    r = obx_docker_image_exists(&d->c, image, err); /* another thread may have pulled it */
-    if (r == 0)
-        r = obx_docker_pull(&d->c, image, err);
-    pthread_mutex_unlock(&d->pull_lock);
-    return r < 0 ? r : 0;
-}
-
-static int create_container(struct docker_runtime *d, const json_t *body, const char *image,
-                            char *ret_id, size_t size, struct obx_error *err)
-{
-    char name[40];
-    memcpy(name, "obx-", 4);
-    obx_random_hex(name + 4, 8);
     _cleanup_free_ char *path = obx_xasprintf("/containers/create?name=%s", name);
     for (int attempt = 0;; attempt++) {
         long status = 0;
@@ -383,7 +360,7 @@ static int create_container(struct docker_runtime *d, const json_t *body, const 
         }
         if (status == 404 && attempt == 0) {
             /* No such image: pull it (or explain how to get it) and try once more. */
-            r = ensure_image(d, image, err);
+            r = obx_docker_ensure_image(d, image, spec, err);
             if (r < 0)
                 return r;
             continue;
@@ -398,7 +375,7 @@ static int create_container(struct docker_runtime *d, const json_t *body, const 
 static void box_destroy(struct docker_box *b)
 {
     struct obx_error err = OBX_ERROR_INIT;
-    if (b->id[0] && remove_container(b->d, b->id, &err) < 0)
+    if (b->id[0] && obx_docker_remove_container(b->d, b->id, &err) < 0)
         obx_warn("docker: %s", err.message);
     if (b->sock >= 0)
         shutdown(b->sock, SHUT_RDWR); /* wakes both pumps if the daemon did not end the stream */
@@ -411,21 +388,121 @@ static void box_destroy(struct docker_box *b)
     obx_closep(&b->sock);
     obx_closep(&b->in_end);
     obx_closep(&b->out_end);
+    obx_closep(&b->listen_fd);
+    if (b->sock_path[0])
+        (void)unlink(b->sock_path);
     b->magic = 0;
     free(b);
 }
+
+/* The direct path's listening socket at path, which only the owner may use (the directory is
+ * 0700; the box user reaches it through the bind mount, so the socket itself is 0666). */
+static int listen_socket(const char *path, int *ret, struct obx_error *err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return obx_error_set(err, ENAMETOOLONG, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "socket path %s is too long", path);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return obx_error_set(err, errno, OBX_ERR_NO_CAPACITY, "socket: %s", strerror(errno));
+    (void)unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
+        listen(fd, 2) < 0)
+        return obx_error_set(err, errno, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot listen on %s: %s",
+                             path, strerror(errno));
+    *ret = TAKE_FD(fd);
+    return 0;
+}
+
+/* Waits for the agent's connection on the direct path. Gives up when the box exits first. */
+static int accept_agent(struct docker_box *b, int *ret, struct obx_error *err)
+{
+    uint64_t deadline = obx_now_ms() + CONNECT_TIMEOUT_MS;
+    for (;;) {
+        int fd = accept4(b->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            *ret = fd;
+            return 0;
+        }
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            return obx_error_set(err, errno, OBX_ERR_RUNTIME_UNAVAILABLE, "accept on %s: %s",
+                                 b->sock_path, strerror(errno));
+        if (__atomic_load_n(&b->stream_ended, __ATOMIC_ACQUIRE))
+            return obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                                 "box %.12s exited before its agent connected (see the log; an "
+                                 "onlyboxes-agent without --connect, or set "
+                                 "ONLYBOXES_DOCKER_DIRECT=false)",
+                                 b->id);
+        uint64_t now = obx_now_ms();
+        if (now >= deadline)
+            return obx_error_set(err, ETIMEDOUT, OBX_ERR_RUNTIME_UNAVAILABLE,
+                                 "the agent of box %.12s did not connect to %s within %d ms (a "
+                                 "daemon that cannot bind-mount this host's paths? set "
+                                 "ONLYBOXES_DOCKER_DIRECT=false)",
+                                 b->id, b->sock_path, CONNECT_TIMEOUT_MS);
+        struct pollfd p = {.fd = b->listen_fd, .events = POLLIN};
+        (void)poll(&p, 1, (int)OBX_MIN(deadline - now, 50));
+    }
+}
+
+static int docker_start_counted(struct docker_runtime *d, const struct obx_box_spec *spec,
+                                struct obx_box_handle *ret, struct obx_error *err);
 
 static int docker_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
                         struct obx_box_handle *ret, struct obx_error *err)
 {
     struct docker_runtime *d = to_docker(rt);
+    __atomic_add_fetch(&d->starting, 1, __ATOMIC_ACQ_REL);
+    int r = docker_start_counted(d, spec, ret, err);
+    __atomic_sub_fetch(&d->starting, 1, __ATOMIC_ACQ_REL);
+    return r;
+}
+
+/* True when the ELF file at fd asks for a dynamic loader (has a PT_INTERP header). The
+ * agent runs inside images that have none of the host's libraries, so it must be static. */
+static bool elf_is_dynamic(int fd)
+{
+    Elf64_Ehdr eh;
+    if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
+        memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+        eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 256)
+        return false; /* not an ELF64 file we can read: let the box's own error speak */
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        off_t off = (off_t)eh.e_phoff + (off_t)i * (off_t)sizeof(ph);
+        if (pread(fd, &ph, sizeof(ph), off) != (ssize_t)sizeof(ph))
+            return false;
+        if (ph.p_type == PT_INTERP)
+            return true;
+    }
+    return false;
+}
+
+static int check_agent(const char *configured, char resolved[PATH_MAX], struct obx_error *err)
+{
+    if (!realpath(configured, resolved) || access(resolved, X_OK) < 0)
+        return obx_error_set(err, errno, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "agent %s is not an executable file: %s", configured, strerror(errno));
+    _cleanup_close_ int fd = open(resolved, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && elf_is_dynamic(fd))
+        return obx_error_set(err, ENOEXEC, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "agent %s is dynamically linked; the docker runtime needs the "
+                             "static onlyboxes-agent (a sanitizer build makes a dynamic one)",
+                             resolved);
+    return 0;
+}
+
+static int docker_start_counted(struct docker_runtime *d, const struct obx_box_spec *spec,
+                                struct obx_box_handle *ret, struct obx_error *err)
+{
     char agent[PATH_MAX];
     if (!spec || obx_str_empty(spec->agent_path))
         return obx_error_set(err, EINVAL, OBX_ERR_INTERNAL, "box spec without an agent path");
-    if (!realpath(spec->agent_path, agent) || access(agent, X_OK) < 0)
-        return obx_error_set(err, errno, OBX_ERR_RUNTIME_UNAVAILABLE,
-                             "agent %s is not an executable file: %s", spec->agent_path,
-                             strerror(errno));
+    int r = check_agent(spec->agent_path, agent, err);
+    if (r < 0)
+        return r;
     const char *image = spec->image     ? spec->image
                         : spec->session ? d->terminal_image
                                         : d->python_image;
@@ -433,28 +510,43 @@ static int docker_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     struct docker_box *b = obx_xcalloc(1, sizeof(*b));
     b->magic = BOX_MAGIC;
     b->d = d;
-    b->sock = b->in_end = b->out_end = -1;
+    b->sock = b->in_end = b->out_end = b->listen_fd = -1;
     int to[2] = {-1, -1}, from[2] = {-1, -1};
     _cleanup_free_ char *path = NULL;
     _cleanup_json_ json_t *j = NULL;
-    _cleanup_json_ json_t *body = create_body(d, spec, image, agent);
-    int r = create_container(d, body, image, b->id, sizeof(b->id), err);
+    char name[40];
+    memcpy(name, "obx-", 4);
+    obx_random_hex(name + 4, 8);
+    if (d->sock_dir) {
+        struct obx_error lerr = OBX_ERROR_INIT;
+        snprintf(b->sock_path, sizeof(b->sock_path), "%s/%s.sock", d->sock_dir, name);
+        if (listen_socket(b->sock_path, &b->listen_fd, &lerr) == 0)
+            b->direct = true;
+        else
+            obx_warn("docker: %s; using the attach stream", lerr.message);
+    }
+    _cleanup_json_ json_t *body =
+        create_body(d, spec, image, agent, b->direct ? b->sock_path : NULL);
+    r = create_container(d, body, name, image, spec, b->id, sizeof(b->id), err);
     if (r < 0)
         goto fail;
     r = obx_docker_attach(&d->c, b->id, &b->sock, b->pending, sizeof(b->pending), &b->pending_len,
                           err);
     if (r < 0)
         goto fail;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, to) < 0 ||
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, from) < 0) {
-        r = obx_error_set(err, errno, OBX_ERR_NO_CAPACITY, "cannot create sockets for a box: %s",
-                          strerror(errno));
-        goto fail;
+    int e = 0;
+    if (!b->direct) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, to) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, from) < 0) {
+            r = obx_error_set(err, errno, OBX_ERR_NO_CAPACITY,
+                              "cannot create sockets for a box: %s", strerror(errno));
+            goto fail;
+        }
+        b->in_end = TAKE_FD(to[1]);
+        b->out_end = TAKE_FD(from[1]);
+        e = pthread_create(&b->in_thr, NULL, in_pump, b);
+        b->in_started = e == 0;
     }
-    b->in_end = TAKE_FD(to[1]);
-    b->out_end = TAKE_FD(from[1]);
-    int e = pthread_create(&b->in_thr, NULL, in_pump, b);
-    b->in_started = e == 0;
     if (e == 0) {
         e = pthread_create(&b->out_thr, NULL, out_pump, b);
         b->out_started = e == 0;
@@ -473,13 +565,28 @@ static int docker_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
                           obx_docker_message(j));
     if (r < 0)
         goto fail;
+    if (b->direct) {
+        /* The agent connects twice, in order: one connection per direction, so closing
+         * to_agent is EOF for the agent, as with a pipe. */
+        r = accept_agent(b, &to[0], err);
+        if (r >= 0)
+            r = accept_agent(b, &from[0], err);
+        if (r < 0)
+            goto fail;
+        /* Nobody else may connect: stop listening and remove the name. */
+        obx_closep(&b->listen_fd);
+        b->listen_fd = -1; /* obx_closep() leaves the number; box_destroy() must not reuse it */
+        (void)unlink(b->sock_path);
+        b->sock_path[0] = '\0';
+    }
 
     ret->to_agent = TAKE_FD(to[0]);
     ret->from_agent = TAKE_FD(from[0]);
     snprintf(ret->id, sizeof(ret->id), "%s", b->id);
     ret->pid = 0;
     ret->priv = b;
-    obx_debug("docker: started box %.12s from %s", b->id, image);
+    obx_debug("docker: started box %.12s from %s (%s)", b->id, image,
+              b->direct ? "direct socket" : "attach stream");
     return 0;
 
 fail:
@@ -506,68 +613,64 @@ static void docker_stop(struct obx_runtime *rt, struct obx_box_handle *h)
     h->priv = NULL;
 }
 
-/* ---- stale boxes ---- */
+/* ---- the runtime object ---- */
 
-/* True when the labels name an owner on this host and boot that no longer runs. */
-static bool owner_is_dead(struct docker_runtime *d, const json_t *labels)
-{
-    const char *host = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_HOST, NULL);
-    const char *boot = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_BOOT, NULL);
-    const char *pid_s = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_PID, NULL);
-    const char *start_s = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_START, "");
-    /* Another host's worker may share this daemon: its pids mean nothing here. */
-    if (!host || !pid_s || !obx_streq(host, d->host))
-        return false;
-    if (!obx_streq(boot, d->boot_id))
-        return true; /* started before this boot: that process is gone */
-    int64_t pid;
-    if (obx_parse_int64(pid_s, 1, INT32_MAX, &pid) < 0)
-        return false;
-    unsigned long long start;
-    int r = proc_start_time((pid_t)pid, &start);
-    if (r == -ESRCH)
-        return true;
-    if (r < 0)
-        return false; /* cannot tell: keep it */
-    char now[24];
-    snprintf(now, sizeof(now), "%llu", start);
-    return !obx_streq(now, start_s); /* the pid is another process now */
-}
-
-static int docker_cleanup_stale(struct obx_runtime *rt, struct obx_error *err)
+static const char *docker_default_image(struct obx_runtime *rt, bool session)
 {
     struct docker_runtime *d = to_docker(rt);
-    _cleanup_free_ char *filter = obx_docker_escape("{\"label\":[\"" OBX_LABEL_MANAGED "=true\"]}");
-    _cleanup_free_ char *path = obx_xasprintf("/containers/json?all=1&filters=%s", filter);
-    long status = 0;
-    _cleanup_json_ json_t *list = NULL;
-    int r = obx_docker_call(&d->c, "GET", path, NULL, OBX_DOCKER_TIMEOUT_MS, &status, &list, err);
-    if (r < 0)
-        return r;
-    if (status != 200 || !json_is_array(list))
-        return obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
-                             "cannot list containers: HTTP %ld %s", status,
-                             obx_docker_message(list));
-    int removed = 0;
-    size_t i;
-    json_t *c;
-    json_array_foreach(list, i, c)
-    {
-        const char *id = obx_json_get_str(c, "Id", NULL);
-        if (!id || !owner_is_dead(d, json_object_get(c, "Labels")))
-            continue;
-        struct obx_error rerr = OBX_ERROR_INIT;
-        if (remove_container(d, id, &rerr) < 0) {
-            obx_warn("docker: stale box %.12s: %s", id, rerr.message);
-            continue;
-        }
-        obx_debug("docker: removed stale box %.12s", id);
-        removed++;
-    }
-    return removed;
+    return session ? d->terminal_image : d->python_image;
 }
 
-/* ---- the runtime object ---- */
+const char *obx_docker_runtime_status(struct obx_runtime *rt)
+{
+    return to_docker(rt)->status;
+}
+
+/* mkdir + check that path is a directory of ours that nobody else may enter. */
+static int private_dir(const char *path)
+{
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+        return -EPERM;
+    if ((st.st_mode & 07777) != 0700 && chmod(path, 0700) < 0)
+        return -errno;
+    return 0;
+}
+
+/* The direct path's socket directory, or NULL (with a debug line saying why) for attach only. */
+static char *direct_dir(struct docker_runtime *d, const struct obx_docker_config *cfg)
+{
+    if (!cfg->direct || !d->c.unix_path) {
+        obx_debug("docker: %s; using the attach stream",
+                  cfg->direct ? "the daemon is remote" : "ONLYBOXES_DOCKER_DIRECT=false");
+        return NULL;
+    }
+    _cleanup_free_ char *base = NULL;
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (!obx_str_empty(cfg->state_dir))
+        base = obx_xstrdup(cfg->state_dir);
+    else if (xdg && xdg[0] == '/')
+        base = obx_xasprintf("%s/onlyboxes", xdg);
+    else
+        base = obx_xasprintf("/tmp/onlyboxes-%u", (unsigned)geteuid());
+    _cleanup_free_ char *dir = obx_xasprintf("%s/docker", base);
+    int r = private_dir(base);
+    if (r >= 0)
+        r = private_dir(dir);
+    /* "/obx-" + 16 hex + ".sock" must fit a socket address. */
+    if (r >= 0 && strlen(dir) + 27 >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        r = -ENAMETOOLONG;
+    if (r < 0) {
+        obx_warn("docker: cannot use %s for the boxes' sockets (%s); using the attach stream", dir,
+                 strerror(-r));
+        return NULL;
+    }
+    return TAKE_PTR(dir);
+}
 
 static void docker_describe(struct obx_runtime *rt, char *buf, size_t size)
 {
@@ -578,11 +681,12 @@ static void docker_describe(struct obx_runtime *rt, char *buf, size_t size)
     if (d->cfg.cpu_millis)
         snprintf(cpu, sizeof(cpu), "%u.%03u", d->cfg.cpu_millis / 1000, d->cfg.cpu_millis % 1000);
     snprintf(buf, size,
-             "docker %s (API %s) at %s; images %s (python), %s (terminal); user %s, network %s, "
-             "memory %s, cpus %s, pids %u%s%s%s",
+             "docker %s (API %s) at %s; images %s (python), %s (terminal); data path %s; user "
+             "%s, network %s, memory %s, cpus %s, pids %u%s%s%s",
              d->c.server_version, d->c.api_version, d->c.endpoint, d->python_image,
-             d->terminal_image, obx_str_empty(d->user) ? "(image's)" : d->user, d->network, mem,
-             cpu, d->cfg.pids, d->cfg.read_only_root ? "" : "; root WRITABLE",
+             d->terminal_image, d->sock_dir ? "direct socket" : "attach stream",
+             obx_str_empty(d->user) ? "(image's)" : d->user, d->network, mem, cpu, d->cfg.pids,
+             d->cfg.read_only_root ? "" : "; root WRITABLE",
              d->cfg.drop_caps ? "" : "; capabilities KEPT",
              d->cfg.no_new_privs ? "" : "; new privileges ALLOWED");
 }
@@ -597,7 +701,9 @@ static void docker_free(struct obx_runtime *rt)
     free(d->terminal_image);
     free(d->user);
     free(d->network);
+    free(d->sock_dir);
     pthread_mutex_destroy(&d->pull_lock);
+    pthread_mutex_destroy(&d->log_lock);
     free(d);
 }
 
@@ -614,10 +720,13 @@ struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
     d->rt.name = "docker";
     d->rt.start = docker_start;
     d->rt.stop = docker_stop;
-    d->rt.cleanup_stale = docker_cleanup_stale;
+    d->rt.cleanup_stale = obx_docker_cleanup_stale;
     d->rt.describe = docker_describe;
+    d->rt.default_image = docker_default_image;
+    d->rt.remove_own = obx_docker_remove_own;
     d->rt.free = docker_free;
     pthread_mutex_init(&d->pull_lock, NULL);
+    pthread_mutex_init(&d->log_lock, NULL);
     d->cfg = *cfg;
     d->python_image = obx_xstrdup(cfg->python_image ? cfg->python_image : OBX_DOCKER_DEFAULT_IMAGE);
     d->terminal_image =
@@ -630,6 +739,7 @@ struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
     d->cfg.user = d->user;
     d->cfg.network = d->network;
     d->cfg.host = NULL;
+    d->cfg.state_dir = NULL;
     if (d->cfg.tmp_bytes == 0)
         d->cfg.tmp_bytes = OBX_DOCKER_DEFAULT_TMP_BYTES;
     if (d->cfg.workspace_bytes == 0)
@@ -639,20 +749,24 @@ struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
         snprintf(d->host, sizeof(d->host), "unknown");
     read_line_file("/proc/sys/kernel/random/boot_id", d->boot_id, sizeof(d->boot_id));
     unsigned long long start = 0;
-    (void)proc_start_time(getpid(), &start);
+    (void)obx_docker_proc_start_time(getpid(), &start);
     snprintf(d->self_pid, sizeof(d->self_pid), "%d", (int)getpid());
     snprintf(d->self_start, sizeof(d->self_start), "%llu", start);
 
-    int r = obx_docker_client_init(&d->c, cfg->host, err);
+    int r = obx_docker_client_init_timeout(&d->c, cfg->host, cfg->probe_timeout_ms, err);
+    if (r >= 0)
+        snprintf(d->status, sizeof(d->status), "daemon %s answers at %s", d->c.server_version,
+                 d->c.endpoint);
     if (r >= 0 && cfg->check_images) {
-        r = ensure_image(d, d->python_image, err);
+        r = obx_docker_check_image(d, d->python_image, err);
         if (r >= 0 && !obx_streq(d->python_image, d->terminal_image))
-            r = ensure_image(d, d->terminal_image, err);
+            r = obx_docker_check_image(d, d->terminal_image, err);
     }
     if (r < 0) {
         docker_free(&d->rt);
         return NULL;
     }
+    d->sock_dir = direct_dir(d, cfg);
     obx_debug("docker: %s (API %s) at %s", d->c.server_version, d->c.api_version, d->c.endpoint);
     return &d->rt;
 }

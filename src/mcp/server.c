@@ -304,6 +304,33 @@ static void call_on_output(void *userdata, enum obx_stream stream, const char *d
     json_decref(params);
 }
 
+/* call.on_log: what the executor says while the call waits for something slow (an image pull)
+ * goes out as notifications/message (subject to logging/setLevel) and, when the client asked for
+ * progress, as a progress message too, so the caller hears it either way. Progress then counts
+ * output bytes plus these lines, which keeps it increasing. */
+static void call_on_log(void *userdata, int level, const char *message)
+{
+    struct obx_mcp_call *c = userdata;
+    static const enum obx_mcp_log_level map[] = {OBX_MCP_LOG_DEBUG, OBX_MCP_LOG_INFO,
+                                                 OBX_MCP_LOG_WARNING, OBX_MCP_LOG_ERROR};
+    size_t i = level >= 0 && (size_t)level < OBX_ARRAY_SIZE(map) ? (size_t)level : 1;
+    obx_mcp_session_log(c->s, map[i], "%s", message);
+    if (!c->progress_token)
+        return;
+    bool with_text = session_version(c->s) >= OBX_MCP_V2025_03_26;
+    pthread_mutex_lock(&c->s->send_lock);
+    if (!c->s->muted) {
+        c->progress_bytes++;
+        json_t *params = json_pack("{sOsI}", "progressToken", c->progress_token, "progress",
+                                   (json_int_t)c->progress_bytes);
+        if (with_text)
+            json_object_set_new(params, "message", obx_json_string_bytes(message, strlen(message)));
+        progress_send_locked(c, params);
+        json_decref(params);
+    }
+    pthread_mutex_unlock(&c->s->send_lock);
+}
+
 /* Sends the call's response (result stolen) unless the client cancelled it, and finishes the
  * call's share of its batch. */
 static void call_reply(struct obx_mcp_call *c, json_t *result)
@@ -570,6 +597,8 @@ static json_t *m_tools_call(struct request *rq)
         c->call.on_output = call_on_output;
         c->call.output_userdata = c;
     }
+    c->call.on_log = call_on_log;
+    c->call.log_userdata = c;
     return start_call(rq, c);
 }
 

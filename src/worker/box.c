@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 #include "agent/protocol.h"
 #include "common/buf.h"
@@ -78,11 +79,45 @@ static void registry_remove(struct obx_box *b)
     pthread_mutex_unlock(&registry_lock);
 }
 
+/* The runtimes boxes were started with, so kill_all can also reach boxes still starting. */
+static struct obx_runtime *runtimes[4];
+
+static void runtime_note(struct obx_runtime *rt)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(runtimes); i++) {
+        if (runtimes[i] == rt)
+            break;
+        if (!runtimes[i]) {
+            runtimes[i] = rt;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
 void obx_box_kill_all(void)
 {
     pthread_mutex_lock(&registry_lock);
     for (struct obx_box *b = registry; b; b = b->reg_next)
         obx_box_kill(b);
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(runtimes) && runtimes[i]; i++) {
+        struct obx_error err = OBX_ERROR_INIT;
+        if (runtimes[i]->remove_own && runtimes[i]->remove_own(runtimes[i], &err) < 0)
+            obx_warn("%s", err.message);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void obx_box_forget_runtime(struct obx_runtime *rt)
+{
+    pthread_mutex_lock(&registry_lock);
+    size_t n = 0;
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(runtimes); i++)
+        if (runtimes[i] && runtimes[i] != rt)
+            runtimes[n++] = runtimes[i];
+    while (n < OBX_ARRAY_SIZE(runtimes))
+        runtimes[n++] = NULL;
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -179,6 +214,13 @@ static void *reader_main(void *arg)
         ssize_t n = read(b->rfd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && errno == EAGAIN) {
+            /* The runtime may hand out one socket as both fds: the writer's O_NONBLOCK then
+             * applies to our reads too. */
+            struct pollfd pfd = {.fd = b->rfd, .events = POLLIN};
+            (void)poll(&pfd, 1, -1);
+            continue;
+        }
         if (n <= 0)
             break;
         if (obx_agent_decoder_feed(&dec, buf, (size_t)n) < 0) {
@@ -261,6 +303,7 @@ int obx_box_start(struct obx_runtime *rt, const struct obx_box_spec *spec, uint6
     pthread_mutex_init(&b->write_lock, NULL);
     obx_cond_init_monotonic(&b->hello_cond);
     b->next_id = 1;
+    runtime_note(rt);
 
     int r = rt->start(rt, spec, &b->h, err);
     if (r < 0) {
@@ -327,7 +370,9 @@ void obx_box_kill_soft(struct obx_box *b)
     pthread_mutex_lock(&b->write_lock);
     if (!b->kill_started) {
         /* Replace our end of the pipe with /dev/null: the agent sees EOF and kills everything,
-         * while the fd number stays valid for the runtime's stop() later. */
+         * while the fd number stays valid for the runtime's stop() later. A socket is shut down
+         * first, as the runtime may hold another fd of it (ENOTSOCK for a pipe is fine). */
+        (void)shutdown(b->h.to_agent, SHUT_WR);
         int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
         if (devnull >= 0) {
             dup3(devnull, b->h.to_agent, O_CLOEXEC);

@@ -29,8 +29,12 @@ bool obx_box_alive(struct obx_box *b);
  * teardown still happens at the last unref. */
 void obx_box_kill_soft(struct obx_box *b);
 
-/* Kills every live box of this process (on SIGTERM/SIGINT, before exiting). */
+/* Kills every live box of this process, and with runtimes that can, every box still starting
+ * (on SIGTERM/SIGINT, before exiting). */
 void obx_box_kill_all(void);
+
+/* The runtime is about to be freed: kill_all must not touch it any more. */
+void obx_box_forget_runtime(struct obx_runtime *rt);
 const char *obx_box_id(struct obx_box *b);
 
 struct obx_box_exec_result {

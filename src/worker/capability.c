@@ -114,11 +114,12 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     json_object_set_new(req, "stderr_limit", json_integer((json_int_t)w->cfg.output_limit));
 
     struct obx_box *box = NULL;
-    if ((r = obx_pool_take(w->pool, &box, err)) < 0)
+    struct obx_pool *pool = w->python_pool->pool;
+    if ((r = obx_pool_take(pool, call, &box, err)) < 0)
         return r;
     struct obx_box_exec_result res = {0};
     r = obx_box_exec(box, req, call, &res, err);
-    obx_pool_retire(w->pool, box); /* a fresh box per call: nothing survives it */
+    obx_pool_retire(pool, box); /* a fresh box per call: nothing survives it */
     if (r < 0)
         return r;
     if ((r = killed_error(&res, timeout, err)) < 0) {
@@ -187,7 +188,7 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     }
 
     struct obx_session_lease sl;
-    if ((r = obx_sessions_acquire(w->sessions, sid, create, &sl, err)) < 0)
+    if ((r = obx_sessions_acquire(w->sessions, sid, create, call, &sl, err)) < 0)
         return r;
 
     _cleanup_json_ json_t *req = json_object();
@@ -201,6 +202,8 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     /* The lease counts from the end of the command, so a long command never returns with its
      * session about to be reaped. */
     int64_t expiry = obx_sessions_release(w->sessions, &sl, lease);
+    if (sl.created)
+        obx_pool_refill(w->terminal_pool->pool); /* the session kept its box: replace it now */
     if (r < 0)
         return r;
     if ((r = killed_error(&res, timeout, err)) < 0) {
@@ -243,7 +246,7 @@ int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_
                              "action must be validate or read");
 
     struct obx_session_lease sl;
-    if ((r = obx_sessions_acquire(w->sessions, sid, false, &sl, err)) < 0)
+    if ((r = obx_sessions_acquire(w->sessions, sid, false, call, &sl, err)) < 0)
         return r;
     _cleanup_json_ json_t *req = json_object();
     json_object_set_new(req, "path", json_string(path));

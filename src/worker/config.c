@@ -42,7 +42,8 @@ static const struct option_row {
      "address-space limit per process in a box, MiB"},
     {"ONLYBOXES_BOX_PIDS", OPT_PIDS, 128, 8, 65536, "processes per box"},
     {"ONLYBOXES_MAX_SESSIONS", OPT_MAX_SESSIONS, 64, 1, 4096, "terminal sessions per worker"},
-    {"ONLYBOXES_WARM_POOL", OPT_WARM_POOL, 2, 0, 32, "started boxes kept ready for pythonExec"},
+    {"ONLYBOXES_WARM_POOL", OPT_WARM_POOL, 2, 0, 32,
+     "started boxes kept ready per image, for pythonExec and new terminal sessions"},
 };
 
 static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t v)

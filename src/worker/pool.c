@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Warm pool of started one-shot boxes, so a pythonExec does not wait for a box to start. A filler
- * thread keeps up to `size` idle boxes ready; take() hands one out (or starts one on the caller's
- * thread when the pool is empty). The filler is woken when the used box is retired, not when it is
- * taken: starting a box while the call's program starts up slows both down (they contend in the
- * kernel), so the refill runs after the call, in the client's think time. A box is used once and
- * then thrown away, so no call ever sees another call's files or processes.
+ * Warm pool of started boxes of one kind, so a pythonExec or a new terminal session does not wait
+ * for a box to start. The worker keeps one pool per image. A filler thread keeps up to `size` idle
+ * boxes ready; take() hands one out (or starts one on the caller's thread when the pool is empty).
+ * The filler is woken when a one-shot box is retired, or by refill() after a session's first
+ * command, not when a box is taken: starting a box while the call's program starts up slows both
+ * down (they contend in the kernel and in the container daemon), so the refill runs after the
+ * call, in the client's think time. A box is used by one call or one session and then thrown
+ * away, so nobody ever sees another's files or processes.
  */
 #include "pool.h"
 
@@ -24,7 +26,8 @@ struct obx_pool {
     unsigned n_retired, cap_retired;
     bool stopping;
     pthread_t filler;
-    int (*start)(void *userdata, struct obx_box **ret, struct obx_error *err);
+    int (*start)(void *userdata, struct obx_call *call, struct obx_box **ret,
+                 struct obx_error *err);
     void *userdata;
 };
 
@@ -47,7 +50,7 @@ static void *filler_main(void *arg)
         pthread_mutex_unlock(&p->lock);
         struct obx_box *b = NULL;
         struct obx_error err = OBX_ERROR_INIT;
-        int r = p->start(p->userdata, &b, &err);
+        int r = p->start(p->userdata, NULL, &b, &err);
         pthread_mutex_lock(&p->lock);
         if (r < 0) {
             /* The caller's own start will report the error; retry later without spinning. */
@@ -69,8 +72,8 @@ static void *filler_main(void *arg)
 }
 
 struct obx_pool *obx_pool_new(unsigned size,
-                              int (*start)(void *userdata, struct obx_box **ret,
-                                           struct obx_error *err),
+                              int (*start)(void *userdata, struct obx_call *call,
+                                           struct obx_box **ret, struct obx_error *err),
                               void *userdata)
 {
     struct obx_pool *p = obx_xcalloc(1, sizeof(*p));
@@ -106,7 +109,8 @@ void obx_pool_free(struct obx_pool *p)
     free(p);
 }
 
-int obx_pool_take(struct obx_pool *p, struct obx_box **ret, struct obx_error *err)
+int obx_pool_take(struct obx_pool *p, struct obx_call *call, struct obx_box **ret,
+                  struct obx_error *err)
 {
     pthread_mutex_lock(&p->lock);
     while (p->count > 0) {
@@ -121,7 +125,15 @@ int obx_pool_take(struct obx_pool *p, struct obx_box **ret, struct obx_error *er
         pthread_mutex_lock(&p->lock);
     }
     pthread_mutex_unlock(&p->lock);
-    return p->start(p->userdata, ret, err);
+    return p->start(p->userdata, call, ret, err);
+}
+
+void obx_pool_refill(struct obx_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->count < p->size)
+        pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
 }
 
 void obx_pool_retire(struct obx_pool *p, struct obx_box *b)

@@ -121,7 +121,7 @@ void obx_sessions_free(struct obx_sessions *s)
     free(s);
 }
 
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create,
+int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create, struct obx_call *call,
                          struct obx_session_lease *ret, struct obx_error *err)
 {
     memset(ret, 0, sizeof(*ret));
@@ -174,7 +174,7 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create,
     pthread_mutex_unlock(&s->lock);
 
     struct obx_box *box = NULL;
-    int r = s->factory.start(s->factory.userdata, id, &box, err);
+    int r = s->factory.start(s->factory.userdata, id, call, &box, err);
 
     pthread_mutex_lock(&s->lock);
     if (r < 0) {

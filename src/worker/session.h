@@ -13,9 +13,10 @@
 struct obx_sessions;
 
 struct obx_session_box_factory {
-    /* Starts a box for a new session (called without any session lock held). */
-    int (*start)(void *userdata, const char *session_id, struct obx_box **ret,
-                 struct obx_error *err);
+    /* Gets a started box for a new session (called without any session lock held); call is the
+     * caller's, for its on_log. */
+    int (*start)(void *userdata, const char *session_id, struct obx_call *call,
+                 struct obx_box **ret, struct obx_error *err);
     void *userdata;
 };
 
@@ -33,7 +34,7 @@ struct obx_session_lease {
 /* Takes the session for one command: marks it busy and returns its box. Unknown id: creates it
  * when create is true (starting a box), else session_not_found. A busy session: session_busy.
  * The session count is bounded: no_capacity. */
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create,
+int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create, struct obx_call *call,
                          struct obx_session_lease *ret, struct obx_error *err);
 
 /* Ends the command: marks the session idle and, when extend_sec > 0, extends its lease to at

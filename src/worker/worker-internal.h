@@ -8,6 +8,14 @@
 #include "session.h"
 #include "worker.h"
 
+/* One warm pool per image: pythonExec and new sessions share one when their images are the same
+ * (always with bubblewrap, which has no images). */
+struct obx_worker_pool {
+    struct obx_worker *w;
+    char *image; /* NULL: the runtime has no images */
+    struct obx_pool *pool;
+};
+
 struct obx_worker {
     struct obx_executor executor; /* first: the executor pointer is the worker */
     struct obx_worker_config cfg;
@@ -15,12 +23,17 @@ struct obx_worker {
     char worker_id[48];
     struct obx_runtime *rt;
     struct obx_sessions *sessions;
-    struct obx_pool *pool; /* one-shot boxes for pythonExec */
+    struct obx_worker_pool pools[2];
+    unsigned n_pools;
+    struct obx_worker_pool *python_pool, *terminal_pool; /* point into pools */
+    pthread_t cleanup_thr; /* removes what a crashed earlier life left behind */
+    bool cleanup_started;
 };
 
-/* Starts a box with this worker's limits; session may be NULL for a one-shot box. */
-int obx_worker_start_box(struct obx_worker *w, const char *session, struct obx_box **ret,
-                         struct obx_error *err);
+/* Starts a box from image (NULL: the runtime's choice) with this worker's limits; call (may be
+ * NULL) hears about slow steps such as an image pull through its on_log. */
+int obx_worker_start_box(struct obx_worker *w, const char *image, struct obx_call *call,
+                         struct obx_box **ret, struct obx_error *err);
 
 /* Capability handlers; each returns 0 with *ret_result or a negative errno with err filled. */
 int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,

@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The worker object: runtime selection, agent discovery, box starts with the configured limits,
- * and the executor entry point that dispatches a capability to its handler. Thread-safe: exec()
- * runs on many caller threads; the session table and boxes do their own locking.
+ * the warm pools (one per image) and the executor entry point that dispatches a capability to its
+ * handler. Thread-safe: exec() runs on many caller threads; the session table, pools and boxes do
+ * their own locking.
+ *
+ * auto: docker when its daemon answers and the images are there (or can be pulled now, when
+ * pulling is allowed), else bubblewrap. The docker probe is bounded (AUTO_PROBE_TIMEOUT_MS) so a
+ * hung daemon cannot hold up `mcp --stdio`'s start; without a daemon socket it costs one failed
+ * connect().
  */
 #include "worker-internal.h"
 
@@ -16,6 +22,7 @@
 #include "sandbox/sandbox.h"
 
 #define BOX_START_TIMEOUT_MS 10000
+#define AUTO_PROBE_TIMEOUT_MS 1500
 
 static const struct capability {
     const char *name;
@@ -73,21 +80,37 @@ char *obx_worker_find_agent(const char *configured, struct obx_error *err)
     return NULL;
 }
 
+struct obx_runtime *obx_worker_docker_probe(bool for_auto, struct obx_error *err)
+{
+    struct obx_docker_config dcfg;
+    if (obx_docker_config_from_env(&dcfg, err) < 0)
+        return NULL;
+    if (for_auto) {
+        dcfg.probe_timeout_ms = AUTO_PROBE_TIMEOUT_MS;
+        dcfg.verify_pullable = true;
+    }
+    return obx_docker_runtime_new(&dcfg, err);
+}
+
 int obx_worker_pick_runtime(enum obx_runtime_choice choice, struct obx_runtime **ret, char *why,
                             size_t why_size, struct obx_error *err)
 {
-    if (choice == OBX_RUNTIME_DOCKER) {
-        /* Only when asked for: auto stays bubblewrap until docker passes the whole suite. The
-         * runtime's errors say how to start the daemon or get the image. */
-        struct obx_docker_config dcfg;
-        if (obx_docker_config_from_env(&dcfg, err) < 0)
-            return -err->errnum;
-        struct obx_runtime *rt = obx_docker_runtime_new(&dcfg, err);
-        if (!rt)
-            return -err->errnum;
-        snprintf(why, why_size, "docker, as asked");
-        *ret = rt;
-        return 0;
+    struct obx_error derr = OBX_ERROR_INIT;
+    if (choice != OBX_RUNTIME_BUBBLEWRAP) {
+        /* The runtime's errors say how to start the daemon or get the image. */
+        struct obx_runtime *rt = obx_worker_docker_probe(choice == OBX_RUNTIME_AUTO, &derr);
+        if (rt) {
+            if (choice == OBX_RUNTIME_AUTO)
+                snprintf(why, why_size, "auto: docker (%s)", obx_docker_runtime_status(rt));
+            else
+                snprintf(why, why_size, "docker, as asked (%s)", obx_docker_runtime_status(rt));
+            *ret = rt;
+            return 0;
+        }
+        if (choice == OBX_RUNTIME_DOCKER) {
+            *err = derr;
+            return -derr.errnum;
+        }
     }
     struct obx_sandbox_config scfg = {0};
     struct obx_error berr = OBX_ERROR_INIT;
@@ -95,39 +118,76 @@ int obx_worker_pick_runtime(enum obx_runtime_choice choice, struct obx_runtime *
     if (!rt) {
         if (choice == OBX_RUNTIME_AUTO)
             return obx_error_set(err, berr.errnum, OBX_ERR_RUNTIME_UNAVAILABLE,
-                                 "no sandbox runtime works on this host: %s", berr.message);
+                                 "no sandbox runtime works on this host: docker: %s; bubblewrap: "
+                                 "%s",
+                                 derr.message, berr.message);
         *err = berr;
         return -berr.errnum;
     }
-    snprintf(why, why_size, "%s",
-             choice == OBX_RUNTIME_AUTO ? "auto: bubblewrap (the docker runtime is not built in)"
-                                        : "bubblewrap, as asked");
+    if (choice == OBX_RUNTIME_AUTO)
+        snprintf(why, why_size, "auto: bubblewrap (docker: %s)", derr.message);
+    else
+        snprintf(why, why_size, "bubblewrap, as asked");
     *ret = rt;
     return 0;
 }
 
-static int pool_box_start(void *userdata, struct obx_box **ret, struct obx_error *err)
+static int pool_box_start(void *userdata, struct obx_call *call, struct obx_box **ret,
+                          struct obx_error *err)
 {
-    return obx_worker_start_box(userdata, NULL, ret, err);
+    struct obx_worker_pool *wp = userdata;
+    return obx_worker_start_box(wp->w, wp->image, call, ret, err);
 }
 
-static int session_box_start(void *userdata, const char *session_id, struct obx_box **ret,
-                             struct obx_error *err)
+/* A new session takes a started box from its image's pool. The box carries no session label (it
+ * was started before the session existed); the owner labels are what cleanup relies on. */
+static int session_box_start(void *userdata, const char *session_id, struct obx_call *call,
+                             struct obx_box **ret, struct obx_error *err)
 {
-    return obx_worker_start_box(userdata, session_id, ret, err);
+    struct obx_worker *w = userdata;
+    (void)session_id;
+    return obx_pool_take(w->terminal_pool->pool, call, ret, err);
 }
 
-int obx_worker_start_box(struct obx_worker *w, const char *session, struct obx_box **ret,
-                         struct obx_error *err)
+int obx_worker_start_box(struct obx_worker *w, const char *image, struct obx_call *call,
+                         struct obx_box **ret, struct obx_error *err)
 {
     struct obx_box_spec spec = {
         .agent_path = w->agent_path,
         .worker_id = w->worker_id,
-        .session = session,
+        .image = image,
         .memory_bytes = w->cfg.memory_bytes,
         .pids = w->cfg.pids,
+        .on_log = call ? call->on_log : NULL,
+        .log_userdata = call ? call->log_userdata : NULL,
     };
     return obx_box_start(w->rt, &spec, BOX_START_TIMEOUT_MS, ret, err);
+}
+
+/* The pool for image, created on first use; both kinds share it when their image is the same. */
+static struct obx_worker_pool *worker_pool(struct obx_worker *w, const char *image)
+{
+    for (unsigned i = 0; i < w->n_pools; i++)
+        if ((!image && !w->pools[i].image) ||
+            (image && w->pools[i].image && obx_streq(image, w->pools[i].image)))
+            return &w->pools[i];
+    struct obx_worker_pool *wp = &w->pools[w->n_pools++];
+    wp->w = w;
+    wp->image = image ? obx_xstrdup(image) : NULL;
+    wp->pool = obx_pool_new(w->cfg.warm_pool, pool_box_start, wp);
+    return wp;
+}
+
+static void *cleanup_main(void *arg)
+{
+    struct obx_worker *w = arg;
+    struct obx_error cerr = OBX_ERROR_INIT;
+    int n = w->rt->cleanup_stale(w->rt, &cerr);
+    if (n > 0)
+        obx_info("removed %d box(es) left behind by a previous run", n);
+    else if (n < 0)
+        obx_warn("could not clean up old boxes: %s", cerr.message);
+    return NULL;
 }
 
 struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct obx_error *err)
@@ -143,7 +203,7 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
         snprintf(w->worker_id, sizeof(w->worker_id), "local-%s", hex);
     }
     w->agent_path = obx_worker_find_agent(cfg->agent_path, err);
-    char why[128];
+    char why[1200];
     if (!w->agent_path ||
         obx_worker_pick_runtime(cfg->runtime, &w->rt, why, sizeof(why), err) < 0) {
         free(w->agent_path);
@@ -152,15 +212,16 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
     }
     obx_debug("worker %s: runtime %s (%s), agent %s", w->worker_id, w->rt->name, why,
               w->agent_path);
-    struct obx_error cerr = OBX_ERROR_INIT;
-    int n = w->rt->cleanup_stale(w->rt, &cerr);
-    if (n > 0)
-        obx_info("removed %d box(es) left behind by a previous run", n);
-    else if (n < 0)
-        obx_warn("could not clean up old boxes: %s", cerr.message);
+    /* Removing a crashed life's boxes takes a daemon round trip per box: not on start-up's path. */
+    w->cleanup_started = pthread_create(&w->cleanup_thr, NULL, cleanup_main, w) == 0;
+    if (!w->cleanup_started)
+        (void)cleanup_main(w);
     struct obx_session_box_factory f = {session_box_start, w};
     w->sessions = obx_sessions_new(cfg->max_sessions, &f);
-    w->pool = obx_pool_new(cfg->warm_pool, pool_box_start, w);
+    const char *py = w->rt->default_image ? w->rt->default_image(w->rt, false) : NULL;
+    const char *term = w->rt->default_image ? w->rt->default_image(w->rt, true) : NULL;
+    w->python_pool = worker_pool(w, py);
+    w->terminal_pool = worker_pool(w, term);
     return w;
 }
 
@@ -178,8 +239,14 @@ void obx_worker_free(struct obx_worker *w)
 {
     if (!w)
         return;
-    obx_pool_free(w->pool);
+    if (w->cleanup_started)
+        pthread_join(w->cleanup_thr, NULL);
     obx_sessions_free(w->sessions);
+    for (unsigned i = 0; i < w->n_pools; i++) {
+        obx_pool_free(w->pools[i].pool);
+        free(w->pools[i].image);
+    }
+    obx_box_forget_runtime(w->rt);
     w->rt->free(w->rt);
     free(w->agent_path);
     free(w);

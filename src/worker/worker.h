@@ -27,7 +27,7 @@ struct obx_worker_config {
     uint64_t memory_bytes; /* per box */
     uint32_t pids;         /* per box */
     unsigned max_sessions; /* terminal sessions */
-    unsigned warm_pool;    /* started one-shot boxes kept ready for pythonExec */
+    unsigned warm_pool;    /* started boxes kept ready per image, for pythonExec and sessions */
 };
 
 /* Fills cfg with defaults overridden by WORKER_* / ONLYBOXES_* environment variables. Returns
@@ -51,6 +51,10 @@ struct obx_runtime *obx_worker_runtime(struct obx_worker *w);
  * success *ret is a runtime the caller frees with rt->free(rt); why says what was tried. */
 int obx_worker_pick_runtime(enum obx_runtime_choice choice, struct obx_runtime **ret, char *why,
                             size_t why_size, struct obx_error *err);
+
+/* The docker runtime as auto (for_auto: bounded probe, a missing image must be pullable now) or
+ * --runtime docker would start it; NULL with err saying why not. For `doctor`. */
+struct obx_runtime *obx_worker_docker_probe(bool for_auto, struct obx_error *err);
 
 /* Finds onlyboxes-agent: $ONLYBOXES_AGENT, next to the running binary, or in
  * ../lib/onlyboxes/ relative to it. Caller frees. */

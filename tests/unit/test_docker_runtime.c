@@ -243,6 +243,24 @@ static void test_describe(void **state)
     assert_non_null(strstr(buf, "network none"));
 }
 
+/* A dynamically linked agent cannot run in an image without the host's libraries: start()
+ * refuses it up front, naming the file, instead of leaving a box that never says HELLO. */
+static void test_dynamic_agent_refused(void **state)
+{
+    SKIP_WITHOUT_DOCKER();
+    struct obx_box_spec spec = {
+        .agent_path = "/bin/true",
+        .worker_id = "test-docker",
+        .image = image,
+    };
+    struct obx_box_handle h;
+    struct obx_error err = OBX_ERROR_INIT;
+    assert_int_equal(rt->start(rt, &spec, &h, &err) < 0, true);
+    assert_string_equal(err.code, OBX_ERR_RUNTIME_UNAVAILABLE);
+    assert_non_null(strstr(err.message, "dynamically linked"));
+    assert_non_null(strstr(err.message, "/true"));
+}
+
 static void test_hardened(void **state)
 {
     SKIP_WITHOUT_DOCKER();
@@ -428,13 +446,10 @@ static void test_start_latency(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_daemon),
-        cmocka_unit_test(test_missing_image),
-        cmocka_unit_test(test_describe),
-        cmocka_unit_test(test_hardened),
-        cmocka_unit_test(test_session_label_and_stop),
-        cmocka_unit_test(test_agent_sees_eof),
-        cmocka_unit_test(test_cleanup_stale),
+        cmocka_unit_test(test_no_daemon),      cmocka_unit_test(test_missing_image),
+        cmocka_unit_test(test_describe),       cmocka_unit_test(test_dynamic_agent_refused),
+        cmocka_unit_test(test_hardened),       cmocka_unit_test(test_session_label_and_stop),
+        cmocka_unit_test(test_agent_sees_eof), cmocka_unit_test(test_cleanup_stale),
         cmocka_unit_test(test_start_latency),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The docker runtime's owner labels at work. Every box is labelled with its owner: this host, this
+ * boot, our pid and its start time. cleanup_stale() removes boxes whose owner on this host and
+ * boot is gone (or whose pid is another process now), so a crash leaves nothing behind for long;
+ * boxes of live owners and of other hosts sharing the daemon are left alone. remove_own() removes
+ * every box labelled with this very process, those still being started included, for the last
+ * moments before exiting on a signal.
+ */
+#include "runtime-internal.h"
+
+#include <fcntl.h>
+#include <limits.h>
+
+#include "common/clock.h"
+#include "common/json.h"
+#include "common/log.h"
+
+/* Start time of pid in clock ticks since boot (field 22 of /proc/<pid>/stat). */
+int obx_docker_proc_start_time(pid_t pid, unsigned long long *ret)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? -ESRCH : -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return -EIO;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p)
+        return -EIO;
+    /* After ")": field 3 (state) onwards; the start time is field 22. */
+    for (int field = 2; field < 22 && p; field++)
+        p = strchr(p + 1, ' ');
+    return p && sscanf(p + 1, "%llu", ret) == 1 ? 0 : -EIO;
+}
+
+/* True when the labels name an owner on this host and boot that no longer runs. */
+static bool owner_is_dead(struct docker_runtime *d, const json_t *labels)
+{
+    const char *host = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_HOST, NULL);
+    const char *boot = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_BOOT, NULL);
+    const char *pid_s = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_PID, NULL);
+    const char *start_s = obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_START, "");
+    /* Another host's worker may share this daemon: its pids mean nothing here. */
+    if (!host || !pid_s || !obx_streq(host, d->host))
+        return false;
+    if (!obx_streq(boot, d->boot_id))
+        return true; /* started before this boot: that process is gone */
+    int64_t pid;
+    if (obx_parse_int64(pid_s, 1, INT32_MAX, &pid) < 0)
+        return false;
+    unsigned long long start;
+    int r = obx_docker_proc_start_time((pid_t)pid, &start);
+    if (r == -ESRCH)
+        return true;
+    if (r < 0)
+        return false; /* cannot tell: keep it */
+    char now[24];
+    snprintf(now, sizeof(now), "%llu", start);
+    return !obx_streq(now, start_s); /* the pid is another process now */
+}
+
+int obx_docker_cleanup_stale(struct obx_runtime *rt, struct obx_error *err)
+{
+    struct docker_runtime *d = to_docker(rt);
+    _cleanup_free_ char *filter = obx_docker_escape("{\"label\":[\"" OBX_LABEL_MANAGED "=true\"]}");
+    _cleanup_free_ char *path = obx_xasprintf("/containers/json?all=1&filters=%s", filter);
+    long status = 0;
+    _cleanup_json_ json_t *list = NULL;
+    int r = obx_docker_call(&d->c, "GET", path, NULL, OBX_DOCKER_TIMEOUT_MS, &status, &list, err);
+    if (r < 0)
+        return r;
+    if (status != 200 || !json_is_array(list))
+        return obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "cannot list containers: HTTP %ld %s", status,
+                             obx_docker_message(list));
+    int removed = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(list, i, c)
+    {
+        const char *id = obx_json_get_str(c, "Id", NULL);
+        if (!id || !owner_is_dead(d, json_object_get(c, "Labels")))
+            continue;
+        struct obx_error rerr = OBX_ERROR_INIT;
+        if (obx_docker_remove_container(d, id, &rerr) < 0) {
+            obx_warn("docker: stale box %.12s: %s", id, rerr.message);
+            continue;
+        }
+        obx_debug("docker: removed stale box %.12s", id);
+        removed++;
+        /* Its direct-path socket, if that life crashed while the box started. */
+        const char *name = json_string_value(json_array_get(json_object_get(c, "Names"), 0));
+        if (d->sock_dir && name && strncmp(name, "/obx-", 5) == 0 && !strchr(name + 1, '/')) {
+            _cleanup_free_ char *sp = obx_xasprintf("%s/%s.sock", d->sock_dir, name + 1);
+            (void)unlink(sp);
+        }
+    }
+    return removed;
+}
+
+/* Lists (into *ret) the containers labelled with filter_label=value, all states. */
+static int list_labelled(struct docker_runtime *d, const char *label, const char *value,
+                         json_t **ret, struct obx_error *err)
+{
+    _cleanup_json_ json_t *f = json_pack("{s:[s]}", "label", "x");
+    _cleanup_free_ char *lv = obx_xasprintf("%s=%s", label, value);
+    json_array_set_new(json_object_get(f, "label"), 0, json_string(lv));
+    _cleanup_free_ char *text = obx_json_dumps(f);
+    _cleanup_free_ char *filter = obx_docker_escape(text);
+    _cleanup_free_ char *path = obx_xasprintf("/containers/json?all=1&filters=%s", filter);
+    long status = 0;
+    json_t *list = NULL;
+    int r = obx_docker_call(&d->c, "GET", path, NULL, OBX_DOCKER_TIMEOUT_MS, &status, &list, err);
+    if (r < 0)
+        return r;
+    if (status != 200 || !json_is_array(list)) {
+        r = obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "cannot list containers: HTTP %ld %s", status, obx_docker_message(list));
+        json_decref(list);
+        return r;
+    }
+    *ret = list;
+    return 0;
+}
+
+/* Every container whose owner labels name this process, in whatever state; then again while
+ * a start() is still in flight (its container may appear after the list), for up to 2 s. */
+int obx_docker_remove_own(struct obx_runtime *rt, struct obx_error *err)
+{
+    struct docker_runtime *d = to_docker(rt);
+    int removed = 0;
+    uint64_t until = obx_now_ms() + 2000;
+    for (;;) {
+        _cleanup_json_ json_t *list = NULL;
+        int r = list_labelled(d, OBX_DOCKER_LABEL_OWNER_PID, d->self_pid, &list, err);
+        if (r < 0)
+            return r;
+        size_t i;
+        json_t *c;
+        json_array_foreach(list, i, c)
+        {
+            const json_t *labels = json_object_get(c, "Labels");
+            const char *id = obx_json_get_str(c, "Id", NULL);
+            if (!id ||
+                !obx_streq(obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_HOST, ""), d->host) ||
+                !obx_streq(obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_START, ""),
+                           d->self_start))
+                continue;
+            struct obx_error rerr = OBX_ERROR_INIT;
+            if (obx_docker_remove_container(d, id, &rerr) == 0)
+                removed++;
+        }
+        if (__atomic_load_n(&d->starting, __ATOMIC_ACQUIRE) == 0 || obx_now_ms() >= until)
+            return removed;
+        usleep(50 * 1000);
+    }
+}
