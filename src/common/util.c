@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <strings.h>
 
 static void oom(void)
 {
@@ -128,5 +129,17 @@ int obx_read_exact(int fd, void *buf, size_t len)
         p += n;
         len -= (size_t)n;
     }
+    return 0;
+}
+
+int obx_parse_bool(const char *s, bool *ret)
+{
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
+        *ret = true;
+    else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") ||
+             !strcasecmp(s, "off"))
+        *ret = false;
+    else
+        return -EINVAL;
     return 0;
 }

@@ -84,6 +84,9 @@ static inline bool obx_str_empty(const char *s)
 /* True when s is NULL, empty or only ASCII white space. */
 bool obx_str_blank(const char *s);
 
+/* Parses 1/true/yes/on and 0/false/no/off (case-insensitive); returns -EINVAL otherwise. */
+int obx_parse_bool(const char *s, bool *ret);
+
 /* Parses a whole decimal integer in [min, max]; returns -EINVAL or -ERANGE on failure. */
 int obx_parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
 

@@ -61,18 +61,6 @@ static const struct option_row {
      "/tmp/onlyboxes-<uid>)"},
 };
 
-static int parse_bool(const char *s, bool *ret)
-{
-    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
-        *ret = true;
-    else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") ||
-             !strcasecmp(s, "off"))
-        *ret = false;
-    else
-        return -EINVAL;
-    return 0;
-}
-
 static int parse_cpus(const char *s, int64_t max, uint32_t *ret)
 {
     char *end = NULL;
@@ -133,7 +121,7 @@ int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *
             r = parse_cpus(s, o->max, (uint32_t *)field);
             break;
         case OPT_BOOL:
-            r = parse_bool(s, (bool *)field);
+            r = obx_parse_bool(s, (bool *)field);
             break;
         }
         if (r < 0) {

@@ -35,7 +35,10 @@ static const char python_input[] =
     "comes back as output. Must not be blank.'},"
     "'timeout_ms':{'type':'integer','minimum':1,'maximum':600000,'default':60000,"
     "'description':'Time limit in milliseconds (1-600000, default 60000). When it passes the "
-    "program is killed and the call fails with deadline_exceeded.'}"
+    "program is killed and the call fails with deadline_exceeded.'},"
+    "'network':{'type':'boolean','default':false,"
+    "'description':'Run in a box with network access (e.g. to install a package). Refused unless "
+    "the server operator allows network access.'}"
     "},'required':['code'],'additionalProperties':false}";
 
 static const char python_output[] =
@@ -67,7 +70,11 @@ static const char terminal_input[] =
     "'timeout_ms':{'type':'integer','minimum':1,'maximum':600000,'default':60000,"
     "'description':'Time limit in milliseconds (1-600000, default 60000). When it passes the "
     "command and everything it started are killed and the call fails with deadline_exceeded; "
-    "the session survives.'}"
+    "the session survives.'},"
+    "'network':{'type':'boolean','default':false,"
+    "'description':'Start the new session in a box with network access (e.g. to install "
+    "packages). Chosen when the session starts. Refused unless the server operator allows "
+    "network access.'}"
     "},'required':['command'],'additionalProperties':false}";
 
 static const char terminal_output[] =
@@ -111,10 +118,18 @@ static json_t *echo_payload(const json_t *args, char *msg, size_t size)
     return json_pack("{sO}", "message", json_object_get(args, "message"));
 }
 
+static void copy_network(json_t *payload, const json_t *args)
+{
+    if (obx_json_get_bool(args, "network", false))
+        json_object_set_new(payload, "network", json_true());
+}
+
 static json_t *python_payload(const json_t *args, char *msg, size_t size)
 {
-    return json_pack("{sOsO}", "code", json_object_get(args, "code"), "timeout_ms",
-                     json_object_get(args, "timeout_ms"));
+    json_t *p = json_pack("{sOsO}", "code", json_object_get(args, "code"), "timeout_ms",
+                          json_object_get(args, "timeout_ms"));
+    copy_network(p, args);
+    return p;
 }
 
 static json_t *terminal_payload(const json_t *args, char *msg, size_t size)
@@ -141,6 +156,7 @@ static json_t *terminal_payload(const json_t *args, char *msg, size_t size)
     if (lease)
         json_object_set(p, "lease_ttl_sec", lease);
     json_object_set(p, "timeout_ms", json_object_get(args, "timeout_ms"));
+    copy_network(p, args);
     return p;
 }
 

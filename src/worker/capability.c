@@ -48,6 +48,24 @@ static int payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
     return 0;
 }
 
+/* The optional "network" field: true asks for a box with network access, which the worker's
+ * operator must have allowed (ONLYBOXES_ALLOW_NETWORK). */
+static int payload_network(struct obx_worker *w, json_t *payload, bool *ret, struct obx_error *err)
+{
+    json_t *n = json_object_get(payload, "network");
+    *ret = false;
+    if (!n || json_is_null(n))
+        return 0;
+    if (!json_is_boolean(n))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "network must be a boolean");
+    *ret = json_is_true(n);
+    if (*ret && !w->cfg.allow_network)
+        return obx_error_set(err, EPERM, OBX_ERR_INVALID_PAYLOAD,
+                             "network: this worker does not allow network access (its operator "
+                             "can turn it on with ONLYBOXES_ALLOW_NETWORK=true)");
+    return 0;
+}
+
 static char *trimmed(const char *s)
 {
     while (isspace((unsigned char)*s))
@@ -97,6 +115,9 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     int64_t timeout;
     if ((r = payload_timeout(payload, call, &timeout, err)) < 0)
         return r;
+    bool network;
+    if ((r = payload_network(w, payload, &network, err)) < 0)
+        return r;
 
     _cleanup_json_ json_t *req = json_object();
     json_t *argv = json_array();
@@ -115,7 +136,10 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
 
     struct obx_box *box = NULL;
     struct obx_pool *pool = w->python_pool->pool;
-    if ((r = obx_pool_take(pool, call, &box, err)) < 0)
+    /* Pool boxes have no network: a call that wants it waits for its own box. */
+    r = network ? obx_worker_start_box(w, w->python_pool->image, true, call, &box, err)
+                : obx_pool_take(pool, call, &box, err);
+    if (r < 0)
         return r;
     struct obx_box_exec_result res = {0};
     r = obx_box_exec(box, req, call, &res, err);
@@ -163,6 +187,9 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     int64_t timeout;
     if ((r = payload_timeout(payload, call, &timeout, err)) < 0)
         return r;
+    bool network;
+    if ((r = payload_network(w, payload, &network, err)) < 0)
+        return r;
 
     int lease = w->cfg.lease_default_sec;
     json_t *jl = json_object_get(payload, "lease_ttl_sec");
@@ -188,7 +215,8 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     }
 
     struct obx_session_lease sl;
-    if ((r = obx_sessions_acquire(w->sessions, sid, create, call, &sl, err)) < 0)
+    unsigned flags = (create ? OBX_SESSION_CREATE : 0) | (network ? OBX_SESSION_NETWORK : 0);
+    if ((r = obx_sessions_acquire(w->sessions, sid, flags, call, &sl, err)) < 0)
         return r;
 
     _cleanup_json_ json_t *req = json_object();
@@ -202,7 +230,7 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     /* The lease counts from the end of the command, so a long command never returns with its
      * session about to be reaped. */
     int64_t expiry = obx_sessions_release(w->sessions, &sl, lease);
-    if (sl.created)
+    if (sl.created && !network)
         obx_pool_refill(w->terminal_pool->pool); /* the session kept its box: replace it now */
     if (r < 0)
         return r;
@@ -246,7 +274,7 @@ int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_
                              "action must be validate or read");
 
     struct obx_session_lease sl;
-    if ((r = obx_sessions_acquire(w->sessions, sid, false, call, &sl, err)) < 0)
+    if ((r = obx_sessions_acquire(w->sessions, sid, 0, call, &sl, err)) < 0)
         return r;
     _cleanup_json_ json_t *req = json_object();
     json_object_set_new(req, "path", json_string(path));

@@ -120,6 +120,10 @@ int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "ONLYBOXES_RUNTIME=%s is invalid: expected auto, bubblewrap or docker",
                              rt);
+    const char *net = getenv("ONLYBOXES_ALLOW_NETWORK");
+    if (net && *net && obx_parse_bool(net, &cfg->allow_network) < 0)
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "ONLYBOXES_ALLOW_NETWORK=%s is invalid: expected true or false", net);
     const char *agent = getenv("ONLYBOXES_AGENT");
     if (agent && *agent)
         cfg->agent_path = agent;

@@ -19,6 +19,7 @@ struct session {
     bool busy;
     uint64_t lease_until; /* monotonic ms */
     int64_t lease_until_unix_ms;
+    bool network;
     struct session *next;
 };
 
@@ -121,9 +122,11 @@ void obx_sessions_free(struct obx_sessions *s)
     free(s);
 }
 
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create, struct obx_call *call,
-                         struct obx_session_lease *ret, struct obx_error *err)
+int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
+                         struct obx_call *call, struct obx_session_lease *ret,
+                         struct obx_error *err)
 {
+    bool network = flags & OBX_SESSION_NETWORK;
     memset(ret, 0, sizeof(*ret));
     if (strlen(id) >= sizeof(ret->id))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
@@ -148,12 +151,19 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create, st
             pthread_mutex_unlock(&s->lock);
             return obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY, "session is busy");
         }
+        if (network && !x->network) {
+            pthread_mutex_unlock(&s->lock);
+            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                                 "network: session %s was started without network access; "
+                                 "start a new session with network true",
+                                 id);
+        }
         x->busy = true;
         ret->box = obx_box_ref(x->box);
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
-    if (!create) {
+    if (!(flags & OBX_SESSION_CREATE)) {
         pthread_mutex_unlock(&s->lock);
         return obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
     }
@@ -167,6 +177,7 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create, st
     x = obx_xcalloc(1, sizeof(*x));
     snprintf(x->id, sizeof(x->id), "%s", id);
     x->busy = true;
+    x->network = network;
     x->lease_until = obx_now_ms() + INITIAL_LEASE_MS;
     x->next = s->list;
     s->list = x;
@@ -174,7 +185,7 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create, st
     pthread_mutex_unlock(&s->lock);
 
     struct obx_box *box = NULL;
-    int r = s->factory.start(s->factory.userdata, id, call, &box, err);
+    int r = s->factory.start(s->factory.userdata, id, network, call, &box, err);
 
     pthread_mutex_lock(&s->lock);
     if (r < 0) {

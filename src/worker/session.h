@@ -14,8 +14,8 @@ struct obx_sessions;
 
 struct obx_session_box_factory {
     /* Gets a started box for a new session (called without any session lock held); call is the
-     * caller's, for its on_log. */
-    int (*start)(void *userdata, const char *session_id, struct obx_call *call,
+     * caller's, for its on_log; network: the box gets network access. */
+    int (*start)(void *userdata, const char *session_id, bool network, struct obx_call *call,
                  struct obx_box **ret, struct obx_error *err);
     void *userdata;
 };
@@ -31,11 +31,18 @@ struct obx_session_lease {
     char id[129];
 };
 
+enum {
+    OBX_SESSION_CREATE = 1 << 0,  /* create the session when it does not exist */
+    OBX_SESSION_NETWORK = 1 << 1, /* the session has (or, created, gets) network access */
+};
+
 /* Takes the session for one command: marks it busy and returns its box. Unknown id: creates it
- * when create is true (starting a box), else session_not_found. A busy session: session_busy.
- * The session count is bounded: no_capacity. */
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, bool create, struct obx_call *call,
-                         struct obx_session_lease *ret, struct obx_error *err);
+ * with OBX_SESSION_CREATE (starting a box), else session_not_found. A busy session:
+ * session_busy. The session count is bounded: no_capacity. OBX_SESSION_NETWORK on a session
+ * created without network access is invalid_payload: network is chosen when a session starts. */
+int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
+                         struct obx_call *call, struct obx_session_lease *ret,
+                         struct obx_error *err);
 
 /* Ends the command: marks the session idle and, when extend_sec > 0, extends its lease to at
  * least now + extend_sec. A session whose box died is dropped. Returns the lease expiry in Unix

@@ -32,8 +32,8 @@ struct obx_worker {
 
 /* Starts a box from image (NULL: the runtime's choice) with this worker's limits; call (may be
  * NULL) hears about slow steps such as an image pull through its on_log. */
-int obx_worker_start_box(struct obx_worker *w, const char *image, struct obx_call *call,
-                         struct obx_box **ret, struct obx_error *err);
+int obx_worker_start_box(struct obx_worker *w, const char *image, bool network,
+                         struct obx_call *call, struct obx_box **ret, struct obx_error *err);
 
 /* Capability handlers; each returns 0 with *ret_result or a negative errno with err filled. */
 int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,

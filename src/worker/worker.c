@@ -136,26 +136,29 @@ static int pool_box_start(void *userdata, struct obx_call *call, struct obx_box 
                           struct obx_error *err)
 {
     struct obx_worker_pool *wp = userdata;
-    return obx_worker_start_box(wp->w, wp->image, call, ret, err);
+    return obx_worker_start_box(wp->w, wp->image, false, call, ret, err);
 }
 
 /* A new session takes a started box from its image's pool. The box carries no session label (it
  * was started before the session existed); the owner labels are what cleanup relies on. */
-static int session_box_start(void *userdata, const char *session_id, struct obx_call *call,
-                             struct obx_box **ret, struct obx_error *err)
+static int session_box_start(void *userdata, const char *session_id, bool network,
+                             struct obx_call *call, struct obx_box **ret, struct obx_error *err)
 {
     struct obx_worker *w = userdata;
     (void)session_id;
+    if (network) /* pool boxes have no network: this one is started for the session */
+        return obx_worker_start_box(w, w->terminal_pool->image, true, call, ret, err);
     return obx_pool_take(w->terminal_pool->pool, call, ret, err);
 }
 
-int obx_worker_start_box(struct obx_worker *w, const char *image, struct obx_call *call,
-                         struct obx_box **ret, struct obx_error *err)
+int obx_worker_start_box(struct obx_worker *w, const char *image, bool network,
+                         struct obx_call *call, struct obx_box **ret, struct obx_error *err)
 {
     struct obx_box_spec spec = {
         .agent_path = w->agent_path,
         .worker_id = w->worker_id,
         .image = image,
+        .network = network,
         .memory_bytes = w->cfg.memory_bytes,
         .pids = w->cfg.pids,
         .on_log = call ? call->on_log : NULL,

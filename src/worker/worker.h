@@ -28,6 +28,7 @@ struct obx_worker_config {
     uint32_t pids;         /* per box */
     unsigned max_sessions; /* terminal sessions */
     unsigned warm_pool;    /* started boxes kept ready per image, for pythonExec and sessions */
+    bool allow_network;    /* calls may ask for a box with network access */
 };
 
 /* Fills cfg with defaults overridden by WORKER_* / ONLYBOXES_* environment variables. Returns

@@ -74,6 +74,54 @@ describe('network', () => {
   });
 });
 
+function interfaces(procNetDev) {
+  return procNetDev
+    .split('\n')
+    .slice(2)
+    .map((l) => l.split(':')[0].trim())
+    .filter(Boolean);
+}
+
+describe('network on request', () => {
+  serverTest('refused unless the operator allows it, naming the setting', { server }, async (srv) => {
+    const p = await srv.fails('pythonExec', { code: 'print(1)', network: true });
+    assert.match(p, /network/);
+    assert.match(p, /ONLYBOXES_ALLOW_NETWORK/);
+    const t = await srv.fails('terminalExec', { command: 'echo hi', network: true });
+    assert.match(t, /ONLYBOXES_ALLOW_NETWORK/);
+    const bad = await srv.fails('pythonExec', { code: 'print(1)', network: 'yes' });
+    assert.match(bad, /network/);
+  });
+
+  serverTest(
+    'allowed: a box asked for with network has more than loopback, others still only loopback',
+    { serverOptions: { env: { ONLYBOXES_ALLOW_NETWORK: 'true' } } },
+    async (srv) => {
+      const withNet = await srv.ok('pythonExec', {
+        code: 'print(open("/proc/net/dev").read())',
+        network: true,
+      });
+      assert.notDeepEqual(interfaces(withNet.output), ['lo'], withNet.output);
+      const without = await srv.ok('pythonExec', { code: 'print(open("/proc/net/dev").read())' });
+      assert.deepEqual(interfaces(without.output), ['lo'], without.output);
+
+      const s = await srv.sh('cat /proc/net/dev', { network: true });
+      assert.notDeepEqual(interfaces(s.stdout), ['lo'], s.stdout);
+      const again = await srv.sh('cat /proc/net/dev', { session_id: s.session_id });
+      assert.notDeepEqual(interfaces(again.stdout), ['lo'], 'the session keeps its network');
+
+      const plain = await srv.sh('cat /proc/net/dev');
+      assert.deepEqual(interfaces(plain.stdout), ['lo'], plain.stdout);
+      const upgrade = await srv.fails('terminalExec', {
+        command: 'echo hi',
+        session_id: plain.session_id,
+        network: true,
+      });
+      assert.match(upgrade, /without network access/);
+    },
+  );
+});
+
 describe('filesystem', () => {
   serverTest('system directories are read-only', { server }, async (srv) => {
     const m = marker();
