@@ -14,26 +14,17 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
+import { opt, flag, nowMs, pct } from './lib.mjs';
 
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
-};
 const BIN = opt('bin', new URL('../build/onlyboxes', import.meta.url).pathname);
 const RUNTIME = opt('runtime', 'bubblewrap');
 const N = Number(opt('n', '200'));
-const MD = args.includes('--md');
+const MD = flag('md');
 // A docker box takes far longer to start than bubblewrap's: the refill needs a longer pause.
 const PAUSE = Number(opt('pause', RUNTIME === 'docker' ? '1500' : '100'));
 const IDLE = Number(opt('idle', '10'));
 
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 
-function pct(samples, p) {
-  const s = [...samples].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
 
 function startServer() {
   const child = spawn(BIN, ['mcp', '--stdio', '--runtime', RUNTIME], {

@@ -181,19 +181,31 @@ static char **argv_parse(json_t *arr, char *err, size_t errlen)
     return v;
 }
 
-static void request_free(struct agent_request *r)
+/* Closes one of the request's monitor pipes, which a request run by a persistent shell only
+ * borrows from the shell. */
+static void request_close_fd(struct agent_request *r, int *fd)
 {
-    closep_fd(&r->status_fd);
+    if (r->zy)
+        *fd = -1;
+    else
+        closep_fd(fd);
+}
+
+static void request_free(struct agent *a, struct agent_request *r)
+{
+    agent_warm_release(a, r);
+    request_close_fd(r, &r->status_fd);
+    request_close_fd(r, &r->ctl_fd);
     closep_fd(&r->stdin_fd);
     closep_fd(&r->out[0].fd);
     closep_fd(&r->out[1].fd);
-    closep_fd(&r->ctl_fd);
     free(r->stdin_buf);
     free(r->state_new);
     free(r->state_file);
     free(r->state_key);
+    free(r->zy_base);
     memset(r, 0, sizeof(*r));
-    r->status_fd = r->stdin_fd = r->ctl_fd = r->out[0].fd = r->out[1].fd = -1;
+    r->status_fd = r->stdin_fd = r->ctl_fd = r->report_fd = r->out[0].fd = r->out[1].fd = -1;
 }
 
 /* Takes over a started monitor's pipes; in is what to write to the feed pipe (copied). */
@@ -227,33 +239,14 @@ static int request_spawn(struct agent_request *r, struct agent_spawn *sp, const 
     return 0;
 }
 
-/* A terminal request a warm shell can run: nothing in it that the shell, started before the
- * request existed, could not have been given. */
+/* A terminal request the key's persistent shell can run: nothing in it that the shell, started
+ * before the request existed, could not have been given. */
 static bool warm_eligible(const struct agent *a, json_t *env, const char *cwd_in, json_t *jin,
                           const struct agent_limits *limits, const char *shell)
 {
     return !cwd_in && (!env || json_is_null(env) || json_object_size(env) == 0) &&
            (!jin || json_is_null(jin)) && !memcmp(limits, &a->cfg.limits, sizeof(*limits)) &&
            strlen(shell) <= AGENT_WARM_MAX_COMMAND;
-}
-
-/* Hands r to the key's warm shell: writes its script now (the pipe is empty, so a script of up
- * to a pipe's size goes at once; the loop writes the rest), and asks for the key's next warm shell
- * at once: started only once the request finished, it would still be starting when a client that
- * calls back to back sends the next command. Returns 0, or -ENOENT when there is no warm shell
- * for the key. */
-static int request_take_warm(struct agent *a, struct agent_request *r, const char *shell)
-{
-    struct agent_proc p;
-    int rr = agent_warm_take(a, r->state_key, &p);
-    if (rr < 0)
-        return rr;
-    size_t len;
-    _cleanup_free_ char *script = agent_shell_warm_script(r, shell, &len);
-    request_attach(r, &p, script, len);
-    agent_request_stdin_write(r);
-    agent_warm_want(a, r->state_key);
-    return 0;
 }
 
 void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size_t len)
@@ -327,19 +320,19 @@ void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size
     }
 
     r->id = id;
-    r->status_fd = r->stdin_fd = r->ctl_fd = r->out[0].fd = r->out[1].fd = -1;
+    r->status_fd = r->stdin_fd = r->ctl_fd = r->report_fd = r->out[0].fd = r->out[1].fd = -1;
     int rr;
     if (shell) {
         if (agent_shell_paths(a, r, state, err, sizeof(err)) < 0) {
-            request_free(r);
+            request_free(a, r);
             goto bad;
         }
         if (warm_eligible(a, env, cwd_in, jin, &limits, shell) &&
-            request_take_warm(a, r, shell) == 0) {
+            agent_warm_run(a, r, shell) == 0) {
             json_decref(root);
             goto started;
         }
-        /* The key is in use: its next request should find a warm shell. */
+        /* The key is in use: its next request should find a shell. */
         agent_warm_want(a, state);
         argv = agent_shell_argv(r, shell, cwd_in != NULL, env);
     } else if (!(argv = argv_parse(jargv, err, sizeof(err)))) {
@@ -354,7 +347,7 @@ void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size
     agent_strv_free(envp);
     json_decref(root);
     if (rr < 0) {
-        request_free(r);
+        request_free(a, r);
         agent_send_error(a, id, OBX_ERR_EXECUTION_FAILED, "cannot start the command: %s",
                          strerror(-rr));
         return;
@@ -466,8 +459,10 @@ void agent_request_status_read(struct agent_request *r)
     if (n == (ssize_t)sizeof(st) && !r->leader_done) {
         r->leader_done = true;
         r->leader_status = st;
+        /* A persistent shell's own status: it died while its command ran. */
+        r->shell_died = r->zy != NULL;
     }
-    closep_fd(&r->status_fd);
+    request_close_fd(r, &r->status_fd);
 }
 
 static void request_kill(struct agent_request *r, uint64_t now)
@@ -479,7 +474,7 @@ static void request_kill(struct agent_request *r, uint64_t now)
     r->grace_ms = 0;
     closep_fd(&r->stdin_fd);
     if (r->ctl_fd >= 0 && write(r->ctl_fd, "K", 1) < 0 && errno != EAGAIN)
-        closep_fd(&r->ctl_fd); /* closing it asks the monitor to kill, too */
+        request_close_fd(r, &r->ctl_fd); /* closing it asks the monitor to kill, too */
 }
 
 void agent_exec_cancel(struct agent *a, uint32_t id)
@@ -492,7 +487,7 @@ void agent_exec_cancel(struct agent *a, uint32_t id)
     request_kill(r, agent_now_ms());
 }
 
-static void linger_add(struct agent *a, pid_t pid, int ctl_fd)
+void agent_linger_add(struct agent *a, pid_t pid, int ctl_fd)
 {
     if (a->n_linger == a->cap_linger) {
         a->cap_linger = a->cap_linger ? a->cap_linger * 2 : 8;
@@ -520,25 +515,33 @@ static void request_finish(struct agent *a, struct agent_request *r)
     } else if (WIFSIGNALED(r->leader_status)) {
         sig = WTERMSIG(r->leader_status);
     }
-    agent_shell_finish(r);
-    if (r->state_key)
-        agent_warm_want(a, r->state_key);
     json_t *o = json_pack("{s:i, s:i, s:b, s:b, s:b, s:b, s:I}", "exit_code", code, "signal", sig,
                           "timed_out", r->timed_out, "canceled", r->canceled, "stdout_truncated",
                           r->out[0].truncated, "stderr_truncated", r->out[1].truncated,
                           "duration_ms", (json_int_t)(agent_now_ms() - r->start_ms));
     agent_send_json(a, OBX_AF_EXIT, r->id, o);
-    if (!r->monitor_done && r->monitor > 0) {
-        linger_add(a, r->monitor, r->ctl_fd);
+    /* The answer goes out before the bookkeeping below; the worker's next request is read only
+     * after it is done. */
+    agent_flush(a);
+    agent_shell_finish(r);
+    if (!r->zy && !r->monitor_done && r->monitor > 0) {
+        agent_linger_add(a, r->monitor, r->ctl_fd);
         r->ctl_fd = -1;
     }
-    request_free(r);
+    agent_warm_release(a, r);
+    if (r->state_key)
+        agent_warm_want(a, r->state_key);
+    request_free(a, r);
 }
 
 uint64_t agent_request_tick(struct agent *a, struct agent_request *r, uint64_t now)
 {
     if (!r->used)
         return 0;
+    /* `kill $$` in a command run by a persistent shell: end the command as if its own shell had
+     * died, taking everything it started with it. */
+    if (r->shell_died && !r->killing)
+        request_kill(r, now);
     if (!r->killing && !r->leader_done && r->deadline_ms && now >= r->deadline_ms) {
         r->timed_out = true;
         request_kill(r, now);
@@ -608,7 +611,7 @@ void agent_exec_shutdown(struct agent *a)
         if (a->req[i].used) {
             if (a->req[i].state_new)
                 (void)unlink(a->req[i].state_new);
-            request_free(&a->req[i]);
+            request_free(a, &a->req[i]);
         }
     for (size_t i = 0; i < a->n_linger; i++)
         if (a->linger[i].ctl_fd >= 0)

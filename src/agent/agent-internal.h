@@ -3,7 +3,7 @@
  * Shared state of the in-box agent (onlyboxes-agent). The agent is one single-threaded poll()
  * loop (agent.c) that owns everything declared here: the frame decoder for stdin, the outbound
  * frame queue for stdout, the table of running EXEC requests (agent-exec.c), the per-request
- * monitor processes (agent-proc.c), terminal state (agent-shell.c), the pre-spawned "warm" shells
+ * monitor processes (agent-proc.c), terminal state (agent-shell.c), the persistent per-key shells
  * for terminal mode (agent-warm.c) and file operations (agent-files.c). Nothing here is shared
  * with another thread.
  */
@@ -27,7 +27,7 @@
 #define AGENT_EOF_GRACE_MS 100u                     /* leader gone, pipes still open */
 #define AGENT_KILL_GRACE_MS 5000u                   /* monitor did not finish killing */
 #define AGENT_DEFAULT_STATE_DIR "/tmp/.onlyboxes-state"
-#define AGENT_MAX_WARM 8                    /* warm shells, at most one per state key */
+#define AGENT_MAX_WARM 8                    /* persistent shells, at most one per state key */
 #define AGENT_WARM_MAX_COMMAND (64u * 1024) /* longer terminal commands take the cold path */
 
 /* Tiny stderr logger: "onlyboxes-agent: <message>\n". */
@@ -88,6 +88,12 @@ struct agent_request {
     char *state_new;           /* terminal mode: file the shell writes on exit */
     char *state_file;          /* terminal mode: the key's state file */
     char *state_key;           /* terminal mode: the "state" key */
+    /* Run by a key's persistent shell: ctl_fd, status_fd and report_fd are the shell's (borrowed,
+     * never closed here), out[] are the request's own FIFOs, zy_base names its files. */
+    struct agent_warm *zy;
+    int report_fd;
+    char *zy_base;
+    bool shell_died; /* the persistent shell itself died during the command */
 };
 
 /* A monitor that outlived its request because background jobs still run. */
@@ -105,12 +111,16 @@ struct agent_proc {
     int out_fd, err_fd;
 };
 
-/* A shell started ahead of its request: /bin/sh, exec'ed under its own monitor, blocked reading
- * the script that names its command (agent-warm.c). */
+/* A key's persistent shell: /bin/sh exec'ed under its own monitor, running one command at a time,
+ * each in a forked subshell (agent-warm.c). */
 struct agent_warm {
-    char *key; /* NULL: free slot */
-    struct agent_proc proc;
-    uint64_t lru; /* a->warm_clock when spawned */
+    char *key;              /* NULL: free slot */
+    struct agent_proc proc; /* feed_fd: command pipe; out_fd: report pipe; status_fd: the shell's */
+    uint64_t lru;           /* a->warm_clock when spawned or last used */
+    struct agent_request *busy; /* the request running in it, NULL when idle */
+    pid_t shell;                /* the shell's pid, from its first report (0: not known yet) */
+    char rep[64];               /* a partial report line */
+    size_t rep_len;
 };
 
 struct agent {
@@ -123,9 +133,9 @@ struct agent {
     struct agent_request req[AGENT_MAX_REQUESTS];
     struct agent_linger *linger;
     size_t n_linger, cap_linger;
-    bool warm_off; /* no /proc/self/fd in the box: every terminal request is cold */
+    bool warm_off; /* no /proc child lists in the box: every terminal request is cold */
     struct agent_warm warm[AGENT_MAX_WARM];
-    char *warm_want[AGENT_MAX_WARM]; /* keys that should get a warm shell, oldest first */
+    char *warm_want[AGENT_MAX_WARM]; /* keys that should get a shell, oldest first */
     size_t n_warm_want;
     uint64_t warm_clock;
 };
@@ -137,6 +147,8 @@ void agent_send2(struct agent *a, uint8_t type, uint32_t id, const void *p1, siz
 void agent_send_json(struct agent *a, uint8_t type, uint32_t id, json_t *obj); /* steals obj */
 void agent_send_error(struct agent *a, uint32_t id, const char *code, const char *fmt, ...)
     OBX_PRINTF(4, 5);
+/* Writes what stdout takes of the queue now (the loop does it once per round). */
+void agent_flush(struct agent *a);
 uint64_t agent_now_ms(void);
 
 /* agent-exec.c: EXEC requests. */
@@ -151,6 +163,8 @@ void agent_request_status_read(struct agent_request *r);
 uint64_t agent_request_tick(struct agent *a, struct agent_request *r, uint64_t now);
 /* A child of the agent was reaped. */
 void agent_child_reaped(struct agent *a, pid_t pid, int status);
+/* Keeps a monitor whose request ended: the agent holds its control pipe until it exits. */
+void agent_linger_add(struct agent *a, pid_t pid, int ctl_fd);
 void agent_exec_shutdown(struct agent *a);
 /* Length of a trailing, possibly incomplete UTF-8 sequence (0 when p[0..n) ends on a character
  * boundary or its tail is not UTF-8 at all). */
@@ -171,7 +185,7 @@ struct agent_spawn {
 enum agent_feed {
     AGENT_FEED_NONE,   /* no feed: the leader's stdin is /dev/null */
     AGENT_FEED_STDIN,  /* the leader's stdin */
-    AGENT_FEED_SCRIPT, /* the leader's fd 3, its stdin being /dev/null (a warm shell) */
+    AGENT_FEED_SCRIPT, /* the leader's fd 3, its stdin being /dev/null (a persistent shell) */
 };
 /* Records the signals the agent inherited as ignored, so leaders reset just those. Called once
  * at start-up, before the agent installs its own dispositions. */
@@ -195,24 +209,31 @@ int agent_shell_paths(struct agent *a, struct agent_request *r, const char *key,
 /* The cold path's argv (after agent_shell_paths); the caller frees it. */
 char **agent_shell_argv(const struct agent_request *r, const char *command, bool keep_cwd,
                         json_t *env);
-/* A warm shell's argv for the state file of key; the caller frees it. */
+/* A persistent shell's argv for key; the caller frees it. */
 char **agent_shell_warm_argv(const struct agent *a, const char *key);
-/* The script a warm shell reads for request r; the caller frees it. */
+/* The script a persistent shell's subshell sources for request r; the caller frees it. */
 char *agent_shell_warm_script(const struct agent_request *r, const char *command, size_t *ret_len);
 /* Called when a terminal request ends: keep the new state only after a normal shell exit. */
 void agent_shell_finish(struct agent_request *r);
 int agent_mkdir_p(const char *path, mode_t mode);
 
-/* agent-warm.c: warm shells. All return without effect when the box cannot have them. */
+/* agent-warm.c: persistent shells. All return without effect when the box cannot have them. */
 void agent_warm_init(struct agent *a);
-/* Asks for a warm shell for key; agent_warm_refill() starts it. */
+/* Asks for a shell for key; agent_warm_refill() starts it. */
 void agent_warm_want(struct agent *a, const char *key);
-/* Starts the warm shells asked for; called by the loop once the outbound queue was flushed, so
- * the fork never delays a finished request's EXIT. */
+/* Starts the shells asked for; called by the loop once the outbound queue was flushed, so the
+ * fork never delays a finished request's EXIT. */
 void agent_warm_refill(struct agent *a);
-/* Hands the key's live warm shell to the caller (who then owns *ret); -ENOENT when none. */
-int agent_warm_take(struct agent *a, const char *key, struct agent_proc *ret);
-/* A child was reaped: true when it was a warm shell's monitor (that shell is discarded). */
+/* Runs terminal request r (after agent_shell_paths) in the key's idle shell: sets r's pipes and
+ * hands the command over. -ENOENT when there is none (r untouched), another -errno on failure. */
+int agent_warm_run(struct agent *a, struct agent_request *r, const char *command);
+/* Reads the shell's report for r (its report_fd was readable). */
+void agent_warm_report(struct agent_request *r);
+/* Called once r's EXIT was queued: the shell takes the next command only when nothing r started
+ * is left; otherwise it is retired (its monitor lingers until r's processes are gone) or, when
+ * it died, dropped. */
+void agent_warm_release(struct agent *a, struct agent_request *r);
+/* A child was reaped: true when it was an idle shell's monitor (that shell is discarded). */
 bool agent_warm_reaped(struct agent *a, pid_t pid);
 /* At shutdown, after every child was killed: frees the table. */
 void agent_warm_shutdown(struct agent *a);

@@ -40,7 +40,7 @@ enum {
     MON_CHILD_STDERR = 3,
     MON_CTL = 4,
     MON_STATUS = 5,
-    MON_SCRIPT = 6, /* a warm shell's script pipe, fd 3 in the leader; -1 otherwise */
+    MON_SCRIPT = 6, /* a persistent shell's command pipe, fd 3 in the leader; -1 otherwise */
     MON_FIRST_FREE = 7,
 };
 

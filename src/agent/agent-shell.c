@@ -6,13 +6,15 @@
  * shell exit writes the new state.
  *
  * The user's command is never pasted into the wrapper unquoted. On the cold path it arrives as a
- * positional parameter; a warm shell (agent-warm.c), exec'ed before its request existed, sources
- * it from its script pipe (fd 3) as one single-quoted assignment. Either way it is run with eval,
- * so quotes, `$` and newlines reach the shell verbatim. The script on fd 3 holds assignments only
- * and ends with __obx_go=1; `.` returns at EOF of the pipe, so nothing runs before the agent has
- * delivered the whole script, and a script cut short (agent gone, shell discarded) is a syntax
- * error or lacks the flag: the shell exits without running anything. The state is restored
- * after that point, i.e. when the command runs, not when the shell was started.
+ * positional parameter; a key's persistent shell (agent-warm.c), exec'ed before its requests
+ * existed, reads one request id per line from its command pipe (fd 3) and forks a subshell per
+ * command, which first points its stdout and stderr at the request's FIFOs, then sources the
+ * request's script file: single-quoted assignments only, ending with __obx_go=1, written whole by
+ * the agent before the id is sent. Either way the command is run with eval, so quotes, `$` and
+ * newlines reach the shell verbatim. The subshell restores the state when its command runs, so a
+ * state saved since the shell was started is seen; as it is a fork, nothing a command changes in
+ * it reaches the next one except through the saved state, as with a fresh shell. The parent shell
+ * reports "<id> <status> <pid>" on its stdout once the subshell is gone.
  *
  * The state is the output of the shell's own `export -p` (re-sourceable by the same shell) plus
  * the working directory, carried in the exported variable __OBX_CWD that the restore step removes
@@ -34,16 +36,24 @@
     "__obx_out=$1 __obx_in=$2 __obx_cmd=$3 __obx_keepcwd=$4\n" \
     "shift 4\n"
 
-/* Warm shell: $1 state file, $2 workspace; fd 3 sets __obx_out and __obx_cmd. The cd makes the
- * shell start where a cold one would even if the workspace was replaced since it was spawned;
- * the shell's cd exports OLDPWD, which a cold shell does not have at this point. */
-#define WRAPPER_WARM                           \
-    ". /proc/self/fd/3\n"                      \
-    "exec 3<&-\n"                              \
-    "[ \"${__obx_go-}\" = 1 ] || exit 125\n"   \
-    "cd -- \"$2\" 2>/dev/null; unset OLDPWD\n" \
-    "__obx_in=$1 __obx_keepcwd=0\n"            \
+/* Persistent shell: $1 state file, $2 workspace, $3 state directory. The subshell's cd makes it
+ * start where a cold shell would even if the workspace was replaced since the shell was spawned;
+ * cd exports OLDPWD, which a cold shell does not have at this point. */
+#define WRAPPER_WARM_HEAD                                            \
+    "exec 2>/dev/null\n"                                             \
+    "while read -r __obx_id <&3; do\n"                               \
+    "(\n"                                                            \
+    "exec >\"$3/.z.$__obx_id.out\" 2>\"$3/.z.$__obx_id.err\" 3<&-\n" \
+    ". \"$3/.z.$__obx_id.sh\"\n"                                     \
+    "[ \"${__obx_go-}\" = 1 ] || exit 125\n"                         \
+    "cd -- \"$2\" 2>/dev/null; unset OLDPWD\n"                       \
+    "__obx_in=$1 __obx_keepcwd=0\n"                                  \
+    "unset __obx_id\n"                                               \
     "set --\n"
+#define WRAPPER_WARM_TAIL        \
+    ")\n"                        \
+    "echo \"$__obx_id $? $$\"\n" \
+    "done\n"
 
 #define WRAPPER_BODY                                                                \
     "for __obx_n do eval \"__obx_v_$__obx_n=\\${$__obx_n}\"; done\n"                \
@@ -65,7 +75,7 @@
     "eval \"$__obx_cmd\"\n"
 
 static const char wrapper_cold[] = WRAPPER_COLD WRAPPER_BODY;
-static const char wrapper_warm[] = WRAPPER_WARM WRAPPER_BODY;
+static const char wrapper_warm[] = WRAPPER_WARM_HEAD WRAPPER_BODY WRAPPER_WARM_TAIL;
 
 int agent_mkdir_p(const char *path, mode_t mode)
 {
@@ -160,13 +170,14 @@ char **agent_shell_argv(const struct agent_request *r, const char *command, bool
 
 char **agent_shell_warm_argv(const struct agent *a, const char *key)
 {
-    char **argv = obx_xcalloc(7, sizeof(char *));
+    char **argv = obx_xcalloc(8, sizeof(char *));
     argv[0] = obx_xstrdup("/bin/sh");
     argv[1] = obx_xstrdup("-c");
     argv[2] = obx_xstrdup(wrapper_warm);
     argv[3] = obx_xstrdup("sh");
     argv[4] = obx_xasprintf("%s/%s", a->cfg.state_dir, key);
     argv[5] = obx_xstrdup(a->cfg.workspace);
+    argv[6] = obx_xstrdup(a->cfg.state_dir);
     return argv;
 }
 
@@ -211,7 +222,8 @@ void agent_shell_finish(struct agent_request *r)
     if (!r->state_new)
         return;
     struct stat st;
-    if (!r->timed_out && !r->canceled && lstat(r->state_new, &st) == 0 && S_ISREG(st.st_mode)) {
+    if (!r->timed_out && !r->canceled && !r->shell_died && lstat(r->state_new, &st) == 0 &&
+        S_ISREG(st.st_mode)) {
         if (rename(r->state_new, r->state_file) < 0)
             agent_log("cannot save terminal state %s: %s", r->state_file, strerror(errno));
     } else {

@@ -94,6 +94,8 @@ void agent_send_error(struct agent *a, uint32_t id, const char *code, const char
     agent_send_json(a, OBX_AF_ERROR, id, json_pack("{s:s, s:s}", "code", code, "message", msg));
 }
 
+static void outq_free(struct agent_outq *q);
+
 /* Writes as much of the queue as stdout takes; returns 0, or -errno when the worker is gone. */
 static int outq_flush(struct agent *a)
 {
@@ -127,6 +129,16 @@ static int outq_flush(struct agent *a)
             q->tail = NULL;
     }
     return 0;
+}
+
+void agent_flush(struct agent *a)
+{
+    int r = outq_flush(a);
+    if (r < 0) {
+        agent_log("writing stdout: %s; shutting down", strerror(-r));
+        outq_free(&a->outq);
+        a->quit = true;
+    }
 }
 
 static void outq_free(struct agent_outq *q)
@@ -225,6 +237,7 @@ enum slot_kind {
     SLOT_STDIN,
     SLOT_STDOUT,
     SLOT_STATUS,
+    SLOT_REPORT,
     SLOT_CHILD_IN,
     SLOT_OUT0,
     SLOT_OUT1
@@ -237,7 +250,7 @@ struct slot {
 
 static void run(struct agent *a)
 {
-    struct pollfd pfd[3 + AGENT_MAX_REQUESTS * 4];
+    struct pollfd pfd[3 + AGENT_MAX_REQUESTS * 5];
     struct slot slot[OBX_ARRAY_SIZE(pfd)];
     uint64_t next = 0;
     while (!a->quit) {
@@ -257,6 +270,8 @@ static void run(struct agent *a)
             struct agent_request *r = &a->req[i];
             if (!r->used)
                 continue;
+            if (r->report_fd >= 0)
+                ADD(r->report_fd, POLLIN, SLOT_REPORT, r);
             if (r->status_fd >= 0)
                 ADD(r->status_fd, POLLIN, SLOT_STATUS, r);
             if (r->stdin_fd >= 0)
@@ -296,6 +311,10 @@ static void run(struct agent *a)
                 if (r->used && r->status_fd == pfd[i].fd)
                     agent_request_status_read(r);
                 break;
+            case SLOT_REPORT:
+                if (r->used && r->report_fd == pfd[i].fd)
+                    agent_warm_report(r);
+                break;
             case SLOT_CHILD_IN:
                 if (r->used && r->stdin_fd == pfd[i].fd)
                     agent_request_stdin_write(r);
@@ -316,12 +335,7 @@ static void run(struct agent *a)
             if (d && (!next || d < next))
                 next = d;
         }
-        int r = outq_flush(a);
-        if (r < 0) {
-            agent_log("writing stdout: %s; shutting down", strerror(-r));
-            outq_free(&a->outq);
-            a->quit = true;
-        }
+        agent_flush(a);
         if (a->n_warm_want && !a->quit)
             agent_warm_refill(a);
     }
@@ -479,8 +493,8 @@ int main(int argc, char **argv)
         return 1;
     }
     for (size_t i = 0; i < AGENT_MAX_REQUESTS; i++)
-        a.req[i].status_fd = a.req[i].stdin_fd = a.req[i].ctl_fd = a.req[i].out[0].fd =
-            a.req[i].out[1].fd = -1;
+        a.req[i].status_fd = a.req[i].stdin_fd = a.req[i].ctl_fd = a.req[i].report_fd =
+            a.req[i].out[0].fd = a.req[i].out[1].fd = -1;
     (void)fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
     (void)fcntl(STDOUT_FILENO, F_SETFL, fcntl(STDOUT_FILENO, F_GETFL) | O_NONBLOCK);
     obx_agent_decoder_init(&a.dec);

@@ -268,16 +268,19 @@ static int find_procs(const char *needle, pid_t *first)
     return find_procs2(needle, NULL, first);
 }
 
-/* Warm shells of this test's agent, of one key or (key NULL) all: their command line reads
- * "/bin/sh -c <script reading /proc/self/fd/3> sh <state dir>/<key> <workspace>". */
+/* The persistent shells of this test's agent, of one key or (key NULL) all: their command line
+ * reads "/bin/sh -c <script sourcing .z.<id>.sh files> sh <state dir>/<key> <workspace> <state
+ * dir>". */
+#define SHELL_SCRIPT_MARK ".z.$__obx_id.sh"
+
 static int count_warm(struct harness *h, const char *key, pid_t *pid)
 {
     char needle[400];
-    snprintf(needle, sizeof(needle), "%s/%s%s %s ", h->state, key ? key : "", key ? "" : "", h->ws);
+    snprintf(needle, sizeof(needle), "%s/%s %s ", h->state, key ? key : "", h->ws);
     if (key)
-        return find_procs2(needle, "/proc/self/fd/3", pid);
+        return find_procs2(needle, SHELL_SCRIPT_MARK, pid);
     snprintf(needle, sizeof(needle), "%s/", h->state);
-    return find_procs2(needle, "/proc/self/fd/3", pid);
+    return find_procs2(needle, SHELL_SCRIPT_MARK, pid);
 }
 
 /* Waits for the key's warm shell to be exec'ed and returns its pid. */
@@ -452,6 +455,84 @@ static void test_warm_timeout_kills_everything(void **state)
     assert_int_equal(find_procs(marker, NULL), 0);
 }
 
+/* Files in the state directory other than the keys' state files, once the agent had a moment
+ * to remove them (it does so after sending EXIT). */
+static int stray_state_files(struct harness *h)
+{
+    int n = 0;
+    for (int i = 0; i < 400; i++, usleep(5000)) {
+        DIR *d = opendir(h->state);
+        assert_non_null(d);
+        n = 0;
+        struct dirent *de;
+        while ((de = readdir(d)))
+            if (de->d_name[0] == '.' && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                n++;
+        closedir(d);
+        if (n == 0)
+            break;
+    }
+    return n;
+}
+
+static void test_shell_reused_per_key(void **state)
+{
+    struct harness *h = *state;
+    sh(h, 1, "r", "cd /tmp");
+    pid_t pid = warm_pid(h, "r");
+    /* One shell runs the key's commands one after the other; each starts from the saved state
+     * only: what a command sets without exporting is gone for the next one. */
+    assert_string_equal(out_of(sh_warm(h, 2, "r", "pwd; X=1; export Y=2")), "/tmp\n");
+    assert_string_equal(out_of(sh_warm(h, 3, "r", "echo \"[${X-}][$Y]\"; cd /")), "[][2]\n");
+    assert_int_equal(warm_pid(h, "r"), pid);
+    /* Exit statuses: above 128 from exit is an exit code, a subshell killed is a signal. */
+    struct result *r = sh_warm(h, 4, "r", "exit 137");
+    assert_int_equal(jint(r, "exit_code"), 137);
+    assert_int_equal(jint(r, "signal"), 0);
+    r = sh_warm(h, 5, "r", "sh -c 'kill -KILL $PPID'; echo not-reached");
+    assert_int_equal(jint(r, "signal"), SIGKILL);
+    assert_int_equal(jint(r, "exit_code"), -1);
+    assert_string_equal(out_of(r), "");
+    /* Only the killed command's changes are lost. (The shell may have been replaced: its killed
+     * subshell's child can still be there when the command ends.) */
+    assert_string_equal(out_of(sh(h, 6, "r", "pwd; echo $Y")), "/\n2\n");
+    assert_int_equal(stray_state_files(h), 0);
+}
+
+static void test_shell_background_job_outlives_it(void **state)
+{
+    struct harness *h = *state;
+    sh(h, 1, "b", "true");
+    pid_t pid = warm_pid(h, "b");
+    char cmd[256];
+    /* A job left running: the command ends, the job keeps running, and the shell that ran it
+     * takes no more commands, so a later timeout on the key cannot reach the job. */
+    snprintf(cmd, sizeof(cmd), "sleep %s6 >/dev/null 2>&1 &", marker);
+    assert_int_equal(jint(sh_warm(h, 2, "b", cmd), "exit_code"), 0);
+    assert_int_equal(find_procs(marker, NULL), 1);
+    pid_t next = warm_pid(h, "b");
+    for (int i = 0; i < 2000 && next == pid; i++) {
+        usleep(5000);
+        next = warm_pid(h, "b");
+    }
+    assert_true(next != pid);
+    snprintf(cmd, sizeof(cmd), "echo $$; setsid sleep %s7 & sleep %s8", marker, marker);
+    struct result *r =
+        exec(h, 3, json_pack("{s:s, s:s, s:i}", "shell", cmd, "state", "b", "timeout_ms", 300));
+    assert_true(jbool(r, "timed_out"));
+    assert_int_equal(atol(out_of(r)), next);
+    assert_int_equal(find_procs(marker, NULL), 1);
+    char six[64];
+    snprintf(six, sizeof(six), "%s6", marker);
+    pid_t job = 0;
+    assert_int_equal(find_procs(six, &job), 1);
+    kill(job, SIGKILL);
+    /* A new shell again, and the key works as before. */
+    assert_true(warm_pid(h, "b") != next);
+    assert_string_equal(out_of(sh_warm(h, 4, "b", "echo ok")), "ok\n");
+    assert_int_equal(stray_state_files(h), 0);
+}
+
 static void test_cold_requests_and_fresh_state(void **state)
 {
     struct harness *h = *state;
@@ -571,6 +652,8 @@ int main(void)
         T(test_warm_command_verbatim),
         T(test_warm_starts_like_cold),
         T(test_warm_timeout_kills_everything),
+        T(test_shell_reused_per_key),
+        T(test_shell_background_job_outlives_it),
         T(test_cold_requests_and_fresh_state),
         T(test_warm_shell_killed_is_replaced),
         T(test_warm_limits_and_shutdown),
