@@ -46,6 +46,7 @@ struct obx_bwrap_runtime {
     int boxes_fd;    /* O_DIRECTORY of boxes_dir */
     struct obx_bwrap_mount mounts[OBX_BWRAP_MAX_MOUNTS];
     size_t n_mounts;
+    char *cgroup_dir; /* <pids cgroup>/onlyboxes, where each box gets one; NULL: none */
 };
 
 /* Per-box state behind obx_box_handle.priv. */
@@ -86,6 +87,18 @@ int obx_bwrap_rm_tree(int dirfd, const char *name);
 /* SIGKILLs pid if it is still the process recorded (same start time, argv[0] ending in
  * want_argv0_suffix). Returns true when a signal was sent. */
 bool obx_bwrap_kill_if_same(pid_t pid, unsigned long long start, const char *want_argv0_suffix);
+
+/* Finds or creates the pids cgroup boxes go below (bwrap-cgroup.c); leaves cgroup_dir NULL, with a
+ * warning when running as root, where none can be had. */
+void obx_bwrap_cgroup_init(struct obx_bwrap_runtime *b);
+
+/* Puts pid (the box's PID 1, before it starts anything) into a new cgroup for box id with
+ * pids.max = max_pids. 0 without a cgroup directory; a negative errno if the move failed. */
+int obx_bwrap_cgroup_attach(struct obx_bwrap_runtime *b, const char *id, pid_t pid,
+                            uint32_t max_pids);
+
+/* Removes box id's cgroup, once its processes are gone. */
+void obx_bwrap_cgroup_remove(struct obx_bwrap_runtime *b, const char *id);
 
 /* runtime->cleanup_stale */
 int obx_bwrap_cleanup_stale(struct obx_runtime *rt, struct obx_error *err);

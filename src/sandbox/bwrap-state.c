@@ -495,6 +495,7 @@ int obx_bwrap_cleanup_stale(struct obx_runtime *rt, struct obx_error *err)
         if (!box_is_stale(b->boxes_fd, name))
             continue;
         kill_stale_box(b->boxes_fd, name);
+        obx_bwrap_cgroup_remove(b, name);
         int r = obx_bwrap_rm_tree(b->boxes_fd, name);
         if (r < 0) {
             obx_warn("sandbox: cannot remove stale box %s/%s: %s", b->boxes_dir, name,

@@ -52,6 +52,14 @@ static const char *const etc_entries[] = {
     "inputrc",     "fonts",
 };
 
+/* Bound read-only over the box's /proc, as Docker does. bwrap covers /proc/sys only when the
+ * directory looks writable to it, which (mode 0555) it never does, while the sysctl files in it
+ * are 0644 root: when the worker runs as root the box's user is the host's uid 0, and without this
+ * it could set the host's kernel settings (kernel.core_pattern names a program the kernel runs as
+ * root on the host). */
+static const char *const proc_ro[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
+                                      "/proc/fs"};
+
 struct argv_buf {
     const char *v[OBX_BWRAP_MAX_ARGS + 1];
     size_t n;
@@ -359,6 +367,8 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
     if (spec && spec->network && access("/etc/resolv.conf", R_OK) == 0)
         arg3(a, "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"); /* follows a symlink */
     arg3(a, "--proc", "/proc", NULL);
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(proc_ro); i++)
+        arg3(a, "--ro-bind-try", proc_ro[i], proc_ro[i]);
     arg3(a, "--dev", "/dev", NULL);
     if (version >= SIZE_VERSION) {
         snprintf(nums->tmp, sizeof(nums->tmp), "%llu", OBX_SANDBOX_TMP_BYTES);
@@ -582,6 +592,18 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
         goto fail;
     }
     close(TAKE_FD(info[0]));
+    /* Before the agent is sent anything, so that it forks nothing outside the cgroup. */
+    r = obx_bwrap_cgroup_attach(b, id, child, spec->pids ? spec->pids : OBX_SANDBOX_DEFAULT_PIDS);
+    if (r < 0) {
+        kill(child, SIGKILL);
+        kill_and_reap(pid);
+        pid = 0;
+        obx_bwrap_cgroup_remove(b, id);
+        r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "cannot put box %s into its pids cgroup below %s: %s", id, b->cgroup_dir,
+                          strerror(-r));
+        goto fail;
+    }
     (void)obx_bwrap_proc_start_time(child, &box->child_start);
     box->bwrap_pid = pid;
     box->child_pid = child;
@@ -643,6 +665,7 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
         (void)obx_bwrap_kill_if_same(box->child_pid, box->child_start, NULL);
         kill_and_reap(box->bwrap_pid);
     }
+    obx_bwrap_cgroup_remove(b, h->id);
     int r = obx_bwrap_box_remove(b, h->id);
     if (r < 0)
         obx_warn("sandbox: cannot remove %s: %s", box->dir, strerror(-r));
@@ -669,6 +692,7 @@ static void bwrap_free(struct obx_runtime *rt)
         free(b->mounts[i].dst);
     }
     obx_closep(&b->boxes_fd);
+    free(b->cgroup_dir);
     free(b->bwrap_path);
     free(b->state_dir);
     free(b->boxes_dir);
@@ -702,6 +726,8 @@ struct obx_runtime *obx_sandbox_runtime_new(const struct obx_sandbox_config *cfg
         r = probe(b, err);
     if (r >= 0)
         r = obx_bwrap_state_open(b, cfg ? cfg->state_dir : NULL, err);
+    if (r >= 0)
+        obx_bwrap_cgroup_init(b);
     if (r < 0) {
         bwrap_free(&b->rt);
         return NULL;

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A pids cgroup per box, where the worker may create one. The agent's RLIMIT_NPROC is counted per
+ * user, and the kernel exempts the host's root user from it: when the worker runs as root, the
+ * box's uid 1000 is host uid 0 and a fork bomb would run until the host's pid table is full. A
+ * cgroup's pids.max holds for every user. The box's PID 1 is moved into <worker's pids
+ * cgroup>/onlyboxes/<box-id> right after bwrap reports it, before the worker sends it anything, so
+ * every process the box ever starts is inside (the agent forks only on requests). cgroup v1 (a
+ * "pids" hierarchy) and v2 (with the pids controller available) are both handled; without either,
+ * or without permission, boxes run with the rlimits alone. Called from any thread; the only state
+ * is the directory set once at start-up.
+ */
+#include "bwrap-internal.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/log.h"
+
+#define MOUNTINFO_LINE_MAX 4096
+#define CGROUP_RMDIR_TRIES 50 /* 10 ms apart */
+
+static int write_string(const char *dir, const char *file, const char *value)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, file);
+    if (n < 0 || n >= (int)sizeof(path))
+        return -ENAMETOOLONG;
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return obx_write_all(fd, value, strlen(value));
+}
+
+/* True when the comma-separated list holds item. */
+static bool list_has(const char *list, size_t len, const char *item)
+{
+    size_t ilen = strlen(item);
+    for (const char *p = list, *end = list + len; p < end;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        size_t n = comma ? (size_t)(comma - p) : (size_t)(end - p);
+        if (n == ilen && memcmp(p, item, n) == 0)
+            return true;
+        p += n + 1;
+    }
+    return false;
+}
+
+/* Finds the mount of the v1 "pids" hierarchy (v2 = false) or of cgroup2 (v2 = true): its mount
+ * point and the cgroup path it shows as its root. */
+static bool find_mount(bool v2, char *point, char *root, size_t size)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return false;
+    char line[MOUNTINFO_LINE_MAX];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        /* id parent major:minor root mount-point options [optional...] - fstype source super */
+        char *sep = strstr(line, " - ");
+        char r[PATH_MAX], mp[PATH_MAX], type[32], src[64], super[512];
+        if (!sep || sscanf(line, "%*s %*s %*s %4095s %4095s", r, mp) != 2 ||
+            sscanf(sep + 3, "%31s %63s %511s", type, src, super) != 3)
+            continue;
+        if (strchr(mp, '\\') || strchr(r, '\\')) /* an escaped space or the like: not ours */
+            continue;
+        if (v2 ? strcmp(type, "cgroup2") != 0
+               : strcmp(type, "cgroup") != 0 || !list_has(super, strlen(super), "pids"))
+            continue;
+        snprintf(point, size, "%s", mp);
+        snprintf(root, size, "%s", r);
+        found = true;
+    }
+    fclose(f);
+    return found;
+}
+
+/* The worker's own cgroup path in the v1 "pids" hierarchy, or in v2 ("0::"). */
+static bool own_path(bool v2, char *out, size_t size)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return false;
+    char line[MOUNTINFO_LINE_MAX];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        bool match =
+            v2 ? strncmp(line, "0::", 3) == 0 : list_has(c1 + 1, (size_t)(c2 - c1 - 1), "pids");
+        if (match) {
+            snprintf(out, size, "%s", c2 + 1);
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* <mount point> + the worker's path below the mount's root, or false. */
+static bool own_dir(bool v2, char *out, size_t size)
+{
+    char point[PATH_MAX], root[PATH_MAX], own[PATH_MAX];
+    if (!find_mount(v2, point, root, sizeof(point)) || !own_path(v2, own, sizeof(own)))
+        return false;
+    size_t rlen = obx_streq(root, "/") ? 0 : strlen(root);
+    if (strncmp(own, root, rlen) != 0 || (own[rlen] != '/' && own[rlen] != '\0'))
+        return false;
+    const char *rest = own + rlen;
+    if (obx_streq(rest, "/"))
+        rest = "";
+    int n = snprintf(out, size, "%s%s", point, rest);
+    return n > 0 && n < (int)size;
+}
+
+/* Whether the v2 cgroup dir offers the pids controller to its children. */
+static bool v2_has_pids(const char *dir)
+{
+    char path[PATH_MAX], buf[512];
+    snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        if (obx_streq(w, "pids"))
+            return true;
+    return false;
+}
+
+static int make_parent(bool v2, const char *own, char **ret)
+{
+    _cleanup_free_ char *dir = obx_xasprintf("%s/onlyboxes", own);
+    if (v2) {
+        /* v2 gives a child a controller only when its parent enables it; the worker's own cgroup
+         * can do so only if it is the root or holds no process (the no-internal-process rule). */
+        if (!v2_has_pids(own))
+            return -ENOTSUP;
+        int r = write_string(own, "cgroup.subtree_control", "+pids");
+        if (r < 0)
+            return r;
+    }
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    if (v2) {
+        int r = write_string(dir, "cgroup.subtree_control", "+pids");
+        if (r < 0)
+            return r;
+    }
+    *ret = TAKE_PTR(dir);
+    return 0;
+}
+
+void obx_bwrap_cgroup_init(struct obx_bwrap_runtime *b)
+{
+    char own[PATH_MAX];
+    int r = -ENOENT;
+    bool v2 = false;
+    if (own_dir(false, own, sizeof(own)))
+        r = make_parent(false, own, &b->cgroup_dir);
+    else if (own_dir(true, own, sizeof(own)))
+        r = make_parent(v2 = true, own, &b->cgroup_dir);
+    if (r >= 0) {
+        obx_debug("sandbox: boxes get a pids cgroup below %s (cgroup v%d)", b->cgroup_dir,
+                  v2 ? 2 : 1);
+        return;
+    }
+    /* Only root loses its process limit without one; anyone else keeps RLIMIT_NPROC. */
+    if (geteuid() == 0)
+        obx_warn("sandbox: no pids cgroup for the boxes (%s); running as root, a box's process "
+                 "limit then does not hold (the kernel exempts root from RLIMIT_NPROC)",
+                 strerror(-r));
+    else
+        obx_debug("sandbox: no pids cgroup for the boxes (%s); RLIMIT_NPROC applies", strerror(-r));
+}
+
+int obx_bwrap_cgroup_attach(struct obx_bwrap_runtime *b, const char *id, pid_t pid,
+                            uint32_t max_pids)
+{
+    if (!b->cgroup_dir)
+        return 0;
+    char dir[PATH_MAX], num[24];
+    int n = snprintf(dir, sizeof(dir), "%s/%s", b->cgroup_dir, id);
+    if (n < 0 || n >= (int)sizeof(dir))
+        return -ENAMETOOLONG;
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    snprintf(num, sizeof(num), "%u", max_pids);
+    int r = write_string(dir, "pids.max", num);
+    if (r >= 0) {
+        snprintf(num, sizeof(num), "%d", (int)pid);
+        r = write_string(dir, "cgroup.procs", num);
+    }
+    if (r < 0)
+        (void)rmdir(dir);
+    return r;
+}
+
+void obx_bwrap_cgroup_remove(struct obx_bwrap_runtime *b, const char *id)
+{
+    if (!b->cgroup_dir)
+        return;
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof(dir), "%s/%s", b->cgroup_dir, id);
+    if (n < 0 || n >= (int)sizeof(dir))
+        return;
+    /* After a normal stop every process of the box is reaped; a box killed from outside (a
+     * failed start, a stale one) may take a moment to empty. */
+    for (int i = 0;; i++) {
+        if (rmdir(dir) == 0 || errno == ENOENT)
+            return;
+        if (errno != EBUSY || i >= CGROUP_RMDIR_TRIES)
+            break;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    obx_warn("sandbox: cannot remove cgroup %s: %s", dir, strerror(errno));
+}
