@@ -13,7 +13,7 @@ report() { # file:line: message
 
 # library include pattern | allowed path regex
 rules=(
-    '#include <curl/|^src/(docker|cli/remote)'
+    '#include <curl/|^src/(docker|client)/'
     '#include <libwebsockets.h>|^src/console/http'
     '#include <grpc/|^src/rpc/'
     '#include <protobuf-c/|^src/rpc/'

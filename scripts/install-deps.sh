@@ -19,8 +19,10 @@ declare -A need=(
     [python3]=/usr/bin/python3
     [clang-format-14]=/usr/bin/clang-format-14
     [curl]=/usr/bin/curl
+    [openssl]=/usr/bin/openssl
     [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
     [coreutils]=/usr/bin/timeout
+    [wrk]=/usr/bin/wrk
 )
 
 missing=()

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The one test command, for developers and CI alike:
 #   dependencies, formatting, source checks, build + unit tests, integration tests through the
-#   MCP SDK client, the conformance suite, then build + unit + integration tests again under
-#   ASan/UBSan.
+#   MCP SDK client, the conformance suite, the security suite, then build + unit + integration
+#   tests again under ASan/UBSan.
 # Stops at the first failing stage and names it. Each stage prints its duration.
 #
 # Environment:
@@ -105,7 +105,8 @@ conformance() {
         echo "OBX_SKIP_NODE22=1: conformance suite skipped"
         return 0
     fi
-    OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap bash tests/integration/conformance.sh
+    OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap bash tests/integration/conformance.sh stdio
+    OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap bash tests/integration/conformance.sh http
 }
 
 # The docker runtime against a real daemon. When no daemon can be started on this machine the
@@ -132,6 +133,12 @@ docker_integration_tests() {
     (cd tests/integration && OBX_BIN="$1" ONLYBOXES_RUNTIME=docker npm test)
 }
 
+# Escape attempts and resource abuse against one runtime; ends with a one-line summary
+# (attempts, contained, skipped).
+security_suite() {
+    OBX_BIN="$1" bash tests/security/run.sh "$2"
+}
+
 # The sanitizer build: every ASan report is fatal, leaks included; UBSan stops at the first
 # finding (the build uses -fno-sanitize-recover).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=86:strict_string_checks=1}"
@@ -147,12 +154,21 @@ stage "unit tests (build/)" unit_tests build
 stage "npm ci (tests/integration)" npm_ci
 stage "integration tests (build/)" integration_tests "$root/build/onlyboxes"
 stage "conformance suite (build/)" conformance "$root/build/onlyboxes"
+stage "security suite (build/)" security_suite "$root/build/onlyboxes" bubblewrap
 docker_ok=0
 stage "docker daemon and test image" docker_up
 if ((docker_ok)); then
     stage "docker runtime unit tests (build/)" docker_unit_tests build
     stage "integration tests on docker (build/)" docker_integration_tests "$root/build/onlyboxes"
+    stage "security suite on docker (build/)" security_suite "$root/build/onlyboxes" docker
 fi
+# The benchmark harness, a few repetitions of each row, so it cannot rot (its numbers are not
+# judged here: bench/run.sh on a quiet machine measures).
+bench_smoke() {
+    OBX_BIN="$1" OBX_BENCH_DOCKER="$docker_ok" timeout 900 bash bench/run.sh --smoke >/dev/null
+}
+stage "benchmark harness smoke (build/)" bench_smoke "$root/build/onlyboxes"
+
 if [[ "${OBX_SKIP_ASAN:-}" != 1 ]]; then
     stage "build (build-asan/, ASan+UBSan)" build build-asan -DCMAKE_BUILD_TYPE=Debug -DOBX_SANITIZE=ON
     stage "unit tests (build-asan/)" unit_tests build-asan

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `onlyboxes call TOOL 'JSON'`: one MCP tool call through the same server core that MCP clients
- * use (so validation and result shapes are identical), printed as the CallToolResult JSON.
- * Exit status: 0 on success, 1 when the tool reported an error (isError), 2 on bad usage.
+ * use (so validation and result shapes are identical, locally or on a console), printed as the
+ * CallToolResult JSON. Exit status: 0 on success, 1 when the tool reported an error (isError), 2
+ * on bad usage, 128+signal when a signal canceled it on a console.
  */
 #include "cli-internal.h"
 
@@ -13,12 +14,19 @@
 #include "mcp/mcp.h"
 
 static const char usage[] =
-    "Usage: onlyboxes call [--runtime NAME] TOOL ['JSON-ARGUMENTS']\n"
+    "Usage: onlyboxes call [OPTIONS] TOOL ['JSON-ARGUMENTS']\n"
     "\n"
-    "Call one MCP tool (echo, pythonExec, terminalExec, readImage) in a local sandbox and print\n"
-    "the tool result as JSON. Exits 0 on success, 1 when the tool reports an error.\n"
+    "Call one MCP tool (echo, pythonExec, terminalExec, readImage) in a local sandbox or on a\n"
+    "console and print the tool result as JSON. Exits 0 on success, 1 when the tool reports an\n"
+    "error.\n"
     "\n"
-    "Example: onlyboxes call pythonExec '{\"code\":\"print(1)\"}'\n";
+    "Options:\n"
+    "  --timeout-ms MS    the tool's timeout_ms argument (overrides the one in the "
+    "JSON)\n" OBX_CLI_TARGET_HELP "  -h, --help         show this help\n"
+    "\n"
+    "Example: onlyboxes call pythonExec '{\"code\":\"print(1)\"}'\n"
+    "         onlyboxes call --console http://127.0.0.1:8089 terminalExec \\\n"
+    "             '{\"command\":\"cd /tmp\",\"session_id\":\"dev\",\"create_if_missing\":true}'\n";
 
 struct reply {
     pthread_mutex_t lock;
@@ -45,15 +53,18 @@ static void on_message(void *userdata, const char *text)
 
 int obx_cmd_call(int argc, char **argv)
 {
-    struct obx_cli_local local = {0};
-    const char *tool = NULL, *args = NULL;
+    struct obx_cli_target target = {0};
+    const char *tool = NULL, *args = NULL, *timeout = NULL;
     for (int i = 1; i < argc; i++) {
+        int taken;
         if (obx_cli_is_help(argv[i])) {
             fputs(usage, stdout);
             return 0;
-        } else if (obx_streq(argv[i], "--runtime") && i + 1 < argc) {
-            if (obx_cli_runtime_option(argv[++i], &local) < 0)
+        } else if ((taken = obx_cli_target_option(argc, argv, &i, &target)) != 0) {
+            if (taken < 0)
                 return 2;
+        } else if (obx_streq(argv[i], "--timeout-ms") && i + 1 < argc) {
+            timeout = argv[++i];
         } else if (!tool) {
             tool = argv[i];
         } else if (!args) {
@@ -75,16 +86,22 @@ int obx_cmd_call(int argc, char **argv)
                 arguments ? "" : ": ", arguments ? "" : err.message);
         return 2;
     }
-
-    obx_cli_handle_signals();
-    struct obx_worker *w = obx_cli_local_worker(&local, &err);
-    if (!w) {
-        fprintf(stderr, "onlyboxes: %s\n", err.message);
-        return 125;
+    if (timeout) {
+        int64_t ms;
+        if (obx_parse_int64(timeout, 1, 600000, &ms) < 0) {
+            fprintf(stderr, "onlyboxes call: --timeout-ms %s is invalid: expected 1 to 600000\n",
+                    timeout);
+            return 2;
+        }
+        json_object_set_new(arguments, "timeout_ms", json_integer(ms));
     }
+
+    struct obx_cli_backend *b = obx_cli_backend_open(&target);
+    if (!b)
+        return 125;
     struct obx_mcp_server_config cfg = {.name = "onlyboxes",
                                         .version = OBX_VERSION,
-                                        .executor = obx_worker_executor(w),
+                                        .executor = obx_cli_backend_executor(b),
                                         .account = "local"};
     struct obx_mcp_server *srv = obx_mcp_server_new(&cfg);
     struct reply reply = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -110,7 +127,7 @@ int obx_cmd_call(int argc, char **argv)
     pthread_mutex_unlock(&reply.lock);
     obx_mcp_session_free(s);
     obx_mcp_server_free(srv);
-    obx_worker_free(w);
+    obx_cli_backend_close(b);
 
     int status;
     json_t *result = json_object_get(reply.response, "result");
@@ -126,5 +143,5 @@ int obx_cmd_call(int argc, char **argv)
         status = 2;
     }
     json_decref(reply.response);
-    return status;
+    return obx_cli_interrupted() ? 128 + obx_cli_interrupted() : status;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * `onlyboxes exec` and `onlyboxes python`: one command in a box, from a shell. Output streams to
- * this process's stdout/stderr as it arrives and the exit status is the command's, so they
+ * `onlyboxes exec` and `onlyboxes python`: one command in a box, from a shell, locally or on a
+ * console (cli-backend.c decides). Output goes to this process's stdout/stderr (as it arrives
+ * locally, when the command ends on a console) and the exit status is the command's, so they
  * compose in scripts like the command itself would.
  */
 #include "cli-internal.h"
@@ -15,24 +16,32 @@ static const char exec_usage[] =
     "\n"
     "Run one command in a sandbox. Its stdout and stderr are passed through as they arrive and\n"
     "onlyboxes exits with the command's exit status (124 on timeout, 125 when the sandbox could\n"
-    "not run it).\n"
+    "not run it, 130 when Ctrl-C canceled it).\n"
     "\n"
     "Options:\n"
-    "  --session ID       run in terminal session ID (created if missing); in local mode a\n"
-    "                     session lives as long as this process\n"
-    "  --timeout MS       kill the command after MS milliseconds (default 60000, max 600000)\n"
-    "  --runtime NAME     auto (default), bubblewrap or docker; also ONLYBOXES_RUNTIME\n"
-    "  -h, --help         show this help\n";
+    "  --session ID       run in terminal session ID (created if missing); the working directory\n"
+    "                     and exported variables carry over to the next command in it. Locally a\n"
+    "                     session lives as long as this process; on a console it stays between\n"
+    "                     invocations until its lease runs out\n"
+    "  --timeout-ms MS    kill the command after MS milliseconds (default 60000, max 600000);\n"
+    "                     --timeout is the same\n" OBX_CLI_TARGET_HELP
+    "  -h, --help         show this help\n"
+    "\n"
+    "On a console the output arrives when the command ends, and Ctrl-C cancels the remote task\n"
+    "(its processes are killed) before onlyboxes exits.\n"
+    "Example: ONLYBOXES_CONSOLE=https://obx.example.com ONLYBOXES_TOKEN=obx_... \\\n"
+    "         onlyboxes exec --session build -- make\n";
 
 static const char python_usage[] =
     "Usage: onlyboxes python [OPTIONS] (-c CODE | FILE | -)\n"
     "\n"
     "Run Python 3 code in a fresh sandbox: from -c CODE, from FILE, or from stdin with '-'.\n"
-    "Output is passed through; the exit status is the program's (124 on timeout).\n"
+    "Output is passed through; the exit status is the program's (124 on timeout, 130 when\n"
+    "Ctrl-C canceled it).\n"
     "\n"
     "Options:\n"
-    "  --timeout MS       kill the program after MS milliseconds (default 60000, max 600000)\n"
-    "  --runtime NAME     auto (default), bubblewrap or docker; also ONLYBOXES_RUNTIME\n"
+    "  --timeout-ms MS    kill the program after MS milliseconds (default 60000, max 600000);\n"
+    "                     --timeout is the same\n" OBX_CLI_TARGET_HELP
     "  -h, --help         show this help\n";
 
 #define MAX_CODE_BYTES (8u << 20)
@@ -56,16 +65,12 @@ static void shell_quote(struct obx_buf *b, const char *arg)
 }
 
 /* Runs one capability with live output; returns the process exit status for the CLI. */
-static int run_capability(const struct obx_cli_local *local, const char *capability,
-                          json_t *payload, int64_t timeout_ms)
+static int run_capability(struct obx_cli_target *target, const char *capability, json_t *payload,
+                          int64_t timeout_ms)
 {
-    obx_cli_handle_signals();
-    struct obx_error err = OBX_ERROR_INIT;
-    struct obx_worker *w = obx_cli_local_worker(local, &err);
-    if (!w) {
-        fprintf(stderr, "onlyboxes: %s\n", err.message);
+    struct obx_cli_backend *b = obx_cli_backend_open(target);
+    if (!b)
         return 125;
-    }
     json_object_set_new(payload, "timeout_ms", json_integer(timeout_ms));
     struct obx_call call;
     obx_call_init(&call);
@@ -73,13 +78,17 @@ static int run_capability(const struct obx_cli_local *local, const char *capabil
     call.deadline = obx_now_ms() + (uint64_t)timeout_ms + 2000;
     call.on_output = pass_through;
     json_t *result = NULL;
-    struct obx_executor *ex = obx_worker_executor(w);
+    struct obx_error err = OBX_ERROR_INIT;
+    struct obx_executor *ex = obx_cli_backend_executor(b);
     int r = ex->exec(ex, capability, payload, &call, &result, &err);
     obx_call_done(&call);
     int status;
     if (r < 0) {
-        fprintf(stderr, "onlyboxes: %s: %s\n", err.code, err.message);
+        char text[sizeof(err.code) + sizeof(err.message) + 4];
+        fprintf(stderr, "onlyboxes: %s\n", obx_error_text(&err, text, sizeof(text)));
         status = obx_streq(err.code, OBX_ERR_DEADLINE_EXCEEDED) ? 124 : 125;
+        if (obx_cli_interrupted())
+            status = 128 + obx_cli_interrupted();
     } else {
         status = (int)obx_json_get_int(result, "exit_code", 1);
         if (status < 0 || status > 255)
@@ -91,29 +100,30 @@ static int run_capability(const struct obx_cli_local *local, const char *capabil
             fprintf(stderr, "onlyboxes: stderr was truncated at the output limit\n");
     }
     json_decref(result);
-    obx_worker_free(w);
+    obx_cli_backend_close(b);
     return status;
 }
 
 /* Parses the options exec and python share. Returns the index of the first non-option argument,
  * or -1 after printing an error (or -2 after printing help). */
-static int parse_common(int argc, char **argv, const char *usage, struct obx_cli_local *local,
+static int parse_common(int argc, char **argv, const char *usage, struct obx_cli_target *target,
                         int64_t *timeout_ms, const char **session)
 {
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
+        int taken;
         if (obx_cli_is_help(a)) {
             fputs(usage, stdout);
             return -2;
         } else if (obx_streq(a, "--")) {
             return i + 1;
-        } else if (obx_streq(a, "--runtime") && i + 1 < argc) {
-            if (obx_cli_runtime_option(argv[++i], local) < 0)
+        } else if ((taken = obx_cli_target_option(argc, argv, &i, target)) != 0) {
+            if (taken < 0)
                 return -1;
-        } else if (obx_streq(a, "--timeout") && i + 1 < argc) {
+        } else if ((obx_streq(a, "--timeout-ms") || obx_streq(a, "--timeout")) && i + 1 < argc) {
             if (obx_parse_int64(argv[++i], 1, 600000, timeout_ms) < 0) {
-                fprintf(stderr, "onlyboxes: --timeout %s is invalid: expected 1 to 600000 ms\n",
+                fprintf(stderr, "onlyboxes: %s %s is invalid: expected 1 to 600000 ms\n", a,
                         argv[i]);
                 return -1;
             }
@@ -131,10 +141,10 @@ static int parse_common(int argc, char **argv, const char *usage, struct obx_cli
 
 int obx_cmd_exec(int argc, char **argv)
 {
-    struct obx_cli_local local = {0};
+    struct obx_cli_target target = {0};
     int64_t timeout = 60000;
     const char *session = NULL;
-    int i = parse_common(argc, argv, exec_usage, &local, &timeout, &session);
+    int i = parse_common(argc, argv, exec_usage, &target, &timeout, &session);
     if (i < 0)
         return i == -2 ? 0 : 2;
     if (i >= argc) {
@@ -154,7 +164,7 @@ int obx_cmd_exec(int argc, char **argv)
         json_object_set_new(payload, "create_if_missing", json_true());
     }
     obx_buf_free(&cmd);
-    int status = run_capability(&local, "terminalexec", payload, timeout);
+    int status = run_capability(&target, "terminalexec", payload, timeout);
     json_decref(payload);
     return status;
 }
@@ -181,9 +191,9 @@ static char *read_all(FILE *f, const char *name)
 
 int obx_cmd_python(int argc, char **argv)
 {
-    struct obx_cli_local local = {0};
+    struct obx_cli_target target = {0};
     int64_t timeout = 60000;
-    int i = parse_common(argc, argv, python_usage, &local, &timeout, NULL);
+    int i = parse_common(argc, argv, python_usage, &target, &timeout, NULL);
     if (i < 0)
         return i == -2 ? 0 : 2;
     _cleanup_free_ char *code = NULL;
@@ -223,7 +233,7 @@ int obx_cmd_python(int argc, char **argv)
         json_decref(payload);
         return 2;
     }
-    int status = run_capability(&local, "pythonexec", payload, timeout);
+    int status = run_capability(&target, "pythonexec", payload, timeout);
     json_decref(payload);
     return status;
 }

@@ -33,6 +33,8 @@ struct obx_console {
     struct obx_worker *worker; /* the embedded worker, or NULL */
     struct obx_dispatch *dispatch;
     struct obx_tasks *tasks;
+    int64_t started_ms; /* when this console started (the embedded worker's registration) */
+    struct obx_console_mcp *mcp; /* MCP over Streamable HTTP at /mcp */
 };
 
 enum obx_route_auth {
@@ -82,6 +84,16 @@ extern const struct obx_route obx_token_routes[];
 extern const size_t obx_token_routes_n;
 extern const struct obx_route obx_task_routes[];
 extern const size_t obx_task_routes_n;
+extern const struct obx_route obx_worker_routes[];
+extern const size_t obx_worker_routes_n;
+extern const struct obx_route obx_mcp_routes[];
+extern const size_t obx_mcp_routes_n;
+
+/* MCP over Streamable HTTP (routes-mcp.c): the endpoint's sessions and its executor. free()
+ * terminates every session (their calls are cancelled and answered), so it must run before the
+ * HTTP server and the dispatcher go away, and after no handler runs any more. */
+struct obx_console_mcp *obx_console_mcp_new(struct obx_console *c);
+void obx_console_mcp_free(struct obx_console_mcp *m);
 
 /* Creates an account with a fresh id, retrying id collisions (routes-account.c). -EEXIST: the
  * username is taken. Hashes the password: pool threads or startup only. */
@@ -89,6 +101,9 @@ int obx_console_account_create(struct obx_console *c, const char *username, cons
                                bool is_admin, struct obx_account *ret, struct obx_error *err);
 
 /* Handler helpers (router.c). */
+/* Bearer auth for a route that checks more first (AUTH_NONE in the table): fills ctx->account, or
+ * answers 401 with a WWW-Authenticate challenge and returns false. */
+bool obx_route_auth_bearer(struct obx_route_ctx *ctx);
 /* The body as a JSON object, or NULL after answering 400 "invalid request body". */
 json_t *obx_route_body_object(struct obx_route_ctx *ctx);
 /* A string member: absent or null gives def; another type gives -EINVAL. */
@@ -102,5 +117,9 @@ int obx_route_session_start(struct obx_route_ctx *ctx, const char *account_id);
 void obx_route_session_hash(const struct obx_console *c, const char *value, char out[static 65]);
 /* The client address used for rate limiting. */
 const char *obx_route_client_ip(const struct obx_route_ctx *ctx);
+/* ?page (default 1) and ?page_size (default 20, clamped to 100) and the row offset they give.
+ * False after answering 400. */
+bool obx_route_page(struct obx_route_ctx *ctx, int64_t *ret_page, int64_t *ret_page_size,
+                    int64_t *ret_offset);
 
 #endif

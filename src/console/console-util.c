@@ -2,7 +2,9 @@
 /* Pure helpers of the console; see console-util.h. */
 #include "console-util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <strings.h>
 #include <time.h>
 
 uint32_t obx_console_utf8_next(const char *str, size_t len, size_t *ret_size)
@@ -209,6 +211,54 @@ void obx_console_format_time(int64_t unix_ms, char out[static 40])
     memcpy(out, base, n + 1);
     n += (size_t)snprintf(out + n, 40 - n, "%s", frac);
     snprintf(out + n, 40 - n, "%.6s", zone);
+}
+
+bool obx_console_host_is_loopback(const char *host)
+{
+    if (obx_str_empty(host))
+        return false;
+    if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+        return true;
+    struct in_addr a;
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+int obx_console_authority_host(const char *authority, char *out, size_t size)
+{
+    const char *h = authority, *end;
+    if (*h == '[') {
+        h++;
+        end = strchr(h, ']');
+        if (!end || (end[1] && end[1] != ':'))
+            return -EINVAL;
+    } else {
+        end = strchrnul(h, ':');
+    }
+    size_t n = (size_t)(end - h);
+    if (n == 0 || n >= size)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)tolower((unsigned char)h[i]);
+    out[n] = '\0';
+    return 0;
+}
+
+bool obx_console_accepts(const char *accept, const char *type)
+{
+    const char *slash = strchr(type, '/');
+    size_t major = slash ? (size_t)(slash - type) : strlen(type);
+    for (const char *p = accept; p && *p;) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",;");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if ((n == strlen(type) && strncasecmp(p, type, n) == 0) ||
+            (n == 3 && !strncmp(p, "*/*", 3)) ||
+            (n == major + 2 && strncasecmp(p, type, major + 1) == 0 && p[major + 1] == '*'))
+            return true;
+        p = strchr(p, ',');
+    }
+    return false;
 }
 
 void obx_console_format_http_date(int64_t unix_ms, char out[static 40])

@@ -33,7 +33,8 @@ struct opt {
 
 #define OFF(f) offsetof(struct obx_console_config, f)
 
-/* CONSOLE_HTTP_ADDR and CONSOLE_HASH_KEY need parsing beyond a type and are handled below. */
+/* CONSOLE_HTTP_ADDR, CONSOLE_GRPC_ADDR and CONSOLE_HASH_KEY need parsing beyond a type and are
+ * handled below, as is the check of the TLS files. */
 static const struct opt opts[] = {
     {"CONSOLE_DB_PATH", OPT_STR, "./db/onlyboxes-console.db", 0, 0, OFF(db_path)},
     {"CONSOLE_DB_BUSY_TIMEOUT_MS", OPT_INT, "5000", 1, 600000, OFF(db_busy_timeout_ms)},
@@ -48,6 +49,16 @@ static const struct opt opts[] = {
     {"CONSOLE_LOGIN_WINDOW_SEC", OPT_INT, "300", 1, 86400, OFF(login_window_sec)},
     {"CONSOLE_TASK_RETENTION_DAYS", OPT_INT, "30", 1, 36500, OFF(task_retention_days)},
     {"CONSOLE_EMBEDDED_WORKER", OPT_BOOL, "false", 0, 0, OFF(embedded_worker)},
+    {"CONSOLE_OFFLINE_TTL_SEC", OPT_INT, "15", 1, 86400, OFF(offline_ttl_sec)},
+    {"CONSOLE_TLS_CERT_FILE", OPT_STR, "", 0, 0, OFF(tls_cert_file)},
+    {"CONSOLE_TLS_KEY_FILE", OPT_STR, "", 0, 0, OFF(tls_key_file)},
+    {"CONSOLE_MCP_MAX_SESSIONS", OPT_INT, "1024", 1, 65536, OFF(mcp_max_sessions)},
+    {"CONSOLE_MCP_MAX_SESSIONS_PER_ACCOUNT", OPT_INT, "64", 1, 65536,
+     OFF(mcp_max_sessions_per_account)},
+    {"CONSOLE_MCP_SESSION_IDLE_SEC", OPT_INT, "1800", 10, 604800, OFF(mcp_session_idle_sec)},
+    {"CONSOLE_MCP_ALLOWED_ORIGINS", OPT_STR, "", 0, 0, OFF(mcp_allowed_origins)},
+    /* Test harnesses only (the MCP conformance suite sends no token); loopback only. */
+    {"CONSOLE_MCP_TEST_FIXTURES", OPT_BOOL, "false", 0, 0, OFF(mcp_test_fixtures)},
 };
 
 static int parse_bool(const char *s, bool def)
@@ -89,23 +100,73 @@ static void apply_opt(const struct opt *o, const char *v, struct obx_console_con
     }
 }
 
-static int parse_addr(const char *addr, struct obx_console_config *cfg, struct obx_error *err)
+/* HOST:PORT, :PORT or [IPv6]:PORT from the variable env (def when unset or empty). */
+static int parse_addr(const char *env, const char *def, char **ret_host, int *ret_port,
+                      struct obx_error *err)
 {
+    const char *addr = getenv(env);
+    if (!addr || !*addr)
+        addr = def;
     const char *colon = strrchr(addr, ':');
     int64_t port;
     if (!colon || obx_parse_int64(colon + 1, 0, 65535, &port) < 0)
-        return obx_error_set(err, EINVAL, "",
-                             "CONSOLE_HTTP_ADDR=%s: expected HOST:PORT or :PORT (port 0..65535)",
-                             addr);
+        return obx_error_set(err, EINVAL, "", "%s=%s: expected HOST:PORT or :PORT (port 0..65535)",
+                             env, addr);
     const char *h = addr;
     size_t hlen = (size_t)(colon - addr);
     if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
         h++;
         hlen -= 2;
     }
-    cfg->http_host = obx_xstrndup(h, hlen);
-    cfg->http_port = (int)port;
+    *ret_host = obx_xstrndup(h, hlen);
+    *ret_port = (int)port;
     return 0;
+}
+
+/* A PEM file the console can read and that holds `what` ("CERTIFICATE", "PRIVATE KEY"), so a
+ * wrong path or a swapped file is named at startup; the TLS library checks the rest. */
+static int check_pem_file(const char *env, const char *path, const char *what,
+                          struct obx_error *err)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return obx_error_set(err, errno, "", "%s=%s: cannot read: %s", env, path, strerror(errno));
+    char buf[65536];
+    size_t n = 0;
+    ssize_t k;
+    while (n < sizeof(buf) - 1 && (k = read(fd, buf + n, sizeof(buf) - 1 - n)) != 0) {
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return obx_error_set(err, errno, "", "%s=%s: cannot read: %s", env, path,
+                                 strerror(errno));
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    _cleanup_free_ char *marker = obx_xasprintf("-----BEGIN %s-----", what);
+    _cleanup_free_ char *any = obx_xasprintf(" %s-----", what); /* "BEGIN EC PRIVATE KEY" too */
+    bool ok = strstr(buf, marker) || (strstr(buf, "-----BEGIN ") && strstr(buf, any));
+    explicit_bzero(buf, sizeof(buf));
+    if (!ok)
+        return obx_error_set(err, EINVAL, "", "%s=%s: not a PEM file with a %s", env, path, what);
+    return 0;
+}
+
+static int check_tls(struct obx_console_config *cfg, struct obx_error *err)
+{
+    bool cert = !obx_str_empty(cfg->tls_cert_file), key = !obx_str_empty(cfg->tls_key_file);
+    if (cert != key)
+        return obx_error_set(err, EINVAL, "",
+                             "%s is set but %s is not: HTTPS needs both the certificate and the "
+                             "key (or neither for plain HTTP)",
+                             cert ? "CONSOLE_TLS_CERT_FILE" : "CONSOLE_TLS_KEY_FILE",
+                             cert ? "CONSOLE_TLS_KEY_FILE" : "CONSOLE_TLS_CERT_FILE");
+    if (!cert)
+        return 0;
+    int r = check_pem_file("CONSOLE_TLS_CERT_FILE", cfg->tls_cert_file, "CERTIFICATE", err);
+    if (r < 0)
+        return r;
+    return check_pem_file("CONSOLE_TLS_KEY_FILE", cfg->tls_key_file, "PRIVATE KEY", err);
 }
 
 int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error *err)
@@ -116,8 +177,15 @@ int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error
         apply_opt(&opts[i], v && *v ? v : opts[i].def, cfg);
     }
     cfg->max_body_bytes = 1024 * 1024;
-    const char *addr = getenv("CONSOLE_HTTP_ADDR");
-    int r = parse_addr(addr && *addr ? addr : ":8089", cfg, err);
+    int r = parse_addr("CONSOLE_HTTP_ADDR", ":8089", &cfg->http_host, &cfg->http_port, err);
+    if (r >= 0)
+        r = parse_addr("CONSOLE_GRPC_ADDR", ":50051", &cfg->grpc_host, &cfg->grpc_port, err);
+    if (r >= 0)
+        r = check_tls(cfg, err);
+    if (r >= 0 && cfg->mcp_test_fixtures && !obx_console_host_is_loopback(cfg->http_host))
+        r = obx_error_set(err, EINVAL, "",
+                          "CONSOLE_MCP_TEST_FIXTURES opens /mcp without a token: it needs a "
+                          "loopback CONSOLE_HTTP_ADDR");
     if (r < 0)
         return r;
     const char *key = getenv("CONSOLE_HASH_KEY");
@@ -132,6 +200,10 @@ void obx_console_config_done(struct obx_console_config *cfg)
     obx_auth_wipe(cfg->dashboard_password);
     obx_auth_wipe(cfg->hash_key);
     free(cfg->http_host);
+    free(cfg->grpc_host);
+    free(cfg->tls_cert_file);
+    free(cfg->tls_key_file);
+    free(cfg->mcp_allowed_origins);
     free(cfg->db_path);
     free(cfg->dashboard_username);
     free(cfg->dashboard_password);
@@ -232,7 +304,7 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
 {
     if (obx_auth_init() < 0)
         return obx_error_set(err, EIO, OBX_ERR_INTERNAL, "libsodium failed to initialise");
-    struct obx_console c = {.cfg = cfg};
+    struct obx_console c = {.cfg = cfg, .started_ms = obx_unix_ms()};
     int r = obx_store_open(cfg->db_path, cfg->db_busy_timeout_ms, &c.store, err);
     if (r < 0)
         return r;
@@ -246,6 +318,10 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         goto out;
     if (r > 0)
         obx_warn("%d tasks were interrupted by the last shutdown; they are marked failed", r);
+    r = obx_store_worker_clear_sessions(c.store, err);
+    if (r < 0)
+        goto out;
+    unsigned max_inflight = 0;
     if (cfg->embedded_worker) {
         struct obx_worker_config wc;
         if (obx_worker_config_from_env(&wc, err) < 0) {
@@ -258,11 +334,12 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
             goto out;
         }
         obx_info("embedded worker started (runtime %s)", obx_worker_runtime(c.worker)->name);
+        max_inflight = wc.max_inflight;
     }
-    c.dispatch = obx_dispatch_new(c.worker ? obx_worker_executor(c.worker) : NULL,
-                                  OBX_DISPATCH_EMBEDDED_MAX_INFLIGHT);
+    c.dispatch = obx_dispatch_new(c.worker ? obx_worker_executor(c.worker) : NULL, max_inflight);
     c.tasks = obx_tasks_new(c.store, c.dispatch, retention_ms);
     c.pool = obx_console_pool_new(cfg->worker_threads, 1024);
+    c.mcp = obx_console_mcp_new(&c);
     c.login_limit =
         obx_ratelimit_new(cfg->login_max_failures, (uint64_t)cfg->login_window_sec * 1000, 4096);
     struct obx_http_server_config hc = {
@@ -272,13 +349,19 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         .max_header_bytes = 16384,
         .header_timeout_sec = cfg->header_timeout_sec,
         .idle_timeout_sec = cfg->idle_timeout_sec,
+        .tls_cert_file = obx_str_empty(cfg->tls_cert_file) ? NULL : cfg->tls_cert_file,
+        .tls_key_file = obx_str_empty(cfg->tls_key_file) ? NULL : cfg->tls_key_file,
         .dispatch = obx_router_dispatch,
         .userdata = &c,
     };
     r = obx_http_server_new(&hc, &c.http, err);
+    if (r == -EINVAL && hc.tls_cert_file)
+        obx_error_wrap(err, "CONSOLE_TLS_CERT_FILE=%s, CONSOLE_TLS_KEY_FILE=%s", hc.tls_cert_file,
+                       hc.tls_key_file);
     if (r < 0)
         goto out;
-    fprintf(stderr, "onlyboxes console: listening on http://%s:%d\n",
+    fprintf(stderr, "onlyboxes console: listening on %s://%s:%d\n",
+            obx_str_empty(cfg->tls_cert_file) ? "http" : "https",
             obx_str_empty(cfg->http_host) ? "0.0.0.0" : cfg->http_host,
             obx_http_server_port(c.http));
     pthread_mutex_lock(&running_lock);
@@ -295,6 +378,7 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         obx_error_set(err, -r, OBX_ERR_INTERNAL, "HTTP service loop failed");
 out:
     obx_console_pool_free(c.pool); /* queued handlers finish; their completions are dropped below */
+    obx_console_mcp_free(c.mcp);   /* MCP calls in flight are cancelled and answered */
     obx_tasks_free(c.tasks);       /* live tasks are stopped, then every waiter is answered */
     obx_http_server_free(c.http);
     obx_dispatch_free(c.dispatch);

@@ -28,6 +28,16 @@ struct obx_console_config {
     int login_window_sec;
     int task_retention_days; /* ended tasks are deleted this long after they ended */
     bool embedded_worker;    /* run capabilities in an in-process worker on this host */
+    char *grpc_host;         /* CONSOLE_GRPC_ADDR: "" = every interface */
+    int grpc_port;
+    int offline_ttl_sec; /* a worker unseen this long is offline */
+    char *tls_cert_file; /* both set (checked readable PEM) or both NULL: HTTPS only */
+    char *tls_key_file;
+    int mcp_max_sessions;             /* MCP sessions at once, over every account */
+    int mcp_max_sessions_per_account; /* MCP sessions at once per account */
+    int mcp_session_idle_sec;         /* an MCP session unused this long is terminated */
+    char *mcp_allowed_origins;        /* comma-separated origins /mcp also accepts; may be "" */
+    bool mcp_test_fixtures; /* tests only: conformance fixture tools, /mcp without a token */
 };
 
 /* Fills cfg from the environment. Fails with a message naming the variable. The strings are owned
@@ -36,7 +46,8 @@ int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error
 void obx_console_config_done(struct obx_console_config *cfg);
 
 /* Opens the store, creates the first admin if there is none, binds the HTTP listener, prints
- * "listening on http://HOST:PORT" to stderr, then serves until obx_console_request_stop(). */
+ * "listening on http://HOST:PORT" (https:// with TLS) to stderr, then serves until
+ * obx_console_request_stop(). */
 int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err);
 
 /* Asks a running console to shut down gracefully. Async-signal-unsafe but thread-safe. */

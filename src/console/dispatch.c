@@ -10,6 +10,9 @@
 
 static const char *const embedded_caps[] = {"echo", "pythonexec", "terminalexec",
                                             "terminalresource"};
+/* The same capabilities as the worker declares them (worker lists show these). */
+static const char *const embedded_declared[] = {"echo", "pythonExec", "terminalExec",
+                                                "terminalResource"};
 
 struct obx_dispatch {
     struct obx_executor *ex;
@@ -74,6 +77,19 @@ void obx_dispatch_release(struct obx_dispatch *d, const char *capability)
     if (d->inflight[i] > 0)
         d->inflight[i]--;
     pthread_mutex_unlock(&d->lock);
+}
+
+size_t obx_dispatch_snapshot(struct obx_dispatch *d, struct obx_dispatch_cap *out, size_t max)
+{
+    if (!d->ex)
+        return 0;
+    size_t n = OBX_MIN(max, OBX_ARRAY_SIZE(embedded_caps));
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (struct obx_dispatch_cap){embedded_caps[i], embedded_declared[i], d->inflight[i],
+                                           d->max_inflight};
+    pthread_mutex_unlock(&d->lock);
+    return n;
 }
 
 int obx_dispatch_exec(struct obx_dispatch *d, const char *capability, json_t *payload,

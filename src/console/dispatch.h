@@ -10,9 +10,6 @@
 
 #include "common/executor.h"
 
-/* In-flight calls per capability on the embedded worker. */
-#define OBX_DISPATCH_EMBEDDED_MAX_INFLIGHT 16
-
 struct obx_dispatch;
 
 /* ex may be NULL (no worker). ex is borrowed and must outlive the dispatcher. */
@@ -26,6 +23,16 @@ unsigned obx_dispatch_max_total(const struct obx_dispatch *d);
  * (every worker that does is full). A reserved slot is released by exec() or release(). */
 int obx_dispatch_acquire(struct obx_dispatch *d, const char *capability);
 void obx_dispatch_release(struct obx_dispatch *d, const char *capability);
+
+/* The embedded worker's capabilities with their in-flight counts, at most max of them; returns
+ * how many were written (0 without an embedded worker). The names are static strings. */
+struct obx_dispatch_cap {
+    const char *name;     /* lower-case, as dispatched */
+    const char *declared; /* as the worker declares it */
+    unsigned inflight, max_inflight;
+};
+#define OBX_DISPATCH_MAX_CAPS 8
+size_t obx_dispatch_snapshot(struct obx_dispatch *d, struct obx_dispatch_cap *out, size_t max);
 
 /* Runs the capability in a reserved slot and releases it. Blocking; see executor.h. */
 int obx_dispatch_exec(struct obx_dispatch *d, const char *capability, json_t *payload,

@@ -35,6 +35,12 @@ void obx_http_respond_empty(struct obx_http_request *req, int status)
     response_set_body(&req->resp, status, NULL, NULL, 0);
 }
 
+void obx_http_respond_raw(struct obx_http_request *req, int status, const char *content_type,
+                          char *body, size_t len)
+{
+    response_set_body(&req->resp, status, content_type, body, len);
+}
+
 void obx_http_response_add_header(struct obx_http_request *req, const char *name, const char *value)
 {
     struct obx_http_response *r = &req->resp;
@@ -83,6 +89,13 @@ void obx_http_request_unref(struct obx_http_request *req)
     free(req->authorization);
     free(req->forwarded_proto);
     free(req->forwarded_for);
+    free(req->host);
+    free(req->origin);
+    free(req->accept);
+    free(req->content_type);
+    free(req->mcp_session_id);
+    free(req->mcp_protocol);
+    obx_buf_free(&req->stream);
     obx_http_response_done(&req->resp);
     free(req);
 }

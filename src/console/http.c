@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The libwebsockets side of the console's HTTP server. Everything here runs on the one service
- * thread except obx_http_request_complete() and obx_http_server_stop(), which other threads call.
+ * thread except obx_http_request_complete(), the obx_http_stream_*() calls and
+ * obx_http_server_stop(), which other threads call.
  *
  * Life of a request: LWS_CALLBACK_HTTP copies the method, path, query and the few headers we use
  * into a struct obx_http_request (lws keeps its header buffer only for the current callback
@@ -10,7 +11,9 @@
  * the only lws call that is safe from another thread. The service thread wakes with
  * LWS_CALLBACK_EVENT_WAIT_CANCELLED, drains the whole list, and asks for a writeable callback on
  * each connection that still exists; the response is written from LWS_CALLBACK_HTTP_WRITEABLE
- * only, in chunks, as lws requires.
+ * only, in chunks, as lws requires. A streamed response goes the same way, once per wake-up:
+ * each obx_http_stream_write() appends to the request's pending bytes under the same mutex and
+ * queues the request (once) for a writeable callback, which writes what is pending.
  *
  * A connection (lws per-session data) points at its current request and the request points back;
  * both pointers are touched only on the service thread, and a close clears them, so a late
@@ -26,6 +29,7 @@
 
 #define HTTP_CHUNK 16384
 #define OVERSIZE_DRAIN_BYTES (16u << 20) /* larger bodies get their 413 at once */
+#define STREAM_MAX_PENDING (64u << 20)   /* streamed bytes a slow client may leave unread */
 
 struct http_conn {
     struct lws *wsi;
@@ -50,11 +54,17 @@ struct obx_http_server {
     struct obx_http_request *done_head, *done_tail;
 };
 
+/* The first lws error on this thread since it was cleared: when a vhost cannot be created, lws
+ * says why (a TLS file it could not load, a key that does not match) only in its log. */
+static __thread char first_lws_error[256];
+
 static void lws_log_emit(int level, const char *line)
 {
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
+    if (level == LLL_ERR && !first_lws_error[0])
+        snprintf(first_lws_error, sizeof(first_lws_error), "%.*s", (int)n, line);
     obx_log(level == LLL_ERR ? OBX_LOG_ERROR : OBX_LOG_WARN, "lws: %.*s", (int)n, line);
 }
 
@@ -140,6 +150,13 @@ static struct obx_http_request *request_new(struct obx_http_server *srv, struct 
     req->authorization = header_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
     req->forwarded_for = header_dup(wsi, WSI_TOKEN_X_FORWARDED_FOR);
     req->forwarded_proto = custom_header_dup(wsi, "x-forwarded-proto:");
+    req->host = header_dup(wsi, WSI_TOKEN_HOST);
+    req->origin = header_dup(wsi, WSI_TOKEN_ORIGIN);
+    req->accept = header_dup(wsi, WSI_TOKEN_HTTP_ACCEPT);
+    req->content_type = header_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+    req->mcp_session_id = custom_header_dup(wsi, "mcp-session-id:");
+    req->mcp_protocol = custom_header_dup(wsi, "mcp-protocol-version:");
+    req->stream = (struct obx_buf)OBX_BUF_INIT(STREAM_MAX_PENDING);
     lws_get_peer_simple(wsi, req->remote_ip, sizeof(req->remote_ip));
     req->tls = lws_is_ssl(wsi) != 0;
     return req;
@@ -177,6 +194,11 @@ static void dispatch(struct obx_http_server *srv, struct http_conn *c)
 static void conn_detach(struct http_conn *c)
 {
     if (c->req) {
+        struct obx_http_server *srv = c->req->srv;
+        pthread_mutex_lock(&srv->lock);
+        c->req->gone = true;
+        obx_buf_free(&c->req->stream);
+        pthread_mutex_unlock(&srv->lock);
         c->req->conn = NULL;
         obx_http_request_unref(c->req);
         c->req = NULL;
@@ -228,16 +250,21 @@ static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws 
     return 0;
 }
 
-static int write_response(struct http_conn *c)
+/* The response head. A streamed body has no length: lws adds "connection: close" on HTTP/1.1
+ * (the body then ends with the connection) and nothing on HTTP/2 (it ends with the stream). */
+static int write_head(struct http_conn *c, bool streamed)
 {
     struct obx_http_response *r = &c->req->resp;
-    bool head = c->req->method == OBX_HTTP_HEAD;
-    if (!c->headers_sent) {
-        size_t cap = LWS_PRE + 4096;
-        for (size_t i = 0; i < r->n_headers; i++)
-            cap += strlen(r->headers[i][0]) + strlen(r->headers[i][1]) + 8;
-        _cleanup_free_ unsigned char *buf = obx_xmalloc(cap);
-        unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap;
+    size_t cap = LWS_PRE + 4096;
+    for (size_t i = 0; i < r->n_headers; i++)
+        cap += strlen(r->headers[i][0]) + strlen(r->headers[i][1]) + 8;
+    _cleanup_free_ unsigned char *buf = obx_xmalloc(cap);
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap;
+    if (streamed) {
+        if (lws_add_http_common_headers(c->wsi, (unsigned)r->status, r->content_type,
+                                        LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end))
+            return -1;
+    } else {
         if (lws_add_http_header_status(c->wsi, (unsigned)r->status, &p, end))
             return -1;
         if (r->content_type && lws_add_http_header_by_token(c->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
@@ -247,20 +274,31 @@ static int write_response(struct http_conn *c)
         if (r->status != 204 && r->status != 304 &&
             lws_add_http_header_content_length(c->wsi, r->body_len, &p, end))
             return -1;
-        for (size_t i = 0; i < r->n_headers; i++) {
-            _cleanup_free_ char *name = obx_xasprintf("%s:", r->headers[i][0]);
-            if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)name,
-                                            (const unsigned char *)r->headers[i][1],
-                                            (int)strlen(r->headers[i][1]), &p, end))
-                return -1;
-        }
-        if (c->close_after &&
-            lws_add_http_header_by_token(c->wsi, WSI_TOKEN_CONNECTION,
-                                         (const unsigned char *)"close", 5, &p, end))
+    }
+    for (size_t i = 0; i < r->n_headers; i++) {
+        _cleanup_free_ char *name = obx_xasprintf("%s:", r->headers[i][0]);
+        if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)name,
+                                        (const unsigned char *)r->headers[i][1],
+                                        (int)strlen(r->headers[i][1]), &p, end))
             return -1;
-        if (lws_finalize_write_http_header(c->wsi, start, &p, end))
+    }
+    if (!streamed && c->close_after &&
+        lws_add_http_header_by_token(c->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close",
+                                     5, &p, end))
+        return -1;
+    if (lws_finalize_write_http_header(c->wsi, start, &p, end))
+        return -1;
+    c->headers_sent = true;
+    return 0;
+}
+
+static int write_response(struct http_conn *c)
+{
+    struct obx_http_response *r = &c->req->resp;
+    bool head = c->req->method == OBX_HTTP_HEAD;
+    if (!c->headers_sent) {
+        if (write_head(c, false) < 0)
             return -1;
-        c->headers_sent = true;
         if (r->body_len > 0 && !head) {
             lws_callback_on_writable(c->wsi);
             return 0;
@@ -281,11 +319,43 @@ static int write_response(struct http_conn *c)
     return 1;
 }
 
+/* A streamed response: the head first, then whatever is pending, up to a chunk per callback.
+ * Returns 1 when the body ended, 0 to wait for more, -1 on error. */
+static int write_stream(struct http_conn *c)
+{
+    struct obx_http_request *req = c->req;
+    bool h1 = lws_get_network_wsi(c->wsi) == c->wsi;
+    if (!c->headers_sent) {
+        if (write_head(c, true) < 0)
+            return -1;
+        c->close_after = h1;
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    unsigned char buf[LWS_PRE + HTTP_CHUNK];
+    pthread_mutex_lock(&req->srv->lock);
+    size_t n = OBX_MIN(req->stream.len, (size_t)HTTP_CHUNK);
+    if (n > 0)
+        memcpy(buf + LWS_PRE, req->stream.data, n);
+    obx_buf_consume(&req->stream, n);
+    bool more = req->stream.len > 0, last = !more && req->stream_ended;
+    pthread_mutex_unlock(&req->srv->lock);
+    if ((n > 0 || (last && !h1)) &&
+        lws_write(c->wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+        return -1;
+    if (more)
+        lws_callback_on_writable(c->wsi);
+    return last ? 1 : 0;
+}
+
 static int on_writeable(struct http_conn *c)
 {
     if (!c->req || !c->responding)
         return 0;
-    int r = write_response(c);
+    pthread_mutex_lock(&c->req->srv->lock);
+    bool streaming = c->req->streaming;
+    pthread_mutex_unlock(&c->req->srv->lock);
+    int r = streaming ? write_stream(c) : write_response(c);
     if (r <= 0)
         return r;
     bool close_after = c->close_after;
@@ -295,22 +365,28 @@ static int on_writeable(struct http_conn *c)
     return lws_http_transaction_completed(c->wsi) ? -1 : 0;
 }
 
+/* One at a time, so a request queued again while we work goes to the tail, not into our list. */
 static void drain_done(struct obx_http_server *srv)
 {
-    pthread_mutex_lock(&srv->lock);
-    struct obx_http_request *list = srv->done_head;
-    srv->done_head = srv->done_tail = NULL;
-    pthread_mutex_unlock(&srv->lock);
-    while (list) {
-        struct obx_http_request *req = list;
-        list = req->next_done;
-        req->next_done = NULL;
+    for (;;) {
+        pthread_mutex_lock(&srv->lock);
+        struct obx_http_request *req = srv->done_head;
+        if (req) {
+            srv->done_head = req->next_done;
+            if (!srv->done_head)
+                srv->done_tail = NULL;
+            req->next_done = NULL;
+            req->queued = false;
+        }
+        pthread_mutex_unlock(&srv->lock);
+        if (!req)
+            return;
         struct http_conn *c = req->conn;
         if (c && c->req == req) {
             c->responding = true;
             lws_callback_on_writable(c->wsi);
         }
-        obx_http_request_unref(req); /* the completion reference; the conn keeps its own */
+        obx_http_request_unref(req); /* the list's reference; the conn keeps its own */
     }
 }
 
@@ -366,7 +442,10 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
+    bool tls = cfg->tls_cert_file && cfg->tls_key_file;
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    if (tls)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.max_http_header_data = (unsigned short)OBX_MIN(cfg->max_header_bytes, 65535u);
     info.max_http_header_pool = 256;
@@ -385,9 +464,21 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
     info.protocols = protocols;
     info.timeout_secs = (unsigned)cfg->header_timeout_sec;
     info.keepalive_timeout = cfg->idle_timeout_sec;
+    if (tls) {
+        /* HTTPS only: without LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT a plaintext client
+         * fails the handshake and is closed. */
+        info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws reads it per vhost too */
+        info.ssl_cert_filepath = cfg->tls_cert_file;
+        info.ssl_private_key_filepath = cfg->tls_key_file;
+    }
+    first_lws_error[0] = '\0';
     srv->vhost = lws_create_vhost(srv->ctx, &info);
     if (!srv->vhost) {
         obx_http_server_free(srv);
+        /* lws sets up TLS before it binds; its first error says which step failed. */
+        if (tls && first_lws_error[0] && !strstr(first_lws_error, "binding"))
+            return obx_error_set(err, EINVAL, OBX_ERR_INTERNAL, "TLS setup failed: %s",
+                                 first_lws_error);
         return obx_error_set(err, EADDRINUSE, OBX_ERR_INTERNAL,
                              "cannot listen on %s:%d (address in use or not available)",
                              obx_str_empty(cfg->host) ? "*" : cfg->host, cfg->port);
@@ -416,17 +507,57 @@ void obx_http_server_stop(struct obx_http_server *srv)
     lws_cancel_service(srv->ctx);
 }
 
-void obx_http_request_complete(struct obx_http_request *req)
+/* Sets *flag (a field of req, or NULL), queues req for the service thread (once: the list holds
+ * a reference) and wakes the loop. consume: the caller's completion reference becomes the list's,
+ * or is dropped when req is queued already. */
+static void enqueue(struct obx_http_request *req, bool consume, bool *flag)
 {
     struct obx_http_server *srv = req->srv;
     pthread_mutex_lock(&srv->lock);
-    if (srv->done_tail)
-        srv->done_tail->next_done = req;
-    else
-        srv->done_head = req;
-    srv->done_tail = req;
+    if (flag)
+        *flag = true;
+    bool unref = consume && req->queued;
+    if (!req->queued) {
+        if (!consume)
+            obx_http_request_ref(req);
+        req->queued = true;
+        if (srv->done_tail)
+            srv->done_tail->next_done = req;
+        else
+            srv->done_head = req;
+        srv->done_tail = req;
+    }
     pthread_mutex_unlock(&srv->lock);
     lws_cancel_service(srv->ctx);
+    if (unref)
+        obx_http_request_unref(req); /* the list holds another */
+}
+
+void obx_http_request_complete(struct obx_http_request *req)
+{
+    enqueue(req, true, NULL);
+}
+
+void obx_http_stream_start(struct obx_http_request *req)
+{
+    enqueue(req, false, &req->streaming);
+}
+
+void obx_http_stream_write(struct obx_http_request *req, const char *data, size_t len)
+{
+    pthread_mutex_lock(&req->srv->lock);
+    bool queue = !req->gone && obx_buf_append(&req->stream, data, len) == 0;
+    if (!queue && !req->gone)
+        obx_warn("http: a slow client left %zu bytes unread; dropping %zu more", req->stream.len,
+                 len);
+    pthread_mutex_unlock(&req->srv->lock);
+    if (queue)
+        enqueue(req, false, NULL);
+}
+
+void obx_http_stream_end(struct obx_http_request *req)
+{
+    enqueue(req, true, &req->stream_ended);
 }
 
 void obx_http_server_free(struct obx_http_server *srv)

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "common/buf.h"
 #include "common/error.h"
 
 enum obx_http_method {
@@ -52,6 +53,12 @@ struct obx_http_request {
     char *authorization;   /* Authorization header or NULL */
     char *forwarded_proto; /* X-Forwarded-Proto or NULL */
     char *forwarded_for;   /* X-Forwarded-For or NULL */
+    char *host;            /* Host header or NULL */
+    char *origin;          /* Origin or NULL */
+    char *accept;          /* Accept or NULL */
+    char *content_type;    /* Content-Type or NULL */
+    char *mcp_session_id;  /* Mcp-Session-Id or NULL */
+    char *mcp_protocol;    /* MCP-Protocol-Version or NULL */
     char remote_ip[64];
     bool tls;
 
@@ -63,6 +70,10 @@ struct obx_http_request {
     struct http_conn *conn; /* service thread only */
     struct obx_http_server *srv;
     struct obx_http_request *next_done;
+    /* Under the server's lock: on the done list; a streamed response, its bytes not written yet,
+     * whether it ended; the client went away. */
+    bool queued, streaming, stream_ended, gone;
+    struct obx_buf stream;
 };
 
 /* Runs on the service thread: must not block. Owns the completion reference. */
@@ -75,6 +86,9 @@ struct obx_http_server_config {
     size_t max_header_bytes;
     int header_timeout_sec; /* to receive the request head and each body chunk */
     int idle_timeout_sec;   /* keep-alive idle */
+    /* Both set: the port speaks HTTPS only (PEM files, read at creation). Both NULL: plain HTTP. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
     obx_http_dispatch_fn dispatch;
     void *userdata;
 };
@@ -94,6 +108,16 @@ void obx_http_request_unref(struct obx_http_request *req);
 /* Any thread, once per request: queues req->resp for writing and consumes the completion ref. */
 void obx_http_request_complete(struct obx_http_request *req);
 
+/* A streamed response (server-sent events): obx_http_stream_start() sends req->resp's status,
+ * content type and headers without a length (HTTP/1.1 then closes the connection after the body),
+ * obx_http_stream_write() queues body bytes (copied) to go out as they come, and
+ * obx_http_stream_end() ends the body and consumes the completion reference in place of
+ * obx_http_request_complete(). Any thread; calls for one request must not overlap. Bytes for a
+ * client that went away are dropped. */
+void obx_http_stream_start(struct obx_http_request *req);
+void obx_http_stream_write(struct obx_http_request *req, const char *data, size_t len);
+void obx_http_stream_end(struct obx_http_request *req);
+
 /* Query value by name (first match) or NULL. */
 const char *obx_http_request_query(const struct obx_http_request *req, const char *name);
 
@@ -101,6 +125,9 @@ const char *obx_http_request_query(const struct obx_http_request *req, const cha
 void obx_http_respond_json(struct obx_http_request *req, int status, json_t *body /* stolen */);
 void obx_http_respond_error(struct obx_http_request *req, int status, const char *message);
 void obx_http_respond_empty(struct obx_http_request *req, int status);
+/* A body of the given type; steals body (malloc'd, len bytes). */
+void obx_http_respond_raw(struct obx_http_request *req, int status, const char *content_type,
+                          char *body, size_t len);
 /* Adds a response header (copied). Silently ignored past OBX_HTTP_MAX_RESP_HEADERS. */
 void obx_http_response_add_header(struct obx_http_request *req, const char *name,
                                   const char *value);

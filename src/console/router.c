@@ -19,9 +19,9 @@ static const struct {
     const struct obx_route *routes;
     const size_t *n;
 } tables[] = {
-    {obx_account_routes, &obx_account_routes_n},
-    {obx_token_routes, &obx_token_routes_n},
-    {obx_task_routes, &obx_task_routes_n},
+    {obx_account_routes, &obx_account_routes_n}, {obx_token_routes, &obx_token_routes_n},
+    {obx_task_routes, &obx_task_routes_n},       {obx_worker_routes, &obx_worker_routes_n},
+    {obx_mcp_routes, &obx_mcp_routes_n},
 };
 
 /* Matches one pattern; fills params on success. */
@@ -161,6 +161,24 @@ const char *obx_route_client_ip(const struct obx_route_ctx *ctx)
     return r->remote_ip;
 }
 
+bool obx_route_page(struct obx_route_ctx *ctx, int64_t *ret_page, int64_t *ret_page_size,
+                    int64_t *ret_offset)
+{
+    if (obx_console_parse_page_param(obx_http_request_query(ctx->req, "page"), 1, INT64_MAX,
+                                     ret_page) < 0) {
+        obx_http_respond_error(ctx->req, 400, "page must be a positive integer");
+        return false;
+    }
+    if (obx_console_parse_page_param(obx_http_request_query(ctx->req, "page_size"), 20, 100,
+                                     ret_page_size) < 0) {
+        obx_http_respond_error(ctx->req, 400, "page_size must be a positive integer");
+        return false;
+    }
+    if (__builtin_mul_overflow(*ret_page - 1, *ret_page_size, ret_offset))
+        *ret_offset = INT64_MAX;
+    return true;
+}
+
 json_t *obx_route_body_object(struct obx_route_ctx *ctx)
 {
     struct obx_error err = OBX_ERROR_INIT;
@@ -241,6 +259,15 @@ static bool auth_cookie(struct obx_route_ctx *ctx, bool admin)
     return true;
 }
 
+/* The 401 of bearer auth, with the challenge RFC 6750 asks for. */
+static void bearer_refused(struct obx_route_ctx *ctx, bool token_given)
+{
+    obx_http_respond_error(ctx->req, 401, "invalid or missing token");
+    obx_http_response_add_header(ctx->req, "www-authenticate",
+                                 token_given ? "Bearer realm=\"onlyboxes\", error=\"invalid_token\""
+                                             : "Bearer realm=\"onlyboxes\"");
+}
+
 /* Bearer auth (reference §1.1): "Bearer <token>", HMAC lookup, constant-time confirmation. */
 static bool auth_bearer(struct obx_route_ctx *ctx)
 {
@@ -251,7 +278,7 @@ static bool auth_bearer(struct obx_route_ctx *ctx)
     char *token = scheme ? strtok_r(NULL, " \t", &save) : NULL;
     char *extra = token ? strtok_r(NULL, " \t", &save) : NULL;
     if (!scheme || !token || extra || strcasecmp(scheme, "Bearer") != 0) {
-        obx_http_respond_error(ctx->req, 401, "invalid or missing token");
+        bearer_refused(ctx, false);
         return false;
     }
     char hash[65];
@@ -261,11 +288,16 @@ static bool auth_bearer(struct obx_route_ctx *ctx)
     int r = obx_store_token_by_hash(c->store, hash, &t, &err);
     if (r < 0 || !obx_auth_equal(t.token_hash, hash, 64) ||
         obx_store_account_by_id(c->store, t.account_id, &ctx->account, NULL, NULL, &err) < 0) {
-        obx_http_respond_error(ctx->req, 401, "invalid or missing token");
+        bearer_refused(ctx, true);
         return false;
     }
     ctx->authed = true;
     return true;
+}
+
+bool obx_route_auth_bearer(struct obx_route_ctx *ctx)
+{
+    return auth_bearer(ctx);
 }
 
 struct route_job {

@@ -235,20 +235,9 @@ static enum obx_route_result reg(struct obx_route_ctx *ctx)
 
 static enum obx_route_result list_accounts(struct obx_route_ctx *ctx)
 {
-    int64_t page, page_size;
-    if (obx_console_parse_page_param(obx_http_request_query(ctx->req, "page"), 1, INT64_MAX,
-                                     &page) < 0) {
-        obx_http_respond_error(ctx->req, 400, "page must be a positive integer");
+    int64_t page, page_size, offset;
+    if (!obx_route_page(ctx, &page, &page_size, &offset))
         return OBX_ROUTE_DONE;
-    }
-    if (obx_console_parse_page_param(obx_http_request_query(ctx->req, "page_size"), 20, 100,
-                                     &page_size) < 0) {
-        obx_http_respond_error(ctx->req, 400, "page_size must be a positive integer");
-        return OBX_ROUTE_DONE;
-    }
-    int64_t offset;
-    if (__builtin_mul_overflow(page - 1, page_size, &offset))
-        offset = INT64_MAX;
     _cleanup_free_ struct obx_account *items = NULL;
     size_t n = 0;
     int64_t total = 0;

@@ -156,7 +156,7 @@ int obx_store_account_list(struct obx_store *st, int64_t limit, int64_t offset,
     if (r >= 0)
         r = store_prepare(st,
                           "SELECT " ACCOUNT_COLS " FROM accounts ORDER BY created_at_unix_ms "
-                          "DESC, account_id ASC LIMIT ?1 OFFSET ?2",
+                          "DESC, rowid DESC LIMIT ?1 OFFSET ?2",
                           &s, err);
     if (r >= 0) {
         sqlite3_bind_int64(s, 1, limit);

@@ -76,7 +76,7 @@ int obx_store_token_list(struct obx_store *st, const char *account_id, struct ob
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
     int r = store_prepare(st,
                           "SELECT " TOKEN_COLS " FROM trusted_tokens WHERE account_id = ?1 "
-                          "ORDER BY created_at_unix_ms ASC, token_id ASC",
+                          "ORDER BY created_at_unix_ms ASC, rowid ASC",
                           &s, err);
     if (r >= 0) {
         store_bind_text(s, 1, account_id);

@@ -71,6 +71,46 @@ static const char *const migrations[] = {
     "DESC);"
     "CREATE INDEX IF NOT EXISTS idx_tasks_expires ON tasks(expires_at_unix_ms);"
     "CREATE INDEX IF NOT EXISTS idx_tasks_status ON tasks(status);",
+    /* 3: workers (reference §7). Beyond the reference, deleting an account deletes its
+     * worker-sys node (and with it the credential and the claim). */
+    "CREATE TABLE IF NOT EXISTS worker_nodes ("
+    "  node_id TEXT PRIMARY KEY,"
+    "  session_id TEXT NOT NULL DEFAULT '',"
+    "  provisioned INTEGER NOT NULL DEFAULT 0 CHECK (provisioned IN (0, 1)),"
+    "  node_name TEXT NOT NULL DEFAULT '',"
+    "  executor_kind TEXT NOT NULL DEFAULT '',"
+    "  version TEXT NOT NULL DEFAULT '',"
+    "  registered_at_unix_ms INTEGER NOT NULL,"
+    "  last_seen_at_unix_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS idx_worker_nodes_last_seen ON worker_nodes(last_seen_at_unix_ms);"
+    "CREATE INDEX IF NOT EXISTS idx_worker_nodes_status_probe"
+    "  ON worker_nodes(session_id, last_seen_at_unix_ms);"
+    "CREATE TABLE IF NOT EXISTS worker_capabilities ("
+    "  node_id TEXT NOT NULL REFERENCES worker_nodes(node_id) ON DELETE CASCADE,"
+    "  capability_name TEXT NOT NULL,"
+    "  max_inflight INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (node_id, capability_name));"
+    "CREATE INDEX IF NOT EXISTS idx_worker_caps_lookup"
+    "  ON worker_capabilities(capability_name, node_id);"
+    "CREATE TABLE IF NOT EXISTS worker_labels ("
+    "  node_id TEXT NOT NULL REFERENCES worker_nodes(node_id) ON DELETE CASCADE,"
+    "  label_key TEXT NOT NULL,"
+    "  label_value TEXT NOT NULL DEFAULT '',"
+    "  PRIMARY KEY (node_id, label_key));"
+    "CREATE INDEX IF NOT EXISTS idx_worker_labels_lookup ON worker_labels(label_key, label_value);"
+    "CREATE TABLE IF NOT EXISTS worker_credentials ("
+    "  node_id TEXT PRIMARY KEY REFERENCES worker_nodes(node_id) ON DELETE CASCADE,"
+    "  secret_hash TEXT NOT NULL,"
+    "  hash_algo TEXT NOT NULL,"
+    "  created_at_unix_ms INTEGER NOT NULL,"
+    "  updated_at_unix_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS worker_sys_owner_claims ("
+    "  owner_id TEXT PRIMARY KEY,"
+    "  node_id TEXT NOT NULL UNIQUE REFERENCES worker_nodes(node_id) ON DELETE CASCADE,"
+    "  claimed_at_unix_ms INTEGER NOT NULL);"
+    "CREATE TRIGGER IF NOT EXISTS trg_accounts_delete_worker_sys AFTER DELETE ON accounts "
+    "BEGIN DELETE FROM worker_nodes WHERE node_id IN "
+    "(SELECT node_id FROM worker_sys_owner_claims WHERE owner_id = OLD.account_id); END;",
 };
 
 int store_fail(struct obx_store *st, struct obx_error *err, int rc, const char *what)
@@ -197,7 +237,11 @@ int obx_store_open(const char *path, int busy_timeout_ms, struct obx_store **ret
         return r;
     struct obx_store *st = obx_xcalloc(1, sizeof(*st));
     pthread_mutex_init(&st->lock, NULL);
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX;
+    /* st->lock makes each store call atomic, but statements are finalized by their cleanup
+     * attribute after it is released: the connection keeps its own mutex (FULLMUTEX) so that a
+     * finalize never races another thread's step on the same connection. */
+    int flags =
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX;
     int rc = sqlite3_open_v2(path, &st->db, flags, NULL);
     if (rc != SQLITE_OK) {
         obx_error_set(err, EIO, OBX_ERR_INTERNAL, "cannot open database %s: %s", path,

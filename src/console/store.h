@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The console's SQLite store: accounts, trusted tokens and dashboard sessions (reference §7 plus
- * the hashed session ids we persist so a restart logs nobody out). sqlite3 is used only in
- * store*.c. One connection behind a mutex: every call is a short transaction, safe from any pool
- * thread and never from the HTTP service thread. Errors come back as negative errno:
+ * The console's SQLite store: accounts, trusted tokens, dashboard sessions, tasks and workers
+ * (reference §7 plus the hashed session ids we persist so a restart logs nobody out). sqlite3 is
+ * used only in store*.c. One connection behind a mutex: every call is a short transaction, safe
+ * from any pool thread and never from the HTTP service thread. Errors come back as negative errno:
  * -ENOENT (no such row), -EEXIST (unique conflict), -EIO (database failure, message in err).
  */
 #ifndef OBX_CONSOLE_STORE_H
@@ -37,6 +37,7 @@ enum obx_store_conflict {
     OBX_STORE_CONFLICT_ID,
     OBX_STORE_CONFLICT_NAME,
     OBX_STORE_CONFLICT_HASH,
+    OBX_STORE_CONFLICT_OWNER, /* the account already has its one worker-sys */
 };
 
 int obx_store_open(const char *path, int busy_timeout_ms, struct obx_store **ret,
@@ -132,5 +133,81 @@ int obx_store_task_recover(struct obx_store *st, int64_t now_ms, int64_t retenti
                            struct obx_error *err);
 /* Deletes ended tasks whose expires_at has passed. Returns the number deleted. */
 int obx_store_task_prune(struct obx_store *st, int64_t now_ms, struct obx_error *err);
+
+/* Workers (reference §1.5, §7): nodes with their capabilities and labels, the credential (only
+ * the HMAC of the secret) and the one-worker-sys-per-account claim. */
+#define OBX_WORKER_NODE_ID_MAX 128
+#define OBX_WORKER_TYPE_NORMAL "normal"
+#define OBX_WORKER_TYPE_SYS "worker-sys"
+#define OBX_WORKER_LABEL_SOURCE "source"
+#define OBX_WORKER_LABEL_OWNER "obx.owner_id"
+#define OBX_WORKER_LABEL_TYPE "obx.worker_type"
+#define OBX_WORKER_HASH_ALGO "hmac-sha256"
+
+struct obx_worker_cap {
+    char *name; /* as declared */
+    int max_inflight;
+};
+
+struct obx_worker_label {
+    char *key, *value;
+};
+
+struct obx_worker_node {
+    char id[OBX_WORKER_NODE_ID_MAX + 1];
+    char *name, *executor_kind, *version; /* owned */
+    bool online;
+    int64_t registered_ms, last_seen_ms;
+    struct obx_worker_cap *caps; /* owned, n_caps */
+    size_t n_caps;
+    struct obx_worker_label *labels; /* owned, sorted by key */
+    size_t n_labels;
+};
+/* Frees n nodes and the array. */
+void obx_worker_nodes_free(struct obx_worker_node *nodes, size_t n);
+
+enum obx_worker_status_filter {
+    OBX_WORKER_STATUS_ALL,
+    OBX_WORKER_STATUS_ONLINE,
+    OBX_WORKER_STATUS_OFFLINE,
+};
+
+/* Which nodes a caller sees. A node is online when it has a live session that was seen at or
+ * after online_since_ms. */
+struct obx_worker_scope {
+    const char *owner_id; /* NULL: every node (admin); else only this account's worker-sys */
+    enum obx_worker_status_filter status;
+    int64_t online_since_ms;
+};
+
+struct obx_worker_provision {
+    const char *node_id, *node_name, *type, *owner_id, *source, *secret_hash;
+    int64_t registered_ms, last_seen_ms;
+};
+
+/* Inserts a provisioned node, its labels, its credential and (worker-sys) the owner claim, in one
+ * transaction. -EEXIST with *ret_conflict = ID or OWNER. */
+int obx_store_worker_provision(struct obx_store *st, const struct obx_worker_provision *p,
+                               enum obx_store_conflict *ret_conflict, struct obx_error *err);
+/* Oldest registration first, then node id. *ret is freed with obx_worker_nodes_free(). */
+int obx_store_worker_list(struct obx_store *st, const struct obx_worker_scope *scope, int64_t limit,
+                          int64_t offset, struct obx_worker_node **ret, size_t *ret_n,
+                          int64_t *ret_total, struct obx_error *err);
+struct obx_worker_stats {
+    int64_t total, online, stale;
+};
+/* Counts in scope (scope->status is ignored); stale: last seen before stale_before_ms. */
+int obx_store_worker_stats(struct obx_store *st, const struct obx_worker_scope *scope,
+                           int64_t stale_before_ms, struct obx_worker_stats *ret,
+                           struct obx_error *err);
+/* Deletes a node with everything hanging off it. owner_id as in the scope; -ENOENT when no such
+ * node is visible to the caller. */
+int obx_store_worker_delete(struct obx_store *st, const char *node_id, const char *owner_id,
+                            struct obx_error *err);
+/* The stored secret hash of a node (for the worker handshake). -ENOENT without a credential. */
+int obx_store_worker_secret_hash(struct obx_store *st, const char *node_id, char out[static 65],
+                                 struct obx_error *err);
+/* Startup: no node has a live session any more. */
+int obx_store_worker_clear_sessions(struct obx_store *st, struct obx_error *err);
 
 #endif

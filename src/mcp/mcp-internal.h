@@ -2,7 +2,9 @@
 /*
  * Declarations shared by the files of src/mcp/ and its unit tests; nothing else includes it.
  * jsonrpc.c classifies messages and builds responses, schema.c validates tool arguments,
- * tools.c holds the tool catalogue, fixtures.c the conformance fixtures, server.c the sessions.
+ * tools.c holds the tool catalogue, fixtures.c the conformance fixtures, version.c the protocol
+ * versions, server.c the sessions and methods, call.c each tools/call (session.h holds the types
+ * those two share).
  */
 #ifndef OBX_MCP_INTERNAL_H
 #define OBX_MCP_INTERNAL_H
@@ -23,7 +25,7 @@
 #define OBX_RPC_INVALID_PARAMS (-32602)
 #define OBX_RPC_INTERNAL_ERROR (-32603)
 
-/* ---- protocol versions (server.c) ---- */
+/* ---- protocol versions (version.c) ---- */
 
 /* Ordered: a later version compares greater. */
 enum obx_mcp_version {

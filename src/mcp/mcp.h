@@ -36,6 +36,52 @@ struct obx_mcp_session *obx_mcp_session_new(struct obx_mcp_server *srv,
  * before returning; tools/call answers later from its own thread. */
 void obx_mcp_session_handle(struct obx_mcp_session *s, const char *text, size_t len);
 
+/* Per-session options for transports that need more than one send() (Streamable HTTP). */
+struct obx_mcp_session_config {
+    const char *account; /* owner of the session's calls (copied); NULL: the server's account */
+    /* Messages not tied to a sink (obx_mcp_session_handle(), obx_mcp_session_log()); may be
+     * NULL, which drops them. */
+    void (*send)(void *userdata, const char *json);
+    void *userdata;
+};
+struct obx_mcp_session *obx_mcp_session_new_with(struct obx_mcp_server *srv,
+                                                 const struct obx_mcp_session_config *cfg);
+
+/* Where everything that one incoming message causes goes: the response(s) to the request(s) in
+ * it and the notifications related to them (a call's progress and log messages). Streamable
+ * HTTP gives each POST its own sink, so a response travels back on the POST that carried its
+ * request. */
+struct obx_mcp_sink {
+    /* One compact JSON message; response is false for a notification. Calls for one session
+     * never overlap (the session serialises them), and none follows close(). */
+    void (*send)(void *userdata, const char *json, bool response);
+    /* Called exactly once, when nothing more will come: after the last response, at once for a
+     * message that needs none (a notification), after a cancelled call ended, or while the
+     * session is freed. It may run before obx_mcp_session_handle_sink() returns or on a call's
+     * thread, with the session's send lock held: it must not call into the session. */
+    void (*close)(void *userdata);
+    void *userdata;
+};
+
+/* As obx_mcp_session_handle(), with everything the message causes going to sink (copied). */
+void obx_mcp_session_handle_sink(struct obx_mcp_session *s, const char *text, size_t len,
+                                 const struct obx_mcp_sink *sink);
+
+/* True once initialize succeeded on the session. */
+bool obx_mcp_session_initialized(struct obx_mcp_session *s);
+
+/* What a Streamable HTTP transport checks before it hands a POST body to a session. */
+enum obx_mcp_message_kind {
+    OBX_MCP_MESSAGE_UNPARSABLE, /* not UTF-8 JSON, or too large */
+    OBX_MCP_MESSAGE_INITIALIZE, /* a single initialize request */
+    OBX_MCP_MESSAGE_OTHER,
+};
+enum obx_mcp_message_kind obx_mcp_message_kind(const char *text, size_t len);
+/* True for a protocol version this server speaks ("2025-11-25", ...). */
+bool obx_mcp_version_supported(const char *version);
+/* The supported versions, newest first, comma-separated (static). */
+const char *obx_mcp_versions_text(void);
+
 /* Cancels every call in flight, waits for their threads, then frees the session. Once it starts,
  * nothing more is sent (responses of the cancelled calls are dropped); send() is never called after
  * it returns. Must not run concurrently with obx_mcp_session_handle() on the same session. */

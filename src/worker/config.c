@@ -20,6 +20,7 @@ enum opt_target {
     OPT_PIDS,
     OPT_MAX_SESSIONS,
     OPT_WARM_POOL,
+    OPT_MAX_INFLIGHT,
 };
 
 static const struct option_row {
@@ -44,6 +45,8 @@ static const struct option_row {
     {"ONLYBOXES_MAX_SESSIONS", OPT_MAX_SESSIONS, 64, 1, 4096, "terminal sessions per worker"},
     {"ONLYBOXES_WARM_POOL", OPT_WARM_POOL, 2, 0, 32,
      "started boxes kept ready per image, for pythonExec and new terminal sessions"},
+    {"WORKER_MAX_INFLIGHT", OPT_MAX_INFLIGHT, 16, 1, 256,
+     "calls of one capability this worker runs at once; more get no_capacity"},
 };
 
 static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t v)
@@ -75,6 +78,9 @@ static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t
         break;
     case OPT_WARM_POOL:
         cfg->warm_pool = (unsigned)v;
+        break;
+    case OPT_MAX_INFLIGHT:
+        cfg->max_inflight = (unsigned)v;
         break;
     }
 }

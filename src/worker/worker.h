@@ -29,6 +29,7 @@ struct obx_worker_config {
     unsigned max_sessions; /* terminal sessions */
     unsigned warm_pool;    /* started boxes kept ready per image, for pythonExec and sessions */
     bool allow_network;    /* calls may ask for a box with network access */
+    unsigned max_inflight; /* calls per capability at once (the console's dispatch enforces it) */
 };
 
 /* Fills cfg with defaults overridden by WORKER_* / ONLYBOXES_* environment variables. Returns

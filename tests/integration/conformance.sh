@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Runs the official MCP conformance suite against `onlyboxes mcp --stdio`, through relay.mjs
-# (the suite speaks Streamable HTTP only). One line per scenario, then a total; exits non-zero if
-# any scenario fails.
+# (the suite speaks Streamable HTTP only), or against the console's own /mcp endpoint. One line
+# per scenario, then a total; exits non-zero if any scenario fails.
 #
-#   tests/integration/conformance.sh            # binary: $OBX_BIN, else build/onlyboxes
+#   tests/integration/conformance.sh [stdio|http]   # binary: $OBX_BIN, else build/onlyboxes
 #   OBX_CONFORMANCE_SCENARIOS="ping tools-list" tests/integration/conformance.sh
+#
+# http starts `onlyboxes console --with-worker` on loopback with a fresh database and
+# CONSOLE_MCP_TEST_FIXTURES=true (fixture tools, /mcp without a token: the suite sends none).
 set -euo pipefail
 export NO_COLOR=1 FORCE_COLOR=0
 
@@ -14,9 +17,16 @@ root="$(cd "$here/../.." && pwd)"
 bin="${OBX_BIN:-$root/build/onlyboxes}"
 case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
 conformance_pkg="@modelcontextprotocol/conformance@0.1.16"
-scenarios=(${OBX_CONFORMANCE_SCENARIOS:-server-initialize ping logging-set-level tools-list
+mode="${1:-stdio}"
+case "$mode" in stdio | http) ;; *) echo "conformance: unknown mode '$mode' (stdio or http)" >&2; exit 2 ;; esac
+default_scenarios="server-initialize ping logging-set-level tools-list
     tools-call-simple-text tools-call-image tools-call-audio tools-call-embedded-resource
-    tools-call-mixed-content tools-call-with-logging tools-call-error tools-call-with-progress})
+    tools-call-mixed-content tools-call-with-logging tools-call-error tools-call-with-progress"
+# What only the server's own HTTP transport can show (through the relay they test the relay).
+if [[ "$mode" == http ]]; then
+    default_scenarios+=" server-sse-multiple-streams dns-rebinding-protection"
+fi
+scenarios=(${OBX_CONFORMANCE_SCENARIOS:-$default_scenarios})
 
 if [[ ! -x "$bin" ]]; then
     echo "conformance: binary not found or not executable: $bin (build it, or set OBX_BIN)" >&2
@@ -27,12 +37,12 @@ if [[ ! -d "$here/node_modules/@modelcontextprotocol/sdk" ]]; then
 fi
 
 work="$(mktemp -d)"
-relay_pid=""
+server_pid=""
 cleanup() {
-    if [[ -n "$relay_pid" ]] && kill -0 "$relay_pid" 2>/dev/null; then
-        kill -TERM "$relay_pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$relay_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$relay_pid" 2>/dev/null || true
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$server_pid" 2>/dev/null || true
     fi
     rm -rf "$work"
 }
@@ -40,20 +50,28 @@ trap cleanup EXIT
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 url="http://127.0.0.1:$port/mcp"
-node "$here/relay.mjs" "$port" "$bin" mcp --stdio --conformance-fixtures >"$work/relay.log" 2>&1 &
-relay_pid=$!
+if [[ "$mode" == http ]]; then
+    CONSOLE_HTTP_ADDR="127.0.0.1:$port" CONSOLE_DB_PATH="$work/console.db" \
+        CONSOLE_HASH_KEY="conformance-$$" CONSOLE_DASHBOARD_USERNAME=admin \
+        CONSOLE_DASHBOARD_PASSWORD="conformance-$$" CONSOLE_MCP_TEST_FIXTURES=true \
+        ONLYBOXES_RUNTIME="${ONLYBOXES_RUNTIME:-bubblewrap}" \
+        "$bin" console --with-worker >"$work/server.log" 2>&1 &
+else
+    node "$here/relay.mjs" "$port" "$bin" mcp --stdio --conformance-fixtures >"$work/server.log" 2>&1 &
+fi
+server_pid=$!
 
-# Any HTTP answer means the relay listens (a GET without a session is 405).
+# Any HTTP answer means the server listens (a GET without a session is 405).
 for _ in $(seq 100); do
     if curl -s -o /dev/null "$url"; then break; fi
-    if ! kill -0 "$relay_pid" 2>/dev/null; then
-        echo "conformance: the relay exited early:" >&2
-        cat "$work/relay.log" >&2
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "conformance: the server exited early:" >&2
+        cat "$work/server.log" >&2
         exit 1
     fi
     sleep 0.1
 done
-curl -s -o /dev/null "$url" || { echo "conformance: relay not listening on $url" >&2; cat "$work/relay.log" >&2; exit 1; }
+curl -s -o /dev/null "$url" || { echo "conformance: nothing listening on $url" >&2; cat "$work/server.log" >&2; exit 1; }
 
 # Fetch the suite (and a Node 22 to run it: it needs Node >= 22) once, outside the per-scenario
 # timeout.
@@ -85,8 +103,8 @@ if ((failed > 0)); then
         echo "----- $s -----"
         grep -v '^npm warn' "$work/$s.log" | tail -n 60
     done
-    echo "----- relay and server stderr (tail) -----"
-    tail -n 80 "$work/relay.log"
+    echo "----- server (and relay) stderr (tail) -----"
+    tail -n 80 "$work/server.log"
 fi
-echo "conformance: $passed passed, $failed failed"
+echo "conformance ($mode): $passed passed, $failed failed"
 ((failed == 0))

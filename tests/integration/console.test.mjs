@@ -5,86 +5,17 @@
 // password never printed, sessions surviving a restart).
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BIN, assertNoSanitizerReport } from './lib.mjs';
+import { BIN } from './lib.mjs';
+import { COOKIE, Console, call, login, sessionCookie } from './console-lib.mjs';
 
 const ADMIN = 'root-admin';
 const ADMIN_PW = 'Adm1n-' + Math.random().toString(16).slice(2) + '-pw';
 const HASH_KEY = 'test-hash-key-' + process.pid;
-const COOKIE = 'onlyboxes_console_session';
-
-/** A running console: `base` URL, `stderr` so far, stop() waits for a clean exit. */
-class Console {
-  constructor(env) {
-    this.env = env;
-    this.stderr = '';
-  }
-
-  async start() {
-    assert.ok(existsSync(BIN), `binary not found: ${BIN}`);
-    this.proc = spawn(BIN, ['console'], {
-      env: { ...process.env, CONSOLE_HTTP_ADDR: '127.0.0.1:0', ...this.env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    this.proc.stderr.setEncoding('utf8');
-    this.exited = new Promise((resolve) => this.proc.on('exit', (code, sig) => resolve({ code, sig })));
-    this.base = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`console did not start:\n${this.stderr}`)), 20000);
-      this.proc.stderr.on('data', (d) => {
-        this.stderr += d;
-        const m = /listening on http:\/\/([^\s:]+):(\d+)/.exec(this.stderr);
-        if (m) {
-          clearTimeout(timer);
-          resolve(`http://127.0.0.1:${m[2]}`);
-        }
-      });
-      this.proc.on('exit', () => reject(new Error(`console exited:\n${this.stderr}`)));
-    });
-    return this;
-  }
-
-  async stop() {
-    this.proc.kill('SIGTERM');
-    const r = await this.exited;
-    assertNoSanitizerReport(this.stderr, 'onlyboxes console');
-    return r;
-  }
-}
-
-/** fetch with a JSON body and an optional cookie; returns {status, headers, body, text}. */
-async function call(base, method, p, { body, cookie, raw, headers = {} } = {}) {
-  const h = { ...headers };
-  if (cookie) h.cookie = `${COOKIE}=${cookie}`;
-  if (body !== undefined) h['content-type'] = 'application/json';
-  const res = await fetch(base + p, {
-    method,
-    headers: h,
-    body: raw !== undefined ? raw : body !== undefined ? JSON.stringify(body) : undefined,
-    redirect: 'manual',
-  });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {}
-  return { status: res.status, headers: res.headers, body: json, text };
-}
-
-function sessionCookie(res) {
-  const sc = res.headers.getSetCookie().find((c) => c.startsWith(COOKIE + '='));
-  assert.ok(sc, 'no session cookie set');
-  return { value: sc.slice(COOKIE.length + 1).split(';')[0], header: sc };
-}
-
-async function login(base, username, password) {
-  const r = await call(base, 'POST', '/api/v1/console/login', { body: { username, password } });
-  assert.equal(r.status, 200, r.text);
-  return sessionCookie(r).value;
-}
 
 const dir = mkdtempSync(path.join(tmpdir(), 'obx-console-'));
 const dbPath = path.join(dir, 'db', 'console.db');

@@ -8,42 +8,10 @@
 
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { RawServer, marker, serverTest, sharedServer, sleep, sleepMarker } from './lib.mjs';
+import { RawServer, containersOf, marker, serverTest, sharedServer, sleep, sleepMarker } from './lib.mjs';
 
 const ON_DOCKER = (process.env.ONLYBOXES_RUNTIME || '').toLowerCase() === 'docker';
 const skip = ON_DOCKER ? false : 'docker runtime tests run only with ONLYBOXES_RUNTIME=docker';
-
-const OWNER_PID = 'onlyboxes.owner-pid';
-
-function daemonSocket() {
-  const h = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
-  assert.ok(h.startsWith('unix://'), `these tests need a unix-socket daemon, DOCKER_HOST=${h}`);
-  return h.slice('unix://'.length);
-}
-
-/** GET on the Engine API; resolves to the parsed JSON body. */
-function engineGet(path) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: daemonSocket(), path, method: 'GET' }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => {
-        if (res.statusCode !== 200) reject(new Error(`GET ${path}: HTTP ${res.statusCode} ${body}`));
-        else resolve(JSON.parse(body));
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** Containers (any state) whose owner-pid label is pid. */
-function containersOf(pid) {
-  const filters = encodeURIComponent(JSON.stringify({ label: [`${OWNER_PID}=${pid}`] }));
-  return engineGet(`/containers/json?all=1&filters=${filters}`);
-}
 
 /** Waits until no container of pid is left; fails listing what remains. */
 async function assertNoContainers(pid, timeoutMs, why) {

@@ -5,6 +5,7 @@
 // carries the server's stderr.
 
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -505,4 +506,36 @@ export function runCli(args, { input, timeoutMs = 120_000, env = {} } = {}) {
 /** One line describing a CLI result, for assertion messages. */
 export function describeRun(r) {
   return `status=${r.status} signal=${r.signal}\n--- stdout ---\n${r.stdout.slice(0, 4000)}\n--- stderr ---\n${r.stderr.slice(-4000)}`;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The Docker daemon, asked directly (Engine API over its unix socket), never through onlyboxes  */
+
+function daemonSocket() {
+  const h = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+  assert.ok(h.startsWith('unix://'), `these tests need a unix-socket daemon, DOCKER_HOST=${h}`);
+  return h.slice('unix://'.length);
+}
+
+/** GET on the Engine API; resolves to the parsed JSON body. */
+export function engineGet(path) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: daemonSocket(), path, method: 'GET' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`GET ${path}: HTTP ${res.statusCode} ${body}`));
+        else resolve(JSON.parse(body));
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Containers (any state) whose owner-pid label is pid: those the onlyboxes process pid started. */
+export function containersOf(pid) {
+  const filters = encodeURIComponent(JSON.stringify({ label: [`onlyboxes.owner-pid=${pid}`] }));
+  return engineGet(`/containers/json?all=1&filters=${filters}`);
 }

@@ -180,13 +180,50 @@ static void test_ratelimit(void **state)
     obx_ratelimit_free(rl);
 }
 
+static void test_mcp_http_helpers(void **state)
+{
+    assert_true(obx_console_host_is_loopback("127.0.0.1"));
+    assert_true(obx_console_host_is_loopback("127.1.2.3"));
+    assert_true(obx_console_host_is_loopback("::1"));
+    assert_true(obx_console_host_is_loopback("LocalHost"));
+    assert_false(obx_console_host_is_loopback(""));
+    assert_false(obx_console_host_is_loopback("0.0.0.0"));
+    assert_false(obx_console_host_is_loopback("10.0.0.1"));
+    assert_false(obx_console_host_is_loopback("128.0.0.1"));
+
+    char h[32];
+    assert_int_equal(obx_console_authority_host("Example.COM:8089", h, sizeof(h)), 0);
+    assert_string_equal(h, "example.com");
+    assert_int_equal(obx_console_authority_host("127.0.0.1", h, sizeof(h)), 0);
+    assert_string_equal(h, "127.0.0.1");
+    assert_int_equal(obx_console_authority_host("[::1]:80", h, sizeof(h)), 0);
+    assert_string_equal(h, "::1");
+    assert_int_equal(obx_console_authority_host("[::1", h, sizeof(h)), -EINVAL);
+    assert_int_equal(obx_console_authority_host("[::1]x", h, sizeof(h)), -EINVAL);
+    assert_int_equal(obx_console_authority_host(":80", h, sizeof(h)), -EINVAL);
+    assert_int_equal(
+        obx_console_authority_host("a-very-long-host-name-that-does-not-fit", h, sizeof(h)),
+        -EINVAL);
+
+    assert_true(obx_console_accepts("application/json, text/event-stream", "application/json"));
+    assert_true(obx_console_accepts("text/event-stream, application/json", "text/event-stream"));
+    assert_true(obx_console_accepts("Application/JSON;q=0.9", "application/json"));
+    assert_true(obx_console_accepts("text/html, */*;q=0.1", "application/json"));
+    assert_true(obx_console_accepts("application/*", "application/json"));
+    assert_false(obx_console_accepts("text/*", "application/json"));
+    assert_false(obx_console_accepts("application/jsonx", "application/json"));
+    assert_false(obx_console_accepts("text/plain", "text/event-stream"));
+    assert_false(obx_console_accepts("", "application/json"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_mask),   cmocka_unit_test(test_hmac_hex),
-        cmocka_unit_test(test_cookie_value), cmocka_unit_test(test_page_param),
-        cmocka_unit_test(test_unicode),      cmocka_unit_test(test_time_format),
-        cmocka_unit_test(test_route_match),  cmocka_unit_test(test_ratelimit),
+        cmocka_unit_test(test_token_mask),       cmocka_unit_test(test_hmac_hex),
+        cmocka_unit_test(test_cookie_value),     cmocka_unit_test(test_page_param),
+        cmocka_unit_test(test_unicode),          cmocka_unit_test(test_time_format),
+        cmocka_unit_test(test_route_match),      cmocka_unit_test(test_ratelimit),
+        cmocka_unit_test(test_mcp_http_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

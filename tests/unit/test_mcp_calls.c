@@ -246,6 +246,140 @@ static void test_batch_with_cancelled_call(void **state)
     h_free(h);
 }
 
+/* A per-message sink (Streamable HTTP): what it received and how often it was closed. */
+struct capture {
+    pthread_mutex_t lock;
+    json_t *msgs; /* [json, response] pairs */
+    int closes, after_close;
+};
+
+static void capture_send(void *userdata, const char *json, bool response)
+{
+    struct capture *c = userdata;
+    pthread_mutex_lock(&c->lock);
+    c->after_close += c->closes > 0;
+    json_array_append_new(c->msgs, json_pack("[sb]", json, response));
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void capture_close(void *userdata)
+{
+    struct capture *c = userdata;
+    pthread_mutex_lock(&c->lock);
+    c->closes++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void capture_init(struct capture *c)
+{
+    pthread_mutex_init(&c->lock, NULL);
+    c->msgs = json_array();
+    c->closes = c->after_close = 0;
+}
+
+static void capture_done(struct capture *c)
+{
+    json_decref(c->msgs);
+    pthread_mutex_destroy(&c->lock);
+}
+
+static int capture_wait_closed(struct capture *c)
+{
+    uint64_t end = obx_now_ms() + 5000;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        int n = c->closes;
+        pthread_mutex_unlock(&c->lock);
+        if (n > 0 || obx_now_ms() > end)
+            return n;
+        usleep(1000);
+    }
+}
+
+static void sink_send_text(struct harness *h, struct capture *c, const char *text)
+{
+    struct obx_mcp_sink sink = {.send = capture_send, .close = capture_close, .userdata = c};
+    obx_mcp_session_handle_sink(h->s, text, strlen(text), &sink);
+}
+
+static void test_sinks(void **state)
+{
+    struct obx_mcp_server_config cfg = {0};
+    struct harness *h = h_new_cfg(cfg);
+    /* A session of its own account, as Streamable HTTP makes them. */
+    obx_mcp_session_free(h->s);
+    struct obx_mcp_session_config sc = {.account = "acct-2", .send = h_send_cb, .userdata = h};
+    h->s = obx_mcp_session_new_with(h->srv, &sc);
+    assert_false(obx_mcp_session_initialized(h->s));
+    h_init(h, "2025-11-25");
+    assert_true(obx_mcp_session_initialized(h->s));
+
+    /* A call's progress and its response go to the sink of the message that started it, the
+     * response last, then the sink closes; nothing reaches the session's own send(). */
+    struct capture c;
+    capture_init(&c);
+    h->fake.mode = FAKE_OUTPUT;
+    h->fake.chunks[0] = "one";
+    h->fake.chunks[1] = "two";
+    h->fake.n_chunks = 2;
+    sink_send_text(h, &c,
+                   "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":"
+                   "\"terminalExec\",\"arguments\":{\"command\":\"x\"},\"_meta\":{"
+                   "\"progressToken\":1}}}");
+    assert_int_equal(capture_wait_closed(&c), 1);
+    assert_int_equal(json_array_size(c.msgs), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *pair = json_array_get(c.msgs, i);
+        json_t *m = json_loads(json_string_value(json_array_get(pair, 0)), 0, NULL);
+        assert_int_equal(json_is_true(json_array_get(pair, 1)), i == 2);
+        if (i < 2)
+            assert_string_equal(json_string_value(json_object_get(m, "method")),
+                                "notifications/progress");
+        else
+            assert_int_equal(json_integer_value(json_object_get(m, "id")), 7);
+        json_decref(m);
+    }
+    assert_string_equal(h->fake.account, "acct-2");
+    assert_int_equal(h_count(h), 0);
+    capture_done(&c);
+
+    /* A notification closes its sink at once, with nothing sent. */
+    capture_init(&c);
+    sink_send_text(h, &c, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
+    assert_int_equal(c.closes, 1);
+    assert_int_equal(json_array_size(c.msgs), 0);
+    capture_done(&c);
+
+    /* A cancelled call closes its sink without a response; so does freeing the session. */
+    struct capture a, b, n;
+    capture_init(&a);
+    capture_init(&b);
+    capture_init(&n);
+    h->fake.mode = FAKE_BLOCK;
+    sink_send_text(h, &a,
+                   "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":"
+                   "\"pythonExec\",\"arguments\":{\"code\":\"x\"}}}");
+    sink_send_text(h, &b,
+                   "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":"
+                   "\"pythonExec\",\"arguments\":{\"code\":\"x\"}}}");
+    fake_wait_blocked(&h->fake, 2);
+    assert_int_equal(a.closes + b.closes, 0);
+    sink_send_text(h, &n,
+                   "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{"
+                   "\"requestId\":8}}");
+    assert_int_equal(capture_wait_closed(&a), 1);
+    assert_int_equal(json_array_size(a.msgs), 0);
+    obx_mcp_session_free(h->s);
+    assert_int_equal(b.closes, 1);
+    assert_int_equal(json_array_size(b.msgs), 0);
+    assert_int_equal(a.after_close + b.after_close + n.after_close, 0);
+    capture_done(&a);
+    capture_done(&b);
+    capture_done(&n);
+    h->s = obx_mcp_session_new(h->srv, h_send_cb, h);
+    h_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_inflight_limit_and_duplicates),
         cmocka_unit_test(test_free_cancels_calls),
         cmocka_unit_test(test_batch_with_cancelled_call),
+        cmocka_unit_test(test_sinks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

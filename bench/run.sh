@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The benchmark harness: every row of our speed next to its baseline, measured in the same run on
+# the same machine, written as one table to bench/results/latest.md (with machine, commit, date)
+# and printed.
+#
+#   bash bench/run.sh                 full run (about 10 minutes; a quiet machine, please)
+#   bash bench/run.sh --smoke         a few repetitions of everything, to check the harness works;
+#                                     writes bench/results/smoke.md instead of latest.md
+#
+# Environment: OBX_BIN (default build/onlyboxes; build it first, e.g. scripts/test.sh or
+# `cmake --build build`), OBX_BENCH_DOCKER=0 to leave out the docker rows (they are also left out,
+# with a note, when no daemon answers or the work image is missing: scripts/docker-up.sh).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+smoke=0
+[[ "${1:-}" == "--smoke" ]] && smoke=1
+
+bin="${OBX_BIN:-$root/build/onlyboxes}"
+if [[ ! -x "$bin" ]]; then
+    echo "bench: $bin not found; build first (cmake -S . -B build && cmake --build build)" >&2
+    exit 1
+fi
+command -v wrk >/dev/null || {
+    echo "bench: wrk not found (apt-get install wrk)" >&2
+    exit 1
+}
+
+if ((smoke)); then
+    n=20 wrk_s=2 sessions=10 base_n=5 out=bench/results/smoke.md
+    stdio_extra=(--idle 2 --pause 200)
+else
+    n=300 wrk_s=15 sessions=100 base_n=50 out=bench/results/latest.md
+    stdio_extra=()
+fi
+mkdir -p bench/results
+
+docker_ok=0
+if [[ "${OBX_BENCH_DOCKER:-1}" != 0 ]] && "$bin" doctor 2>/dev/null | grep -q '^docker: *ok'; then
+    docker_ok=1
+fi
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+section() {
+    echo "== $1" >&2
+}
+
+section "stdio, bubblewrap"
+node bench/stdio-bench.mjs --bin "$bin" --runtime bubblewrap --n "$n" "${stdio_extra[@]}" --md \
+    >"$tmp/bwrap.md"
+if ((docker_ok)); then
+    section "stdio, docker"
+    node bench/stdio-bench.mjs --bin "$bin" --runtime docker --n "$n" "${stdio_extra[@]}" --md \
+        >"$tmp/docker.md"
+    section "baselines, docker"
+    node bench/baselines.mjs --n "$base_n" --md >"$tmp/baselines.md"
+fi
+section "console, REST"
+node bench/console-bench.mjs --bin "$bin" --runtime bubblewrap --duration "$wrk_s" \
+    --sessions "$sessions" --md >"$tmp/console.md"
+
+cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+mem="$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+bw="$(bwrap --version 2>/dev/null || echo 'bubblewrap: none')"
+dk="$( ((docker_ok)) && docker version --format 'Docker {{.Server.Version}}' 2>/dev/null || echo 'Docker: not used')"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+dirty="$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo ' (with local changes)' || true)"
+
+{
+    echo "# Benchmark results"
+    echo
+    echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "- commit: ${commit}${dirty}"
+    echo "- machine: $(nproc) CPUs ($cpu), $mem, $(uname -sr), $bw, $dk"
+    echo "- command: \`bash bench/run.sh$( ((smoke)) && echo ' --smoke')\`"
+    echo
+    echo "Latencies in milliseconds, measured by the client (the MCP client over stdio, or wrk"
+    echo "over HTTP). Each onlyboxes row is measured in the same run as its baseline."
+    echo
+    echo "## Local mode: \`onlyboxes mcp --stdio\`"
+    echo
+    echo "### bubblewrap"
+    echo
+    cat "$tmp/bwrap.md"
+    if ((docker_ok)); then
+        echo
+        echo "### docker, with the baselines on the same image"
+        echo
+        cat "$tmp/docker.md"
+        sed -n '/^| baseline/p' "$tmp/baselines.md"
+    else
+        echo
+        echo "(docker rows left out: no Docker daemon or work image; scripts/docker-up.sh)"
+    fi
+    echo
+    echo "## Console: REST API with the embedded worker (bubblewrap)"
+    echo
+    echo '| measurement | n | p50 ms | p90 ms | p99 ms | goal |'
+    echo '|---|---|---|---|---|---|'
+    cat "$tmp/console.md"
+} >"$out"
+
+cat "$out"
+echo >&2
+echo "bench: written to $out" >&2

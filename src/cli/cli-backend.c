@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one place that decides where exec, python and call run: a worker in this process, or a
+ * console reached over HTTP (--console URL or ONLYBOXES_CONSOLE; the flag wins). Either way the
+ * subcommand gets an executor and stays the same.
+ *
+ * Signals differ. Locally SIGINT/SIGTERM/SIGHUP kill every box and exit at once. Remotely the
+ * signal thread cancels the calls in flight; each then posts the cancel to the console (which kills
+ * the task's processes) and returns, and the subcommand exits 128+signal. A second signal exits at
+ * once without waiting for the console.
+ */
+#include "cli-internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#include "client/client.h"
+
+struct obx_cli_backend {
+    struct obx_worker *worker;
+    struct obx_client *client;
+};
+
+static atomic_int interrupted;
+/* The client the signal thread cancels; cleared (under the lock) before it is freed. */
+static pthread_mutex_t signal_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct obx_client *signal_client;
+
+int obx_cli_target_option(int argc, char **argv, int *i, struct obx_cli_target *t)
+{
+    const char *a = argv[*i];
+    const char **slot = obx_streq(a, "--console")   ? &t->console
+                        : obx_streq(a, "--token")   ? &t->token
+                        : obx_streq(a, "--ca-file") ? &t->ca_file
+                                                    : NULL;
+    if (!slot && !obx_streq(a, "--runtime"))
+        return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "onlyboxes: %s needs a value\n", a);
+        return -1;
+    }
+    *i += 1;
+    if (!slot)
+        return obx_cli_runtime_option(argv[*i], &t->local) < 0 ? -1 : 1;
+    *slot = argv[*i];
+    return 1;
+}
+
+int obx_cli_interrupted(void)
+{
+    return atomic_load(&interrupted);
+}
+
+static void *remote_signal_main(void *arg)
+{
+    sigset_t *set = arg;
+    int sig = 0;
+    sigwait(set, &sig);
+    atomic_store(&interrupted, sig);
+    pthread_mutex_lock(&signal_lock);
+    if (signal_client)
+        obx_client_cancel_all(signal_client);
+    pthread_mutex_unlock(&signal_lock);
+    sigwait(set, &sig);
+    _exit(128 + sig);
+    return NULL;
+}
+
+static const char *option_or_env(const char *option, const char *env)
+{
+    return option ? option : getenv(env);
+}
+
+static struct obx_client *open_remote(struct obx_cli_target *t)
+{
+    if (t->local.runtime_set) {
+        fprintf(stderr, "onlyboxes: --runtime picks a local sandbox; it cannot be used with a "
+                        "console (--console or ONLYBOXES_CONSOLE)\n");
+        return NULL;
+    }
+    struct obx_client_config cfg = {
+        .url = t->console,
+        .token = option_or_env(t->token, "ONLYBOXES_TOKEN"),
+        .ca_file = option_or_env(t->ca_file, "ONLYBOXES_CA_FILE"),
+    };
+    if (obx_str_empty(cfg.token)) {
+        fprintf(stderr,
+                "onlyboxes: no token for the console at %s: set ONLYBOXES_TOKEN or pass "
+                "--token\n",
+                cfg.url);
+        return NULL;
+    }
+    struct obx_error err = OBX_ERROR_INIT;
+    struct obx_client *c = obx_client_new(&cfg, &err);
+    if (c && obx_client_check(c, &err) < 0) {
+        obx_client_free(c);
+        c = NULL;
+    }
+    if (!c) {
+        fprintf(stderr, "onlyboxes: %s\n", err.message);
+        return NULL;
+    }
+    pthread_mutex_lock(&signal_lock);
+    signal_client = c;
+    pthread_mutex_unlock(&signal_lock);
+    obx_cli_handle_signals_with(remote_signal_main);
+    return c;
+}
+
+struct obx_cli_backend *obx_cli_backend_open(struct obx_cli_target *t)
+{
+    t->console = option_or_env(t->console, "ONLYBOXES_CONSOLE");
+    struct obx_cli_backend *b = obx_xcalloc(1, sizeof(*b));
+    if (!obx_str_empty(t->console)) {
+        b->client = open_remote(t);
+    } else {
+        obx_cli_handle_signals();
+        struct obx_error err = OBX_ERROR_INIT;
+        b->worker = obx_cli_local_worker(&t->local, &err);
+        if (!b->worker)
+            fprintf(stderr, "onlyboxes: %s\n", err.message);
+    }
+    if (!b->client && !b->worker) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+struct obx_executor *obx_cli_backend_executor(struct obx_cli_backend *b)
+{
+    return b->client ? obx_client_executor(b->client) : obx_worker_executor(b->worker);
+}
+
+void obx_cli_backend_close(struct obx_cli_backend *b)
+{
+    if (!b)
+        return;
+    if (b->client) {
+        pthread_mutex_lock(&signal_lock);
+        signal_client = NULL;
+        pthread_mutex_unlock(&signal_lock);
+        obx_client_free(b->client);
+    }
+    obx_worker_free(b->worker);
+    free(b);
+}

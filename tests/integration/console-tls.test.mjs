@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+// Black-box tests of the console's built-in TLS: a self-signed certificate made here with the
+// openssl CLI, the real binary serving HTTPS only on its port, a client that trusts exactly that
+// certificate. Checks what a user would: login works over HTTPS, the cookie is Secure, plaintext
+// and untrusting clients are refused, and a bad TLS configuration stops startup with a message
+// that names the variable and the file.
+
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Console, call, login, sessionCookie, startFailure } from './console-lib.mjs';
+
+const ADMIN = 'tls-admin';
+const ADMIN_PW = 'Adm1n-' + Math.random().toString(16).slice(2) + '-pw';
+const dir = mkdtempSync(path.join(tmpdir(), 'obx-console-tls-'));
+const cert = path.join(dir, 'cert.pem');
+const key = path.join(dir, 'key.pem');
+const env = {
+  CONSOLE_DB_PATH: path.join(dir, 'console.db'),
+  CONSOLE_HASH_KEY: 'tls-hash-key-' + process.pid,
+  CONSOLE_DASHBOARD_USERNAME: ADMIN,
+  CONSOLE_DASHBOARD_PASSWORD: ADMIN_PW,
+  CONSOLE_TLS_CERT_FILE: cert,
+  CONSOLE_TLS_KEY_FILE: key,
+};
+
+function selfSigned(certFile, keyFile) {
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile,
+  ], { stdio: 'ignore' });
+}
+
+before(() => selfSigned(cert, key));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('console over HTTPS', () => {
+  let con, ca;
+  before(async () => {
+    ca = readFileSync(cert);
+    con = await new Console(env).start();
+  });
+  after(async () => {
+    if (con) await con.stop();
+  });
+
+  test('the startup line says https and the port speaks TLS', async () => {
+    assert.match(con.stderr, /listening on https:\/\/127\.0\.0\.1:\d+/);
+    assert.ok(con.base.startsWith('https://'));
+    const r = await call(con.base, 'GET', '/api/v1/console/session', { ca });
+    assert.deepEqual([r.status, r.body], [401, { error: 'authentication required' }]);
+  });
+
+  test('login over HTTPS sets a Secure cookie that works', async () => {
+    const r = await call(con.base, 'POST', '/api/v1/console/login', { ca, body: { username: ADMIN, password: ADMIN_PW } });
+    assert.equal(r.status, 200, r.text);
+    const { value, header } = sessionCookie(r);
+    for (const attr of ['Secure', 'HttpOnly', 'SameSite=Lax', 'Path=/']) assert.ok(header.includes(attr), header);
+    const s = await call(con.base, 'GET', '/api/v1/console/session', { ca, cookie: value });
+    assert.equal(s.status, 200);
+    assert.equal(s.body.account.username, ADMIN);
+    const w = await call(con.base, 'POST', '/api/v1/workers', { ca, cookie: value, body: { type: 'normal' } });
+    assert.equal(w.status, 201);
+    const out = await call(con.base, 'POST', '/api/v1/console/logout', { ca, cookie: value });
+    assert.equal(out.status, 204);
+    assert.match(out.headers.getSetCookie()[0], /Max-Age=0;.*Secure/);
+  });
+
+  test('plaintext HTTP to the TLS port fails', async () => {
+    const plain = con.base.replace('https://', 'http://');
+    await assert.rejects(call(plain, 'GET', '/api/v1/console/session'));
+    await assert.rejects(call(plain, 'POST', '/api/v1/console/login', { body: { username: ADMIN, password: ADMIN_PW } }));
+    // Still serving HTTPS afterwards.
+    assert.equal((await call(con.base, 'GET', '/api/v1/console/session', { ca })).status, 401);
+  });
+
+  test('a client that does not trust the certificate is refused', async () => {
+    await assert.rejects(call(con.base, 'GET', '/api/v1/console/session'), /self[- ]signed|certificate/i);
+  });
+
+  test('the session survives a restart over HTTPS', async () => {
+    const c = await login(con.base, ADMIN, ADMIN_PW, { ca });
+    assert.equal((await con.stop()).code, 0);
+    con = await new Console(env).start();
+    assert.equal((await call(con.base, 'GET', '/api/v1/console/session', { ca, cookie: c })).status, 200);
+  });
+});
+
+describe('TLS configuration errors stop startup', () => {
+  test('a missing key file is named', async () => {
+    const missing = path.join(dir, 'no-such-key.pem');
+    const r = await startFailure({ ...env, CONSOLE_TLS_KEY_FILE: missing });
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(`CONSOLE_TLS_KEY_FILE=${missing}: cannot read`), r.stderr);
+    assert.ok(!/listening on/.test(r.stderr));
+  });
+
+  test('one file without the other', async () => {
+    const onlyCert = await startFailure({ ...env, CONSOLE_TLS_KEY_FILE: '' });
+    assert.notEqual(onlyCert.code, 0);
+    assert.match(onlyCert.stderr, /CONSOLE_TLS_CERT_FILE is set but CONSOLE_TLS_KEY_FILE is not/);
+    const onlyKey = await startFailure({ ...env, CONSOLE_TLS_CERT_FILE: '' });
+    assert.notEqual(onlyKey.code, 0);
+    assert.match(onlyKey.stderr, /CONSOLE_TLS_KEY_FILE is set but CONSOLE_TLS_CERT_FILE is not/);
+  });
+
+  test('a file that is not a certificate, or a key that does not match', async () => {
+    const junk = path.join(dir, 'junk.pem');
+    writeFileSync(junk, 'not a certificate\n');
+    const r = await startFailure({ ...env, CONSOLE_TLS_CERT_FILE: junk });
+    assert.notEqual(r.code, 0);
+    assert.ok(r.stderr.includes(`CONSOLE_TLS_CERT_FILE=${junk}: not a PEM file`), r.stderr);
+    const swapped = await startFailure({ ...env, CONSOLE_TLS_CERT_FILE: key, CONSOLE_TLS_KEY_FILE: cert });
+    assert.notEqual(swapped.code, 0);
+    assert.match(swapped.stderr, /CONSOLE_TLS_CERT_FILE=.*not a PEM file with a CERTIFICATE/);
+
+    const otherCert = path.join(dir, 'other-cert.pem');
+    const otherKey = path.join(dir, 'other-key.pem');
+    selfSigned(otherCert, otherKey);
+    const mismatch = await startFailure({ ...env, CONSOLE_TLS_KEY_FILE: otherKey });
+    assert.notEqual(mismatch.code, 0);
+    assert.match(mismatch.stderr, /CONSOLE_TLS_CERT_FILE=.*CONSOLE_TLS_KEY_FILE=.*other-key\.pem: TLS setup failed/);
+  });
+});
