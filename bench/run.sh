@@ -4,7 +4,7 @@
 # the same machine, written as one table to bench/results/latest.md (with machine, commit, date)
 # and printed.
 #
-#   bash bench/run.sh                 full run (about 10 minutes; a quiet machine, please)
+#   bash bench/run.sh                 full run (about 5 minutes; a quiet machine, please)
 #   bash bench/run.sh --smoke         a few repetitions of everything, to check the harness works;
 #                                     writes bench/results/smoke.md instead of latest.md
 #
