@@ -42,7 +42,8 @@ struct entry {
     /* under m->lock */
     unsigned refs;      /* the table's while listed, and each handler's */
     unsigned busy;      /* POSTs not answered yet */
-    uint64_t last_used; /* monotonic ms */
+    uint64_t last_used; /* monotonic ms, for the idle timeout */
+    uint64_t use_seq;   /* m->use_clock at the last use: orders by recency even within one ms */
     bool ready;         /* initialized: lookups find it */
     bool listed;        /* in the table */
 };
@@ -60,7 +61,15 @@ struct obx_console_mcp {
     pthread_mutex_t lock;
     struct entry *entries;
     unsigned n_entries;
+    uint64_t use_clock;
 };
+
+/* Marks e used now; m->lock held. */
+static void touch_locked(struct obx_console_mcp *m, struct entry *e)
+{
+    e->last_used = obx_now_ms();
+    e->use_seq = ++m->use_clock;
+}
 
 /* ---- the executor: the console's dispatcher, with terminal sessions scoped to the account ---- */
 
@@ -162,7 +171,7 @@ static struct entry *lru_idle_locked(struct obx_console_mcp *m, const char *acco
     struct entry *best = NULL;
     for (struct entry *e = m->entries; e; e = e->next)
         if (e->ready && idle_locked(e) && (!account || obx_streq(e->account, account)) &&
-            (!best || e->last_used < best->last_used))
+            (!best || e->use_seq < best->use_seq))
             best = e;
     return best;
 }
@@ -199,7 +208,7 @@ static struct entry *session_create(struct obx_console_mcp *m, const char *accou
         e->s = obx_mcp_session_new_with(m->srv, &sc);
         e->refs = 2; /* the table's and the caller's */
         e->busy = 1;
-        e->last_used = obx_now_ms();
+        touch_locked(m, e);
         e->listed = true;
         e->next = m->entries;
         m->entries = e;
@@ -229,7 +238,7 @@ static struct entry *session_find(struct obx_console_mcp *m, const char *id, con
     if (found) {
         found->refs++;
         found->busy += post;
-        found->last_used = obx_now_ms();
+        touch_locked(m, found);
     }
     pthread_mutex_unlock(&m->lock);
     return found;
@@ -331,7 +340,7 @@ static void exchange_finish(struct exchange *x)
     struct obx_console_mcp *m = x->m;
     pthread_mutex_lock(&m->lock);
     x->e->busy--;
-    x->e->last_used = obx_now_ms();
+    touch_locked(m, x->e);
     bool gone = !x->e->listed;
     pthread_mutex_unlock(&m->lock);
 
