@@ -2,8 +2,8 @@
 // Black-box tests of the console's built-in TLS: a self-signed certificate made here with the
 // openssl CLI, the real binary serving HTTPS only on its port, a client that trusts exactly that
 // certificate. Checks what a user would: login works over HTTPS, the cookie is Secure, plaintext
-// and untrusting clients are refused, and a bad TLS configuration stops startup with a message
-// that names the variable and the file.
+// and untrusting clients are refused, the SDK's MCP client works on /mcp with progress over SSE,
+// and a bad TLS configuration stops startup with a message that names the variable and the file.
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -123,5 +123,63 @@ describe('TLS configuration errors stop startup', () => {
     const mismatch = await startFailure({ ...env, CONSOLE_TLS_KEY_FILE: otherKey });
     assert.notEqual(mismatch.code, 0);
     assert.match(mismatch.stderr, /CONSOLE_TLS_CERT_FILE=.*CONSOLE_TLS_KEY_FILE=.*other-key\.pem: TLS setup failed/);
+  });
+});
+
+// The SDK's client speaks through fetch, which trusts extra certificates only from
+// NODE_EXTRA_CA_CERTS at startup: this child process is such a client. It prints one JSON line.
+const SDK_CLIENT = `
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
+const [url, token] = process.argv.slice(-2);
+const transport = new StreamableHTTPClientTransport(new URL(url), {
+  requestInit: { headers: { Authorization: 'Bearer ' + token } },
+});
+const client = new Client({ name: 'obx-tls-test', version: '0.0.0' }, { capabilities: {} });
+await client.connect(transport);
+const tools = (await client.listTools()).tools.map((t) => t.name);
+const progress = [];
+const r = await client.callTool(
+  { name: 'terminalExec', arguments: { command: 'for i in 1 2 3; do echo line$i; sleep 0.3; done' } },
+  CallToolResultSchema,
+  { onprogress: (p) => progress.push({ message: p.message, at: Date.now() }), timeout: 60000 },
+);
+const done = Date.now();
+await transport.terminateSession();
+await client.close();
+console.log(JSON.stringify({ tools, stdout: r.structuredContent.stdout, progress, done }));
+`;
+
+describe('MCP over HTTPS', () => {
+  let con, ca;
+  before(async () => {
+    ca = readFileSync(cert);
+    con = await new Console({
+      ...env,
+      CONSOLE_DB_PATH: path.join(dir, 'mcp.db'),
+      ONLYBOXES_RUNTIME: process.env.ONLYBOXES_RUNTIME || 'bubblewrap',
+    }, ['--with-worker']).start();
+  });
+  after(async () => {
+    if (con) await con.stop();
+  });
+
+  test('the SDK client calls a tool on /mcp and gets its progress over SSE through TLS', async () => {
+    const cookie = await login(con.base, ADMIN, ADMIN_PW, { ca });
+    const t = await call(con.base, 'POST', '/api/v1/console/tokens', { ca, cookie, body: { name: 'tls-mcp' } });
+    assert.equal(t.status, 201, t.text);
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', SDK_CLIENT, '--', con.base + '/mcp', t.body.token], {
+      cwd: path.dirname(new URL(import.meta.url).pathname),
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: cert },
+      encoding: 'utf8',
+      timeout: 60000,
+    });
+    const r = JSON.parse(out.trim().split('\n').pop());
+    assert.ok(r.tools.includes('terminalExec'), r.tools.join(','));
+    assert.equal(r.stdout, 'line1\nline2\nline3\n');
+    assert.ok(r.progress.length >= 2, JSON.stringify(r.progress));
+    assert.match(r.progress[0].message, /line1/);
+    assert.ok(r.done - r.progress[0].at >= 300, 'the first chunk must arrive while the command still runs');
   });
 });
