@@ -180,6 +180,7 @@ async function benchIdle(k) {
   await new Promise((r) => setTimeout(r, RUNTIME === 'docker' ? 8000 : 2000)); // refills settle
   const after = memOf(child.pid);
   const res = {
+    base_rss: before.rss,
     worker_rss: (after.rss - before.rss) / k,
     worker_pss: (after.pss - before.pss) / k,
   };
@@ -233,6 +234,7 @@ if (MD) {
 }
 if (idle) {
   const f = (x) => (x === undefined ? '-' : x.toFixed(2));
+  console.log(`onlyboxes mcp --stdio (${RUNTIME}) RSS at rest, one session open and the pool filled: ${f(idle.base_rss)} MiB`);
   console.log(
     `idle session (${RUNTIME}, ${IDLE} sessions), MiB per session: onlyboxes RSS +${f(idle.worker_rss)} ` +
       `(PSS +${f(idle.worker_pss)})` +
