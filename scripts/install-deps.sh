@@ -23,14 +23,17 @@ declare -A need=(
     [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
     [coreutils]=/usr/bin/timeout
     [wrk]=/usr/bin/wrk
+    [clang-14]=/usr/bin/clang-14
+    [libclang-rt-14-dev]=/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 )
 
 missing=()
 for pkg in "${!need[@]}"; do
     [[ -e "${need[$pkg]}" ]] || missing+=("$pkg")
 done
-# The sanitizer build needs the ASan/UBSan runtimes that come with gcc.
-if ! compgen -G '/usr/lib/gcc/*/*/libasan.so' >/dev/null; then
+# The sanitizer builds need the ASan/UBSan and TSan runtimes that come with gcc.
+if ! compgen -G '/usr/lib/gcc/*/*/libasan.so' >/dev/null ||
+    ! compgen -G '/usr/lib/gcc/*/*/libtsan.so' >/dev/null; then
     missing+=(build-essential)
 fi
 # Node >= 18 runs the integration tests (the SDK needs it); Node 22 for the Inspector and the

@@ -155,13 +155,34 @@ stage "npm ci (tests/integration)" npm_ci
 stage "integration tests (build/)" integration_tests "$root/build/onlyboxes"
 stage "conformance suite (build/)" conformance "$root/build/onlyboxes"
 stage "security suite (build/)" security_suite "$root/build/onlyboxes" bubblewrap
+# libFuzzer targets (tests/fuzz): clang build in build-fuzz/, each target from its seed corpus.
+fuzz_run() { bash tests/fuzz/run.sh; }
+stage "fuzzing (build-fuzz/, 30 s per target)" fuzz_run
 docker_ok=0
+# Malformed, oversized and hostile input over stdio and the console's HTTP; ends with a summary
+# line (inputs, answered with a clear error, known limits, crashed).
+bad_input_suite() {
+    OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap bash tests/security/bad-input.sh
+}
+# 50 clients on `console --with-worker` for OBX_LOAD_SECONDS; ends with a summary (requests and
+# errors per kind, the console's RSS after the warm-up and at the end).
+load_test() {
+    OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap OBX_LOAD_SECONDS="${OBX_LOAD_SECONDS:-120}" \
+        OBX_LOAD_CLIENTS=50 bash tests/load/run.sh
+}
+stage "bad-input suite (build/)" bad_input_suite "$root/build/onlyboxes"
+stage "load test (build/, 50 clients)" load_test "$root/build/onlyboxes"
 stage "docker daemon and test image" docker_up
 if ((docker_ok)); then
     stage "docker runtime unit tests (build/)" docker_unit_tests build
     stage "integration tests on docker (build/)" docker_integration_tests "$root/build/onlyboxes"
     stage "security suite on docker (build/)" security_suite "$root/build/onlyboxes" docker
 fi
+# Faults caused for real (killed server and console, a stopped Docker daemon, a full disk, corrupt
+# agent frames, clients that go away); ends with a summary line. Its docker faults skip themselves,
+# with the reason, when no daemon is usable.
+fault_suite() { OBX_BIN="$1" bash tests/fault/run.sh; }
+stage "fault suite (build/)" fault_suite "$root/build/onlyboxes"
 # The benchmark harness, a few repetitions of each row, so it cannot rot (its numbers are not
 # judged here: bench/run.sh on a quiet machine measures).
 bench_smoke() {
@@ -173,6 +194,17 @@ if [[ "${OBX_SKIP_ASAN:-}" != 1 ]]; then
     stage "build (build-asan/, ASan+UBSan)" build build-asan -DCMAKE_BUILD_TYPE=Debug -DOBX_SANITIZE=ON
     stage "unit tests (build-asan/)" unit_tests build-asan
     stage "integration tests (build-asan/)" integration_tests "$root/build-asan/onlyboxes"
+fi
+
+# ThreadSanitizer over the threaded parts: every unit test (the console store hammer among them)
+# and the integration suites that drive the most threads (tests/tsan/run.sh names them). The first
+# race report fails the stage; tests/tsan.supp holds the justified third-party suppressions.
+# OBX_SKIP_TSAN=1 skips these stages.
+if [[ "${OBX_SKIP_TSAN:-}" != 1 ]]; then
+    tsan() { bash tests/tsan/run.sh "$@"; }
+    stage "build (build-tsan/, TSan)" build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOBX_TSAN=ON
+    stage "unit tests (build-tsan/)" tsan unit build-tsan
+    stage "integration tests under TSan (build-tsan/)" tsan integration "$root/build-tsan/onlyboxes"
 fi
 
 echo

@@ -82,14 +82,27 @@ static const char *sniff(const uint8_t *p, size_t n, bool partial)
     return looks_like_svg(p, n) ? "image/svg+xml" : "text/plain";
 }
 
-static void send_open_error(struct agent *a, uint32_t id, const char *path, int e)
+static void send_open_error(struct agent *a, uint32_t id, const char *full, int e)
 {
+    /* The message has room for about 1000 bytes: a path near PATH_MAX would push the reason out
+     * of it, so only the start of a long path is shown (cut on a character boundary). */
+    char path[256];
+    size_t len = strlen(full), cut = 160;
+    if (len < sizeof(path)) {
+        memcpy(path, full, len + 1);
+    } else {
+        while (cut > 0 && ((unsigned char)full[cut] & 0xc0) == 0x80)
+            cut--;
+        snprintf(path, sizeof(path), "%.*s... (%zu bytes)", (int)cut, full, len);
+    }
     if (e == ENOENT || e == ENOTDIR || e == ELOOP)
         agent_send_error(a, id, OBX_ERR_FILE_NOT_FOUND, "file not found: %s", path);
     else if (e == EISDIR)
         agent_send_error(a, id, OBX_ERR_PATH_IS_DIRECTORY, "path is a directory: %s", path);
     else if (e == EACCES || e == EPERM)
         agent_send_error(a, id, OBX_ERR_EXECUTION_FAILED, "permission denied: %s", path);
+    else if (e == ENAMETOOLONG)
+        agent_send_error(a, id, OBX_ERR_FILE_NOT_FOUND, "path too long: %s", path);
     else
         agent_send_error(a, id, OBX_ERR_EXECUTION_FAILED, "cannot open %s: %s", path, strerror(e));
 }
@@ -142,11 +155,20 @@ static json_t *parse_object(struct agent *a, uint32_t id, const char *what, cons
     return root;
 }
 
+/* A real path as a JSON string. A file name may be any bytes (a link can lead to one that is not
+ * UTF-8), which jansson refuses: invalid sequences become U+FFFD. */
+static json_t *path_json(const char *path)
+{
+    size_t len = 0;
+    _cleanup_free_ char *clean = obx_utf8_sanitize(path, strlen(path), &len);
+    return json_stringn(clean, len);
+}
+
 static void send_file(struct agent *a, uint32_t id, const char *path, uint64_t size,
                       const char *mime, bool is_dir, const uint8_t *data, size_t len)
 {
-    json_t *o = json_pack("{s:s, s:I, s:s, s:b}", "path", path, "size_bytes", (json_int_t)size,
-                          "mime_type", mime, "is_dir", is_dir);
+    json_t *o = json_pack("{s:o, s:I, s:s, s:b}", "path", path_json(path), "size_bytes",
+                          (json_int_t)size, "mime_type", mime, "is_dir", is_dir);
     _cleanup_free_ char *js = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!js) {
@@ -281,7 +303,7 @@ static void file_write(struct agent *a, uint32_t id, json_t *root)
     char real[PATH_MAX];
     if (!realpath(path, real))
         snprintf(real, sizeof(real), "%s", path);
-    json_t *o = json_pack("{s:s, s:I}", "path", real, "size_bytes", (json_int_t)dlen);
+    json_t *o = json_pack("{s:o, s:I}", "path", path_json(real), "size_bytes", (json_int_t)dlen);
     agent_send_json(a, OBX_AF_OK, id, o);
 }
 

@@ -128,6 +128,7 @@ struct agent {
     int sig_fd;
     bool pid1;
     bool quit;
+    bool broken; /* the stream from the worker was corrupt or cut inside a frame: exit 1 */
     struct obx_agent_decoder dec;
     struct agent_outq outq;
     struct agent_request req[AGENT_MAX_REQUESTS];
@@ -152,6 +153,8 @@ void agent_flush(struct agent *a);
 uint64_t agent_now_ms(void);
 
 /* agent-exec.c: EXEC requests. */
+/* Acts on one frame from the worker (agent.c). */
+void agent_dispatch(struct agent *a, const struct obx_agent_frame *f);
 void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
 void agent_exec_cancel(struct agent *a, uint32_t id);
 struct agent_request *agent_request_find(struct agent *a, uint32_t id);

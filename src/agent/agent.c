@@ -16,6 +16,7 @@
 #include "agent-internal.h"
 
 #include "common/clock.h"
+#include "common/utf8.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -91,7 +92,12 @@ void agent_send_error(struct agent *a, uint32_t id, const char *code, const char
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    agent_send_json(a, OBX_AF_ERROR, id, json_pack("{s:s, s:s}", "code", code, "message", msg));
+    /* Messages quote paths and payload text cut to fit ("%.300s", the buffer), which may end inside
+     * a UTF-8 sequence; jansson refuses such a string, and the request would get no answer. */
+    size_t len = 0;
+    _cleanup_free_ char *text = obx_utf8_sanitize(msg, strlen(msg), &len);
+    agent_send_json(a, OBX_AF_ERROR, id,
+                    json_pack("{s:s, s:s%}", "code", code, "message", text, len));
 }
 
 static void outq_free(struct agent_outq *q);
@@ -154,7 +160,7 @@ static void outq_free(struct agent_outq *q)
 
 /* ---- frames from the worker ---- */
 
-static void dispatch(struct agent *a, const struct obx_agent_frame *f)
+void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
 {
     switch (f->type) {
     case OBX_AF_EXEC:
@@ -190,6 +196,13 @@ static void read_frames(struct agent *a)
         return;
     }
     if (n == 0) {
+        size_t partial = a->dec.len - a->dec.off;
+        if (partial > 0) {
+            /* The worker died or the stream was cut inside a frame: say so, and fail. */
+            agent_log("stdin closed inside a frame (%zu bytes of it received); shutting down",
+                      partial);
+            a->broken = true;
+        }
         a->quit = true;
         return;
     }
@@ -204,11 +217,14 @@ static void read_frames(struct agent *a)
         if (r == 0)
             return;
         if (r < 0) {
-            agent_log("undecodable frame on stdin: %s; shutting down", strerror(-r));
+            agent_log("corrupt frame on stdin: length %u is outside %u..%u bytes; shutting down",
+                      obx_be32_get(a->dec.buf + a->dec.off), OBX_AGENT_HEADER_SIZE - 4,
+                      OBX_AGENT_MAX_FRAME);
+            a->broken = true;
             a->quit = true;
             return;
         }
-        dispatch(a, &f);
+        agent_dispatch(a, &f);
     }
 }
 
@@ -511,5 +527,5 @@ int main(int argc, char **argv)
     close(a.sig_fd);
     free(a.cfg.workspace);
     free(a.cfg.state_dir);
-    return 0;
+    return a.broken ? 1 : 0;
 }

@@ -77,6 +77,10 @@ const struct obx_route *obx_router_match(const struct obx_route *routes, size_t 
                                          char **params, size_t *n_params, bool *ret_redirect);
 /* The HTTP dispatch callback: queues the request on the pool (service thread, never blocks). */
 void obx_router_dispatch(struct obx_http_request *req, void *userdata);
+/* What a pool thread does with a dispatched request: match, authenticate, run the handler and
+ * complete the request unless the handler went asynchronous. Consumes the completion reference.
+ * Blocking; the fuzz harness calls it directly. */
+void obx_router_handle(struct obx_console *c, struct obx_http_request *req);
 
 extern const struct obx_route obx_account_routes[];
 extern const size_t obx_account_routes_n;
@@ -109,6 +113,9 @@ json_t *obx_route_body_object(struct obx_route_ctx *ctx);
 /* A string member: absent or null gives def; another type gives -EINVAL. */
 int obx_route_body_string(json_t *obj, const char *key, const char *def, const char **ret);
 json_t *obx_route_time(int64_t unix_ms);
+/* Answers a failed store call r (negative errno): 507 naming the full disk for -ENOSPC, else 500;
+ * message says what failed ("failed to create token"). */
+void obx_route_store_error(struct obx_route_ctx *ctx, int r, const char *message);
 json_t *obx_route_account_json(const struct obx_account *a, bool with_times);
 void obx_route_set_session_cookie(struct obx_route_ctx *ctx, const char *value);
 void obx_route_clear_session_cookie(struct obx_route_ctx *ctx);

@@ -56,6 +56,7 @@ static const struct opt opts[] = {
     {"CONSOLE_MCP_MAX_SESSIONS_PER_ACCOUNT", OPT_INT, "64", 1, 65536,
      OFF(mcp_max_sessions_per_account)},
     {"CONSOLE_MCP_SESSION_IDLE_SEC", OPT_INT, "1800", 10, 604800, OFF(mcp_session_idle_sec)},
+    {"CONSOLE_MCP_KEEPALIVE_SEC", OPT_INT, "15", 0, 300, OFF(mcp_keepalive_sec)},
     {"CONSOLE_MCP_ALLOWED_ORIGINS", OPT_STR, "", 0, 0, OFF(mcp_allowed_origins)},
     /* Test harnesses only (the MCP conformance suite sends no token); loopback only. */
     {"CONSOLE_MCP_TEST_FIXTURES", OPT_BOOL, "false", 0, 0, OFF(mcp_test_fixtures)},

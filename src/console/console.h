@@ -36,6 +36,7 @@ struct obx_console_config {
     int mcp_max_sessions;             /* MCP sessions at once, over every account */
     int mcp_max_sessions_per_account; /* MCP sessions at once per account */
     int mcp_session_idle_sec;         /* an MCP session unused this long is terminated */
+    int mcp_keepalive_sec;            /* a silent /mcp answer turns into SSE with comments; 0 off */
     char *mcp_allowed_origins;        /* comma-separated origins /mcp also accepts; may be "" */
     bool mcp_test_fixtures; /* tests only: conformance fixture tools, /mcp without a token */
 };

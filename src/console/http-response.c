@@ -27,7 +27,9 @@ void obx_http_respond_json(struct obx_http_request *req, int status, json_t *bod
 
 void obx_http_respond_error(struct obx_http_request *req, int status, const char *message)
 {
-    obx_http_respond_json(req, status, json_pack("{s:s}", "error", message));
+    /* Messages may quote what the client sent; invalid UTF-8 would make json_pack() fail. */
+    obx_http_respond_json(
+        req, status, json_pack("{s:o}", "error", obx_json_string_bytes(message, strlen(message))));
 }
 
 void obx_http_respond_empty(struct obx_http_request *req, int status)

@@ -146,6 +146,17 @@ int obx_route_session_start(struct obx_route_ctx *ctx, const char *account_id)
     return 0;
 }
 
+void obx_route_store_error(struct obx_route_ctx *ctx, int r, const char *message)
+{
+    if (r != -ENOSPC) {
+        obx_http_respond_error(ctx->req, 500, message);
+        return;
+    }
+    _cleanup_free_ char *m = obx_xasprintf(
+        "%s: the console's database storage is full (no space left on its disk)", message);
+    obx_http_respond_error(ctx->req, 507, m);
+}
+
 const char *obx_route_client_ip(const struct obx_route_ctx *ctx)
 {
     static __thread char ip[64];
@@ -200,7 +211,8 @@ int obx_route_body_string(json_t *obj, const char *key, const char *def, const c
         *ret = def;
         return 0;
     }
-    if (!json_is_string(v))
+    /* The value is used as a C string: one with a NUL inside is refused, not cut short. */
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
         return -EINVAL;
     *ret = json_string_value(v);
     return 0;
@@ -339,11 +351,9 @@ static enum obx_route_result run_route(struct obx_route_ctx *ctx)
     return route->fn(ctx);
 }
 
-static void route_job(void *arg)
+void obx_router_handle(struct obx_console *c, struct obx_http_request *req)
 {
-    struct route_job *job = arg;
-    struct obx_route_ctx ctx = {.console = job->console, .req = job->req};
-    free(job);
+    struct obx_route_ctx ctx = {.console = c, .req = req};
     enum obx_route_result res = run_route(&ctx);
     for (size_t i = 0; i < ctx.n_params; i++)
         free(ctx.params[i]);
@@ -352,6 +362,15 @@ static void route_job(void *arg)
             obx_http_respond_error(ctx.req, 500, "internal error");
         obx_http_request_complete(ctx.req);
     }
+}
+
+static void route_job(void *arg)
+{
+    struct route_job *job = arg;
+    struct obx_console *c = job->console;
+    struct obx_http_request *req = job->req;
+    free(job);
+    obx_router_handle(c, req);
 }
 
 void obx_router_dispatch(struct obx_http_request *req, void *userdata)

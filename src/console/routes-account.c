@@ -66,8 +66,9 @@ static enum obx_route_result login(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     obx_ratelimit_reset(c->login_limit, limit_key);
-    if (obx_route_session_start(ctx, a.id) < 0) {
-        obx_http_respond_error(ctx->req, 500, "failed to create session");
+    int r = obx_route_session_start(ctx, a.id);
+    if (r < 0) {
+        obx_route_store_error(ctx, r, "failed to create session");
         return OBX_ROUTE_DONE;
     }
     obx_http_respond_json(ctx->req, 200, session_body(ctx, &a));
@@ -222,7 +223,7 @@ static enum obx_route_result reg(struct obx_route_ctx *ctx)
     }
     if (r < 0) {
         obx_err("register: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to create account");
+        obx_route_store_error(ctx, r, "failed to create account");
         return OBX_ROUTE_DONE;
     }
     obx_info("account %s (%s) created by %s", a.id, a.username, ctx->account.id);

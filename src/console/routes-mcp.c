@@ -62,6 +62,17 @@ struct obx_console_mcp {
     struct entry *entries;
     unsigned n_entries;
     uint64_t use_clock;
+
+    /* Keepalive: POSTs still open, so that a long silent call does not leave the client (or a
+     * proxy) waiting for headers or bytes until it gives up. Lock order: xlock, then an
+     * exchange's lock. */
+    uint64_t keepalive_ms; /* 0: off */
+    pthread_mutex_t xlock;
+    pthread_cond_t xcond;
+    struct exchange *open_exchanges; /* under xlock */
+    bool stopping;                   /* under xlock */
+    pthread_t keepalive_thread;
+    bool keepalive_started;
 };
 
 /* Marks e used now; m->lock held. */
@@ -144,9 +155,12 @@ static bool idle_locked(const struct entry *e)
 /* Expires idle sessions (the conformance suite and crashed clients never say goodbye). */
 static void sweep(struct obx_console_mcp *m)
 {
-    uint64_t now = obx_now_ms();
     struct entry *expired = NULL;
     pthread_mutex_lock(&m->lock);
+    /* Read the clock under the lock: a request that ended just before we took it may have set
+     * last_used after a clock read taken earlier, and now - last_used would wrap around and
+     * expire a session in use. */
+    uint64_t now = obx_now_ms();
     for (struct entry *e = m->entries, *next; e; e = next) {
         next = e->next;
         if (e->ready && idle_locked(e) && now - e->last_used > m->idle_ms) {
@@ -280,15 +294,19 @@ struct exchange {
     pthread_mutex_t lock;
     unsigned holds;      /* the handler's and the sink's */
     bool sse_only;       /* Accept admits text/event-stream but not application/json */
+    bool sse_ok;         /* Accept admits text/event-stream */
     bool streaming;      /* the SSE head went out */
-    char *held;          /* the response, held for an application/json answer */
-    char session_id[40]; /* Mcp-Session-Id for the answer, "" for none */
+    uint64_t last_write; /* monotonic ms: the POST came, or the stream last carried bytes */
+    struct exchange *prev, *next; /* in m->open_exchanges, under m->xlock */
+    char *held;                   /* the response, held for an application/json answer */
+    char session_id[40];          /* Mcp-Session-Id for the answer, "" for none */
 };
 
 static void stream_event(struct exchange *x, const char *json)
 {
     _cleanup_free_ char *ev = obx_xasprintf("event: message\ndata: %s\n\n", json);
     obx_http_stream_write(x->req, ev, strlen(ev));
+    x->last_write = obx_now_ms();
 }
 
 static void add_session_header(struct exchange *x)
@@ -329,15 +347,27 @@ static void sink_send(void *userdata, const char *json, bool response)
 
 static void respond_rpc_error(struct obx_http_request *req, int status, int code, const char *msg)
 {
+    /* msg may quote a header, and a header is any bytes: json_pack() would refuse invalid UTF-8
+     * (a NULL body, which aborts), so the text goes through obx_json_string_bytes(). */
     obx_http_respond_json(req, status,
-                          json_pack("{s:s, s:{s:i, s:s}, s:n}", "jsonrpc", "2.0", "error", "code",
-                                    code, "message", msg, "id"));
+                          json_pack("{s:s, s:{s:i, s:o}, s:n}", "jsonrpc", "2.0", "error", "code",
+                                    code, "message", obx_json_string_bytes(msg, strlen(msg)),
+                                    "id"));
 }
 
 /* Answers the POST once the sink closed and the handler let go. */
 static void exchange_finish(struct exchange *x)
 {
     struct obx_console_mcp *m = x->m;
+    pthread_mutex_lock(&m->xlock);
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        m->open_exchanges = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    pthread_mutex_unlock(&m->xlock);
+
     pthread_mutex_lock(&m->lock);
     x->e->busy--;
     touch_locked(m, x->e);
@@ -442,9 +472,15 @@ static enum obx_route_result mcp_post(struct obx_route_ctx *ctx, struct obx_cons
                           "Unsupported Media Type: Content-Type must be application/json");
         return OBX_ROUTE_DONE;
     }
-    enum obx_mcp_message_kind kind = obx_mcp_message_kind(req->body, req->body_len);
+    char why[200];
+    enum obx_mcp_message_kind kind =
+        obx_mcp_message_kind(req->body, req->body_len, why, sizeof(why));
     if (kind == OBX_MCP_MESSAGE_UNPARSABLE) {
-        respond_rpc_error(req, 400, -32700, "Parse error: the body is not a JSON-RPC message");
+        /* The parser's words ("parse error: invalid UTF-8", "...: JSON nesting deeper than 64
+         * levels") after the transport's "Parse error: ". */
+        const char *reason = strncmp(why, "parse error: ", 13) == 0 ? why + 13 : why;
+        _cleanup_free_ char *msg = obx_xasprintf("Parse error: %s", reason);
+        respond_rpc_error(req, 400, -32700, msg);
         return OBX_ROUTE_DONE;
     }
     struct entry *e;
@@ -487,6 +523,14 @@ static enum obx_route_result mcp_post(struct obx_route_ctx *ctx, struct obx_cons
     pthread_mutex_init(&x->lock, NULL);
     x->holds = 2;
     x->sse_only = !json_ok;
+    x->sse_ok = sse_ok;
+    x->last_write = obx_now_ms();
+    pthread_mutex_lock(&m->xlock);
+    x->next = m->open_exchanges;
+    if (x->next)
+        x->next->prev = x;
+    m->open_exchanges = x;
+    pthread_mutex_unlock(&m->xlock);
     if (fresh)
         snprintf(x->session_id, sizeof(x->session_id), "%s", e->id);
     struct obx_mcp_sink sink = {.send = sink_send, .close = sink_close, .userdata = x};
@@ -568,6 +612,50 @@ const struct obx_route obx_mcp_routes[] = {
 };
 const size_t obx_mcp_routes_n = OBX_ARRAY_SIZE(obx_mcp_routes);
 
+/* ---- keepalive ---- */
+
+/* Every open POST whose client accepts SSE and that carried nothing for keepalive_ms becomes an
+ * event stream (its head goes out) and gets an SSE comment line, which clients ignore; the answer
+ * follows as an event when it comes. */
+static void keepalive_tick(struct obx_console_mcp *m)
+{
+    for (struct exchange *x = m->open_exchanges; x; x = x->next) {
+        pthread_mutex_lock(&x->lock);
+        /* Read under x->lock: last_write is never later than now. */
+        uint64_t now = obx_now_ms();
+        if (x->sse_ok && !x->held && now - x->last_write >= m->keepalive_ms) {
+            if (!x->streaming)
+                stream_start_locked(x);
+            static const char comment[] = ": keepalive\n\n";
+            obx_http_stream_write(x->req, comment, sizeof(comment) - 1);
+            x->last_write = now;
+        }
+        pthread_mutex_unlock(&x->lock);
+    }
+}
+
+static void *keepalive_main(void *arg)
+{
+    struct obx_console_mcp *m = arg;
+    uint64_t step = m->keepalive_ms / 4 > 1000 ? 1000 : m->keepalive_ms / 4 + 1;
+    pthread_mutex_lock(&m->xlock);
+    while (!m->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(step / 1000);
+        ts.tv_nsec += (long)(step % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&m->xcond, &m->xlock, &ts);
+        if (!m->stopping)
+            keepalive_tick(m);
+    }
+    pthread_mutex_unlock(&m->xlock);
+    return NULL;
+}
+
 /* ---- lifetime ---- */
 
 static char **parse_origins(const char *list)
@@ -608,6 +696,15 @@ struct obx_console_mcp *obx_console_mcp_new(struct obx_console *c)
     m->max_per_account = (unsigned)cfg->mcp_max_sessions_per_account;
     m->idle_ms = (uint64_t)cfg->mcp_session_idle_sec * 1000;
     pthread_mutex_init(&m->lock, NULL);
+    m->keepalive_ms = (uint64_t)cfg->mcp_keepalive_sec * 1000;
+    pthread_mutex_init(&m->xlock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->xcond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (m->keepalive_ms)
+        m->keepalive_started = pthread_create(&m->keepalive_thread, NULL, keepalive_main, m) == 0;
     if (m->open)
         obx_warn("CONSOLE_MCP_TEST_FIXTURES: /mcp accepts requests without a token (tests only)");
     return m;
@@ -617,6 +714,12 @@ void obx_console_mcp_free(struct obx_console_mcp *m)
 {
     if (!m)
         return;
+    pthread_mutex_lock(&m->xlock);
+    m->stopping = true;
+    pthread_cond_broadcast(&m->xcond);
+    pthread_mutex_unlock(&m->xlock);
+    if (m->keepalive_started)
+        pthread_join(m->keepalive_thread, NULL);
     pthread_mutex_lock(&m->lock);
     struct entry *list = TAKE_PTR(m->entries);
     for (struct entry *e = list; e; e = e->next)
@@ -633,5 +736,7 @@ void obx_console_mcp_free(struct obx_console_mcp *m)
         free(*o);
     free(m->origins);
     pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->xcond);
+    pthread_mutex_destroy(&m->xlock);
     free(m);
 }

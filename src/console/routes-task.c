@@ -289,7 +289,10 @@ static enum obx_route_result submit(struct obx_route_ctx *ctx, struct submit *s,
             goto respond;
         }
         obx_err("task insert: %s", err.message);
-        obx_http_respond_error(req, 502, "failed to submit task");
+        if (r == -ENOSPC)
+            obx_route_store_error(ctx, r, "failed to submit task");
+        else
+            obx_http_respond_error(req, 502, "failed to submit task");
         goto done;
     }
     obx_tasks_start(c->tasks, &t, payload, (uint64_t)s->timeout_ms);

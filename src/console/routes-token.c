@@ -110,7 +110,7 @@ static enum obx_route_result create_token(struct obx_route_ctx *ctx)
     }
     if (r < 0) {
         obx_err("create token: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to create token");
+        obx_route_store_error(ctx, r, "failed to create token");
         return OBX_ROUTE_DONE;
     }
     json_t *res = token_json(&t);
@@ -131,7 +131,7 @@ static enum obx_route_result delete_token(struct obx_route_ctx *ctx)
         obx_http_respond_error(ctx->req, 404, "token not found");
     } else if (r < 0) {
         obx_err("delete token: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to delete token");
+        obx_route_store_error(ctx, r, "failed to delete token");
     } else {
         obx_http_respond_empty(ctx->req, 204);
     }

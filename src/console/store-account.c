@@ -28,7 +28,7 @@ int obx_store_admin_count(struct obx_store *st, int64_t *ret, struct obx_error *
         else
             r = store_fail(st, err, rc, "count admins");
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -70,7 +70,7 @@ int obx_store_account_insert(struct obx_store *st, const struct obx_account *a,
                                 ? OBX_STORE_CONFLICT_NAME
                                 : OBX_STORE_CONFLICT_ID;
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -98,7 +98,7 @@ static int account_get(struct obx_store *st, const char *col, const char *v,
             r = store_fail(st, err, rc, "read account");
         }
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -133,7 +133,7 @@ int obx_store_account_set_password(struct obx_store *st, const char *id, const c
         if (r == 0)
             r = -ENOENT;
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -169,7 +169,9 @@ int obx_store_account_list(struct obx_store *st, int64_t limit, int64_t offset,
         if (rc != SQLITE_DONE)
             r = store_fail(st, err, rc, "list accounts");
     }
-    pthread_mutex_unlock(&st->lock);
+    store_finalizep(&c);
+    c = NULL;
+    store_unlock(st, &s);
     if (r < 0) {
         free(items);
         return r;
@@ -192,6 +194,6 @@ int obx_store_account_delete(struct obx_store *st, const char *id, struct obx_er
     }
     if (r == 0)
         r = account_key_exists(st, "account_id", id) ? -EPERM : -ENOENT;
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }

@@ -20,6 +20,16 @@ static inline void store_finalizep(sqlite3_stmt **s)
 }
 #define _cleanup_stmt_ _cleanup_(store_finalizep)
 
+/* Ends a store call: finalizes its statement, then releases st->lock. A statement must not be
+ * finalized after the lock is released: finalizing writes the connection's error state, which
+ * another thread may be reading under the lock (sqlite3_errmsg() in store_fail()). */
+static inline void store_unlock(struct obx_store *st, sqlite3_stmt **s)
+{
+    store_finalizep(s);
+    *s = NULL;
+    pthread_mutex_unlock(&st->lock);
+}
+
 /* Translates a SQLite failure into err once: -EEXIST for constraint violations, else -EIO. */
 int store_fail(struct obx_store *st, struct obx_error *err, int rc, const char *what);
 /* Prepares sql; on failure fills err and returns a negative errno. */

@@ -68,7 +68,7 @@ int obx_store_task_insert(struct obx_store *st, const struct obx_task *t, const 
         sqlite3_bind_int64(s, 8, t->deadline_ms);
         r = store_exec_stmt(st, s, "insert task", err);
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -90,7 +90,7 @@ static int task_query(struct obx_store *st, const char *sql, const char *a, cons
         else
             r = store_fail(st, err, rc, "read task");
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -124,7 +124,7 @@ int obx_store_task_advance(struct obx_store *st, const char *id, const char *sta
         sqlite3_bind_int64(s, 4, now_ms);
         r = store_exec_stmt(st, s, "update task", err);
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r;
 }
 
@@ -149,7 +149,7 @@ int obx_store_task_finish(struct obx_store *st, const char *id, const char *stat
         sqlite3_bind_int64(s, 7, now_ms + retention_ms);
         r = store_exec_stmt(st, s, "finish task", err);
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r;
 }
 
@@ -169,7 +169,7 @@ int obx_store_task_recover(struct obx_store *st, int64_t now_ms, int64_t retenti
         sqlite3_bind_int64(s, 2, now_ms + retention_ms);
         r = store_exec_stmt(st, s, "recover tasks", err);
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r;
 }
 
@@ -185,6 +185,6 @@ int obx_store_task_prune(struct obx_store *st, int64_t now_ms, struct obx_error 
         sqlite3_bind_int64(s, 1, now_ms);
         r = store_exec_stmt(st, s, "prune tasks", err);
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r;
 }

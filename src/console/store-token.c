@@ -63,7 +63,7 @@ int obx_store_token_insert(struct obx_store *st, const struct obx_token *t, cons
         else
             *ret_conflict = OBX_STORE_CONFLICT_ID;
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -88,7 +88,7 @@ int obx_store_token_list(struct obx_store *st, const char *account_id, struct ob
         if (rc != SQLITE_DONE)
             r = store_fail(st, err, rc, "list tokens");
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     if (r < 0) {
         free(items);
         return r;
@@ -112,7 +112,7 @@ int obx_store_token_delete(struct obx_store *st, const char *account_id, const c
         if (r == 0)
             r = -ENOENT;
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -133,7 +133,7 @@ int obx_store_token_by_hash(struct obx_store *st, const char *token_hash, struct
         else
             r = store_fail(st, err, rc, "read token");
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -153,7 +153,7 @@ int obx_store_session_insert(struct obx_store *st, const char *session_hash, con
         sqlite3_bind_int64(s, 4, expires_ms);
         r = store_exec_stmt(st, s, "insert session", err);
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -170,7 +170,7 @@ static int session_delete_where(struct obx_store *st, const char *sql, const cha
             sqlite3_bind_int64(s, 1, n);
         r = store_exec_stmt(st, s, "delete sessions", err);
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -203,7 +203,7 @@ int obx_store_session_lookup(struct obx_store *st, const char *session_hash, int
             r = store_fail(st, err, rc, "read session");
         }
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     if (r < 0)
         return r;
     if (expires <= now_ms) {

@@ -266,7 +266,7 @@ int obx_store_worker_stats(struct obx_store *st, const struct obx_worker_scope *
             r = store_fail(st, err, rc, "count workers");
         }
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 
@@ -303,7 +303,7 @@ int obx_store_worker_secret_hash(struct obx_store *st, const char *node_id, char
         else
             r = store_fail(st, err, rc, "read worker credential");
     }
-    pthread_mutex_unlock(&st->lock);
+    store_unlock(st, &s);
     return r < 0 ? r : 0;
 }
 

@@ -117,6 +117,9 @@ int store_fail(struct obx_store *st, struct obx_error *err, int rc, const char *
 {
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return obx_error_set(err, EEXIST, "", "%s: %s", what, sqlite3_errmsg(st->db));
+    /* A full disk is the operator's to fix, not a bug: callers tell the client so. */
+    if ((rc & 0xff) == SQLITE_FULL)
+        return obx_error_set(err, ENOSPC, OBX_ERR_INTERNAL, "%s: %s", what, sqlite3_errmsg(st->db));
     return obx_error_set(err, EIO, OBX_ERR_INTERNAL, "%s: %s", what, sqlite3_errmsg(st->db));
 }
 
@@ -237,9 +240,9 @@ int obx_store_open(const char *path, int busy_timeout_ms, struct obx_store **ret
         return r;
     struct obx_store *st = obx_xcalloc(1, sizeof(*st));
     pthread_mutex_init(&st->lock, NULL);
-    /* st->lock makes each store call atomic, but statements are finalized by their cleanup
-     * attribute after it is released: the connection keeps its own mutex (FULLMUTEX) so that a
-     * finalize never races another thread's step on the same connection. */
+    /* st->lock makes each store call atomic, statements included (store_unlock() finalizes
+     * them before it releases the lock). The connection keeps its own mutex too (FULLMUTEX), so
+     * a statement that outlives the lock by mistake cannot corrupt the connection. */
     int flags =
         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX;
     int rc = sqlite3_open_v2(path, &st->db, flags, NULL);

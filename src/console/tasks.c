@@ -17,7 +17,10 @@
  *   that disconnects only loses its answer: the task keeps running.
  *
  * Invariant: a task's terminal state is in the store before it leaves the live list, so a waiter
- * registered after that finds the final state.
+ * registered after that finds the final state. When the store cannot take that write (its disk is
+ * full), the ended task waits in the unrecorded list instead, which counts as live; the waiter
+ * thread retries the write every RETRY_MS until it lands, so the task never reads `running` for
+ * good once space is back.
  */
 #include "tasks.h"
 
@@ -34,6 +37,7 @@
 #define PRUNE_EVERY_MS 60000
 #define PRUNE_INLINE_MS 15000
 #define DEADLINE_GRACE_MS 5000
+#define RETRY_MS 1000
 
 struct live_task {
     char id[40];
@@ -61,6 +65,14 @@ struct reservation {
     struct reservation *next;
 };
 
+/* An ended task whose terminal state the store refused; retried by the waiter thread. */
+struct unrecorded {
+    char id[40];
+    char status[16];
+    char *result, *code, *message;
+    struct unrecorded *next;
+};
+
 struct obx_tasks {
     struct obx_store *store;
     struct obx_dispatch *dispatch;
@@ -72,6 +84,8 @@ struct obx_tasks {
     struct live_task *live;
     struct waiter *waiters;
     struct reservation *reservations;
+    struct unrecorded *unrecorded;
+    uint64_t last_retry; /* monotonic */
     bool stopping;       /* live tasks are being cancelled for shutdown */
     bool waiter_stop;    /* the waiter thread answers everyone and exits */
     uint64_t last_prune; /* monotonic */
@@ -92,7 +106,51 @@ static bool is_live_locked(struct obx_tasks *t, const char *task_id)
     for (struct live_task *l = t->live; l; l = l->next)
         if (obx_streq(l->id, task_id))
             return true;
+    for (struct unrecorded *u = t->unrecorded; u; u = u->next)
+        if (obx_streq(u->id, task_id))
+            return true;
     return false;
+}
+
+static void unrecorded_free(struct unrecorded *u)
+{
+    free(u->result);
+    free(u->code);
+    free(u->message);
+    free(u);
+}
+
+static int record(struct obx_tasks *t, const struct unrecorded *u, struct obx_error *err)
+{
+    return obx_store_task_finish(t->store, u->id, u->status, u->result, u->code, u->message,
+                                 obx_unix_ms(), t->retention_ms, err);
+}
+
+/* Waiter thread, without t->lock: writes what the store refused before; the tasks that land are
+ * marked ready for their waiters. */
+static void retry_unrecorded(struct obx_tasks *t)
+{
+    pthread_mutex_lock(&t->lock);
+    struct unrecorded *list = TAKE_PTR(t->unrecorded);
+    pthread_mutex_unlock(&t->lock);
+    while (list) {
+        struct unrecorded *u = list;
+        list = u->next;
+        struct obx_error err = OBX_ERROR_INIT;
+        bool landed = record(t, u, &err) >= 0;
+        pthread_mutex_lock(&t->lock);
+        if (landed) {
+            mark_ready_locked(t, u->id);
+        } else {
+            u->next = t->unrecorded;
+            t->unrecorded = u;
+        }
+        pthread_mutex_unlock(&t->lock);
+        if (landed) {
+            obx_info("task %s: recorded %s after an earlier failure", u->id, u->status);
+            unrecorded_free(u);
+        }
+    }
 }
 
 static void prune(struct obx_tasks *t)
@@ -167,8 +225,15 @@ static void *waiter_main(void *arg)
             t->last_prune = now;
         else
             next = OBX_MIN(next, t->last_prune + PRUNE_EVERY_MS);
-        if (due || prune_due) {
+        bool retry_due = t->unrecorded && now - t->last_retry >= RETRY_MS;
+        if (retry_due)
+            t->last_retry = now;
+        else if (t->unrecorded)
+            next = OBX_MIN(next, t->last_retry + RETRY_MS);
+        if (due || prune_due || retry_due) {
             pthread_mutex_unlock(&t->lock);
+            if (retry_due)
+                retry_unrecorded(t);
             while (due) {
                 struct waiter *w = due;
                 due = w->next;
@@ -232,6 +297,13 @@ void obx_tasks_free(struct obx_tasks *t)
         t->waiters = w->next;
         answer(t, w);
     }
+    retry_unrecorded(t); /* a last try; what still fails reads console_restarted next start */
+    while (t->unrecorded) {
+        struct unrecorded *u = t->unrecorded;
+        t->unrecorded = u->next;
+        obx_err("task %s: %s was never recorded", u->id, u->status);
+        unrecorded_free(u);
+    }
     while (t->reservations) {
         struct reservation *r = t->reservations;
         t->reservations = r->next;
@@ -248,13 +320,30 @@ int obx_tasks_submit_job(struct obx_tasks *t, void (*fn)(void *), void *arg)
     return obx_console_pool_submit(t->exec_pool, fn, arg);
 }
 
-static void finish(struct obx_tasks *t, const char *id, const char *status, const char *result,
+/* Writes a task's terminal state. When the store refuses, the task goes on the unrecorded list
+ * (it stays live for waiters) and false is returned. */
+static bool finish(struct obx_tasks *t, const char *id, const char *status, const char *result,
                    const char *code, const char *message)
 {
+    struct unrecorded *u = obx_xcalloc(1, sizeof(*u));
+    snprintf(u->id, sizeof(u->id), "%s", id);
+    snprintf(u->status, sizeof(u->status), "%s", status);
+    u->result = result ? obx_xstrdup(result) : NULL;
+    u->code = code ? obx_xstrdup(code) : NULL;
+    u->message = message ? obx_xstrdup(message) : NULL;
     struct obx_error err = OBX_ERROR_INIT;
-    if (obx_store_task_finish(t->store, id, status, result, code, message, obx_unix_ms(),
-                              t->retention_ms, &err) < 0)
-        obx_err("task %s: cannot record %s: %s", id, status, err.message);
+    if (record(t, u, &err) >= 0) {
+        unrecorded_free(u);
+        return true;
+    }
+    obx_err("task %s: cannot record %s: %s; retrying every %d ms", id, status, err.message,
+            RETRY_MS);
+    pthread_mutex_lock(&t->lock);
+    u->next = t->unrecorded;
+    t->unrecorded = u;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+    return false;
 }
 
 static bool is_terminal_cap(const char *cap)
@@ -308,7 +397,8 @@ static void exec_job(void *arg)
             break;
         }
     }
-    mark_ready_locked(t, l->id);
+    if (!is_live_locked(t, l->id)) /* else its end is not in the store yet: waiters wait on */
+        mark_ready_locked(t, l->id);
     pthread_mutex_unlock(&t->lock);
     obx_call_done(&l->call);
     json_decref(l->payload);
@@ -347,7 +437,8 @@ void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *p
             break;
         }
     }
-    mark_ready_locked(t, l->id);
+    if (!is_live_locked(t, l->id)) /* else its end is not in the store yet: waiters wait on */
+        mark_ready_locked(t, l->id);
     pthread_mutex_unlock(&t->lock);
     obx_call_done(&l->call);
     json_decref(l->payload);

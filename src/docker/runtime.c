@@ -403,7 +403,7 @@ static int listen_socket(const char *path, int *ret, struct obx_error *err)
     if (strlen(path) >= sizeof(sa.sun_path))
         return obx_error_set(err, ENAMETOOLONG, OBX_ERR_RUNTIME_UNAVAILABLE,
                              "socket path %s is too long", path);
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    memcpy(sa.sun_path, path, strlen(path)); /* fits with its NUL: checked above */
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return obx_error_set(err, errno, OBX_ERR_NO_CAPACITY, "socket: %s", strerror(errno));

@@ -76,7 +76,9 @@ enum obx_mcp_message_kind {
     OBX_MCP_MESSAGE_INITIALIZE, /* a single initialize request */
     OBX_MCP_MESSAGE_OTHER,
 };
-enum obx_mcp_message_kind obx_mcp_message_kind(const char *text, size_t len);
+/* why (may be NULL) gets the reason of OBX_MCP_MESSAGE_UNPARSABLE, as the parse error's message. */
+enum obx_mcp_message_kind obx_mcp_message_kind(const char *text, size_t len, char *why,
+                                               size_t why_size);
 /* True for a protocol version this server speaks ("2025-11-25", ...). */
 bool obx_mcp_version_supported(const char *version);
 /* The supported versions, newest first, comma-separated (static). */
@@ -107,6 +109,8 @@ void obx_mcp_session_log(struct obx_mcp_session *s, enum obx_mcp_log_level level
 
 /* Largest message accepted (a stdio line or an HTTP body); bigger ones get -32600. */
 #define OBX_MCP_MAX_MESSAGE (16u * 1024 * 1024)
+/* Most messages in one JSON-RPC batch (protocol 2025-03-26); bigger ones get -32600. */
+#define OBX_MCP_MAX_BATCH 1000u
 
 /* Serves MCP over stdio: one JSON message per line on in_fd, answers on out_fd. Returns 0 at EOF of
  * in_fd once every call in flight was cancelled and finished. */

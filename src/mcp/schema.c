@@ -58,6 +58,9 @@ static int check_string(const char *name, const json_t *schema, const json_t *v,
         return fail(msg, size, "\"%s\" must be %s", name, what);
     const char *s = json_string_value(v);
     size_t len = json_string_length(v);
+    /* Everything behind a tool reads C strings: a NUL would silently cut the value short. */
+    if (memchr(s, '\0', len))
+        return fail(msg, size, "\"%s\" must not contain NUL characters", name);
     /* Blank before minLength: "must not be blank" says more than "at least 1 character". */
     if (not_blank) {
         bool blank = true;

@@ -258,9 +258,13 @@ static json_t *m_tools_call(struct request *rq)
 {
     struct obx_mcp_session *s = rq->s;
     json_t *id = rq->m->id, *params = rq->m->params;
-    const char *name = obx_json_get_str(params, "name", NULL);
-    if (!name)
+    json_t *jname = json_object_get(params, "name");
+    if (!jname)
         return obx_rpc_error(id, OBX_RPC_INVALID_PARAMS, "invalid params: \"name\" is required");
+    if (!json_is_string(jname))
+        return obx_rpc_error(id, OBX_RPC_INVALID_PARAMS,
+                             "invalid params: \"name\" must be a string");
+    const char *name = json_string_value(jname);
     const struct obx_mcp_tool_entry *t = obx_mcp_catalog_find(&s->srv->catalog, name);
     if (!t)
         return obx_rpc_error(id, OBX_RPC_INVALID_PARAMS, "unknown tool \"%s\"", name);
@@ -397,6 +401,17 @@ static void handle(struct obx_mcp_session *s, const char *text, size_t len, stru
         obx_mcp_session_send(
             s, k, obx_rpc_error(NULL, OBX_RPC_INVALID_REQUEST, "invalid request: empty batch"),
             true);
+        return;
+    }
+    /* Each entry costs an answer of a hundred bytes or more: a megabyte of "0," would otherwise
+     * turn into half a million error responses held in memory at once. */
+    if (json_array_size(msg) > OBX_MCP_MAX_BATCH) {
+        obx_mcp_session_send(s, k,
+                             obx_rpc_error(NULL, OBX_RPC_INVALID_REQUEST,
+                                           "invalid request: a batch of %zu messages; at most %u "
+                                           "are allowed",
+                                           json_array_size(msg), OBX_MCP_MAX_BATCH),
+                             true);
         return;
     }
     struct batch *b = obx_xcalloc(1, sizeof(*b));

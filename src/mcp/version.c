@@ -34,10 +34,14 @@ enum obx_mcp_version obx_mcp_version_negotiate(const char *requested)
     return obx_mcp_version_parse(requested, &v) == 0 ? v : OBX_MCP_VERSION_LATEST;
 }
 
-enum obx_mcp_message_kind obx_mcp_message_kind(const char *text, size_t len)
+enum obx_mcp_message_kind obx_mcp_message_kind(const char *text, size_t len, char *why,
+                                               size_t why_size)
 {
     json_t *err = NULL;
     _cleanup_json_ json_t *msg = obx_rpc_parse(text, len, &err);
+    if (!msg && why)
+        snprintf(why, why_size, "%s",
+                 obx_json_get_str(json_object_get(err, "error"), "message", "parse error"));
     json_decref(err);
     if (!msg)
         return OBX_MCP_MESSAGE_UNPARSABLE;

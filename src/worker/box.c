@@ -46,7 +46,7 @@ struct obx_box {
     pthread_cond_t hello_cond;
     bool hello;
     bool dead;
-    bool stopped;
+    bool stopped;      /* atomic: set by obx_box_kill() without the lock, read with __atomic */
     bool kill_started; /* under write_lock */
     char dead_reason[256];
     uint32_t next_id;
@@ -121,10 +121,12 @@ void obx_box_forget_runtime(struct obx_runtime *rt)
     pthread_mutex_unlock(&registry_lock);
 }
 
-/* Waits on c until *flag or the monotonic deadline (0 = forever). Returns false on timeout. */
-static bool wait_until(pthread_cond_t *c, pthread_mutex_t *m, const bool *flag, uint64_t deadline)
+/* Waits on c until *flag or *stop (the box died: mark_dead() wakes us) or the monotonic deadline
+ * (0 = forever). Returns false on timeout. */
+static bool wait_until(pthread_cond_t *c, pthread_mutex_t *m, const bool *flag, const bool *stop,
+                       uint64_t deadline)
 {
-    while (!*flag) {
+    while (!*flag && !*stop) {
         if (deadline == 0) {
             pthread_cond_wait(c, m);
             continue;
@@ -253,7 +255,7 @@ static int write_frame(struct obx_box *b, uint8_t type, uint32_t id, const char 
     obx_agent_header_encode(hdr, type, id, len);
     pthread_mutex_lock(&b->write_lock);
     int r = 0;
-    if (b->stopped)
+    if (__atomic_load_n(&b->stopped, __ATOMIC_ACQUIRE))
         r = -EPIPE;
     const struct {
         const void *p;
@@ -311,10 +313,11 @@ int obx_box_start(struct obx_runtime *rt, const struct obx_box_spec *spec, uint6
         return r;
     }
     b->rfd = TAKE_FD(b->h.from_agent);
-    registry_add(b);
     int fl = fcntl(b->h.to_agent, F_GETFL);
     if (fl >= 0)
         fcntl(b->h.to_agent, F_SETFL, fl | O_NONBLOCK);
+    /* Only now may obx_box_kill_all() see the box: its stop() closes and resets h.to_agent. */
+    registry_add(b);
 
     r = pthread_create(&b->reader, NULL, reader_main, b);
     if (r != 0) {
@@ -400,7 +403,7 @@ void obx_box_unref(struct obx_box *b)
 bool obx_box_alive(struct obx_box *b)
 {
     pthread_mutex_lock(&b->lock);
-    bool alive = !b->dead && !b->stopped;
+    bool alive = !b->dead && !__atomic_load_n(&b->stopped, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&b->lock);
     return alive;
 }
@@ -434,11 +437,13 @@ static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_
     r->call = call;
 
     pthread_mutex_lock(&b->lock);
-    if (b->dead || b->stopped) {
+    if (b->dead || __atomic_load_n(&b->stopped, __ATOMIC_ACQUIRE)) {
+        /* The reader thread writes dead_reason under the lock: read it before unlocking. */
+        int rc = obx_error_set(err, EPIPE, OBX_ERR_EXECUTION_FAILED, "the box is gone: %s",
+                               b->dead_reason[0] ? b->dead_reason : "stopped");
         pthread_mutex_unlock(&b->lock);
         free(r);
-        return obx_error_set(err, EPIPE, OBX_ERR_EXECUTION_FAILED, "the box is gone: %s",
-                             b->dead_reason[0] ? b->dead_reason : "stopped");
+        return rc;
     }
     r->id = b->next_id++;
     if (b->next_id == 0)
@@ -459,7 +464,7 @@ static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_
     if (ret == 0) {
         uint64_t deadline = wait_ms ? obx_now_ms() + wait_ms : 0;
         for (;;) {
-            bool ok = wait_until(&r->cond, &b->lock, &r->done, deadline);
+            bool ok = wait_until(&r->cond, &b->lock, &r->done, &b->dead, deadline);
             if (r->done)
                 break;
             if (b->dead) {
@@ -537,16 +542,30 @@ int obx_box_exec(struct obx_box *b, json_t *req, struct obx_call *call,
     int rc = run_request(b, OBX_AF_EXEC, req, call, limit, wait, &r, err);
     if (rc < 0)
         return rc;
-    if (r->type != OBX_AF_EXIT) {
-        rc = r->type == OBX_AF_ERROR
-                 ? agent_error(r, err)
-                 : obx_error_set(err, EPROTO, OBX_ERR_EXECUTION_FAILED,
-                                 "unexpected answer 0x%02x from the agent", r->type);
+    if (r->type == OBX_AF_ERROR) {
+        rc = agent_error(r, err);
         free_req(r);
         return rc;
     }
     struct obx_error perr = OBX_ERROR_INIT;
-    _cleanup_json_ json_t *j = obx_json_parse((const char *)r->payload, r->len, &perr);
+    _cleanup_json_ json_t *j =
+        r->type == OBX_AF_EXIT ? obx_json_parse((const char *)r->payload, r->len, &perr) : NULL;
+    if (!json_is_object(j)) {
+        /* An agent that breaks the protocol cannot be trusted to have stopped the command:
+         * the box goes, and the call says why. */
+        if (r->type != OBX_AF_EXIT)
+            rc = obx_error_set(err, EPROTO, OBX_ERR_EXECUTION_FAILED,
+                               "unexpected answer 0x%02x from the agent; the box was stopped",
+                               r->type);
+        else
+            rc = obx_error_set(err, EPROTO, OBX_ERR_EXECUTION_FAILED,
+                               "the agent sent an unreadable EXIT report (%s); the box was stopped",
+                               perr.message[0] ? perr.message : "not a JSON object");
+        obx_warn("box %s: %s", b->h.id, err ? err->message : "protocol violation");
+        free_req(r);
+        obx_box_kill(b);
+        return rc;
+    }
     memset(ret, 0, sizeof(*ret));
     ret->exit_code = (int)obx_json_get_int(j, "exit_code", -1);
     ret->signal = (int)obx_json_get_int(j, "signal", 0);

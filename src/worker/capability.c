@@ -24,6 +24,15 @@ static int payload_object(json_t *payload, const char *what, struct obx_error *e
     if (!json_is_object(payload))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "payload_json is not valid %s payload", what);
+    /* Commands, code, ids and paths are used as C strings: a NUL would silently cut one short. */
+    const char *key;
+    json_t *v;
+    json_object_foreach(payload, key, v)
+    {
+        if (json_is_string(v) && memchr(json_string_value(v), '\0', json_string_length(v)))
+            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                                 "%s must not contain NUL characters", key);
+    }
     return 0;
 }
 

@@ -376,3 +376,56 @@ describe('MCP over Streamable HTTP (console, embedded worker)', () => {
     assert.equal((await ping(other, B.token)).status, 200);
   });
 });
+
+describe('a long silent call over /mcp', () => {
+  let k, tok;
+  before(async () => {
+    k = await new Console({ ...env, CONSOLE_DB_PATH: path.join(dir, 'keepalive.db'), CONSOLE_MCP_KEEPALIVE_SEC: '1' }, ['--with-worker']).start();
+    tok = await tokenFor(k.base, ADMIN, ADMIN_PW);
+  });
+  after(async () => {
+    if (k) await k.stop();
+  });
+
+  async function rpc(body, sid, accept) {
+    const headers = { 'content-type': 'application/json', accept, authorization: `Bearer ${tok.token}` };
+    if (sid) Object.assign(headers, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
+    const t0 = Date.now();
+    const res = await fetch(`${k.base}/mcp`, { method: 'POST', headers, body: JSON.stringify(body) });
+    const headAt = Date.now() - t0;
+    const text = await res.text();
+    return { res, text, headAt, total: Date.now() - t0 };
+  }
+
+  test('turns into an event stream with keepalive comments, then the answer', async () => {
+    const both = 'application/json, text/event-stream';
+    const init = await rpc(INIT, null, both);
+    assert.equal(init.res.status, 200, init.text);
+    const sid = init.res.headers.get('mcp-session-id');
+    await rpc({ jsonrpc: '2.0', method: 'notifications/initialized' }, sid, both);
+    const callBody = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'terminalExec', arguments: { command: 'sleep 3; echo done' } } };
+
+    const r = await rpc(callBody, sid, both);
+    assert.equal(r.res.status, 200);
+    assert.equal(r.res.headers.get('content-type'), 'text/event-stream');
+    assert.ok(r.headAt < 2500, `the head came after ${r.headAt} ms, not about 1 s in`);
+    const comments = r.text.split('\n').filter((l) => l === ': keepalive').length;
+    assert.ok(comments >= 2, r.text);
+    const data = r.text.split('\n').filter((l) => l.startsWith('data: '));
+    assert.equal(data.length, 1, r.text);
+    const msg = JSON.parse(data[0].slice(6));
+    assert.equal(msg.id, 7);
+    assert.equal(msg.result.structuredContent.stdout, 'done\n');
+
+    // A client that takes only JSON waits for a plain answer.
+    const j = await rpc({ ...callBody, id: 8 }, sid, 'application/json');
+    assert.equal(j.res.status, 200);
+    assert.match(j.res.headers.get('content-type'), /^application\/json/);
+    assert.ok(j.headAt >= 2900, `answered after ${j.headAt} ms`);
+    assert.equal(JSON.parse(j.text).result.structuredContent.stdout, 'done\n');
+
+    // A quick call is still a plain JSON answer.
+    const q = await rpc({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: { message: 'x' } } }, sid, both);
+    assert.match(q.res.headers.get('content-type'), /^application\/json/);
+  });
+});

@@ -54,12 +54,12 @@ function serverEnv(extra) {
 }
 
 /**
- * The first line of an AddressSanitizer, LeakSanitizer or UBSan report in text, or null. The
- * sanitizer build is run through the same tests, and a report fails the test even when the
- * behaviour looked right.
+ * The first line of an AddressSanitizer, LeakSanitizer, UBSan or ThreadSanitizer report in text,
+ * or null. The sanitizer builds are run through the same tests, and a report fails the test even
+ * when the behaviour looked right.
  */
 export function sanitizerReport(text) {
-  const m = /^.*(ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: (Address|Leak|UndefinedBehavior)Sanitizer).*$/m.exec(
+  const m = /^.*(ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: (Address|Leak|UndefinedBehavior|Thread)Sanitizer|WARNING: ThreadSanitizer|FATAL: ThreadSanitizer).*$/m.exec(
     text ?? '',
   );
   return m ? m[0] : null;

@@ -869,14 +869,15 @@ static void test_shutdown_kills_everything(void **state)
     for (int i = 0; i < 200 && count_procs(marker) < 2; i++)
         usleep(5000);
     assert_true(count_procs(marker) >= 2);
-    /* A frame longer than the limit makes the stream unusable: the agent cleans up and exits. */
+    /* A frame longer than the limit makes the stream unusable: the agent cleans up and exits,
+     * with status 1 (a broken stream is a failure). */
     uint8_t bad[4];
     obx_be32_put(bad, OBX_AGENT_MAX_FRAME + 1);
     assert_int_equal(obx_write_all(h->in_fd, bad, sizeof(bad)), 0);
     int st = stop_agent(h);
     h->pid = 0;
     assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(WEXITSTATUS(st), 1);
     assert_int_equal(count_procs(marker), 0);
 }
 

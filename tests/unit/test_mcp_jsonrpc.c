@@ -255,6 +255,27 @@ static void test_batches_2025_03_26(void **state)
     assert_id_null(r);
     json_decref(r);
     h_expect_quiet(h, 20);
+
+    /* A batch over the limit is refused whole, before any entry is answered. */
+    size_t n = OBX_MCP_MAX_BATCH + 1;
+    char *big = malloc(2 * n + 2);
+    assert_non_null(big);
+    big[0] = '[';
+    for (size_t k = 0; k < n; k++) {
+        big[1 + 2 * k] = '0';
+        big[2 + 2 * k] = k + 1 < n ? ',' : ']';
+    }
+    big[2 * n + 1] = '\0';
+    h_sendf(h, "%s", big);
+    free(big);
+    r = h_take(h);
+    assert_error(r, -32600);
+    assert_id_null(r);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(r, "error"), "message")),
+               "at most 1000 are allowed"));
+    json_decref(r);
+    h_expect_quiet(h, 20);
     h_free(h);
 }
 

@@ -119,6 +119,11 @@ static void test_argument_errors(void **state)
                       "invalid arguments: \"session_id\" must be 1-128 visible ASCII characters");
     expect_tool_error(h, "readImage", "{\"session_id\":\"s1\"}",
                       "invalid arguments: \"file_path\" is required");
+    /* A NUL would cut the string short behind the tool's back. */
+    expect_tool_error(h, "terminalExec", "{\"command\":\"ls\\u0000; rm x\"}",
+                      "invalid arguments: \"command\" must not contain NUL characters");
+    expect_tool_error(h, "readImage", "{\"session_id\":\"s1\",\"file_path\":\"a.png\\u0000/x\"}",
+                      "invalid arguments: \"file_path\" must not contain NUL characters");
     expect_tool_error(h, "readImage", "{\"session_id\":\" \",\"file_path\":\"a.png\"}",
                       "invalid arguments: \"session_id\" must not be blank");
     /* Missing arguments are {}. */

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: Apache-2.0
+// Helpers of the fault suite: the host's view of a process tree (pids with their start times, so
+// a reused pid is not mistaken for a survivor), whether docker can run boxes here, the Engine API
+// of any daemon socket, and a console on a fresh database with an admin, a token and JSON calls.
+// Starting servers, calling tools and looking for processes come from the integration and
+// security suites' helpers.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import http from 'node:http';
+import assert from 'node:assert/strict';
+import { BIN, sleep } from '../integration/lib.mjs';
+import { Console, call, login } from '../integration/console-lib.mjs';
+
+export * from '../integration/lib.mjs';
+export { nsProcesses, assertNsEmpty } from '../security/lib.mjs';
+export { Console, call, login };
+
+/* ------------------------------------------------------------------------------------------ */
+/* Processes, seen from the host's /proc                                                        */
+
+/** {pid, ppid, start, comm, state} of one process, or null when it is gone. */
+export function procStat(pid) {
+  let stat;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const close = stat.lastIndexOf(')');
+  const rest = stat.slice(close + 2).split(' ');
+  return {
+    pid: Number(pid),
+    comm: stat.slice(stat.indexOf('(') + 1, close),
+    state: rest[0],
+    ppid: Number(rest[1]),
+    start: rest[19], // field 22: start time in clock ticks since boot
+  };
+}
+
+/** Every descendant of pid (not pid itself), as procStat records. */
+export function descendants(pid) {
+  const all = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const s = procStat(e);
+    if (s) all.push(s);
+  }
+  const out = [];
+  const parents = new Set([pid]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const s of all) {
+      if (!parents.has(s.pid) && parents.has(s.ppid)) {
+        parents.add(s.pid);
+        out.push(s);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+/** The records of procs that still run (same pid and start time, not a zombie). */
+export function survivors(procs) {
+  return procs.filter((p) => {
+    const s = procStat(p.pid);
+    return s && s.start === p.start && s.state !== 'Z';
+  });
+}
+
+/** The pid namespace of pid as `pid:[inode]`, or null. */
+export function pidNs(pid) {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return null;
+  }
+}
+
+/** Polls cond() every 50 ms until it returns a truthy value or timeoutMs passed; returns it. */
+export async function waitUntil(cond, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v || Date.now() >= deadline) return v;
+    await sleep(50);
+  }
+}
+
+export function describeProcs(procs) {
+  return procs.map((p) => `${p.pid} ${p.comm}`).join(', ');
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Docker                                                                                        */
+
+/** Why docker boxes cannot run here (for a skip), or null when `onlyboxes doctor` says ok. */
+export function dockerUnavailable(env = {}) {
+  if (process.env.OBX_SKIP_DOCKER === '1') return 'OBX_SKIP_DOCKER=1';
+  const r = spawnSync(BIN, ['doctor'], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
+  const out = `${r.stdout}${r.stderr}`;
+  if (/^docker: *ok/m.test(out)) return null;
+  const line = out.split('\n').find((l) => l.startsWith('docker:'));
+  return `no usable Docker daemon: ${line || 'onlyboxes doctor said nothing about docker'}`;
+}
+
+/** A request on the Engine API at a unix socket; resolves {status, body (JSON or text)}. */
+export function engine(socketPath, method, path, { timeoutMs = 10_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, path, method, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        let body = text;
+        try {
+          body = JSON.parse(text);
+        } catch {}
+        resolve({ status: res.statusCode, body });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer in ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Containers of the daemon at socketPath (all states) carrying every label given (`k=v`). */
+export async function containersLabelled(socketPath, labels) {
+  const filters = encodeURIComponent(JSON.stringify({ label: labels }));
+  const r = await engine(socketPath, 'GET', `/containers/json?all=1&filters=${filters}`);
+  assert.equal(r.status, 200, `listing containers: ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+export const SYSTEM_DOCKER_SOCKET = (process.env.DOCKER_HOST || 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
+
+/** The image the docker runtime uses for every box. */
+export const WORK_IMAGE = 'onlyboxes/work:bookworm';
+
+export function commandExists(name) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The console                                                                                   */
+
+export const ADMIN = 'fault-admin';
+export const ADMIN_PW = 'Fault-' + Math.random().toString(16).slice(2);
+
+/** Environment of a console on dbPath with a known admin and registration on. */
+export function consoleEnv(dbPath, extra = {}) {
+  return {
+    CONSOLE_DB_PATH: dbPath,
+    CONSOLE_HASH_KEY: 'fault-hash-key-' + process.pid,
+    CONSOLE_DASHBOARD_USERNAME: ADMIN,
+    CONSOLE_DASHBOARD_PASSWORD: ADMIN_PW,
+    CONSOLE_ENABLE_REGISTRATION: 'true',
+    ONLYBOXES_RUNTIME: 'bubblewrap',
+    ONLYBOXES_WARM_POOL: '0',
+    ...extra,
+  };
+}
+
+/** Signs in as username and makes a token: {cookie, token, tokenName}. */
+export async function tokenFor(base, username, password) {
+  const cookie = await login(base, username, password);
+  const tokenName = 'fault-' + Math.random().toString(16).slice(2);
+  const t = await call(base, 'POST', '/api/v1/console/tokens', { cookie, body: { name: tokenName } });
+  assert.equal(t.status, 201, t.text);
+  return { cookie, token: t.body.token, tokenName };
+}
+
+/** A Bearer request; `signal` aborts it. */
+export function bearer(base, method, p, token, body, { signal } = {}) {
+  return fetch(new URL(p, base), {
+    method,
+    signal,
+    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  }).then(async (res) => {
+    const text = await res.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {}
+    return { status: res.status, body: json, text };
+  });
+}
+
+export const TERMINAL_STATUSES = ['succeeded', 'failed', 'timeout', 'canceled'];
+
+/** Polls a task until it ended (or timeoutMs); returns its last snapshot. */
+export async function waitTaskEnded(base, token, id, timeoutMs = 60_000) {
+  let last;
+  await waitUntil(async () => {
+    const r = await bearer(base, 'GET', `/api/v1/tasks/${id}`, token);
+    assert.equal(r.status, 200, r.text);
+    last = r.body;
+    return TERMINAL_STATUSES.includes(last.status);
+  }, timeoutMs);
+  return last;
+}
+
+/** Kills a console with SIGKILL and waits for the exit. */
+export async function killConsole(con) {
+  con.proc.kill('SIGKILL');
+  return con.exited;
+}
