@@ -83,7 +83,9 @@ describe(`resource abuse (${RUNTIME})`, () => {
     'fork bomb: stopped at the process limit, killed at the timeout',
     async ({ srv, session_id }) => {
       await deadline(srv, 'terminalExec', {
-        command: 'b(){ b|b& }; b; sleep 1000',
+        // bash retries a fork that hits the limit (dash gives up at once, and a dash bomb dies
+        // out within a few hundred ms of reaching it, between two samples of the watcher).
+        command: "bash -c 'b(){ b|b& }; b'; sleep 1000",
         session_id,
         timeout_ms: 6000,
       });
