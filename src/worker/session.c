@@ -12,12 +12,17 @@
 
 #define REAP_INTERVAL_MS 1000
 #define INITIAL_LEASE_MS 60000 /* until the first command's release sets the real lease */
+/* A session held by a cancelled call is busy until the call has wound down (its processes killed,
+ * the agent's answer read): a few ms. A new call waits up to this long for it instead of failing
+ * with session_busy, so that "cancel, then run the next command" works. */
+#define CANCEL_GRACE_MS 2000
 
 struct session {
     char id[129];
     struct obx_box *box; /* NULL while starting */
     bool busy;
-    uint64_t lease_until; /* monotonic ms */
+    struct obx_call *holder; /* the call that holds it while busy; may be NULL */
+    uint64_t lease_until;    /* monotonic ms */
     int64_t lease_until_unix_ms;
     bool network;
     struct session *next;
@@ -26,6 +31,7 @@ struct session {
 struct obx_sessions {
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    pthread_cond_t freed; /* a session stopped being busy */
     struct session *list;
     unsigned count, max;
     bool stopping;
@@ -91,6 +97,7 @@ struct obx_sessions *obx_sessions_new(unsigned max_sessions,
     struct obx_sessions *s = obx_xcalloc(1, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
     obx_cond_init_monotonic(&s->wake);
+    obx_cond_init_monotonic(&s->freed);
     s->max = max_sessions ? max_sessions : 64;
     s->factory = *factory;
     if (pthread_create(&s->reaper, NULL, reaper_main, s) != 0)
@@ -105,6 +112,7 @@ void obx_sessions_free(struct obx_sessions *s)
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
     pthread_cond_broadcast(&s->wake);
+    pthread_cond_broadcast(&s->freed);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->reaper, NULL);
     /* Calls still running hold their own box references; their release() finds no session. */
@@ -119,6 +127,7 @@ void obx_sessions_free(struct obx_sessions *s)
     }
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->freed);
     free(s);
 }
 
@@ -133,7 +142,9 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
                              "session_id is longer than %zu characters", sizeof(ret->id) - 1);
     snprintf(ret->id, sizeof(ret->id), "%s", id);
 
+    uint64_t grace_until = obx_now_ms() + CANCEL_GRACE_MS;
     pthread_mutex_lock(&s->lock);
+retry:
     if (s->stopping) {
         pthread_mutex_unlock(&s->lock);
         return obx_error_set(err, ESHUTDOWN, OBX_ERR_EXECUTION_FAILED, "the worker is stopping");
@@ -148,6 +159,11 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
     }
     if (x) {
         if (x->busy) {
+            if (x->holder && obx_call_is_cancelled(x->holder) && obx_now_ms() < grace_until) {
+                struct timespec ts = obx_ms_to_timespec(grace_until);
+                pthread_cond_timedwait(&s->freed, &s->lock, &ts);
+                goto retry;
+            }
             pthread_mutex_unlock(&s->lock);
             return obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY, "session is busy");
         }
@@ -159,6 +175,7 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
                                  id);
         }
         x->busy = true;
+        x->holder = call;
         ret->box = obx_box_ref(x->box);
         pthread_mutex_unlock(&s->lock);
         return 0;
@@ -177,6 +194,7 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
     x = obx_xcalloc(1, sizeof(*x));
     snprintf(x->id, sizeof(x->id), "%s", id);
     x->busy = true;
+    x->holder = call;
     x->network = network;
     x->lease_until = obx_now_ms() + INITIAL_LEASE_MS;
     x->next = s->list;
@@ -190,6 +208,7 @@ int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
     pthread_mutex_lock(&s->lock);
     if (r < 0) {
         unlink_session(s, x);
+        pthread_cond_broadcast(&s->freed);
         pthread_mutex_unlock(&s->lock);
         free(x);
         return r;
@@ -219,6 +238,8 @@ int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *l
             x->lease_until_unix_ms = obx_unix_ms() + (int64_t)(x->lease_until - obx_now_ms());
         expiry = x->lease_until_unix_ms;
         x->busy = false;
+        x->holder = NULL;
+        pthread_cond_broadcast(&s->freed);
         if (!obx_box_alive(x->box)) {
             unlink_session(s, x);
             obx_box_unref(x->box);
