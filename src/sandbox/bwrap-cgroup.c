@@ -7,8 +7,10 @@
  * cgroup>/onlyboxes/<box-id> right after bwrap reports it, before the worker sends it anything, so
  * every process the box ever starts is inside (the agent forks only on requests). cgroup v1 (a
  * "pids" hierarchy) and v2 (with the pids controller available) are both handled; without either,
- * or without permission, boxes run with the rlimits alone. Called from any thread; the only state
- * is the directory set once at start-up.
+ * or without permission, boxes run with the rlimits alone. A memory cgroup per box, where one can
+ * be made, holds the box as a whole (its tmpfs /tmp included) to the memory limit that RLIMIT_AS
+ * applies per process: under v1 in the "memory" hierarchy, under v2 in the same directory. Called
+ * from any thread; the only state is the directories set once at start-up.
  */
 #include "bwrap-internal.h"
 
@@ -48,9 +50,9 @@ static bool list_has(const char *list, size_t len, const char *item)
     return false;
 }
 
-/* Finds the mount of the v1 "pids" hierarchy (v2 = false) or of cgroup2 (v2 = true): its mount
- * point and the cgroup path it shows as its root. */
-static bool find_mount(bool v2, char *point, char *root, size_t size)
+/* Finds the mount of the v1 hierarchy of controller (v2 = false) or of cgroup2 (v2 = true): its
+ * mount point and the cgroup path it shows as its root. */
+static bool find_mount(bool v2, const char *controller, char *point, char *root, size_t size)
 {
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
@@ -67,7 +69,7 @@ static bool find_mount(bool v2, char *point, char *root, size_t size)
         if (strchr(mp, '\\') || strchr(r, '\\')) /* an escaped space or the like: not ours */
             continue;
         if (v2 ? strcmp(type, "cgroup2") != 0
-               : strcmp(type, "cgroup") != 0 || !list_has(super, strlen(super), "pids"))
+               : strcmp(type, "cgroup") != 0 || !list_has(super, strlen(super), controller))
             continue;
         snprintf(point, size, "%s", mp);
         snprintf(root, size, "%s", r);
@@ -77,8 +79,8 @@ static bool find_mount(bool v2, char *point, char *root, size_t size)
     return found;
 }
 
-/* The worker's own cgroup path in the v1 "pids" hierarchy, or in v2 ("0::"). */
-static bool own_path(bool v2, char *out, size_t size)
+/* The worker's own cgroup path in the v1 hierarchy of controller, or in v2 ("0::"). */
+static bool own_path(bool v2, const char *controller, char *out, size_t size)
 {
     FILE *f = fopen("/proc/self/cgroup", "re");
     if (!f)
@@ -92,7 +94,7 @@ static bool own_path(bool v2, char *out, size_t size)
         if (!c2)
             continue;
         bool match =
-            v2 ? strncmp(line, "0::", 3) == 0 : list_has(c1 + 1, (size_t)(c2 - c1 - 1), "pids");
+            v2 ? strncmp(line, "0::", 3) == 0 : list_has(c1 + 1, (size_t)(c2 - c1 - 1), controller);
         if (match) {
             snprintf(out, size, "%s", c2 + 1);
             found = true;
@@ -103,10 +105,11 @@ static bool own_path(bool v2, char *out, size_t size)
 }
 
 /* <mount point> + the worker's path below the mount's root, or false. */
-static bool own_dir(bool v2, char *out, size_t size)
+static bool own_dir(bool v2, const char *controller, char *out, size_t size)
 {
     char point[PATH_MAX], root[PATH_MAX], own[PATH_MAX];
-    if (!find_mount(v2, point, root, sizeof(point)) || !own_path(v2, own, sizeof(own)))
+    if (!find_mount(v2, controller, point, root, sizeof(point)) ||
+        !own_path(v2, controller, own, sizeof(own)))
         return false;
     size_t rlen = obx_streq(root, "/") ? 0 : strlen(root);
     if (strncmp(own, root, rlen) != 0 || (own[rlen] != '/' && own[rlen] != '\0'))
@@ -118,8 +121,8 @@ static bool own_dir(bool v2, char *out, size_t size)
     return n > 0 && n < (int)size;
 }
 
-/* Whether the v2 cgroup dir offers the pids controller to its children. */
-static bool v2_has_pids(const char *dir)
+/* Whether the v2 cgroup dir offers controller to its children. */
+static bool v2_has(const char *dir, const char *controller)
 {
     char path[PATH_MAX], buf[512];
     snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
@@ -132,30 +135,34 @@ static bool v2_has_pids(const char *dir)
     buf[n] = '\0';
     buf[strcspn(buf, "\n")] = '\0';
     for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
-        if (obx_streq(w, "pids"))
+        if (obx_streq(w, controller))
             return true;
     return false;
 }
 
-static int make_parent(bool v2, const char *own, char **ret)
+/* v2: enables controller for the children of dir; 0, or a negative errno. */
+static int v2_enable(const char *dir, const char *controller)
+{
+    if (!v2_has(dir, controller))
+        return -ENOTSUP;
+    _cleanup_free_ char *plus = obx_xasprintf("+%s", controller);
+    return write_string(dir, "cgroup.subtree_control", plus);
+}
+
+/* <own>/onlyboxes with controller on (v1: own is in that controller's hierarchy). */
+static int make_parent(bool v2, const char *controller, const char *own, char **ret)
 {
     _cleanup_free_ char *dir = obx_xasprintf("%s/onlyboxes", own);
-    if (v2) {
-        /* v2 gives a child a controller only when its parent enables it; the worker's own cgroup
-         * can do so only if it is the root or holds no process (the no-internal-process rule). */
-        if (!v2_has_pids(own))
-            return -ENOTSUP;
-        int r = write_string(own, "cgroup.subtree_control", "+pids");
-        if (r < 0)
-            return r;
-    }
+    /* v2 gives a child a controller only when its parent enables it; the worker's own cgroup can
+     * do so only if it is the root or holds no process (the no-internal-process rule). */
+    int r = v2 ? v2_enable(own, controller) : 0;
+    if (r < 0)
+        return r;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         return -errno;
-    if (v2) {
-        int r = write_string(dir, "cgroup.subtree_control", "+pids");
-        if (r < 0)
-            return r;
-    }
+    r = v2 ? v2_enable(dir, controller) : 0;
+    if (r < 0)
+        return r;
     *ret = TAKE_PTR(dir);
     return 0;
 }
@@ -165,10 +172,23 @@ void obx_bwrap_cgroup_init(struct obx_bwrap_runtime *b)
     char own[PATH_MAX];
     int r = -ENOENT;
     bool v2 = false;
-    if (own_dir(false, own, sizeof(own)))
-        r = make_parent(false, own, &b->cgroup_dir);
-    else if (own_dir(true, own, sizeof(own)))
-        r = make_parent(v2 = true, own, &b->cgroup_dir);
+    if (own_dir(false, "pids", own, sizeof(own)))
+        r = make_parent(false, "pids", own, &b->cgroup_dir);
+    else if (own_dir(true, NULL, own, sizeof(own)))
+        r = make_parent(v2 = true, "pids", own, &b->cgroup_dir);
+    /* Memory: v1 has its own hierarchy; v2 uses the same directories. Best effort: without it a
+     * box's memory is limited per process (RLIMIT_AS) only. */
+    int m = -ENOENT;
+    if (!v2 && own_dir(false, "memory", own, sizeof(own)))
+        m = make_parent(false, "memory", own, &b->memory_cgroup_dir);
+    else if (v2 && r >= 0 && (m = v2_enable(own, "memory")) >= 0 &&
+             (m = v2_enable(b->cgroup_dir, "memory")) >= 0)
+        b->memory_cgroup_dir = obx_xstrdup(b->cgroup_dir);
+    if (m >= 0)
+        obx_debug("sandbox: boxes get a memory cgroup below %s", b->memory_cgroup_dir);
+    else
+        obx_debug("sandbox: no memory cgroup for the boxes (%s); memory is limited per process",
+                  strerror(-m));
     if (r >= 0) {
         obx_debug("sandbox: boxes get a pids cgroup below %s (cgroup v%d)", b->cgroup_dir,
                   v2 ? 2 : 1);
@@ -183,19 +203,17 @@ void obx_bwrap_cgroup_init(struct obx_bwrap_runtime *b)
         obx_debug("sandbox: no pids cgroup for the boxes (%s); RLIMIT_NPROC applies", strerror(-r));
 }
 
-int obx_bwrap_cgroup_attach(struct obx_bwrap_runtime *b, const char *id, pid_t pid,
-                            uint32_t max_pids)
+/* Makes <parent>/<id>, writes value to its limit file and moves pid in. */
+static int attach_one(const char *parent, const char *id, const char *limit_file, const char *value,
+                      pid_t pid)
 {
-    if (!b->cgroup_dir)
-        return 0;
     char dir[PATH_MAX], num[24];
-    int n = snprintf(dir, sizeof(dir), "%s/%s", b->cgroup_dir, id);
+    int n = snprintf(dir, sizeof(dir), "%s/%s", parent, id);
     if (n < 0 || n >= (int)sizeof(dir))
         return -ENAMETOOLONG;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         return -errno;
-    snprintf(num, sizeof(num), "%u", max_pids);
-    int r = write_string(dir, "pids.max", num);
+    int r = write_string(dir, limit_file, value);
     if (r >= 0) {
         snprintf(num, sizeof(num), "%d", (int)pid);
         r = write_string(dir, "cgroup.procs", num);
@@ -205,12 +223,30 @@ int obx_bwrap_cgroup_attach(struct obx_bwrap_runtime *b, const char *id, pid_t p
     return r;
 }
 
-void obx_bwrap_cgroup_remove(struct obx_bwrap_runtime *b, const char *id)
+int obx_bwrap_cgroup_attach(struct obx_bwrap_runtime *b, const char *id, pid_t pid,
+                            uint32_t max_pids, uint64_t max_memory)
 {
+    char num[24];
+    if (b->memory_cgroup_dir) {
+        bool v2 = obx_streq(b->memory_cgroup_dir, b->cgroup_dir ? b->cgroup_dir : "");
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)max_memory);
+        int r = attach_one(b->memory_cgroup_dir, id, v2 ? "memory.max" : "memory.limit_in_bytes",
+                           num, pid);
+        if (r < 0)
+            return r;
+    }
     if (!b->cgroup_dir)
+        return 0;
+    snprintf(num, sizeof(num), "%u", max_pids);
+    return attach_one(b->cgroup_dir, id, "pids.max", num, pid);
+}
+
+static void remove_one(const char *parent, const char *id)
+{
+    if (!parent)
         return;
     char dir[PATH_MAX];
-    int n = snprintf(dir, sizeof(dir), "%s/%s", b->cgroup_dir, id);
+    int n = snprintf(dir, sizeof(dir), "%s/%s", parent, id);
     if (n < 0 || n >= (int)sizeof(dir))
         return;
     /* After a normal stop every process of the box is reaped; a box killed from outside (a
@@ -224,4 +260,12 @@ void obx_bwrap_cgroup_remove(struct obx_bwrap_runtime *b, const char *id)
         nanosleep(&ts, NULL);
     }
     obx_warn("sandbox: cannot remove cgroup %s: %s", dir, strerror(errno));
+}
+
+void obx_bwrap_cgroup_remove(struct obx_bwrap_runtime *b, const char *id)
+{
+    remove_one(b->cgroup_dir, id);
+    if (b->memory_cgroup_dir &&
+        !obx_streq(b->memory_cgroup_dir, b->cgroup_dir ? b->cgroup_dir : ""))
+        remove_one(b->memory_cgroup_dir, id);
 }

@@ -46,7 +46,8 @@ struct obx_bwrap_runtime {
     int boxes_fd;    /* O_DIRECTORY of boxes_dir */
     struct obx_bwrap_mount mounts[OBX_BWRAP_MAX_MOUNTS];
     size_t n_mounts;
-    char *cgroup_dir; /* <pids cgroup>/onlyboxes, where each box gets one; NULL: none */
+    char *cgroup_dir;        /* <pids cgroup>/onlyboxes, where each box gets one; NULL: none */
+    char *memory_cgroup_dir; /* <memory cgroup>/onlyboxes (v2: = cgroup_dir); NULL: none */
 };
 
 /* Per-box state behind obx_box_handle.priv. */
@@ -92,10 +93,11 @@ bool obx_bwrap_kill_if_same(pid_t pid, unsigned long long start, const char *wan
  * warning when running as root, where none can be had. */
 void obx_bwrap_cgroup_init(struct obx_bwrap_runtime *b);
 
-/* Puts pid (the box's PID 1, before it starts anything) into a new cgroup for box id with
- * pids.max = max_pids. 0 without a cgroup directory; a negative errno if the move failed. */
+/* Puts pid (the box's PID 1, before it starts anything) into new cgroups for box id with
+ * pids.max = max_pids and a memory limit of max_memory bytes (each where the runtime has that
+ * controller). 0 without cgroups; a negative errno if a move failed. */
 int obx_bwrap_cgroup_attach(struct obx_bwrap_runtime *b, const char *id, pid_t pid,
-                            uint32_t max_pids);
+                            uint32_t max_pids, uint64_t max_memory);
 
 /* Removes box id's cgroup, once its processes are gone. */
 void obx_bwrap_cgroup_remove(struct obx_bwrap_runtime *b, const char *id);

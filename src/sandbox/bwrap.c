@@ -593,15 +593,17 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     }
     close(TAKE_FD(info[0]));
     /* Before the agent is sent anything, so that it forks nothing outside the cgroup. */
-    r = obx_bwrap_cgroup_attach(b, id, child, spec->pids ? spec->pids : OBX_SANDBOX_DEFAULT_PIDS);
+    r = obx_bwrap_cgroup_attach(b, id, child, spec->pids ? spec->pids : OBX_SANDBOX_DEFAULT_PIDS,
+                                spec->memory_bytes ? spec->memory_bytes
+                                                   : OBX_SANDBOX_DEFAULT_MEMORY_BYTES);
     if (r < 0) {
         kill(child, SIGKILL);
         kill_and_reap(pid);
         pid = 0;
         obx_bwrap_cgroup_remove(b, id);
         r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
-                          "cannot put box %s into its pids cgroup below %s: %s", id, b->cgroup_dir,
-                          strerror(-r));
+                          "cannot put box %s into its cgroups below %s: %s", id,
+                          b->cgroup_dir ? b->cgroup_dir : b->memory_cgroup_dir, strerror(-r));
         goto fail;
     }
     (void)obx_bwrap_proc_start_time(child, &box->child_start);
@@ -693,6 +695,7 @@ static void bwrap_free(struct obx_runtime *rt)
     }
     obx_closep(&b->boxes_fd);
     free(b->cgroup_dir);
+    free(b->memory_cgroup_dir);
     free(b->bwrap_path);
     free(b->state_dir);
     free(b->boxes_dir);

@@ -68,9 +68,10 @@ describe('docker runtime', { skip }, () => {
     const { session_id } = await srv.sh('true');
     // The command outlives the bomb's first generation, so the call runs into its timeout and the
     // agent kills the whole process group; background jobs of a command that ends normally stay,
-    // as in a terminal.
+    // as in a terminal. bash, not dash: bash retries a fork refused at the limit (also the one
+    // for sleep), where dash gives up at once and the command would end early.
     const r = await srv.call('terminalExec', {
-      command: "sh -c 'b(){ b|b& }; b'; sleep 100",
+      command: "bash -c 'b(){ b|b& }; b; sleep 100'",
       session_id,
       timeout_ms: 5000,
     });

@@ -83,9 +83,10 @@ describe(`resource abuse (${RUNTIME})`, () => {
     'fork bomb: stopped at the process limit, killed at the timeout',
     async ({ srv, session_id }) => {
       await deadline(srv, 'terminalExec', {
-        // bash retries a fork that hits the limit (dash gives up at once, and a dash bomb dies
-        // out within a few hundred ms of reaching it, between two samples of the watcher).
-        command: "bash -c 'b(){ b|b& }; b'; sleep 1000",
+        // bash retries a fork that hits the limit, the one for sleep included (dash gives up at
+        // once: a dash bomb dies out within a few hundred ms of reaching it, between two samples
+        // of the watcher, and the command could end before its timeout).
+        command: "bash -c 'b(){ b|b& }; b; sleep 1000'",
         session_id,
         timeout_ms: 6000,
       });
@@ -125,6 +126,36 @@ except MemoryError:
     assert.ok(mib > 0 && mib <= limit, `reached ${mib} MiB, limit ${limit} MiB`);
     return `8 GiB at once: refused; growing: stopped at ${mib} MiB by ${stopped} (limit ${limit} MiB)`;
   });
+
+  attempt(
+    "memory across processes: together they are held to the box's limit",
+    async ({ srv, session_id }) => {
+      const limit = ON_DOCKER ? LIMITS.dockerMemoryMiB : LIMITS.memoryMiB;
+      const each = Math.floor(limit * 0.4); // 4 of them: 1.6 times the limit, each well below it
+      const r = await srv.sh(
+        `python3 -c '
+import subprocess
+code = "import time\\nb = bytearray(${each} << 20)\\nfor i in range(0, len(b), 4096): b[i] = 1\\ntime.sleep(3)"
+ps = [subprocess.Popen(["python3", "-c", code]) for _ in range(4)]
+print("codes", *[p.wait() for p in ps])
+'`,
+        { session_id, timeout_ms: 60_000 },
+      );
+      const m = /codes (.*)/.exec(r.stdout);
+      assert.ok(m, describeRun(r));
+      const codes = m[1].trim().split(/\s+/).map(Number);
+      const survivors = codes.filter((c) => c === 0).length;
+      assert.ok(codes.some((c) => c === -9), `no process was killed: ${codes.join(' ')}`);
+      assert.ok(survivors * each <= limit, `${survivors} x ${each} MiB survived, limit ${limit} MiB`);
+      return `4 processes of ${each} MiB: exit codes ${codes.join(' ')} (box limit ${limit} MiB)`;
+    },
+    {
+      skip:
+        !ON_DOCKER && process.getuid?.() !== 0
+          ? 'the bubblewrap runtime limits a box\'s total memory only when the worker may create cgroups (root)'
+          : false,
+    },
+  );
 
   attempt('disk fill of /workspace with one file: stopped at its limit', async ({ srv, session_id }) => {
     const limit = ON_DOCKER ? Math.min(LIMITS.workspaceMiB, LIMITS.dockerMemoryMiB) : LIMITS.fileMiB;
