@@ -132,7 +132,7 @@ static enum obx_route_result change_password(struct obx_route_ctx *ctx)
     }
     if (r < 0) {
         obx_err("change password: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to update password");
+        obx_route_store_error(ctx, r, "failed to update password");
         return OBX_ROUTE_DONE;
     }
     if (strcasecmp(algo, OBX_AUTH_HASH_ALGO) != 0 || !obx_auth_password_verify(hash, current)) {
@@ -140,17 +140,21 @@ static enum obx_route_result change_password(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     char phc[OBX_AUTH_PWHASH_MAX];
-    if (obx_auth_password_hash(next, phc) < 0 ||
-        obx_store_account_set_password(c->store, a.id, phc, OBX_AUTH_HASH_ALGO, obx_unix_ms(),
-                                       &err) < 0) {
+    r = obx_auth_password_hash(next, phc) < 0
+            ? -EIO
+            : obx_store_account_set_password(c->store, a.id, phc, OBX_AUTH_HASH_ALGO, obx_unix_ms(),
+                                             &err);
+    if (r < 0) {
         obx_err("change password: %s", err.message[0] ? err.message : "hashing failed");
-        obx_http_respond_error(ctx->req, 500, "failed to update password");
+        obx_route_store_error(ctx, r, "failed to update password");
         return OBX_ROUTE_DONE;
     }
     /* Every other browser of this account is logged out; this one gets a fresh session. */
-    if (obx_store_session_delete_account(c->store, a.id, &err) < 0 ||
-        obx_route_session_start(ctx, a.id) < 0) {
-        obx_http_respond_error(ctx->req, 500, "failed to refresh session");
+    r = obx_store_session_delete_account(c->store, a.id, &err);
+    if (r >= 0)
+        r = obx_route_session_start(ctx, a.id);
+    if (r < 0) {
+        obx_route_store_error(ctx, r, "failed to refresh session");
         return OBX_ROUTE_DONE;
     }
     obx_http_respond_empty(ctx->req, 204);
@@ -274,7 +278,7 @@ static enum obx_route_result delete_account(struct obx_route_ctx *ctx)
         obx_http_respond_error(ctx->req, 403, "cannot delete admin account");
     } else if (r < 0) {
         obx_err("delete account: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to delete account");
+        obx_route_store_error(ctx, r, "failed to delete account");
     } else {
         obx_info("account %s deleted by %s", id, ctx->account.id);
         obx_http_respond_empty(ctx->req, 204);

@@ -445,7 +445,7 @@ static enum obx_route_result cancel_task(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     if (r < 0) {
-        obx_http_respond_error(ctx->req, 500, "failed to cancel task");
+        obx_route_store_error(ctx, r, "failed to cancel task");
         return OBX_ROUTE_DONE;
     }
     int status = 409;
@@ -457,7 +457,7 @@ static enum obx_route_result cancel_task(struct obx_route_ctx *ctx)
             r = own_task(ctx, &t);
         if (r < 0) {
             obx_err("cancel task: %s", err.message);
-            obx_http_respond_error(ctx->req, 500, "failed to cancel task");
+            obx_route_store_error(ctx, r, "failed to cancel task");
             return OBX_ROUTE_DONE;
         }
         if (obx_streq(t.status, "canceled"))

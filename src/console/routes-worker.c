@@ -314,7 +314,7 @@ static enum obx_route_result create_worker(struct obx_route_ctx *ctx)
     if (r < 0) {
         obx_auth_wipe(secret);
         obx_err("create worker: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to create worker");
+        obx_route_store_error(ctx, r, "failed to create worker");
         return OBX_ROUTE_DONE;
     }
     obx_info("worker %s (%s) provisioned by account %s", node_id, type, ctx->account.id);
@@ -343,7 +343,7 @@ static enum obx_route_result delete_worker(struct obx_route_ctx *ctx)
         obx_http_respond_error(ctx->req, 404, "worker not found");
     } else if (r < 0) {
         obx_err("delete worker: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to delete worker");
+        obx_route_store_error(ctx, r, "failed to delete worker");
     } else {
         obx_info("worker %s deleted by account %s", id, ctx->account.id);
         obx_http_respond_empty(ctx->req, 204);

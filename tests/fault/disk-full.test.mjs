@@ -95,7 +95,9 @@ test('the console disk fills up: clear errors, reads still work, nothing is lost
     assertStorageError(reg, 'registering an account');
     const signIn = await call(con.base, 'POST', '/api/v1/console/login', { body: { username: ADMIN, password: ADMIN_PW } });
     assertStorageError(signIn, 'signing in (a new dashboard session)');
-    t.diagnostic(`four refused writes answered in ${Date.now() - t0} ms; e.g. ${tok.status} ${tok.text}`);
+    const worker = await call(con.base, 'POST', '/api/v1/workers', { cookie: A.cookie, body: { type: 'normal' } });
+    assertStorageError(worker, 'provisioning a worker');
+    t.diagnostic(`five refused writes answered in ${Date.now() - t0} ms; e.g. ${tok.status} ${tok.text}`);
 
     // Reads keep working.
     const got = await bearer(con.base, 'GET', `/api/v1/tasks/${before.body.task_id}`, A.token);
