@@ -10,7 +10,9 @@ import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
 import assert from 'node:assert/strict';
 import { BIN, sleep } from '../integration/lib.mjs';
-import { Console, call, login } from '../integration/console-lib.mjs';
+import { Console, bearer, call, login } from '../integration/console-lib.mjs';
+
+export { bearer };
 
 export * from '../integration/lib.mjs';
 export { nsProcesses, assertNsEmpty } from '../security/lib.mjs';
@@ -176,23 +178,6 @@ export async function tokenFor(base, username, password) {
   const t = await call(base, 'POST', '/api/v1/console/tokens', { cookie, body: { name: tokenName } });
   assert.equal(t.status, 201, t.text);
   return { cookie, token: t.body.token, tokenName };
-}
-
-/** A Bearer request; `signal` aborts it. */
-export function bearer(base, method, p, token, body, { signal } = {}) {
-  return fetch(new URL(p, base), {
-    method,
-    signal,
-    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  }).then(async (res) => {
-    const text = await res.text();
-    let json = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch {}
-    return { status: res.status, body: json, text };
-  });
 }
 
 export const TERMINAL_STATUSES = ['succeeded', 'failed', 'timeout', 'canceled'];

@@ -112,3 +112,20 @@ export async function login(base, username, password, opts = {}) {
   assert.equal(r.status, 200, r.text);
   return sessionCookie(r).value;
 }
+
+/** A Bearer request; `signal` aborts it. */
+export function bearer(base, method, p, token, body, { signal } = {}) {
+  return fetch(new URL(p, base), {
+    method,
+    signal,
+    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  }).then(async (res) => {
+    const text = await res.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {}
+    return { status: res.status, body: json, text };
+  });
+}

@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from '../integration/node_modules/@modelcontextprotocol/sdk/dist/esm/client/index.js';
 import { StreamableHTTPClientTransport } from '../integration/node_modules/@modelcontextprotocol/sdk/dist/esm/client/streamableHttp.js';
-import { Console, call, login } from '../integration/console-lib.mjs';
+import { Console, bearer, call, login } from '../integration/console-lib.mjs';
 
 const SECONDS = Number(process.env.OBX_LOAD_SECONDS || 120);
 const CLIENTS = Number(process.env.OBX_LOAD_CLIENTS || 50);
@@ -149,18 +149,7 @@ const con = new Console(
 /** A JSON request with the token; resolves to {status, body, text}, or {status: 0, text} on a transport error. */
 async function rest(token, method, p, body) {
   try {
-    const res = await fetch(con.base + p, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    const text = await res.text();
-    let json = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch {}
-    return { status: res.status, body: json, text };
+    return await bearer(con.base, method, p, token, body, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   } catch (e) {
     return { status: 0, body: null, text: `${e.name}: ${e.message}` };
   }
