@@ -15,6 +15,7 @@ report() { # file:line: message
 rules=(
     '#include <curl/|^src/(docker|client)/'
     '#include <libwebsockets.h>|^src/console/http'
+    '#include <openssl/|^src/console/http'
     '#include <grpc/|^src/rpc/'
     '#include <protobuf-c/|^src/rpc/'
     '#include <sqlite3.h>|^src/console/store'

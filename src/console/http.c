@@ -21,8 +21,12 @@
  */
 #include "http.h"
 
+#include <jansson.h>
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <sys/socket.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -30,6 +34,7 @@
 #define HTTP_CHUNK 16384
 #define OVERSIZE_DRAIN_BYTES (16u << 20) /* larger bodies get their 413 at once */
 #define STREAM_MAX_PENDING (64u << 20)   /* streamed bytes a slow client may leave unread */
+#define HEAD_DRAIN_BYTES (1u << 20)      /* read and dropped after an answer on a closing socket */
 
 struct http_conn {
     struct lws *wsi;
@@ -58,11 +63,53 @@ struct obx_http_server {
  * says why (a TLS file it could not load, a key that does not match) only in its log. */
 static __thread char first_lws_error[256];
 
+#define LWS_LOG_LEVELS (LLL_ERR | LLL_WARN)
+
+static void answer_before_close(struct lws *wsi, int status, const char *reason, const char *fmt,
+                                ...) OBX_PRINTF(4, 5);
+
+/* lws gives up on a request head that does not fit its header buffer (too long, or too many
+ * header lines) and closes the connection without a word: it has no callback for that, it only
+ * logs why. Its log and the close of that connection follow each other on this thread in one
+ * call chain. So the log hook, on that error, turns on lws's info lines until the next one that
+ * opens a close ("__lws_close_free_wsi: <wsi>: caller: ..."), the first step of closing that
+ * connection, before lws shuts the socket down; there it answers 431. Info lines stay off
+ * otherwise: lws writes about 16 of them per request. */
+static __thread bool head_too_large;
+static unsigned head_limit_bytes; /* for the 431's message */
+
+static bool head_too_large_close(const char *line)
+{
+    void *wsi = NULL;
+    if (sscanf(line, "__lws_close_free_wsi: %p: caller:", &wsi) != 1 || !wsi)
+        return false;
+    head_too_large = false;
+    lws_set_log_level(LWS_LOG_LEVELS, NULL);
+    answer_before_close(wsi, 431, "Request Header Fields Too Large",
+                        "request head too large: the request line and headers together may "
+                        "take at most %u bytes",
+                        head_limit_bytes);
+    return true;
+}
+
 static void lws_log_emit(int level, const char *line)
 {
+    if (level == LLL_INFO) {
+        if (head_too_large)
+            head_too_large_close(line);
+        return;
+    }
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
+    if (strstr(line, "Ran out of header data space") ||
+        strstr(line, "More hdr frags than we can deal with")) {
+        /* the client's fault, not ours: no error in our log */
+        obx_debug("lws: %.*s", (int)n, line);
+        head_too_large = true;
+        lws_set_log_level(LWS_LOG_LEVELS | LLL_INFO, NULL);
+        return;
+    }
     if (level == LLL_ERR && !first_lws_error[0])
         snprintf(first_lws_error, sizeof(first_lws_error), "%.*s", (int)n, line);
     obx_log(level == LLL_ERR ? OBX_LOG_ERROR : OBX_LOG_WARN, "lws: %.*s", (int)n, line);
@@ -390,6 +437,44 @@ static void drain_done(struct obx_http_server *srv)
     }
 }
 
+/* A last answer on a connection lws is about to close, written straight to the socket (or its
+ * TLS session): {"error": message}, then "connection: close". What the client still sends is
+ * read and dropped, so that the close does not reset the connection before the answer is read. */
+static void answer_before_close(struct lws *wsi, int status, const char *reason, const char *fmt,
+                                ...)
+{
+    int fd = lws_get_socket_fd(wsi);
+    if (fd < 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    _cleanup_free_ char *message = obx_xvasprintf(fmt, ap);
+    va_end(ap);
+    json_t *body_json = json_pack("{s:s}", "error", message);
+    _cleanup_free_ char *body = json_dumps(body_json, JSON_COMPACT);
+    json_decref(body_json);
+    _cleanup_free_ char *resp = obx_xasprintf("HTTP/1.1 %d %s\r\nserver: onlyboxes\r\n"
+                                              "content-type: application/json\r\n"
+                                              "content-length: %zu\r\nconnection: close\r\n\r\n%s",
+                                              status, reason, strlen(body), body);
+    size_t len = strlen(resp);
+    SSL *ssl = lws_is_ssl(wsi) ? (SSL *)lws_get_ssl(wsi) : NULL;
+    if (ssl) {
+        if (SSL_write(ssl, resp, (int)len) <= 0)
+            return;
+    } else if (send(fd, resp, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len) {
+        return;
+    }
+    shutdown(fd, SHUT_WR);
+    char sink[4096];
+    for (size_t dropped = 0; dropped < HEAD_DRAIN_BYTES;) {
+        ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        dropped += (size_t)n;
+    }
+}
+
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len)
 {
@@ -427,15 +512,45 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     }
 }
 
+/* What lws cannot parse as HTTP at all (a request line with no known method; plain HTTP sent
+ * to the HTTPS port) it hands here as a raw socket, with the vhost option below: 400, naming why,
+ * instead of lws's own 403 page or a silent close. */
+static int not_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                             void *in, size_t len)
+{
+    (void)user, (void)in, (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_RAW_ADOPT:
+        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+        lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_RAW_WRITEABLE: {
+        struct obx_http_server *srv = lws_context_user(lws_get_context(wsi));
+        if (srv && srv->cfg.tls_cert_file && srv->cfg.tls_key_file && !lws_is_ssl(wsi))
+            answer_before_close(wsi, 400, "Bad Request",
+                                "this port speaks HTTPS: the request was sent as plain HTTP");
+        else
+            answer_before_close(wsi, 400, "Bad Request",
+                                "not an HTTP/1.1 request: the request line has no known method");
+        return -1;
+    }
+    default:
+        return 0;
+    }
+}
+
 static const struct lws_protocols protocols[] = {
     {"http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
+    /* lws allocates a new connection's data by this protocol's size before it binds the
+     * connection to "http": the same size, so "http" always finds a whole (zeroed) http_conn. */
+    {"not-http", not_http_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
 int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_http_server **ret,
                         struct obx_error *err)
 {
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+    lws_set_log_level(LWS_LOG_LEVELS, lws_log_emit);
     struct obx_http_server *srv = obx_xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
     pthread_mutex_init(&srv->lock, NULL);
@@ -448,6 +563,7 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.max_http_header_data = (unsigned short)OBX_MIN(cfg->max_header_bytes, 65535u);
+    head_limit_bytes = info.max_http_header_data;
     info.max_http_header_pool = 256;
     info.server_string = "onlyboxes";
     info.user = srv;
@@ -463,11 +579,16 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
     info.iface = obx_str_empty(cfg->host) ? NULL : cfg->host;
     info.protocols = protocols;
     info.timeout_secs = (unsigned)cfg->header_timeout_sec;
+    info.options = LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
+    info.listen_accept_role = "raw-skt";
+    info.listen_accept_protocol = "not-http";
     info.keepalive_timeout = cfg->idle_timeout_sec;
     if (tls) {
-        /* HTTPS only: without LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT a plaintext client
-         * fails the handshake and is closed. */
-        info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws reads it per vhost too */
+        /* HTTPS only. ALLOW_NON_SSL_ON_SSL_PORT makes lws look at the first bytes: plain HTTP
+         * goes to the fallback above (a 400 naming the mistake) instead of a failed handshake;
+         * it is never served. */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | /* lws reads it per vhost too */
+                        LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT;
         info.ssl_cert_filepath = cfg->tls_cert_file;
         info.ssl_private_key_filepath = cfg->tls_key_file;
     }

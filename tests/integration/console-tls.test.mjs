@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Black-box tests of the console's built-in TLS: a self-signed certificate made here with the
 // openssl CLI, the real binary serving HTTPS only on its port, a client that trusts exactly that
-// certificate. Checks what a user would: login works over HTTPS, the cookie is Secure, plaintext
-// and untrusting clients are refused, the SDK's MCP client works on /mcp with progress over SSE,
-// and a bad TLS configuration stops startup with a message that names the variable and the file.
+// certificate. Checks what a user would: login works over HTTPS, the cookie is Secure, a plaintext
+// client gets a 400 naming its mistake, an untrusting one is refused, the SDK's MCP client works
+// on /mcp with progress over SSE, and a bad TLS configuration stops startup with a message that
+// names the variable and the file.
 
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -69,10 +70,17 @@ describe('console over HTTPS', () => {
     assert.match(out.headers.getSetCookie()[0], /Max-Age=0;.*Secure/);
   });
 
-  test('plaintext HTTP to the TLS port fails', async () => {
+  test('plaintext HTTP to the TLS port gets a 400 that says so, and is never served', async () => {
     const plain = con.base.replace('https://', 'http://');
-    await assert.rejects(call(plain, 'GET', '/api/v1/console/session'));
-    await assert.rejects(call(plain, 'POST', '/api/v1/console/login', { body: { username: ADMIN, password: ADMIN_PW } }));
+    for (const [method, route, opts] of [
+      ['GET', '/api/v1/console/session', {}],
+      ['POST', '/api/v1/console/login', { body: { username: ADMIN, password: ADMIN_PW } }],
+    ]) {
+      const r = await call(plain, method, route, opts);
+      assert.equal(r.status, 400, r.text);
+      assert.deepEqual(r.body, { error: 'this port speaks HTTPS: the request was sent as plain HTTP' });
+      assert.equal(r.headers.get('set-cookie'), null, 'a plaintext login must not sign in');
+    }
     // Still serving HTTPS afterwards.
     assert.equal((await call(con.base, 'GET', '/api/v1/console/session', { ca })).status, 401);
   });
