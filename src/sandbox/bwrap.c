@@ -68,7 +68,7 @@ struct argv_buf {
 
 /* Numbers formatted for one box's argument list; lives as long as the argv. */
 struct box_nums {
-    char uid[16], memory[24], nproc[16], fsize[24], nofile[16], cpu[16], tmp[24], shm[24];
+    char uid[16], memory[24], nproc[16], fsize[24], nofile[16], cpu[16], tmp[24], shm[24], ws[24];
 };
 
 /* What posix_spawn wires up: -1 gives /dev/null for in/out, the caller's stderr for err, and
@@ -382,7 +382,18 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
     if (box) {
         arg3(a, "--ro-bind", box->passwd, "/etc/passwd");
         arg3(a, "--ro-bind", box->group, "/etc/group");
-        arg3(a, "--bind", box->workspace, OBX_BOX_WORKSPACE);
+        /* /workspace: a tmpfs of its own size, so that a box cannot fill the host's disk (and,
+         * with a memory cgroup, counted in the box's memory). A bubblewrap too old to size a
+         * tmpfs gets a directory on the host instead, capped per file only. */
+        if (version >= SIZE_VERSION) {
+            uint64_t ws =
+                spec->workspace_bytes ? spec->workspace_bytes : OBX_SANDBOX_DEFAULT_WORKSPACE_BYTES;
+            snprintf(nums->ws, sizeof(nums->ws), "%llu", (unsigned long long)ws);
+            arg3(a, "--size", nums->ws, NULL);
+            arg3(a, "--tmpfs", OBX_BOX_WORKSPACE, NULL);
+        } else {
+            arg3(a, "--bind", box->workspace, OBX_BOX_WORKSPACE);
+        }
         arg3(a, "--ro-bind", agent, OBX_BOX_AGENT_PATH);
         arg3(a, "--info-fd", "3", NULL);
     }
@@ -400,8 +411,7 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
      * and boxes are started from short-lived call threads. The agent exits when its stdin reaches
      * EOF, which happens when the worker closes the pipe or dies, and PID 1 exiting tears down
      * the whole pid namespace. */
-    /* cpu_millis and workspace_bytes would need cgroups or a sized workspace file system, which
-     * bwrap cannot give an unprivileged user; they are not enforced by this runtime. */
+    /* cpu_millis would need a cpu cgroup; it is not enforced by this runtime. */
     uint64_t mem = spec->memory_bytes ? spec->memory_bytes : OBX_SANDBOX_DEFAULT_MEMORY_BYTES;
     uint32_t pids = spec->pids ? spec->pids : OBX_SANDBOX_DEFAULT_PIDS;
     uint64_t fsize = spec->fsize_bytes ? spec->fsize_bytes : OBX_SANDBOX_DEFAULT_FSIZE_BYTES;

@@ -19,10 +19,11 @@
 #define OBX_SANDBOX_NOFILE 1024u
 /* CPU seconds per process: a safety net above the longest call timeout (600 s). */
 #define OBX_SANDBOX_CPU_SEC 900u
-/* Size caps of the memory-backed file systems in a box (/tmp and /dev/shm), where the installed
- * bubblewrap supports --size. */
+/* Size caps of the memory-backed file systems in a box (/tmp, /dev/shm, and /workspace unless the
+ * spec names its size), where the installed bubblewrap supports --size. */
 #define OBX_SANDBOX_TMP_BYTES (256ull * 1024 * 1024)
 #define OBX_SANDBOX_SHM_BYTES (64ull * 1024 * 1024)
+#define OBX_SANDBOX_DEFAULT_WORKSPACE_BYTES (512ull * 1024 * 1024)
 /* The unprivileged user commands run as inside a box. */
 #define OBX_SANDBOX_UID 1000u
 #define OBX_SANDBOX_HOSTNAME "onlyboxes"

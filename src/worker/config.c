@@ -18,6 +18,7 @@ enum opt_target {
     OPT_READ_LIMIT,
     OPT_MEMORY_MB,
     OPT_PIDS,
+    OPT_WORKSPACE_MB,
     OPT_MAX_SESSIONS,
     OPT_WARM_POOL,
     OPT_MAX_INFLIGHT,
@@ -42,6 +43,9 @@ static const struct option_row {
     {"ONLYBOXES_BOX_MEMORY_MB", OPT_MEMORY_MB, 512, 16, 65536,
      "address-space limit per process in a box, MiB"},
     {"ONLYBOXES_BOX_PIDS", OPT_PIDS, 128, 8, 65536, "processes per box"},
+    /* 0: the runtime's own default (bubblewrap 512 MiB; docker ONLYBOXES_DOCKER_WORKSPACE_MB). */
+    {"ONLYBOXES_BOX_WORKSPACE_MB", OPT_WORKSPACE_MB, 0, 16, 65536,
+     "size of a box's /workspace, MiB"},
     {"ONLYBOXES_MAX_SESSIONS", OPT_MAX_SESSIONS, 64, 1, 4096, "terminal sessions per worker"},
     {"ONLYBOXES_WARM_POOL", OPT_WARM_POOL, 2, 0, 32,
      "started boxes kept ready per image, for pythonExec and new terminal sessions"},
@@ -72,6 +76,9 @@ static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t
         break;
     case OPT_PIDS:
         cfg->pids = (uint32_t)v;
+        break;
+    case OPT_WORKSPACE_MB:
+        cfg->workspace_bytes = (uint64_t)v << 20;
         break;
     case OPT_MAX_SESSIONS:
         cfg->max_sessions = (unsigned)v;

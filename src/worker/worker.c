@@ -161,6 +161,7 @@ int obx_worker_start_box(struct obx_worker *w, const char *image, bool network,
         .network = network,
         .memory_bytes = w->cfg.memory_bytes,
         .pids = w->cfg.pids,
+        .workspace_bytes = w->cfg.workspace_bytes,
         .on_log = call ? call->on_log : NULL,
         .log_userdata = call ? call->log_userdata : NULL,
     };

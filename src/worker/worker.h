@@ -23,12 +23,13 @@ struct obx_worker_config {
     const char *worker_id;  /* label on boxes; NULL: generated */
     int lease_min_sec, lease_max_sec, lease_default_sec; /* 60 / 1800 / 60 */
     size_t output_limit;                                 /* per stream, bytes; 1 MiB */
-    size_t read_limit;     /* readImage / terminalResource read cap, bytes */
-    uint64_t memory_bytes; /* per box */
-    uint32_t pids;         /* per box */
-    unsigned max_sessions; /* terminal sessions */
-    unsigned warm_pool;    /* started boxes kept ready per image, for pythonExec and sessions */
-    bool allow_network;    /* calls may ask for a box with network access */
+    size_t read_limit;        /* readImage / terminalResource read cap, bytes */
+    uint64_t memory_bytes;    /* per box */
+    uint32_t pids;            /* per box */
+    uint64_t workspace_bytes; /* size of a box's /workspace; 0 = the runtime's default */
+    unsigned max_sessions;    /* terminal sessions */
+    unsigned warm_pool;       /* started boxes kept ready per image, for pythonExec and sessions */
+    bool allow_network;       /* calls may ask for a box with network access */
     unsigned max_inflight; /* calls per capability at once (the console's dispatch enforces it) */
 };
 

@@ -2,11 +2,11 @@
 // The box as a trust boundary, checked the way an attacker's code would probe it: no network,
 // no writes to the system, no view of the host's secrets, a private /tmp.
 
-import { after, before, describe } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { marker, serverTest, sharedServer } from './lib.mjs';
+import { describeRun, marker, runCli, serverTest, sharedServer } from './lib.mjs';
 
 const server = sharedServer();
 
@@ -165,5 +165,26 @@ describe('filesystem', () => {
       code: 'import os\nopen("w.txt","w").write("ok")\nprint(os.getcwd(), open("w.txt").read())',
     });
     assert.equal(r.output, '/workspace ok\n');
+  });
+
+  serverTest(
+    'the workspace holds ONLYBOXES_BOX_WORKSPACE_MB in all, whatever the number of files',
+    { serverOptions: { env: { ONLYBOXES_BOX_WORKSPACE_MB: '32' } } },
+    async (srv) => {
+      const r = await srv.sh(
+        'df -m /workspace | tail -n 1; for i in 1 2 3 4 5; do dd if=/dev/zero of=/workspace/f$i bs=1M count=10 2>&1 | ' +
+          'grep -o "No space left on device" || true; done; du -sm /workspace',
+      );
+      assert.match(r.stdout, /^tmpfs\s+32\s/m, r.stdout);
+      assert.match(r.stdout, /No space left on device/);
+      const used = Number(/^(\d+)\s+\/workspace$/m.exec(r.stdout)?.[1]);
+      assert.ok(used > 0 && used <= 32, `the workspace holds ${used} MiB: ${r.stdout}`);
+    },
+  );
+
+  test('a workspace size out of range stops startup, naming the variable', () => {
+    const r = runCli(['exec', '--', 'true'], { env: { ONLYBOXES_BOX_WORKSPACE_MB: '4' } });
+    assert.notEqual(r.status, 0, describeRun(r));
+    assert.match(r.stderr, /ONLYBOXES_BOX_WORKSPACE_MB=4 is invalid: expected a whole number from 16 to 65536/);
   });
 });

@@ -28,8 +28,8 @@ export const LIMITS = {
   outputBytes: 1 << 20,
   tmpMiB: 256,
   shmMiB: 64,
-  workspaceMiB: 512, // docker's tmpfs /workspace
-  fileMiB: 1024, // bubblewrap's RLIMIT_FSIZE
+  workspaceMiB: 512, // the tmpfs /workspace (both runtimes)
+  fileMiB: 1024, // RLIMIT_FSIZE, per file
   nofile: 1024,
 };
 
