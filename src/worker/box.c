@@ -192,6 +192,16 @@ static void handle_frame(struct obx_box *b, const struct obx_agent_frame *f)
     pthread_mutex_unlock(&b->lock);
 }
 
+/* Kills b, saying why unless it already ended for another reason. */
+static void kill_because(struct obx_box *b, const char *reason)
+{
+    pthread_mutex_lock(&b->lock);
+    if (!b->dead_reason[0])
+        snprintf(b->dead_reason, sizeof(b->dead_reason), "%s", reason);
+    pthread_mutex_unlock(&b->lock);
+    obx_box_kill(b);
+}
+
 static void mark_dead(struct obx_box *b, const char *reason)
 {
     pthread_mutex_lock(&b->lock);
@@ -408,6 +418,13 @@ bool obx_box_alive(struct obx_box *b)
     return alive;
 }
 
+void obx_box_end_reason(struct obx_box *b, char *buf, size_t size)
+{
+    pthread_mutex_lock(&b->lock);
+    snprintf(buf, size, "%s", b->dead_reason[0] ? b->dead_reason : "stopped");
+    pthread_mutex_unlock(&b->lock);
+}
+
 const char *obx_box_id(struct obx_box *b)
 {
     return b->h.id;
@@ -488,8 +505,8 @@ static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_
     pthread_mutex_unlock(&b->lock);
     if (call && !cancelled)
         obx_call_clear_canceller(call);
-    if (ret < 0 && ret != -EPIPE)
-        obx_box_kill(b); /* unresponsive: nothing may keep running in it */
+    if (ret < 0 && ret != -EPIPE) /* unresponsive: nothing may keep running in it */
+        kill_because(b, "stopped by the worker: its agent did not answer in time");
     if (ret < 0) {
         pthread_cond_destroy(&r->cond);
         obx_buf_free(&r->out);
@@ -563,7 +580,7 @@ int obx_box_exec(struct obx_box *b, json_t *req, struct obx_call *call,
                                perr.message[0] ? perr.message : "not a JSON object");
         obx_warn("box %s: %s", b->h.id, err ? err->message : "protocol violation");
         free_req(r);
-        obx_box_kill(b);
+        kill_because(b, "stopped by the worker: its agent broke the protocol");
         return rc;
     }
     memset(ret, 0, sizeof(*ret));

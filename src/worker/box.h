@@ -24,6 +24,8 @@ void obx_box_unref(struct obx_box *b);
 /* Kills the box now: every pending request fails. The object stays valid until the last unref. */
 void obx_box_kill(struct obx_box *b);
 bool obx_box_alive(struct obx_box *b);
+/* Why a box that is not alive ended ("stopped" when it was killed on purpose). */
+void obx_box_end_reason(struct obx_box *b, char *buf, size_t size);
 
 /* Makes the agent kill everything in the box and exit, without waiting for it; the runtime's
  * teardown still happens at the last unref. */

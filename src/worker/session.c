@@ -16,6 +16,10 @@
  * the agent's answer read): a few ms. A new call waits up to this long for it instead of failing
  * with session_busy, so that "cancel, then run the next command" works. */
 #define CANCEL_GRACE_MS 2000
+/* Sessions that ended are remembered this long, the newest ENDED_KEEP of them, so that a call
+ * naming one learns why it is gone instead of a bare session_not_found. */
+#define ENDED_KEEP 64
+#define ENDED_KEEP_MS (3600ull * 1000)
 
 struct session {
     char id[129];
@@ -28,6 +32,12 @@ struct session {
     struct session *next;
 };
 
+struct ended {
+    char id[129];
+    uint64_t at; /* monotonic ms; 0: free slot */
+    char why[192];
+};
+
 struct obx_sessions {
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -37,6 +47,8 @@ struct obx_sessions {
     bool stopping;
     pthread_t reaper;
     struct obx_session_box_factory factory;
+    struct ended ended[ENDED_KEEP]; /* a ring, oldest overwritten */
+    unsigned ended_next;
 };
 
 static struct session *find(struct obx_sessions *s, const char *id)
@@ -45,6 +57,39 @@ static struct session *find(struct obx_sessions *s, const char *id)
         if (strcmp(x->id, id) == 0)
             return x;
     return NULL;
+}
+
+static struct ended *find_ended(struct obx_sessions *s, const char *id)
+{
+    uint64_t now = obx_now_ms();
+    for (unsigned i = 0; i < ENDED_KEEP; i++) {
+        struct ended *e = &s->ended[i];
+        if (e->at && now - e->at < ENDED_KEEP_MS && strcmp(e->id, id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* With the lock held. why: how it ended ("its lease ran out"). */
+static void remember_ended(struct obx_sessions *s, const char *id, const char *why)
+{
+    struct ended *e = find_ended(s, id);
+    if (!e) {
+        e = &s->ended[s->ended_next];
+        s->ended_next = (s->ended_next + 1) % ENDED_KEEP;
+    }
+    snprintf(e->id, sizeof(e->id), "%s", id);
+    snprintf(e->why, sizeof(e->why), "%s", why);
+    e->at = obx_now_ms();
+}
+
+/* With the lock held: x's box is gone; so is x. */
+static void end_dead_session(struct obx_sessions *s, struct session *x)
+{
+    char reason[160];
+    obx_box_end_reason(x->box, reason, sizeof(reason));
+    _cleanup_free_ char *why = obx_xasprintf("its box ended: %s", reason);
+    remember_ended(s, x->id, why);
 }
 
 static void unlink_session(struct obx_sessions *s, struct session *x)
@@ -69,6 +114,10 @@ static void *reaper_main(void *arg)
         for (struct session **pp = &s->list; *pp;) {
             struct session *x = *pp;
             if (!x->busy && x->box && (x->lease_until <= now || !obx_box_alive(x->box))) {
+                if (!obx_box_alive(x->box))
+                    end_dead_session(s, x);
+                else
+                    remember_ended(s, x->id, "its lease ran out");
                 *pp = x->next;
                 s->count--;
                 x->next = expired;
@@ -152,6 +201,7 @@ retry:
     struct session *x = find(s, id);
     if (x && x->box && !obx_box_alive(x->box) && !x->busy) {
         /* Its box died (e.g. killed from outside): forget it, as if reaped. */
+        end_dead_session(s, x);
         unlink_session(s, x);
         obx_box_unref(x->box);
         free(x);
@@ -181,8 +231,14 @@ retry:
         return 0;
     }
     if (!(flags & OBX_SESSION_CREATE)) {
+        const struct ended *e = find_ended(s, id);
+        int r = e ? obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND,
+                                  "session not found: it ended %llu s ago (%s); its files are "
+                                  "gone; create_if_missing starts a new one",
+                                  (unsigned long long)((obx_now_ms() - e->at) / 1000), e->why)
+                  : obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
         pthread_mutex_unlock(&s->lock);
-        return obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
+        return r;
     }
     if (s->count >= s->max) {
         pthread_mutex_unlock(&s->lock);
@@ -200,6 +256,9 @@ retry:
     x->next = s->list;
     s->list = x;
     s->count++;
+    struct ended *e = find_ended(s, id);
+    if (e)
+        e->at = 0; /* the id names a new session now */
     pthread_mutex_unlock(&s->lock);
 
     struct obx_box *box = NULL;
@@ -241,6 +300,7 @@ int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *l
         x->holder = NULL;
         pthread_cond_broadcast(&s->freed);
         if (!obx_box_alive(x->box)) {
+            end_dead_session(s, x);
             unlink_session(s, x);
             obx_box_unref(x->box);
             free(x);

@@ -2,9 +2,10 @@
 // terminalExec sessions: state that survives between commands, leases, one command at a time,
 // isolation between sessions, and output limits.
 
+import { readFileSync } from 'node:fs';
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { marker, serverTest, sharedServer, sleep, sleepMarker, waitForProcess } from './lib.mjs';
+import { findProcesses, marker, resultText, serverTest, sharedServer, sleep, sleepMarker, waitForProcess } from './lib.mjs';
 
 const server = sharedServer();
 const MIB = 1024 * 1024;
@@ -46,6 +47,31 @@ describe('terminalExec sessions', () => {
   serverTest('an unknown session_id is session_not_found', { server }, async (srv) => {
     const text = await srv.fails('terminalExec', { command: 'true', session_id: `nosuch-${marker()}` });
     assert.match(text, /session_not_found/);
+  });
+
+  serverTest('a session whose box was killed from outside says so when named again', { server }, async (srv) => {
+    const { session_id } = await srv.sh('echo kept > f');
+    const m = sleepMarker();
+    const running = srv.call('terminalExec', { command: `sleep ${m}`, session_id, timeout_ms: 60_000 });
+    const [sleeper] = await waitForProcess(`sleep ${m}`);
+    assert.ok(sleeper, 'the command never started');
+    // Up the host's process tree to the box's agent, its PID 1 (the topmost process running the
+    // agent: the agent forks a helper per command), and kill -9 it.
+    const agents = new Set(findProcesses('/.onlyboxes/agent').filter((p) => p.cmdline.startsWith('/.onlyboxes/agent ')).map((p) => p.pid));
+    let agent = 0;
+    for (let pid = sleeper.pid; pid > 1; ) {
+      if (agents.has(pid)) agent = pid;
+      pid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+    }
+    assert.ok(agent > 0, 'no agent above the command');
+    process.kill(agent, 'SIGKILL');
+    const r = await running;
+    assert.equal(r.isError, true, `the command's call should fail with its box: ${resultText(r)}`);
+    const text = await srv.fails('terminalExec', { command: 'cat f', session_id });
+    assert.match(text, /session_not_found: session not found: it ended \d+ s ago \(its box ended: [^)]+\); its files are gone/);
+    // Named with create_if_missing, the id starts a new, empty session.
+    const again = await srv.sh('ls -A', { session_id, create_if_missing: true });
+    assert.deepEqual([again.created, again.stdout], [true, '']);
   });
 
   serverTest('create_if_missing creates the named session', { server }, async (srv) => {
@@ -110,7 +136,7 @@ describe('terminalExec lease expiry', () => {
     assert.equal((await srv.sh('cat f', { session_id })).stdout, 'kept\n');
     await sleep(3500); // lease 1 s + the reaper's 1 s period + margin
     const text = await srv.fails('terminalExec', { command: 'cat f', session_id });
-    assert.match(text, /session_not_found/);
+    assert.match(text, /session_not_found: session not found: it ended \d+ s ago \(its lease ran out\)/);
   });
 
   serverTest('a busy session is never reaped and its lease counts from the end', { serverOptions: { env } }, async (srv) => {
