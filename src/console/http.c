@@ -74,17 +74,27 @@ static void answer_before_close(struct lws *wsi, int status, const char *reason,
  * call chain. So the log hook, on that error, turns on lws's info lines until the next one that
  * opens a close ("__lws_close_free_wsi: <wsi>: caller: ..."), the first step of closing that
  * connection, before lws shuts the socket down; there it answers 431. Info lines stay off
- * otherwise: lws writes about 16 of them per request. */
+ * otherwise (lws writes about 16 of them per request), and the flag lives for one lws_service()
+ * call at most. */
 static __thread bool head_too_large;
 static unsigned head_limit_bytes; /* for the 431's message */
 
-static bool head_too_large_close(const char *line)
+static void head_too_large_end(void)
 {
-    void *wsi = NULL;
-    if (sscanf(line, "__lws_close_free_wsi: %p: caller:", &wsi) != 1 || !wsi)
-        return false;
     head_too_large = false;
     lws_set_log_level(LWS_LOG_LEVELS, NULL);
+}
+
+static bool head_too_large_close(const char *line)
+{
+    void *p = NULL;
+    if (sscanf(line, "__lws_close_free_wsi: %p: caller:", &p) != 1 || !p)
+        return false;
+    head_too_large_end();
+    struct lws *wsi = p;
+    /* An HTTP/1 connection (its own network connection): HTTP/2 refuses such a stream itself. */
+    if (lws_get_network_wsi(wsi) != wsi || (lws_is_ssl(wsi) && !lws_get_ssl(wsi)))
+        return true;
     answer_before_close(wsi, 431, "Request Header Fields Too Large",
                         "request head too large: the request line and headers together may "
                         "take at most %u bytes",
@@ -616,9 +626,14 @@ int obx_http_server_port(const struct obx_http_server *srv)
 
 int obx_http_server_run(struct obx_http_server *srv)
 {
-    while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE))
+    while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
         if (lws_service(srv->ctx, 0) < 0)
             return -EIO;
+        /* The close that follows a head too large comes in the same service call; a flag left
+         * over (lws took another way out) must not answer some later connection's close. */
+        if (head_too_large)
+            head_too_large_end();
+    }
     return 0;
 }
 
