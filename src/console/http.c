@@ -75,7 +75,8 @@ static void answer_before_close(struct lws *wsi, int status, const char *reason,
  * opens a close ("__lws_close_free_wsi: <wsi>: caller: ..."), the first step of closing that
  * connection, before lws shuts the socket down; there it answers 431. Info lines stay off
  * otherwise (lws writes about 16 of them per request), and the flag lives for one lws_service()
- * call at most. */
+ * call at most. Only this thread changes lws's log level (a plain int that other threads' lws
+ * calls read: at worst one of them misses or gets one info line). */
 static __thread bool head_too_large;
 static unsigned head_limit_bytes; /* for the 431's message */
 
