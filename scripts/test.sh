@@ -150,6 +150,9 @@ fi
 stage "clang-format" check_format
 stage "source checks" check_source
 stage "build (build/)" build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# The README's quick start: -O3 finds warnings that -O2 does not.
+stage "build (build-release/, as the README's quick start)" build build-release \
+    -DCMAKE_BUILD_TYPE=Release -DOBX_TESTS=OFF
 stage "unit tests (build/)" unit_tests build
 stage "npm ci (tests/integration)" npm_ci
 stage "integration tests (build/)" integration_tests "$root/build/onlyboxes"

@@ -198,7 +198,7 @@ void obx_console_format_time(int64_t unix_ms, char out[static 40])
     strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
     if (ms) {
         snprintf(frac, sizeof(frac), ".%03d", ms);
-        for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
+        for (size_t n = strlen(frac); n > 1 && frac[n - 1] == '0'; n--)
             frac[n - 1] = '\0';
     }
     long off = tm.tm_gmtoff / 60;
