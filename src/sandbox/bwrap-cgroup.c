@@ -160,6 +160,9 @@ static int make_parent(bool v2, const char *controller, const char *own, char **
         return r;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
         return -errno;
+    /* Made by another user (root's worker on this host): boxes could not get a cgroup in it. */
+    if (access(dir, W_OK | X_OK) < 0)
+        return -errno;
     r = v2 ? v2_enable(dir, controller) : 0;
     if (r < 0)
         return r;

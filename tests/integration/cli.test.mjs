@@ -2,9 +2,13 @@
 // The script-facing subcommands: exec, python, call. They behave like the commands they wrap:
 // output on the right stream, the program's exit status as their own.
 
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { describeRun, runCli } from './lib.mjs';
+import { BIN, describeRun, runCli } from './lib.mjs';
 
 describe('onlyboxes exec', () => {
   test('passes stdout, stderr and the exit status through', () => {
@@ -82,5 +86,54 @@ describe('onlyboxes call', () => {
     const r = runCli(['call', 'echo', '{"message":"  "}']);
     assert.notEqual(r.status, 0, describeRun(r));
     assert.match(r.stdout + r.stderr, /message/, describeRun(r));
+  });
+});
+
+// What a developer's MCP client does: run onlyboxes as an ordinary user, with bubblewrap (an
+// ordinary user cannot reach the Docker socket). Checked as the user `nobody`, after a root run
+// has made the cgroup directories a root worker uses (an ordinary user must not trip on them).
+describe('an ordinary user', () => {
+  const RUNTIME = process.env.ONLYBOXES_RUNTIME || 'bubblewrap';
+  const why =
+    process.getuid?.() !== 0
+      ? 'needs root to switch to another user'
+      : RUNTIME !== 'bubblewrap'
+        ? 'an ordinary user runs the bubblewrap runtime'
+        : spawnSync('setpriv', ['--version']).status !== 0
+          ? 'setpriv is not installed'
+          : false;
+
+  test('runs commands and Python in boxes, next to a root worker', { skip: why }, () => {
+    assert.equal(runCli(['exec', '--', 'true']).status, 0, 'the root run failed');
+    const dir = mkdtempSync(path.join(tmpdir(), 'obx-user-'));
+    try {
+      chmodSync(dir, 0o755);
+      const bin = path.join(dir, 'onlyboxes');
+      copyFileSync(BIN, bin);
+      copyFileSync(path.join(path.dirname(BIN), 'onlyboxes-agent'), path.join(dir, 'onlyboxes-agent'));
+      chmodSync(bin, 0o755);
+      chmodSync(path.join(dir, 'onlyboxes-agent'), 0o755);
+      const home = path.join(dir, 'home');
+      mkdirSync(home);
+      chownSync(home, 65534, 65534);
+      const env = { PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home, ONLYBOXES_RUNTIME: 'bubblewrap' };
+      const run = (...args) => {
+        const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', bin, ...args], {
+          cwd: home,
+          env,
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+        return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+      };
+      const sh = run('exec', '--', 'sh', '-c', 'id -u; pwd; echo hi > f; cat f');
+      assert.equal(sh.status, 0, describeRun(sh));
+      assert.equal(sh.stdout, '1000\n/workspace\nhi\n', describeRun(sh));
+      const py = run('python', '-c', 'import os; print(os.getuid(), 6 * 7)');
+      assert.equal(py.status, 0, describeRun(py));
+      assert.equal(py.stdout, '1000 42\n', describeRun(py));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
