@@ -72,6 +72,10 @@ struct obx_route {
 
 /* Matches path against the table. params receive copies of the ":name" segments (caller frees).
  * *ret_redirect is set when only the path without its trailing slash matches. */
+/* Appends to out (", "-separated) the methods of routes whose pattern matches path, each once;
+ * returns how many it found. */
+size_t obx_router_allowed(const struct obx_route *routes, size_t n, const char *path, char *out,
+                          size_t size);
 const struct obx_route *obx_router_match(const struct obx_route *routes, size_t n,
                                          enum obx_http_method method, const char *path,
                                          char **params, size_t *n_params, bool *ret_redirect);

@@ -84,6 +84,38 @@ const struct obx_route *obx_router_match(const struct obx_route *routes, size_t 
     return NULL;
 }
 
+static const char *method_name(enum obx_http_method m)
+{
+    static const char *const names[] = {
+        [OBX_HTTP_GET] = "GET",         [OBX_HTTP_HEAD] = "HEAD",   [OBX_HTTP_POST] = "POST",
+        [OBX_HTTP_PUT] = "PUT",         [OBX_HTTP_PATCH] = "PATCH", [OBX_HTTP_DELETE] = "DELETE",
+        [OBX_HTTP_OPTIONS] = "OPTIONS", [OBX_HTTP_OTHER] = NULL,
+    };
+    return (size_t)m < OBX_ARRAY_SIZE(names) ? names[m] : NULL;
+}
+
+size_t obx_router_allowed(const struct obx_route *routes, size_t n, const char *path, char *out,
+                          size_t size)
+{
+    size_t found = 0, len = strlen(out);
+    char *params[OBX_ROUTE_MAX_PARAMS];
+    size_t n_params = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!pattern_match(routes[i].pattern, path, strlen(path), params, &n_params))
+            continue;
+        for (size_t k = 0; k < n_params; k++)
+            free(params[k]);
+        const char *name = method_name(routes[i].method);
+        if (!name || strstr(out, name)) /* a method once (GET is never part of another name) */
+            continue;
+        int w = snprintf(out + len, size - len, "%s%s", len ? ", " : "", name);
+        if (w > 0 && (size_t)w < size - len)
+            len += (size_t)w;
+        found++;
+    }
+    return found;
+}
+
 void obx_route_session_hash(const struct obx_console *c, const char *value, char out[static 65])
 {
     _cleanup_free_ char *msg = obx_xasprintf("dashboard-session:%s", value);
@@ -332,7 +364,27 @@ static enum obx_route_result run_route(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     if (!route) {
-        obx_http_respond_empty(req, 404);
+        /* The reference answers every unmatched route with an empty 404. We name the mistake on
+         * the API: the methods a known path takes (405), or that the path is not one. */
+        char allow[64] = "";
+        size_t n_allow = 0;
+        for (size_t t = 0; t < OBX_ARRAY_SIZE(tables); t++)
+            n_allow +=
+                obx_router_allowed(tables[t].routes, *tables[t].n, req->path, allow, sizeof(allow));
+        const char *m = method_name(req->method);
+        if (n_allow > 0) {
+            _cleanup_free_ char *msg =
+                obx_xasprintf("method %s is not allowed on %.200s; it takes %s",
+                              m ? m : "(unknown)", req->path, allow);
+            obx_http_respond_error(req, 405, msg);
+            obx_http_response_add_header(req, "allow", allow);
+        } else if (strncmp(req->path, "/api/", 5) == 0) {
+            _cleanup_free_ char *msg =
+                obx_xasprintf("no such route: %s %.200s", m ? m : "(unknown)", req->path);
+            obx_http_respond_error(req, 404, msg);
+        } else {
+            obx_http_respond_empty(req, 404);
+        }
         return OBX_ROUTE_DONE;
     }
     switch (route->auth) {

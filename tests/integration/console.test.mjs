@@ -268,11 +268,20 @@ describe('console', () => {
     await login(con.base, 'pwuser', 'new-pw');
   });
 
-  test('router: unknown routes 404 with an empty body, trailing slash redirect, body limit', async () => {
-    for (const [m, p] of [['GET', '/nope'], ['GET', '/API/v1/console/session'], ['GET', '/api/v1/console/login'], ['PUT', '/api/v1/console/tokens']]) {
+  test('router: unknown routes 404, a known path with another method 405, trailing slash redirect, body limit', async () => {
+    // Outside the API, as the reference: an empty 404.
+    for (const [m, p] of [['GET', '/nope'], ['GET', '/API/v1/console/session']]) {
       const r = await call(con.base, m, p);
-      assert.equal(r.status, 404, `${m} ${p}`);
-      assert.equal(r.text, '');
+      assert.deepEqual([r.status, r.text], [404, ''], `${m} ${p}`);
+    }
+    // On the API, the answer names the mistake.
+    const none = await call(con.base, 'POST', '/api/v1/commands/python', { body: { code: 'print(1)' } });
+    assert.deepEqual([none.status, none.body], [404, { error: 'no such route: POST /api/v1/commands/python' }]);
+    for (const [m, p, allow] of [['GET', '/api/v1/console/login', 'POST'], ['PUT', '/api/v1/console/tokens', 'GET, POST'], ['GET', '/api/v1/tasks/t_1/cancel', 'POST']]) {
+      const r = await call(con.base, m, p);
+      assert.equal(r.status, 405, `${m} ${p}: ${r.text}`);
+      assert.equal(r.headers.get('allow'), allow);
+      assert.deepEqual(r.body, { error: `method ${m} is not allowed on ${p}; it takes ${allow}` });
     }
     const redirect = await call(con.base, 'GET', '/api/v1/console/session/');
     assert.equal(redirect.status, 301);
