@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * On-disk state of the bubblewrap runtime. The state directory (0700, ours) holds boxes/<box-id>/
- * per box: workspace/ (the box's /workspace), the box's generated /etc/passwd and /etc/group, an
- * `owner` record (worker pid and start time, worker id, session) written before the box starts
- * and a `pids` record (bwrap and the box's PID 1, with start times) written right after. A later
+ * per box: workspace/ (the box's /workspace where bwrap cannot size a tmpfs for it, before 0.8),
+ * the box's generated /etc/passwd and /etc/group, an `owner` record (worker pid and start time,
+ * worker id, session) written before the box starts and a `pids` record (bwrap and the box's
+ * PID 1, with start times) written right after. A later
  * worker uses them to tell boxes of a live owner from leftovers of a dead one, and to be sure a
  * pid it kills is still the process that was recorded. Removal never follows a symlink: workspace
  * content is written by untrusted code. Called from any thread; nothing here keeps state.
