@@ -9,14 +9,18 @@
  * "pids" hierarchy) and v2 (with the pids controller available) are both handled; without either,
  * or without permission, boxes run with the rlimits alone. A memory cgroup per box, where one can
  * be made, holds the box as a whole (its tmpfs /tmp included) to the memory limit that RLIMIT_AS
- * applies per process: under v1 in the "memory" hierarchy, under v2 in the same directory. Called
- * from any thread; the only state is the directories set once at start-up.
+ * applies per process: under v1 in the "memory" hierarchy, under v2 in the same directory. Under
+ * v2 the worker's own cgroup usually holds processes (ours) and so cannot give children
+ * controllers; a root worker then uses <hierarchy root>/onlyboxes. Before any is used, a child
+ * process is moved into a probe cgroup below it, as each box will be. Called from any thread; the
+ * only state is the directories set once at start-up.
  */
 #include "bwrap-internal.h"
 
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -170,29 +174,58 @@ static int make_parent(bool v2, const char *controller, const char *own, char **
     return 0;
 }
 
+/* v2: <mount point>/onlyboxes, for a root worker whose own cgroup cannot have children with
+ * controllers (it holds processes, ours included: v2 lets only the root cgroup do both). The
+ * hierarchy's root may: root puts its boxes there, as container engines do. */
+static int make_parent_at_root(char *base, size_t size, char **ret)
+{
+    char root[PATH_MAX];
+    if (geteuid() != 0 || !find_mount(true, NULL, base, root, size))
+        return -EPERM;
+    return make_parent(true, "pids", base, ret);
+}
+
+static int probe_attach(struct obx_bwrap_runtime *b);
+
 void obx_bwrap_cgroup_init(struct obx_bwrap_runtime *b)
 {
-    char own[PATH_MAX];
+    char base[PATH_MAX]; /* the directory holding <base>/onlyboxes */
     int r = -ENOENT;
     bool v2 = false;
-    if (own_dir(false, "pids", own, sizeof(own)))
-        r = make_parent(false, "pids", own, &b->cgroup_dir);
-    else if (own_dir(true, NULL, own, sizeof(own)))
-        r = make_parent(v2 = true, "pids", own, &b->cgroup_dir);
+    if (own_dir(false, "pids", base, sizeof(base)))
+        r = make_parent(false, "pids", base, &b->cgroup_dir);
+    else if (own_dir(true, NULL, base, sizeof(base)) &&
+             (r = make_parent(v2 = true, "pids", base, &b->cgroup_dir)) < 0)
+        r = make_parent_at_root(base, sizeof(base), &b->cgroup_dir);
     /* Memory: v1 has its own hierarchy; v2 uses the same directories. Best effort: without it a
      * box's memory is limited per process (RLIMIT_AS) only. */
     int m = -ENOENT;
-    if (!v2 && own_dir(false, "memory", own, sizeof(own)))
-        m = make_parent(false, "memory", own, &b->memory_cgroup_dir);
-    else if (v2 && r >= 0 && (m = v2_enable(own, "memory")) >= 0 &&
+    if (!v2 && own_dir(false, "memory", base, sizeof(base)))
+        m = make_parent(false, "memory", base, &b->memory_cgroup_dir);
+    else if (v2 && r >= 0 && (m = v2_enable(base, "memory")) >= 0 &&
              (m = v2_enable(b->cgroup_dir, "memory")) >= 0)
         b->memory_cgroup_dir = obx_xstrdup(b->cgroup_dir);
-    if (m >= 0)
+    if (m < 0) {
+        free(b->memory_cgroup_dir);
+        b->memory_cgroup_dir = NULL;
+    }
+    /* What every box start will do, tried once now: a cgroup that cannot take a process is not
+     * used, rather than failing every box. */
+    if (b->cgroup_dir || b->memory_cgroup_dir) {
+        int p = probe_attach(b);
+        if (p < 0) {
+            free(b->cgroup_dir);
+            free(b->memory_cgroup_dir);
+            b->cgroup_dir = b->memory_cgroup_dir = NULL;
+            r = m = p;
+        }
+    }
+    if (b->memory_cgroup_dir)
         obx_debug("sandbox: boxes get a memory cgroup below %s", b->memory_cgroup_dir);
     else
         obx_debug("sandbox: no memory cgroup for the boxes (%s); memory is limited per process",
                   strerror(-m));
-    if (r >= 0) {
+    if (b->cgroup_dir) {
         obx_debug("sandbox: boxes get a pids cgroup below %s (cgroup v%d)", b->cgroup_dir,
                   v2 ? 2 : 1);
         return;
@@ -271,4 +304,35 @@ void obx_bwrap_cgroup_remove(struct obx_bwrap_runtime *b, const char *id)
     if (b->memory_cgroup_dir &&
         !obx_streq(b->memory_cgroup_dir, b->cgroup_dir ? b->cgroup_dir : ""))
         remove_one(b->memory_cgroup_dir, id);
+}
+
+/* Moves a child that only waits into a probe cgroup below each parent, as a box start does, then
+ * removes both. 0, or a negative errno. */
+static int probe_attach(struct obx_bwrap_runtime *b)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pfd[0]);
+        close(pfd[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        char c;
+        close(pfd[1]);
+        (void)read(pfd[0], &c, 1); /* until the parent closes its end (or dies) */
+        _exit(0);
+    }
+    close(pfd[0]);
+    char id[40];
+    snprintf(id, sizeof(id), "probe-%d", (int)getpid());
+    int r = obx_bwrap_cgroup_attach(b, id, pid, 16, 64ull << 20);
+    close(pfd[1]);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    obx_bwrap_cgroup_remove(b, id);
+    return r;
 }
