@@ -690,8 +690,14 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
 static void bwrap_describe(struct obx_runtime *rt, char *buf, size_t size)
 {
     struct obx_bwrap_runtime *b = to_bwrap(rt);
-    snprintf(buf, size, "bubblewrap %s at %s; user namespaces: ok; state dir %s", b->version,
-             b->bwrap_path, b->state_dir);
+    const char *limits = b->cgroup_dir && b->memory_cgroup_dir ? "a pids and a memory cgroup"
+                         : b->cgroup_dir                       ? "a pids cgroup, memory per process"
+                         : b->memory_cgroup_dir
+                             ? "a memory cgroup, processes per user (RLIMIT_NPROC)"
+                             : "per process (no cgroup could be made)";
+    snprintf(buf, size,
+             "bubblewrap %s at %s; user namespaces: ok; limits per box: %s; state dir %s",
+             b->version, b->bwrap_path, limits, b->state_dir);
 }
 
 static void bwrap_free(struct obx_runtime *rt)

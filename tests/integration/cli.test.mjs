@@ -132,6 +132,10 @@ describe('an ordinary user', () => {
       const py = run('python', '-c', 'import os; print(os.getuid(), 6 * 7)');
       assert.equal(py.status, 0, describeRun(py));
       assert.equal(py.stdout, '1000 42\n', describeRun(py));
+      // doctor says how the boxes are limited for this user.
+      const doc = run('doctor');
+      assert.equal(doc.status, 0, describeRun(doc));
+      assert.match(doc.stdout, /^bubblewrap: ok: .*; limits per box: [^;]+; state dir /m, describeRun(doc));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
