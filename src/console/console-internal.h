@@ -22,6 +22,10 @@
 #define OBX_CONSOLE_NAME_MAX_RUNES 64
 #define OBX_CONSOLE_PASSWORD_MAX_BYTES 1024
 #define OBX_CONSOLE_TOKEN_MAX_BYTES 256
+/* A chosen token value must be hard to guess: it alone signs in as its account, and since values
+ * are unique across accounts, a 409 tells whoever tries a value that someone uses it. */
+#define OBX_CONSOLE_TOKEN_MIN_BYTES 32
+#define OBX_CONSOLE_TOKEN_MIN_DISTINCT 12
 #define OBX_CONSOLE_INSERT_ATTEMPTS 8
 
 struct obx_console {

@@ -36,6 +36,18 @@ static enum obx_route_result list_tokens(struct obx_route_ctx *ctx)
 }
 
 /* Validates the body; returns the error message or NULL. *ret_token is NULL to generate. */
+static unsigned distinct_bytes(const char *s)
+{
+    bool seen[256] = {false};
+    unsigned n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (!seen[*p]) {
+            seen[*p] = true;
+            n++;
+        }
+    return n;
+}
+
 static const char *validate(json_t *body, char **ret_name, char **ret_token)
 {
     const char *name, *token;
@@ -56,6 +68,10 @@ static const char *validate(json_t *body, char **ret_name, char **ret_token)
         return "token length must be <= 256";
     if (obx_console_has_space(*ret_token))
         return "token must not contain whitespace";
+    if (strlen(*ret_token) < OBX_CONSOLE_TOKEN_MIN_BYTES ||
+        distinct_bytes(*ret_token) < OBX_CONSOLE_TOKEN_MIN_DISTINCT)
+        return "token must be at least 32 characters long with at least 12 different ones "
+               "(leave it out to get a generated one)";
     return NULL;
 }
 
@@ -103,6 +119,8 @@ static enum obx_route_result create_token(struct obx_route_ctx *ctx)
             return OBX_ROUTE_DONE;
         }
         if (conflict == OBX_STORE_CONFLICT_HASH && manual) {
+            /* Someone else's value, most likely guessed or shared: worth a line in the log. */
+            obx_warn("console: account %s chose a token value another token has", ctx->account.id);
             obx_http_respond_error(ctx->req, 409, "token already exists");
             return OBX_ROUTE_DONE;
         }

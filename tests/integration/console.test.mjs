@@ -161,13 +161,14 @@ describe('console', () => {
     assert.equal(gen.body.generated, true);
     assert.equal(gen.body.token_masked, gen.body.token.slice(0, 4) + '*'.repeat(60) + gen.body.token.slice(-4));
 
-    const manual = await call(con.base, 'POST', p, { cookie: user, body: { name: 'manual', token: '  my-secret-token  ' } });
-    assert.equal(manual.status, 201);
-    assert.equal(manual.body.token, 'my-secret-token');
+    const chosen = 'my-secret-token-0123456789abcdef';
+    const manual = await call(con.base, 'POST', p, { cookie: user, body: { name: 'manual', token: `  ${chosen}  ` } });
+    assert.equal(manual.status, 201, manual.text);
+    assert.equal(manual.body.token, chosen);
     assert.equal(manual.body.generated, false);
-    assert.equal(manual.body.token_masked, 'my-s*******oken');
-    const short = await call(con.base, 'POST', p, { cookie: user, body: { name: 'short', token: 'abc' } });
-    assert.equal(short.body.token_masked, '***');
+    assert.equal(manual.body.token_masked, 'my-s' + '*'.repeat(24) + 'cdef');
+    const other = await call(con.base, 'POST', p, { cookie: user, body: { name: 'short', token: 'Z'.repeat(20) + 'abcdefghijkl' } });
+    assert.equal(other.status, 201, other.text);
     const nul = await call(con.base, 'POST', p, { cookie: user, body: { name: 'null-token', token: null } });
     assert.equal(nul.body.generated, true);
 
@@ -182,7 +183,7 @@ describe('console', () => {
 
     const dupName = await call(con.base, 'POST', p, { cookie: user, body: { name: 'CI' } });
     assert.deepEqual([dupName.status, dupName.body], [409, { error: 'token name already exists' }]);
-    const dupValue = await call(con.base, 'POST', p, { cookie: admin, body: { name: 'other', token: 'my-secret-token' } });
+    const dupValue = await call(con.base, 'POST', p, { cookie: admin, body: { name: 'other', token: chosen } });
     assert.deepEqual([dupValue.status, dupValue.body], [409, { error: 'token already exists' }]);
     for (const [body, error] of [
       [{}, 'name is required'],
@@ -192,6 +193,11 @@ describe('console', () => {
       [{ name: 'a', token: 'x'.repeat(257) }, 'token length must be <= 256'],
       [{ name: 'a', token: 'has space' }, 'token must not contain whitespace'],
       [{ name: 'a', token: 'nb\u00a0sp' }, 'token must not contain whitespace'],
+      // Guessable values: a chosen token alone signs in as its account.
+      ...['abc', 'password1234', 'x'.repeat(64), 'abababababababababababababababab', '0123456789a'.repeat(4)].map((token) => [
+        { name: 'a', token },
+        'token must be at least 32 characters long with at least 12 different ones (leave it out to get a generated one)',
+      ]),
       [{ name: 5 }, 'invalid request body'],
     ]) {
       const r = await call(con.base, 'POST', p, { cookie: user, body });
@@ -228,7 +234,8 @@ describe('console', () => {
 
     const reg = await call(con.base, 'POST', '/api/v1/console/register', { cookie: admin, body: { username: 'doomed', password: 'doomed-pw' } });
     const doomed = await login(con.base, 'doomed', 'doomed-pw');
-    const tok = await call(con.base, 'POST', '/api/v1/console/tokens', { cookie: doomed, body: { name: 'd', token: 'doomed-token-value' } });
+    const doomedValue = 'doomed-token-value-0123456789abcdef';
+    const tok = await call(con.base, 'POST', '/api/v1/console/tokens', { cookie: doomed, body: { name: 'd', token: doomedValue } });
     assert.equal(tok.status, 201);
     // A non-admin cannot delete the admin; the route is admin-only.
     const byMember = await call(con.base, 'DELETE', `/api/v1/console/accounts/${adminId}`, { cookie: doomed });
@@ -241,7 +248,7 @@ describe('console', () => {
     const relogin = await call(con.base, 'POST', '/api/v1/console/login', { body: { username: 'doomed', password: 'doomed-pw' } });
     assert.equal(relogin.status, 401);
     // Its token is gone: the same value can be created again by someone else.
-    const reuse = await call(con.base, 'POST', '/api/v1/console/tokens', { cookie: admin, body: { name: 'reuse', token: 'doomed-token-value' } });
+    const reuse = await call(con.base, 'POST', '/api/v1/console/tokens', { cookie: admin, body: { name: 'reuse', token: doomedValue } });
     assert.equal(reuse.status, 201, 'the deleted account\'s token no longer exists');
   });
 
