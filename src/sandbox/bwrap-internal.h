@@ -48,6 +48,8 @@ struct obx_bwrap_runtime {
     size_t n_mounts;
     char *cgroup_dir;        /* <pids cgroup>/onlyboxes, where each box gets one; NULL: none */
     char *memory_cgroup_dir; /* <memory cgroup>/onlyboxes (v2: = cgroup_dir); NULL: none */
+    int spawning;            /* atomic: starts between spawning bwrap and reading its child's pid */
+    bool stopping;           /* atomic: remove_own() ran; no new box starts */
 };
 
 /* Per-box state behind obx_box_handle.priv. */

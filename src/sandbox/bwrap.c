@@ -25,8 +25,9 @@
 #define PROBE_TIMEOUT_MS 10000
 #define INFO_TIMEOUT_MS 10000
 #define STOP_GRACE_MS 1000
-#define MIN_VERSION 400  /* 0.4.0: --as-pid-1, --cap-drop, --info-fd, --unshare-cgroup-try */
-#define SIZE_VERSION 800 /* 0.8.0: --size for tmpfs, --disable-userns */
+#define REMOVE_OWN_WAIT_MS 2000 /* for starts to get past bwrap's info write, on a signal */
+#define MIN_VERSION 400         /* 0.4.0: --as-pid-1, --cap-drop, --info-fd, --unshare-cgroup-try */
+#define SIZE_VERSION 800        /* 0.8.0: --size for tmpfs, --disable-userns */
 #define CLEARENV_VERSION 500
 
 #define INSTALL_HINT                                                                        \
@@ -582,17 +583,29 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
                           strerror(errno));
         goto fail;
     }
+    /* bwrap writes our info pipe before it lets its sandboxed child go on; if we are gone by
+     * then, the write kills bwrap and leaves the child waiting forever. remove_own() therefore
+     * waits for starts that are in this stretch. */
+    __atomic_add_fetch(&b->spawning, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&b->stopping, __ATOMIC_SEQ_CST)) {
+        __atomic_sub_fetch(&b->spawning, 1, __ATOMIC_SEQ_CST);
+        r = obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "the worker is stopping; no new box starts");
+        goto fail;
+    }
     struct spawn_fds fds = {.in = to[0], .out = from[1], .err = -1, .info = info[1]};
     r = spawn_process(b->bwrap_path, a.v, &fds, &pid);
     close(TAKE_FD(to[0]));
     close(TAKE_FD(from[1]));
     close(TAKE_FD(info[1]));
     if (r < 0) {
+        __atomic_sub_fetch(&b->spawning, 1, __ATOMIC_SEQ_CST);
         r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot run %s: %s", b->bwrap_path,
                           strerror(-r));
         goto fail;
     }
     r = read_child_pid(info[0], &child);
+    __atomic_sub_fetch(&b->spawning, 1, __ATOMIC_SEQ_CST);
     if (r < 0) {
         kill_and_reap(pid);
         pid = 0;
@@ -687,6 +700,22 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
     h->pid = 0;
 }
 
+/* For a worker going away on a signal: no new box starts, and starts that have spawned bwrap get
+ * past the point where its child could be left waiting (a few ms; at most REMOVE_OWN_WAIT_MS).
+ * Their agents, like those of the boxes already running, exit when our pipes close. */
+static int bwrap_remove_own(struct obx_runtime *rt, struct obx_error *err)
+{
+    (void)err;
+    struct obx_bwrap_runtime *b = to_bwrap(rt);
+    __atomic_store_n(&b->stopping, true, __ATOMIC_SEQ_CST);
+    uint64_t deadline = obx_now_ms() + REMOVE_OWN_WAIT_MS;
+    while (__atomic_load_n(&b->spawning, __ATOMIC_SEQ_CST) > 0 && obx_now_ms() < deadline) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 static void bwrap_describe(struct obx_runtime *rt, char *buf, size_t size)
 {
     struct obx_bwrap_runtime *b = to_bwrap(rt);
@@ -726,6 +755,7 @@ struct obx_runtime *obx_sandbox_runtime_new(const struct obx_sandbox_config *cfg
     b->rt.start = bwrap_start;
     b->rt.stop = bwrap_stop;
     b->rt.cleanup_stale = obx_bwrap_cleanup_stale;
+    b->rt.remove_own = bwrap_remove_own;
     b->rt.describe = bwrap_describe;
     b->rt.free = bwrap_free;
     b->boxes_fd = -1;
