@@ -120,12 +120,15 @@ export function bearer(base, method, p, token, body, { signal } = {}) {
     signal,
     headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
     body: body !== undefined ? JSON.stringify(body) : undefined,
-  }).then(async (res) => {
-    const text = await res.text();
-    let json = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch {}
-    return { status: res.status, body: json, text };
-  });
+  }).then(fetchResult);
+}
+
+/** A fetch() response as { status, body (parsed JSON, or null), text }. */
+export async function fetchResult(res) {
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {}
+  return { status: res.status, body: json, text };
 }

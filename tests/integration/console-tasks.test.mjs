@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { fetchResult } from './console-lib.mjs';
 import { BIN, assertNoSanitizerReport, findProcesses, sleep, sleepMarker, waitForProcess } from './lib.mjs';
 
 const ADMIN = 'tasks-admin';
@@ -62,12 +63,7 @@ async function call(base, method, p, { body, token, cookie, raw, headers = {} } 
     headers: h,
     body: raw !== undefined ? raw : body !== undefined ? JSON.stringify(body) : undefined,
   });
-  const text = await res.text();
-  let json = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {}
-  return { status: res.status, body: json, text };
+  return fetchResult(res);
 }
 
 async function tokenFor(base, username, password) {
