@@ -23,6 +23,7 @@ declare -A need=(
     [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
     [coreutils]=/usr/bin/timeout
     [wrk]=/usr/bin/wrk
+    [iproute2]=/usr/bin/ss
     [clang-14]=/usr/bin/clang-14
     [libclang-rt-14-dev]=/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 )

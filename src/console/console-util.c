@@ -213,16 +213,6 @@ void obx_console_format_time(int64_t unix_ms, char out[static 40])
     snprintf(out + n, 40 - n, "%.6s", zone);
 }
 
-bool obx_console_host_is_loopback(const char *host)
-{
-    if (obx_str_empty(host))
-        return false;
-    if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
-        return true;
-    struct in_addr a;
-    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
-}
-
 int obx_console_authority_host(const char *authority, char *out, size_t size)
 {
     const char *h = authority, *end;

@@ -39,9 +39,6 @@ int obx_console_parse_page_param(const char *s, int64_t def, int64_t max, int64_
 void obx_console_format_time(int64_t unix_ms, char out[static 40]);
 /* HTTP date (IMF-fixdate) for cookie Expires. out must hold 40 bytes. */
 void obx_console_format_http_date(int64_t unix_ms, char out[static 40]);
-
-/* True for a listen address only this host reaches: "localhost", "::1" or 127.0.0.0/8. */
-bool obx_console_host_is_loopback(const char *host);
 /* The host of an authority "host", "host:port" or "[v6]:port" (brackets removed), lower-cased,
  * into out. -EINVAL when malformed or longer than size-1. */
 int obx_console_authority_host(const char *authority, char *out, size_t size);

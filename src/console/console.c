@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "console-util.h"
 #include "worker/worker.h"
 
@@ -106,22 +107,7 @@ static int parse_addr(const char *env, const char *def, char **ret_host, int *re
                       struct obx_error *err)
 {
     const char *addr = getenv(env);
-    if (!addr || !*addr)
-        addr = def;
-    const char *colon = strrchr(addr, ':');
-    int64_t port;
-    if (!colon || obx_parse_int64(colon + 1, 0, 65535, &port) < 0)
-        return obx_error_set(err, EINVAL, "", "%s=%s: expected HOST:PORT or :PORT (port 0..65535)",
-                             env, addr);
-    const char *h = addr;
-    size_t hlen = (size_t)(colon - addr);
-    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
-        h++;
-        hlen -= 2;
-    }
-    *ret_host = obx_xstrndup(h, hlen);
-    *ret_port = (int)port;
-    return 0;
+    return obx_net_parse_hostport(env, addr && *addr ? addr : def, ret_host, ret_port, err);
 }
 
 /* A PEM file the console can read and that holds `what` ("CERTIFICATE", "PRIVATE KEY"), so a
@@ -183,7 +169,7 @@ int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error
         r = parse_addr("CONSOLE_GRPC_ADDR", ":50051", &cfg->grpc_host, &cfg->grpc_port, err);
     if (r >= 0)
         r = check_tls(cfg, err);
-    if (r >= 0 && cfg->mcp_test_fixtures && !obx_console_host_is_loopback(cfg->http_host))
+    if (r >= 0 && cfg->mcp_test_fixtures && !obx_net_host_is_loopback(cfg->http_host))
         r = obx_error_set(err, EINVAL, "",
                           "CONSOLE_MCP_TEST_FIXTURES opens /mcp without a token: it needs a "
                           "loopback CONSOLE_HTTP_ADDR");
@@ -361,10 +347,10 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
                        hc.tls_key_file);
     if (r < 0)
         goto out;
-    fprintf(stderr, "onlyboxes console: listening on %s://%s:%d\n",
-            obx_str_empty(cfg->tls_cert_file) ? "http" : "https",
-            obx_str_empty(cfg->http_host) ? "0.0.0.0" : cfg->http_host,
-            obx_http_server_port(c.http));
+    char bound[OBX_NET_MAX_ADDRS * 64];
+    obx_http_server_addrs(c.http, bound, sizeof(bound),
+                          obx_str_empty(cfg->tls_cert_file) ? "http" : "https");
+    fprintf(stderr, "onlyboxes console: listening on %s\n", bound);
     pthread_mutex_lock(&running_lock);
     running = c.http;
     bool stop_now = stop_requested;

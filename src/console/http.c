@@ -21,8 +21,11 @@
  */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -30,6 +33,7 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/net.h"
 
 #define HTTP_CHUNK 16384
 #define OVERSIZE_DRAIN_BYTES (16u << 20) /* larger bodies get their 413 at once */
@@ -53,7 +57,11 @@ struct obx_http_server {
     struct obx_http_server_config cfg;
     struct lws_context *ctx;
     struct lws_vhost *vhost;
-    int port;
+    /* Our own listening sockets, bound exactly as configured (lws binds the wildcard when given
+     * an IPv4 address to listen on); lws polls them as raw descriptors and we accept. */
+    int listen_fds[OBX_NET_MAX_ADDRS];
+    struct obx_sockaddr listen_addrs[OBX_NET_MAX_ADDRS];
+    size_t n_listen;
     bool stopping; /* atomic */
     pthread_mutex_t lock;
     struct obx_http_request *done_head, *done_tail;
@@ -550,13 +558,61 @@ static int not_http_callback(struct lws *wsi, enum lws_callback_reasons reason, 
     }
 }
 
+/* A listening socket's readiness: accept what is queued and hand each connection to lws as its
+ * own listener would (HTTP, TLS when the vhost has it, the not-http fallback). */
+static int listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                             void *in, size_t len)
+{
+    (void)user, (void)in, (void)len;
+    if (reason != LWS_CALLBACK_RAW_RX_FILE)
+        return 0;
+    struct obx_http_server *srv = lws_context_user(lws_get_context(wsi));
+    int lfd = lws_get_socket_fd(wsi);
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+                obx_warn("http: accept failed: %s", strerror(errno));
+            break;
+        }
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        int opts = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP;
+        if (srv->cfg.tls_cert_file && srv->cfg.tls_key_file)
+            opts |= LWS_ADOPT_ALLOW_SSL;
+        lws_sock_file_fd_type desc = {.sockfd = fd};
+        /* On failure lws has closed the descriptor itself. */
+        if (!lws_adopt_descriptor_vhost(srv->vhost, opts, desc, "not-http", NULL))
+            obx_debug("http: a new connection could not be taken on");
+    }
+    return 0;
+}
+
 static const struct lws_protocols protocols[] = {
     {"http", http_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
     /* lws allocates a new connection's data by this protocol's size before it binds the
      * connection to "http": the same size, so "http" always finds a whole (zeroed) http_conn. */
     {"not-http", not_http_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
+    {"listener", listener_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+
+static int listen_start(struct obx_http_server *srv, struct obx_error *err)
+{
+    int n = obx_net_listen(srv->cfg.host, srv->cfg.port, 512, srv->listen_fds, srv->listen_addrs,
+                           OBX_NET_MAX_ADDRS, err);
+    if (n < 0)
+        return n;
+    srv->n_listen = (size_t)n;
+    for (size_t i = 0; i < srv->n_listen; i++) {
+        lws_sock_file_fd_type desc = {.filefd = srv->listen_fds[i]};
+        if (!lws_adopt_descriptor_vhost(srv->vhost, LWS_ADOPT_RAW_FILE_DESC, desc, "listener",
+                                        NULL))
+            return obx_error_set(err, EIO, OBX_ERR_INTERNAL, "cannot watch the listening socket");
+        srv->listen_fds[i] = -1; /* lws owns it now and closes it with the context */
+    }
+    return 0;
+}
 
 int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_http_server **ret,
                         struct obx_error *err)
@@ -564,6 +620,8 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
     lws_set_log_level(LWS_LOG_LEVELS, lws_log_emit);
     struct obx_http_server *srv = obx_xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(srv->listen_fds); i++)
+        srv->listen_fds[i] = -1;
     pthread_mutex_init(&srv->lock, NULL);
 
     struct lws_context_creation_info info;
@@ -586,8 +644,7 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
 
     memset(&info, 0, sizeof(info));
     info.vhost_name = "onlyboxes";
-    info.port = cfg->port;
-    info.iface = obx_str_empty(cfg->host) ? NULL : cfg->host;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* listen_start() binds */
     info.protocols = protocols;
     info.timeout_secs = (unsigned)cfg->header_timeout_sec;
     info.options = LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
@@ -608,21 +665,39 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
     if (!srv->vhost) {
         obx_http_server_free(srv);
         /* lws sets up TLS before it binds; its first error says which step failed. */
-        if (tls && first_lws_error[0] && !strstr(first_lws_error, "binding"))
+        if (tls && first_lws_error[0])
             return obx_error_set(err, EINVAL, OBX_ERR_INTERNAL, "TLS setup failed: %s",
                                  first_lws_error);
-        return obx_error_set(err, EADDRINUSE, OBX_ERR_INTERNAL,
-                             "cannot listen on %s:%d (address in use or not available)",
-                             obx_str_empty(cfg->host) ? "*" : cfg->host, cfg->port);
+        return obx_error_set(err, EIO, OBX_ERR_INTERNAL, "cannot set up the HTTP server");
     }
-    srv->port = lws_get_vhost_listen_port(srv->vhost);
+    int r = listen_start(srv, err);
+    if (r < 0) {
+        obx_http_server_free(srv);
+        return r;
+    }
     *ret = srv;
     return 0;
 }
 
 int obx_http_server_port(const struct obx_http_server *srv)
 {
-    return srv->port;
+    return srv->n_listen > 0 ? obx_net_port(&srv->listen_addrs[0]) : 0;
+}
+
+size_t obx_http_server_addrs(const struct obx_http_server *srv, char *buf, size_t size,
+                             const char *scheme)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < srv->n_listen && used < size; i++) {
+        char a[INET6_ADDRSTRLEN + 16];
+        obx_net_format(&srv->listen_addrs[i], a, sizeof(a));
+        int n = snprintf(buf + used, size - used, "%s%s://%s", i ? " " : "", scheme, a);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    return srv->n_listen;
 }
 
 int obx_http_server_run(struct obx_http_server *srv)
@@ -703,6 +778,8 @@ void obx_http_server_free(struct obx_http_server *srv)
         return;
     if (srv->ctx)
         lws_context_destroy(srv->ctx); /* closes every connection: CLOSED_HTTP detaches */
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(srv->listen_fds); i++)
+        obx_closep(&srv->listen_fds[i]);
     /* Completions that arrived after the loop stopped. */
     struct obx_http_request *list = srv->done_head;
     while (list) {

@@ -80,7 +80,7 @@ struct obx_http_request {
 typedef void (*obx_http_dispatch_fn)(struct obx_http_request *req, void *userdata);
 
 struct obx_http_server_config {
-    const char *host; /* NULL or "" = any */
+    const char *host; /* NULL or "" = every interface; else every address it resolves to */
     int port;         /* 0 = kernel-chosen */
     size_t max_body_bytes;
     size_t max_header_bytes;
@@ -95,8 +95,11 @@ struct obx_http_server_config {
 
 int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_http_server **ret,
                         struct obx_error *err);
-/* The port actually bound. */
+/* The port actually bound (the first listener's). */
 int obx_http_server_port(const struct obx_http_server *srv);
+/* Writes "SCHEME://ADDR:PORT" for every address bound, space-separated; returns how many. */
+size_t obx_http_server_addrs(const struct obx_http_server *srv, char *buf, size_t size,
+                             const char *scheme);
 /* Serves on the calling thread (which becomes the service thread) until stop. */
 int obx_http_server_run(struct obx_http_server *srv);
 /* Thread-safe; makes run() return. */

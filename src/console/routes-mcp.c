@@ -25,6 +25,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/random.h"
 #include "console-util.h"
 #include "mcp/mcp.h"
@@ -689,7 +690,7 @@ struct obx_console_mcp *obx_console_mcp_new(struct obx_console *c)
         .fixtures = cfg->mcp_test_fixtures,
     };
     m->srv = obx_mcp_server_new(&sc);
-    m->loopback = obx_console_host_is_loopback(cfg->http_host);
+    m->loopback = obx_net_host_is_loopback(cfg->http_host);
     m->open = cfg->mcp_test_fixtures;
     m->origins = parse_origins(cfg->mcp_allowed_origins);
     m->max_sessions = (unsigned)cfg->mcp_max_sessions;

@@ -19,9 +19,11 @@ export class Console {
     this.stderr = '';
   }
 
-  async start() {
+  /** prefix: a command the console runs under (e.g. ['ip', 'netns', 'exec', NS]). */
+  async start(prefix = []) {
     assert.ok(existsSync(BIN), `binary not found: ${BIN}`);
-    this.proc = spawn(BIN, ['console', ...this.args], {
+    const argv = [...prefix, BIN, 'console', ...this.args];
+    this.proc = spawn(argv[0], argv.slice(1), {
       env: { ...process.env, CONSOLE_HTTP_ADDR: '127.0.0.1:0', ...this.env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -31,10 +33,11 @@ export class Console {
       const timer = setTimeout(() => reject(new Error(`console did not start:\n${this.stderr}`)), 20000);
       this.proc.stderr.on('data', (d) => {
         this.stderr += d;
-        const m = /listening on (https?):\/\/([^\s:]+):(\d+)/.exec(this.stderr);
+        const m = /listening on (https?):\/\/(\[[^\]\s]+\]|[^\s:]+):(\d+)/.exec(this.stderr);
         if (m) {
           clearTimeout(timer);
-          resolve(`${m[1]}://127.0.0.1:${m[3]}`);
+          this.boundHost = m[2];
+          resolve(`${m[1]}://${m[2].startsWith('[') && m[2] !== '[::]' ? m[2] : '127.0.0.1'}:${m[3]}`);
         }
       });
       this.proc.on('exit', () => reject(new Error(`console exited:\n${this.stderr}`)));
