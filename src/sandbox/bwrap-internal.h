@@ -8,6 +8,7 @@
 #define OBX_SANDBOX_BWRAP_INTERNAL_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "sandbox.h"
@@ -48,8 +49,22 @@ struct obx_bwrap_runtime {
     size_t n_mounts;
     char *cgroup_dir;        /* <pids cgroup>/onlyboxes, where each box gets one; NULL: none */
     char *memory_cgroup_dir; /* <memory cgroup>/onlyboxes (v2: = cgroup_dir); NULL: none */
-    int spawning;            /* atomic: starts between spawning bwrap and reading its child's pid */
-    bool stopping;           /* atomic: remove_own() ran; no new box starts */
+    /* Every box this process has (being started or running), so that remove_own() can tear
+     * them all down when the process goes away on a signal. Under own_lock. */
+    pthread_mutex_t own_lock;
+    pthread_cond_t own_cond;
+    struct obx_bwrap_own *own;
+    unsigned starting; /* starts in progress; remove_own() waits for them */
+    bool stopping;     /* remove_own() ran: no new box starts */
+};
+
+/* A box of this process as remove_own() needs it: copies, as the handle may be freed any time. */
+struct obx_bwrap_own {
+    char id[OBX_BWRAP_ID_LEN + 1];
+    pid_t bwrap_pid; /* 0 until spawned */
+    pid_t child_pid; /* 0 until known */
+    unsigned long long child_start;
+    struct obx_bwrap_own *next;
 };
 
 /* Per-box state behind obx_box_handle.priv. */

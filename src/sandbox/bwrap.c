@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/random.h"
+#include "common/thread.h"
 
 #define PROBE_TIMEOUT_MS 10000
 #define INFO_TIMEOUT_MS 10000
@@ -547,6 +548,55 @@ static int read_child_pid(int fd, pid_t *ret)
     return 0;
 }
 
+/* Enters a box start into the list of this process's boxes; NULL when the runtime is stopping. */
+static struct obx_bwrap_own *own_begin(struct obx_bwrap_runtime *b, const char *id)
+{
+    pthread_mutex_lock(&b->own_lock);
+    struct obx_bwrap_own *o = NULL;
+    if (!b->stopping) {
+        o = obx_xcalloc(1, sizeof(*o));
+        snprintf(o->id, sizeof(o->id), "%s", id);
+        o->next = b->own;
+        b->own = o;
+        b->starting++;
+    }
+    pthread_mutex_unlock(&b->own_lock);
+    return o;
+}
+
+static void own_set_pids(struct obx_bwrap_runtime *b, struct obx_bwrap_own *o, pid_t bwrap_pid,
+                         pid_t child_pid, unsigned long long child_start)
+{
+    pthread_mutex_lock(&b->own_lock);
+    o->bwrap_pid = bwrap_pid;
+    o->child_pid = child_pid;
+    o->child_start = child_start;
+    pthread_mutex_unlock(&b->own_lock);
+}
+
+/* Takes box id off the list (if remove_own() has not taken it already); returns it, unlinked. */
+static struct obx_bwrap_own *own_unlink(struct obx_bwrap_runtime *b, const char *id)
+{
+    for (struct obx_bwrap_own **pp = &b->own; *pp; pp = &(*pp)->next)
+        if (obx_streq((*pp)->id, id)) {
+            struct obx_bwrap_own *o = *pp;
+            *pp = o->next;
+            return o;
+        }
+    return NULL;
+}
+
+/* A start is over: the box stays listed when it runs, and is dropped when the start failed. */
+static void own_end(struct obx_bwrap_runtime *b, const char *id, bool started)
+{
+    pthread_mutex_lock(&b->own_lock);
+    if (!started)
+        free(own_unlink(b, id));
+    b->starting--;
+    pthread_cond_broadcast(&b->own_cond);
+    pthread_mutex_unlock(&b->own_lock);
+}
+
 static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
                        struct obx_box_handle *ret, struct obx_error *err)
 {
@@ -564,9 +614,15 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     char id[OBX_BWRAP_ID_LEN + 1];
     memcpy(id, OBX_BWRAP_BOX_PREFIX, strlen(OBX_BWRAP_BOX_PREFIX));
     obx_random_hex(id + strlen(OBX_BWRAP_BOX_PREFIX), OBX_BWRAP_ID_HEX_BYTES);
+    struct obx_bwrap_own *own = own_begin(b, id);
+    if (!own)
+        return obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "the worker is stopping; no new box starts");
     int r = obx_bwrap_box_create(b, spec, id, box, err);
-    if (r < 0)
+    if (r < 0) {
+        own_end(b, id, false);
         return r;
+    }
 
     struct argv_buf a = {.n = 0};
     struct box_nums nums;
@@ -585,27 +641,19 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     }
     /* bwrap writes our info pipe before it lets its sandboxed child go on; if we are gone by
      * then, the write kills bwrap and leaves the child waiting forever. remove_own() therefore
-     * waits for starts that are in this stretch. */
-    __atomic_add_fetch(&b->spawning, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&b->stopping, __ATOMIC_SEQ_CST)) {
-        __atomic_sub_fetch(&b->spawning, 1, __ATOMIC_SEQ_CST);
-        r = obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
-                          "the worker is stopping; no new box starts");
-        goto fail;
-    }
+     * waits for starts in progress (they are counted from own_begin() to own_end()). */
     struct spawn_fds fds = {.in = to[0], .out = from[1], .err = -1, .info = info[1]};
     r = spawn_process(b->bwrap_path, a.v, &fds, &pid);
     close(TAKE_FD(to[0]));
     close(TAKE_FD(from[1]));
     close(TAKE_FD(info[1]));
     if (r < 0) {
-        __atomic_sub_fetch(&b->spawning, 1, __ATOMIC_SEQ_CST);
         r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot run %s: %s", b->bwrap_path,
                           strerror(-r));
         goto fail;
     }
+    own_set_pids(b, own, pid, 0, 0);
     r = read_child_pid(info[0], &child);
-    __atomic_sub_fetch(&b->spawning, 1, __ATOMIC_SEQ_CST);
     if (r < 0) {
         kill_and_reap(pid);
         pid = 0;
@@ -632,6 +680,7 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     (void)obx_bwrap_proc_start_time(child, &box->child_start);
     box->bwrap_pid = pid;
     box->child_pid = child;
+    own_set_pids(b, own, pid, child, box->child_start);
     r = obx_bwrap_box_record_pids(b, id, pid, child);
     if (r < 0)
         obx_warn("sandbox: cannot record pids of box %s: %s", id, strerror(-r));
@@ -641,6 +690,7 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     snprintf(ret->id, sizeof(ret->id), "%s", id);
     ret->pid = (int)pid;
     ret->priv = TAKE_PTR(box);
+    own_end(b, id, true);
     obx_debug("sandbox: started box %s (bwrap pid %d, agent pid %d)", id, (int)pid, (int)child);
     return 0;
 
@@ -651,6 +701,7 @@ fail:
         obx_closep(&info[i]);
     }
     (void)obx_bwrap_box_remove(b, id);
+    own_end(b, id, false);
     return r;
 }
 
@@ -679,6 +730,9 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
     struct obx_bwrap_box *box = h->priv;
     if (!box || box->magic != OBX_BWRAP_BOX_MAGIC)
         return;
+    pthread_mutex_lock(&b->own_lock);
+    free(own_unlink(b, h->id));
+    pthread_mutex_unlock(&b->own_lock);
     /* EOF on its stdin makes the agent kill everything and exit; closing its stdout too keeps
      * it from blocking on a full pipe nobody reads any more. */
     obx_closep(&h->to_agent);
@@ -700,20 +754,44 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
     h->pid = 0;
 }
 
-/* For a worker going away on a signal: no new box starts, and starts that have spawned bwrap get
- * past the point where its child could be left waiting (a few ms; at most REMOVE_OWN_WAIT_MS).
- * Their agents, like those of the boxes already running, exit when our pipes close. */
+/* For a worker going away on a signal: no new box starts, starts in progress finish (a few ms;
+ * at most REMOVE_OWN_WAIT_MS), then every box of this process is killed and its cgroups and
+ * directory removed, so nothing of it is left once the process exits. */
 static int bwrap_remove_own(struct obx_runtime *rt, struct obx_error *err)
 {
     (void)err;
     struct obx_bwrap_runtime *b = to_bwrap(rt);
-    __atomic_store_n(&b->stopping, true, __ATOMIC_SEQ_CST);
-    uint64_t deadline = obx_now_ms() + REMOVE_OWN_WAIT_MS;
-    while (__atomic_load_n(&b->spawning, __ATOMIC_SEQ_CST) > 0 && obx_now_ms() < deadline) {
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000 * 1000};
-        nanosleep(&ts, NULL);
+    struct timespec until = obx_ms_to_timespec(obx_now_ms() + REMOVE_OWN_WAIT_MS);
+    pthread_mutex_lock(&b->own_lock);
+    b->stopping = true;
+    while (b->starting > 0 &&
+           pthread_cond_timedwait(&b->own_cond, &b->own_lock, &until) != ETIMEDOUT)
+        ;
+    struct obx_bwrap_own *list = TAKE_PTR(b->own);
+    pthread_mutex_unlock(&b->own_lock);
+
+    int n = 0;
+    for (struct obx_bwrap_own *o = list; o; o = o->next) {
+        /* SIGKILL to the box's PID 1 ends its whole pid namespace. */
+        if (o->child_pid > 0)
+            (void)obx_bwrap_kill_if_same(o->child_pid, o->child_start, NULL);
+        if (o->bwrap_pid > 0) {
+            kill(-o->bwrap_pid, SIGKILL);
+            kill(o->bwrap_pid, SIGKILL);
+        }
     }
-    return 0;
+    uint64_t deadline = obx_now_ms() + STOP_GRACE_MS;
+    while (list) {
+        struct obx_bwrap_own *o = list;
+        list = o->next;
+        if (o->bwrap_pid > 0)
+            (void)wait_exit(o->bwrap_pid, deadline);
+        obx_bwrap_cgroup_remove(b, o->id);
+        (void)obx_bwrap_box_remove(b, o->id);
+        free(o);
+        n++;
+    }
+    return n;
 }
 
 static void bwrap_describe(struct obx_runtime *rt, char *buf, size_t size)
@@ -739,6 +817,13 @@ static void bwrap_free(struct obx_runtime *rt)
         free(b->mounts[i].dst);
     }
     obx_closep(&b->boxes_fd);
+    while (b->own) {
+        struct obx_bwrap_own *o = b->own;
+        b->own = o->next;
+        free(o);
+    }
+    pthread_mutex_destroy(&b->own_lock);
+    pthread_cond_destroy(&b->own_cond);
     free(b->cgroup_dir);
     free(b->memory_cgroup_dir);
     free(b->bwrap_path);
@@ -759,6 +844,8 @@ struct obx_runtime *obx_sandbox_runtime_new(const struct obx_sandbox_config *cfg
     b->rt.describe = bwrap_describe;
     b->rt.free = bwrap_free;
     b->boxes_fd = -1;
+    pthread_mutex_init(&b->own_lock, NULL);
+    obx_cond_init_monotonic(&b->own_cond);
 
     int r = find_bwrap(cfg ? cfg->bwrap_path : NULL, &b->bwrap_path, err);
     if (r >= 0)
