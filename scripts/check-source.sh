@@ -14,12 +14,12 @@ report() { # file:line: message
 # library include pattern | allowed path regex
 rules=(
     '#include <curl/|^src/(docker|client)/'
-    '#include <libwebsockets.h>|^src/console/http'
-    '#include <openssl/|^src/console/http'
+    '#include <libwebsockets.h>|^src/console/http/'
+    '#include <openssl/|^src/console/http/'
     '#include <grpc/|^src/rpc/'
     '#include <protobuf-c/|^src/rpc/'
-    '#include <sqlite3.h>|^src/console/store'
-    '#include <sodium.h>|^src/console/'
+    '#include <sqlite3.h>|^src/console/store/'
+    '#include <sodium.h>|^src/console/auth/'
 )
 files=$(git ls-files -co --exclude-standard 'src/*.c' 'src/*.h' | grep -v '\.pb-c\.' |
     while read -r f; do [ -f "$f" ] && echo "$f"; done)
@@ -32,6 +32,47 @@ for rule in "${rules[@]}"; do
             echo "check-source: ${hit%%:*}: '$pat' belongs to $allow only"
         done | grep . && fail=1
     done
+done
+
+# Layering (DESIGN.md, docs/internals.md): a file may include, besides its own folder's headers,
+# only the modules below it. "dir|allowed include prefixes" (a file's own folder is always allowed).
+layers=(
+    'src/common/|common/'
+    'src/agent/|common/ agent/'
+    'src/rpc/|common/ rpc/'
+    'src/sandbox/|common/'
+    'src/docker/|common/'
+    'src/client/|common/'
+    'src/mcp/|common/ mcp/'
+    'src/worker/|common/ agent/protocol.h docker/docker.h sandbox/sandbox.h rpc/ worker/'
+    'src/console/http/|common/'
+    'src/console/store/|common/'
+    'src/console/auth/|common/'
+    'src/console/util/|common/'
+    'src/console/registry/|common/ rpc/ console/registry/ console/store/store.h console/util/'
+    'src/console/tasks/|common/ console/registry/ console/store/store.h console/http/http.h console/util/ console/auth/auth.h'
+    'src/console/api/|common/ mcp/ worker/worker.h console/'
+    'src/console/|common/ mcp/ worker/worker.h console/'
+    'src/cli/|common/ mcp/ worker/worker.h console/console.h client/ cli/'
+    'src/main.c|common/ cli/'
+)
+for f in $files; do
+    allowed=""
+    for l in "${layers[@]}"; do
+        if [[ $f == ${l%%|*}* ]]; then
+            allowed=${l#*|}
+            break
+        fi
+    done
+    [[ -z $allowed ]] && continue
+    grep -n '#include "[^"]*/' "$f" | while IFS= read -r hit; do
+        inc=$(sed 's/.*#include "\([^"]*\)".*/\1/' <<<"$hit")
+        ok=0
+        for a in $allowed; do
+            [[ $inc == "$a"* ]] && ok=1 && break
+        done
+        ((ok)) || echo "check-source: $f:${hit%%:*}: includes $inc, which its module may not use (allowed: $allowed)"
+    done | grep . && fail=1
 done
 
 # Banned calls: unbounded or unchecked string and number handling, and shelling out.

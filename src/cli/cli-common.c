@@ -6,7 +6,6 @@
 #include <signal.h>
 
 #include "common/log.h"
-#include "worker/box.h"
 
 void obx_cli_setup_logging(void)
 {
@@ -48,7 +47,7 @@ static void *signal_main(void *arg)
     int sig = 0;
     sigwait(set, &sig);
     obx_info("received %s; stopping every box", strsignal(sig));
-    obx_box_kill_all();
+    obx_worker_kill_all_boxes();
     _exit(128 + sig);
     return NULL;
 }

@@ -4,7 +4,6 @@
 #include "cli-internal.h"
 
 #include "common/runtime.h"
-#include "docker/docker.h"
 
 int obx_cmd_version(int argc, char **argv)
 {
@@ -53,7 +52,8 @@ int obx_cmd_doctor(int argc, char **argv)
     if (rt) {
         char desc[768];
         rt->describe(rt, desc, sizeof(desc));
-        printf("docker:     ok: %s\n            %s\n", obx_docker_runtime_status(rt), desc);
+        printf("docker:     ok: %s\n            %s\n", rt->status ? rt->status(rt) : rt->name,
+               desc);
         rt->free(rt);
     } else {
         printf("docker:     unavailable: %s\n", err.message);

@@ -71,6 +71,10 @@ struct obx_runtime {
      * worker keeps one warm pool per image. */
     const char *(*default_image)(struct obx_runtime *rt, bool session);
 
+    /* Optional: a short line on what the runtime found ("daemon 20.10 answers at ..."), for
+     * saying why it was chosen. The string lives as long as the runtime. */
+    const char *(*status)(struct obx_runtime *rt);
+
     /* One line for `onlyboxes doctor`: version and what the runtime found. */
     void (*describe)(struct obx_runtime *rt, char *buf, size_t size);
 

@@ -9,12 +9,12 @@
 
 #include "common/json.h"
 #include "console.h"
-#include "dispatch.h"
-#include "http.h"
-#include "pool.h"
-#include "ratelimit.h"
-#include "store.h"
-#include "tasks.h"
+#include "console/auth/ratelimit.h"
+#include "console/http/http.h"
+#include "console/registry/dispatch.h"
+#include "console/store/store.h"
+#include "console/tasks/tasks.h"
+#include "console/util/pool.h"
 
 #define OBX_CONSOLE_SESSION_COOKIE "onlyboxes_console_session"
 #define OBX_CONSOLE_SESSION_TTL_MS (12LL * 3600 * 1000)

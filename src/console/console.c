@@ -11,11 +11,11 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "auth.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/net.h"
-#include "console-util.h"
+#include "console/auth/auth.h"
+#include "console/util/console-util.h"
 #include "worker/worker.h"
 
 enum opt_type {

@@ -78,8 +78,4 @@ int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *
 struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
                                            struct obx_error *err);
 
-/* What runtime_new found, for `doctor` and auto's reason: "daemon 20.10.24 answers at
- * /var/run/docker.sock, image onlyboxes/work:bookworm present". rt must be a docker runtime. */
-const char *obx_docker_runtime_status(struct obx_runtime *rt);
-
 #endif

@@ -621,7 +621,7 @@ static const char *docker_default_image(struct obx_runtime *rt, bool session)
     return session ? d->terminal_image : d->python_image;
 }
 
-const char *obx_docker_runtime_status(struct obx_runtime *rt)
+static const char *docker_status(struct obx_runtime *rt)
 {
     return to_docker(rt)->status;
 }
@@ -722,6 +722,7 @@ struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
     d->rt.stop = docker_stop;
     d->rt.cleanup_stale = obx_docker_cleanup_stale;
     d->rt.describe = docker_describe;
+    d->rt.status = docker_status;
     d->rt.default_image = docker_default_image;
     d->rt.remove_own = obx_docker_remove_own;
     d->rt.free = docker_free;

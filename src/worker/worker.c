@@ -101,9 +101,9 @@ int obx_worker_pick_runtime(enum obx_runtime_choice choice, struct obx_runtime *
         struct obx_runtime *rt = obx_worker_docker_probe(choice == OBX_RUNTIME_AUTO, &derr);
         if (rt) {
             if (choice == OBX_RUNTIME_AUTO)
-                snprintf(why, why_size, "auto: docker (%s)", obx_docker_runtime_status(rt));
+                snprintf(why, why_size, "auto: docker (%s)", rt->status(rt));
             else
-                snprintf(why, why_size, "docker, as asked (%s)", obx_docker_runtime_status(rt));
+                snprintf(why, why_size, "docker, as asked (%s)", rt->status(rt));
             *ret = rt;
             return 0;
         }
@@ -227,6 +227,11 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
     w->python_pool = worker_pool(w, py);
     w->terminal_pool = worker_pool(w, term);
     return w;
+}
+
+void obx_worker_kill_all_boxes(void)
+{
+    obx_box_kill_all();
 }
 
 struct obx_executor *obx_worker_executor(struct obx_worker *w)

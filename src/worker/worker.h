@@ -47,6 +47,11 @@ struct obx_executor *obx_worker_executor(struct obx_worker *w);
 /* Stops every box this worker started and frees it. */
 void obx_worker_free(struct obx_worker *w);
 
+/* For a process going away on a signal: kills every box this process started (those still
+ * starting included) and removes what they left on the host. Safe from a signal-waiting thread
+ * while other threads use their workers; the process must exit afterwards. */
+void obx_worker_kill_all_boxes(void);
+
 /* The runtime the worker uses, and a line saying why it was chosen (for `doctor`). */
 struct obx_runtime *obx_worker_runtime(struct obx_worker *w);
 

@@ -32,9 +32,9 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "console/auth.h"
+#include "console/auth/auth.h"
 #include "console/console-internal.h"
-#include "console/console-util.h"
+#include "console/util/console-util.h"
 #include "fuzz.h"
 
 #define MAX_REQUESTS 8

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "console/store.h"
+#include "console/store/store.h"
 
 #define THREADS 6
 #define ROUNDS 150

@@ -9,9 +9,9 @@
 
 #include <cmocka.h>
 
-#include "console/dispatch.h"
-#include "console/store.h"
-#include "console/tasks.h"
+#include "console/registry/dispatch.h"
+#include "console/store/store.h"
+#include "console/tasks/tasks.h"
 
 static struct obx_store *open_store(void)
 {

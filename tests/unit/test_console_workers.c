@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "console/store.h"
+#include "console/store/store.h"
 
 static struct obx_store *open_store(void)
 {

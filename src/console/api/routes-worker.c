@@ -10,16 +10,16 @@
  * list, in the counts and in the in-flight counters under the node id "embedded"; it cannot be
  * deleted.
  */
-#include "console-internal.h"
+#include "console/console-internal.h"
 
 #include <ctype.h>
 
-#include "auth.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/random.h"
-#include "console-util.h"
+#include "console/auth/auth.h"
+#include "console/util/console-util.h"
 #include "worker/worker.h"
 
 #define EMBEDDED_NODE_ID "embedded"

@@ -3,12 +3,12 @@
  * Token management for the signed-in account (reference §1.4): list (masked), create (the value is
  * shown once, only its HMAC is stored), delete, and the value endpoint that is always 410.
  */
-#include "console-internal.h"
+#include "console/console-internal.h"
 
-#include "auth.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "console-util.h"
+#include "console/auth/auth.h"
+#include "console/util/console-util.h"
 
 static json_t *token_json(const struct obx_token *t)
 {

@@ -9,9 +9,9 @@
 #define OBX_CONSOLE_TASKS_H
 
 #include "common/executor.h"
-#include "dispatch.h"
-#include "http.h"
-#include "store.h"
+#include "console/http/http.h"
+#include "console/registry/dispatch.h"
+#include "console/store/store.h"
 
 struct obx_tasks;
 

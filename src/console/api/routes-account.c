@@ -6,14 +6,14 @@
  * the database (hashed) and read the account fresh on every request; failed logins are limited
  * per username and client address.
  */
-#include "console-internal.h"
+#include "console/console-internal.h"
 
 #include <strings.h>
 
-#include "auth.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "console-util.h"
+#include "console/auth/auth.h"
+#include "console/util/console-util.h"
 
 static json_t *session_body(struct obx_route_ctx *ctx, const struct obx_account *a)
 {

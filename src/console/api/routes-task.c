@@ -6,13 +6,13 @@
  * cancel that stops the running process. Handlers run on pool threads; a handler that waits for a
  * task hands the request to the task waiter (tasks.c) and returns OBX_ROUTE_ASYNC.
  */
-#include "console-internal.h"
+#include "console/console-internal.h"
 
-#include "auth.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/random.h"
-#include "console-util.h"
+#include "console/auth/auth.h"
+#include "console/util/console-util.h"
 
 #define WAIT_DEFAULT_MS 1500
 #define WAIT_MAX_MS 60000

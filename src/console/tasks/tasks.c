@@ -27,12 +27,12 @@
 #include <signal.h>
 #include <strings.h>
 
-#include "auth.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "common/thread.h"
-#include "pool.h"
+#include "console/auth/auth.h"
+#include "console/util/pool.h"
 
 #define PRUNE_EVERY_MS 60000
 #define PRUNE_INLINE_MS 15000

@@ -6,14 +6,14 @@
  * the handler went asynchronous. An unmatched route is 404 with an empty body, as in the
  * reference; "/x/" redirects to "/x" when that route exists (301 for GET, 307 otherwise).
  */
-#include "console-internal.h"
+#include "console/console-internal.h"
 
 #include <strings.h>
 
-#include "auth.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "console-util.h"
+#include "console/auth/auth.h"
+#include "console/util/console-util.h"
 
 static const struct {
     const struct obx_route *routes;

@@ -19,7 +19,7 @@
  * recently used idle session. Lock order: a session's send lock, then m->lock, then the HTTP
  * server's; m->lock is never held while calling into a session.
  */
-#include "console-internal.h"
+#include "console/console-internal.h"
 
 #include <strings.h>
 
@@ -27,7 +27,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/random.h"
-#include "console-util.h"
+#include "console/util/console-util.h"
 #include "mcp/mcp.h"
 
 #define SESSION_ID_BYTES 16 /* 32 hex characters */
