@@ -24,6 +24,9 @@ declare -A need=(
     [coreutils]=/usr/bin/timeout
     [wrk]=/usr/bin/wrk
     [iproute2]=/usr/bin/ss
+    [libgrpc-dev]=/usr/include/grpc/grpc.h
+    [libprotobuf-c-dev]=/usr/include/protobuf-c/protobuf-c.h
+    [protobuf-c-compiler]=/usr/bin/protoc-c
     [clang-14]=/usr/bin/clang-14
     [libclang-rt-14-dev]=/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
 )

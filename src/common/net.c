@@ -105,7 +105,7 @@ int obx_net_resolve_listen(const char *host, int port, struct obx_sockaddr *out,
     return (int)n;
 }
 
-static void set_port(struct obx_sockaddr *a, int port)
+void obx_net_set_port(struct obx_sockaddr *a, int port)
 {
     if (a->ss.ss_family == AF_INET6)
         ((struct sockaddr_in6 *)&a->ss)->sin6_port = htons((uint16_t)port);
@@ -167,7 +167,7 @@ int obx_net_listen(const char *host, int port, int backlog, int *fds, struct obx
     bool wildcard = obx_str_empty(host);
     for (int i = 0; i < n; i++) {
         if (i > 0 && port == 0)
-            set_port(&addrs[i], obx_net_port(&addrs[0]));
+            obx_net_set_port(&addrs[i], obx_net_port(&addrs[0]));
         int fd = listen_one(&addrs[i], wildcard, backlog, err);
         if (fd < 0) {
             for (int j = 0; j < i; j++)

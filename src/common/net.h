@@ -41,6 +41,7 @@ int obx_net_listen(const char *host, int port, int backlog, int *fds, struct obx
 /* "127.0.0.1:8089", "[::1]:8089", "[::]:8089". */
 void obx_net_format(const struct obx_sockaddr *a, char *buf, size_t size);
 int obx_net_port(const struct obx_sockaddr *a);
+void obx_net_set_port(struct obx_sockaddr *a, int port);
 
 /* True for a host that can only mean this machine: a loopback literal or "localhost". */
 bool obx_net_host_is_loopback(const char *host);
