@@ -39,7 +39,7 @@ done
 layers=(
     'src/common/|common/'
     'src/agent/|common/ agent/'
-    'src/rpc/|common/ rpc/'
+    'src/rpc/|common/ rpc/ onlyboxes/registry/'
     'src/sandbox/|common/'
     'src/docker/|common/'
     'src/client/|common/'
