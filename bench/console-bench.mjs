@@ -72,6 +72,7 @@ async function startConsole(withWorker, extraEnv = {}) {
   const env = {
     ...process.env,
     CONSOLE_HTTP_ADDR: '127.0.0.1:0',
+    CONSOLE_GRPC_ADDR: '127.0.0.1:0',
     CONSOLE_DB_PATH: path.join(dir, 'console.db'),
     CONSOLE_HASH_KEY: 'bench-' + Math.random().toString(16).slice(2),
     CONSOLE_DASHBOARD_USERNAME: 'bench',

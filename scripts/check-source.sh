@@ -49,7 +49,7 @@ layers=(
     'src/console/store/|common/'
     'src/console/auth/|common/'
     'src/console/util/|common/'
-    'src/console/registry/|common/ rpc/ console/registry/ console/store/store.h console/util/'
+    'src/console/registry/|common/ rpc/ console/registry/ console/store/store.h console/util/ console/auth/auth.h'
     'src/console/tasks/|common/ console/registry/ console/store/store.h console/http/http.h console/util/ console/auth/auth.h'
     'src/console/api/|common/ mcp/ worker/worker.h console/'
     'src/console/|common/ mcp/ worker/worker.h console/'

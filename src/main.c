@@ -9,6 +9,7 @@
 static const struct obx_cli_command commands[] = {
     {"mcp", obx_cmd_mcp, "Serve MCP over stdio with an in-process worker"},
     {"console", obx_cmd_console, "Run the console (HTTP API, accounts, tokens) for a team"},
+    {"worker", obx_cmd_worker, "Run sandboxes on this host for a console (the execution plane)"},
     {"exec", obx_cmd_exec,
      "Run one command in a box: onlyboxes exec [--session ID] -- CMD ARGS..."},
     {"python", obx_cmd_python, "Run Python in a box: onlyboxes python (-c CODE | FILE | -)"},

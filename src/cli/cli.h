@@ -14,6 +14,7 @@ struct obx_cli_command {
 
 int obx_cmd_mcp(int argc, char **argv);
 int obx_cmd_console(int argc, char **argv);
+int obx_cmd_worker(int argc, char **argv);
 int obx_cmd_exec(int argc, char **argv);
 int obx_cmd_python(int argc, char **argv);
 int obx_cmd_call(int argc, char **argv);

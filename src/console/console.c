@@ -51,6 +51,12 @@ static const struct opt opts[] = {
     {"CONSOLE_TASK_RETENTION_DAYS", OPT_INT, "30", 1, 36500, OFF(task_retention_days)},
     {"CONSOLE_EMBEDDED_WORKER", OPT_BOOL, "false", 0, 0, OFF(embedded_worker)},
     {"CONSOLE_OFFLINE_TTL_SEC", OPT_INT, "15", 1, 86400, OFF(offline_ttl_sec)},
+    {"CONSOLE_HEARTBEAT_INTERVAL_SEC", OPT_INT, "5", 1, 3600, OFF(heartbeat_interval_sec)},
+    {"CONSOLE_GRPC_TLS_CERT_FILE", OPT_STR, "", 0, 0, OFF(grpc_tls_cert_file)},
+    {"CONSOLE_GRPC_TLS_KEY_FILE", OPT_STR, "", 0, 0, OFF(grpc_tls_key_file)},
+    {"CONSOLE_GRPC_CLIENT_CA_FILE", OPT_STR, "", 0, 0, OFF(grpc_client_ca_file)},
+    {"CONSOLE_GRPC_MAX_WORKERS", OPT_INT, "1024", 1, 65536, OFF(grpc_max_workers)},
+    {"CONSOLE_GRPC_PUBLIC_ADDR", OPT_STR, "", 0, 0, OFF(grpc_public_addr)},
     {"CONSOLE_TLS_CERT_FILE", OPT_STR, "", 0, 0, OFF(tls_cert_file)},
     {"CONSOLE_TLS_KEY_FILE", OPT_STR, "", 0, 0, OFF(tls_key_file)},
     {"CONSOLE_MCP_MAX_SESSIONS", OPT_INT, "1024", 1, 65536, OFF(mcp_max_sessions)},
@@ -102,11 +108,17 @@ static void apply_opt(const struct opt *o, const char *v, struct obx_console_con
     }
 }
 
-/* HOST:PORT, :PORT or [IPv6]:PORT from the variable env (def when unset or empty). */
-static int parse_addr(const char *env, const char *def, char **ret_host, int *ret_port,
-                      struct obx_error *err)
+/* HOST:PORT, :PORT or [IPv6]:PORT from the variable env (def when unset or empty); with
+ * may_be_off, "off" gives port -1 (no listener). */
+static int parse_addr(const char *env, const char *def, bool may_be_off, char **ret_host,
+                      int *ret_port, struct obx_error *err)
 {
     const char *addr = getenv(env);
+    if (may_be_off && addr && strcmp(addr, "off") == 0) {
+        *ret_host = obx_xstrdup("");
+        *ret_port = -1;
+        return 0;
+    }
     return obx_net_parse_hostport(env, addr && *addr ? addr : def, ret_host, ret_port, err);
 }
 
@@ -156,6 +168,40 @@ static int check_tls(struct obx_console_config *cfg, struct obx_error *err)
     return check_pem_file("CONSOLE_TLS_KEY_FILE", cfg->tls_key_file, "PRIVATE KEY", err);
 }
 
+/* The workers' port: its own certificate, else the console's (CONSOLE_TLS_*), else plaintext;
+ * a client CA (mutual TLS) needs TLS. */
+static int check_grpc_tls(struct obx_console_config *cfg, struct obx_error *err)
+{
+    bool cert = !obx_str_empty(cfg->grpc_tls_cert_file),
+         key = !obx_str_empty(cfg->grpc_tls_key_file);
+    if (cert != key)
+        return obx_error_set(err, EINVAL, "", "%s is set but %s is not",
+                             cert ? "CONSOLE_GRPC_TLS_CERT_FILE" : "CONSOLE_GRPC_TLS_KEY_FILE",
+                             cert ? "CONSOLE_GRPC_TLS_KEY_FILE" : "CONSOLE_GRPC_TLS_CERT_FILE");
+    int r = 0;
+    if (cert) {
+        r = check_pem_file("CONSOLE_GRPC_TLS_CERT_FILE", cfg->grpc_tls_cert_file, "CERTIFICATE",
+                           err);
+        if (r >= 0)
+            r = check_pem_file("CONSOLE_GRPC_TLS_KEY_FILE", cfg->grpc_tls_key_file, "PRIVATE KEY",
+                               err);
+    } else if (!obx_str_empty(cfg->tls_cert_file)) {
+        free(cfg->grpc_tls_cert_file);
+        free(cfg->grpc_tls_key_file);
+        cfg->grpc_tls_cert_file = obx_xstrdup(cfg->tls_cert_file);
+        cfg->grpc_tls_key_file = obx_xstrdup(cfg->tls_key_file);
+    }
+    if (r >= 0 && !obx_str_empty(cfg->grpc_client_ca_file)) {
+        if (obx_str_empty(cfg->grpc_tls_cert_file))
+            return obx_error_set(err, EINVAL, "",
+                                 "CONSOLE_GRPC_CLIENT_CA_FILE needs TLS on the workers' port: set "
+                                 "CONSOLE_GRPC_TLS_CERT_FILE and _KEY_FILE (or CONSOLE_TLS_*)");
+        r = check_pem_file("CONSOLE_GRPC_CLIENT_CA_FILE", cfg->grpc_client_ca_file, "CERTIFICATE",
+                           err);
+    }
+    return r;
+}
+
 int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error *err)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -164,11 +210,23 @@ int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error
         apply_opt(&opts[i], v && *v ? v : opts[i].def, cfg);
     }
     cfg->max_body_bytes = 1024 * 1024;
-    int r = parse_addr("CONSOLE_HTTP_ADDR", ":8089", &cfg->http_host, &cfg->http_port, err);
+    int r = parse_addr("CONSOLE_HTTP_ADDR", ":8089", false, &cfg->http_host, &cfg->http_port, err);
     if (r >= 0)
-        r = parse_addr("CONSOLE_GRPC_ADDR", ":50051", &cfg->grpc_host, &cfg->grpc_port, err);
+        r = parse_addr("CONSOLE_GRPC_ADDR", ":50051", true, &cfg->grpc_host, &cfg->grpc_port, err);
     if (r >= 0)
         r = check_tls(cfg, err);
+    if (r >= 0)
+        r = check_grpc_tls(cfg, err);
+    if (r >= 0 && !obx_str_empty(cfg->grpc_public_addr)) {
+        char *h = NULL;
+        int p = 0;
+        r = obx_net_parse_hostport("CONSOLE_GRPC_PUBLIC_ADDR", cfg->grpc_public_addr, &h, &p, err);
+        if (r >= 0 && (!h[0] || p == 0))
+            r = obx_error_set(err, EINVAL, "",
+                              "CONSOLE_GRPC_PUBLIC_ADDR=%s: workers need a host and a port",
+                              cfg->grpc_public_addr);
+        free(h);
+    }
     if (r >= 0 && cfg->mcp_test_fixtures && !obx_net_host_is_loopback(cfg->http_host))
         r = obx_error_set(err, EINVAL, "",
                           "CONSOLE_MCP_TEST_FIXTURES opens /mcp without a token: it needs a "
@@ -190,6 +248,10 @@ void obx_console_config_done(struct obx_console_config *cfg)
     free(cfg->grpc_host);
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
+    free(cfg->grpc_tls_cert_file);
+    free(cfg->grpc_tls_key_file);
+    free(cfg->grpc_client_ca_file);
+    free(cfg->grpc_public_addr);
     free(cfg->mcp_allowed_origins);
     free(cfg->db_path);
     free(cfg->dashboard_username);
@@ -308,7 +370,7 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
     r = obx_store_worker_clear_sessions(c.store, err);
     if (r < 0)
         goto out;
-    unsigned max_inflight = 0;
+    unsigned max_inflight = 0, embedded_sessions = 0;
     if (cfg->embedded_worker) {
         struct obx_worker_config wc;
         if (obx_worker_config_from_env(&wc, err) < 0) {
@@ -322,13 +384,8 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         }
         obx_info("embedded worker started (runtime %s)", obx_worker_runtime(c.worker)->name);
         max_inflight = wc.max_inflight;
+        embedded_sessions = wc.max_sessions;
     }
-    c.dispatch = obx_dispatch_new(c.worker ? obx_worker_executor(c.worker) : NULL, max_inflight);
-    c.tasks = obx_tasks_new(c.store, c.dispatch, retention_ms);
-    c.pool = obx_console_pool_new(cfg->worker_threads, 1024);
-    c.mcp = obx_console_mcp_new(&c);
-    c.login_limit =
-        obx_ratelimit_new(cfg->login_max_failures, (uint64_t)cfg->login_window_sec * 1000, 4096);
     struct obx_http_server_config hc = {
         .host = cfg->http_host,
         .port = cfg->http_port,
@@ -347,10 +404,45 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
                        hc.tls_key_file);
     if (r < 0)
         goto out;
+    if (!c.worker) /* an embedded worker of an earlier run is not there any more */
+        (void)obx_store_worker_delete(c.store, OBX_DISPATCH_EMBEDDED_ID, NULL, NULL);
+    bool grpc_tls = !obx_str_empty(cfg->grpc_tls_cert_file);
+    struct obx_dispatch_config dc = {
+        .store = c.store,
+        .hash_key = cfg->hash_key,
+        .offline_ttl_sec = cfg->offline_ttl_sec,
+        .heartbeat_interval_sec = cfg->heartbeat_interval_sec,
+        .embedded = c.worker ? obx_worker_executor(c.worker) : NULL,
+        .embedded_max_inflight = max_inflight,
+        .embedded_kind = c.worker ? obx_worker_runtime(c.worker)->name : NULL,
+        .embedded_max_sessions = embedded_sessions,
+        .grpc_host = cfg->grpc_host,
+        .grpc_port = cfg->grpc_port,
+        .tls_cert_file = grpc_tls ? cfg->grpc_tls_cert_file : NULL,
+        .tls_key_file = grpc_tls ? cfg->grpc_tls_key_file : NULL,
+        .client_ca_file = obx_str_empty(cfg->grpc_client_ca_file) ? NULL : cfg->grpc_client_ca_file,
+        .max_workers = (unsigned)cfg->grpc_max_workers,
+        .max_handshakes = 64,
+    };
+    r = obx_dispatch_new(&dc, &c.dispatch, err);
+    if (r < 0)
+        goto out;
+    c.tasks = obx_tasks_new(c.store, c.dispatch, retention_ms);
+    c.pool = obx_console_pool_new(cfg->worker_threads, 1024);
+    c.mcp = obx_console_mcp_new(&c);
+    c.login_limit =
+        obx_ratelimit_new(cfg->login_max_failures, (uint64_t)cfg->login_window_sec * 1000, 4096);
     char bound[OBX_NET_MAX_ADDRS * 64];
     obx_http_server_addrs(c.http, bound, sizeof(bound),
                           obx_str_empty(cfg->tls_cert_file) ? "http" : "https");
     fprintf(stderr, "onlyboxes console: listening on %s\n", bound);
+    char grpc[512];
+    obx_dispatch_grpc_addrs(c.dispatch, grpc, sizeof(grpc));
+    if (grpc[0])
+        fprintf(stderr, "onlyboxes console: workers connect to %s (gRPC, %s)\n", grpc,
+                obx_str_empty(cfg->grpc_tls_cert_file)    ? "plaintext"
+                : obx_str_empty(cfg->grpc_client_ca_file) ? "TLS"
+                                                          : "TLS with client certificates");
     pthread_mutex_lock(&running_lock);
     running = c.http;
     bool stop_now = stop_requested;

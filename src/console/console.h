@@ -30,8 +30,14 @@ struct obx_console_config {
     bool embedded_worker;    /* run capabilities in an in-process worker on this host */
     char *grpc_host;         /* CONSOLE_GRPC_ADDR: "" = every interface */
     int grpc_port;
-    int offline_ttl_sec; /* a worker unseen this long is offline */
-    char *tls_cert_file; /* both set (checked readable PEM) or both NULL: HTTPS only */
+    int offline_ttl_sec;        /* a worker unseen this long is offline */
+    int heartbeat_interval_sec; /* told to workers in the ack */
+    char *grpc_tls_cert_file;   /* workers' port TLS (defaults to the console's); "" none */
+    char *grpc_tls_key_file;
+    char *grpc_client_ca_file; /* mutual TLS: workers need a certificate signed by it */
+    int grpc_max_workers;      /* worker streams at once */
+    char *grpc_public_addr;    /* host:port new workers are told to reach; "" derive it */
+    char *tls_cert_file;       /* both set (checked readable PEM) or both NULL: HTTPS only */
     char *tls_key_file;
     int mcp_max_sessions;             /* MCP sessions at once, over every account */
     int mcp_max_sessions_per_account; /* MCP sessions at once per account */

@@ -216,6 +216,35 @@ static grpc_channel_args *server_args(grpc_arg *a)
     return &args;
 }
 
+/* gRPC says only that the port could not be added: find out whether the address is taken or
+ * the TLS certificate and key are not usable. */
+static int listen_failure(const struct obx_rpc_server_config *cfg, const struct obx_sockaddr *a,
+                          const char *where, struct obx_error *err)
+{
+    char host[80];
+    snprintf(host, sizeof(host), "%s", where);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = '\0';
+    const char *h = host[0] == '[' ? host + 1 : host;
+    if (host[0] == '[' && strchr(host, ']'))
+        *strchr(host, ']') = '\0';
+    int fds[OBX_NET_MAX_ADDRS];
+    struct obx_sockaddr got[OBX_NET_MAX_ADDRS];
+    struct obx_error berr = OBX_ERROR_INIT;
+    int n = obx_net_listen(h, obx_net_port(a), 1, fds, got, OBX_NET_MAX_ADDRS, &berr);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    if (n < 0)
+        return obx_error_set(err, berr.errnum, OBX_ERR_INTERNAL, "%s", berr.message);
+    if (!obx_str_empty(cfg->tls_cert_file))
+        return obx_error_set(err, EINVAL, OBX_ERR_INTERNAL,
+                             "cannot listen on %s with TLS: the certificate %s and the key %s are "
+                             "not usable together (does the key belong to the certificate?)",
+                             where, cfg->tls_cert_file, cfg->tls_key_file);
+    return obx_error_set(err, EADDRNOTAVAIL, OBX_ERR_INTERNAL, "cannot listen on %s", where);
+}
+
 int obx_rpc_server_new(const struct obx_rpc_server_config *cfg, struct obx_rpc_server **ret,
                        struct obx_error *err)
 {
@@ -256,8 +285,7 @@ int obx_rpc_server_new(const struct obx_rpc_server_config *cfg, struct obx_rpc_s
         /* gRPC reads "[::]:P" as every interface, IPv4 included, like ":PORT" means. */
         int port = grpc_server_add_http2_port(srv->server, where, creds);
         if (port <= 0) {
-            r = obx_error_set(err, EADDRINUSE, OBX_ERR_INTERNAL,
-                              "cannot listen on %s (address in use or not available)", where);
+            r = listen_failure(cfg, &addrs[i], where, err);
             break;
         }
         if (i == 0)

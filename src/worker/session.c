@@ -319,3 +319,19 @@ unsigned obx_sessions_count(struct obx_sessions *s)
     pthread_mutex_unlock(&s->lock);
     return n;
 }
+
+size_t obx_sessions_list(struct obx_sessions *s, struct obx_session_info *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&s->lock);
+    for (struct session *x = s->list; x && n < max; x = x->next) {
+        if (!x->box)
+            continue;
+        snprintf(out[n].id, sizeof(out[n].id), "%s", x->id);
+        out[n].lease_until_unix_ms = x->lease_until_unix_ms;
+        out[n].busy = x->busy;
+        n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}

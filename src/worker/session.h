@@ -53,4 +53,13 @@ int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *l
 /* Number of live sessions. */
 unsigned obx_sessions_count(struct obx_sessions *s);
 
+struct obx_session_info {
+    char id[129];
+    int64_t lease_until_unix_ms; /* 0 while its first command runs */
+    bool busy;
+};
+
+/* Copies up to max live sessions (those whose box started) into out; returns how many. */
+size_t obx_sessions_list(struct obx_sessions *s, struct obx_session_info *out, size_t max);
+
 #endif

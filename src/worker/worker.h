@@ -68,4 +68,30 @@ struct obx_runtime *obx_worker_docker_probe(bool for_auto, struct obx_error *err
  * ../lib/onlyboxes/ relative to it. Caller frees. */
 char *obx_worker_find_agent(const char *configured, struct obx_error *err);
 
+/* ---- `onlyboxes worker`: serving a console over the worker protocol (remote.c) ---- */
+
+struct obx_worker_remote_config {
+    char *target;                       /* WORKER_CONSOLE_GRPC_TARGET, host:port */
+    bool insecure;                      /* WORKER_CONSOLE_INSECURE=true: plaintext */
+    char *ca_file;                      /* WORKER_CONSOLE_CA_FILE; NULL: the system's roots */
+    char *cert_file, *key_file;         /* WORKER_CONSOLE_CERT_FILE/_KEY_FILE: mutual TLS */
+    char *node_id, *secret;             /* WORKER_ID, WORKER_SECRET (required) */
+    char *node_name, *version, *labels; /* WORKER_NODE_NAME, WORKER_VERSION, WORKER_LABELS */
+    int heartbeat_interval_sec;         /* until the console's ack says otherwise */
+    int jitter_pct;
+    int call_timeout_sec;  /* how long an ack may take */
+    int drain_timeout_sec; /* on stop, how long running commands may take */
+};
+
+/* Reads the WORKER_* variables; a missing or malformed one is an error naming it. */
+int obx_worker_remote_config_from_env(struct obx_worker_remote_config *cfg, struct obx_error *err);
+void obx_worker_remote_config_done(struct obx_worker_remote_config *cfg);
+
+/* Serves the console with worker w until obx_worker_remote_stop(), reconnecting as needed; then
+ * drains (see remote.c) and returns 0. The caller frees w afterwards. */
+int obx_worker_remote_run(struct obx_worker *w, const struct obx_worker_remote_config *cfg,
+                          struct obx_error *err);
+/* Any thread (a signal-waiting one): begins the drain. */
+void obx_worker_remote_stop(void);
+
 #endif

@@ -206,7 +206,15 @@ static void console_open(struct obx_console *c)
                "store: %s", err.message);
     seed_account(c, "acc_admin", "admin", true);
     seed_account(c, "acc_user", "user", false);
-    c->dispatch = obx_dispatch_new(&executor, 1);
+    struct obx_dispatch_config dc = {.store = c->store,
+                                     .hash_key = cfg.hash_key,
+                                     .offline_ttl_sec = 15,
+                                     .heartbeat_interval_sec = 5,
+                                     .embedded = &executor,
+                                     .embedded_max_inflight = 1,
+                                     .embedded_kind = "fuzz",
+                                     .grpc_port = -1};
+    FUZZ_CHECK(obx_dispatch_new(&dc, &c->dispatch, &err) == 0, "dispatch: %s", err.message);
     c->tasks = obx_tasks_new(c->store, c->dispatch, 24LL * 3600 * 1000);
     c->mcp = obx_console_mcp_new(c);
     c->login_limit = obx_ratelimit_new(cfg.login_max_failures, 300000, 64);

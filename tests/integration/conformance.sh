@@ -51,7 +51,7 @@ trap cleanup EXIT
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 url="http://127.0.0.1:$port/mcp"
 if [[ "$mode" == http ]]; then
-    CONSOLE_HTTP_ADDR="127.0.0.1:$port" CONSOLE_DB_PATH="$work/console.db" \
+    CONSOLE_HTTP_ADDR="127.0.0.1:$port" CONSOLE_GRPC_ADDR=127.0.0.1:0 CONSOLE_DB_PATH="$work/console.db" \
         CONSOLE_HASH_KEY="conformance-$$" CONSOLE_DASHBOARD_USERNAME=admin \
         CONSOLE_DASHBOARD_PASSWORD="conformance-$$" CONSOLE_MCP_TEST_FIXTURES=true \
         ONLYBOXES_RUNTIME="${ONLYBOXES_RUNTIME:-bubblewrap}" \

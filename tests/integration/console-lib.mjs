@@ -24,7 +24,7 @@ export class Console {
     assert.ok(existsSync(BIN), `binary not found: ${BIN}`);
     const argv = [...prefix, BIN, 'console', ...this.args];
     this.proc = spawn(argv[0], argv.slice(1), {
-      env: { ...process.env, CONSOLE_HTTP_ADDR: '127.0.0.1:0', ...this.env },
+      env: { ...process.env, CONSOLE_HTTP_ADDR: '127.0.0.1:0', CONSOLE_GRPC_ADDR: '127.0.0.1:0', ...this.env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.proc.stderr.setEncoding('utf8');
@@ -34,7 +34,12 @@ export class Console {
       this.proc.stderr.on('data', (d) => {
         this.stderr += d;
         const m = /listening on (https?):\/\/(\[[^\]\s]+\]|[^\s:]+):(\d+)/.exec(this.stderr);
-        if (m) {
+        const g = /workers connect to (\S+):(\d+)/.exec(this.stderr);
+        if (m && g) {
+          this.grpcPort = Number(g[2]);
+          this.grpcTarget = `127.0.0.1:${g[2]}`;
+        }
+        if (m && (g || this.env.CONSOLE_GRPC_ADDR === 'off')) {
           clearTimeout(timer);
           this.boundHost = m[2];
           resolve(`${m[1]}://${m[2].startsWith('[') && m[2] !== '[::]' ? m[2] : '127.0.0.1'}:${m[3]}`);
@@ -56,7 +61,7 @@ export class Console {
 /** Runs `onlyboxes console` expecting it to fail at startup; resolves {code, stderr}. */
 export function startFailure(env, args = []) {
   const proc = spawn(BIN, ['console', ...args], {
-    env: { ...process.env, CONSOLE_HTTP_ADDR: '127.0.0.1:0', ...env },
+    env: { ...process.env, CONSOLE_HTTP_ADDR: '127.0.0.1:0', CONSOLE_GRPC_ADDR: '127.0.0.1:0', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

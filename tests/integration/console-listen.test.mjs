@@ -11,7 +11,7 @@ import { Console, startFailure } from './console-lib.mjs';
 const KEY = 'listen-test-hash-key-0123456789abcdef';
 
 function env(addr, dir) {
-  return { CONSOLE_HASH_KEY: KEY, CONSOLE_DB_PATH: `${dir}/c.db`, CONSOLE_HTTP_ADDR: addr, CONSOLE_DASHBOARD_PASSWORD: 'listen-test-password' };
+  return { CONSOLE_HASH_KEY: KEY, CONSOLE_DB_PATH: `${dir}/c.db`, CONSOLE_HTTP_ADDR: addr, CONSOLE_GRPC_ADDR: addr, CONSOLE_DASHBOARD_PASSWORD: 'listen-test-password' };
 }
 
 async function tmpdir() {
@@ -27,7 +27,9 @@ function listening(pid, prefix = []) {
   return out
     .split('\n')
     .filter((l) => l.includes(`pid=${pid},`))
-    .map((l) => l.trim().split(/\s+/)[3]);
+    .map((l) => l.trim().split(/\s+/)[3])
+    // gRPC binds an IPv4 address on an IPv6 socket as its mapped form: the same address.
+    .map((a) => a.replace(/^\[::ffff:([0-9.]+)\]/, '$1'));
 }
 
 const ipv6 = spawnSync('sh', ['-c', 'test -e /proc/net/if_inet6 && ip -6 addr show lo | grep -q "::1"']).status === 0;
@@ -42,7 +44,9 @@ for (const [addr, want] of [
     const con = await new Console(env(addr, dir)).start();
     try {
       const port = new URL(con.base).port;
-      assert.deepEqual(listening(con.proc.pid), want(port));
+      assert.deepEqual(listening(con.proc.pid).filter((a) => a.endsWith(`:${port}`)), want(port));
+      // The workers' port follows the same rule (CONSOLE_GRPC_ADDR).
+      assert.deepEqual(listening(con.proc.pid).filter((a) => a.endsWith(`:${con.grpcPort}`)), want(con.grpcPort));
       assert.match(con.stderr, new RegExp(`listening on http://${addr.startsWith(':') ? '\\[::\\]' : addr.replace(/[[\]]/g, '\\$&').replace(':0', '')}:${port}`));
       const r = await fetch(new URL('/api/v1/console/session', con.base));
       assert.equal(r.status, 401);
@@ -93,11 +97,14 @@ test('bound to loopback, a connection to another address of the host is refused'
         const local = probe('127.0.0.1', port);
         assert.equal(local.stdout, '401', `loopback: ${local.stderr}`);
         const other = probe('10.251.0.1', port);
+        const otherGrpc = probe('10.251.0.1', con.grpcPort);
         if (external) {
           assert.equal(other.stdout, '401', 'the control: bound to every interface, 10.251.0.1 answers');
+          assert.notEqual(otherGrpc.status, 7, 'the control: the workers port takes the connection');
         } else {
           assert.equal(other.status, 7, `curl must fail to connect (exit 7), got ${other.status} ${other.stdout}`);
           assert.equal(other.stdout, '000');
+          assert.equal(otherGrpc.status, 7, 'the workers port refuses it too');
         }
       } finally {
         await con.stop();

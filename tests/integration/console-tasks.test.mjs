@@ -18,6 +18,7 @@ const ADMIN_PW = 'Adm1n-' + Math.random().toString(16).slice(2);
 const dir = mkdtempSync(path.join(tmpdir(), 'obx-console-tasks-'));
 const env = {
   CONSOLE_HTTP_ADDR: '127.0.0.1:0',
+  CONSOLE_GRPC_ADDR: '127.0.0.1:0',
   CONSOLE_DB_PATH: path.join(dir, 'console.db'),
   CONSOLE_HASH_KEY: 'tasks-hash-key-' + process.pid,
   CONSOLE_DASHBOARD_USERNAME: ADMIN,

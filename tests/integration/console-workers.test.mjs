@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Console, call, login } from './console-lib.mjs';
+import { Console, call, login, startFailure } from './console-lib.mjs';
 
 const ADMIN = 'workers-admin';
 const ADMIN_PW = 'Adm1n-' + Math.random().toString(16).slice(2) + '-pw';
@@ -140,15 +140,17 @@ describe('workers', () => {
       'WORKER_SECRET',
       'WORKER_HEARTBEAT_INTERVAL_SEC',
       'WORKER_HEARTBEAT_JITTER_PCT',
+      'WORKER_CONSOLE_INSECURE',
     ]);
     assert.equal(program, 'onlyboxes worker');
-    // CONSOLE_GRPC_ADDR defaults to :50051, a wildcard host: the host this request reached.
-    assert.equal(vars.WORKER_CONSOLE_GRPC_TARGET, '127.0.0.1:50051');
+    // CONSOLE_GRPC_ADDR is 127.0.0.1:0 here: its host, with the port it got.
+    assert.equal(vars.WORKER_CONSOLE_GRPC_TARGET, `127.0.0.1:${con.grpcPort}`);
     assert.equal(vars.WORKER_ID, r.body.node_id);
     assert.match(vars.WORKER_SECRET, /^[0-9a-f]{64}$/);
     assert.equal(vars.WORKER_HEARTBEAT_INTERVAL_SEC, '5');
     assert.equal(vars.WORKER_HEARTBEAT_JITTER_PCT, '20');
-    assert.ok(!r.body.command.includes('WORKER_CONSOLE_INSECURE'));
+    // This console's worker port is plaintext, and a worker uses TLS unless told otherwise.
+    assert.equal(vars.WORKER_CONSOLE_INSECURE, 'true');
     assert.deepEqual(r.body.env, vars);
 
     const list = await call(con.base, 'GET', W, { cookie: admin });
@@ -303,21 +305,24 @@ describe('workers', () => {
 });
 
 describe('workers: CONSOLE_GRPC_ADDR and the embedded worker', () => {
-  test('a configured gRPC host is used as is', async () => {
+  test('the target in the startup command: CONSOLE_GRPC_PUBLIC_ADDR, else the address bound', async () => {
     const d = mkdtempSync(path.join(tmpdir(), 'obx-console-workers-grpc-'));
-    const c = await new Console({ ...env, CONSOLE_DB_PATH: path.join(d, 'c.db'), CONSOLE_GRPC_ADDR: 'grpc.example.test:6001' }).start();
+    const c = await new Console({ ...env, CONSOLE_DB_PATH: path.join(d, 'c.db'), CONSOLE_GRPC_PUBLIC_ADDR: 'grpc.example.test:6001' }).start();
     try {
       const a = await login(c.base, ADMIN, ADMIN_PW);
       const r = await call(c.base, 'POST', W, { cookie: a, body: { type: 'normal' } });
       assert.equal(parseCommand(r.body.command).vars.WORKER_CONSOLE_GRPC_TARGET, 'grpc.example.test:6001');
-      // A wildcard host takes the request's Host header (port dropped, IPv6 in brackets).
+      // A wildcard host takes the request's Host header (port dropped, IPv6 in brackets), with
+      // the port bound.
       await c.stop();
-      const c2 = await new Console({ ...env, CONSOLE_DB_PATH: path.join(d, 'c.db'), CONSOLE_GRPC_ADDR: '[::]:6002' }).start();
+      const c2 = await new Console({ ...env, CONSOLE_DB_PATH: path.join(d, 'c.db'), CONSOLE_GRPC_ADDR: '[::]:0' }).start();
       try {
+        const port = c2.grpcPort;
+        assert.ok(port > 0);
         for (const [host, target] of [
-          ['console.example.test:8089', 'console.example.test:6002'],
-          ['[::1]:8089', '[::1]:6002'],
-          ['bad$(host)', '127.0.0.1:6002'],
+          ['console.example.test:8089', `console.example.test:${port}`],
+          ['[::1]:8089', `[::1]:${port}`],
+          ['bad$(host)', `127.0.0.1:${port}`],
         ]) {
           const r2 = await call(c2.base, 'POST', W, { cookie: a, body: { type: 'normal' }, headers: { host } });
           assert.equal(r2.status, 201);
@@ -326,6 +331,8 @@ describe('workers: CONSOLE_GRPC_ADDR and the embedded worker', () => {
       } finally {
         await c2.stop();
       }
+      const bad = await startFailure({ ...env, CONSOLE_DB_PATH: path.join(d, 'c.db'), CONSOLE_GRPC_PUBLIC_ADDR: 'no-port' });
+      assert.match(bad.stderr, /CONSOLE_GRPC_PUBLIC_ADDR=no-port/);
     } finally {
       if (c.proc.exitCode === null) await c.stop();
       rmSync(d, { recursive: true, force: true });

@@ -378,7 +378,7 @@ describe('console restart and secrets', () => {
   });
 
   test('a missing CONSOLE_HASH_KEY stops startup with a clear message', async () => {
-    const proc = spawn(BIN, ['console'], { env: { ...process.env, CONSOLE_HASH_KEY: '  ', CONSOLE_HTTP_ADDR: '127.0.0.1:0' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(BIN, ['console'], { env: { ...process.env, CONSOLE_HASH_KEY: '  ', CONSOLE_HTTP_ADDR: '127.0.0.1:0', CONSOLE_GRPC_ADDR: '127.0.0.1:0' }, stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     proc.stderr.on('data', (d) => (err += d));
     const code = await new Promise((r) => proc.on('exit', r));

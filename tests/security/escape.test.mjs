@@ -293,6 +293,7 @@ describe(`escapes (${RUNTIME})`, () => {
         env: {
           ...process.env,
           CONSOLE_HTTP_ADDR: '127.0.0.1:0',
+          CONSOLE_GRPC_ADDR: '127.0.0.1:0',
           CONSOLE_DB_PATH: path.join(dir, 'c.db'),
           CONSOLE_HASH_KEY: `sec-${marker()}`,
           CONSOLE_DASHBOARD_USERNAME: 'admin',

@@ -151,29 +151,69 @@ static int fake_exec(struct obx_executor *self, const char *capability, json_t *
     return 0;
 }
 
+static struct obx_dispatch *dispatch_new(struct obx_store *st, struct obx_executor *ex)
+{
+    struct obx_dispatch_config cfg = {
+        .store = st,
+        .hash_key = "k",
+        .offline_ttl_sec = 15,
+        .heartbeat_interval_sec = 5,
+        .embedded = ex,
+        .embedded_max_inflight = 2,
+        .embedded_kind = "test",
+        .grpc_port = -1,
+    };
+    struct obx_dispatch *d = NULL;
+    struct obx_error err = OBX_ERROR_INIT;
+    assert_int_equal(obx_dispatch_new(&cfg, &d, &err), 0);
+    return d;
+}
+
 static void test_dispatch(void **state)
 {
-    struct obx_dispatch *none = obx_dispatch_new(NULL, 2);
-    assert_int_equal(obx_dispatch_acquire(none, "echo"), -ENODEV);
+    struct obx_store *st = open_store();
+    struct obx_error err = OBX_ERROR_INIT;
+    struct obx_dispatch_slot *s[4];
+    struct obx_dispatch *none = dispatch_new(st, NULL);
+    assert_int_equal(obx_dispatch_acquire(none, "echo", NULL, &s[0], &err), -ENODEV);
+    assert_string_equal(err.code, "no_worker");
     obx_dispatch_free(none);
 
     struct obx_executor ex = {.exec = fake_exec};
-    struct obx_dispatch *d = obx_dispatch_new(&ex, 2);
-    assert_int_equal(obx_dispatch_acquire(d, "computeruse"), -ENODEV);
-    assert_int_equal(obx_dispatch_acquire(d, "echo"), 0);
-    assert_int_equal(obx_dispatch_acquire(d, "echo"), 0);
-    assert_int_equal(obx_dispatch_acquire(d, "echo"), -EBUSY);
-    assert_int_equal(obx_dispatch_acquire(d, "pythonexec"), 0); /* counted per capability */
+    struct obx_dispatch *d = dispatch_new(st, &ex);
+    assert_int_equal(obx_dispatch_acquire(d, "computeruse", NULL, &s[0], &err), -ENODEV);
+    assert_int_equal(obx_dispatch_acquire(d, "echo", NULL, &s[0], &err), 0);
+    assert_int_equal(obx_dispatch_acquire(d, "echo", NULL, &s[1], &err), 0);
+    assert_int_equal(obx_dispatch_acquire(d, "echo", NULL, &s[2], &err), -EBUSY);
+    assert_string_equal(err.code, "no_capacity");
+    /* counted per capability */
+    assert_int_equal(obx_dispatch_acquire(d, "pythonexec", NULL, &s[2], &err), 0);
+    obx_dispatch_release(s[0]);
+    obx_dispatch_release(s[2]);
     json_t *p = json_object(), *res = NULL;
     struct obx_call call;
     obx_call_init(&call);
-    assert_int_equal(obx_dispatch_exec(d, "echo", p, &call, &res, NULL), 0); /* releases */
+    assert_int_equal(obx_dispatch_exec(d, "echo", p, &call, &res, &err), 0); /* releases */
     obx_call_done(&call);
     assert_ptr_equal(res, p);
     json_decref(res);
     json_decref(p);
-    assert_int_equal(obx_dispatch_acquire(d, "echo"), 0);
+    assert_int_equal(obx_dispatch_acquire(d, "echo", NULL, &s[0], &err), 0);
+    obx_dispatch_release(s[0]);
+    obx_dispatch_release(s[1]);
+
+    /* The embedded worker is a registered node, online. */
+    struct obx_worker_scope scope = {.status = OBX_WORKER_STATUS_ONLINE, .online_since_ms = 0};
+    struct obx_worker_node *nodes = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    assert_int_equal(obx_store_worker_list(st, &scope, 10, 0, &nodes, &n, &total, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(nodes[0].id, OBX_DISPATCH_EMBEDDED_ID);
+    assert_int_equal(nodes[0].n_caps, 4);
+    obx_worker_nodes_free(nodes, n);
     obx_dispatch_free(d);
+    obx_store_close(st);
 }
 
 int main(void)

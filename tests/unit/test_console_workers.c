@@ -16,7 +16,7 @@ static struct obx_store *open_store(void)
     struct obx_store *st = NULL;
     struct obx_error err = OBX_ERROR_INIT;
     assert_int_equal(obx_store_open(":memory:", 1000, &st, &err), 0);
-    assert_int_equal(obx_store_schema_version(st), 3);
+    assert_int_equal(obx_store_schema_version(st), 4);
     return st;
 }
 
@@ -132,12 +132,78 @@ static void test_account_delete_takes_worker_sys(void **state)
     obx_store_close(st);
 }
 
+/* A worker connects (§3.2 step 8), heartbeats, goes away; its routes survive a restart. */
+static void test_registration_and_routes(void **state)
+{
+    struct obx_store *st = open_store();
+    enum obx_store_conflict conflict;
+    assert_int_equal(provision(st, "n1", OBX_WORKER_TYPE_NORMAL, "acc_1", 1000, &conflict), 0);
+    struct obx_error err = OBX_ERROR_INIT;
+    struct obx_worker_cap caps[] = {{"echo", 4}, {"pythonExec", 2}};
+    struct obx_worker_label labels[] = {{"zone", "eu"},
+                                        {OBX_WORKER_LABEL_OWNER, "someone-else"},
+                                        {OBX_WORKER_LABEL_TYPE, OBX_WORKER_TYPE_SYS}};
+    struct obx_store_registration reg = {.node_id = "n1",
+                                         .session_id = "s-1",
+                                         .node_name = "  ",
+                                         .executor_kind = "bubblewrap",
+                                         .version = "1.2",
+                                         .caps = caps,
+                                         .n_caps = 2,
+                                         .labels = labels,
+                                         .n_labels = 3,
+                                         .now_ms = 5000};
+    assert_int_equal(obx_store_worker_register(st, &reg, &err), 0);
+    struct obx_worker_scope scope = {.status = OBX_WORKER_STATUS_ONLINE, .online_since_ms = 4000};
+    struct obx_worker_node *items = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    assert_int_equal(obx_store_worker_list(st, &scope, 10, 0, &items, &n, &total, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(items[0].name, "worker-x"); /* a blank name keeps the stored one */
+    assert_string_equal(items[0].executor_kind, "bubblewrap");
+    assert_int_equal(items[0].n_caps, 2);
+    obx_worker_nodes_free(items, n);
+    struct obx_worker_label *stored = NULL;
+    size_t n_stored = 0;
+    assert_int_equal(obx_store_worker_labels(st, "n1", &stored, &n_stored, &err), 0);
+    bool zone = false;
+    for (size_t i = 0; i < n_stored; i++) {
+        if (obx_streq(stored[i].key, OBX_WORKER_LABEL_OWNER))
+            assert_string_equal(stored[i].value, "acc_1"); /* owner and type are kept */
+        if (obx_streq(stored[i].key, OBX_WORKER_LABEL_TYPE))
+            assert_string_equal(stored[i].value, OBX_WORKER_TYPE_NORMAL);
+        zone = zone || (obx_streq(stored[i].key, "zone") && obx_streq(stored[i].value, "eu"));
+    }
+    assert_true(zone);
+    obx_worker_labels_free(stored, n_stored);
+
+    assert_int_equal(obx_store_worker_seen(st, "n1", "s-1", 6000, &err), 0);
+    assert_int_equal(obx_store_worker_seen(st, "n1", "s-old", 6000, &err), -ESTALE);
+    assert_int_equal(obx_store_worker_seen(st, "nope", "s-1", 6000, &err), -ENOENT);
+    reg.node_id = "nope";
+    assert_int_equal(obx_store_worker_register(st, &reg, &err), -ENOENT);
+
+    assert_int_equal(obx_store_route_put(st, "obx:acc_1:a", "n1", 7000, &err), 0);
+    assert_int_equal(obx_store_route_put(st, "obx:acc_1:b", "n1", 1000, &err), 0);
+    assert_int_equal(obx_store_route_prune(st, 2000, &err), 1);
+    assert_int_equal(obx_store_worker_end_session(st, "n1", "s-other", &err), 0);
+    assert_int_equal(count(st, NULL, OBX_WORKER_STATUS_ONLINE), 1); /* not its session: kept */
+    assert_int_equal(obx_store_worker_end_session(st, "n1", "s-1", &err), 0);
+    assert_int_equal(count(st, NULL, OBX_WORKER_STATUS_ONLINE), 0);
+    /* Deleting the node takes its routes. */
+    assert_int_equal(obx_store_worker_delete(st, "n1", NULL, &err), 0);
+    assert_int_equal(obx_store_route_put(st, "obx:acc_1:c", "n1", 7000, &err), -EEXIST);
+    obx_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_provision_conflicts),
         cmocka_unit_test(test_scope_list_stats_delete),
         cmocka_unit_test(test_account_delete_takes_worker_sys),
+        cmocka_unit_test(test_registration_and_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,14 +107,10 @@ static int mcp_exec(struct obx_executor *self, const char *capability, json_t *p
 {
     struct obx_console_mcp *m =
         (struct obx_console_mcp *)((char *)self - offsetof(struct obx_console_mcp, executor));
-    struct obx_dispatch *d = m->console->dispatch;
-    int r = obx_dispatch_acquire(d, capability);
-    if (r == -EBUSY)
-        return obx_error_set(err, EBUSY, OBX_ERR_NO_CAPACITY, "%s", MSG_NO_CAPACITY);
-    if (r < 0)
-        return obx_error_set(err, ENODEV, "no_worker", "no online worker supports %s", capability);
     _cleanup_json_ json_t *scoped = scope_payload(capability, payload, call->account);
-    r = obx_dispatch_exec(d, capability, scoped, call, ret_result, err);
+    int r = obx_dispatch_exec(m->console->dispatch, capability, scoped, call, ret_result, err);
+    if (r < 0 && obx_streq(err->code, OBX_ERR_NO_CAPACITY) && !strstr(err->message, "session"))
+        snprintf(err->message, sizeof(err->message), "%s", MSG_NO_CAPACITY);
     if (r >= 0 && obx_task_unscope_result(capability, *ret_result, call->account) < 0) {
         json_decref(TAKE_PTR(*ret_result));
         return obx_error_set(err, EPERM, OBX_ERR_SESSION_NOT_FOUND, "session not found");

@@ -105,12 +105,22 @@ static void respond_task(struct obx_http_request *req, const struct obx_task *t)
         status = 504;
     } else if (obx_streq(t->status, "canceled")) {
         status = 409;
-    } else if (obx_streq(t->error_code, "no_capacity")) {
-        status = 429;
-    } else if (obx_streq(t->error_code, "no_worker")) {
-        status = 503;
+    } else {
+        status = obx_console_error_status(t->error_code, 502);
+        if (status == 409 || status == 504 || status == 404 || status == 400)
+            status = 502; /* a failed task answers as the original: only availability maps */
     }
     obx_http_respond_json(req, status, snap);
+}
+
+/* The original's fixed texts for the two availability errors; anything else says itself. */
+static const char *fixed_message(const char *code, const char *msg)
+{
+    if (obx_streq(code, "no_worker"))
+        return MSG_NO_WORKER;
+    if (obx_streq(code, "no_capacity"))
+        return MSG_NO_CAPACITY;
+    return msg;
 }
 
 /* POST /api/v1/commands/terminal: the task mapped to the command's own statuses (§1.6). */
@@ -150,28 +160,10 @@ static void respond_terminal(struct obx_http_request *req, const struct obx_task
         obx_http_respond_error(req, 502, "unexpected task status");
         return;
     }
-    static const struct {
-        const char *code;
-        int status;
-        const char *fixed;
-    } map[] = {
-        {"session_not_found", 404, NULL},      {"session_busy", 409, NULL},
-        {"invalid_payload", 400, NULL},        {"no_worker", 503, MSG_NO_WORKER},
-        {"no_capacity", 429, MSG_NO_CAPACITY}, {"timeout", 504, NULL},
-        {"deadline_exceeded", 504, NULL},
-    };
-    int status = 502;
     const char *msg =
         t->error_message && t->error_message[0] ? t->error_message : "terminal command failed";
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(map); i++) {
-        if (obx_streq(t->error_code, map[i].code)) {
-            status = map[i].status;
-            if (map[i].fixed)
-                msg = map[i].fixed;
-            break;
-        }
-    }
-    obx_http_respond_error(req, status, msg);
+    obx_http_respond_error(req, obx_console_error_status(t->error_code, 502),
+                           fixed_message(t->error_code, msg));
 }
 
 struct submit {
@@ -258,10 +250,11 @@ static enum obx_route_result submit(struct obx_route_ctx *ctx, struct submit *s,
         obx_http_respond_error(req, 502, "failed to submit task");
         goto done;
     }
-    r = obx_dispatch_acquire(c->dispatch, s->capability);
+    struct obx_dispatch_slot *slot = NULL;
+    r = obx_dispatch_acquire(c->dispatch, s->capability, payload, &slot, &err);
     if (r < 0) {
-        obx_http_respond_error(req, r == -EBUSY ? 429 : 503,
-                               r == -EBUSY ? MSG_NO_CAPACITY : MSG_NO_WORKER);
+        obx_http_respond_error(req, obx_console_error_status(err.code, 503),
+                               fixed_message(err.code, err.message));
         goto done;
     }
     char uuid[37];
@@ -276,7 +269,7 @@ static enum obx_route_result submit(struct obx_route_ctx *ctx, struct submit *s,
     stored = obx_json_dumps(payload);
     r = obx_store_task_insert(c->store, &t, stored, &err);
     if (r < 0) {
-        obx_dispatch_release(c->dispatch, s->capability);
+        obx_dispatch_release(slot);
         /* A unique conflict on (owner, request_id): another console wrote it first. */
         if (r == -EEXIST && reserved &&
             obx_store_task_by_request(c->store, ctx->account.id, s->request_id, &found, &err) ==
@@ -295,7 +288,7 @@ static enum obx_route_result submit(struct obx_route_ctx *ctx, struct submit *s,
             obx_http_respond_error(req, 502, "failed to submit task");
         goto done;
     }
-    obx_tasks_start(c->tasks, &t, payload, (uint64_t)s->timeout_ms);
+    obx_tasks_start(c->tasks, &t, payload, (uint64_t)s->timeout_ms, slot);
 
 respond:
     if (reserved)
@@ -469,41 +462,32 @@ static enum obx_route_result cancel_task(struct obx_route_ctx *ctx)
 }
 
 struct echo_job {
-    struct obx_console *console;
     struct obx_http_request *req;
     char account[40];
-    char *message;
-    int64_t timeout_ms;
+    struct obx_call call;
 };
 
-static void echo_run(void *arg)
+/* The worker's answer, on a registry thread. */
+static void echo_done(void *userdata, int r, json_t *result, const struct obx_error *err)
 {
-    struct echo_job *j = arg;
-    struct obx_call call;
-    obx_call_init(&call);
-    call.account = j->account;
-    call.deadline = obx_now_ms() + (uint64_t)j->timeout_ms;
-    _cleanup_json_ json_t *payload = json_pack("{s:s}", "message", j->message);
-    _cleanup_json_ json_t *result = NULL;
-    struct obx_error err = OBX_ERROR_INIT;
-    int r = obx_dispatch_exec(j->console->dispatch, "echo", payload, &call, &result, &err);
-    obx_call_done(&call);
+    struct echo_job *j = userdata;
     if (r >= 0) {
         const char *m = obx_json_get_str(result, "message", NULL);
         if (m)
             obx_http_respond_json(j->req, 200, json_pack("{s:s}", "message", m));
         else
             obx_http_respond_error(j->req, 502, "empty_result: worker returned empty echo result");
-    } else if (obx_streq(err.code, OBX_ERR_DEADLINE_EXCEEDED)) {
+    } else if (obx_streq(err->code, OBX_ERR_DEADLINE_EXCEEDED)) {
         obx_http_respond_error(j->req, 504, "echo command timed out");
-    } else if (err.code[0] || err.message[0]) {
+    } else if (err->code[0] || err->message[0]) {
         char buf[1200];
-        obx_http_respond_error(j->req, 502, obx_error_text(&err, buf, sizeof(buf)));
+        obx_http_respond_error(j->req, 502, obx_error_text(err, buf, sizeof(buf)));
     } else {
         obx_http_respond_error(j->req, 502, "failed to execute echo command");
     }
+    json_decref(result);
     obx_http_request_complete(j->req);
-    free(j->message);
+    obx_call_done(&j->call);
     free(j);
 }
 
@@ -528,25 +512,23 @@ static enum obx_route_result echo_command(struct obx_route_ctx *ctx)
         obx_http_respond_error(ctx->req, 400, "timeout_ms must be between 1 and 60000");
         return OBX_ROUTE_DONE;
     }
-    int r = obx_dispatch_acquire(c->dispatch, "echo");
-    if (r < 0) {
-        obx_http_respond_error(ctx->req, r == -EBUSY ? 429 : 503,
-                               r == -EBUSY ? MSG_NO_CAPACITY : "no online worker supports echo");
+    _cleanup_json_ json_t *payload = json_pack("{s:s}", "message", message);
+    struct obx_dispatch_slot *slot = NULL;
+    struct obx_error err = OBX_ERROR_INIT;
+    if (obx_dispatch_acquire(c->dispatch, "echo", payload, &slot, &err) < 0) {
+        obx_http_respond_error(ctx->req, obx_console_error_status(err.code, 503),
+                               obx_streq(err.code, "no_worker")
+                                   ? "no online worker supports echo"
+                                   : fixed_message(err.code, err.message));
         return OBX_ROUTE_DONE;
     }
     struct echo_job *j = obx_xcalloc(1, sizeof(*j));
-    j->console = c;
     j->req = ctx->req;
     snprintf(j->account, sizeof(j->account), "%s", ctx->account.id);
-    j->message = obx_xstrdup(message);
-    j->timeout_ms = timeout;
-    if (obx_tasks_submit_job(c->tasks, echo_run, j) < 0) {
-        obx_dispatch_release(c->dispatch, "echo");
-        free(j->message);
-        free(j);
-        obx_http_respond_error(ctx->req, 503, "server busy; try again later");
-        return OBX_ROUTE_DONE;
-    }
+    obx_call_init(&j->call);
+    j->call.account = j->account;
+    j->call.deadline = obx_now_ms() + (uint64_t)timeout;
+    obx_dispatch_start(slot, payload, &j->call, echo_done, j);
     return OBX_ROUTE_ASYNC;
 }
 

@@ -6,9 +6,9 @@
  *
  * Roles: an admin sees and deletes every worker and creates both types; any other account sees
  * and deletes only its own worker-sys and may create one. The embedded worker of
- * `console --with-worker` is a normal worker that is always online: admins see it first in the
- * list, in the counts and in the in-flight counters under the node id "embedded"; it cannot be
- * deleted.
+ * `console --with-worker` is a registered node like any other (node id "embedded", a normal
+ * worker), online while the console runs; it cannot be deleted. Deleting a connected worker ends
+ * its stream at once.
  */
 #include "console/console-internal.h"
 
@@ -22,16 +22,10 @@
 #include "console/util/console-util.h"
 #include "worker/worker.h"
 
-#define EMBEDDED_NODE_ID "embedded"
 #define STALE_AFTER_DEFAULT_SEC 30
 #define STALE_AFTER_MAX_SEC (100LL * 365 * 24 * 3600)
 #define HEARTBEAT_INTERVAL_SEC "5"
 #define HEARTBEAT_JITTER_PCT "20"
-
-static bool embedded_visible(const struct obx_route_ctx *ctx)
-{
-    return ctx->console->worker && ctx->account.is_admin;
-}
 
 /* Admins see everything; others only their own worker-sys. */
 static struct obx_worker_scope scope_for(const struct obx_route_ctx *ctx,
@@ -59,34 +53,6 @@ static json_t *node_json(const struct obx_worker_node *n)
                      obx_route_time(n->last_seen_ms));
 }
 
-/* The embedded worker as a list item: borrowed strings only, nothing to free. */
-static json_t *embedded_json(struct obx_console *c, int64_t now_ms)
-{
-    struct obx_dispatch_cap dc[OBX_DISPATCH_MAX_CAPS];
-    size_t n = obx_dispatch_snapshot(c->dispatch, dc, OBX_ARRAY_SIZE(dc));
-    struct obx_worker_cap caps[OBX_DISPATCH_MAX_CAPS];
-    for (size_t i = 0; i < n; i++)
-        caps[i] = (struct obx_worker_cap){(char *)dc[i].declared, (int)dc[i].max_inflight};
-    struct obx_worker_label labels[] = {
-        {(char *)OBX_WORKER_LABEL_TYPE, (char *)OBX_WORKER_TYPE_NORMAL},
-        {(char *)OBX_WORKER_LABEL_SOURCE, (char *)"embedded"},
-    };
-    struct obx_worker_node node = {
-        .id = EMBEDDED_NODE_ID,
-        .name = (char *)"embedded",
-        .executor_kind = (char *)obx_worker_runtime(c->worker)->name,
-        .version = (char *)OBX_VERSION,
-        .online = true,
-        .registered_ms = c->started_ms,
-        .last_seen_ms = now_ms,
-        .caps = caps,
-        .n_caps = n,
-        .labels = labels,
-        .n_labels = OBX_ARRAY_SIZE(labels),
-    };
-    return node_json(&node);
-}
-
 static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
 {
     int64_t page, page_size, offset;
@@ -106,15 +72,7 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
     }
     int64_t now = obx_unix_ms();
     struct obx_worker_scope scope = scope_for(ctx, status, now);
-    /* The embedded worker comes first: it takes the first slot of page 1 and shifts the stored
-     * rows of every later page by one. */
-    bool embedded = embedded_visible(ctx) && status != OBX_WORKER_STATUS_OFFLINE;
-    bool embedded_here = embedded && offset == 0;
     int64_t limit = page_size;
-    if (embedded_here)
-        limit--;
-    else if (embedded)
-        offset--;
     struct obx_worker_node *items = NULL;
     size_t n = 0;
     int64_t total = 0;
@@ -126,15 +84,13 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     json_t *arr = json_array();
-    if (embedded_here)
-        json_array_append_new(arr, embedded_json(ctx->console, now));
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, node_json(&items[i]));
     obx_worker_nodes_free(items, n);
     obx_http_respond_json(ctx->req, 200,
                           json_pack("{s:o, s:I, s:I, s:I}", "items", arr, "total",
-                                    (json_int_t)(total + (embedded ? 1 : 0)), "page",
-                                    (json_int_t)page, "page_size", (json_int_t)page_size));
+                                    (json_int_t)total, "page", (json_int_t)page, "page_size",
+                                    (json_int_t)page_size));
     return OBX_ROUTE_DONE;
 }
 
@@ -156,10 +112,6 @@ static enum obx_route_result worker_stats(struct obx_route_ctx *ctx)
         obx_http_respond_error(ctx->req, 500, "failed to read worker stats");
         return OBX_ROUTE_DONE;
     }
-    if (embedded_visible(ctx)) {
-        s.total++;
-        s.online++;
-    }
     obx_http_respond_json(ctx->req, 200,
                           json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "total", (json_int_t)s.total,
                                     "online", (json_int_t)s.online, "offline",
@@ -169,21 +121,32 @@ static enum obx_route_result worker_stats(struct obx_route_ctx *ctx)
     return OBX_ROUTE_DONE;
 }
 
-/* Workers with a live session and their per-capability counters. Today only the embedded worker
- * has one. */
+/* Workers with a live session and their per-capability counters; others than admins see only
+ * their own worker-sys. */
 static enum obx_route_result worker_inflight(struct obx_route_ctx *ctx)
 {
-    json_t *workers = json_array();
-    if (embedded_visible(ctx)) {
-        struct obx_dispatch_cap dc[OBX_DISPATCH_MAX_CAPS];
-        size_t n = obx_dispatch_snapshot(ctx->console->dispatch, dc, OBX_ARRAY_SIZE(dc));
-        json_t *caps = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(caps, json_pack("{s:s, s:i, s:i}", "name", dc[i].name, "inflight",
-                                                  (int)dc[i].inflight, "max_inflight",
-                                                  (int)dc[i].max_inflight));
-        json_array_append_new(
-            workers, json_pack("{s:s, s:o}", "node_id", EMBEDDED_NODE_ID, "capabilities", caps));
+    json_t *all = obx_dispatch_inflight(ctx->console->dispatch);
+    json_t *workers = all;
+    if (!ctx->account.is_admin) {
+        workers = json_array();
+        struct obx_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, obx_unix_ms());
+        struct obx_worker_node *items = NULL;
+        size_t n = 0;
+        int64_t total = 0;
+        struct obx_error err = OBX_ERROR_INIT;
+        if (obx_store_worker_list(ctx->console->store, &scope, 100, 0, &items, &n, &total, &err) <
+            0)
+            obx_err("list workers: %s", err.message);
+        size_t i;
+        json_t *w;
+        json_array_foreach(all, i, w)
+        {
+            for (size_t k = 0; k < n; k++)
+                if (obx_streq(items[k].id, obx_json_get_str(w, "node_id", "")))
+                    json_array_append(workers, w);
+        }
+        obx_worker_nodes_free(items, n);
+        json_decref(all);
     }
     obx_http_respond_json(
         ctx->req, 200,
@@ -221,17 +184,22 @@ static bool request_hostname(const char *host, char *out, size_t size)
     return true;
 }
 
-/* WORKER_CONSOLE_GRPC_TARGET: CONSOLE_GRPC_ADDR's host, or for a wildcard host the host this
- * request reached, or 127.0.0.1; joined with the port (IPv6 in brackets). */
+/* WORKER_CONSOLE_GRPC_TARGET: CONSOLE_GRPC_PUBLIC_ADDR when set; else CONSOLE_GRPC_ADDR's host
+ * (for a wildcard host the host this request reached, or 127.0.0.1) with the port bound, IPv6 in
+ * brackets. */
 static char *grpc_target(const struct obx_route_ctx *ctx)
 {
     const struct obx_console_config *cfg = ctx->console->cfg;
+    if (!obx_str_empty(cfg->grpc_public_addr))
+        return obx_xstrdup(cfg->grpc_public_addr);
     char host[256];
     const char *h = cfg->grpc_host;
     if (obx_str_empty(h) || obx_streq(h, "0.0.0.0") || obx_streq(h, "::"))
         h = request_hostname(ctx->req->host, host, sizeof(host)) ? host : "127.0.0.1";
-    return strchr(h, ':') ? obx_xasprintf("[%s]:%d", h, cfg->grpc_port)
-                          : obx_xasprintf("%s:%d", h, cfg->grpc_port);
+    int port = obx_dispatch_grpc_port(ctx->console->dispatch);
+    if (port <= 0)
+        port = cfg->grpc_port;
+    return strchr(h, ':') ? obx_xasprintf("[%s]:%d", h, port) : obx_xasprintf("%s:%d", h, port);
 }
 
 /* {"node_id","type","command","env"}: the command line and the same variables one by one. */
@@ -245,10 +213,14 @@ static json_t *provision_body(const struct obx_route_ctx *ctx, const char *node_
         {"WORKER_SECRET", secret},
         {"WORKER_HEARTBEAT_INTERVAL_SEC", HEARTBEAT_INTERVAL_SEC},
         {"WORKER_HEARTBEAT_JITTER_PCT", HEARTBEAT_JITTER_PCT},
+        /* A worker speaks TLS unless told otherwise: say so when this console's port does not. */
+        {"WORKER_CONSOLE_INSECURE", "true"},
     };
+    size_t n_vars =
+        OBX_ARRAY_SIZE(vars) - (obx_str_empty(ctx->console->cfg->grpc_tls_cert_file) ? 0 : 1);
     struct obx_buf cmd = OBX_BUF_INIT(4096);
     json_t *env = json_object();
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(vars); i++) {
+    for (size_t i = 0; i < n_vars; i++) {
         obx_buf_appendf(&cmd, "%s=%s ", vars[i][0], vars[i][1]);
         json_object_set_new(env, vars[i][0], json_string(vars[i][1]));
     }
@@ -330,7 +302,7 @@ static enum obx_route_result delete_worker(struct obx_route_ctx *ctx)
         obx_http_respond_error(ctx->req, 400, "node_id is required");
         return OBX_ROUTE_DONE;
     }
-    if (embedded_visible(ctx) && obx_streq(id, EMBEDDED_NODE_ID)) {
+    if (ctx->console->worker && ctx->account.is_admin && obx_streq(id, OBX_DISPATCH_EMBEDDED_ID)) {
         obx_http_respond_error(ctx->req, 409,
                                "the embedded worker cannot be deleted; restart the console "
                                "without --with-worker");
@@ -346,6 +318,7 @@ static enum obx_route_result delete_worker(struct obx_route_ctx *ctx)
         obx_route_store_error(ctx, r, "failed to delete worker");
     } else {
         obx_info("worker %s deleted by account %s", id, ctx->account.id);
+        obx_dispatch_revoke(ctx->console->dispatch, id);
         obx_http_respond_empty(ctx->req, 204);
     }
     return OBX_ROUTE_DONE;

@@ -1,41 +1,87 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Where the console sends a capability. Today that is the embedded in-process worker (or nothing);
- * later the gRPC worker registry implements the same three calls. acquire() is the availability
- * check and the capacity reservation in one step, so a task row is only created when a slot is
- * held; exec() blocks and must run on a console execution thread, never the HTTP service thread.
+ * Where the console sends a capability: the worker registry. Workers are the embedded one of
+ * `console --with-worker` (in this process) and remote `onlyboxes worker`s (or original workers)
+ * connected over the worker protocol; both are nodes of one table, so REST, tasks and /mcp behave
+ * the same whichever runs a call.
+ *
+ * A call goes in two steps. acquire() picks a node and holds a slot on it (capacity check and
+ * reservation in one step, so a task row is created only when a slot is held): least in-flight
+ * first with round-robin ties, and for a terminal session the node that has it (a sticky route,
+ * kept in the store across restarts). start() sends the call; its done() runs exactly once, on a
+ * registry thread, never inside start(). A call waiting on a remote worker holds no thread.
+ *
+ * Errors (err->code): no_worker, no_capacity, session_unavailable (the session's worker is not
+ * connected), session_capacity_exceeded (every worker that could take a new session has as many
+ * as it allows), worker_lost (the worker went away while it ran the call), deadline_exceeded,
+ * canceled, and whatever the worker answered.
  */
 #ifndef OBX_CONSOLE_DISPATCH_H
 #define OBX_CONSOLE_DISPATCH_H
 
 #include "common/executor.h"
 
+struct obx_store;
+
+#define OBX_DISPATCH_EMBEDDED_ID "embedded"
+
+struct obx_dispatch_config {
+    struct obx_store *store;
+    const char *hash_key; /* CONSOLE_HASH_KEY: worker secrets are stored as its HMAC */
+    int offline_ttl_sec;  /* a worker unseen this long takes no calls */
+    int heartbeat_interval_sec;
+    /* The embedded worker (may be NULL) and what it declares. */
+    struct obx_executor *embedded;
+    unsigned embedded_max_inflight;
+    const char *embedded_kind; /* its runtime's name */
+    unsigned embedded_max_sessions;
+    /* The gRPC listener for remote workers; grpc_port < 0: none. */
+    const char *grpc_host;
+    int grpc_port;
+    const char *tls_cert_file, *tls_key_file, *client_ca_file;
+    unsigned max_workers;    /* worker streams at once */
+    unsigned max_handshakes; /* streams that have not said hello yet */
+};
+
 struct obx_dispatch;
 
-/* ex may be NULL (no worker). ex is borrowed and must outlive the dispatcher. */
-struct obx_dispatch *obx_dispatch_new(struct obx_executor *ex, unsigned max_inflight);
+int obx_dispatch_new(const struct obx_dispatch_config *cfg, struct obx_dispatch **ret,
+                     struct obx_error *err);
+/* Ends every worker stream and fails what is in flight (canceled), then frees. */
 void obx_dispatch_free(struct obx_dispatch *d);
 
-/* Upper bound of calls running at once over every capability (sizes the execution threads). */
-unsigned obx_dispatch_max_total(const struct obx_dispatch *d);
+/* The gRPC addresses bound ("127.0.0.1:50051"), "" without a listener; the port bound, or 0. */
+void obx_dispatch_grpc_addrs(const struct obx_dispatch *d, char *buf, size_t size);
+int obx_dispatch_grpc_port(const struct obx_dispatch *d);
 
-/* Reserves a slot for the lower-case capability: 0, -ENODEV (no worker supports it) or -EBUSY
- * (every worker that does is full). A reserved slot is released by exec() or release(). */
-int obx_dispatch_acquire(struct obx_dispatch *d, const char *capability);
-void obx_dispatch_release(struct obx_dispatch *d, const char *capability);
+struct obx_dispatch_slot;
 
-/* The embedded worker's capabilities with their in-flight counts, at most max of them; returns
- * how many were written (0 without an embedded worker). The names are static strings. */
-struct obx_dispatch_cap {
-    const char *name;     /* lower-case, as dispatched */
-    const char *declared; /* as the worker declares it */
-    unsigned inflight, max_inflight;
-};
-#define OBX_DISPATCH_MAX_CAPS 8
-size_t obx_dispatch_snapshot(struct obx_dispatch *d, struct obx_dispatch_cap *out, size_t max);
+/* Reserves a slot for the lower-case capability; payload (borrowed) names the terminal session
+ * for sticky routing. 0 with *ret, or a negative errno with err set (see above). */
+int obx_dispatch_acquire(struct obx_dispatch *d, const char *capability, json_t *payload,
+                         struct obx_dispatch_slot **ret, struct obx_error *err);
+/* Gives back a slot that was not started. */
+void obx_dispatch_release(struct obx_dispatch_slot *slot);
 
-/* Runs the capability in a reserved slot and releases it. Blocking; see executor.h. */
+/* The call's end: r < 0 with err, or 0 with result (a new reference the callee owns). */
+typedef void (*obx_dispatch_done_fn)(void *userdata, int r, json_t *result,
+                                     const struct obx_error *err);
+
+/* Runs the call in its slot (consumed). payload is borrowed; call must stay valid until done().
+ * Cancelling the call stops it (a remote worker that speaks "cancel" kills its processes). */
+void obx_dispatch_start(struct obx_dispatch_slot *slot, json_t *payload, struct obx_call *call,
+                        obx_dispatch_done_fn done, void *userdata);
+
+/* acquire + start + wait, for callers that have a thread to block (an MCP call's). */
 int obx_dispatch_exec(struct obx_dispatch *d, const char *capability, json_t *payload,
                       struct obx_call *call, json_t **ret_result, struct obx_error *err);
+
+/* Live workers and their counters, for GET /api/v1/workers/inflight:
+ * [{"node_id", "capabilities": [{"name", "inflight", "max_inflight"}]}], lower-case names. */
+json_t *obx_dispatch_inflight(struct obx_dispatch *d);
+
+/* A deleted worker: its stream ends (PermissionDenied "worker credential revoked"), its calls
+ * fail with worker_lost and its routes go. Returns 1 when it was connected. */
+int obx_dispatch_revoke(struct obx_dispatch *d, const char *node_id);
 
 #endif

@@ -111,6 +111,14 @@ static const char *const migrations[] = {
     "CREATE TRIGGER IF NOT EXISTS trg_accounts_delete_worker_sys AFTER DELETE ON accounts "
     "BEGIN DELETE FROM worker_nodes WHERE node_id IN "
     "(SELECT node_id FROM worker_sys_owner_claims WHERE owner_id = OLD.account_id); END;",
+    /* 4: sticky routes of terminal sessions to the worker that has their box, so a console
+     * restart or a worker reconnect forgets none. */
+    "CREATE TABLE IF NOT EXISTS session_routes ("
+    "  session_id TEXT PRIMARY KEY,"
+    "  node_id TEXT NOT NULL REFERENCES worker_nodes(node_id) ON DELETE CASCADE,"
+    "  created_at_unix_ms INTEGER NOT NULL,"
+    "  last_used_at_unix_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS idx_session_routes_node ON session_routes(node_id);",
 };
 
 int store_fail(struct obx_store *st, struct obx_error *err, int rc, const char *what)

@@ -210,4 +210,45 @@ int obx_store_worker_secret_hash(struct obx_store *st, const char *node_id, char
 /* Startup: no node has a live session any more. */
 int obx_store_worker_clear_sessions(struct obx_store *st, struct obx_error *err);
 
+/* The worker registry's writes (store-registry.c). */
+struct obx_store_registration {
+    const char *node_id, *session_id, *node_name, *executor_kind, *version;
+    const struct obx_worker_cap *caps; /* replace the stored ones */
+    size_t n_caps;
+    const struct obx_worker_label *labels; /* merged into the stored ones (below) */
+    size_t n_labels;
+    int64_t now_ms;
+    bool create; /* a node the console runs itself: created when missing, not provisioned, and
+                  * its labels (type included) are the console's own */
+};
+/* A worker connected (reference §3.2 step 8), in one transaction: the node gets the session, its
+ * name (unless blank: the stored one stays), kind and version, registered = last seen = now; its
+ * capabilities are replaced; the hello's labels are merged into the stored ones, except owner and
+ * type, which keep their stored values. -ENOENT for an unknown node without create. */
+int obx_store_worker_register(struct obx_store *st, const struct obx_store_registration *reg,
+                              struct obx_error *err);
+/* The stored labels of a node; *ret (n entries) is freed with obx_worker_labels_free(). */
+int obx_store_worker_labels(struct obx_store *st, const char *node_id,
+                            struct obx_worker_label **ret, size_t *ret_n, struct obx_error *err);
+void obx_worker_labels_free(struct obx_worker_label *labels, size_t n);
+/* A heartbeat: last seen = now for the node's session. -ENOENT when the node is gone, -ESTALE
+ * when it has another session now. */
+int obx_store_worker_seen(struct obx_store *st, const char *node_id, const char *session_id,
+                          int64_t now_ms, struct obx_error *err);
+/* A stream ended: clears the node's session if it still is session_id. */
+int obx_store_worker_end_session(struct obx_store *st, const char *node_id, const char *session_id,
+                                 struct obx_error *err);
+
+/* Sticky routes: a (console-scoped) terminal session id to the node that has its box. */
+int obx_store_route_put(struct obx_store *st, const char *session_id, const char *node_id,
+                        int64_t now_ms, struct obx_error *err);
+int obx_store_route_delete(struct obx_store *st, const char *session_id, struct obx_error *err);
+/* Calls fn for every route; used once at startup. */
+int obx_store_route_each(struct obx_store *st,
+                         void (*fn)(void *userdata, const char *session_id, const char *node_id,
+                                    int64_t last_used_ms),
+                         void *userdata, struct obx_error *err);
+/* Deletes routes unused since before_ms; returns how many. */
+int obx_store_route_prune(struct obx_store *st, int64_t before_ms, struct obx_error *err);
+
 #endif

@@ -2,10 +2,10 @@
 /*
  * Task runtime. Three kinds of thread meet here:
  *
- * - Execution threads (a console pool sized to the dispatcher's total capacity) run one task each:
- *   mark it dispatched and running, call the dispatcher (blocking, while the worker runs the box),
- *   write the terminal state with a guarded UPDATE, then drop the task from the live list and mark
- *   its waiters ready.
+ * - Execution threads (a small console pool) do a task's store writes: mark it dispatched and
+ *   running and hand it to the dispatcher, which answers later on a registry thread (no thread
+ *   waits while a worker runs it); then, on its end, write the terminal state with a guarded
+ *   UPDATE, drop the task from the live list and mark its waiters ready.
  * - Route handlers (console pool threads) start tasks, cancel them and register waiters. A cancel
  *   wins the guarded UPDATE first, then calls obx_call_cancel() on the live call under the tasks
  *   lock; the worker kills the box's processes and the execution thread's own write is a no-op.
@@ -38,13 +38,19 @@
 #define PRUNE_INLINE_MS 15000
 #define DEADLINE_GRACE_MS 5000
 #define RETRY_MS 1000
+#define EXEC_THREADS 4
+#define STOP_WAIT_MS 15000
 
 struct live_task {
     char id[40];
     char owner[40];
     char capability[64];
     json_t *payload;
+    struct obx_dispatch_slot *slot; /* until the task is handed to its worker */
     struct obx_call call;
+    int rc; /* its end, from the dispatcher */
+    json_t *result;
+    struct obx_error err;
     uint64_t deadline; /* monotonic */
     bool forced_timeout;
     struct obx_tasks *tasks;
@@ -259,10 +265,8 @@ struct obx_tasks *obx_tasks_new(struct obx_store *st, struct obx_dispatch *d, in
     t->store = st;
     t->dispatch = d;
     t->retention_ms = retention_ms;
-    unsigned threads = obx_dispatch_max_total(d);
-    /* Echo and the execution of every task share these threads; one more than the capacity so
-     * a queued job never waits for a slot that cannot free. */
-    t->exec_pool = obx_console_pool_new((int)OBX_MAX(threads, 1u) + 1, 4096);
+    /* Store writes at a task's start and end; no thread waits for a worker here. */
+    t->exec_pool = obx_console_pool_new(EXEC_THREADS, 65536);
     pthread_mutex_init(&t->lock, NULL);
     obx_cond_init_monotonic(&t->cond);
     t->last_prune = obx_now_ms();
@@ -284,6 +288,14 @@ void obx_tasks_free(struct obx_tasks *t)
     t->stopping = true;
     for (struct live_task *l = t->live; l; l = l->next)
         obx_call_cancel(&l->call);
+    /* Their ends come back through the dispatcher and an execution thread. */
+    uint64_t until = obx_now_ms() + STOP_WAIT_MS;
+    while (t->live && obx_now_ms() < until) {
+        struct timespec ts = obx_ms_to_timespec(until);
+        pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+    }
+    if (t->live)
+        obx_warn("tasks: some calls did not end within %d s of the stop", STOP_WAIT_MS / 1000);
     pthread_mutex_unlock(&t->lock);
     obx_console_pool_free(t->exec_pool); /* every execution job has finished after this */
     pthread_mutex_lock(&t->lock);
@@ -351,43 +363,33 @@ static bool is_terminal_cap(const char *cap)
     return obx_streq(cap, "terminalexec") || obx_streq(cap, "terminalresource");
 }
 
-static void exec_job(void *arg)
+/* A task's end, on an execution thread: its terminal state into the store, then its waiters. */
+static void end_job(void *arg)
 {
     struct live_task *l = arg;
     struct obx_tasks *t = l->tasks;
-    struct obx_error err = OBX_ERROR_INIT;
-    char command_id[37];
-    obx_random_uuid(command_id);
-    _cleanup_json_ json_t *result = NULL;
-    int r;
-    /* A task canceled while it waited for this thread never reaches the worker. */
-    if (obx_store_task_advance(t->store, l->id, "dispatched", NULL, obx_unix_ms(), NULL) == 0) {
-        obx_dispatch_release(t->dispatch, l->capability);
-        r = obx_error_set(&err, ECANCELED, OBX_ERR_CANCELED, "task canceled");
-    } else {
-        obx_store_task_advance(t->store, l->id, "running", command_id, obx_unix_ms(), NULL);
-        r = obx_dispatch_exec(t->dispatch, l->capability, l->payload, &l->call, &result, &err);
-    }
     pthread_mutex_lock(&t->lock);
     bool forced = l->forced_timeout, stopping = t->stopping;
     pthread_mutex_unlock(&t->lock);
-    if (r >= 0) {
+    struct obx_error *err = &l->err;
+    if (l->rc >= 0) {
         if (is_terminal_cap(l->capability) &&
-            obx_task_unscope_result(l->capability, result, l->owner) < 0) {
+            obx_task_unscope_result(l->capability, l->result, l->owner) < 0) {
             finish(t, l->id, "failed", NULL, OBX_ERR_INVALID_PAYLOAD, "session_id owner mismatch");
         } else {
-            _cleanup_free_ char *text = obx_json_dumps(result ? result : json_null());
+            _cleanup_free_ char *text = obx_json_dumps(l->result ? l->result : json_null());
             finish(t, l->id, "succeeded", text, NULL, NULL);
         }
-    } else if (obx_streq(err.code, OBX_ERR_DEADLINE_EXCEEDED) || forced) {
+    } else if (obx_streq(err->code, OBX_ERR_DEADLINE_EXCEEDED) || forced) {
         finish(t, l->id, "timeout", NULL, "timeout", "task timed out");
-    } else if (obx_streq(err.code, OBX_ERR_CANCELED) && stopping) {
+    } else if (obx_streq(err->code, OBX_ERR_CANCELED) && stopping) {
         finish(t, l->id, "failed", NULL, "console_restarted",
                "task interrupted by console restart");
-    } else if (obx_streq(err.code, OBX_ERR_CANCELED)) {
+    } else if (obx_streq(err->code, OBX_ERR_CANCELED)) {
         finish(t, l->id, "canceled", NULL, "canceled", "task canceled");
     } else {
-        finish(t, l->id, "failed", NULL, err.code[0] ? err.code : "dispatch_failed", err.message);
+        finish(t, l->id, "failed", NULL, err->code[0] ? err->code : "dispatch_failed",
+               err->message);
     }
 
     pthread_mutex_lock(&t->lock);
@@ -399,14 +401,49 @@ static void exec_job(void *arg)
     }
     if (!is_live_locked(t, l->id)) /* else its end is not in the store yet: waiters wait on */
         mark_ready_locked(t, l->id);
+    pthread_cond_broadcast(&t->cond);
     pthread_mutex_unlock(&t->lock);
     obx_call_done(&l->call);
     json_decref(l->payload);
+    json_decref(l->result);
     free(l);
 }
 
+/* The dispatcher's answer, on a registry thread: the store write waits for an execution thread
+ * (it may block), so no registry thread ever waits on SQLite. */
+static void task_done(void *userdata, int r, json_t *result, const struct obx_error *err)
+{
+    struct live_task *l = userdata;
+    l->rc = r;
+    l->result = result;
+    if (err)
+        l->err = *err;
+    if (obx_console_pool_submit(l->tasks->exec_pool, end_job, l) < 0)
+        end_job(l);
+}
+
+/* A started task, on an execution thread: recorded as running, then handed to its worker. No
+ * thread waits for it there. */
+static void exec_job(void *arg)
+{
+    struct live_task *l = arg;
+    struct obx_tasks *t = l->tasks;
+    char command_id[37];
+    obx_random_uuid(command_id);
+    /* A task canceled while it waited for this thread never reaches the worker. */
+    if (obx_store_task_advance(t->store, l->id, "dispatched", NULL, obx_unix_ms(), NULL) == 0) {
+        obx_dispatch_release(TAKE_PTR(l->slot));
+        struct obx_error err = OBX_ERROR_INIT;
+        obx_error_set(&err, ECANCELED, OBX_ERR_CANCELED, "task canceled");
+        task_done(l, -ECANCELED, NULL, &err);
+        return;
+    }
+    obx_store_task_advance(t->store, l->id, "running", command_id, obx_unix_ms(), NULL);
+    obx_dispatch_start(TAKE_PTR(l->slot), l->payload, &l->call, task_done, l);
+}
+
 void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *payload,
-                     uint64_t timeout_ms)
+                     uint64_t timeout_ms, struct obx_dispatch_slot *slot)
 {
     struct live_task *l = obx_xcalloc(1, sizeof(*l));
     snprintf(l->id, sizeof(l->id), "%s", task->id);
@@ -414,6 +451,7 @@ void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *p
     snprintf(l->capability, sizeof(l->capability), "%s", task->capability);
     l->payload = json_incref(payload);
     l->tasks = t;
+    l->slot = slot;
     obx_call_init(&l->call);
     l->call.account = l->owner;
     l->deadline = obx_now_ms() + timeout_ms;
@@ -428,7 +466,7 @@ void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *p
     int r = stopping ? -ESHUTDOWN : obx_console_pool_submit(t->exec_pool, exec_job, l);
     if (r >= 0)
         return;
-    obx_dispatch_release(t->dispatch, task->capability);
+    obx_dispatch_release(TAKE_PTR(l->slot));
     finish(t, task->id, "failed", NULL, "dispatch_failed", "console is too busy or stopping");
     pthread_mutex_lock(&t->lock);
     for (struct live_task **pp = &t->live; *pp; pp = &(*pp)->next) {

@@ -23,11 +23,11 @@ void obx_tasks_free(struct obx_tasks *t);
 /* Runs fn(arg) on an execution thread; -EAGAIN / -ESHUTDOWN as obx_console_pool_submit(). */
 int obx_tasks_submit_job(struct obx_tasks *t, void (*fn)(void *), void *arg);
 
-/* Starts an inserted, queued task whose dispatch slot is already reserved. payload is the scoped
- * capability payload (a reference is taken). On failure the slot is released and the task ends
- * failed. */
+/* Starts an inserted, queued task in its reserved dispatch slot (consumed). payload is the
+ * scoped capability payload (a reference is taken). On failure the slot is released and the task
+ * ends failed. */
 void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *payload,
-                     uint64_t timeout_ms);
+                     uint64_t timeout_ms, struct obx_dispatch_slot *slot);
 
 /* Answers req when the task ends or after wait_ms (0: only when it ends): respond(req, task) runs
  * on the waiter thread with the task as stored then (task NULL when it could not be read), and
