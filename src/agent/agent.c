@@ -478,6 +478,9 @@ int main(int argc, char **argv)
     for (int fd = 0; fd < 3; fd++)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
             return 1;
+    /* The bubblewrap runtime's step from a root worker to a box's host uid, not a box. */
+    if (argc > 1 && obx_streq(argv[1], "--exec-as"))
+        return agent_exec_as_main(argc, argv);
     a.cfg.state_dir = obx_xstrdup(AGENT_DEFAULT_STATE_DIR);
     if (agent_connect_from_args(&argc, argv) < 0) /* docker's direct path */
         return 1;
