@@ -380,7 +380,9 @@ static void usage(void)
 {
     fprintf(stderr, "usage: onlyboxes-agent [--workspace DIR] [--state-dir DIR] [--memory BYTES] "
                     "[--nproc N]\n"
-                    "                       [--fsize BYTES] [--nofile N] [--cpu SEC]\n");
+                    "                       [--fsize BYTES] [--nofile N] [--cpu SEC]\n"
+                    "       onlyboxes-agent --exec-as UID GID PROGRAM [ARG...]   (root only: run "
+                    "PROGRAM as UID:GID)\n");
 }
 
 static int parse_args(int argc, char **argv, struct agent_config *cfg, const char **workspace)

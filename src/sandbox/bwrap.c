@@ -714,7 +714,7 @@ static void bwrap_describe(struct obx_runtime *rt, char *buf, size_t size)
     obx_bwrap_describe_uids(b, uids, sizeof(uids));
     snprintf(buf, size,
              "bubblewrap %s at %s; user namespaces: ok; limits per box: %s; state dir %s; boxes "
-             "run as %s; seccomp: %u system calls refused",
+             "run as %s; seccomp filter: %u rules",
              b->version, b->bwrap_path, limits, b->state_dir, uids, b->seccomp_rules);
 }
 

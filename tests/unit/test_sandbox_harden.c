@@ -165,6 +165,82 @@ static void test_uid_range_exhausted_then_freed(void **state)
     rt = keep;
 }
 
+/* The agent's path is not reachable by the boxes' host uids (a 0700 directory of root's): the
+ * agent is handed to bwrap as data and the box starts all the same. */
+static void test_private_agent_path(void **state)
+{
+    if (!root)
+        skip();
+    char dir[512], priv[600];
+    snprintf(dir, sizeof(dir), "%s/private", tmp_root);
+    snprintf(priv, sizeof(priv), "%s/agent", dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    int in = open(agent_path, O_RDONLY | O_CLOEXEC);
+    int outfd = open(priv, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755);
+    assert_true(in >= 0 && outfd >= 0);
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        assert_int_equal(obx_write_all(outfd, buf, (size_t)n), 0);
+    close(in);
+    close(outfd);
+    struct obx_box_spec spec = {.agent_path = priv};
+    struct box b;
+    assert_int_equal(box_start_spec(&b, &spec), 0);
+    struct exec_result r;
+    assert_string_equal(sh_ok(&b, "stat -c %a " OBX_AGENT_PATH_IN_BOX "; id -u", &r), "555\n65532");
+    box_stop(&b);
+}
+
+/* Runs argv, returns its exit status and its stdout and stderr in out. */
+static int run(char *const argv[], char *out, size_t size)
+{
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < size && (n = read(p[0], out + len, size - 1 - len)) > 0)
+        len += (size_t)n;
+    out[len] = '\0';
+    close(p[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The agent's step from root to a box's host uid: all ids and no groups, never uid 0. */
+static void test_exec_as(void **state)
+{
+    char out[512];
+    char *zero[] = {(char *)agent_path, "--exec-as", "0", "0", "/usr/bin/id", NULL};
+    assert_int_equal(run(zero, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "UID and GID not 0"));
+    /* Groups: without supplementary groups the line holds only blanks. */
+    const char *cmd = "id -u; id -g; id -G; grep -E '^(Uid|Gid|Groups):' /proc/self/status | "
+                      "tr -s '\\t ' ' '";
+    char *as[] = {(char *)agent_path, "--exec-as", "1879200001", "1879200002",
+                  "/bin/sh",          "-c",        (char *)cmd,  NULL};
+    int rc = run(as, out, sizeof(out));
+    if (!root) { /* nothing to gain: the switch fails */
+        assert_int_equal(rc, 126);
+        assert_non_null(strstr(out, "Operation not permitted"));
+        return;
+    }
+    assert_int_equal(rc, 0);
+    assert_string_equal(out, "1879200001\n1879200002\n1879200002\n"
+                             "Uid: 1879200001 1879200001 1879200001 1879200001\n"
+                             "Gid: 1879200002 1879200002 1879200002 1879200002\nGroups: \n");
+}
+
 static void expect_refused(const char *range, const char *needle)
 {
     struct obx_sandbox_config cfg = {
@@ -206,7 +282,7 @@ static void test_seccomp_status(void **state)
                         "Seccomp:2");
     char line[512];
     rt->describe(rt, line, sizeof(line));
-    assert_non_null(strstr(line, "; seccomp: "));
+    assert_non_null(strstr(line, "; seccomp filter: "));
     box_stop(&b);
 }
 
@@ -380,6 +456,8 @@ int main(void)
         cmocka_unit_test(test_host_uid),
         cmocka_unit_test(test_uid_range_exhausted_then_freed),
         cmocka_unit_test(test_uid_range_refused),
+        cmocka_unit_test(test_private_agent_path),
+        cmocka_unit_test(test_exec_as),
         cmocka_unit_test(test_seccomp_status),
         cmocka_unit_test(test_seccomp_denies_from_c),
         cmocka_unit_test(test_seccomp_denies_from_python),
