@@ -3,17 +3,17 @@
  * A pids cgroup per box, where the worker may create one. The agent's RLIMIT_NPROC is counted per
  * host user: the boxes of an ordinary user's worker share one count with each other and with that
  * user's own processes (a root worker's boxes each have a host uid of their own), and the kernel
- * exempts root from it. A cgroup's pids.max holds per box, for every user. The box's PID 1 is moved into <worker's pids
- * cgroup>/onlyboxes/<box-id> right after bwrap reports it, before the worker sends it anything, so
- * every process the box ever starts is inside (the agent forks only on requests). cgroup v1 (a
- * "pids" hierarchy) and v2 (with the pids controller available) are both handled; without either,
- * or without permission, boxes run with the rlimits alone. A memory cgroup per box, where one can
- * be made, holds the box as a whole (its tmpfs /tmp included) to the memory limit that RLIMIT_AS
- * applies per process: under v1 in the "memory" hierarchy, under v2 in the same directory. Under
- * v2 the worker's own cgroup usually holds processes (ours) and so cannot give children
- * controllers; a root worker then uses <hierarchy root>/onlyboxes. Before any is used, a child
- * process is moved into a probe cgroup below it, as each box will be. Called from any thread; the
- * only state is the directories set once at start-up.
+ * exempts root from it. A cgroup's pids.max holds per box, for every user. The box's PID 1 is moved
+ * into <worker's pids cgroup>/onlyboxes/<box-id> right after bwrap reports it, before the worker
+ * sends it anything, so every process the box ever starts is inside (the agent forks only on
+ * requests). cgroup v1 (a "pids" hierarchy) and v2 (with the pids controller available) are both
+ * handled; without either, or without permission, boxes run with the rlimits alone. A memory cgroup
+ * per box, where one can be made, holds the box as a whole (its tmpfs /tmp included) to the memory
+ * limit that RLIMIT_AS applies per process: under v1 in the "memory" hierarchy, under v2 in the
+ * same directory. Under v2 the worker's own cgroup usually holds processes (ours) and so cannot
+ * give children controllers; a root worker then uses <hierarchy root>/onlyboxes. Before any is
+ * used, a child process is moved into a probe cgroup below it, as each box will be. Called from any
+ * thread; the only state is the directories set once at start-up.
  */
 #include "bwrap-internal.h"
 
