@@ -75,7 +75,8 @@ struct box_nums {
 };
 
 /* Decimal names of the fds a box's bwrap gets. */
-static const char *const fd_names[OBX_BWRAP_SPAWN_FDS] = {"0", "1", "2", "3", "4", "5", "6", "7"};
+static const char *const fd_names[] = {"0", "1", "2", "3", "4", "5", "6", "7"};
+_Static_assert(OBX_ARRAY_SIZE(fd_names) == OBX_BWRAP_SPAWN_FDS, "a name for every fd");
 
 static struct obx_bwrap_runtime *to_bwrap(struct obx_runtime *rt)
 {
