@@ -7,15 +7,16 @@
  * default 1879048192-1879113727, a range no distribution, systemd or useradd hands out); the
  * agent's --exec-as step switches to it between posix_spawn and bwrap, so no code runs in a forked
  * copy of this threaded process. The range must not hold uid 0, 65535, an account or group of this
- * host (/etc/passwd, /etc/group, NSS) or a subordinate range delegated to someone (/etc/subuid,
- * /etc/subgid). A uid is taken with an open-file-description lock on byte <uid> of
- * /run/onlyboxes/host-uids.lock, held while the box lives and released by the kernel when the
- * worker dies, so boxes of every root worker on the host get distinct uids (and distinct
+ * host (/etc/passwd, /etc/group, NSS), the owner of a /home entry or a subordinate range delegated
+ * to someone (/etc/subuid, /etc/subgid). A uid is taken with an open-file-description lock on byte
+ * <uid> of /run/onlyboxes/host-uids.lock, held while the box lives and released by the kernel when
+ * the worker dies, so boxes of every root worker on the host get distinct uids (and distinct
  * RLIMIT_NPROC counts) without any record to clean up. An ordinary user's worker is unchanged:
  * its boxes run as its own uid. Called from any thread; the settings are read-only after start-up.
  */
 #include "bwrap-internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -112,6 +113,24 @@ static int check_range(const char *shown, uint32_t first, uint32_t last, struct 
                                  "this host: set %s to a range nothing here uses",
                                  HOST_UIDS_ENV, shown, id, files[i].what, who, files[i].path,
                                  HOST_UIDS_ENV);
+    /* People's files: the owners of /home's entries, whichever database names them. */
+    DIR *d = opendir("/home");
+    struct dirent *de;
+    struct stat st;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            st.st_uid < first || st.st_uid > last)
+            continue;
+        int r =
+            obx_error_set(err, EEXIST, OBX_ERR_INVALID_PAYLOAD,
+                          "%s=%s holds %u, the owner of /home/%.200s; set %s to a range nothing "
+                          "here uses",
+                          HOST_UIDS_ENV, shown, (unsigned)st.st_uid, de->d_name, HOST_UIDS_ENV);
+        closedir(d);
+        return r;
+    }
+    if (d)
+        closedir(d);
     /* Accounts from elsewhere (LDAP, nss-systemd): the ends of the range, as container managers
      * that hand out whole ranges check theirs. */
     uint32_t ends[] = {first, last};

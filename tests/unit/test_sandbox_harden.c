@@ -266,6 +266,24 @@ static void test_uid_range_refused(void **state)
     expect_refused("65535-65535", "65535");
     /* An account of this host: the overflow user every distribution has. */
     expect_refused("65534-65534", "nobody");
+    /* A person's files: a home directory whose owner no database here names. */
+    char home[64];
+    snprintf(home, sizeof(home), "/home/obx-test-%d", (int)getpid());
+    if (mkdir(home, 0700) < 0) {
+        print_message("cannot create %s (%s): the /home check is skipped\n", home, strerror(errno));
+        return;
+    }
+    struct obx_sandbox_config cfg = {
+        .state_dir = state_dir, .agent_path = agent_path, .host_uids = "1879299990-1879300010"};
+    struct obx_error err = OBX_ERROR_INIT;
+    struct obx_runtime *other = NULL;
+    int r = chown(home, 1879300000, 1879300000);
+    if (r == 0)
+        other = obx_sandbox_runtime_new(&cfg, &err);
+    rmdir(home); /* before asserting: nothing left in /home */
+    assert_int_equal(r, 0);
+    assert_null(other);
+    assert_non_null(strstr(err.message, "holds 1879300000, the owner of /home/obx-test-"));
 }
 
 static void test_seccomp_status(void **state)
