@@ -13,11 +13,16 @@ RUN apt-get update \
         ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
-# Boxes run as this user (uid/gid 1000); /workspace is replaced by a tmpfs at run time.
-RUN groupadd --gid 1000 sandbox \
-    && useradd --uid 1000 --gid 1000 --home-dir /workspace --no-create-home --shell /bin/bash sandbox \
-    && mkdir -p /workspace && chown 1000:1000 /workspace
+# Boxes run as this user (uid/gid 65532, ONLYBOXES_DOCKER_USER's default): a uid of its own,
+# not 1000, which on the host is usually a person's account and, without a user namespace, the same
+# uid. /workspace is replaced by a tmpfs at run time. Keep in sync with scripts/build-test-image.sh.
+RUN groupadd --gid 65532 sandbox \
+    && useradd -K UID_MAX=65533 --uid 65532 --gid 65532 --home-dir /workspace --no-create-home \
+        --shell /bin/bash sandbox \
+    && mkdir -p /workspace && chown 65532:65532 /workspace
 
+# The version scripts/build-test-image.sh and the worker check (2: the box user became 65532).
+LABEL onlyboxes.work-image-version="2"
 ENV LANG=C.UTF-8
 USER sandbox
 WORKDIR /workspace

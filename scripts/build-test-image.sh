@@ -3,7 +3,9 @@
 # Builds the default work image onlyboxes/work:bookworm without any container registry: a Debian
 # bookworm root file system from Debian's mirror (debootstrap) with the same packages and user as
 # docker/default-work-image.dockerfile, imported with `docker import`. Skipped when the tag exists
-# (delete it with `docker rmi onlyboxes/work:bookworm` to rebuild).
+# with the current version label (onlyboxes.work-image-version); an older build under the tag is
+# rebuilt and then removed (delete the tag with `docker rmi onlyboxes/work:bookworm` to force a
+# rebuild).
 #
 # Environment:
 #   OBX_WORK_IMAGE    tag to build (default onlyboxes/work:bookworm)
@@ -14,15 +16,26 @@ image="${OBX_WORK_IMAGE:-onlyboxes/work:bookworm}"
 mirror="${OBX_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # Keep in sync with docker/default-work-image.dockerfile.
 packages=python3,python3-pip,python3-venv,git,curl,jq,ripgrep,file,sqlite3,zip,unzip,procps,ca-certificates
+# The box user's uid and gid, and the image version (2: the box user became 65532); the worker warns
+# about an image with another version.
+box_uid=65532
+version=2
 
 sudo=""
 if ((EUID != 0)); then
     sudo="sudo"
 fi
 
+old_id=""
 if docker image inspect "$image" >/dev/null 2>&1; then
-    echo "build-test-image: $image already exists; reusing it"
-    exit 0
+    have="$(docker image inspect -f '{{index .Config.Labels "onlyboxes.work-image-version"}}' "$image" 2>/dev/null || true)"
+    if [[ "$have" == "$version" ]]; then
+        echo "build-test-image: $image already exists (version $version); reusing it"
+        exit 0
+    fi
+    old_id="$(docker image inspect -f '{{.Id}}' "$image")"
+    have="${have/<no value>/}"
+    echo "build-test-image: $image is an older build (version ${have:-1}, want $version: the box user is now uid $box_uid); rebuilding it"
 fi
 
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -47,11 +60,11 @@ $sudo debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$m
 }
 
 # The unprivileged user boxes run as, and the workspace they start in.
-$sudo chroot "$rootfs" groupadd --gid 1000 sandbox
-$sudo chroot "$rootfs" useradd --uid 1000 --gid 1000 --home-dir /workspace --no-create-home \
-    --shell /bin/bash sandbox
+$sudo chroot "$rootfs" groupadd --gid "$box_uid" sandbox
+$sudo chroot "$rootfs" useradd -K UID_MAX=65533 --uid "$box_uid" --gid "$box_uid" --home-dir /workspace \
+    --no-create-home --shell /bin/bash sandbox
 $sudo mkdir -p "$rootfs/workspace"
-$sudo chown 1000:1000 "$rootfs/workspace"
+$sudo chown "$box_uid:$box_uid" "$rootfs/workspace"
 # Smaller image: package lists and caches are not needed at run time.
 $sudo chroot "$rootfs" apt-get clean
 $sudo rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/tmp/* \
@@ -64,6 +77,12 @@ $sudo tar -C "$rootfs" --numeric-owner -c . | docker import \
     --change 'USER sandbox' \
     --change 'WORKDIR /workspace' \
     --change 'CMD ["/bin/bash"]' \
+    --change "LABEL onlyboxes.work-image-version=$version" \
     --message 'onlyboxes work image (debootstrap bookworm, scripts/build-test-image.sh)' \
     - "$image" >/dev/null
 echo "build-test-image: built $image in $((SECONDS - t0)) s"
+if [[ -n "$old_id" ]]; then
+    # The tag moved to the new image; the old one goes unless a container still uses it.
+    docker image rm "$old_id" >/dev/null 2>&1 ||
+        echo "build-test-image: the older build ($old_id) is still in use; remove it later with docker image rm"
+fi

@@ -15,8 +15,13 @@ declare -A need=(
     [libwebsockets-dev]=/usr/include/libwebsockets.h
     [libsodium-dev]=/usr/include/sodium.h
     [libsqlite3-dev]=/usr/include/sqlite3.h
+    [libseccomp-dev]=/usr/include/seccomp.h
     [bubblewrap]=/usr/bin/bwrap
     [python3]=/usr/bin/python3
+    # Workloads the bubblewrap tests run in a box under its seccomp filter.
+    [python3-numpy]=/usr/lib/python3/dist-packages/numpy
+    [python3-pip]=/usr/lib/python3/dist-packages/pip
+    [git]=/usr/bin/git
     [clang-format-14]=/usr/bin/clang-format-14
     [curl]=/usr/bin/curl
     [openssl]=/usr/bin/openssl

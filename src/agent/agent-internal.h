@@ -33,6 +33,10 @@
 /* Tiny stderr logger: "onlyboxes-agent: <message>\n". */
 void agent_log(const char *fmt, ...) OBX_PRINTF(1, 2);
 
+/* agent-exec-as.c: `--exec-as UID GID PROGRAM [ARG...]`; does not return on success, else the
+ * exit status. */
+int agent_exec_as_main(int argc, char **argv);
+
 struct agent_limits {
     uint64_t memory_bytes, nproc, fsize_bytes, cpu_sec, nofile; /* 0 = leave unset */
 };

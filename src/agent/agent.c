@@ -380,7 +380,9 @@ static void usage(void)
 {
     fprintf(stderr, "usage: onlyboxes-agent [--workspace DIR] [--state-dir DIR] [--memory BYTES] "
                     "[--nproc N]\n"
-                    "                       [--fsize BYTES] [--nofile N] [--cpu SEC]\n");
+                    "                       [--fsize BYTES] [--nofile N] [--cpu SEC]\n"
+                    "       onlyboxes-agent --exec-as UID GID PROGRAM [ARG...]   (root only: run "
+                    "PROGRAM as UID:GID)\n");
 }
 
 static int parse_args(int argc, char **argv, struct agent_config *cfg, const char **workspace)
@@ -478,6 +480,9 @@ int main(int argc, char **argv)
     for (int fd = 0; fd < 3; fd++)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
             return 1;
+    /* The bubblewrap runtime's step from a root worker to a box's host uid, not a box. */
+    if (argc > 1 && obx_streq(argv[1], "--exec-as"))
+        return agent_exec_as_main(argc, argv);
     a.cfg.state_dir = obx_xstrdup(AGENT_DEFAULT_STATE_DIR);
     if (agent_connect_from_args(&argc, argv) < 0) /* docker's direct path */
         return 1;

@@ -44,7 +44,6 @@ int obx_cmd_doctor(int argc, char **argv)
         printf("agent:      ERROR %s\n", err.message);
         ok = 0;
     }
-    free(agent);
 
     /* Each runtime on its own, then the one the worker would use and why. */
     err = (struct obx_error)OBX_ERROR_INIT;
@@ -60,7 +59,7 @@ int obx_cmd_doctor(int argc, char **argv)
     }
     char why[1200] = "";
     err = (struct obx_error)OBX_ERROR_INIT;
-    if (obx_worker_pick_runtime(OBX_RUNTIME_BUBBLEWRAP, &rt, why, sizeof(why), &err) == 0) {
+    if (obx_worker_pick_runtime(OBX_RUNTIME_BUBBLEWRAP, agent, &rt, why, sizeof(why), &err) == 0) {
         char desc[768];
         rt->describe(rt, desc, sizeof(desc));
         printf("bubblewrap: ok: %s\n", desc);
@@ -69,13 +68,14 @@ int obx_cmd_doctor(int argc, char **argv)
         printf("bubblewrap: unavailable: %s\n", err.message);
     }
     err = (struct obx_error)OBX_ERROR_INIT;
-    if (obx_worker_pick_runtime(cfg.runtime, &rt, why, sizeof(why), &err) == 0) {
+    if (obx_worker_pick_runtime(cfg.runtime, agent, &rt, why, sizeof(why), &err) == 0) {
         printf("runtime:    %s -> %s\n", why, rt->name);
         rt->free(rt);
     } else {
         printf("runtime:    ERROR %s\n", err.message);
         ok = 0;
     }
+    free(agent);
     printf("%s\n", ok ? "ready: `onlyboxes mcp --stdio` will run code in sandboxes"
                       : "not ready: fix the errors above");
     return ok ? 0 : 1;

@@ -283,7 +283,7 @@ void obx_docker_client_done(struct obx_docker_client *c)
 }
 
 int obx_docker_image_exists(struct obx_docker_client *c, const char *image, int timeout_ms,
-                            struct obx_error *err)
+                            json_t **ret_info, struct obx_error *err)
 {
     _cleanup_free_ char *path = obx_xasprintf("/images/%s/json", image);
     long status = 0;
@@ -292,8 +292,11 @@ int obx_docker_image_exists(struct obx_docker_client *c, const char *image, int 
                             timeout_ms > 0 ? timeout_ms : OBX_DOCKER_TIMEOUT_MS, &status, &j, err);
     if (r < 0)
         return r;
-    if (status == 200)
+    if (status == 200) {
+        if (ret_info)
+            *ret_info = TAKE_PTR(j);
         return 1;
+    }
     if (status == 404)
         return 0;
     return obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,

@@ -32,7 +32,7 @@ static const struct option_row {
     {"WORKER_TERMINAL_EXEC_DOCKER_IMAGE", OPT_STR,
      offsetof(struct obx_docker_config, terminal_image), 0, 0, "image for terminal sessions"},
     {"ONLYBOXES_DOCKER_USER", OPT_STR, offsetof(struct obx_docker_config, user), 0, 0,
-     "uid:gid commands run as; empty: the image's user"},
+     "UID:GID (or UID, then GID = UID) commands run as; empty: the image's user"},
     {"ONLYBOXES_DOCKER_NETWORK", OPT_STR, offsetof(struct obx_docker_config, network), 0, 0,
      "network mode of boxes without network access (none)"},
     {"ONLYBOXES_DOCKER_MEMORY_MB", OPT_MB, offsetof(struct obx_docker_config, memory_bytes), 0,
@@ -72,6 +72,26 @@ static int parse_cpus(const char *s, int64_t max, uint32_t *ret)
     return 0;
 }
 
+/* "UID" or "UID:GID", numbers only: Docker would look a name up in the image, and the workspace
+ * tmpfs needs the numbers. */
+static int parse_user(const char *s, uint32_t *uid, uint32_t *gid)
+{
+    char a[16];
+    const char *colon = strchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : strlen(s);
+    int64_t u, g;
+    if (n == 0 || n >= sizeof(a))
+        return -EINVAL;
+    memcpy(a, s, n);
+    a[n] = '\0';
+    if (obx_parse_int64(a, 0, INT32_MAX, &u) < 0 ||
+        (colon && obx_parse_int64(colon + 1, 0, INT32_MAX, &g) < 0))
+        return -EINVAL;
+    *uid = (uint32_t)u;
+    *gid = colon ? (uint32_t)g : (uint32_t)u;
+    return 0;
+}
+
 int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *err)
 {
     *cfg = (struct obx_docker_config){
@@ -79,6 +99,8 @@ int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *
         .python_image = OBX_DOCKER_DEFAULT_IMAGE,
         .terminal_image = OBX_DOCKER_DEFAULT_IMAGE,
         .user = OBX_DOCKER_DEFAULT_USER,
+        .uid = OBX_DOCKER_DEFAULT_UID,
+        .gid = OBX_DOCKER_DEFAULT_UID,
         .network = OBX_DOCKER_DEFAULT_NETWORK,
         .memory_bytes = OBX_DOCKER_DEFAULT_MEMORY_BYTES,
         .cpu_millis = OBX_DOCKER_DEFAULT_CPU_MILLIS,
@@ -134,5 +156,11 @@ int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *
                                  o->env, s, (long long)o->min, (long long)o->max, o->help);
         }
     }
+    if (!obx_str_empty(cfg->user) && parse_user(cfg->user, &cfg->uid, &cfg->gid) < 0)
+        return obx_error_set(
+            err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+            "ONLYBOXES_DOCKER_USER=%s is invalid: expected UID:GID or UID, numbers "
+            "from 0 to %d (or empty for the image's user)",
+            cfg->user, INT32_MAX);
     return 0;
 }

@@ -52,10 +52,11 @@ const char *obx_docker_message(const json_t *body);
 /* URL-encodes s for a query string. Caller frees. */
 char *obx_docker_escape(const char *s);
 
-/* 1 when the daemon has the image, 0 when not, negative errno (err set) on failure. timeout_ms 0:
- * the ordinary limit. */
+/* 1 when the daemon has the image (with its inspect JSON in *ret_info when that is not NULL; the
+ * caller frees it), 0 when not, negative errno (err set) on failure. timeout_ms 0: the ordinary
+ * limit. */
 int obx_docker_image_exists(struct obx_docker_client *c, const char *image, int timeout_ms,
-                            struct obx_error *err);
+                            json_t **ret_info, struct obx_error *err);
 
 /* 0 when the daemon can pull image (it asked the registry for the manifest), else a negative
  * errno with err saying why (no such image, registry unreachable, timeout). */

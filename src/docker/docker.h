@@ -15,7 +15,16 @@
 
 #define OBX_DOCKER_DEFAULT_HOST "unix:///var/run/docker.sock"
 #define OBX_DOCKER_DEFAULT_IMAGE "onlyboxes/work:bookworm"
-#define OBX_DOCKER_DEFAULT_USER "1000:1000"
+/* The work image's "sandbox" user: a uid of its own, far from the host's first human account
+ * (1000), which a box would otherwise share on the host (containers have no user namespace). In
+ * Debian's reserved range 65000-65533 and systemd's unused 65520-65533, like distroless' nonroot.
+ */
+#define OBX_DOCKER_DEFAULT_USER "65532:65532"
+#define OBX_DOCKER_DEFAULT_UID 65532u
+/* The work image's version label: scripts/build-test-image.sh rebuilds an image without it, and
+ * the runtime warns about one (2: the box user became 65532). */
+#define OBX_DOCKER_IMAGE_VERSION_LABEL "onlyboxes.work-image-version"
+#define OBX_DOCKER_IMAGE_VERSION "2"
 #define OBX_DOCKER_DEFAULT_NETWORK "none"
 #define OBX_DOCKER_DEFAULT_MEMORY_BYTES (256ull * 1024 * 1024) /* cgroup limit, incl. tmpfs */
 #define OBX_DOCKER_DEFAULT_CPU_MILLIS 1000u
@@ -39,6 +48,8 @@ struct obx_docker_config {
     const char *python_image;   /* one-shot boxes (spec without session and image) */
     const char *terminal_image; /* session boxes */
     const char *user;           /* "uid:gid" commands run as; "" = the image's user */
+    uint32_t uid, gid;          /* user as numbers (OBX_DOCKER_DEFAULT_UID for ""): /workspace's
+                                   owner */
     const char *network;        /* network mode for boxes whose spec asks for none: "none" */
     uint64_t memory_bytes;      /* cgroup memory limit (swap included); 0 = none */
     uint32_t cpu_millis;        /* CPU quota in 1/1000 CPUs; 0 = none */

@@ -9,6 +9,7 @@
 #include "runtime-internal.h"
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
 
 #define PULL_FAILURE_MEMORY_MS 10000 /* a failed pull is not retried for this long */
@@ -40,7 +41,7 @@ static void listener_remove(struct docker_runtime *d, struct pull_listener *me)
 int obx_docker_ensure_image(struct docker_runtime *d, const char *image,
                             const struct obx_box_spec *spec, struct obx_error *err)
 {
-    int r = obx_docker_image_exists(&d->c, image, 0, err);
+    int r = obx_docker_image_exists(&d->c, image, 0, NULL, err);
     if (r != 0)
         return r < 0 ? r : 0;
     if (!d->cfg.pull)
@@ -63,7 +64,7 @@ int obx_docker_ensure_image(struct docker_runtime *d, const char *image,
         pthread_mutex_unlock(&d->log_lock);
     }
     pthread_mutex_lock(&d->pull_lock);
-    r = obx_docker_image_exists(&d->c, image, 0, err); /* another thread may have pulled it */
+    r = obx_docker_image_exists(&d->c, image, 0, NULL, err); /* another thread may have pulled it */
     if (r == 0 && obx_streq(d->failed_image, image) && obx_now_ms() < d->failed_until)
         r = obx_error_set(err, ENOENT, OBX_ERR_RUNTIME_UNAVAILABLE, "%s", d->failed_message);
     else if (r == 0) {
@@ -80,17 +81,36 @@ int obx_docker_ensure_image(struct docker_runtime *d, const char *image,
     return r < 0 ? r : 0;
 }
 
+/* The default work image from before its box user became 65532 (no version label, or an older
+ * one) still works, but its user has no name for that uid: say how to rebuild it. */
+static void warn_if_outdated(const char *image, json_t *info)
+{
+    if (!obx_streq(image, OBX_DOCKER_DEFAULT_IMAGE))
+        return;
+    json_t *labels = json_object_get(json_object_get(info, "Config"), "Labels");
+    const char *v = json_string_value(json_object_get(labels, OBX_DOCKER_IMAGE_VERSION_LABEL));
+    if (v && obx_streq(v, OBX_DOCKER_IMAGE_VERSION))
+        return;
+    obx_warn("docker: image %s is an older build (label %s is %s, not %s): its box user is not "
+             "%u; rebuild it with scripts/build-test-image.sh, or docker build -t %s -f "
+             "docker/default-work-image.dockerfile docker/",
+             image, OBX_DOCKER_IMAGE_VERSION_LABEL, v ? v : "missing", OBX_DOCKER_IMAGE_VERSION,
+             OBX_DOCKER_DEFAULT_UID, image);
+}
+
 /* Checks image for runtime_new: there, or allowed (and, for auto, able) to be pulled. Appends
  * what it found to d->status. */
 int obx_docker_check_image(struct docker_runtime *d, const char *image, struct obx_error *err)
 {
     int tmo = d->cfg.probe_timeout_ms;
-    int r = obx_docker_image_exists(&d->c, image, tmo, err);
+    _cleanup_json_ json_t *info = NULL;
+    int r = obx_docker_image_exists(&d->c, image, tmo, &info, err);
     size_t n = strlen(d->status);
     if (r < 0)
         return r;
     if (r == 1) {
         snprintf(d->status + n, sizeof(d->status) - n, ", image %s present", image);
+        warn_if_outdated(image, info);
         return 0;
     }
     if (!d->cfg.pull)

@@ -223,8 +223,10 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
     const struct obx_docker_config *cfg = &d->cfg;
     json_t *body = json_object();
     set_str(body, "Image", image);
+    char user[32];
+    snprintf(user, sizeof(user), "%u:%u", cfg->uid, cfg->gid);
     if (!obx_str_empty(cfg->user))
-        set_str(body, "User", cfg->user);
+        set_str(body, "User", user);
     set_str(body, "Hostname", "onlyboxes");
     set_str(body, "WorkingDir", OBX_BOX_WORKSPACE);
     json_object_set_new(body, "Env",
@@ -294,15 +296,12 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
     json_object_set_new(hc, "ReadonlyRootfs", json_boolean(cfg->read_only_root));
     /* The workspace is a tmpfs owned by the box user: writable, sized, gone with the box. "exec":
      * Docker's tmpfs default is noexec, and people run scripts and venvs from both. */
-    uid_t uid = 1000, gid = 1000;
-    if (!obx_str_empty(cfg->user))
-        (void)sscanf(cfg->user, "%u:%u", &uid, &gid);
     uint64_t ws = spec->workspace_bytes ? spec->workspace_bytes : cfg->workspace_bytes;
     _cleanup_free_ char *tmp_opts = obx_xasprintf("rw,exec,nosuid,nodev,size=%llu,mode=1777",
                                                   (unsigned long long)cfg->tmp_bytes);
     _cleanup_free_ char *ws_opts =
         obx_xasprintf("rw,exec,nosuid,nodev,size=%llu,uid=%u,gid=%u,mode=0755",
-                      (unsigned long long)ws, (unsigned)uid, (unsigned)gid);
+                      (unsigned long long)ws, cfg->uid, cfg->gid);
     json_object_set_new(hc, "Tmpfs",
                         json_pack("{s:s, s:s}", "/tmp", tmp_opts, OBX_BOX_WORKSPACE, ws_opts));
     if (cfg->memory_bytes) {
@@ -680,13 +679,15 @@ static void docker_describe(struct obx_runtime *rt, char *buf, size_t size)
         snprintf(mem, sizeof(mem), "%llu MiB", (unsigned long long)(d->cfg.memory_bytes >> 20));
     if (d->cfg.cpu_millis)
         snprintf(cpu, sizeof(cpu), "%u.%03u", d->cfg.cpu_millis / 1000, d->cfg.cpu_millis % 1000);
+    char user[32] = "(image's)";
+    if (!obx_str_empty(d->user))
+        snprintf(user, sizeof(user), "%u:%u", d->cfg.uid, d->cfg.gid);
     snprintf(buf, size,
              "docker %s (API %s) at %s; images %s (python), %s (terminal); data path %s; user "
              "%s, network %s, memory %s, cpus %s, pids %u%s%s%s",
              d->c.server_version, d->c.api_version, d->c.endpoint, d->python_image,
-             d->terminal_image, d->sock_dir ? "direct socket" : "attach stream",
-             obx_str_empty(d->user) ? "(image's)" : d->user, d->network, mem, cpu, d->cfg.pids,
-             d->cfg.read_only_root ? "" : "; root WRITABLE",
+             d->terminal_image, d->sock_dir ? "direct socket" : "attach stream", user, d->network,
+             mem, cpu, d->cfg.pids, d->cfg.read_only_root ? "" : "; root WRITABLE",
              d->cfg.drop_caps ? "" : "; capabilities KEPT",
              d->cfg.no_new_privs ? "" : "; new privileges ALLOWED");
 }

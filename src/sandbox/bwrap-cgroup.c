@@ -1,19 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A pids cgroup per box, where the worker may create one. The agent's RLIMIT_NPROC is counted per
- * user, and the kernel exempts the host's root user from it: when the worker runs as root, the
- * box's uid 1000 is host uid 0 and a fork bomb would run until the host's pid table is full. A
- * cgroup's pids.max holds for every user. The box's PID 1 is moved into <worker's pids
- * cgroup>/onlyboxes/<box-id> right after bwrap reports it, before the worker sends it anything, so
- * every process the box ever starts is inside (the agent forks only on requests). cgroup v1 (a
- * "pids" hierarchy) and v2 (with the pids controller available) are both handled; without either,
- * or without permission, boxes run with the rlimits alone. A memory cgroup per box, where one can
- * be made, holds the box as a whole (its tmpfs /tmp included) to the memory limit that RLIMIT_AS
- * applies per process: under v1 in the "memory" hierarchy, under v2 in the same directory. Under
- * v2 the worker's own cgroup usually holds processes (ours) and so cannot give children
- * controllers; a root worker then uses <hierarchy root>/onlyboxes. Before any is used, a child
- * process is moved into a probe cgroup below it, as each box will be. Called from any thread; the
- * only state is the directories set once at start-up.
+ * host user: the boxes of an ordinary user's worker share one count with each other and with that
+ * user's own processes (a root worker's boxes each have a host uid of their own), and the kernel
+ * exempts root from it. A cgroup's pids.max holds per box, for every user. The box's PID 1 is moved
+ * into <worker's pids cgroup>/onlyboxes/<box-id> right after bwrap reports it, before the worker
+ * sends it anything, so every process the box ever starts is inside (the agent forks only on
+ * requests). cgroup v1 (a "pids" hierarchy) and v2 (with the pids controller available) are both
+ * handled; without either, or without permission, boxes run with the rlimits alone. A memory cgroup
+ * per box, where one can be made, holds the box as a whole (its tmpfs /tmp included) to the memory
+ * limit that RLIMIT_AS applies per process: under v1 in the "memory" hierarchy, under v2 in the
+ * same directory. Under v2 the worker's own cgroup usually holds processes (ours) and so cannot
+ * give children controllers; a root worker then uses <hierarchy root>/onlyboxes. Before any is
+ * used, a child process is moved into a probe cgroup below it, as each box will be. Called from any
+ * thread; the only state is the directories set once at start-up.
  */
 #include "bwrap-internal.h"
 
@@ -230,8 +230,9 @@ void obx_bwrap_cgroup_init(struct obx_bwrap_runtime *b)
                   v2 ? 2 : 1);
         return;
     }
-    /* Only root loses its process limit without one; anyone else keeps RLIMIT_NPROC. */
-    if (geteuid() == 0)
+    /* Only boxes running as root would lose their process limit without one; boxes of a root
+     * worker run as host uids of their own, and everyone keeps RLIMIT_NPROC. */
+    if (geteuid() == 0 && !b->host_uid_count)
         obx_warn("sandbox: no pids cgroup for the boxes (%s); running as root, a box's process "
                  "limit then does not hold (the kernel exempts root from RLIMIT_NPROC)",
                  strerror(-r));

@@ -2,7 +2,7 @@
 /*
  * On-disk state of the bubblewrap runtime. The state directory (0700, ours) holds boxes/<box-id>/
  * per box: workspace/ (the box's /workspace where bwrap cannot size a tmpfs for it, before 0.8),
- * the box's generated /etc/passwd and /etc/group, an `owner` record (worker pid and start time,
+ * an `owner` record (worker pid and start time,
  * worker id, session) written before the box starts and a `pids` record (bwrap and the box's
  * PID 1, with start times) written right after. A later
  * worker uses them to tell boxes of a live owner from leftovers of a dead one, and to be sure a
@@ -22,14 +22,16 @@
 #include "common/log.h"
 #include "common/random.h"
 
-/* The box's /etc/passwd and /etc/group: the sandbox user plus the names tools expect. Only uid
- * 1000 is mapped in the box; everything else shows up as the overflow id 65534. */
-static const char box_passwd[] = "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-                                 "sandbox:x:1000:1000:sandbox:/workspace:/bin/sh\n"
-                                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
-static const char box_group[] = "root:x:0:\n"
-                                "sandbox:x:1000:\n"
-                                "nogroup:x:65534:\n";
+/* The box's /etc/passwd and /etc/group, handed to bwrap as data: the sandbox user (uid
+ * OBX_SANDBOX_UID) plus the names tools expect. Only the sandbox user is mapped in the box;
+ * everything else shows up as the overflow id 65534. */
+const char obx_bwrap_box_passwd[] = "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                                    "sandbox:x:65532:65532:sandbox:/workspace:/bin/sh\n"
+                                    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const char obx_bwrap_box_group[] = "root:x:0:\n"
+                                   "sandbox:x:65532:\n"
+                                   "nogroup:x:65534:\n";
+_Static_assert(OBX_SANDBOX_UID == 65532, "the box's passwd and group name uid 65532");
 
 static void closedirp(DIR **d)
 {
@@ -237,9 +239,7 @@ int obx_bwrap_box_create(struct obx_bwrap_runtime *b, const struct obx_box_spec 
 {
     int r;
     if ((r = box_path(box->dir, b->boxes_dir, id, NULL)) < 0 ||
-        (r = box_path(box->workspace, b->boxes_dir, id, "workspace")) < 0 ||
-        (r = box_path(box->passwd, b->boxes_dir, id, "passwd")) < 0 ||
-        (r = box_path(box->group, b->boxes_dir, id, "group")) < 0)
+        (r = box_path(box->workspace, b->boxes_dir, id, "workspace")) < 0)
         return obx_error_set(err, r, OBX_ERR_INTERNAL, "box path too long");
 
     if (mkdirat(b->boxes_fd, id, 0700) < 0)
@@ -268,9 +268,6 @@ int obx_bwrap_box_create(struct obx_bwrap_runtime *b, const struct obx_box_spec 
         r = -errno;
         goto fail;
     }
-    if ((r = write_file_at(dfd, "passwd", box_passwd, sizeof(box_passwd) - 1, 0644)) < 0 ||
-        (r = write_file_at(dfd, "group", box_group, sizeof(box_group) - 1, 0644)) < 0)
-        goto fail;
     return 0;
 
 fail:

@@ -5,7 +5,8 @@
  * Boxes are started with posix_spawn (no code runs between fork and exec, so it is safe from a
  * multi-threaded worker) in their own process group. start/stop run on the caller's thread; the
  * runtime object is read-only after obx_sandbox_runtime_new(), so calls may come from any thread.
- * The on-disk side (state directory, box directories, stale cleanup) is in bwrap-state.c.
+ * The on-disk side (state directory, box directories, stale cleanup) is in bwrap-state.c, the
+ * host uids of a root worker's boxes in bwrap-uid.c, the seccomp filter in bwrap-seccomp.c.
  */
 #include "bwrap-internal.h"
 
@@ -30,6 +31,7 @@
 #define MIN_VERSION 400         /* 0.4.0: --as-pid-1, --cap-drop, --info-fd, --unshare-cgroup-try */
 #define SIZE_VERSION 800        /* 0.8.0: --size for tmpfs, --disable-userns */
 #define CLEARENV_VERSION 500
+#define PERMS_VERSION 500 /* 0.5.0: --perms */
 
 #define INSTALL_HINT                                                                        \
     "install it with: sudo apt-get install bubblewrap (Debian/Ubuntu) or sudo dnf install " \
@@ -39,11 +41,10 @@
  * recreated as symlinks; elsewhere they are bound read-only. */
 static const char *const sys_dirs[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
 
-/* Not the whole /etc. When the worker runs as host root, the box's uid 1000 is host uid 0 (the
- * user namespace maps the sandbox user onto the uid that started bwrap); without capabilities it
- * cannot override permissions, but it owns every root-owned file, so /etc/shadow, /etc/ssl/private
- * or a root-only config holding a password would be readable. Only what programs need to run is
- * shown, read-only, and only where the host has it. */
+/* Not the whole /etc: the user namespace maps the box's user onto the uid that runs bwrap (the
+ * worker's, or a root worker's host uid for the box), and whatever that uid may read on the host
+ * a box could read. Only what programs need to run is shown, read-only, and only where the host
+ * has it. */
 static const char *const etc_entries[] = {
     "ld.so.cache", "ld.so.conf",      "ld.so.conf.d",    "alternatives",
     "ssl/certs",   "ssl/openssl.cnf", "ca-certificates", "ca-certificates.conf",
@@ -56,9 +57,8 @@ static const char *const etc_entries[] = {
 
 /* Bound read-only over the box's /proc, as Docker does. bwrap covers /proc/sys only when the
  * directory looks writable to it, which (mode 0555) it never does, while the sysctl files in it
- * are 0644 root: when the worker runs as root the box's user is the host's uid 0, and without this
- * it could set the host's kernel settings (kernel.core_pattern names a program the kernel runs as
- * root on the host). */
+ * are 0644 root: were a box's user ever the host's uid 0, it could otherwise set the host's kernel
+ * settings (kernel.core_pattern names a program the kernel runs as root on the host). */
 static const char *const proc_ro[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
                                       "/proc/fs"};
 
@@ -68,16 +68,16 @@ struct argv_buf {
     bool overflow;
 };
 
-/* Numbers formatted for one box's argument list; lives as long as the argv. */
+/* Numbers formatted for one box's argument list, and how it is run; lives as long as the argv. */
 struct box_nums {
     char uid[16], memory[24], nproc[16], fsize[24], nofile[16], cpu[16], tmp[24], shm[24], ws[24];
+    char host_uid[16]; /* "": bwrap runs as the worker's uid; else the agent's --exec-as first */
+    bool agent_copy;   /* the agent is handed over as data (its path is not public) */
 };
 
-/* What posix_spawn wires up: -1 gives /dev/null for in/out, the caller's stderr for err, and
- * nothing for info (fd 3). */
-struct spawn_fds {
-    int in, out, err, info;
-};
+/* Decimal names of the fds a box's bwrap gets. */
+static const char *const fd_names[] = {"0", "1", "2", "3", "4", "5", "6", "7"};
+_Static_assert(OBX_ARRAY_SIZE(fd_names) == OBX_BWRAP_SPAWN_FDS, "a name for every fd");
 
 static struct obx_bwrap_runtime *to_bwrap(struct obx_runtime *rt)
 {
@@ -100,125 +100,6 @@ static void arg3(struct argv_buf *a, const char *x, const char *y, const char *z
     arg(a, y);
     if (z)
         arg(a, z);
-}
-
-static int spawn_process(const char *path, const char *const argv[], const struct spawn_fds *fds,
-                         pid_t *ret)
-{
-    int src[4] = {fds->in, fds->out, fds->err, fds->info};
-    int lifted[4] = {-1, -1, -1, -1};
-    int r = 0;
-    /* dup2 onto 0..3 happens in order: a source that is itself one of 0..3 could be overwritten
-     * by an earlier action, so such sources are moved above 3 first. */
-    for (int i = 0; i < 4; i++) {
-        if (src[i] >= 0 && src[i] < 4) {
-            lifted[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 4);
-            if (lifted[i] < 0) {
-                r = -errno;
-                goto out_close;
-            }
-            src[i] = lifted[i];
-        }
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    for (int i = 0; i < 4; i++) {
-        if (src[i] >= 0)
-            posix_spawn_file_actions_adddup2(&fa, src[i], i);
-        else if (i < 2)
-            posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
-    }
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
-    /* Every fd of ours is O_CLOEXEC; this also covers a library that forgot. */
-    posix_spawn_file_actions_addclosefrom_np(&fa, src[3] >= 0 ? 4 : 3);
-#endif
-    /* Own process group: a Ctrl-C in the worker's terminal must not reach the boxes, the worker
-     * stops them itself. Signal mask and dispositions are reset, as the calling thread may block
-     * or ignore signals (SIGPIPE) that the box's processes must see normally. */
-    sigset_t empty, deflt;
-    sigemptyset(&empty);
-    sigemptyset(&deflt);
-    static const int defaults[] = {SIGPIPE, SIGINT,  SIGQUIT, SIGTERM, SIGHUP,
-                                   SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGXFSZ};
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(defaults); i++)
-        sigaddset(&deflt, defaults[i]);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setsigdefault(&attr, &deflt);
-    /* bwrap itself needs no environment, and the worker's may hold secrets. */
-    char *const envp[] = {NULL};
-    pid_t pid;
-    int e = posix_spawn(&pid, path, &fa, &attr, (char *const *)argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (e)
-        r = -e;
-    else
-        *ret = pid;
-out_close:
-    for (int i = 0; i < 4; i++)
-        if (lifted[i] >= 0)
-            close(lifted[i]);
-    return r;
-}
-
-static void kill_and_reap(pid_t pid)
-{
-    kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-}
-
-/* Runs argv with stdout and stderr captured into out (truncated to size), up to timeout_ms.
- * Returns 0 with the wait status in *status, or a negative errno. */
-static int run_capture(const char *path, const char *const argv[], char *out, size_t size,
-                       int timeout_ms, int *status)
-{
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -errno;
-    _cleanup_close_ int rd = p[0];
-    pid_t pid;
-    struct spawn_fds fds = {.in = -1, .out = p[1], .err = p[1], .info = -1};
-    int r = spawn_process(path, argv, &fds, &pid);
-    close(p[1]);
-    if (r < 0)
-        return r;
-    size_t len = 0;
-    uint64_t deadline = obx_now_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        uint64_t now = obx_now_ms();
-        if (now >= deadline) {
-            kill_and_reap(pid);
-            return -ETIMEDOUT;
-        }
-        struct pollfd pfd = {.fd = rd, .events = POLLIN};
-        int n = poll(&pfd, 1, (int)(deadline - now));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            continue;
-        char buf[512];
-        ssize_t got = read(rd, buf, sizeof(buf));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        size_t take = OBX_MIN((size_t)got, size - 1 - len);
-        memcpy(out + len, buf, take);
-        len += take;
-    }
-    out[len] = '\0';
-    while (waitpid(pid, status, 0) < 0) {
-        if (errno != EINTR)
-            return -errno;
-    }
-    return 0;
 }
 
 static int find_bwrap(const char *configured, char **ret, struct obx_error *err)
@@ -256,7 +137,10 @@ static int read_version(struct obx_bwrap_runtime *b, struct obx_error *err)
 {
     const char *argv[] = {b->bwrap_path, "--version", NULL};
     char out[256];
-    int status, r = run_capture(b->bwrap_path, argv, out, sizeof(out), PROBE_TIMEOUT_MS, &status);
+    struct obx_bwrap_spawn sp;
+    obx_bwrap_spawn_init(&sp);
+    int status, r = obx_bwrap_run_capture(b->bwrap_path, argv, &sp, out, sizeof(out),
+                                          PROBE_TIMEOUT_MS, &status);
     unsigned major, minor, patch = 0;
     if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
         sscanf(out, "bubblewrap %u.%u.%u", &major, &minor, &patch) < 2)
@@ -341,6 +225,10 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
     char *uid = nums->uid;
     snprintf(nums->uid, sizeof(nums->uid), "%u", OBX_SANDBOX_UID);
 
+    if (nums->host_uid[0]) { /* the agent switches to the box's host uid and executes bwrap */
+        arg3(a, b->agent_path, "--exec-as", nums->host_uid);
+        arg(a, nums->host_uid); /* gid = uid */
+    }
     arg(a, b->bwrap_path);
     arg(a, "--unshare-user");
     arg(a, "--unshare-pid");
@@ -355,6 +243,7 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
     arg3(a, "--gid", uid, NULL);
     arg3(a, "--hostname", OBX_SANDBOX_HOSTNAME, NULL);
     arg3(a, "--cap-drop", "ALL", NULL);
+    arg3(a, "--seccomp", fd_names[OBX_BWRAP_FD_SECCOMP], NULL);
     arg(a, "--new-session"); /* setsid(): a box cannot push input into our terminal (TIOCSTI) */
     arg(a, "--as-pid-1");
     if (version >= CLEARENV_VERSION)
@@ -382,8 +271,12 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
         arg3(a, "--size", nums->tmp, NULL);
     arg3(a, "--tmpfs", "/tmp", NULL);
     if (box) {
-        arg3(a, "--ro-bind", box->passwd, "/etc/passwd");
-        arg3(a, "--ro-bind", box->group, "/etc/group");
+        if (version >= PERMS_VERSION)
+            arg3(a, "--perms", "0644", NULL);
+        arg3(a, "--ro-bind-data", fd_names[OBX_BWRAP_FD_PASSWD], "/etc/passwd");
+        if (version >= PERMS_VERSION)
+            arg3(a, "--perms", "0644", NULL);
+        arg3(a, "--ro-bind-data", fd_names[OBX_BWRAP_FD_GROUP], "/etc/group");
         /* /workspace: a tmpfs of its own size, so that a box cannot fill the host's disk (and,
          * with a memory cgroup, counted in the box's memory). A bubblewrap too old to size a
          * tmpfs gets a directory on the host instead, capped per file only. */
@@ -396,8 +289,13 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
         } else {
             arg3(a, "--bind", box->workspace, OBX_BOX_WORKSPACE);
         }
-        arg3(a, "--ro-bind", agent, OBX_BOX_AGENT_PATH);
-        arg3(a, "--info-fd", "3", NULL);
+        if (nums->agent_copy) { /* a copy on the box's root: its user cannot reach the file */
+            arg3(a, "--perms", "0555", NULL);
+            arg3(a, "--ro-bind-data", fd_names[OBX_BWRAP_FD_AGENT], OBX_BOX_AGENT_PATH);
+        } else {
+            arg3(a, "--ro-bind", agent, OBX_BOX_AGENT_PATH);
+        }
+        arg3(a, "--info-fd", fd_names[OBX_BWRAP_FD_INFO], NULL);
     }
     /* The box's root and /dev are tmpfs mounts bwrap built; nothing needs to write there, and
      * read-only they cannot be used to fill memory. /tmp, /dev/shm and /workspace stay writable. */
@@ -431,6 +329,23 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
     arg3(a, "--cpu", nums->cpu, NULL);
 }
 
+/* The agent, whose --exec-as step runs bwrap as a box's host uid under a root worker. */
+static int agent_init(struct obx_bwrap_runtime *b, const char *configured, struct obx_error *err)
+{
+    char real[PATH_MAX];
+    if (obx_str_empty(configured)) {
+        if (geteuid() != 0)
+            return 0; /* only a root worker switches users */
+        return obx_error_set(err, EINVAL, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "a root worker needs the agent to start boxes as another user");
+    }
+    if (!realpath(configured, real) || access(real, X_OK) < 0)
+        return obx_error_set(err, errno, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "agent %s is not an executable file: %s", configured, strerror(errno));
+    b->agent_path = obx_xstrdup(real);
+    return 0;
+}
+
 static int read_sysctl(const char *path)
 {
     char buf[32];
@@ -447,9 +362,9 @@ static int read_sysctl(const char *path)
 }
 
 /* Says which switch keeps user namespaces from working, or lists the candidates. */
-static void userns_hint(char *buf, size_t size)
+static void userns_hint(const struct obx_bwrap_runtime *b, char *buf, size_t size)
 {
-    bool root = geteuid() == 0;
+    bool root = geteuid() == 0 && !b->host_uid_count; /* bwrap runs as root */
     if (!root && read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == 0)
         snprintf(
             buf, size,
@@ -472,33 +387,88 @@ static void userns_hint(char *buf, size_t size)
             "no container or seccomp policy blocks them");
 }
 
-/* Runs a throw-away box that only starts /usr/bin/true: proves namespaces, mounts and the uid map
- * work here before any real box is started. */
+static void close_fds(struct obx_bwrap_spawn *sp)
+{
+    for (int i = 0; i < OBX_BWRAP_SPAWN_FDS; i++)
+        obx_closep(&sp->fd[i]);
+}
+
+/* What a run of bwrap needs besides its arguments: the host uid it runs as (root worker) in nums,
+ * and the files it reads in sp: the seccomp filter and, for a box (agent set), its passwd and
+ * group, and the agent itself where the box's host uid could not reach its path. */
+static int run_setup(const struct obx_bwrap_runtime *b, uid_t host_uid, const char *agent,
+                     struct box_nums *nums, struct obx_bwrap_spawn *sp)
+{
+    int r;
+    nums->host_uid[0] = '\0';
+    nums->agent_copy = false;
+    if (host_uid)
+        snprintf(nums->host_uid, sizeof(nums->host_uid), "%u", (unsigned)host_uid);
+    if ((r = obx_bwrap_data_fd("onlyboxes-seccomp", b->seccomp_bpf, b->seccomp_len,
+                               &sp->fd[OBX_BWRAP_FD_SECCOMP])) < 0)
+        return r;
+    if (!agent)
+        return 0;
+    if ((r = obx_bwrap_data_fd("onlyboxes-passwd", obx_bwrap_box_passwd,
+                               strlen(obx_bwrap_box_passwd), &sp->fd[OBX_BWRAP_FD_PASSWD])) < 0 ||
+        (r = obx_bwrap_data_fd("onlyboxes-group", obx_bwrap_box_group, strlen(obx_bwrap_box_group),
+                               &sp->fd[OBX_BWRAP_FD_GROUP])) < 0)
+        return r;
+    if (host_uid && !obx_bwrap_path_public(agent)) {
+        sp->fd[OBX_BWRAP_FD_AGENT] = open(agent, O_RDONLY | O_CLOEXEC);
+        if (sp->fd[OBX_BWRAP_FD_AGENT] < 0)
+            return -errno;
+        nums->agent_copy = true;
+    }
+    return 0;
+}
+
+/* Runs a throw-away box that only starts /usr/bin/true: proves namespaces, mounts and the uid map,
+ * the host uid switch and the seccomp filter work here before any real box is started. */
 static int probe(struct obx_bwrap_runtime *b, struct obx_error *err)
 {
     struct argv_buf a = {.n = 0};
     struct box_nums nums;
+    uid_t host_uid;
+    _cleanup_close_ int lock = -1;
+    int r = obx_bwrap_uid_acquire(b, &host_uid, &lock, err);
+    if (r < 0)
+        return r;
+    struct obx_bwrap_spawn sp;
+    obx_bwrap_spawn_init(&sp);
+    r = run_setup(b, host_uid, NULL, &nums, &sp);
+    if (r < 0) {
+        close_fds(&sp);
+        return obx_error_set(err, -r, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "cannot prepare the probe box: %s", strerror(-r));
+    }
     build_args(b, NULL, NULL, NULL, &nums, &a);
-    if (a.overflow)
+    if (a.overflow) {
+        close_fds(&sp);
         return obx_error_set(err, E2BIG, OBX_ERR_RUNTIME_UNAVAILABLE,
                              "too many bwrap arguments (more than %d)", OBX_BWRAP_MAX_ARGS);
+    }
     char out[1024];
     int status;
-    int r = run_capture(b->bwrap_path, a.v, out, sizeof(out), PROBE_TIMEOUT_MS, &status);
+    r = obx_bwrap_run_capture(a.v[0], a.v, &sp, out, sizeof(out), PROBE_TIMEOUT_MS, &status);
+    close_fds(&sp);
     if (r == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     out[strcspn(out, "\n")] = '\0';
     char hint[512];
-    userns_hint(hint, sizeof(hint));
+    userns_hint(b, hint, sizeof(hint));
     if (r == -ETIMEDOUT)
         snprintf(out, sizeof(out), "no answer within %d s", PROBE_TIMEOUT_MS / 1000);
     else if (r < 0)
         snprintf(out, sizeof(out), "%s", strerror(-r));
     else if (!out[0])
         snprintf(out, sizeof(out), "exit status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    char as[64] = ""; /* as whom it ran: the switches for ordinary users apply to a root worker */
+    if (host_uid)
+        snprintf(as, sizeof(as), " as host uid %u (ONLYBOXES_BWRAP_HOST_UIDS)", (unsigned)host_uid);
     return obx_error_set(err, EPERM, OBX_ERR_RUNTIME_UNAVAILABLE,
-                         "bubblewrap %s at %s cannot create a sandbox here (%s); %s", b->version,
-                         b->bwrap_path, out, hint);
+                         "bubblewrap %s at %s cannot create a sandbox here%s (%s); %s", b->version,
+                         b->bwrap_path, as, out, hint);
 }
 
 /* Reads bwrap's --info-fd JSON up to its closing brace and returns "child-pid": the host pid of
@@ -611,6 +581,7 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
 
     _cleanup_free_ struct obx_bwrap_box *box = obx_xcalloc(1, sizeof(*box));
     box->magic = OBX_BWRAP_BOX_MAGIC;
+    box->uid_lock = -1;
     char id[OBX_BWRAP_ID_LEN + 1];
     memcpy(id, OBX_BWRAP_BOX_PREFIX, strlen(OBX_BWRAP_BOX_PREFIX));
     obx_random_hex(id + strlen(OBX_BWRAP_BOX_PREFIX), OBX_BWRAP_ID_HEX_BYTES);
@@ -618,6 +589,7 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     if (!own)
         return obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
                              "the worker is stopping; no new box starts");
+    obx_debug("sandbox: starting box %s", id);
     int r = obx_bwrap_box_create(b, spec, id, box, err);
     if (r < 0) {
         own_end(b, id, false);
@@ -626,9 +598,20 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
 
     struct argv_buf a = {.n = 0};
     struct box_nums nums;
-    build_args(b, box, agent, spec, &nums, &a);
+    struct obx_bwrap_spawn sp;
+    obx_bwrap_spawn_init(&sp);
     int to[2] = {-1, -1}, from[2] = {-1, -1}, info[2] = {-1, -1};
     pid_t pid = 0, child = 0;
+    r = obx_bwrap_uid_acquire(b, &box->host_uid, &box->uid_lock, err);
+    if (r < 0)
+        goto fail;
+    r = run_setup(b, box->host_uid, agent, &nums, &sp);
+    if (r < 0) {
+        r = obx_error_set(err, -r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot prepare box %s: %s", id,
+                          strerror(-r));
+        goto fail;
+    }
+    build_args(b, box, agent, spec, &nums, &a);
     if (a.overflow) {
         r = obx_error_set(err, E2BIG, OBX_ERR_INTERNAL, "too many bwrap arguments (more than %d)",
                           OBX_BWRAP_MAX_ARGS);
@@ -642,11 +625,11 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     /* bwrap writes our info pipe before it lets its sandboxed child go on; if we are gone by
      * then, the write kills bwrap and leaves the child waiting forever. remove_own() therefore
      * waits for starts in progress (they are counted from own_begin() to own_end()). */
-    struct spawn_fds fds = {.in = to[0], .out = from[1], .err = -1, .info = info[1]};
-    r = spawn_process(b->bwrap_path, a.v, &fds, &pid);
-    close(TAKE_FD(to[0]));
-    close(TAKE_FD(from[1]));
-    close(TAKE_FD(info[1]));
+    sp.fd[0] = TAKE_FD(to[0]);
+    sp.fd[1] = TAKE_FD(from[1]);
+    sp.fd[OBX_BWRAP_FD_INFO] = TAKE_FD(info[1]);
+    r = obx_bwrap_spawn(a.v[0], a.v, &sp, &pid);
+    close_fds(&sp);
     if (r < 0) {
         r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot run %s: %s", b->bwrap_path,
                           strerror(-r));
@@ -655,7 +638,7 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     own_set_pids(b, own, pid, 0, 0);
     r = read_child_pid(info[0], &child);
     if (r < 0) {
-        kill_and_reap(pid);
+        obx_bwrap_kill_and_reap(pid);
         pid = 0;
         r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
                           "bubblewrap failed to start box %s (%s); its message is in the log", id,
@@ -669,7 +652,7 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
                                                    : OBX_SANDBOX_DEFAULT_MEMORY_BYTES);
     if (r < 0) {
         kill(child, SIGKILL);
-        kill_and_reap(pid);
+        obx_bwrap_kill_and_reap(pid);
         pid = 0;
         obx_bwrap_cgroup_remove(b, id);
         r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
@@ -689,9 +672,10 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     ret->from_agent = TAKE_FD(from[0]);
     snprintf(ret->id, sizeof(ret->id), "%s", id);
     ret->pid = (int)pid;
+    obx_debug("sandbox: started box %s (bwrap pid %d, agent pid %d, host uid %u)", id, (int)pid,
+              (int)child, (unsigned)(box->host_uid ? box->host_uid : geteuid()));
     ret->priv = TAKE_PTR(box);
     own_end(b, id, true);
-    obx_debug("sandbox: started box %s (bwrap pid %d, agent pid %d)", id, (int)pid, (int)child);
     return 0;
 
 fail:
@@ -700,6 +684,8 @@ fail:
         obx_closep(&from[i]);
         obx_closep(&info[i]);
     }
+    close_fds(&sp);
+    obx_closep(&box->uid_lock);
     (void)obx_bwrap_box_remove(b, id);
     own_end(b, id, false);
     return r;
@@ -742,9 +728,11 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
         obx_warn("sandbox: box %s did not exit within %d ms; killing it", h->id, STOP_GRACE_MS);
         /* SIGKILL to the box's PID 1 ends its whole pid namespace; bwrap itself is outside it. */
         (void)obx_bwrap_kill_if_same(box->child_pid, box->child_start, NULL);
-        kill_and_reap(box->bwrap_pid);
+        obx_bwrap_kill_and_reap(box->bwrap_pid);
     }
     obx_bwrap_cgroup_remove(b, h->id);
+    /* The box's processes are gone with its PID 1: its host uid is free for another box. */
+    obx_closep(&box->uid_lock);
     int r = obx_bwrap_box_remove(b, h->id);
     if (r < 0)
         obx_warn("sandbox: cannot remove %s: %s", box->dir, strerror(-r));
@@ -802,9 +790,12 @@ static void bwrap_describe(struct obx_runtime *rt, char *buf, size_t size)
                          : b->memory_cgroup_dir
                              ? "a memory cgroup, processes per user (RLIMIT_NPROC)"
                              : "per process (no cgroup could be made)";
+    char uids[96];
+    obx_bwrap_describe_uids(b, uids, sizeof(uids));
     snprintf(buf, size,
-             "bubblewrap %s at %s; user namespaces: ok; limits per box: %s; state dir %s",
-             b->version, b->bwrap_path, limits, b->state_dir);
+             "bubblewrap %s at %s; user namespaces: ok; limits per box: %s; state dir %s; boxes "
+             "run as %s; seccomp filter: %u rules",
+             b->version, b->bwrap_path, limits, b->state_dir, uids, b->seccomp_rules);
 }
 
 static void bwrap_free(struct obx_runtime *rt)
@@ -827,6 +818,8 @@ static void bwrap_free(struct obx_runtime *rt)
     free(b->cgroup_dir);
     free(b->memory_cgroup_dir);
     free(b->bwrap_path);
+    free(b->agent_path);
+    free(b->seccomp_bpf);
     free(b->state_dir);
     free(b->boxes_dir);
     free(b);
@@ -856,6 +849,20 @@ struct obx_runtime *obx_sandbox_runtime_new(const struct obx_sandbox_config *cfg
                           "sudo apt-get install bubblewrap (Debian/Ubuntu) or sudo dnf install "
                           "bubblewrap (Fedora)",
                           b->version, b->bwrap_path);
+    if (r >= 0)
+        r = agent_init(b, cfg ? cfg->agent_path : NULL, err);
+    if (r >= 0)
+        r = obx_bwrap_uids_init(b, cfg ? cfg->host_uids : NULL, err);
+    /* A root worker's boxes get a tmpfs workspace of their own (a host directory below our 0700
+     * state directory is out of their host uid's reach) and --perms. */
+    if (r >= 0 && b->host_uid_count && b->version_num < SIZE_VERSION)
+        r = obx_error_set(err, ENOTSUP, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "bubblewrap %s at %s is too old to run a root worker's boxes as an "
+                          "unprivileged host user (need 0.8.0 or newer); upgrade it, or run the "
+                          "worker as an ordinary user",
+                          b->version, b->bwrap_path);
+    if (r >= 0)
+        r = obx_bwrap_seccomp_init(b, err);
     if (r >= 0)
         r = mounts_init(b, err);
     if (r >= 0)

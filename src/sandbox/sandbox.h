@@ -2,8 +2,9 @@
 /*
  * The bubblewrap runtime: boxes without a daemon. Each box is a bwrap process with new user, pid,
  * net, ipc, uts and cgroup namespaces, the host's system directories read-only, a private writable
- * workspace, a tmpfs /tmp, no network and no capabilities; the agent runs as its PID 1 and talks
- * over two pipes. Box state lives in a per-user directory so a restarted worker can find and remove
+ * workspace, a tmpfs /tmp, no network, no capabilities and a seccomp filter; under a root worker it
+ * runs as an unprivileged host uid of its own. The agent runs as its PID 1 and talks over two
+ * pipes. Box state lives in a per-user directory so a restarted worker can find and remove
  * boxes its previous life left behind.
  */
 #ifndef OBX_SANDBOX_SANDBOX_H
@@ -24,13 +25,17 @@
 #define OBX_SANDBOX_TMP_BYTES (256ull * 1024 * 1024)
 #define OBX_SANDBOX_SHM_BYTES (64ull * 1024 * 1024)
 #define OBX_SANDBOX_DEFAULT_WORKSPACE_BYTES (512ull * 1024 * 1024)
-/* The unprivileged user commands run as inside a box. */
-#define OBX_SANDBOX_UID 1000u
+/* The unprivileged user commands run as inside a box: "sandbox", 65532 as in the docker runtime's
+ * work image. On the host it is the worker's uid, or under a root worker a host uid of the box's
+ * own (ONLYBOXES_BWRAP_HOST_UIDS). */
+#define OBX_SANDBOX_UID 65532u
 #define OBX_SANDBOX_HOSTNAME "onlyboxes"
 
 struct obx_sandbox_config {
     const char *bwrap_path; /* NULL: search PATH for "bwrap" */
     const char *state_dir;  /* NULL: $XDG_RUNTIME_DIR/onlyboxes or /tmp/onlyboxes-<uid> */
+    const char *agent_path; /* onlyboxes-agent; a root worker needs it (its --exec-as step) */
+    const char *host_uids;  /* ONLYBOXES_BWRAP_HOST_UIDS "FIRST-LAST"; NULL: the default range */
 };
 
 /* Checks that bubblewrap is installed and can create the namespaces we need, and prepares the

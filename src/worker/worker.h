@@ -55,10 +55,12 @@ void obx_worker_kill_all_boxes(void);
 /* The runtime the worker uses, and a line saying why it was chosen (for `doctor`). */
 struct obx_runtime *obx_worker_runtime(struct obx_worker *w);
 
-/* Resolves the runtime choice the way obx_worker_new() does, without starting a worker. On
- * success *ret is a runtime the caller frees with rt->free(rt); why says what was tried. */
-int obx_worker_pick_runtime(enum obx_runtime_choice choice, struct obx_runtime **ret, char *why,
-                            size_t why_size, struct obx_error *err);
+/* Resolves the runtime choice the way obx_worker_new() does, without starting a worker, with the
+ * agent at agent_path (NULL when none was found). On success *ret is a runtime the caller frees
+ * with rt->free(rt); why says what was tried. */
+int obx_worker_pick_runtime(enum obx_runtime_choice choice, const char *agent_path,
+                            struct obx_runtime **ret, char *why, size_t why_size,
+                            struct obx_error *err);
 
 /* The docker runtime as auto (for_auto: bounded probe, a missing image must be pullable now) or
  * --runtime docker would start it; NULL with err saying why not. For `doctor`. */

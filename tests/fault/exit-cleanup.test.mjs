@@ -51,7 +51,10 @@ const CALL = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', param
 
 /** Starts a server, drives it to `stage`, waits `delay` ms, ends it as `how`; resolves when it exited. */
 async function endServer(env, stage, delay, how) {
-  const srv = spawn(BIN, ['mcp', '--stdio'], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+  // Debug logs name every box the server starts ("starting box obx-..."): exactly what to look for.
+  const srv = spawn(BIN, ['mcp', '--stdio'], { env: { ...env, ONLYBOXES_LOG_LEVEL: 'debug' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let log = '';
+  srv.stderr.on('data', (d) => (log += d));
   const exited = new Promise((resolve) => srv.on('exit', resolve));
   let out = '';
   const lines = (n) => waitUntil(() => out.split('\n').length > n, 20_000);
@@ -73,7 +76,8 @@ async function endServer(env, stage, delay, how) {
   const code = await exited;
   clearTimeout(timer);
   srv.stdin.destroy();
-  return { code, pid: srv.pid };
+  const boxes = [...log.matchAll(/start(?:ing|ed) box (obx-[0-9a-f]+)/g)].map((m) => m[1]);
+  return { code, pid: srv.pid, boxes };
 }
 
 const CASES = [];
@@ -88,7 +92,6 @@ for (const runtime of ['bubblewrap', 'docker']) {
     runtime === 'bubblewrap' ? (commandExists('bwrap') ? false : 'no bubblewrap') : dockerUnavailable();
   test(`${runtime}: nothing of its boxes remains after any exit (${CASES.length} exits)`, { skip: skip || false, timeout: 600_000 }, async (t) => {
     const root = mkdtempSync(path.join(tmpdir(), 'obx-exit-'));
-    const cgroupsBefore = boxCgroups();
     const left = [];
     try {
       for (let i = 0; i < CASES.length; i++) {
@@ -97,11 +100,11 @@ for (const runtime of ['bubblewrap', 'docker']) {
         const dir = path.join(root, String(i));
         mkdirSync(dir);
         const env = { ...process.env, XDG_RUNTIME_DIR: dir, ONLYBOXES_RUNTIME: runtime, ONLYBOXES_WARM_POOL: '3' };
-        const { code: exitedWith, pid } = await endServer(env, stage, delay, how);
+        const { code: exitedWith, pid, boxes: started } = await endServer(env, stage, delay, how);
         const boxes = path.join(dir, 'onlyboxes', 'boxes');
         const dirs = existsSync(boxes) ? readdirSync(boxes) : [];
         if (dirs.length) left.push(`${what}: box directories ${dirs.join(' ')}`);
-        const cgroups = [...boxCgroups()].filter((c) => !cgroupsBefore.has(c));
+        const cgroups = [...boxCgroups()].filter((c) => started.some((id) => c.endsWith(`/${id}`)));
         if (cgroups.length) left.push(`${what}: cgroups ${cgroups.join(' ')}`);
         if (runtime === 'docker') {
           const stray = await containersLabelled(SYSTEM_DOCKER_SOCKET, [`onlyboxes.owner-pid=${pid}`]);

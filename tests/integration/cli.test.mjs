@@ -128,10 +128,10 @@ describe('an ordinary user', () => {
       };
       const sh = run('exec', '--', 'sh', '-c', 'id -u; pwd; echo hi > f; cat f');
       assert.equal(sh.status, 0, describeRun(sh));
-      assert.equal(sh.stdout, '1000\n/workspace\nhi\n', describeRun(sh));
+      assert.equal(sh.stdout, '65532\n/workspace\nhi\n', describeRun(sh));
       const py = run('python', '-c', 'import os; print(os.getuid(), 6 * 7)');
       assert.equal(py.status, 0, describeRun(py));
-      assert.equal(py.stdout, '1000 42\n', describeRun(py));
+      assert.equal(py.stdout, '65532 42\n', describeRun(py));
       // doctor says how the boxes are limited for this user.
       const doc = run('doctor');
       assert.equal(doc.status, 0, describeRun(doc));

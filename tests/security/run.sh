@@ -33,7 +33,7 @@ for rt in "${runtimes[@]}"; do
     (cd "$here" && ONLYBOXES_RUNTIME="$rt" node --test --test-concurrency=1 --test-timeout=240000 \
         --test-reporter=spec --test-reporter-destination=stdout \
         --test-reporter=tap --test-reporter-destination="$tap" \
-        ./escape.test.mjs ./abuse.test.mjs) || rc=$?
+        ./escape.test.mjs ./syscalls.test.mjs ./abuse.test.mjs) || rc=$?
     count() { sed -n "s/^# $1 \([0-9]*\)$/\1/p" "$tap" | tail -n 1; }
     tests="$(count tests)" pass="$(count pass)" fail="$(count fail)" skipped="$(count skipped)"
     cancelled="$(count cancelled)"

@@ -241,6 +241,68 @@ static void test_describe(void **state)
     assert_true(strncmp(buf, "docker ", 7) == 0);
     assert_non_null(strstr(buf, "(API 1."));
     assert_non_null(strstr(buf, "network none"));
+    assert_non_null(strstr(buf, "user 65532:65532"));
+}
+
+static void expect_user(const char *value, int ok, uint32_t uid, uint32_t gid)
+{
+    struct obx_docker_config cfg;
+    struct obx_error err = OBX_ERROR_INIT;
+    setenv("ONLYBOXES_DOCKER_USER", value, 1);
+    int r = obx_docker_config_from_env(&cfg, &err);
+    unsetenv("ONLYBOXES_DOCKER_USER");
+    if (!ok) {
+        assert_int_equal(r, -EINVAL);
+        assert_non_null(strstr(err.message, "ONLYBOXES_DOCKER_USER="));
+        assert_non_null(strstr(err.message, "expected UID:GID or UID"));
+        return;
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(cfg.uid, uid);
+    assert_int_equal(cfg.gid, gid);
+}
+
+/* ONLYBOXES_DOCKER_USER: numbers only, GID defaults to UID, empty means the image's user. */
+static void test_user_setting(void **state)
+{
+    struct obx_docker_config cfg;
+    struct obx_error err = OBX_ERROR_INIT;
+    unsetenv("ONLYBOXES_DOCKER_USER");
+    assert_int_equal(obx_docker_config_from_env(&cfg, &err), 0);
+    assert_string_equal(cfg.user, "65532:65532");
+    expect_user("12345", 1, 12345, 12345);
+    expect_user("12345:23456", 1, 12345, 23456);
+    expect_user("", 1, 65532, 65532);
+    expect_user("sandbox", 0, 0, 0);
+    expect_user("12345:", 0, 0, 0);
+    expect_user(":5", 0, 0, 0);
+    expect_user("-1:5", 0, 0, 0);
+    expect_user("99999999999", 0, 0, 0);
+}
+
+/* Another uid from the setting: the box runs as it and owns its workspace. */
+static void test_user_setting_applies(void **state)
+{
+    SKIP_WITHOUT_DOCKER();
+    struct obx_docker_config cfg;
+    struct obx_error err = OBX_ERROR_INIT;
+    setenv("ONLYBOXES_DOCKER_USER", "23456", 1);
+    assert_int_equal(obx_docker_config_from_env(&cfg, &err), 0);
+    unsetenv("ONLYBOXES_DOCKER_USER");
+    cfg.python_image = cfg.terminal_image = image;
+    cfg.pull = false;
+    struct obx_runtime *keep = rt;
+    rt = obx_docker_runtime_new(&cfg, &err);
+    assert_non_null(rt);
+    struct box b;
+    struct exec_result res;
+    box_start(&b, NULL);
+    assert_string_equal(
+        sh_ok(&b, "id -u; id -g; stat -c %u:%g /workspace; touch /workspace/f", &res),
+        "23456\n23456\n23456:23456");
+    box_stop(&b);
+    rt->free(rt);
+    rt = keep;
 }
 
 /* A dynamically linked agent cannot run in an image without the host's libraries: start()
@@ -267,8 +329,12 @@ static void test_hardened(void **state)
     struct box b;
     struct exec_result res;
     box_start(&b, NULL);
-    assert_string_equal(sh_ok(&b, "id -u", &res), "1000");
-    assert_string_equal(sh_ok(&b, "id -g", &res), "1000");
+    /* The work image's user: uid 65532 of its own, not the host's first human account. */
+    assert_string_equal(sh_ok(&b, "id -u; id -g; id -un", &res), "65532\n65532\nsandbox");
+    assert_string_equal(sh_ok(&b, "stat -c %u:%g /workspace", &res), "65532:65532");
+    /* The daemon's default seccomp profile applies. */
+    assert_string_equal(sh_ok(&b, "grep ^Seccomp: /proc/self/status | tr -d ' \t'", &res),
+                        "Seccomp:2");
     assert_string_equal(sh_ok(&b, "grep ^CapEff: /proc/self/status | tr -d ' \\t'", &res),
                         "CapEff:0000000000000000");
     assert_string_equal(sh_ok(&b, "grep ^NoNewPrivs: /proc/self/status | tr -d ' \\t'", &res),
@@ -446,10 +512,16 @@ static void test_start_latency(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_daemon),      cmocka_unit_test(test_missing_image),
-        cmocka_unit_test(test_describe),       cmocka_unit_test(test_dynamic_agent_refused),
-        cmocka_unit_test(test_hardened),       cmocka_unit_test(test_session_label_and_stop),
-        cmocka_unit_test(test_agent_sees_eof), cmocka_unit_test(test_cleanup_stale),
+        cmocka_unit_test(test_no_daemon),
+        cmocka_unit_test(test_missing_image),
+        cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_user_setting),
+        cmocka_unit_test(test_user_setting_applies),
+        cmocka_unit_test(test_dynamic_agent_refused),
+        cmocka_unit_test(test_hardened),
+        cmocka_unit_test(test_session_label_and_stop),
+        cmocka_unit_test(test_agent_sees_eof),
+        cmocka_unit_test(test_cleanup_stale),
         cmocka_unit_test(test_start_latency),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

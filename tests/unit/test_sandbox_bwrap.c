@@ -6,207 +6,22 @@
  * that stop() leaves nothing behind and that cleanup_stale() removes only dead owners' boxes.
  * With OBX_TEST_VERBOSE=1 it also prints the start-to-HELLO latency over 20 boxes.
  */
-#include <fcntl.h>
-#include <ftw.h>
-#include <limits.h>
-#include <poll.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-
-#include <cmocka.h>
-
-#include "agent/protocol.h"
-#include "common/clock.h"
-#include "common/json.h"
-#include "sandbox/sandbox.h"
-
-#define FRAME_TIMEOUT_MS 15000
-
-static struct obx_runtime *rt;
-static const char *agent_path;
-static char tmp_root[] = "/tmp/obx-test-sandbox-XXXXXX";
-static char state_dir[256];
-
-struct box {
-    struct obx_box_handle h;
-    struct obx_agent_decoder dec;
-    uint32_t next_id;
-    bool started;
-    uint64_t start_returned_us; /* obx_now_us() when start() returned */
-};
-
-struct exec_result {
-    char out[16384];
-    size_t out_len;
-    char err[4096];
-    size_t err_len;
-    int exit_code;
-};
-
-static bool path_exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-/* Waits for the next whole frame from the agent. */
-static int read_frame(struct box *b, struct obx_agent_frame *f)
-{
-    uint64_t deadline = obx_now_ms() + FRAME_TIMEOUT_MS;
-    for (;;) {
-        int r = obx_agent_decoder_next(&b->dec, f);
-        if (r != 0)
-            return r;
-        uint64_t now = obx_now_ms();
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        struct pollfd p = {.fd = b->h.from_agent, .events = POLLIN};
-        if (poll(&p, 1, (int)(deadline - now)) <= 0)
-            continue;
-        char buf[65536];
-        ssize_t n = read(b->h.from_agent, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -EPIPE;
-        assert_int_equal(obx_agent_decoder_feed(&b->dec, buf, (size_t)n), 0);
-    }
-}
-
-static int box_start_spec(struct box *b, const struct obx_box_spec *spec)
-{
-    memset(b, 0, sizeof(*b));
-    obx_agent_decoder_init(&b->dec);
-    b->next_id = 1;
-    struct obx_error err = OBX_ERROR_INIT;
-    int r = rt->start(rt, spec, &b->h, &err);
-    b->start_returned_us = obx_now_us();
-    if (r < 0) {
-        print_error("start: %s: %s\n", err.code, err.message);
-        return r;
-    }
-    b->started = true;
-    struct obx_agent_frame f;
-    r = read_frame(b, &f);
-    if (r != 1) {
-        print_error("no HELLO from the agent (%d)\n", r);
-        return r < 0 ? r : -EIO;
-    }
-    assert_int_equal(f.type, OBX_AF_HELLO);
-    assert_int_equal(f.id, 0);
-    return 0;
-}
-
-static void box_start(struct box *b, bool network)
-{
-    struct obx_box_spec spec = {
-        .agent_path = agent_path,
-        .worker_id = "test-worker",
-        .session = "test-session",
-        .network = network,
-    };
-    assert_int_equal(box_start_spec(b, &spec), 0);
-}
-
-static void box_stop(struct box *b)
-{
-    if (b->started)
-        rt->stop(rt, &b->h);
-    b->started = false;
-    obx_agent_decoder_done(&b->dec);
-}
-
-/* Runs `sh -c cmd` in the box through an EXEC frame and collects output up to EXIT. */
-static void box_sh(struct box *b, const char *cmd, struct exec_result *res)
-{
-    memset(res, 0, sizeof(*res));
-    uint32_t id = b->next_id++;
-    _cleanup_json_ json_t *req = json_pack("{s:[s,s,s]}", "argv", "sh", "-c", cmd);
-    _cleanup_free_ char *payload = obx_json_dumps(req);
-    size_t len = strlen(payload);
-    uint8_t hdr[OBX_AGENT_HEADER_SIZE];
-    obx_agent_header_encode(hdr, OBX_AF_EXEC, id, len);
-    assert_int_equal(obx_write_all(b->h.to_agent, hdr, sizeof(hdr)), 0);
-    assert_int_equal(obx_write_all(b->h.to_agent, payload, len), 0);
-    for (;;) {
-        struct obx_agent_frame f;
-        int r = read_frame(b, &f);
-        if (r != 1)
-            fail_msg("no EXIT for `%s` (%d)", cmd, r);
-        if (f.id != id)
-            continue;
-        if (f.type == OBX_AF_STDOUT) {
-            size_t take = OBX_MIN(f.len, sizeof(res->out) - 1 - res->out_len);
-            memcpy(res->out + res->out_len, f.payload, take);
-            res->out_len += take;
-            res->out[res->out_len] = '\0';
-        } else if (f.type == OBX_AF_STDERR) {
-            size_t take = OBX_MIN(f.len, sizeof(res->err) - 1 - res->err_len);
-            memcpy(res->err + res->err_len, f.payload, take);
-            res->err_len += take;
-            res->err[res->err_len] = '\0';
-        } else if (f.type == OBX_AF_EXIT) {
-            struct obx_error err = OBX_ERROR_INIT;
-            _cleanup_json_ json_t *j = obx_json_parse((const char *)f.payload, f.len, &err);
-            assert_non_null(j);
-            res->exit_code = (int)obx_json_get_int(j, "exit_code", -999);
-            return;
-        } else if (f.type == OBX_AF_ERROR) {
-            fail_msg("ERROR frame for `%s`: %.*s", cmd, (int)f.len, (const char *)f.payload);
-        }
-    }
-}
-
-/* Runs cmd and expects exit 0; returns stdout with the trailing newline cut. */
-static const char *sh_ok(struct box *b, const char *cmd, struct exec_result *res)
-{
-    box_sh(b, cmd, res);
-    if (res->exit_code != 0)
-        fail_msg("`%s` exited %d: %s", cmd, res->exit_code, res->err);
-    if (res->out_len && res->out[res->out_len - 1] == '\n')
-        res->out[--res->out_len] = '\0';
-    return res->out;
-}
+#include "test_sandbox_harness.h"
 
 static int setup(void **state)
 {
-    agent_path = getenv("OBX_AGENT");
-    if (obx_str_empty(agent_path)) {
-        print_error("OBX_AGENT is not set (ctest sets it to the built onlyboxes-agent)\n");
-        return -1;
-    }
-    if (!mkdtemp(tmp_root))
-        return -1;
-    snprintf(state_dir, sizeof(state_dir), "%s/state", tmp_root);
-    struct obx_sandbox_config cfg = {.state_dir = state_dir};
-    struct obx_error err = OBX_ERROR_INIT;
-    rt = obx_sandbox_runtime_new(&cfg, &err);
-    if (!rt) {
-        print_error("runtime: %s: %s\n", err.code, err.message);
-        return -1;
-    }
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+    return harness_setup(NULL);
 }
 
 static int teardown(void **state)
 {
-    if (rt)
-        rt->free(rt);
-    return nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return harness_teardown();
 }
 
 static void test_missing_bwrap(void **state)
 {
-    struct obx_sandbox_config cfg = {.bwrap_path = "/nonexistent/bwrap", .state_dir = state_dir};
+    struct obx_sandbox_config cfg = {
+        .bwrap_path = "/nonexistent/bwrap", .state_dir = state_dir, .agent_path = agent_path};
     struct obx_error err = OBX_ERROR_INIT;
     assert_null(obx_sandbox_runtime_new(&cfg, &err));
     assert_string_equal(err.code, OBX_ERR_RUNTIME_UNAVAILABLE);
@@ -228,7 +43,8 @@ static void test_userns_unavailable(void **state)
           f);
     fclose(f);
     assert_int_equal(chmod(fake, 0755), 0);
-    struct obx_sandbox_config cfg = {.bwrap_path = fake, .state_dir = state_dir};
+    struct obx_sandbox_config cfg = {
+        .bwrap_path = fake, .state_dir = state_dir, .agent_path = agent_path};
     struct obx_error err = OBX_ERROR_INIT;
     assert_null(obx_sandbox_runtime_new(&cfg, &err));
     assert_string_equal(err.code, OBX_ERR_RUNTIME_UNAVAILABLE);
@@ -251,8 +67,8 @@ static void test_identity(void **state)
     struct box b;
     box_start(&b, false);
     struct exec_result r;
-    assert_string_equal(sh_ok(&b, "id -u", &r), "1000");
-    assert_string_equal(sh_ok(&b, "id -g", &r), "1000");
+    assert_string_equal(sh_ok(&b, "id -u", &r), "65532");
+    assert_string_equal(sh_ok(&b, "id -g", &r), "65532");
     assert_string_equal(sh_ok(&b, "id -un", &r), "sandbox");
     assert_string_equal(sh_ok(&b, "hostname", &r), "onlyboxes");
     /* The agent is PID 1; sh's parent is the agent's per-request monitor, a child of PID 1. */
