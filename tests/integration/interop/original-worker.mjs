@@ -333,9 +333,15 @@ export class OriginalWorker extends EventEmitter {
     while (!this.closed) {
       if (!(await sleep(this.heartbeatIntervalSec * 1000, signal))) return;
       const acked = new Promise((resolve) => {
-        (this.ackWaiters ??= []).push(resolve);
-        const t = setTimeout(() => resolve(false), this.callTimeoutSec * 1000);
-        signal.addEventListener('abort', () => clearTimeout(t), { once: true });
+        const settle = (v) => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        };
+        const onAbort = () => settle(false);
+        const t = setTimeout(() => settle(false), this.callTimeoutSec * 1000);
+        signal.addEventListener('abort', onAbort, { once: true });
+        (this.ackWaiters ??= []).push(settle);
       });
       this.call.write({ heartbeat: { node_id: this.nodeId, session_id: this.sessionId } });
       this.counters.heartbeatsSent++;
@@ -492,9 +498,11 @@ async function main(argv) {
   let attempt = 0;
   let stopping = false;
   let current = null;
+  const stop = new AbortController();
   for (const sig of ['SIGINT', 'SIGTERM'])
     process.on(sig, () => {
       stopping = true;
+      stop.abort();
       current?.stop();
     });
   while (!stopping) {
@@ -512,7 +520,7 @@ async function main(argv) {
     if (closed.code === grpc.status.FAILED_PRECONDITION) attempt = 0;
     const wait = backoff[Math.min(attempt++, backoff.length - 1)];
     process.stderr.write(`original-worker: reconnecting in ${wait} s\n`);
-    await sleep(wait * 1000);
+    await sleep(wait * 1000, stop.signal);
   }
   return 0;
 }

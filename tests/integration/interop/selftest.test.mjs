@@ -6,9 +6,11 @@
 // trips with the original's result shapes and error codes, and a frame either side does not know
 // ending the stream.
 
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -19,6 +21,7 @@ import { handshakeCases, runHandshakeCase } from './handshake-cases.mjs';
 import { waitUntil } from './wait.mjs';
 
 const S = grpc.status;
+const here = path.dirname(fileURLToPath(import.meta.url));
 const NODE = randomUUID();
 const SECRET = 'a3f1'.repeat(16);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -251,6 +254,36 @@ describe('the original peers', () => {
       await w.stop();
     } finally {
       await silent.close();
+    }
+  });
+
+  test('as a program it takes WORKER_* and retries a refused secret with backoff', async () => {
+    const refusing = new OriginalConsole({ workers: { [NODE]: 'another-secret' } });
+    await refusing.listen();
+    const proc = spawn(process.execPath, [path.join(here, 'original-worker.mjs')], {
+      env: {
+        ...process.env,
+        WORKER_CONSOLE_GRPC_TARGET: refusing.target,
+        WORKER_CONSOLE_INSECURE: 'true',
+        WORKER_ID: NODE,
+        WORKER_SECRET: SECRET,
+        WORKER_LABELS: 'zone=cli',
+        WORKER_VERSION: '7.7.7',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    proc.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+    try {
+      await waitUntil(refusing, () => refusing.streams.filter((r) => r.closed).length >= 2, { what: 'two attempts' });
+      assert.deepEqual(refusing.streams[0].helloFull.labels, { zone: 'cli' });
+      assert.equal(refusing.streams[0].helloFull.version, '7.7.7');
+      assert.match(stderr, /connect failed: UNAUTHENTICATED: invalid worker credential\n.*reconnecting in 1 s/s);
+    } finally {
+      proc.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+      await refusing.close();
     }
   });
 
