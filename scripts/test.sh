@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The one test command, for developers and CI alike:
 #   dependencies, formatting, source checks, build + unit tests, integration tests through the
-#   MCP SDK client, the conformance suite, the security suite, then build + unit + integration
-#   tests again under ASan/UBSan.
+#   MCP SDK client, the gRPC interoperability tests, the conformance suite, the security suite,
+#   then build + unit + integration + interoperability tests again under ASan/UBSan.
 # Stops at the first failing stage and names it. Each stage prints its duration.
 #
 # Environment:
@@ -100,6 +100,15 @@ integration_tests() {
     (cd tests/integration && OBX_BIN="$bin" ONLYBOXES_RUNTIME=bubblewrap npm test)
 }
 
+# The worker protocol against independent peers (tests/integration/interop/): an original worker
+# and an original console over real gRPC (@grpc/grpc-js), first against each other, then the
+# console with the original worker and `onlyboxes worker` with the original console. The last two
+# skip themselves, saying why, while the binary has no worker or no gRPC port.
+interop_tests() {
+    local bin="$1"
+    (cd tests/integration && OBX_BIN="$bin" ONLYBOXES_RUNTIME=bubblewrap npm run -s test:interop)
+}
+
 conformance() {
     if [[ "${OBX_SKIP_NODE22:-}" == 1 ]]; then
         echo "OBX_SKIP_NODE22=1: conformance suite skipped"
@@ -156,6 +165,7 @@ stage "build (build-release/, as the README's quick start)" build build-release 
 stage "unit tests (build/)" unit_tests build
 stage "npm ci (tests/integration)" npm_ci
 stage "integration tests (build/)" integration_tests "$root/build/onlyboxes"
+stage "interop tests (build/)" interop_tests "$root/build/onlyboxes"
 stage "conformance suite (build/)" conformance "$root/build/onlyboxes"
 stage "security suite (build/)" security_suite "$root/build/onlyboxes" bubblewrap
 # libFuzzer targets (tests/fuzz): clang build in build-fuzz/, each target from its seed corpus.
@@ -197,6 +207,7 @@ if [[ "${OBX_SKIP_ASAN:-}" != 1 ]]; then
     stage "build (build-asan/, ASan+UBSan)" build build-asan -DCMAKE_BUILD_TYPE=Debug -DOBX_SANITIZE=ON
     stage "unit tests (build-asan/)" unit_tests build-asan
     stage "integration tests (build-asan/)" integration_tests "$root/build-asan/onlyboxes"
+    stage "interop tests (build-asan/)" interop_tests "$root/build-asan/onlyboxes"
 fi
 
 # ThreadSanitizer over the threaded parts: every unit test (the console store hammer among them)

@@ -27,10 +27,11 @@ declare -A max_len=(
     [agent_frames]=16384
     [worker_frames]=16384
     [console_http]=16384
+    [rpc_frames]=16384
 )
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-    targets=(mcp_session mcp_tools agent_frames worker_frames console_http)
+    targets=(mcp_session mcp_tools agent_frames worker_frames console_http rpc_frames)
 fi
 for t in "${targets[@]}"; do
     if [[ -z "${max_len[$t]:-}" ]]; then
