@@ -175,6 +175,9 @@ struct obx_rpc_stream_ops {
     /* Once, when the stream ended: the gRPC status it ended with and why. After it, no more
      * frames come; sends fail with -EPIPE. On the rpc thread. */
     void (*on_closed)(void *userdata, struct obx_rpc_stream *s, int status, const char *message);
+    /* Optional, server side: the client sent its last frame (half-close). Without it the
+     * server ends the stream with OK. */
+    void (*on_eof)(void *userdata, struct obx_rpc_stream *s);
 };
 
 struct obx_rpc_stream *obx_rpc_stream_ref(struct obx_rpc_stream *s);

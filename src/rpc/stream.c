@@ -192,8 +192,16 @@ static void on_recv(struct rpc_tag *t, bool ok)
     if (!ok || !bb) {
         /* The peer half-closed, or the call ended. A server answers a half-close with OK; the
          * end itself is reported by the wait for the call's end. */
-        if (s->server_side && ok)
-            obx_rpc_stream_close(s, OBX_RPC_OK, "");
+        if (s->server_side && ok) {
+            pthread_mutex_lock(&s->lock);
+            struct obx_rpc_stream_ops cb = s->ops_cb;
+            void *ud = s->userdata;
+            pthread_mutex_unlock(&s->lock);
+            if (cb.on_eof)
+                cb.on_eof(ud, s);
+            else
+                obx_rpc_stream_close(s, OBX_RPC_OK, "");
+        }
         obx_rpc_stream_op_done(s);
         return;
     }

@@ -42,6 +42,7 @@ struct command {
     char id[128];
     char capability[64];
     json_t *payload;
+    char *echo_bytes; /* echo answers with the payload's very bytes, as the original does */
     struct obx_call call;
     struct obx_rpc_stream *stream; /* the one it came on; a reference */
     bool output;                   /* the console takes output frames */
@@ -190,7 +191,9 @@ static void send_result(struct command *c, json_t *result, const struct obx_erro
     struct obx_rpc_frame f = {.kind = OBX_RPC_RESULT};
     f.u.result.command_id = c->id;
     f.u.result.completed_unix_ms = obx_unix_ms();
-    _cleanup_free_ char *json = result ? json_dumps(result, JSON_COMPACT) : NULL;
+    _cleanup_free_ char *json = !result         ? NULL
+                                : c->echo_bytes ? TAKE_PTR(c->echo_bytes)
+                                                : json_dumps(result, JSON_COMPACT);
     if (result) {
         f.u.result.payload = (uint8_t *)json;
         f.u.result.payload_len = strlen(json);
@@ -240,6 +243,7 @@ static void on_log(void *userdata, int level, const char *message)
 static void command_free(struct command *c)
 {
     json_decref(c->payload);
+    free(c->echo_bytes);
     obx_call_done(&c->call);
     obx_rpc_stream_unref(c->stream);
     free(c);
@@ -332,6 +336,8 @@ static void on_dispatch(struct remote *r, struct obx_rpc_stream *s, struct obx_r
     snprintf(c->id, sizeof(c->id), "%s", d->command_id);
     snprintf(c->capability, sizeof(c->capability), "%s", cap);
     c->payload = payload;
+    if (strcmp(cap, "echo") == 0 && d->payload_len)
+        c->echo_bytes = obx_xstrndup((const char *)d->payload, d->payload_len);
     c->r = r;
     c->stream = obx_rpc_stream_ref(s);
     obx_call_init(&c->call);
@@ -449,7 +455,7 @@ static void on_closed(void *userdata, struct obx_rpc_stream *s, int status, cons
     pthread_mutex_unlock(&r->lock);
 }
 
-static const struct obx_rpc_stream_ops stream_ops = {on_frame, on_closed};
+static const struct obx_rpc_stream_ops stream_ops = {on_frame, on_closed, NULL};
 
 static void labels_parse(const char *spec, struct obx_rpc_label *out, size_t max, size_t *ret_n,
                          char **storage)

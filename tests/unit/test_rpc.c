@@ -192,7 +192,7 @@ static void on_closed(void *ud, struct obx_rpc_stream *st, int status, const cha
     pthread_mutex_unlock(&s->lock);
 }
 
-static const struct obx_rpc_stream_ops ops = {on_frame, on_closed};
+static const struct obx_rpc_stream_ops ops = {on_frame, on_closed, NULL};
 
 static void on_stream(void *ud, struct obx_rpc_stream *st)
 {

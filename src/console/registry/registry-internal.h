@@ -87,6 +87,7 @@ struct reg_conn {
     struct obx_dispatch *d;
     struct obx_rpc_stream *stream; /* a reference */
     enum reg_conn_state state;
+    bool eof; /* the worker half-closed while its hello was being checked */
     uint64_t hello_deadline;
     struct reg_node *node; /* when ready; a reference */
     struct reg_conn *next;

@@ -71,6 +71,8 @@ static void on_heartbeat(struct obx_dispatch *d, struct reg_conn *conn,
     struct obx_rpc_frame ack = {.kind = OBX_RPC_HEARTBEAT_ACK};
     ack.u.heartbeat_ack.heartbeat_interval_sec = d->cfg.heartbeat_interval_sec;
     (void)obx_rpc_stream_send(conn->stream, &ack, true);
+    if (conn->eof)
+        obx_rpc_stream_close(conn->stream, OBX_RPC_OK, "");
     struct reg_event *ev = obx_xcalloc(1, sizeof(*ev));
     ev->kind = EV_SEEN;
     snprintf(ev->node_id, sizeof(ev->node_id), "%s", n->id);
@@ -234,7 +236,23 @@ static void on_closed(void *userdata, struct obx_rpc_stream *s, int status, cons
     pthread_mutex_unlock(&d->lock);
 }
 
-static const struct obx_rpc_stream_ops conn_ops = {on_frame, on_closed};
+/* The worker sent its last frame: before a hello that is the original's refusal, after it the
+ * end of a session. */
+static void on_eof(void *userdata, struct obx_rpc_stream *s)
+{
+    struct reg_conn *conn = userdata;
+    struct obx_dispatch *d = conn->d;
+    pthread_mutex_lock(&d->lock);
+    if (conn->state == CONN_HELLO)
+        obx_rpc_stream_close(s, OBX_RPC_INVALID_ARGUMENT, "first frame must be hello");
+    else if (conn->state == CONN_CHECKING)
+        conn->eof = true; /* the hello's answer (a refusal) comes first */
+    else
+        obx_rpc_stream_close(s, OBX_RPC_OK, "");
+    pthread_mutex_unlock(&d->lock);
+}
+
+static const struct obx_rpc_stream_ops conn_ops = {on_frame, on_closed, on_eof};
 
 static void on_stream(void *userdata, struct obx_rpc_stream *s)
 {
@@ -527,6 +545,8 @@ void reg_remote_hello(struct obx_dispatch *d, struct reg_event *ev)
         ack.u.ack.n_extensions = OBX_ARRAY_SIZE(console_extensions);
     }
     (void)obx_rpc_stream_send(conn->stream, &ack, true);
+    if (conn->eof)
+        obx_rpc_stream_close(conn->stream, OBX_RPC_OK, "");
     obx_info("worker %s connected from %s (%zu capabilities, %s)", n->id,
              obx_rpc_stream_peer(conn->stream), n->n_caps,
              speaks ? "onlyboxes extensions" : "original protocol");
