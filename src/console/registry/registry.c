@@ -546,13 +546,19 @@ static void deliver(struct obx_dispatch *d, struct reg_call *c)
         pthread_cond_wait(&d->cond, &d->lock);
     bool ok = c->rc >= 0;
     bool gone = obx_streq(c->err.code, OBX_ERR_SESSION_NOT_FOUND);
+    /* A call that failed on its worker may still have created its session there (a cancel or
+     * timeout of the first command): the route stays. It goes when the worker says the session
+     * is not there, or (a new route) when the worker went away: a session it still has comes
+     * back with its reconnect. */
+    bool keep =
+        ok || (c->route && !gone && !(c->new_route && obx_streq(c->err.code, "worker_lost")));
     if (c->route) {
-        if (ok)
+        if (keep)
             reg_route_set(d, c->route, c->node->id, true);
         else if (gone)
             reg_route_drop(d, c->route);
     }
-    slot_return(d, c, ok || (c->route && !gone && !c->new_route));
+    slot_return(d, c, keep);
     pthread_mutex_unlock(&d->lock);
     if (!c->node->local && c->call)
         obx_call_clear_canceller(c->call);
