@@ -120,6 +120,8 @@ static bool half_drain(int fd, struct half *h)
     if (n < 0)
         return errno == EAGAIN || errno == EINTR;
     h->off += (size_t)n;
+    if (h->off == h->len)
+        h->off = h->len = 0; /* all room free again, for the reader's poll */
     return true;
 }
 

@@ -368,6 +368,8 @@ static int drain(int fd, struct pipebuf *p)
     if (n < 0)
         return errno == EAGAIN || errno == EINTR ? 0 : -1;
     p->off += (size_t)n;
+    if (p->off == p->len)
+        p->off = p->len = 0; /* all room free again, for what epoll watches */
     return 0;
 }
 
