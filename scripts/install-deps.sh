@@ -17,6 +17,7 @@ declare -A need=(
     [libsqlite3-dev]=/usr/include/sqlite3.h
     [bubblewrap]=/usr/bin/bwrap
     [python3]=/usr/bin/python3
+    [python3-pip]=/usr/lib/python3/dist-packages/pip
     [clang-format-14]=/usr/bin/clang-format-14
     [curl]=/usr/bin/curl
     [openssl]=/usr/bin/openssl
