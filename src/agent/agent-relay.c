@@ -246,6 +246,7 @@ static void relay_start(struct agent *a)
     }
     agent_proc_close_from(3);
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    (void)prctl(PR_SET_NAME, "egress-relay"); /* what ps and pgrep show for it */
     if (getppid() != parent)
         _exit(0);
     sigset_t none;

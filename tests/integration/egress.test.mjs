@@ -335,6 +335,22 @@ describe('network "allowlist": everything else is refused', () => {
   });
 });
 
+describe('network "allowlist": the relay in the box', () => {
+  serverTest("comes back when the box's code kills it", { server }, async (srv) => {
+    const s = await allowlistSession(srv);
+    const relay = 'pgrep -x egress-relay';
+    const r = await srv.sh(
+      `old=$(${relay}); kill -9 $old; for i in $(seq 50); do ` +
+        `new=$(${relay}); [ -n "$new" ] && [ "$new" != "$old" ] && break; sleep 0.1; done; ` +
+        'echo "old=$old new=$new"; curl -sS http://plain.test/after',
+      { session_id: s },
+    );
+    const m = /old=(\d+) new=(\d+)/.exec(r.stdout);
+    assert.ok(m && m[1] !== m[2], `the relay was not started again: ${describeRun(r)}`);
+    assert.match(r.stdout, /hello from plain\.test GET \/after/, describeRun(r));
+  });
+});
+
 describe('network "allowlist": asking for it', () => {
   serverTest('refused without an allow-list, naming the setting', async (srv) => {
     const p = await srv.fails('pythonExec', { code: 'print(1)', network: 'allowlist' });
