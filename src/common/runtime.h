@@ -56,7 +56,7 @@ struct obx_box_handle {
 struct obx_runtime {
     const char *name; /* "bubblewrap", "docker" */
     /* A unix socket of this host can be bound into a box (spec.egress_socket); not so for a
-     * daemon on another host. */
+     * daemon on another host or in a VM. */
     bool host_sockets;
 
     /* Starts a box; on success *ret holds two open fds (O_CLOEXEC) owned by the caller until

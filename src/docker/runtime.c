@@ -787,7 +787,9 @@ struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
         return NULL;
     }
     d->sock_dir = direct_dir(d, cfg);
-    d->rt.host_sockets = d->c.unix_path != NULL; /* a tcp:// daemon's boxes run elsewhere */
+    /* As for the direct path: a tcp:// daemon's boxes run elsewhere, and DIRECT=false is for
+     * daemons in a VM that cannot pass a unix socket through a bind mount. */
+    d->rt.host_sockets = cfg->direct && d->c.unix_path != NULL;
     obx_debug("docker: %s (API %s) at %s", d->c.server_version, d->c.api_version, d->c.endpoint);
     return &d->rt;
 }

@@ -88,9 +88,9 @@ static int payload_network(struct obx_worker *w, json_t *payload, enum obx_net *
                              "ONLYBOXES_EGRESS_ALLOW=pypi.org,files.pythonhosted.org)");
     if (!w->rt->host_sockets)
         return obx_error_set(err, ENOTSUP, OBX_ERR_INVALID_PAYLOAD,
-                             "network: \"allowlist\" is not available with a Docker daemon on "
-                             "another host (the egress proxy's socket cannot be bound into its "
-                             "boxes)");
+                             "network: \"allowlist\" is not available with this Docker daemon "
+                             "(on another host, or ONLYBOXES_DOCKER_DIRECT=false): the egress "
+                             "proxy's socket cannot be bound into its boxes");
     *ret = OBX_NET_ALLOWLIST;
     return 0;
 }
@@ -166,9 +166,14 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     struct obx_box *box = NULL;
     struct obx_pool *pool = w->python_pool->pool;
     /* Pool boxes have no network: a call that wants it waits for its own box. */
-    r = net != OBX_NET_NONE
-            ? obx_worker_start_box(w, w->python_pool->image, net, "pythonExec", call, &box, err)
-            : obx_pool_take(pool, call, &box, err);
+    if (net != OBX_NET_NONE) {
+        _cleanup_free_ char *label = call && call->account && !obx_streq(call->account, "local")
+                                         ? obx_xasprintf("pythonExec of account %s", call->account)
+                                         : obx_xstrdup("pythonExec");
+        r = obx_worker_start_box(w, w->python_pool->image, net, label, call, &box, err);
+    } else {
+        r = obx_pool_take(pool, call, &box, err);
+    }
     if (r < 0)
         return r;
     struct obx_box_exec_result res = {0};

@@ -374,6 +374,17 @@ describe('network "allowlist": asking for it', () => {
     assert.doesNotMatch(none.stdout, /egress/);
   });
 
+  const onDocker = (process.env.ONLYBOXES_RUNTIME || '').toLowerCase() === 'docker';
+  test(
+    'docker: refused where the daemon cannot bind the proxy socket',
+    { skip: onDocker ? false : 'docker runtime only' },
+    async () => {
+      const r = await runCli(['exec', '--network', 'allowlist', '--', 'true'], egressEnv({ ONLYBOXES_DOCKER_DIRECT: 'false' }));
+      assert.equal(r.code, 125, r.stderr);
+      assert.match(r.stderr, /"allowlist" is not available with this Docker daemon \(on another host, or ONLYBOXES_DOCKER_DIRECT=false\)/);
+    },
+  );
+
   test('the CLI: --network allowlist, and a clear error for anything else', async () => {
     const env = egressEnv();
     const ok = await runCli(['exec', '--network', 'allowlist', '--', 'curl', '-sS', 'http://plain.test/cli'], env);
