@@ -12,6 +12,8 @@
  */
 #include "agent-internal.h"
 
+#include "common/runtime.h"
+
 #include "common/utf8.h"
 
 #include <fcntl.h>
@@ -76,7 +78,7 @@ static bool get_str(json_t *obj, const char *name, const char **out, char *err, 
 char **agent_env_build(const struct agent *a, json_t *env)
 {
     size_t n = env ? json_object_size(env) : 0;
-    char **v = obx_xcalloc(8 + n + 1, sizeof(char *));
+    char **v = obx_xcalloc(16 + n + 1, sizeof(char *));
     size_t i = 0;
     v[i++] = obx_xstrdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     v[i++] = obx_xasprintf("HOME=%s", a->cfg.workspace);
@@ -85,6 +87,16 @@ char **agent_env_build(const struct agent *a, json_t *env)
     v[i++] = obx_xstrdup("PYTHONUNBUFFERED=1");
     v[i++] = obx_xstrdup("PYTHONDONTWRITEBYTECODE=1");
     v[i++] = obx_xstrdup("USER=sandbox");
+    if (a->cfg.egress_socket) {
+        /* Network "allowlist": what pip, curl, npm, git and urllib read to use a proxy; curl
+         * ignores an upper-case HTTP_PROXY, and others read only that one. */
+        static const char *const names[] = {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                                            "http_proxy", "https_proxy", "all_proxy"};
+        for (size_t k = 0; k < OBX_ARRAY_SIZE(names); k++)
+            v[i++] = obx_xasprintf("%s=http://127.0.0.1:%d", names[k], OBX_BOX_EGRESS_PORT);
+        v[i++] = obx_xstrdup("NO_PROXY=localhost,127.0.0.1,::1");
+        v[i++] = obx_xstrdup("no_proxy=localhost,127.0.0.1,::1");
+    }
     const char *name;
     json_t *val;
     json_object_foreach(env, name, val)
@@ -575,6 +587,8 @@ uint64_t agent_request_tick(struct agent *a, struct agent_request *r, uint64_t n
 
 void agent_child_reaped(struct agent *a, pid_t pid, int status)
 {
+    if (agent_relay_reaped(a, pid, status))
+        return;
     for (size_t i = 0; i < AGENT_MAX_REQUESTS; i++) {
         struct agent_request *r = &a->req[i];
         if (!r->used || r->monitor != pid)

@@ -42,8 +42,9 @@ struct agent_limits {
 };
 
 struct agent_config {
-    char *workspace; /* absolute, created at start-up */
-    char *state_dir; /* terminal state files, mode 0700 */
+    char *workspace;     /* absolute, created at start-up */
+    char *state_dir;     /* terminal state files, mode 0700 */
+    char *egress_socket; /* --egress-proxy: the worker's egress proxy, or NULL */
     struct agent_limits limits;
 };
 
@@ -143,6 +144,8 @@ struct agent {
     char *warm_want[AGENT_MAX_WARM]; /* keys that should get a shell, oldest first */
     size_t n_warm_want;
     uint64_t warm_clock;
+    pid_t relay_pid; /* the egress relay (agent-relay.c), 0 when none runs */
+    unsigned relay_starts;
 };
 
 /* agent.c: outbound frames. Never blocks; the main loop flushes. */
@@ -244,6 +247,12 @@ void agent_warm_release(struct agent *a, struct agent_request *r);
 bool agent_warm_reaped(struct agent *a, pid_t pid);
 /* At shutdown, after every child was killed: frees the table. */
 void agent_warm_shutdown(struct agent *a);
+
+/* agent-relay.c: with --egress-proxy, the relay from 127.0.0.1:OBX_BOX_EGRESS_PORT to the
+ * worker's egress proxy. */
+void agent_relay_init(struct agent *a);
+/* A child was reaped: true when it was the relay (which is then started again). */
+bool agent_relay_reaped(struct agent *a, pid_t pid, int status);
 
 /* agent-files.c */
 void agent_file_read(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);

@@ -16,6 +16,7 @@
 #include "agent-internal.h"
 
 #include "common/clock.h"
+#include "common/runtime.h"
 #include "common/utf8.h"
 
 #include <fcntl.h>
@@ -380,7 +381,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: onlyboxes-agent [--workspace DIR] [--state-dir DIR] [--memory BYTES] "
                     "[--nproc N]\n"
-                    "                       [--fsize BYTES] [--nofile N] [--cpu SEC]\n"
+                    "                       [--fsize BYTES] [--nofile N] [--cpu SEC] "
+                    "[" OBX_BOX_EGRESS_OPTION " SOCKET]\n"
                     "       onlyboxes-agent --exec-as UID GID PROGRAM [ARG...]   (root only: run "
                     "PROGRAM as UID:GID)\n");
 }
@@ -422,6 +424,11 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg, const cha
         }
         if (obx_streq(name, "--workspace")) {
             *workspace = val;
+            continue;
+        }
+        if (obx_streq(name, OBX_BOX_EGRESS_OPTION)) {
+            free(cfg->egress_socket);
+            cfg->egress_socket = obx_xstrdup(val);
             continue;
         }
         if (obx_streq(name, "--state-dir")) {
@@ -508,6 +515,7 @@ int main(int argc, char **argv)
                   strerror(errno));
 
     agent_warm_init(&a);
+    agent_relay_init(&a);
     a.sig_fd = setup_signals();
     if (a.sig_fd < 0) {
         agent_log("signalfd: %s", strerror(-a.sig_fd));
@@ -532,5 +540,6 @@ int main(int argc, char **argv)
     close(a.sig_fd);
     free(a.cfg.workspace);
     free(a.cfg.state_dir);
+    free(a.cfg.egress_socket);
     return a.broken ? 1 : 0;
 }

@@ -75,6 +75,13 @@ int obx_cmd_doctor(int argc, char **argv)
         printf("runtime:    ERROR %s\n", err.message);
         ok = 0;
     }
+    if (cfg.egress_allow)
+        printf("network:    \"allowlist\" reaches %.300s%s (%s); true is %s\n", cfg.egress_allow,
+               strlen(cfg.egress_allow) > 300 ? "..." : "", cfg.egress_allow_var,
+               cfg.allow_network ? "allowed" : "off (ONLYBOXES_ALLOW_NETWORK)");
+    else
+        printf("network:    \"allowlist\" is off (ONLYBOXES_EGRESS_ALLOW); true is %s\n",
+               cfg.allow_network ? "allowed" : "off (ONLYBOXES_ALLOW_NETWORK)");
     free(agent);
     printf("%s\n", ok ? "ready: `onlyboxes mcp --stdio` will run code in sandboxes"
                       : "not ready: fix the errors above");

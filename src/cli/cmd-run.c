@@ -11,6 +11,12 @@
 #include "common/clock.h"
 #include "common/log.h"
 
+#define NETWORK_HELP                                                                             \
+    "  --network MODE     the box's network: false (none, the default), allowlist (only the\n"   \
+    "                     hosts in ONLYBOXES_EGRESS_ALLOW, through a proxy) or true (all of\n"   \
+    "                     it, where ONLYBOXES_ALLOW_NETWORK=true); a session's is chosen when\n" \
+    "                     it starts\n"
+
 static const char exec_usage[] =
     "Usage: onlyboxes exec [OPTIONS] -- COMMAND [ARGS...]\n"
     "\n"
@@ -24,7 +30,7 @@ static const char exec_usage[] =
     "                     session lives as long as this process; on a console it stays between\n"
     "                     invocations until its lease runs out\n"
     "  --timeout-ms MS    kill the command after MS milliseconds (default 60000, max 600000);\n"
-    "                     --timeout is the same\n" OBX_CLI_TARGET_HELP
+    "                     --timeout is the same\n" NETWORK_HELP OBX_CLI_TARGET_HELP
     "  -h, --help         show this help\n"
     "\n"
     "On a console the output arrives when the command ends, and Ctrl-C cancels the remote task\n"
@@ -41,7 +47,7 @@ static const char python_usage[] =
     "\n"
     "Options:\n"
     "  --timeout-ms MS    kill the program after MS milliseconds (default 60000, max 600000);\n"
-    "                     --timeout is the same\n" OBX_CLI_TARGET_HELP
+    "                     --timeout is the same\n" NETWORK_HELP OBX_CLI_TARGET_HELP
     "  -h, --help         show this help\n";
 
 #define MAX_CODE_BYTES (8u << 20)
@@ -104,10 +110,25 @@ static int run_capability(struct obx_cli_target *target, const char *capability,
     return status;
 }
 
+/* --network false|true|allowlist into the payload's "network" (false: left out). */
+static int network_option(const char *value, json_t **ret)
+{
+    if (obx_streq(value, "false"))
+        *ret = NULL;
+    else if (obx_streq(value, "true"))
+        *ret = json_true();
+    else if (obx_streq(value, "allowlist"))
+        *ret = json_string("allowlist");
+    else
+        return -EINVAL;
+    return 0;
+}
+
 /* Parses the options exec and python share. Returns the index of the first non-option argument,
- * or -1 after printing an error (or -2 after printing help). */
+ * or -1 after printing an error (or -2 after printing help). *network: the payload's "network"
+ * (a new reference) or NULL. */
 static int parse_common(int argc, char **argv, const char *usage, struct obx_cli_target *target,
-                        int64_t *timeout_ms, const char **session)
+                        int64_t *timeout_ms, const char **session, json_t **network)
 {
     int i = 1;
     for (; i < argc; i++) {
@@ -129,6 +150,14 @@ static int parse_common(int argc, char **argv, const char *usage, struct obx_cli
             }
         } else if (session && obx_streq(a, "--session") && i + 1 < argc) {
             *session = argv[++i];
+        } else if (obx_streq(a, "--network") && i + 1 < argc) {
+            json_decref(*network);
+            if (network_option(argv[++i], network) < 0) {
+                fprintf(stderr,
+                        "onlyboxes: --network %s is invalid: expected false, allowlist or true\n",
+                        argv[i]);
+                return -1;
+            }
         } else if (a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "onlyboxes: unknown option '%s'\n%s", a, usage);
             return -1;
@@ -144,7 +173,8 @@ int obx_cmd_exec(int argc, char **argv)
     struct obx_cli_target target = {0};
     int64_t timeout = 60000;
     const char *session = NULL;
-    int i = parse_common(argc, argv, exec_usage, &target, &timeout, &session);
+    _cleanup_json_ json_t *network = NULL;
+    int i = parse_common(argc, argv, exec_usage, &target, &timeout, &session, &network);
     if (i < 0)
         return i == -2 ? 0 : 2;
     if (i >= argc) {
@@ -163,6 +193,8 @@ int obx_cmd_exec(int argc, char **argv)
         json_object_set_new(payload, "session_id", json_string(session));
         json_object_set_new(payload, "create_if_missing", json_true());
     }
+    if (network)
+        json_object_set(payload, "network", network);
     obx_buf_free(&cmd);
     int status = run_capability(&target, "terminalexec", payload, timeout);
     json_decref(payload);
@@ -193,7 +225,8 @@ int obx_cmd_python(int argc, char **argv)
 {
     struct obx_cli_target target = {0};
     int64_t timeout = 60000;
-    int i = parse_common(argc, argv, python_usage, &target, &timeout, NULL);
+    _cleanup_json_ json_t *network = NULL;
+    int i = parse_common(argc, argv, python_usage, &target, &timeout, NULL, &network);
     if (i < 0)
         return i == -2 ? 0 : 2;
     _cleanup_free_ char *code = NULL;
@@ -233,6 +266,8 @@ int obx_cmd_python(int argc, char **argv)
         json_decref(payload);
         return 2;
     }
+    if (network)
+        json_object_set(payload, "network", network);
     int status = run_capability(&target, "pythonexec", payload, timeout);
     json_decref(payload);
     return status;

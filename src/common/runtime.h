@@ -17,6 +17,11 @@
 /* Inside every box, whatever the runtime. */
 #define OBX_BOX_AGENT_PATH "/.onlyboxes/agent" /* where the agent binary is mounted */
 #define OBX_BOX_WORKSPACE "/workspace"         /* the writable working directory */
+/* Network "allowlist": where the worker's egress proxy socket is bound, and the agent option that
+ * makes it relay 127.0.0.1:OBX_BOX_EGRESS_PORT there (and set HTTP_PROXY and friends). */
+#define OBX_BOX_EGRESS_SOCKET "/.onlyboxes/egress.sock"
+#define OBX_BOX_EGRESS_OPTION "--egress-proxy"
+#define OBX_BOX_EGRESS_PORT 3128
 
 struct obx_box_spec {
     const char *agent_path;   /* host path of the onlyboxes-agent binary */
@@ -29,6 +34,9 @@ struct obx_box_spec {
     uint64_t fsize_bytes;     /* largest file a process may write; 0 = runtime default */
     uint64_t workspace_bytes; /* workspace size cap where the runtime can enforce it; 0 = default */
     bool network;             /* false: loopback only */
+    /* Host path of a unix socket to bind at OBX_BOX_EGRESS_SOCKET (the agent gets
+     * OBX_BOX_EGRESS_OPTION), or NULL. Only for a box without network. */
+    const char *egress_socket;
 
     /* Optional: what start() has to say while the caller waits (an image pull's progress), with
      * an enum obx_log_level. Called from the starting thread or from another thread that does
@@ -47,6 +55,9 @@ struct obx_box_handle {
 
 struct obx_runtime {
     const char *name; /* "bubblewrap", "docker" */
+    /* A unix socket of this host can be bound into a box (spec.egress_socket); not so for a
+     * daemon on another host or in a VM. */
+    bool host_sockets;
 
     /* Starts a box; on success *ret holds two open fds (O_CLOEXEC) owned by the caller until
      * stop(). Does not wait for the agent's HELLO. */

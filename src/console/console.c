@@ -377,6 +377,7 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
             r = -EINVAL;
             goto out;
         }
+        wc.console_host = cfg->http_host; /* never a destination of the boxes' egress */
         c.worker = obx_worker_new(&wc, err);
         if (!c.worker) {
             r = obx_error_wrap(err, "starting the embedded worker");

@@ -217,6 +217,24 @@ static uint64_t stricter(uint64_t a, uint64_t b)
     return OBX_MIN(a, b);
 }
 
+/* Network "allowlist": the worker's egress proxy socket, bound read-only like the direct path's
+ * (the box's network stays cfg->network, "none"), and the agent told to relay to it. */
+static void egress_bind(json_t *binds, const struct obx_box_spec *spec)
+{
+    if (!spec->egress_socket)
+        return;
+    _cleanup_free_ char *b = obx_xasprintf("%s:" OBX_BOX_EGRESS_SOCKET ":ro", spec->egress_socket);
+    json_array_append_new(binds, json_string(b));
+}
+
+static void egress_agent_args(json_t *entry, const struct obx_box_spec *spec)
+{
+    if (!spec->egress_socket)
+        return;
+    json_array_append_new(entry, json_string(OBX_BOX_EGRESS_OPTION));
+    json_array_append_new(entry, json_string(OBX_BOX_EGRESS_SOCKET));
+}
+
 static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *spec,
                            const char *image, const char *agent, const char *sock_path)
 {
@@ -250,6 +268,7 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
         json_array_append_new(entry, json_string("--connect"));
         json_array_append_new(entry, json_string(BOX_WORKER_SOCK));
     }
+    egress_agent_args(entry, spec);
     char num[32];
     /* No --nproc: without a user namespace RLIMIT_NPROC counts every process of the uid on the
      * host, across boxes; the cgroup pids limit below is per box. */
@@ -287,6 +306,7 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
         _cleanup_free_ char *sb = obx_xasprintf("%s:" BOX_WORKER_SOCK ":ro", sock_path);
         json_array_append_new(binds, json_string(sb));
     }
+    egress_bind(binds, spec);
     json_object_set_new(hc, "Binds", binds);
     set_str(hc, "NetworkMode", spec->network ? "bridge" : cfg->network);
     if (cfg->drop_caps)
@@ -769,6 +789,9 @@ struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
         return NULL;
     }
     d->sock_dir = direct_dir(d, cfg);
+    /* As for the direct path: a tcp:// daemon's boxes run elsewhere, and DIRECT=false is for
+     * daemons in a VM that cannot pass a unix socket through a bind mount. */
+    d->rt.host_sockets = cfg->direct && d->c.unix_path != NULL;
     obx_debug("docker: %s (API %s) at %s", d->c.server_version, d->c.api_version, d->c.endpoint);
     return &d->rt;
 }

@@ -183,9 +183,41 @@ static int check_object(const char *name, const json_t *schema, json_t *obj, uns
     return 0;
 }
 
+/* "enum": v must equal one of the listed values; the message lists them as JSON. */
+static int check_enum(const char *name, const json_t *choices, const json_t *v, char *msg,
+                      size_t size)
+{
+    size_t i;
+    json_t *c;
+    json_array_foreach(choices, i, c)
+    {
+        if (json_equal(c, v))
+            return 0;
+    }
+    char list[256] = "";
+    size_t len = 0;
+    json_array_foreach(choices, i, c)
+    {
+        _cleanup_free_ char *text = json_dumps(c, JSON_ENCODE_ANY | JSON_COMPACT);
+        bool last = i + 1 == json_array_size(choices);
+        int n = snprintf(list + len, sizeof(list) - len, "%s%s%s",
+                         i == 0 ? ""
+                         : last ? " or "
+                                : ", ",
+                         text ? text : "?", "");
+        if (n < 0 || (size_t)n >= sizeof(list) - len)
+            break;
+        len += (size_t)n;
+    }
+    return fail(msg, size, "\"%s\" must be %s", name ? name : "value", list);
+}
+
 static int check_value(const char *name, const json_t *schema, json_t *parent, json_t *v,
                        bool required, unsigned flags, char *msg, size_t size)
 {
+    json_t *choices = json_object_get(schema, "enum");
+    if (json_is_array(choices))
+        return check_enum(name, choices, v, msg, size);
     const char *type = json_string_value(json_object_get(schema, "type"));
     if (!type)
         return 0;

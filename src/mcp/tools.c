@@ -36,9 +36,11 @@ static const char python_input[] =
     "'timeout_ms':{'type':'integer','minimum':1,'maximum':600000,'default':60000,"
     "'description':'Time limit in milliseconds (1-600000, default 60000). When it passes the "
     "program is killed and the call fails with deadline_exceeded.'},"
-    "'network':{'type':'boolean','default':false,"
-    "'description':'Run in a box with network access (e.g. to install a package). Refused unless "
-    "the server operator allows network access.'}"
+    "'network':{'type':['boolean','string'],'enum':[false,true,'allowlist'],'default':false,"
+    "'description':'false: no network. allowlist: reach only the hosts the server operator "
+    "listed, through a proxy the box uses on its own (pip, curl, npm, git, urllib work as "
+    "usual), e.g. to pip install from PyPI. true: full network access. allowlist and true are "
+    "refused unless the operator set them up.'}"
     "},'required':['code'],'additionalProperties':false}";
 
 static const char python_output[] =
@@ -71,10 +73,11 @@ static const char terminal_input[] =
     "'description':'Time limit in milliseconds (1-600000, default 60000). When it passes the "
     "command and everything it started are killed and the call fails with deadline_exceeded; "
     "the session survives.'},"
-    "'network':{'type':'boolean','default':false,"
-    "'description':'Start the new session in a box with network access (e.g. to install "
-    "packages). Chosen when the session starts. Refused unless the server operator allows "
-    "network access.'}"
+    "'network':{'type':['boolean','string'],'enum':[false,true,'allowlist'],'default':false,"
+    "'description':'The network of a new session, chosen when it starts. false: none. "
+    "allowlist: only the hosts the server operator listed, through a proxy the box uses on its "
+    "own (pip, curl, npm, git work as usual), e.g. to install packages. true: full network "
+    "access. allowlist and true are refused unless the operator set them up.'}"
     "},'required':['command'],'additionalProperties':false}";
 
 static const char terminal_output[] =
@@ -118,10 +121,12 @@ static json_t *echo_payload(const json_t *args, char *msg, size_t size)
     return json_pack("{sO}", "message", json_object_get(args, "message"));
 }
 
+/* "network" as validated by the schema: true or "allowlist" travel, false is the default. */
 static void copy_network(json_t *payload, const json_t *args)
 {
-    if (obx_json_get_bool(args, "network", false))
-        json_object_set_new(payload, "network", json_true());
+    json_t *n = json_object_get(args, "network");
+    if (json_is_true(n) || json_is_string(n))
+        json_object_set(payload, "network", n);
 }
 
 static json_t *python_payload(const json_t *args, char *msg, size_t size)

@@ -215,6 +215,20 @@ static int mounts_init(struct obx_bwrap_runtime *b, struct obx_error *err)
     return 0;
 }
 
+/* Network "allowlist": the worker's egress proxy socket, bound read-only (connecting to a socket
+ * needs no write access), and the agent told to relay to it. */
+static void egress_mount(struct argv_buf *a, const struct obx_box_spec *spec)
+{
+    if (spec && spec->egress_socket)
+        arg3(a, "--ro-bind", spec->egress_socket, OBX_BOX_EGRESS_SOCKET);
+}
+
+static void egress_agent_args(struct argv_buf *a, const struct obx_box_spec *spec)
+{
+    if (spec && spec->egress_socket)
+        arg3(a, OBX_BOX_EGRESS_OPTION, OBX_BOX_EGRESS_SOCKET, NULL);
+}
+
 /* The bwrap argument list. box NULL builds the probe: the same namespaces and system mounts,
  * running /usr/bin/true. */
 static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap_box *box,
@@ -295,6 +309,7 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
         } else {
             arg3(a, "--ro-bind", agent, OBX_BOX_AGENT_PATH);
         }
+        egress_mount(a, spec);
         arg3(a, "--info-fd", fd_names[OBX_BWRAP_FD_INFO], NULL);
     }
     /* The box's root and /dev are tmpfs mounts bwrap built; nothing needs to write there, and
@@ -327,6 +342,7 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
     arg3(a, "--fsize", nums->fsize, NULL);
     arg3(a, "--nofile", nums->nofile, NULL);
     arg3(a, "--cpu", nums->cpu, NULL);
+    egress_agent_args(a, spec);
 }
 
 /* The agent, whose --exec-as step runs bwrap as a box's host uid under a root worker. */
@@ -830,6 +846,7 @@ struct obx_runtime *obx_sandbox_runtime_new(const struct obx_sandbox_config *cfg
 {
     struct obx_bwrap_runtime *b = obx_xcalloc(1, sizeof(*b));
     b->rt.name = "bubblewrap";
+    b->rt.host_sockets = true;
     b->rt.start = bwrap_start;
     b->rt.stop = bwrap_stop;
     b->rt.cleanup_stale = obx_bwrap_cleanup_stale;

@@ -55,6 +55,8 @@ struct obx_box {
     pthread_mutex_t write_lock;
 
     struct obx_box *reg_next; /* registry of live boxes, for obx_box_kill_all() */
+    void (*on_free)(void *);  /* set once, right after the start */
+    void *on_free_userdata;
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -359,6 +361,12 @@ int obx_box_start(struct obx_runtime *rt, const struct obx_box_spec *spec, uint6
     return 0;
 }
 
+void obx_box_on_free(struct obx_box *b, void (*fn)(void *), void *userdata)
+{
+    b->on_free = fn;
+    b->on_free_userdata = userdata;
+}
+
 struct obx_box *obx_box_ref(struct obx_box *b)
 {
     atomic_fetch_add(&b->refs, 1);
@@ -404,6 +412,8 @@ void obx_box_unref(struct obx_box *b)
     if (b->reader_started)
         pthread_join(b->reader, NULL);
     obx_closep(&b->rfd);
+    if (b->on_free)
+        b->on_free(b->on_free_userdata);
     pthread_mutex_destroy(&b->lock);
     pthread_mutex_destroy(&b->write_lock);
     pthread_cond_destroy(&b->hello_cond);

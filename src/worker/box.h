@@ -17,6 +17,10 @@ struct obx_box;
 int obx_box_start(struct obx_runtime *rt, const struct obx_box_spec *spec, uint64_t timeout_ms,
                   struct obx_box **ret, struct obx_error *err);
 
+/* Runs fn(userdata) once the box is gone, at its last unref (once per box; what the box needs
+ * for its whole life, such as its egress proxy socket). */
+void obx_box_on_free(struct obx_box *b, void (*fn)(void *), void *userdata);
+
 struct obx_box *obx_box_ref(struct obx_box *b);
 /* Drops a reference; the last one stops the box and frees it. Accepts NULL. */
 void obx_box_unref(struct obx_box *b);

@@ -57,21 +57,41 @@ static int payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
     return 0;
 }
 
-/* The optional "network" field: true asks for a box with network access, which the worker's
- * operator must have allowed (ONLYBOXES_ALLOW_NETWORK). */
-static int payload_network(struct obx_worker *w, json_t *payload, bool *ret, struct obx_error *err)
+/* The optional "network" field: false (or absent), true for the runtime's network, which the
+ * worker's operator must have allowed (ONLYBOXES_ALLOW_NETWORK), or "allowlist" for the egress
+ * proxy, which needs an allow-list (ONLYBOXES_EGRESS_ALLOW). */
+static int payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
+                           struct obx_error *err)
 {
     json_t *n = json_object_get(payload, "network");
-    *ret = false;
-    if (!n || json_is_null(n))
+    *ret = OBX_NET_NONE;
+    if (!n || json_is_null(n) || json_is_false(n))
         return 0;
-    if (!json_is_boolean(n))
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "network must be a boolean");
-    *ret = json_is_true(n);
-    if (*ret && !w->cfg.allow_network)
+    if (json_is_true(n)) {
+        if (!w->cfg.allow_network)
+            return obx_error_set(err, EPERM, OBX_ERR_INVALID_PAYLOAD,
+                                 "network: this worker does not allow network access (its "
+                                 "operator can turn it on with ONLYBOXES_ALLOW_NETWORK=true)%s",
+                                 w->egress ? "; network \"allowlist\" reaches the hosts on its "
+                                             "egress allow-list"
+                                           : "");
+        *ret = OBX_NET_FULL;
+        return 0;
+    }
+    if (!json_is_string(n) || !obx_streq(json_string_value(n), "allowlist"))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "network must be true, false or \"allowlist\"");
+    if (!w->egress)
         return obx_error_set(err, EPERM, OBX_ERR_INVALID_PAYLOAD,
-                             "network: this worker does not allow network access (its operator "
-                             "can turn it on with ONLYBOXES_ALLOW_NETWORK=true)");
+                             "network: \"allowlist\" needs an egress allow-list and this worker "
+                             "has none (its operator can set one, e.g. "
+                             "ONLYBOXES_EGRESS_ALLOW=pypi.org,files.pythonhosted.org)");
+    if (!w->rt->host_sockets)
+        return obx_error_set(err, ENOTSUP, OBX_ERR_INVALID_PAYLOAD,
+                             "network: \"allowlist\" is not available with this Docker daemon "
+                             "(on another host, or ONLYBOXES_DOCKER_DIRECT=false): the egress "
+                             "proxy's socket cannot be bound into its boxes");
+    *ret = OBX_NET_ALLOWLIST;
     return 0;
 }
 
@@ -124,8 +144,8 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     int64_t timeout;
     if ((r = payload_timeout(payload, call, &timeout, err)) < 0)
         return r;
-    bool network;
-    if ((r = payload_network(w, payload, &network, err)) < 0)
+    enum obx_net net;
+    if ((r = payload_network(w, payload, &net, err)) < 0)
         return r;
 
     _cleanup_json_ json_t *req = json_object();
@@ -146,8 +166,14 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     struct obx_box *box = NULL;
     struct obx_pool *pool = w->python_pool->pool;
     /* Pool boxes have no network: a call that wants it waits for its own box. */
-    r = network ? obx_worker_start_box(w, w->python_pool->image, true, call, &box, err)
-                : obx_pool_take(pool, call, &box, err);
+    if (net != OBX_NET_NONE) {
+        _cleanup_free_ char *label = call && call->account && !obx_streq(call->account, "local")
+                                         ? obx_xasprintf("pythonExec of account %s", call->account)
+                                         : obx_xstrdup("pythonExec");
+        r = obx_worker_start_box(w, w->python_pool->image, net, label, call, &box, err);
+    } else {
+        r = obx_pool_take(pool, call, &box, err);
+    }
     if (r < 0)
         return r;
     struct obx_box_exec_result res = {0};
@@ -196,8 +222,8 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     int64_t timeout;
     if ((r = payload_timeout(payload, call, &timeout, err)) < 0)
         return r;
-    bool network;
-    if ((r = payload_network(w, payload, &network, err)) < 0)
+    enum obx_net net;
+    if ((r = payload_network(w, payload, &net, err)) < 0)
         return r;
 
     int lease = w->cfg.lease_default_sec;
@@ -224,8 +250,8 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     }
 
     struct obx_session_lease sl;
-    unsigned flags = (create ? OBX_SESSION_CREATE : 0) | (network ? OBX_SESSION_NETWORK : 0);
-    if ((r = obx_sessions_acquire(w->sessions, sid, flags, call, &sl, err)) < 0)
+    unsigned flags = create ? OBX_SESSION_CREATE : 0;
+    if ((r = obx_sessions_acquire(w->sessions, sid, flags, net, call, &sl, err)) < 0)
         return r;
 
     _cleanup_json_ json_t *req = json_object();
@@ -239,7 +265,7 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     /* The lease counts from the end of the command, so a long command never returns with its
      * session about to be reaped. */
     int64_t expiry = obx_sessions_release(w->sessions, &sl, lease);
-    if (sl.created && !network)
+    if (sl.created && net == OBX_NET_NONE)
         obx_pool_refill(w->terminal_pool->pool); /* the session kept its box: replace it now */
     if (r < 0)
         return r;
@@ -283,7 +309,7 @@ int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_
                              "action must be validate or read");
 
     struct obx_session_lease sl;
-    if ((r = obx_sessions_acquire(w->sessions, sid, 0, call, &sl, err)) < 0)
+    if ((r = obx_sessions_acquire(w->sessions, sid, 0, OBX_NET_NONE, call, &sl, err)) < 0)
         return r;
     _cleanup_json_ json_t *req = json_object();
     json_object_set_new(req, "path", json_string(path));

@@ -8,6 +8,8 @@
 #include "worker-internal.h"
 
 #include <stddef.h>
+
+#include "egress.h"
 #include <strings.h>
 
 enum opt_target {
@@ -22,6 +24,9 @@ enum opt_target {
     OPT_MAX_SESSIONS,
     OPT_WARM_POOL,
     OPT_MAX_INFLIGHT,
+    OPT_EGRESS_CONNS,
+    OPT_EGRESS_MB,
+    OPT_EGRESS_TIMEOUT,
 };
 
 static const struct option_row {
@@ -51,6 +56,12 @@ static const struct option_row {
      "started boxes kept ready per image, for pythonExec and new terminal sessions"},
     {"WORKER_MAX_INFLIGHT", OPT_MAX_INFLIGHT, 16, 1, 256,
      "calls of one capability this worker runs at once; more get no_capacity"},
+    {"ONLYBOXES_EGRESS_MAX_CONNECTIONS", OPT_EGRESS_CONNS, 32, 1, 1024,
+     "connections through the egress proxy at once, per box"},
+    {"ONLYBOXES_EGRESS_MAX_MB", OPT_EGRESS_MB, 1024, 1, 1048576,
+     "MiB through the egress proxy per box, both directions"},
+    {"ONLYBOXES_EGRESS_CONNECT_TIMEOUT_SEC", OPT_EGRESS_TIMEOUT, 10, 1, 120,
+     "how long the egress proxy waits for a destination to accept a connection"},
 };
 
 static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t v)
@@ -89,6 +100,15 @@ static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t
     case OPT_MAX_INFLIGHT:
         cfg->max_inflight = (unsigned)v;
         break;
+    case OPT_EGRESS_CONNS:
+        cfg->egress_max_conns = (unsigned)v;
+        break;
+    case OPT_EGRESS_MB:
+        cfg->egress_max_bytes = (uint64_t)v << 20;
+        break;
+    case OPT_EGRESS_TIMEOUT:
+        cfg->egress_connect_timeout_ms = (unsigned)v * 1000;
+        break;
     }
 }
 
@@ -103,6 +123,32 @@ int obx_runtime_choice_parse(const char *s, enum obx_runtime_choice *ret)
     else
         return -EINVAL;
     return 0;
+}
+
+/* The allow-list: WORKER_EGRESS_ALLOW (the worker's name, as for its other settings) or
+ * ONLYBOXES_EGRESS_ALLOW; checked here so that a bad entry stops the program at start-up. */
+static int egress_from_env(struct obx_worker_config *cfg, struct obx_error *err)
+{
+    const char *w = getenv("WORKER_EGRESS_ALLOW"), *o = getenv("ONLYBOXES_EGRESS_ALLOW");
+    if (!obx_str_blank(w) && !obx_str_blank(o) && !obx_streq(w, o))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "WORKER_EGRESS_ALLOW and ONLYBOXES_EGRESS_ALLOW are both set, to "
+                             "different lists; set one of them");
+    cfg->egress_allow_var = !obx_str_blank(w) ? "WORKER_EGRESS_ALLOW" : "ONLYBOXES_EGRESS_ALLOW";
+    cfg->egress_allow = !obx_str_blank(w) ? w : !obx_str_blank(o) ? o : NULL;
+    const char *pins = getenv("ONLYBOXES_EGRESS_TEST_RESOLVE");
+    cfg->egress_test_resolve = obx_str_blank(pins) ? NULL : pins;
+    if (!cfg->egress_allow) {
+        if (cfg->egress_test_resolve)
+            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                                 "ONLYBOXES_EGRESS_TEST_RESOLVE is set without an allow-list "
+                                 "(ONLYBOXES_EGRESS_ALLOW)");
+        return 0;
+    }
+    struct obx_egress_config ec = {.allow = cfg->egress_allow,
+                                   .allow_var = cfg->egress_allow_var,
+                                   .test_resolve = cfg->egress_test_resolve};
+    return obx_egress_config_check(&ec, err);
 }
 
 int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *err)
@@ -137,6 +183,9 @@ int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *
     if (net && *net && obx_parse_bool(net, &cfg->allow_network) < 0)
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "ONLYBOXES_ALLOW_NETWORK=%s is invalid: expected true or false", net);
+    int r = egress_from_env(cfg, err);
+    if (r < 0)
+        return r;
     const char *agent = getenv("ONLYBOXES_AGENT");
     if (agent && *agent)
         cfg->agent_path = agent;

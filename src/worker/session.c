@@ -28,7 +28,7 @@ struct session {
     struct obx_call *holder; /* the call that holds it while busy; may be NULL */
     uint64_t lease_until;    /* monotonic ms */
     int64_t lease_until_unix_ms;
-    bool network;
+    enum obx_net net;
     struct session *next;
 };
 
@@ -180,11 +180,23 @@ void obx_sessions_free(struct obx_sessions *s)
     free(s);
 }
 
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
+/* How a session's network reads in a message. */
+static const char *net_words(enum obx_net net)
+{
+    switch (net) {
+    case OBX_NET_FULL:
+        return "with network true";
+    case OBX_NET_ALLOWLIST:
+        return "with network \"allowlist\"";
+    default:
+        return "without network access";
+    }
+}
+
+int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags, enum obx_net net,
                          struct obx_call *call, struct obx_session_lease *ret,
                          struct obx_error *err)
 {
-    bool network = flags & OBX_SESSION_NETWORK;
     memset(ret, 0, sizeof(*ret));
     if (strlen(id) >= sizeof(ret->id))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
@@ -217,12 +229,13 @@ retry:
             pthread_mutex_unlock(&s->lock);
             return obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY, "session is busy");
         }
-        if (network && !x->network) {
+        if (net != OBX_NET_NONE && net != x->net) {
+            enum obx_net had = x->net;
             pthread_mutex_unlock(&s->lock);
             return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                                 "network: session %s was started without network access; "
-                                 "start a new session with network true",
-                                 id);
+                                 "network: session %s was started %s; network is chosen when a "
+                                 "session starts: start a new session %s",
+                                 id, net_words(had), net_words(net));
         }
         x->busy = true;
         x->holder = call;
@@ -251,7 +264,7 @@ retry:
     snprintf(x->id, sizeof(x->id), "%s", id);
     x->busy = true;
     x->holder = call;
-    x->network = network;
+    x->net = net;
     x->lease_until = obx_now_ms() + INITIAL_LEASE_MS;
     x->next = s->list;
     s->list = x;
@@ -262,7 +275,7 @@ retry:
     pthread_mutex_unlock(&s->lock);
 
     struct obx_box *box = NULL;
-    int r = s->factory.start(s->factory.userdata, id, network, call, &box, err);
+    int r = s->factory.start(s->factory.userdata, id, net, call, &box, err);
 
     pthread_mutex_lock(&s->lock);
     if (r < 0) {

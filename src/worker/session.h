@@ -12,10 +12,17 @@
 
 struct obx_sessions;
 
+/* The network of a box, from a call's "network": false, true or "allowlist". */
+enum obx_net {
+    OBX_NET_NONE,      /* loopback only */
+    OBX_NET_FULL,      /* the runtime's network */
+    OBX_NET_ALLOWLIST, /* loopback only, plus the worker's egress proxy */
+};
+
 struct obx_session_box_factory {
     /* Gets a started box for a new session (called without any session lock held); call is the
-     * caller's, for its on_log; network: the box gets network access. */
-    int (*start)(void *userdata, const char *session_id, bool network, struct obx_call *call,
+     * caller's, for its on_log; net: the box's network. */
+    int (*start)(void *userdata, const char *session_id, enum obx_net net, struct obx_call *call,
                  struct obx_box **ret, struct obx_error *err);
     void *userdata;
 };
@@ -32,15 +39,15 @@ struct obx_session_lease {
 };
 
 enum {
-    OBX_SESSION_CREATE = 1 << 0,  /* create the session when it does not exist */
-    OBX_SESSION_NETWORK = 1 << 1, /* the session has (or, created, gets) network access */
+    OBX_SESSION_CREATE = 1 << 0, /* create the session when it does not exist */
 };
 
 /* Takes the session for one command: marks it busy and returns its box. Unknown id: creates it
- * with OBX_SESSION_CREATE (starting a box), else session_not_found. A busy session:
- * session_busy. The session count is bounded: no_capacity. OBX_SESSION_NETWORK on a session
- * created without network access is invalid_payload: network is chosen when a session starts. */
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags,
+ * with OBX_SESSION_CREATE (starting a box with network net), else session_not_found. A busy
+ * session: session_busy. The session count is bounded: no_capacity. A net other than
+ * OBX_NET_NONE that is not the session's own is invalid_payload: network is chosen when a
+ * session starts. */
+int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags, enum obx_net net,
                          struct obx_call *call, struct obx_session_lease *ret,
                          struct obx_error *err);
 

@@ -4,6 +4,7 @@
 #define OBX_WORKER_INTERNAL_H
 
 #include "box.h"
+#include "egress.h"
 #include "pool.h"
 #include "session.h"
 #include "worker.h"
@@ -28,12 +29,15 @@ struct obx_worker {
     struct obx_worker_pool *python_pool, *terminal_pool; /* point into pools */
     pthread_t cleanup_thr; /* removes what a crashed earlier life left behind */
     bool cleanup_started;
+    struct obx_egress *egress; /* the allow-list proxy; NULL without an allow-list */
 };
 
-/* Starts a box from image (NULL: the runtime's choice) with this worker's limits; call (may be
- * NULL) hears about slow steps such as an image pull through its on_log. */
-int obx_worker_start_box(struct obx_worker *w, const char *image, bool network,
-                         struct obx_call *call, struct obx_box **ret, struct obx_error *err);
+/* Starts a box from image (NULL: the runtime's choice) with this worker's limits and network net;
+ * label names whose box it is in the egress proxy's log lines. call (may be NULL) hears about
+ * slow steps such as an image pull through its on_log. */
+int obx_worker_start_box(struct obx_worker *w, const char *image, enum obx_net net,
+                         const char *label, struct obx_call *call, struct obx_box **ret,
+                         struct obx_error *err);
 
 /* Capability handlers; each returns 0 with *ret_result or a negative errno with err filled. */
 int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,

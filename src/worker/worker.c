@@ -140,36 +140,59 @@ static int pool_box_start(void *userdata, struct obx_call *call, struct obx_box 
                           struct obx_error *err)
 {
     struct obx_worker_pool *wp = userdata;
-    return obx_worker_start_box(wp->w, wp->image, false, call, ret, err);
+    return obx_worker_start_box(wp->w, wp->image, OBX_NET_NONE, NULL, call, ret, err);
 }
 
 /* A new session takes a started box from its image's pool. The box carries no session label (it
  * was started before the session existed); the owner labels are what cleanup relies on. */
-static int session_box_start(void *userdata, const char *session_id, bool network,
+static int session_box_start(void *userdata, const char *session_id, enum obx_net net,
                              struct obx_call *call, struct obx_box **ret, struct obx_error *err)
 {
     struct obx_worker *w = userdata;
-    (void)session_id;
-    if (network) /* pool boxes have no network: this one is started for the session */
-        return obx_worker_start_box(w, w->terminal_pool->image, true, call, ret, err);
+    if (net != OBX_NET_NONE) { /* pool boxes have no network: this one is started for it */
+        _cleanup_free_ char *label = obx_xasprintf("session %s", session_id);
+        return obx_worker_start_box(w, w->terminal_pool->image, net, label, call, ret, err);
+    }
     return obx_pool_take(w->terminal_pool->pool, call, ret, err);
 }
 
-int obx_worker_start_box(struct obx_worker *w, const char *image, bool network,
-                         struct obx_call *call, struct obx_box **ret, struct obx_error *err)
+static void egress_box_close(void *userdata)
+{
+    obx_egress_box_close(userdata);
+}
+
+int obx_worker_start_box(struct obx_worker *w, const char *image, enum obx_net net,
+                         const char *label, struct obx_call *call, struct obx_box **ret,
+                         struct obx_error *err)
 {
     struct obx_box_spec spec = {
         .agent_path = w->agent_path,
         .worker_id = w->worker_id,
         .image = image,
-        .network = network,
+        .network = net == OBX_NET_FULL,
         .memory_bytes = w->cfg.memory_bytes,
         .pids = w->cfg.pids,
         .workspace_bytes = w->cfg.workspace_bytes,
         .on_log = call ? call->on_log : NULL,
         .log_userdata = call ? call->log_userdata : NULL,
     };
-    return obx_box_start(w->rt, &spec, BOX_START_TIMEOUT_MS, ret, err);
+    struct obx_egress_box *eb = NULL;
+    if (net == OBX_NET_ALLOWLIST) {
+        int r = obx_egress_box_open(w->egress, label, &eb, err);
+        if (r < 0)
+            return r;
+        spec.egress_socket = obx_egress_box_path(eb);
+    }
+    int r = obx_box_start(w->rt, &spec, BOX_START_TIMEOUT_MS, ret, err);
+    if (eb) {
+        /* The box has its own mount of the socket now: no other process may find it by name. */
+        obx_egress_box_unlink(eb);
+        if (r < 0)
+            obx_egress_box_close(eb);
+        else
+            obx_box_on_free(*ret, egress_box_close, eb);
+    }
+    return r;
 }
 
 /* The pool for image, created on first use; both kinds share it when their image is the same. */
@@ -224,6 +247,26 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
     w->cleanup_started = pthread_create(&w->cleanup_thr, NULL, cleanup_main, w) == 0;
     if (!w->cleanup_started)
         (void)cleanup_main(w);
+    if (cfg->egress_allow) {
+        struct obx_egress_config ec = {
+            .allow = cfg->egress_allow,
+            .allow_var = cfg->egress_allow_var,
+            .test_resolve = cfg->egress_test_resolve,
+            .deny_host = cfg->console_host,
+            .max_conns = cfg->egress_max_conns,
+            .max_bytes = cfg->egress_max_bytes,
+            .connect_timeout_ms = cfg->egress_connect_timeout_ms,
+        };
+        if (obx_egress_new(&ec, &w->egress, err) < 0) {
+            obx_error_wrap(err, "network \"allowlist\"");
+            if (w->cleanup_started)
+                pthread_join(w->cleanup_thr, NULL);
+            w->rt->free(w->rt);
+            free(w->agent_path);
+            free(w);
+            return NULL;
+        }
+    }
     struct obx_session_box_factory f = {session_box_start, w};
     w->sessions = obx_sessions_new(cfg->max_sessions, &f);
     const char *py = w->rt->default_image ? w->rt->default_image(w->rt, false) : NULL;
@@ -259,6 +302,8 @@ void obx_worker_free(struct obx_worker *w)
         obx_pool_free(w->pools[i].pool);
         free(w->pools[i].image);
     }
+    /* Boxes still held by calls close their sockets later; the proxy's state outlives it. */
+    obx_egress_free(w->egress);
     obx_box_forget_runtime(w->rt);
     w->rt->free(w->rt);
     free(w->agent_path);

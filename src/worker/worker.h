@@ -31,6 +31,16 @@ struct obx_worker_config {
     unsigned warm_pool;       /* started boxes kept ready per image, for pythonExec and sessions */
     bool allow_network;       /* calls may ask for a box with network access */
     unsigned max_inflight; /* calls per capability at once (the console's dispatch enforces it) */
+
+    /* Network "allowlist" (worker/egress.h): NULL egress_allow means no allow-list, and calls
+     * asking for one are refused. */
+    const char *egress_allow;        /* host names, *.domains, optional :port, comma-separated */
+    const char *egress_allow_var;    /* the variable it came from, for messages */
+    const char *egress_test_resolve; /* ONLYBOXES_EGRESS_TEST_RESOLVE: tests only */
+    unsigned egress_max_conns;       /* connections at once per box */
+    uint64_t egress_max_bytes;       /* bytes through the proxy per box */
+    unsigned egress_connect_timeout_ms;
+    const char *console_host; /* the console this worker serves: never an egress destination */
 };
 
 /* Fills cfg with defaults overridden by WORKER_* / ONLYBOXES_* environment variables. Returns

@@ -5,6 +5,7 @@
 // cancel stops the process on the host, and a reused request_id with a different input is a 409.
 
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -353,5 +354,58 @@ describe('console tasks across restarts', () => {
       const end = Date.now() + 5000;
       while (findProcesses(secs).length > 0 && Date.now() < end) await sleep(50);
     }
+  });
+});
+
+// Network "allowlist" through the console: the REST terminal command and a task ask for it, the
+// embedded worker's egress proxy lets the box reach one name (pinned by the test-only override
+// to a server on this test's loopback) and nothing else.
+describe('console: network "allowlist"', () => {
+  let c;
+  let web;
+  let token;
+  before(async () => {
+    web = http.createServer((req, res) => res.end(`hello ${req.url}\n`));
+    await new Promise((resolve) => web.listen(0, '127.0.0.1', resolve));
+    c = await startConsole(['--with-worker'], {
+      CONSOLE_DB_PATH: path.join(dir, 'egress.db'),
+      ONLYBOXES_EGRESS_ALLOW: 'web.test',
+      ONLYBOXES_EGRESS_TEST_RESOLVE: `web.test=127.0.0.1:${web.address().port}`,
+    });
+    token = (await tokenFor(c.base, ADMIN, ADMIN_PW)).token;
+  });
+  after(async () => {
+    if (c) await c.stop();
+    web?.close();
+  });
+
+  test('REST terminal command and tasks ask for it; a bad value is a 400', async () => {
+    const t = await call(c.base, 'POST', '/api/v1/commands/terminal', {
+      token,
+      body: { command: 'curl -sS http://web.test/rest; curl -sS http://evil.test/', network: 'allowlist' },
+    });
+    assert.equal(t.status, 200, t.text);
+    assert.equal(t.body.stdout, 'hello /rest\negress to evil.test is not allowed (ONLYBOXES_EGRESS_ALLOW)\n', t.text);
+    const code = 'import urllib.request\nprint(urllib.request.urlopen("http://web.test/task").read().decode(), end="")';
+    const task = await call(c.base, 'POST', '/api/v1/tasks', {
+      token,
+      body: { capability: 'pythonExec', mode: 'sync', input: { code, network: 'allowlist' } },
+    });
+    assert.equal(task.status, 200, task.text);
+    assert.equal(task.body.result.output, 'hello /task\n', task.text);
+    const session = await call(c.base, 'POST', '/api/v1/tasks', {
+      token,
+      body: { capability: 'terminalExec', mode: 'sync', input: { command: 'curl -sS http://web.test/s', network: 'allowlist' } },
+    });
+    assert.equal(session.body.result?.stdout, 'hello /s\n', session.text);
+    const bad = await call(c.base, 'POST', '/api/v1/commands/terminal', { token, body: { command: 'true', network: 'yes' } });
+    assert.deepEqual([bad.status, bad.body], [400, { error: 'network must be true, false or "allowlist"' }]);
+    const badTask = await call(c.base, 'POST', '/api/v1/tasks', {
+      token,
+      body: { capability: 'pythonExec', mode: 'sync', input: { code: 'print(1)', network: 'all' } },
+    });
+    assert.equal(badTask.body.status, 'failed', badTask.text);
+    assert.equal(badTask.body.error.code, 'invalid_payload');
+    assert.match(badTask.body.error.message, /network must be true, false or "allowlist"/);
   });
 });

@@ -29,13 +29,51 @@ import {
 
 let srv = null;
 let session = null; // a terminal session most attempts run in
+let egressSession = null; // a session with network "allowlist", for the network attempts again
 const namespaces = new Set();
 const server = () => srv;
+const PROXY = 'http://127.0.0.1:3128'; // the egress relay in an allowlist box
+
+// What the network attempts aim at, started before the server so that the allow-list can name
+// the port: a TCP listener on every address of the host, and an abstract unix socket.
+let accepted = 0;
+let abstractAccepted = 0;
+const abstractName = `obx-sec-${marker()}`;
+const listener = net.createServer((sock) => {
+  accepted++;
+  sock.on('error', () => {});
+  sock.end('host\n');
+});
+await new Promise((resolve) => listener.listen({ port: 0, host: '::', ipv6Only: false }, resolve));
+const port = listener.address().port;
+const abstractServer = net.createServer((sock) => {
+  abstractAccepted++;
+  sock.on('error', () => {});
+  sock.end('host\n');
+});
+await new Promise((resolve) => abstractServer.listen(`\0${abstractName}`, resolve));
+after(async () => {
+  await new Promise((resolve) => listener.close(resolve));
+  await new Promise((resolve) => abstractServer.close(resolve));
+});
+/** This host's non-loopback IPv4 address, that a listed name is pinned to, or undefined. */
+const hostV4 = Object.values(os.networkInterfaces())
+  .flat()
+  .find((a) => a.family === 'IPv4' && !a.internal)?.address;
+// The egress proxy's list: names that lead to forbidden addresses, on the listener's port.
+const egressEnv = {
+  ONLYBOXES_EGRESS_ALLOW: [`meta.test:${port}`, ...(hostV4 ? [`self.test:${port}`] : [])].join(','),
+  ONLYBOXES_EGRESS_TEST_RESOLVE: ['meta.test=169.254.169.254', ...(hostV4 ? [`self.test=${hostV4}`] : [])].join(
+    ',',
+  ),
+};
 
 before(async () => {
-  srv = await startSecServer();
+  srv = await startSecServer(egressEnv);
   session = (await srv.sh('true')).session_id;
   namespaces.add(await sessionNs(srv, session));
+  egressSession = (await srv.sh('true', { network: 'allowlist' })).session_id;
+  namespaces.add(await sessionNs(srv, egressSession));
   // The figures are only worth something if the boxes are the runtime named: docker's root is an
   // overlay, bubblewrap's a tmpfs.
   const root = (await srv.sh("awk '$5 == \"/\" {print $9}' /proc/self/mountinfo", { session_id: session })).stdout;
@@ -213,145 +251,11 @@ describe(`escapes (${RUNTIME})`, () => {
     });
   });
 
-  describe('network', () => {
-    let listener;
-    let port;
-    let accepted = 0;
-    let abstractServer;
-    let abstractAccepted = 0;
-    const abstractName = `obx-sec-${marker()}`;
-    before(async () => {
-      listener = net.createServer((s) => {
-        accepted++;
-        s.on('error', () => {});
-        s.end('host\n');
-      });
-      await new Promise((resolve) => listener.listen({ port: 0, host: '::', ipv6Only: false }, resolve));
-      port = listener.address().port;
-      abstractServer = net.createServer((s) => {
-        abstractAccepted++;
-        s.on('error', () => {});
-        s.end('host\n');
-      });
-      await new Promise((resolve) => abstractServer.listen(`\0${abstractName}`, resolve));
-    });
-    after(async () => {
-      await new Promise((resolve) => listener.close(resolve));
-      await new Promise((resolve) => abstractServer.close(resolve));
-    });
-
-    // Prints CONNECTED or BLOCKED <why> for a TCP connection (or a unix socket path).
-    const probe = (family, addr) =>
-      [
-        'import socket',
-        'try:',
-        `    s = socket.socket(socket.${family}, socket.SOCK_STREAM)`,
-        '    s.settimeout(3)',
-        `    s.connect(${addr})`,
-        '    print("CONNECTED")',
-        'except Exception as e:',
-        '    print("BLOCKED", type(e).__name__, e)',
-      ].join('\n');
-    const tcp = (host, p) => probe(host.includes(':') ? 'AF_INET6' : 'AF_INET', `(${JSON.stringify(host)}, ${p})`);
-
-    const hostAddrs = [
-      '127.0.0.1',
-      '::1',
-      ...Object.values(os.networkInterfaces())
-        .flat()
-        .filter((a) => !a.internal && !a.address.startsWith('fe80'))
-        .map((a) => a.address),
-    ];
-    for (const addr of hostAddrs) {
-      serverTest(`a TCP listener on the host at ${addr} is unreachable`, { server }, async () => {
-        const control = hostPy(tcp(addr, port));
-        assert.match(control, /^CONNECTED/, `control: the host itself connects to ${addr}:${port}`);
-        await sleep(200); // the control's connection is counted once the event loop runs
-        const seen = accepted;
-        const r = await py(tcp(addr, port));
-        assert.match(r.stdout, /^BLOCKED/, describeRun(r));
-        await sleep(100);
-        assert.equal(accepted, seen, 'the host listener accepted a connection from the box');
-      });
-    }
-
-    serverTest("an abstract unix socket of the host is unreachable", { server }, async () => {
-      // libuv binds the name padded with NULs to the full sun_path (108 bytes): so must the peer.
-      const code = probe('AF_UNIX', `b"\\0${abstractName}".ljust(108, b"\\0")`);
-      assert.match(hostPy(code), /^CONNECTED/, 'control: the host connects to its abstract socket');
-      await sleep(200);
-      const seen = abstractAccepted;
-      const r = await py(code);
-      assert.match(r.stdout, /^BLOCKED/, describeRun(r));
-      await sleep(100);
-      assert.equal(abstractAccepted, seen, 'the abstract socket accepted a connection from the box');
-    });
-
-    serverTest("a running console's port is unreachable", { server }, async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'obx-sec-console-'));
-      const con = spawn(BIN, ['console'], {
-        env: {
-          ...process.env,
-          CONSOLE_HTTP_ADDR: '127.0.0.1:0',
-          CONSOLE_GRPC_ADDR: '127.0.0.1:0',
-          CONSOLE_DB_PATH: path.join(dir, 'c.db'),
-          CONSOLE_HASH_KEY: `sec-${marker()}`,
-          CONSOLE_DASHBOARD_USERNAME: 'admin',
-          CONSOLE_DASHBOARD_PASSWORD: `pw-${marker()}`,
-        },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let log = '';
-      try {
-        const cport = await new Promise((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`console did not start:\n${log}`)), 20_000);
-          con.stderr.setEncoding('utf8');
-          con.stderr.on('data', (d) => {
-            log += d;
-            const m = /listening on https?:\/\/[^\s]*:(\d+)/.exec(log);
-            if (m) {
-              clearTimeout(timer);
-              resolve(Number(m[1]));
-            }
-          });
-          con.on('exit', () => reject(new Error(`console exited:\n${log}`)));
-        });
-        assert.match(hostPy(tcp('127.0.0.1', cport)), /^CONNECTED/, 'control: the host reaches the console');
-        const r = await py(tcp('127.0.0.1', cport));
-        assert.match(r.stdout, /^BLOCKED/, describeRun(r));
-        const url = `http://127.0.0.1:${cport}/`;
-        const c = await sh(`curl -sS -m 3 ${url} 2>&1 || wget -q -T 3 -O- ${url} 2>&1 || echo unreachable`);
-        assert.doesNotMatch(c.stdout, /<html|onlyboxes/i, describeRun(c));
-      } finally {
-        con.kill('SIGTERM');
-        await new Promise((resolve) => (con.exitCode !== null ? resolve() : con.on('exit', resolve)));
-        rmSync(dir, { recursive: true, force: true });
-      }
-    });
-
-    serverTest('an external address (1.1.1.1:53, TCP and a UDP DNS query) is unreachable', { server }, async () => {
-      const r = await py(tcp('1.1.1.1', 53));
-      assert.match(r.stdout, /^BLOCKED/, describeRun(r));
-      // A DNS query for "." over UDP: any answer at all would mean packets left the box.
-      const udp = await py(
-        [
-          'import socket',
-          's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
-          's.settimeout(3)',
-          'q = bytes.fromhex("abcd01000001000000000000000002000001")',
-          'try:',
-          '    s.sendto(q, ("1.1.1.1", 53))',
-          '    s.recvfrom(512)',
-          '    print("ANSWERED")',
-          'except Exception as e:',
-          '    print("BLOCKED", type(e).__name__, e)',
-        ].join('\n'),
-      );
-      assert.match(udp.stdout, /^BLOCKED/, describeRun(udp));
-      const dns = await sh('timeout 10 getent hosts one.one.one.one');
-      assert.notEqual(dns.exit_code, 0, `name resolution worked in the box: ${describeRun(dns)}`);
-    });
-  });
+  // The same attempts from a box without network and from one with network "allowlist", whose
+  // only way out is the egress proxy; from the latter they are also made through the proxy.
+  for (const allowlist of [false, true]) {
+    networkAttempts(allowlist);
+  }
 
   describe('privileges', () => {
     serverTest('no capabilities and no_new_privs', { server }, async () => {
@@ -513,3 +417,174 @@ describe(`escapes (${RUNTIME})`, () => {
     });
   });
 });
+
+/** The network attempts, from a box without network or (allowlist) from one whose only way out is
+ * the egress proxy, with its list of names that lead to forbidden addresses. */
+function networkAttempts(allowlist) {
+  const name = (n) => (allowlist ? `${n} (network "allowlist")` : n);
+  const sh = (command, extra = {}) => srv.sh(command, { session_id: allowlist ? egressSession : session, ...extra });
+  const py = (code, extra) => sh(`python3 - <<'OBX_PY_END'\n${code}\nOBX_PY_END`, extra);
+  describe(allowlist ? 'network, from a box with network "allowlist"' : 'network', () => {
+    // Prints CONNECTED or BLOCKED <why> for a TCP connection (or a unix socket path).
+    const probe = (family, addr) =>
+      [
+        'import socket',
+        'try:',
+        `    s = socket.socket(socket.${family}, socket.SOCK_STREAM)`,
+        '    s.settimeout(3)',
+        `    s.connect(${addr})`,
+        '    print("CONNECTED")',
+        'except Exception as e:',
+        '    print("BLOCKED", type(e).__name__, e)',
+      ].join('\n');
+    const tcp = (host, p) => probe(host.includes(':') ? 'AF_INET6' : 'AF_INET', `(${JSON.stringify(host)}, ${p})`);
+
+    const hostAddrs = [
+      '127.0.0.1',
+      '::1',
+      ...Object.values(os.networkInterfaces())
+        .flat()
+        .filter((a) => !a.internal && !a.address.startsWith('fe80'))
+        .map((a) => a.address),
+    ];
+    for (const addr of hostAddrs) {
+      serverTest(name(`a TCP listener on the host at ${addr} is unreachable`), { server }, async () => {
+        const control = hostPy(tcp(addr, port));
+        assert.match(control, /^CONNECTED/, `control: the host itself connects to ${addr}:${port}`);
+        await sleep(200); // the control's connection is counted once the event loop runs
+        const seen = accepted;
+        const r = await py(tcp(addr, port));
+        assert.match(r.stdout, /^BLOCKED/, describeRun(r));
+        if (allowlist) {
+          // Through the egress proxy, on purpose (--noproxy '': loopback too).
+          const url = `http://${addr.includes(':') ? `[${addr}]` : addr}:${port}/`;
+          const c = await sh(`curl -sS -m 10 --noproxy '' -x ${PROXY} ${url}`);
+          assert.match(c.stdout, /^egress to \S+ is not allowed: an IP address/, describeRun(c));
+        }
+        await sleep(100);
+        assert.equal(accepted, seen, 'the host listener accepted a connection from the box');
+      });
+    }
+
+    serverTest(name("an abstract unix socket of the host is unreachable"), { server }, async () => {
+      // libuv binds the name padded with NULs to the full sun_path (108 bytes): so must the peer.
+      const code = probe('AF_UNIX', `b"\\0${abstractName}".ljust(108, b"\\0")`);
+      assert.match(hostPy(code), /^CONNECTED/, 'control: the host connects to its abstract socket');
+      await sleep(200);
+      const seen = abstractAccepted;
+      const r = await py(code);
+      assert.match(r.stdout, /^BLOCKED/, describeRun(r));
+      await sleep(100);
+      assert.equal(abstractAccepted, seen, 'the abstract socket accepted a connection from the box');
+    });
+
+    serverTest(name("a running console's port is unreachable"), { server }, async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'obx-sec-console-'));
+      const con = spawn(BIN, ['console'], {
+        env: {
+          ...process.env,
+          CONSOLE_HTTP_ADDR: '127.0.0.1:0',
+          CONSOLE_GRPC_ADDR: '127.0.0.1:0',
+          CONSOLE_DB_PATH: path.join(dir, 'c.db'),
+          CONSOLE_HASH_KEY: `sec-${marker()}`,
+          CONSOLE_DASHBOARD_USERNAME: 'admin',
+          CONSOLE_DASHBOARD_PASSWORD: `pw-${marker()}`,
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let log = '';
+      try {
+        const cport = await new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`console did not start:\n${log}`)), 20_000);
+          con.stderr.setEncoding('utf8');
+          con.stderr.on('data', (d) => {
+            log += d;
+            const m = /listening on https?:\/\/[^\s]*:(\d+)/.exec(log);
+            if (m) {
+              clearTimeout(timer);
+              resolve(Number(m[1]));
+            }
+          });
+          con.on('exit', () => reject(new Error(`console exited:\n${log}`)));
+        });
+        assert.match(hostPy(tcp('127.0.0.1', cport)), /^CONNECTED/, 'control: the host reaches the console');
+        const r = await py(tcp('127.0.0.1', cport));
+        assert.match(r.stdout, /^BLOCKED/, describeRun(r));
+        const url = `http://127.0.0.1:${cport}/`;
+        const c = await sh(`curl -sS -m 3 ${url} 2>&1 || wget -q -T 3 -O- ${url} 2>&1 || echo unreachable`);
+        assert.doesNotMatch(c.stdout, /<html|onlyboxes/i, describeRun(c));
+        if (allowlist) {
+          const p = await sh(`curl -sS -m 10 --noproxy '' -x ${PROXY} ${url}`);
+          assert.match(p.stdout, /^egress to 127\.0\.0\.1 is not allowed/, describeRun(p));
+        }
+      } finally {
+        con.kill('SIGTERM');
+        await new Promise((resolve) => (con.exitCode !== null ? resolve() : con.on('exit', resolve)));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    serverTest(name('an external address (1.1.1.1:53, TCP and a UDP DNS query) is unreachable'), { server }, async () => {
+      const r = await py(tcp('1.1.1.1', 53));
+      assert.match(r.stdout, /^BLOCKED/, describeRun(r));
+      // A DNS query for "." over UDP: any answer at all would mean packets left the box.
+      const udp = await py(
+        [
+          'import socket',
+          's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+          's.settimeout(3)',
+          'q = bytes.fromhex("abcd01000001000000000000000002000001")',
+          'try:',
+          '    s.sendto(q, ("1.1.1.1", 53))',
+          '    s.recvfrom(512)',
+          '    print("ANSWERED")',
+          'except Exception as e:',
+          '    print("BLOCKED", type(e).__name__, e)',
+        ].join('\n'),
+      );
+      assert.match(udp.stdout, /^BLOCKED/, describeRun(udp));
+      const dns = await sh('timeout 10 getent hosts one.one.one.one');
+      assert.notEqual(dns.exit_code, 0, `name resolution worked in the box: ${describeRun(dns)}`);
+    });
+
+    if (allowlist) {
+      serverTest(name("listed names that lead to the metadata address or to this host are refused"), { server }, async (_srv, t) => {
+        const seen = accepted;
+        const r = await sh(`curl -sS -m 10 http://meta.test:${port}/latest/; curl -sS -m 10 http://self.test:${port}/`);
+        assert.match(
+          r.stdout,
+          /^egress to meta\.test is not allowed: it resolves to 169\.254\.169\.254, a cloud metadata address$/m,
+          describeRun(r),
+        );
+        if (hostV4) {
+          const want = `egress to self.test is not allowed: it resolves to ${hostV4}, an address of this host`;
+          assert.ok(r.stdout.includes(want), describeRun(r));
+        } else {
+          t.diagnostic('no non-loopback IPv4 address on this host: self.test not tried');
+        }
+        await sleep(100);
+        assert.equal(accepted, seen, 'the host listener accepted a connection from the box');
+      });
+
+      serverTest(name("the proxy's socket, spoken to directly, refuses the host's addresses too"), { server }, async () => {
+        const seen = accepted;
+        const r = await py(
+          [
+            'import socket',
+            `for target in ("127.0.0.1:${port}", "[::1]:${port}", "localhost:${port}", "meta.test:${port}"):`,
+            '    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+            '    s.settimeout(10)',
+            '    s.connect("/.onlyboxes/egress.sock")',
+            '    s.sendall(f"CONNECT {target} HTTP/1.1\\r\\n\\r\\n".encode())',
+            '    print(s.recv(4096).split(b"\\r\\n")[0].decode())',
+          ].join('\n'),
+        );
+        const lines = r.stdout.trim().split('\n');
+        assert.equal(lines.length, 4, describeRun(r));
+        for (const l of lines) assert.match(l, /^HTTP\/1\.1 403 egress to \S+ (port \d+ )?is not allowed/, describeRun(r));
+        await sleep(100);
+        assert.equal(accepted, seen, 'the host listener accepted a connection from the box');
+      });
+    }
+  });
+}

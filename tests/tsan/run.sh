@@ -91,9 +91,10 @@ if [[ "$mode" == unit ]]; then
 fi
 
 # The suites that drive the most threads: the stdio server's call threads, cancellation, kills
-# and SIGTERM, terminal sessions, the console's HTTP thread, pools, task runtime and /mcp, and the
-# remote CLI's client against it.
-files=(protocol.test.mjs terminal.test.mjs kill.test.mjs tools.test.mjs cli-remote.test.mjs)
+# and SIGTERM, terminal sessions, the egress proxy's loop and resolver threads, the console's HTTP
+# thread, pools, task runtime and /mcp, and the remote CLI's client against it.
+files=(protocol.test.mjs terminal.test.mjs kill.test.mjs tools.test.mjs egress.test.mjs
+    cli-remote.test.mjs)
 for f in tests/integration/console*.test.mjs; do
     files+=("$(basename "$f")")
 done

@@ -125,6 +125,18 @@ static void test_scope(void **state)
     json_decref(out);
     json_decref(in);
 
+    /* "network" travels when it asks for something; false is the default. */
+    in = json_pack("{s:s, s:s}", "command", "ls", "network", "allowlist");
+    out = obx_task_scope_input("terminalexec", in, "acc_1");
+    assert_string_equal(json_string_value(json_object_get(out, "network")), "allowlist");
+    json_decref(out);
+    json_decref(in);
+    in = json_pack("{s:s, s:b}", "command", "ls", "network", 0);
+    out = obx_task_scope_input("terminalexec", in, "acc_1");
+    assert_null(json_object_get(out, "network"));
+    json_decref(out);
+    json_decref(in);
+
     in = json_pack("{s:i}", "session_id", 5); /* wrong type: passed through unscoped */
     out = obx_task_scope_input("terminalexec", in, "acc_1");
     assert_ptr_equal(out, in);

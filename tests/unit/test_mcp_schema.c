@@ -119,6 +119,10 @@ static void test_argument_errors(void **state)
                       "invalid arguments: \"session_id\" must be 1-128 visible ASCII characters");
     expect_tool_error(h, "readImage", "{\"session_id\":\"s1\"}",
                       "invalid arguments: \"file_path\" is required");
+    expect_tool_error(h, "pythonExec", "{\"code\":\"1\",\"network\":\"yes\"}",
+                      "invalid arguments: \"network\" must be false, true or \"allowlist\"");
+    expect_tool_error(h, "terminalExec", "{\"command\":\"ls\",\"network\":1}",
+                      "invalid arguments: \"network\" must be false, true or \"allowlist\"");
     /* A NUL would cut the string short behind the tool's back. */
     expect_tool_error(h, "terminalExec", "{\"command\":\"ls\\u0000; rm x\"}",
                       "invalid arguments: \"command\" must not contain NUL characters");
@@ -226,6 +230,14 @@ static void test_payloads(void **state)
     p = payload_of_call(h, "terminalExec",
                         "{\"command\":\"ls\",\"session_id\":\"abc\",\"create_if_missing\":true}");
     assert_true(json_is_true(json_object_get(p, "create_if_missing")));
+
+    /* "network": false is the default and does not travel; true and "allowlist" do. */
+    p = payload_of_call(h, "pythonExec", "{\"code\":\"x\",\"network\":false}");
+    assert_null(json_object_get(p, "network"));
+    p = payload_of_call(h, "pythonExec", "{\"code\":\"x\",\"network\":\"allowlist\"}");
+    assert_string_equal(json_string_value(json_object_get(p, "network")), "allowlist");
+    p = payload_of_call(h, "terminalExec", "{\"command\":\"x\",\"network\":true}");
+    assert_true(json_is_true(json_object_get(p, "network")));
 
     p = payload_of_call(h, "readImage", "{\"session_id\":\"abc\",\"file_path\":\"plot.png\"}");
     assert_string_equal(h->fake.capability, "terminalresource");

@@ -57,6 +57,21 @@ static int body_bool(json_t *obj, const char *key, bool *ret)
     return 0;
 }
 
+/* "network": false (or absent), true or "allowlist", as the worker takes it; *ret is what goes
+ * into the payload (NULL for false). */
+static int body_network(json_t *obj, json_t **ret)
+{
+    json_t *v = json_object_get(obj, "network");
+    *ret = NULL;
+    if (!v || json_is_null(v) || json_is_false(v))
+        return 0;
+    if (json_is_true(v) || (json_is_string(v) && obx_streq(json_string_value(v), "allowlist"))) {
+        *ret = v;
+        return 0;
+    }
+    return -EINVAL;
+}
+
 /* The task snapshot of §1.7. The input is never echoed back. */
 static json_t *snapshot_json(const struct obx_task *t)
 {
@@ -379,6 +394,11 @@ static enum obx_route_result terminal_command(struct obx_route_ctx *ctx)
         obx_http_respond_error(ctx->req, 400, "timeout_ms must be between 1 and 600000");
         return OBX_ROUTE_DONE;
     }
+    json_t *network;
+    if (body_network(body, &network) < 0) {
+        obx_http_respond_error(ctx->req, 400, "network must be true, false or \"allowlist\"");
+        return OBX_ROUTE_DONE;
+    }
     _cleanup_free_ char *session = obx_console_trim(sid);
     _cleanup_json_ json_t *input = json_pack("{s:s}", "command", command);
     if (session[0])
@@ -387,6 +407,8 @@ static enum obx_route_result terminal_command(struct obx_route_ctx *ctx)
         json_object_set_new(input, "create_if_missing", json_true());
     if (jlease && !json_is_null(jlease))
         json_object_set_new(input, "lease_ttl_sec", json_integer(lease));
+    if (network)
+        json_object_set(input, "network", network);
     struct submit s = {
         .capability = obx_xstrdup("terminalexec"),
         .input = input,

@@ -570,9 +570,11 @@ json_t *obx_task_scope_input(const char *capability, json_t *input, const char *
      * (the worker then rejects it as invalid_payload); unknown members are dropped. */
     if (!member_ok(input, "session_id", JSON_STRING))
         return json_incref(input);
+    json_t *net = json_object_get(input, "network");
     if (exec && (!member_ok(input, "command", JSON_STRING) ||
                  !member_ok(input, "create_if_missing", JSON_TRUE) ||
-                 !member_ok(input, "lease_ttl_sec", JSON_INTEGER)))
+                 !member_ok(input, "lease_ttl_sec", JSON_INTEGER) ||
+                 (!member_ok(input, "network", JSON_TRUE) && !json_is_string(net))))
         return json_incref(input);
     if (!exec &&
         (!member_ok(input, "file_path", JSON_STRING) || !member_ok(input, "action", JSON_STRING)))
@@ -595,6 +597,10 @@ json_t *obx_task_scope_input(const char *capability, json_t *input, const char *
         json_t *lease = json_object_get(input, "lease_ttl_sec");
         if (json_is_integer(lease))
             json_object_set(out, "lease_ttl_sec", lease);
+        /* Ours, beyond the reference: true or "allowlist" (any other string reaches the
+         * worker, which names the values it takes). */
+        if (json_is_true(net) || json_is_string(net))
+            json_object_set(out, "network", net);
         return out;
     }
     if (!*sid) {
