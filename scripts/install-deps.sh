@@ -29,6 +29,7 @@ declare -A need=(
     [coreutils]=/usr/bin/timeout
     [wrk]=/usr/bin/wrk
     [iproute2]=/usr/bin/ss
+    [systemd]=/usr/bin/systemd-analyze
     [libgrpc-dev]=/usr/include/grpc/grpc.h
     [libprotobuf-c-dev]=/usr/include/protobuf-c/protobuf-c.h
     [protobuf-c-compiler]=/usr/bin/protoc-c

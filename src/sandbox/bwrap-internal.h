@@ -67,8 +67,8 @@ struct obx_bwrap_runtime {
     pthread_mutex_t own_lock;
     pthread_cond_t own_cond;
     struct obx_bwrap_own *own;
-    unsigned starting; /* starts in progress; remove_own() waits for them */
-    bool stopping;     /* remove_own() ran: no new box starts */
+    unsigned starting;       /* starts in progress; remove_own() waits for them */
+    bool stopping;           /* remove_own() ran: no new box starts */
     uint32_t host_uid_first; /* root worker: each box's bwrap runs as a host uid of */
     uint32_t host_uid_count; /* [first, first + count); 0: as the worker's own uid */
     uint8_t *seccomp_bpf;    /* the boxes' seccomp filter, a BPF program for bwrap --seccomp */

@@ -3,12 +3,14 @@
 // of the shape its client reads, and each local one must start a server the SDK can use, with the
 // installed path replaced by the binary under test.
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MCP_ARGS, McpServer } from './lib.mjs';
+import { BIN, MCP_ARGS, McpServer } from './lib.mjs';
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/mcp-clients');
 const INSTALLED = '/usr/local/bin/onlyboxes';
@@ -56,4 +58,42 @@ describe('examples/mcp-clients', () => {
       }
     });
   }
+});
+
+// The systemd units and their environment files in examples/systemd/: each unit passes systemd's
+// own check (with the installed path replaced by the binary under test), starts the subcommand
+// its name says, and every variable an environment file sets (or shows commented out) is one the
+// command documents in its --help or docs/console.md.
+describe('examples/systemd', () => {
+  const sdir = path.resolve(dir, '../systemd');
+  const repoRoot = path.resolve(sdir, '../..');
+
+  test('the units pass systemd-analyze verify', { skip: spawnSync('systemd-analyze', ['--version']).status === 0 ? false : 'no systemd-analyze' }, () => {
+    const tmp = mkdtempSync(path.join(tmpdir(), 'obx-units-'));
+    try {
+      for (const unit of ['onlyboxes-console.service', 'onlyboxes-worker.service']) {
+        const text = readFileSync(path.join(sdir, unit), 'utf8');
+        assert.match(text, new RegExp(`^ExecStart=${INSTALLED} ${unit.includes('console') ? 'console' : 'worker'}$`, 'm'), unit);
+        writeFileSync(path.join(tmp, unit), text.replaceAll(INSTALLED, BIN));
+        const r = spawnSync('systemd-analyze', ['verify', '--man=no', path.join(tmp, unit)], { encoding: 'utf8' });
+        assert.equal(r.status, 0, `${unit}: ${r.stderr}`);
+        assert.equal(r.stderr.trim(), '', `${unit}: ${r.stderr}`);
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test('every variable in the environment files is documented', () => {
+    const consoleDoc = readFileSync(path.join(repoRoot, 'docs/console.md'), 'utf8');
+    const workerHelp = spawnSync(BIN, ['worker', '--help'], { encoding: 'utf8' }).stdout;
+    for (const [file, known] of [
+      ['console.env.example', consoleDoc],
+      ['worker.env.example', workerHelp + readFileSync(path.join(repoRoot, 'README.md'), 'utf8')],
+    ]) {
+      const names = [...readFileSync(path.join(sdir, file), 'utf8').matchAll(/^#?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]);
+      assert.ok(names.length >= 4, file);
+      for (const n of names) assert.ok(known.includes(n), `${file}: ${n} is documented nowhere`);
+    }
+  });
 });

@@ -10,9 +10,9 @@
 #include <cmocka.h>
 
 #include "console/auth/auth.h"
+#include "console/auth/ratelimit.h"
 #include "console/console-internal.h"
 #include "console/util/console-util.h"
-#include "console/auth/ratelimit.h"
 
 static void test_token_mask(void **state)
 {
