@@ -66,7 +66,7 @@ static void *signal_main(void *arg)
 
 int obx_cmd_worker(int argc, char **argv)
 {
-    struct obx_cli_local local = {.keep_pool = true};
+    struct obx_cli_local local = {0};
     for (int i = 1; i < argc; i++) {
         if (obx_cli_is_help(argv[i])) {
             fputs(usage, stdout);
@@ -92,7 +92,25 @@ int obx_cmd_worker(int argc, char **argv)
     /* The secret is in rcfg now; boxes and /proc/PID/environ need not see it. */
     unsetenv("WORKER_SECRET");
     obx_cli_handle_signals_with(signal_main);
-    struct obx_worker *w = obx_cli_local_worker(&local, &err);
+    /* The console's own host is never an egress destination of a box. */
+    char console_host[256];
+    snprintf(console_host, sizeof(console_host), "%s", rcfg.target);
+    char *colon = strrchr(console_host, ':');
+    if (colon)
+        *colon = '\0';
+    char *host = console_host;
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        host[strlen(host) - 1] = '\0';
+        host++;
+    }
+    struct obx_worker_config wcfg;
+    struct obx_worker *w = NULL;
+    if (obx_worker_config_from_env(&wcfg, &err) == 0) {
+        if (local.runtime_set)
+            wcfg.runtime = local.runtime;
+        wcfg.console_host = host;
+        w = obx_worker_new(&wcfg, &err);
+    }
     if (!w) {
         fprintf(stderr, "onlyboxes worker: %s\n", err.message);
         obx_worker_remote_config_done(&rcfg);

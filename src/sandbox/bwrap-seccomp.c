@@ -140,6 +140,14 @@ static int rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned
     return nr >= 0; /* counted where it exists: a negative number stands for another arch's */
 }
 
+/* A comparison with every field set (libseccomp's SCMP_A* macros leave datum_b out, which some
+ * compilers warn about). */
+static struct scmp_arg_cmp arg_cmp(unsigned arg, enum scmp_compare op, scmp_datum_t a,
+                                   scmp_datum_t b)
+{
+    return (struct scmp_arg_cmp){.arg = arg, .op = op, .datum_a = a, .datum_b = b};
+}
+
 static int add_rules(scmp_filter_ctx ctx, unsigned *count, struct obx_error *err)
 {
     const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
@@ -151,21 +159,22 @@ static int add_rules(scmp_filter_ctx ctx, unsigned *count, struct obx_error *err
         *count += (unsigned)r;
     }
     for (size_t i = 0; i < OBX_ARRAY_SIZE(clone_ns_flags); i++) {
-        struct scmp_arg_cmp c = SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]);
+        struct scmp_arg_cmp c =
+            arg_cmp(0, SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]);
         if ((r = rule(ctx, eperm, "clone", 1, &c, err)) < 0)
             return r;
     }
     if ((r = rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL, err)) < 0)
         return r;
     for (size_t i = 0; i < OBX_ARRAY_SIZE(denied_ioctls); i++) {
-        struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, denied_ioctls[i]);
+        struct scmp_arg_cmp c = arg_cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffu, denied_ioctls[i]);
         if ((r = rule(ctx, eperm, "ioctl", 1, &c, err)) < 0)
             return r;
     }
-    struct scmp_arg_cmp pers = SCMP_A0(SCMP_CMP_GT, PERSONALITY_MAX_ALLOWED);
+    struct scmp_arg_cmp pers = arg_cmp(0, SCMP_CMP_GT, PERSONALITY_MAX_ALLOWED, 0);
     if ((r = rule(ctx, eperm, "personality", 1, &pers, err)) < 0)
         return r;
-    struct scmp_arg_cmp vsock = SCMP_A0(SCMP_CMP_EQ, AF_VSOCK);
+    struct scmp_arg_cmp vsock = arg_cmp(0, SCMP_CMP_EQ, AF_VSOCK, 0);
     if ((r = rule(ctx, eperm, "socket", 1, &vsock, err)) < 0)
         return r;
     *count += 5; /* clone's namespaces, clone3, the ioctls, personality, socket */
