@@ -378,20 +378,6 @@ bad:
     agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD, "EXEC: %s", err);
 }
 
-size_t agent_utf8_incomplete_tail(const uint8_t *p, size_t n)
-{
-    for (size_t back = 1; back <= 3 && back <= n; back++) {
-        uint8_t c = p[n - back];
-        if ((c & 0xc0) == 0x80)
-            continue;
-        if (c < 0xc0)
-            return 0;
-        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-        return back < need ? back : 0;
-    }
-    return 0;
-}
-
 /* Sends data[0..n) within the stream's limit. data starts on a character boundary. */
 static void stream_emit(struct agent *a, struct agent_request *r, struct agent_stream *s,
                         const uint8_t *data, size_t n)
@@ -433,7 +419,7 @@ int agent_stream_read(struct agent *a, struct agent_request *r, struct agent_str
         return 0;
     }
     size_t total = s->hold_len + (size_t)n;
-    size_t tail = agent_utf8_incomplete_tail(buf, total);
+    size_t tail = obx_utf8_incomplete_tail((const char *)buf, total);
     stream_emit(a, r, s, buf, total - tail);
     if (s->truncated)
         tail = 0;

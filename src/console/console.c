@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/utf8.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
 #include "worker/worker.h"
@@ -305,7 +306,7 @@ static int bootstrap_admin(struct obx_console *c, struct obx_error *err)
         free(username);
         username = obx_xasprintf("admin-%s", hex);
     }
-    if (obx_console_rune_count(username) > OBX_CONSOLE_NAME_MAX_RUNES)
+    if (obx_utf8_count(username, strlen(username)) > OBX_CONSOLE_NAME_MAX_RUNES)
         return obx_error_set(err, EINVAL, "", "CONSOLE_DASHBOARD_USERNAME is longer than 64");
     char generated[49] = "";
     const char *password = cfg->dashboard_password;

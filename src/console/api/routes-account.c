@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
 
@@ -51,7 +52,7 @@ static enum obx_route_result login(struct obx_route_ctx *ctx)
     _cleanup_free_ char *hash = NULL, *algo = NULL;
     struct obx_error err = OBX_ERROR_INIT;
     bool ok = false;
-    if (!key[0] || obx_console_rune_count(key) > OBX_CONSOLE_NAME_MAX_RUNES ||
+    if (!key[0] || obx_utf8_count(key, strlen(key)) > OBX_CONSOLE_NAME_MAX_RUNES ||
         obx_str_blank(password)) {
         ok = false;
     } else if (obx_store_account_by_key(c->store, key, &a, &hash, &algo, &err) < 0) {
@@ -208,7 +209,7 @@ static enum obx_route_result reg(struct obx_route_ctx *ctx)
     const char *msg = NULL;
     if (!name[0])
         msg = "username is required";
-    else if (obx_console_rune_count(name) > OBX_CONSOLE_NAME_MAX_RUNES)
+    else if (obx_utf8_count(name, strlen(name)) > OBX_CONSOLE_NAME_MAX_RUNES)
         msg = "username length must be <= 64";
     else if (obx_str_blank(password))
         msg = "password is required";

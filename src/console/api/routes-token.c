@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
 
@@ -57,7 +58,7 @@ static const char *validate(json_t *body, char **ret_name, char **ret_token)
     *ret_name = obx_console_trim(name);
     if (!(*ret_name)[0])
         return "name is required";
-    if (obx_console_rune_count(*ret_name) > OBX_CONSOLE_NAME_MAX_RUNES)
+    if (obx_utf8_count(*ret_name, strlen(*ret_name)) > OBX_CONSOLE_NAME_MAX_RUNES)
         return "name length must be <= 64";
     if (!token)
         return NULL;
