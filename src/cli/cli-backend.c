@@ -13,7 +13,6 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 
 #include "client/client.h"
 
@@ -22,7 +21,7 @@ struct obx_cli_backend {
     struct obx_client *client;
 };
 
-static atomic_int interrupted;
+static int interrupted; /* __atomic: the signal thread sets it */
 /* The client the signal thread cancels; cleared (under the lock) before it is freed. */
 static pthread_mutex_t signal_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct obx_client *signal_client;
@@ -49,7 +48,7 @@ int obx_cli_target_option(int argc, char **argv, int *i, struct obx_cli_target *
 
 int obx_cli_interrupted(void)
 {
-    return atomic_load(&interrupted);
+    return __atomic_load_n(&interrupted, __ATOMIC_ACQUIRE);
 }
 
 static void *remote_signal_main(void *arg)
@@ -57,7 +56,7 @@ static void *remote_signal_main(void *arg)
     sigset_t *set = arg;
     int sig = 0;
     sigwait(set, &sig);
-    atomic_store(&interrupted, sig);
+    __atomic_store_n(&interrupted, sig, __ATOMIC_RELEASE);
     pthread_mutex_lock(&signal_lock);
     if (signal_client)
         obx_client_cancel_all(signal_client);

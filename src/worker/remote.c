@@ -513,13 +513,14 @@ static int send_hello(struct remote *r, struct obx_rpc_stream *s)
     h->n_capabilities = N_CAPS;
     h->has_terminal_capacity = true;
     h->max_active_sessions = (int32_t)r->w->cfg.max_sessions;
-    h->active_session_count = (int32_t)obx_sessions_count(r->w->sessions);
+    h->active_session_count = (int32_t)obx_worker_sessions_count(r->w->sessions);
     char *exts[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT, OBX_RPC_EXT_RECOVERY};
     h->extensions = exts;
     h->n_extensions = OBX_ARRAY_SIZE(exts);
     /* Recovery: the sessions this worker still has, so the console keeps routing them here. */
-    _cleanup_free_ struct obx_session_info *info = obx_xcalloc(MAX_LIVE_SESSIONS, sizeof(*info));
-    size_t n = obx_sessions_list(r->w->sessions, info, MAX_LIVE_SESSIONS);
+    _cleanup_free_ struct obx_worker_session_info *info =
+        obx_xcalloc(MAX_LIVE_SESSIONS, sizeof(*info));
+    size_t n = obx_worker_sessions_list(r->w->sessions, info, MAX_LIVE_SESSIONS);
     _cleanup_free_ struct obx_rpc_live_session *live = obx_xcalloc(n + 1, sizeof(*live));
     for (size_t i = 0; i < n; i++)
         live[i] =
@@ -534,7 +535,7 @@ static int send_heartbeat(struct remote *r, struct obx_rpc_stream *s)
     struct obx_rpc_frame f = {.kind = OBX_RPC_HEARTBEAT};
     f.u.heartbeat.node_id = r->cfg->node_id;
     f.u.heartbeat.session_id = r->session_id;
-    f.u.heartbeat.active_session_count = (int32_t)obx_sessions_count(r->w->sessions);
+    f.u.heartbeat.active_session_count = (int32_t)obx_worker_sessions_count(r->w->sessions);
     return obx_rpc_stream_send(s, &f, true);
 }
 

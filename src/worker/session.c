@@ -38,7 +38,7 @@ struct ended {
     char why[192];
 };
 
-struct obx_sessions {
+struct obx_worker_sessions {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t freed; /* a session stopped being busy */
@@ -46,12 +46,12 @@ struct obx_sessions {
     unsigned count, max;
     bool stopping;
     pthread_t reaper;
-    struct obx_session_box_factory factory;
+    struct obx_worker_session_factory factory;
     struct ended ended[ENDED_KEEP]; /* a ring, oldest overwritten */
     unsigned ended_next;
 };
 
-static struct session *find(struct obx_sessions *s, const char *id)
+static struct session *find(struct obx_worker_sessions *s, const char *id)
 {
     for (struct session *x = s->list; x; x = x->next)
         if (strcmp(x->id, id) == 0)
@@ -59,7 +59,7 @@ static struct session *find(struct obx_sessions *s, const char *id)
     return NULL;
 }
 
-static struct ended *find_ended(struct obx_sessions *s, const char *id)
+static struct ended *find_ended(struct obx_worker_sessions *s, const char *id)
 {
     uint64_t now = obx_now_ms();
     for (unsigned i = 0; i < ENDED_KEEP; i++) {
@@ -71,7 +71,7 @@ static struct ended *find_ended(struct obx_sessions *s, const char *id)
 }
 
 /* With the lock held. why: how it ended ("its lease ran out"). */
-static void remember_ended(struct obx_sessions *s, const char *id, const char *why)
+static void remember_ended(struct obx_worker_sessions *s, const char *id, const char *why)
 {
     struct ended *e = find_ended(s, id);
     if (!e) {
@@ -84,7 +84,7 @@ static void remember_ended(struct obx_sessions *s, const char *id, const char *w
 }
 
 /* With the lock held: x's box is gone; so is x. */
-static void end_dead_session(struct obx_sessions *s, struct session *x)
+static void end_dead_session(struct obx_worker_sessions *s, struct session *x)
 {
     char reason[160];
     obx_box_end_reason(x->box, reason, sizeof(reason));
@@ -92,7 +92,7 @@ static void end_dead_session(struct obx_sessions *s, struct session *x)
     remember_ended(s, x->id, why);
 }
 
-static void unlink_session(struct obx_sessions *s, struct session *x)
+static void unlink_session(struct obx_worker_sessions *s, struct session *x)
 {
     for (struct session **pp = &s->list; *pp; pp = &(*pp)->next)
         if (*pp == x) {
@@ -104,7 +104,7 @@ static void unlink_session(struct obx_sessions *s, struct session *x)
 
 static void *reaper_main(void *arg)
 {
-    struct obx_sessions *s = arg;
+    struct obx_worker_sessions *s = arg;
     pthread_mutex_lock(&s->lock);
     while (!s->stopping) {
         struct timespec ts = obx_ms_to_timespec(obx_now_ms() + REAP_INTERVAL_MS);
@@ -140,10 +140,10 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-struct obx_sessions *obx_sessions_new(unsigned max_sessions,
-                                      const struct obx_session_box_factory *factory)
+struct obx_worker_sessions *
+obx_worker_sessions_new(unsigned max_sessions, const struct obx_worker_session_factory *factory)
 {
-    struct obx_sessions *s = obx_xcalloc(1, sizeof(*s));
+    struct obx_worker_sessions *s = obx_xcalloc(1, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
     obx_cond_init_monotonic(&s->wake);
     obx_cond_init_monotonic(&s->freed);
@@ -154,7 +154,7 @@ struct obx_sessions *obx_sessions_new(unsigned max_sessions,
     return s;
 }
 
-void obx_sessions_free(struct obx_sessions *s)
+void obx_worker_sessions_free(struct obx_worker_sessions *s)
 {
     if (!s)
         return;
@@ -193,9 +193,9 @@ static const char *net_words(enum obx_net net)
     }
 }
 
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags, enum obx_net net,
-                         struct obx_call *call, struct obx_session_lease *ret,
-                         struct obx_error *err)
+int obx_worker_sessions_acquire(struct obx_worker_sessions *s, const char *id, unsigned flags,
+                                enum obx_net net, struct obx_call *call,
+                                struct obx_worker_session_lease *ret, struct obx_error *err)
 {
     memset(ret, 0, sizeof(*ret));
     if (strlen(id) >= sizeof(ret->id))
@@ -243,7 +243,7 @@ retry:
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
-    if (!(flags & OBX_SESSION_CREATE)) {
+    if (!(flags & OBX_WORKER_SESSION_CREATE)) {
         const struct ended *e = find_ended(s, id);
         int r = e ? obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND,
                                   "session not found: it ended %llu s ago (%s); its files are "
@@ -292,8 +292,8 @@ retry:
     return 0;
 }
 
-int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *lease,
-                             int extend_sec)
+int64_t obx_worker_sessions_release(struct obx_worker_sessions *s,
+                                    struct obx_worker_session_lease *lease, int extend_sec)
 {
     int64_t expiry = 0;
     pthread_mutex_lock(&s->lock);
@@ -325,7 +325,7 @@ int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *l
     return expiry;
 }
 
-unsigned obx_sessions_count(struct obx_sessions *s)
+unsigned obx_worker_sessions_count(struct obx_worker_sessions *s)
 {
     pthread_mutex_lock(&s->lock);
     unsigned n = s->count;
@@ -333,7 +333,8 @@ unsigned obx_sessions_count(struct obx_sessions *s)
     return n;
 }
 
-size_t obx_sessions_list(struct obx_sessions *s, struct obx_session_info *out, size_t max)
+size_t obx_worker_sessions_list(struct obx_worker_sessions *s, struct obx_worker_session_info *out,
+                                size_t max)
 {
     size_t n = 0;
     pthread_mutex_lock(&s->lock);
