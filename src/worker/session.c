@@ -2,7 +2,9 @@
 /*
  * Session table and reaper. One mutex guards the list; box starts and stops happen outside it (a
  * new session is inserted busy with no box yet, so concurrent callers see session_busy rather
- * than starting a second box). The reaper thread wakes every second, or when freed.
+ * than starting a second box; a session taken out of the table drops its box only after the lock
+ * is released, since the last reference stops the box and that can take seconds). The reaper thread
+ * wakes every second, or when freed.
  */
 #include "session.h"
 
@@ -102,6 +104,19 @@ static void unlink_session(struct obx_worker_sessions *s, struct session *x)
         }
 }
 
+/* Frees sessions taken out of the table, and their boxes. Without the lock: the last reference to
+ * a box stops it, and a runtime's teardown can take seconds (docker removes a container); the
+ * table must keep answering meanwhile. */
+static void free_removed(struct session *list)
+{
+    while (list) {
+        struct session *x = list;
+        list = x->next;
+        obx_box_unref(x->box);
+        free(x);
+    }
+}
+
 static void *reaper_main(void *arg)
 {
     struct obx_worker_sessions *s = arg;
@@ -127,13 +142,9 @@ static void *reaper_main(void *arg)
             }
         }
         pthread_mutex_unlock(&s->lock);
-        while (expired) {
-            struct session *x = expired;
-            expired = x->next;
+        for (struct session *x = expired; x; x = x->next)
             obx_info("session %s: lease expired; removing its box", x->id);
-            obx_box_unref(x->box);
-            free(x);
-        }
+        free_removed(expired);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
@@ -193,74 +204,72 @@ static const char *net_words(enum obx_net net)
     }
 }
 
-int obx_worker_sessions_acquire(struct obx_worker_sessions *s, const char *id, unsigned flags,
-                                enum obx_net net, struct obx_call *call,
-                                struct obx_worker_session_lease *ret, struct obx_error *err)
+/* With the lock held: the session named id, or NULL. One whose box died while it was idle (killed
+ * from outside) is taken out of the table, as the reaper would, and put on *removed. */
+static struct session *find_live(struct obx_worker_sessions *s, const char *id,
+                                 struct session **removed)
 {
-    memset(ret, 0, sizeof(*ret));
-    if (strlen(id) >= sizeof(ret->id))
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "session_id is longer than %zu characters", sizeof(ret->id) - 1);
-    snprintf(ret->id, sizeof(ret->id), "%s", id);
-
-    uint64_t grace_until = obx_now_ms() + CANCEL_GRACE_MS;
-    pthread_mutex_lock(&s->lock);
-retry:
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->lock);
-        return obx_error_set(err, ESHUTDOWN, OBX_ERR_EXECUTION_FAILED, "the worker is stopping");
-    }
     struct session *x = find(s, id);
-    if (x && x->box && !obx_box_alive(x->box) && !x->busy) {
-        /* Its box died (e.g. killed from outside): forget it, as if reaped. */
+    if (x && x->box && !x->busy && !obx_box_alive(x->box)) {
         end_dead_session(s, x);
         unlink_session(s, x);
-        obx_box_unref(x->box);
-        free(x);
-        x = NULL;
+        x->next = *removed;
+        *removed = x;
+        return NULL;
     }
-    if (x) {
-        if (x->busy) {
-            if (x->holder && obx_call_is_cancelled(x->holder) && obx_now_ms() < grace_until) {
-                struct timespec ts = obx_ms_to_timespec(grace_until);
-                pthread_cond_timedwait(&s->freed, &s->lock, &ts);
-                goto retry;
-            }
-            pthread_mutex_unlock(&s->lock);
-            return obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY, "session is busy");
-        }
-        if (net != OBX_NET_NONE && net != x->net) {
-            enum obx_net had = x->net;
-            pthread_mutex_unlock(&s->lock);
-            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                                 "network: session %s was started %s; network is chosen when a "
-                                 "session starts: start a new session %s",
-                                 id, net_words(had), net_words(net));
-        }
-        x->busy = true;
-        x->holder = call;
-        ret->box = obx_box_ref(x->box);
-        pthread_mutex_unlock(&s->lock);
-        return 0;
-    }
+    return x;
+}
+
+/* With the lock held: x is busy because of a cancelled call that is still winding down, and the
+ * grace period has time left: the caller waits for it instead of answering session_busy. */
+static bool wait_for_cancelled(struct obx_worker_sessions *s, struct session *x,
+                               uint64_t grace_until)
+{
+    if (!x->busy || !x->holder || !obx_call_is_cancelled(x->holder) || obx_now_ms() >= grace_until)
+        return false;
+    struct timespec ts = obx_ms_to_timespec(grace_until);
+    pthread_cond_timedwait(&s->freed, &s->lock, &ts);
+    return true;
+}
+
+/* With the lock held: takes the existing session x for call. */
+static int take_existing(struct session *x, enum obx_net net, struct obx_call *call,
+                         struct obx_worker_session_lease *ret, struct obx_error *err)
+{
+    if (x->busy)
+        return obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY, "session is busy");
+    if (net != OBX_NET_NONE && net != x->net)
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "network: session %s was started %s; network is chosen when a "
+                             "session starts: start a new session %s",
+                             x->id, net_words(x->net), net_words(net));
+    x->busy = true;
+    x->holder = call;
+    ret->box = obx_box_ref(x->box);
+    return 0;
+}
+
+/* With the lock held: a new entry for id, busy and without a box yet (so that concurrent callers
+ * see session_busy rather than start a second box), in *ret_x; or why there is none. */
+static int insert_new(struct obx_worker_sessions *s, const char *id, unsigned flags,
+                      enum obx_net net, struct obx_call *call, struct session **ret_x,
+                      struct obx_error *err)
+{
     if (!(flags & OBX_WORKER_SESSION_CREATE)) {
         const struct ended *e = find_ended(s, id);
-        int r = e ? obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND,
-                                  "session not found: it ended %llu s ago (%s); its files are "
-                                  "gone; create_if_missing starts a new one",
-                                  (unsigned long long)((obx_now_ms() - e->at) / 1000), e->why)
-                  : obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
-        pthread_mutex_unlock(&s->lock);
-        return r;
+        if (!e)
+            return obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
+        return obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND,
+                             "session not found: it ended %llu s ago (%s); its files are gone; "
+                             "create_if_missing starts a new one",
+                             (unsigned long long)((obx_now_ms() - e->at) / 1000), e->why);
     }
-    if (s->count >= s->max) {
-        pthread_mutex_unlock(&s->lock);
+    if (s->count >= s->max)
         return obx_error_set(err, EAGAIN, OBX_ERR_NO_CAPACITY,
                              "this worker already runs %u sessions, its limit "
                              "(ONLYBOXES_MAX_SESSIONS); wait for idle ones to expire",
                              s->max);
-    }
-    x = obx_xcalloc(1, sizeof(*x));
+    struct session *x = obx_xcalloc(1, sizeof(*x));
     snprintf(x->id, sizeof(x->id), "%s", id);
     x->busy = true;
     x->holder = call;
@@ -272,11 +281,17 @@ retry:
     struct ended *e = find_ended(s, id);
     if (e)
         e->at = 0; /* the id names a new session now */
-    pthread_mutex_unlock(&s->lock);
+    *ret_x = x;
+    return 0;
+}
 
+/* Without the lock: starts the box of the new entry x; on failure the entry goes away. */
+static int start_box(struct obx_worker_sessions *s, struct session *x, enum obx_net net,
+                     struct obx_call *call, struct obx_worker_session_lease *ret,
+                     struct obx_error *err)
+{
     struct obx_box *box = NULL;
-    int r = s->factory.start(s->factory.userdata, id, net, call, &box, err);
-
+    int r = s->factory.start(s->factory.userdata, x->id, net, call, &box, err);
     pthread_mutex_lock(&s->lock);
     if (r < 0) {
         unlink_session(s, x);
@@ -292,10 +307,41 @@ retry:
     return 0;
 }
 
+int obx_worker_sessions_acquire(struct obx_worker_sessions *s, const char *id, unsigned flags,
+                                enum obx_net net, struct obx_call *call,
+                                struct obx_worker_session_lease *ret, struct obx_error *err)
+{
+    memset(ret, 0, sizeof(*ret));
+    if (strlen(id) >= sizeof(ret->id))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "session_id is longer than %zu characters", sizeof(ret->id) - 1);
+    snprintf(ret->id, sizeof(ret->id), "%s", id);
+
+    uint64_t grace_until = obx_now_ms() + CANCEL_GRACE_MS;
+    struct session *removed = NULL, *created = NULL, *x;
+    int r;
+    pthread_mutex_lock(&s->lock);
+    do {
+        x = s->stopping ? NULL : find_live(s, id, &removed);
+    } while (x && wait_for_cancelled(s, x, grace_until));
+    if (s->stopping)
+        r = obx_error_set(err, ESHUTDOWN, OBX_ERR_EXECUTION_FAILED, "the worker is stopping");
+    else if (x)
+        r = take_existing(x, net, call, ret, err);
+    else
+        r = insert_new(s, id, flags, net, call, &created, err);
+    pthread_mutex_unlock(&s->lock);
+    free_removed(removed);
+    if (r < 0 || !created)
+        return r;
+    return start_box(s, created, net, call, ret, err);
+}
+
 int64_t obx_worker_sessions_release(struct obx_worker_sessions *s,
                                     struct obx_worker_session_lease *lease, int extend_sec)
 {
     int64_t expiry = 0;
+    struct session *removed = NULL;
     pthread_mutex_lock(&s->lock);
     struct session *x = find(s, lease->id);
     if (x && x->box == lease->box) {
@@ -315,11 +361,12 @@ int64_t obx_worker_sessions_release(struct obx_worker_sessions *s,
         if (!obx_box_alive(x->box)) {
             end_dead_session(s, x);
             unlink_session(s, x);
-            obx_box_unref(x->box);
-            free(x);
+            x->next = NULL;
+            removed = x;
         }
     }
     pthread_mutex_unlock(&s->lock);
+    free_removed(removed);
     obx_box_unref(lease->box);
     lease->box = NULL;
     return expiry;
