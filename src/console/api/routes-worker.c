@@ -67,7 +67,7 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
     } else if (obx_streq(st, "offline")) {
         status = OBX_WORKER_STATUS_OFFLINE;
     } else {
-        obx_http_respond_error(ctx->req, 400, "status must be one of all|online|offline");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "status must be one of all|online|offline");
         return OBX_ROUTE_DONE;
     }
     int64_t now = obx_unix_ms();
@@ -80,7 +80,7 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
     if (obx_store_worker_list(ctx->console->store, &scope, limit, offset, &items, &n, &total,
                               &err) < 0) {
         obx_err("list workers: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to list workers");
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to list workers");
         return OBX_ROUTE_DONE;
     }
     json_t *arr = json_array();
@@ -100,7 +100,7 @@ static enum obx_route_result worker_stats(struct obx_route_ctx *ctx)
     if (obx_console_parse_page_param(obx_http_request_query(ctx->req, "stale_after_sec"),
                                      STALE_AFTER_DEFAULT_SEC, STALE_AFTER_MAX_SEC,
                                      &stale_sec) < 0) {
-        obx_http_respond_error(ctx->req, 400, "stale_after_sec must be a positive integer");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "stale_after_sec must be a positive integer");
         return OBX_ROUTE_DONE;
     }
     int64_t now = obx_unix_ms();
@@ -109,7 +109,7 @@ static enum obx_route_result worker_stats(struct obx_route_ctx *ctx)
     struct obx_error err = OBX_ERROR_INIT;
     if (obx_store_worker_stats(ctx->console->store, &scope, now - stale_sec * 1000, &s, &err) < 0) {
         obx_err("worker stats: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to read worker stats");
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to read worker stats");
         return OBX_ROUTE_DONE;
     }
     obx_http_respond_json(ctx->req, 200,
@@ -240,17 +240,17 @@ static enum obx_route_result create_worker(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     const char *raw;
     if (obx_route_body_string(body, "type", "", &raw) < 0) {
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return OBX_ROUTE_DONE;
     }
     _cleanup_free_ char *trimmed = obx_console_trim(raw);
     _cleanup_free_ char *type = obx_console_lower(trimmed);
     if (!obx_streq(type, OBX_WORKER_TYPE_NORMAL) && !obx_streq(type, OBX_WORKER_TYPE_SYS)) {
-        obx_http_respond_error(ctx->req, 400, "type must be one of normal|worker-sys");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "type must be one of normal|worker-sys");
         return OBX_ROUTE_DONE;
     }
     if (obx_streq(type, OBX_WORKER_TYPE_NORMAL) && !ctx->account.is_admin) {
-        obx_http_respond_error(ctx->req, 403, "only admin can create normal worker");
+        obx_route_fail(ctx->req, OBX_ERR_FORBIDDEN, "only admin can create normal worker");
         return OBX_ROUTE_DONE;
     }
     char node_id[37], node_name[16], secret[65], hash[65];
@@ -277,7 +277,8 @@ static enum obx_route_result create_worker(struct obx_route_ctx *ctx)
         r = obx_store_worker_provision(c->store, &p, &conflict, &err);
         if (r == -EEXIST && conflict == OBX_STORE_CONFLICT_OWNER) {
             obx_auth_wipe(secret);
-            obx_http_respond_error(ctx->req, 409, "worker-sys already exists for current account");
+            obx_route_fail(ctx->req, OBX_ERR_CONFLICT,
+                           "worker-sys already exists for current account");
             return OBX_ROUTE_DONE;
         }
         if (r != -EEXIST || conflict != OBX_STORE_CONFLICT_ID)
@@ -299,20 +300,20 @@ static enum obx_route_result delete_worker(struct obx_route_ctx *ctx)
 {
     _cleanup_free_ char *id = obx_console_trim(ctx->params[0]);
     if (!id[0]) {
-        obx_http_respond_error(ctx->req, 400, "node_id is required");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "node_id is required");
         return OBX_ROUTE_DONE;
     }
     if (ctx->console->worker && ctx->account.is_admin && obx_streq(id, OBX_DISPATCH_EMBEDDED_ID)) {
-        obx_http_respond_error(ctx->req, 409,
-                               "the embedded worker cannot be deleted; restart the console "
-                               "without --with-worker");
+        obx_route_fail(ctx->req, OBX_ERR_CONFLICT,
+                       "the embedded worker cannot be deleted; restart the console "
+                       "without --with-worker");
         return OBX_ROUTE_DONE;
     }
     struct obx_error err = OBX_ERROR_INIT;
     int r = obx_store_worker_delete(ctx->console->store, id,
                                     ctx->account.is_admin ? NULL : ctx->account.id, &err);
     if (r == -ENOENT) {
-        obx_http_respond_error(ctx->req, 404, "worker not found");
+        obx_route_fail(ctx->req, OBX_ERR_NOT_FOUND, "worker not found");
     } else if (r < 0) {
         obx_err("delete worker: %s", err.message);
         obx_route_store_error(ctx, r, "failed to delete worker");
@@ -326,9 +327,9 @@ static enum obx_route_result delete_worker(struct obx_route_ctx *ctx)
 
 static enum obx_route_result startup_command(struct obx_route_ctx *ctx)
 {
-    obx_http_respond_error(ctx->req, 410,
-                           "worker secret is returned only when creating the worker; delete and "
-                           "recreate to get a new startup command");
+    obx_route_fail(ctx->req, OBX_ERR_GONE,
+                   "worker secret is returned only when creating the worker; delete and "
+                   "recreate to get a new startup command");
     return OBX_ROUTE_DONE;
 }
 

@@ -215,28 +215,3 @@ void obx_console_format_http_date(int64_t unix_ms, char out[static 40])
     snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
-
-int obx_console_error_status(const char *code, int def)
-{
-    static const struct {
-        const char *code;
-        int status;
-    } map[] = {
-        {"invalid_payload", 400},
-        {"session_not_found", 404},
-        {"session_busy", 409},
-        {"canceled", 409},
-        {"no_capacity", 429},
-        {"session_capacity_exceeded", 429},
-        {"worker_lost", 502},
-        {"no_worker", 503},
-        {"session_unavailable", 503},
-        {"runtime_unavailable", 503},
-        {"timeout", 504},
-        {"deadline_exceeded", 504},
-    };
-    for (size_t i = 0; code && i < OBX_ARRAY_SIZE(map); i++)
-        if (strcmp(code, map[i].code) == 0)
-            return map[i].status;
-    return def;
-}

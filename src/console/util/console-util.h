@@ -42,9 +42,4 @@ int obx_console_authority_host(const char *authority, char *out, size_t size);
  * itself, its "major/ *" or "* / *" wildcard, compared case-insensitively, parameters ignored. */
 bool obx_console_accepts(const char *accept, const char *type);
 
-/* The HTTP status of an error code a call can end with (no_worker 503, no_capacity 429,
- * session_not_found 404, ...): the one table the API routes share. def for a code it does not
- * name. */
-int obx_console_error_status(const char *code, int def);
-
 #endif
