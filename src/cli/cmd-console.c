@@ -10,7 +10,9 @@
 #include <signal.h>
 
 #include "common/log.h"
-#include "console/console.h"
+
+#if OBX_HAVE_CONSOLE
+#    include "console/console.h"
 
 static const char usage[] =
     "Usage: onlyboxes console [--with-worker] [--help]\n"
@@ -84,3 +86,15 @@ int obx_cmd_console(int argc, char **argv)
     }
     return 0;
 }
+
+#else /* a build without the console (-DOBX_CONSOLE=OFF) */
+
+int obx_cmd_console(int argc, char **argv)
+{
+    fprintf(stderr, "onlyboxes console: this onlyboxes was built without the console "
+                    "(-DOBX_CONSOLE=OFF); build it with the console to serve a team, or use "
+                    "`onlyboxes mcp --stdio`\n");
+    return 2;
+}
+
+#endif
