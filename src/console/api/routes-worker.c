@@ -28,17 +28,18 @@
 #define HEARTBEAT_JITTER_PCT "20"
 
 /* Admins see everything; others only their own worker-sys. */
-static struct obx_worker_scope scope_for(const struct obx_route_ctx *ctx,
-                                         enum obx_worker_status_filter status, int64_t now_ms)
+static struct obx_store_worker_scope scope_for(const struct obx_route_ctx *ctx,
+                                               enum obx_store_worker_status_filter status,
+                                               int64_t now_ms)
 {
-    return (struct obx_worker_scope){
+    return (struct obx_store_worker_scope){
         .owner_id = ctx->account.is_admin ? NULL : ctx->account.id,
         .status = status,
         .online_since_ms = now_ms - (int64_t)ctx->console->cfg->offline_ttl_sec * 1000,
     };
 }
 
-static json_t *node_json(const struct obx_worker_node *n)
+static json_t *node_json(const struct obx_store_worker_node *n)
 {
     json_t *caps = json_array(), *labels = json_object();
     for (size_t i = 0; i < n->n_caps; i++)
@@ -59,7 +60,7 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
     if (!obx_route_page(ctx, &page, &page_size, &offset))
         return OBX_ROUTE_DONE;
     const char *st = obx_http_request_query(ctx->req, "status");
-    enum obx_worker_status_filter status;
+    enum obx_store_worker_status_filter status;
     if (!st || obx_streq(st, "all")) {
         status = OBX_WORKER_STATUS_ALL;
     } else if (obx_streq(st, "online")) {
@@ -71,9 +72,9 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     int64_t now = obx_unix_ms();
-    struct obx_worker_scope scope = scope_for(ctx, status, now);
+    struct obx_store_worker_scope scope = scope_for(ctx, status, now);
     int64_t limit = page_size;
-    struct obx_worker_node *items = NULL;
+    struct obx_store_worker_node *items = NULL;
     size_t n = 0;
     int64_t total = 0;
     struct obx_error err = OBX_ERROR_INIT;
@@ -86,7 +87,7 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, node_json(&items[i]));
-    obx_worker_nodes_free(items, n);
+    obx_store_worker_nodes_free(items, n);
     obx_http_respond_json(ctx->req, 200,
                           json_pack("{s:o, s:I, s:I, s:I}", "items", arr, "total",
                                     (json_int_t)total, "page", (json_int_t)page, "page_size",
@@ -104,8 +105,8 @@ static enum obx_route_result worker_stats(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     int64_t now = obx_unix_ms();
-    struct obx_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, now);
-    struct obx_worker_stats s;
+    struct obx_store_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, now);
+    struct obx_store_worker_stats s;
     struct obx_error err = OBX_ERROR_INIT;
     if (obx_store_worker_stats(ctx->console->store, &scope, now - stale_sec * 1000, &s, &err) < 0) {
         obx_err("worker stats: %s", err.message);
@@ -129,8 +130,8 @@ static enum obx_route_result worker_inflight(struct obx_route_ctx *ctx)
     json_t *workers = all;
     if (!ctx->account.is_admin) {
         workers = json_array();
-        struct obx_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, obx_unix_ms());
-        struct obx_worker_node *items = NULL;
+        struct obx_store_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, obx_unix_ms());
+        struct obx_store_worker_node *items = NULL;
         size_t n = 0;
         int64_t total = 0;
         struct obx_error err = OBX_ERROR_INIT;
@@ -145,7 +146,7 @@ static enum obx_route_result worker_inflight(struct obx_route_ctx *ctx)
                 if (obx_streq(items[k].id, obx_json_get_str(w, "node_id", "")))
                     json_array_append(workers, w);
         }
-        obx_worker_nodes_free(items, n);
+        obx_store_worker_nodes_free(items, n);
         json_decref(all);
     }
     obx_http_respond_json(
@@ -263,7 +264,7 @@ static enum obx_route_result create_worker(struct obx_route_ctx *ctx)
         obx_auth_hmac_hex(c->cfg->hash_key, secret, strlen(secret), hash);
         int64_t now = obx_unix_ms();
         /* Offline from the start: last seen one second before the offline threshold. */
-        struct obx_worker_provision p = {
+        struct obx_store_worker_provision p = {
             .node_id = node_id,
             .node_name = node_name,
             .type = type,
