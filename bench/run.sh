@@ -60,6 +60,18 @@ if ((docker_ok)); then
     section "baselines, docker"
     node bench/baselines.mjs --n "$base_n" --md >"$tmp/baselines.md"
 fi
+section "box start and stop"
+boxbin="$(dirname "$bin")/bench-box-start"
+runtimes=(bubblewrap)
+((docker_ok)) && runtimes+=(docker)
+: >"$tmp/boxes.md"
+for rt in "${runtimes[@]}"; do
+    if [[ -x "$boxbin" ]]; then
+        "$boxbin" "$rt" "$((smoke ? 5 : 50))" >>"$tmp/boxes.md"
+    else
+        echo "bench: $boxbin not found (a build with OBX_TESTS=ON makes it); box rows left out" >&2
+    fi
+done
 section "console, REST"
 node bench/console-bench.mjs --bin "$bin" --runtime bubblewrap --duration "$wrk_s" \
     --sessions "$sessions" --md >"$tmp/console.md"
@@ -97,6 +109,12 @@ dirty="$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo ' (with loc
         echo
         echo "(docker rows left out: no Docker daemon or work image; scripts/docker-up.sh)"
     fi
+    echo
+    echo "## A runtime starting and stopping a box (bench/box-start.c; the warm pool hides it)"
+    echo
+    echo '| measurement | n | p50 ms | p90 ms | p99 ms | goal |'
+    echo '|---|---|---|---|---|---|'
+    cat "$tmp/boxes.md"
     echo
     echo "## Console: REST API with the embedded worker (bubblewrap)"
     echo

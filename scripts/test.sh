@@ -162,6 +162,25 @@ stage "build (build/)" build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # The README's quick start: -O3 finds warnings that -O2 does not.
 stage "build (build-release/, as the README's quick start)" build build-release \
     -DCMAKE_BUILD_TYPE=Release -DOBX_TESTS=OFF
+# The stdio-only build: no console, so none of libwebsockets, SQLite, libsodium and OpenSSL as
+# direct dependencies; `onlyboxes console` says how it was built.
+noconsole_build() {
+    build build-noconsole -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOBX_CONSOLE=OFF -DOBX_TESTS=OFF
+    local needed
+    needed=$(readelf -d build-noconsole/onlyboxes | grep NEEDED || true)
+    if grep -E 'websockets|sqlite|sodium|libssl|libcrypto' <<<"$needed"; then
+        echo "the build without the console still links the libraries above" >&2
+        return 1
+    fi
+    local out
+    out=$(build-noconsole/onlyboxes console 2>&1 || true)
+    grep -q "built without the console" <<<"$out" || {
+        echo "onlyboxes console in that build said: $out" >&2
+        return 1
+    }
+    build-noconsole/onlyboxes doctor >/dev/null || true
+}
+stage "build (build-noconsole/, -DOBX_CONSOLE=OFF)" noconsole_build
 stage "unit tests (build/)" unit_tests build
 stage "npm ci (tests/integration)" npm_ci
 stage "integration tests (build/)" integration_tests "$root/build/onlyboxes"

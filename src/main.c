@@ -7,17 +7,19 @@
 #include "common/log.h"
 
 static const struct obx_cli_command commands[] = {
-    {"mcp", obx_cmd_mcp, "Serve MCP over stdio with an in-process worker"},
-    {"console", obx_cmd_console, "Run the console (HTTP API, accounts, tokens) for a team"},
-    {"worker", obx_cmd_worker, "Run sandboxes on this host for a console (the execution plane)"},
-    {"exec", obx_cmd_exec,
-     "Run one command in a box: onlyboxes exec [--session ID] -- CMD ARGS..."},
-    {"python", obx_cmd_python, "Run Python in a box: onlyboxes python (-c CODE | FILE | -)"},
-    {"call", obx_cmd_call,
-     "Call one tool and print its result as JSON: onlyboxes call TOOL 'JSON'"},
-    {"doctor", obx_cmd_doctor, "Report which sandbox runtimes work on this machine"},
-    {"version", obx_cmd_version, "Print the version"},
-    {"help", obx_cmd_help, "Show this help"},
+    {"mcp", obx_cmd_mcp, "Serve MCP over stdio with an in-process worker", NULL},
+    {"console", obx_cmd_console, "Run the console (HTTP API, accounts, tokens) for a team",
+     "CONSOLE"},
+    {"worker", obx_cmd_worker, "Run sandboxes on this host for a console (the execution plane)",
+     "WORKER"},
+    {"exec", obx_cmd_exec, "Run one command in a box: onlyboxes exec [--session ID] -- CMD ARGS...",
+     NULL},
+    {"python", obx_cmd_python, "Run Python in a box: onlyboxes python (-c CODE | FILE | -)", NULL},
+    {"call", obx_cmd_call, "Call one tool and print its result as JSON: onlyboxes call TOOL 'JSON'",
+     NULL},
+    {"doctor", obx_cmd_doctor, "Report which sandbox runtimes work on this machine", NULL},
+    {"version", obx_cmd_version, "Print the version", NULL},
+    {"help", obx_cmd_help, "Show this help", NULL},
 };
 
 int obx_cmd_help(int argc, char **argv)
@@ -34,7 +36,6 @@ int obx_cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    obx_cli_setup_logging();
     if (argc < 2) {
         obx_cmd_help(argc, argv);
         return 2;
@@ -44,9 +45,13 @@ int main(int argc, char **argv)
         return obx_cmd_help(argc - 1, argv + 1);
     if (obx_streq(name, "--version"))
         return obx_cmd_version(argc - 1, argv + 1);
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(commands); i++)
-        if (obx_streq(name, commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(commands); i++) {
+        if (!obx_streq(name, commands[i].name))
+            continue;
+        if (obx_cli_setup_logging(commands[i].log_alias) < 0)
+            return 2;
+        return commands[i].fn(argc - 1, argv + 1);
+    }
     fprintf(stderr, "onlyboxes: unknown command '%s' (try 'onlyboxes help')\n", name);
     return 2;
 }

@@ -261,6 +261,108 @@ static bool warm_eligible(const struct agent *a, json_t *env, const char *cwd_in
            strlen(shell) <= AGENT_WARM_MAX_COMMAND;
 }
 
+/* An EXEC request as parsed: borrowed from root, which the request owns until it is started. */
+struct exec_req {
+    json_t *root;
+    json_t *argv, *stdin_text, *env;
+    const char *shell, *state, *cwd;
+    uint64_t timeout, out_limit, err_limit;
+    struct agent_limits limits;
+};
+
+/* Parse: the payload's JSON and its fields, each checked for its type. */
+static bool exec_parse(struct agent *a, const uint8_t *payload, size_t len, struct exec_req *q,
+                       char *err, size_t size)
+{
+    *q = (struct exec_req){.state = "default", .limits = a->cfg.limits};
+    if (len >= AGENT_MAX_EXEC_JSON) {
+        snprintf(err, size, "payload is %zu bytes; the limit is %u bytes", len,
+                 AGENT_MAX_EXEC_JSON - 1);
+        return false;
+    }
+    json_error_t je;
+    q->root = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (!q->root || !json_is_object(q->root)) {
+        snprintf(err, size, "payload is not a JSON object%s%s", q->root ? "" : ": ",
+                 q->root ? "" : je.text);
+        return false;
+    }
+    q->argv = json_object_get(q->root, "argv");
+    q->stdin_text = json_object_get(q->root, "stdin");
+    q->env = json_object_get(q->root, "env");
+    if (!get_str(q->root, "shell", &q->shell, err, size) ||
+        !get_str(q->root, "state", &q->state, err, size) ||
+        !get_str(q->root, "cwd", &q->cwd, err, size) ||
+        !get_u64(q->root, "timeout_ms", &q->timeout, err, size) ||
+        !get_u64(q->root, "stdout_limit", &q->out_limit, err, size) ||
+        !get_u64(q->root, "stderr_limit", &q->err_limit, err, size) ||
+        !limits_parse(q->root, &q->limits, err, size) || !env_valid(q->env, err, size))
+        return false;
+    if (q->stdin_text && !json_is_null(q->stdin_text) && !json_is_string(q->stdin_text)) {
+        snprintf(err, size, "\"stdin\" must be a string");
+        return false;
+    }
+    if (!q->state)
+        q->state = "default";
+    return true;
+}
+
+/* Validate: what the fields must hold together, and the working directory (*ret_cwd, the
+ * resolved path, which the caller frees). */
+static bool exec_validate(struct agent *a, const struct exec_req *q, char **ret_cwd, char *err,
+                          size_t size)
+{
+    if ((q->argv && !json_is_null(q->argv)) == !!q->shell) {
+        snprintf(err, size, "exactly one of \"argv\" and \"shell\" is required");
+        return false;
+    }
+    if (q->timeout > UINT64_C(1) << 40) {
+        snprintf(err, size, "\"timeout_ms\" is too large");
+        return false;
+    }
+    char *cwd = q->cwd ? agent_resolve_path(a, q->cwd) : obx_xstrdup(a->cfg.workspace);
+    struct stat cst;
+    if (stat(cwd, &cst) < 0 || !S_ISDIR(cst.st_mode)) {
+        snprintf(err, size, "\"cwd\": %.300s: %s", cwd,
+                 access(cwd, F_OK) < 0 ? strerror(errno) : strerror(ENOTDIR));
+        free(cwd);
+        return false;
+    }
+    *ret_cwd = cwd;
+    return true;
+}
+
+/* Act: runs the command in r, in the key's persistent shell when it can, else under a monitor
+ * of its own. 0, -EINVAL with err (r freed), or another negative errno (r freed). */
+static int exec_launch(struct agent *a, struct agent_request *r, const struct exec_req *q,
+                       const char *cwd, char *err, size_t size)
+{
+    char **argv;
+    if (q->shell) {
+        if (agent_shell_paths(a, r, q->state, err, size) < 0) {
+            request_free(a, r);
+            return -EINVAL;
+        }
+        if (warm_eligible(a, q->env, q->cwd, q->stdin_text, &q->limits, q->shell) &&
+            agent_warm_run(a, r, q->shell) == 0)
+            return 0;
+        /* The key is in use: its next request should find a shell. */
+        agent_warm_want(a, q->state);
+        argv = agent_shell_argv(r, q->shell, q->cwd != NULL, q->env);
+    } else if (!(argv = argv_parse(q->argv, err, size))) {
+        return -EINVAL;
+    }
+    char **envp = agent_env_build(a, q->env);
+    struct agent_spawn sp = {.argv = argv, .envp = envp, .cwd = cwd, .limits = q->limits};
+    const char *in = json_is_string(q->stdin_text) ? json_string_value(q->stdin_text) : NULL;
+    int rr = request_spawn(r, &sp, in, in ? json_string_length(q->stdin_text) : 0);
+    agent_strv_free(argv);
+    agent_strv_free(envp);
+    if (rr < 0)
+        request_free(a, r);
+    return rr;
+}
+
 void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size_t len)
 {
     if (agent_request_find(a, id)) {
@@ -276,120 +378,36 @@ void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size
                          AGENT_MAX_REQUESTS);
         return;
     }
-
-    if (len >= AGENT_MAX_EXEC_JSON) {
-        agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD,
-                         "EXEC payload is %zu bytes; the limit is %u bytes", len,
-                         AGENT_MAX_EXEC_JSON - 1);
-        return;
-    }
     char err[512] = "";
-    json_error_t je;
-    json_t *root =
-        json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    char **argv = NULL, **envp = NULL;
+    struct exec_req q;
     _cleanup_free_ char *cwd = NULL;
-    if (!root || !json_is_object(root)) {
-        agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD, "EXEC payload is not a JSON object%s%s",
-                         root ? "" : ": ", root ? "" : je.text);
-        json_decref(root);
+    bool ok = exec_parse(a, payload, len, &q, err, sizeof(err)) &&
+              exec_validate(a, &q, &cwd, err, sizeof(err));
+    int rr = -EINVAL;
+    if (ok) {
+        r->id = id;
+        r->status_fd = r->stdin_fd = r->ctl_fd = r->report_fd = r->out[0].fd = r->out[1].fd = -1;
+        rr = exec_launch(a, r, &q, cwd, err, sizeof(err));
+    }
+    json_decref(q.root);
+    if (rr == -EINVAL) {
+        /* "EXEC payload is not a JSON object", "EXEC: \"stdin\" must be a string" */
+        agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD, "EXEC%s %s",
+                         strncmp(err, "payload ", 8) == 0 ? "" : ":", err);
         return;
     }
-    json_t *jargv = json_object_get(root, "argv");
-    json_t *jin = json_object_get(root, "stdin");
-    json_t *env = json_object_get(root, "env");
-    const char *shell = NULL, *state = "default", *cwd_in = NULL;
-    uint64_t timeout = 0, out_limit = 0, err_limit = 0;
-    struct agent_limits limits = a->cfg.limits;
-    if (!get_str(root, "shell", &shell, err, sizeof(err)) ||
-        !get_str(root, "state", &state, err, sizeof(err)) ||
-        !get_str(root, "cwd", &cwd_in, err, sizeof(err)) ||
-        !get_u64(root, "timeout_ms", &timeout, err, sizeof(err)) ||
-        !get_u64(root, "stdout_limit", &out_limit, err, sizeof(err)) ||
-        !get_u64(root, "stderr_limit", &err_limit, err, sizeof(err)) ||
-        !limits_parse(root, &limits, err, sizeof(err)) || !env_valid(env, err, sizeof(err)))
-        goto bad;
-    if (jin && !json_is_null(jin) && !json_is_string(jin)) {
-        snprintf(err, sizeof(err), "\"stdin\" must be a string");
-        goto bad;
-    }
-    if (!state)
-        state = "default";
-    if ((jargv && !json_is_null(jargv)) == !!shell) {
-        snprintf(err, sizeof(err), "exactly one of \"argv\" and \"shell\" is required");
-        goto bad;
-    }
-    if (timeout > UINT64_C(1) << 40) {
-        snprintf(err, sizeof(err), "\"timeout_ms\" is too large");
-        goto bad;
-    }
-    cwd = cwd_in ? agent_resolve_path(a, cwd_in) : obx_xstrdup(a->cfg.workspace);
-    struct stat cst;
-    if (stat(cwd, &cst) < 0 || !S_ISDIR(cst.st_mode)) {
-        snprintf(err, sizeof(err), "\"cwd\": %.300s: %s", cwd,
-                 access(cwd, F_OK) < 0 ? strerror(errno) : strerror(ENOTDIR));
-        goto bad;
-    }
-
-    r->id = id;
-    r->status_fd = r->stdin_fd = r->ctl_fd = r->report_fd = r->out[0].fd = r->out[1].fd = -1;
-    int rr;
-    if (shell) {
-        if (agent_shell_paths(a, r, state, err, sizeof(err)) < 0) {
-            request_free(a, r);
-            goto bad;
-        }
-        if (warm_eligible(a, env, cwd_in, jin, &limits, shell) &&
-            agent_warm_run(a, r, shell) == 0) {
-            json_decref(root);
-            goto started;
-        }
-        /* The key is in use: its next request should find a shell. */
-        agent_warm_want(a, state);
-        argv = agent_shell_argv(r, shell, cwd_in != NULL, env);
-    } else if (!(argv = argv_parse(jargv, err, sizeof(err)))) {
-        goto bad;
-    }
-    envp = agent_env_build(a, env);
-
-    struct agent_spawn sp = {.argv = argv, .envp = envp, .cwd = cwd, .limits = limits};
-    const char *in = jin && json_is_string(jin) ? json_string_value(jin) : NULL;
-    rr = request_spawn(r, &sp, in, in ? json_string_length(jin) : 0);
-    agent_strv_free(argv);
-    agent_strv_free(envp);
-    json_decref(root);
     if (rr < 0) {
-        request_free(a, r);
         agent_send_error(a, id, OBX_ERR_EXECUTION_FAILED, "cannot start the command: %s",
                          strerror(-rr));
         return;
     }
-started:
     r->used = true;
     r->start_ms = agent_now_ms();
-    r->deadline_ms = timeout ? r->start_ms + timeout : 0;
+    r->deadline_ms = q.timeout ? r->start_ms + q.timeout : 0;
     r->out[0].type = OBX_AF_STDOUT;
     r->out[1].type = OBX_AF_STDERR;
-    r->out[0].limit = out_limit ? out_limit : AGENT_DEFAULT_OUTPUT_LIMIT;
-    r->out[1].limit = err_limit ? err_limit : AGENT_DEFAULT_OUTPUT_LIMIT;
-    return;
-bad:
-    json_decref(root);
-    agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD, "EXEC: %s", err);
-}
-
-size_t agent_utf8_incomplete_tail(const uint8_t *p, size_t n)
-{
-    for (size_t back = 1; back <= 3 && back <= n; back++) {
-        uint8_t c = p[n - back];
-        if ((c & 0xc0) == 0x80)
-            continue;
-        if (c < 0xc0)
-            return 0;
-        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-        return back < need ? back : 0;
-    }
-    return 0;
+    r->out[0].limit = q.out_limit ? q.out_limit : AGENT_DEFAULT_OUTPUT_LIMIT;
+    r->out[1].limit = q.err_limit ? q.err_limit : AGENT_DEFAULT_OUTPUT_LIMIT;
 }
 
 /* Sends data[0..n) within the stream's limit. data starts on a character boundary. */
@@ -433,7 +451,7 @@ int agent_stream_read(struct agent *a, struct agent_request *r, struct agent_str
         return 0;
     }
     size_t total = s->hold_len + (size_t)n;
-    size_t tail = agent_utf8_incomplete_tail(buf, total);
+    size_t tail = obx_utf8_incomplete_tail((const char *)buf, total);
     stream_emit(a, r, s, buf, total - tail);
     if (s->truncated)
         tail = 0;

@@ -76,7 +76,7 @@ static const char *sniff(const uint8_t *p, size_t n, bool partial)
     if (memchr(p, 0, n))
         return "application/octet-stream";
     /* A sample of a longer file may end inside a character. */
-    size_t len = partial ? n - agent_utf8_incomplete_tail(p, n) : n;
+    size_t len = partial ? n - obx_utf8_incomplete_tail((const char *)p, n) : n;
     if (!obx_utf8_valid((const char *)p, len))
         return "application/octet-stream";
     return looks_like_svg(p, n) ? "image/svg+xml" : "text/plain";

@@ -176,9 +176,6 @@ void agent_child_reaped(struct agent *a, pid_t pid, int status);
 /* Keeps a monitor whose request ended: the agent holds its control pipe until it exits. */
 void agent_linger_add(struct agent *a, pid_t pid, int ctl_fd);
 void agent_exec_shutdown(struct agent *a);
-/* Length of a trailing, possibly incomplete UTF-8 sequence (0 when p[0..n) ends on a character
- * boundary or its tail is not UTF-8 at all). */
-size_t agent_utf8_incomplete_tail(const uint8_t *p, size_t n);
 /* The command's environment: the agent's base variables plus env (an object of strings, may be
  * NULL). The caller frees the result with agent_strv_free(). */
 char **agent_env_build(const struct agent *a, json_t *env);

@@ -13,7 +13,6 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 
 #include "client/client.h"
 
@@ -22,34 +21,55 @@ struct obx_cli_backend {
     struct obx_client *client;
 };
 
-static atomic_int interrupted;
+static int interrupted; /* __atomic: the signal thread sets it */
 /* The client the signal thread cancels; cleared (under the lock) before it is freed. */
 static pthread_mutex_t signal_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct obx_client *signal_client;
 
-int obx_cli_target_option(int argc, char **argv, int *i, struct obx_cli_target *t)
+int obx_cli_target_option(int opt, const char *value, struct obx_cli_target *t)
 {
-    const char *a = argv[*i];
-    const char **slot = obx_streq(a, "--console")   ? &t->console
-                        : obx_streq(a, "--token")   ? &t->token
-                        : obx_streq(a, "--ca-file") ? &t->ca_file
-                                                    : NULL;
-    if (!slot && !obx_streq(a, "--runtime"))
+    switch (opt) {
+    case OBX_OPT_RUNTIME:
+        return obx_cli_runtime_option(value, &t->local) < 0 ? -1 : 1;
+    case OBX_OPT_CONSOLE:
+        t->console = value;
+        return 1;
+    case OBX_OPT_TOKEN:
+        t->token = value;
+        return 1;
+    case OBX_OPT_CA_FILE:
+        t->ca_file = value;
+        return 1;
+    default:
         return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "onlyboxes: %s needs a value\n", a);
-        return -1;
     }
-    *i += 1;
-    if (!slot)
-        return obx_cli_runtime_option(argv[*i], &t->local) < 0 ? -1 : 1;
-    *slot = argv[*i];
-    return 1;
+}
+
+/* Where the options are not given, the environment says; the options win. */
+struct target_env {
+    const char *console, *token, *ca_file;
+};
+
+#define T(m) OBX_CONFIG_FIELD(struct target_env, m)
+
+static const struct obx_config_var target_vars[] = {
+    {"ONLYBOXES_CONSOLE", NULL, OBX_CONFIG_STR, T(console), NULL, 0, 0, 0, NULL, 0,
+     "run on the console at this URL (http:// or https://), as --console"},
+    {"ONLYBOXES_TOKEN", NULL, OBX_CONFIG_STR, T(token), NULL, 0, 0, 0, NULL, OBX_CONFIG_SECRET,
+     "the console API token, as --token"},
+    {"ONLYBOXES_CA_FILE", NULL, OBX_CONFIG_STR, T(ca_file), NULL, 0, 0, 0, NULL, 0,
+     "PEM CA bundle for an https console, as --ca-file"},
+};
+
+void obx_cli_target_env_help(FILE *f)
+{
+    obx_config_help(f, target_vars, OBX_ARRAY_SIZE(target_vars));
+    obx_worker_config_help(f);
 }
 
 int obx_cli_interrupted(void)
 {
-    return atomic_load(&interrupted);
+    return __atomic_load_n(&interrupted, __ATOMIC_ACQUIRE);
 }
 
 static void *remote_signal_main(void *arg)
@@ -57,7 +77,7 @@ static void *remote_signal_main(void *arg)
     sigset_t *set = arg;
     int sig = 0;
     sigwait(set, &sig);
-    atomic_store(&interrupted, sig);
+    __atomic_store_n(&interrupted, sig, __ATOMIC_RELEASE);
     pthread_mutex_lock(&signal_lock);
     if (signal_client)
         obx_client_cancel_all(signal_client);
@@ -65,11 +85,6 @@ static void *remote_signal_main(void *arg)
     sigwait(set, &sig);
     _exit(128 + sig);
     return NULL;
-}
-
-static const char *option_or_env(const char *option, const char *env)
-{
-    return option ? option : getenv(env);
 }
 
 static struct obx_client *open_remote(struct obx_cli_target *t)
@@ -81,8 +96,8 @@ static struct obx_client *open_remote(struct obx_cli_target *t)
     }
     struct obx_client_config cfg = {
         .url = t->console,
-        .token = option_or_env(t->token, "ONLYBOXES_TOKEN"),
-        .ca_file = option_or_env(t->ca_file, "ONLYBOXES_CA_FILE"),
+        .token = t->token,
+        .ca_file = t->ca_file,
     };
     if (obx_str_empty(cfg.token)) {
         fprintf(stderr,
@@ -110,13 +125,20 @@ static struct obx_client *open_remote(struct obx_cli_target *t)
 
 struct obx_cli_backend *obx_cli_backend_open(struct obx_cli_target *t)
 {
-    t->console = option_or_env(t->console, "ONLYBOXES_CONSOLE");
+    struct target_env env = {0};
+    struct obx_error err = OBX_ERROR_INIT;
+    if (obx_config_read(target_vars, OBX_ARRAY_SIZE(target_vars), &env, &err) < 0) {
+        fprintf(stderr, "onlyboxes: %s\n", err.message);
+        return NULL;
+    }
+    t->console = t->console ? t->console : env.console;
+    t->token = t->token ? t->token : env.token;
+    t->ca_file = t->ca_file ? t->ca_file : env.ca_file;
     struct obx_cli_backend *b = obx_xcalloc(1, sizeof(*b));
     if (!obx_str_empty(t->console)) {
         b->client = open_remote(t);
     } else {
         obx_cli_handle_signals();
-        struct obx_error err = OBX_ERROR_INIT;
         b->worker = obx_cli_local_worker(&t->local, &err);
         if (!b->worker)
             fprintf(stderr, "onlyboxes: %s\n", err.message);

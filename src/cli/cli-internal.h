@@ -3,9 +3,11 @@
 #ifndef OBX_CLI_INTERNAL_H
 #define OBX_CLI_INTERNAL_H
 
+#include <getopt.h>
 #include <strings.h>
 
 #include "cli.h"
+#include "common/config.h"
 #include "worker/worker.h"
 
 struct obx_cli_local {
@@ -22,6 +24,39 @@ struct obx_cli_target {
     const char *ca_file; /* --ca-file, else ONLYBOXES_CA_FILE */
 };
 
+/* getopt_long values of the long-only options (past any character). */
+enum {
+    OBX_OPT_RUNTIME = 0x100,
+    OBX_OPT_CONSOLE,
+    OBX_OPT_TOKEN,
+    OBX_OPT_CA_FILE,
+    OBX_OPT_STDIO,
+    OBX_OPT_FIXTURES,
+    OBX_OPT_WITH_WORKER,
+    OBX_OPT_SESSION,
+    OBX_OPT_TIMEOUT,
+    OBX_OPT_NETWORK,
+};
+
+/* The struct option rows of the target options, for a command's table. */
+#define OBX_CLI_TARGET_OPTIONS                                 \
+    {"runtime", required_argument, NULL, OBX_OPT_RUNTIME},     \
+        {"console", required_argument, NULL, OBX_OPT_CONSOLE}, \
+        {"token", required_argument, NULL, OBX_OPT_TOKEN},     \
+    {                                                          \
+        "ca-file", required_argument, NULL, OBX_OPT_CA_FILE    \
+    }
+
+/* getopt_long (options as --opt=value or --opt value, abbreviations allowed) with the program's
+ * own messages: returns the next option's value, -1 after the last one (optind is then the first
+ * argument), or '?' after printing what is wrong and the usage to stderr. Starts over when
+ * optind is 0. */
+int obx_cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+                   const char *usage);
+
+/* After the options: refuses an operand (printing it and the usage) with -EINVAL. */
+int obx_cli_no_operands(int argc, char **argv, const char *usage);
+
 /* The help lines of the options obx_cli_target_option() takes. */
 #define OBX_CLI_TARGET_HELP                                                                     \
     "  --runtime NAME     auto (default), bubblewrap or docker; also ONLYBOXES_RUNTIME\n"       \
@@ -30,10 +65,19 @@ struct obx_cli_target {
     "  --token TOKEN      the console API token; better ONLYBOXES_TOKEN (argv is visible)\n"    \
     "  --ca-file FILE     PEM CA bundle for an https console; also ONLYBOXES_CA_FILE\n"
 
-/* Takes argv[*i] when it is a target option (--runtime, --console, --token, --ca-file) and moves *i
- * past its value. Returns 1 when taken, 0 when argv[*i] is something else, -1 after printing an
- * error. */
-int obx_cli_target_option(int argc, char **argv, int *i, struct obx_cli_target *t);
+/* Takes a target option getopt returned (OBX_OPT_RUNTIME, _CONSOLE, _TOKEN, _CA_FILE) with its
+ * value. Returns 1 when taken, 0 when opt is something else, -1 after printing an error. */
+int obx_cli_target_option(int opt, const char *value, struct obx_cli_target *t);
+
+/* The Environment lines of --help for a command that runs tools (locally, or on a console). */
+void obx_cli_target_env_help(FILE *f);
+
+/* The Environment lines of the logging variables; alias_prefix names the original's aliases
+ * ("CONSOLE", "WORKER") or is NULL. */
+void obx_cli_log_env_help(FILE *f, const char *alias_prefix);
+
+/* doctor: the logging variables' effective values. */
+void obx_cli_log_print(FILE *f);
 
 /* Opens the target: a local worker, or a console client whose token was checked. Installs the
  * signal handling that fits (local: kill every box and exit; remote: cancel the remote task and let
@@ -57,7 +101,5 @@ void obx_cli_handle_signals(void);
 
 /* The same, with waiter(sigset_t *) as the thread that sigwait()s for them. */
 void obx_cli_handle_signals_with(void *(*waiter)(void *sigset));
-
-bool obx_cli_is_help(const char *arg);
 
 #endif

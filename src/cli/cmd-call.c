@@ -55,24 +55,35 @@ int obx_cmd_call(int argc, char **argv)
 {
     struct obx_cli_target target = {0};
     const char *tool = NULL, *args = NULL, *timeout = NULL;
-    for (int i = 1; i < argc; i++) {
-        int taken;
-        if (obx_cli_is_help(argv[i])) {
-            fputs(usage, stdout);
-            return 0;
-        } else if ((taken = obx_cli_target_option(argc, argv, &i, &target)) != 0) {
+    static const struct option options[] = {
+        {"timeout-ms", required_argument, NULL, OBX_OPT_TIMEOUT},
+        OBX_CLI_TARGET_OPTIONS,
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c, taken;
+    while ((c = obx_cli_getopt(argc, argv, "h", options, usage)) != -1) {
+        if ((taken = obx_cli_target_option(c, optarg, &target)) != 0) {
             if (taken < 0)
                 return 2;
-        } else if (obx_streq(argv[i], "--timeout-ms") && i + 1 < argc) {
-            timeout = argv[++i];
-        } else if (!tool) {
-            tool = argv[i];
-        } else if (!args) {
-            args = argv[i];
+        } else if (c == 'h') {
+            fputs(usage, stdout);
+            obx_cli_target_env_help(stdout);
+            obx_cli_log_env_help(stdout, NULL);
+            return 0;
+        } else if (c == OBX_OPT_TIMEOUT) {
+            timeout = optarg;
         } else {
-            fprintf(stderr, "onlyboxes call: unexpected argument '%s'\n%s", argv[i], usage);
             return 2;
         }
+    }
+    if (optind < argc)
+        tool = argv[optind++];
+    if (optind < argc)
+        args = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "onlyboxes call: unexpected argument '%s'\n%s", argv[optind], usage);
+        return 2;
     }
     if (!tool) {
         fprintf(stderr, "onlyboxes call: no tool given\n%s", usage);

@@ -10,36 +10,20 @@
 #include <signal.h>
 
 #include "common/log.h"
-#include "console/console.h"
+
+#if OBX_HAVE_CONSOLE
+#    include "console/console.h"
 
 static const char usage[] =
     "Usage: onlyboxes console [--with-worker] [--help]\n"
     "\n"
     "Run the console: the HTTP API, accounts, tokens and dashboard sessions in SQLite.\n"
     "  --with-worker                  also run capabilities on this host with an in-process\n"
-    "                                 worker (same as CONSOLE_EMBEDDED_WORKER=true; the runtime\n"
-    "                                 follows ONLYBOXES_RUNTIME)\n"
-    "Configuration comes from the environment:\n"
-    "  CONSOLE_HASH_KEY               required; HMAC key for tokens and sessions\n"
-    "  CONSOLE_HTTP_ADDR              listen address (default :8089; 127.0.0.1:0 = any free port)\n"
-    "  CONSOLE_DB_PATH                SQLite file (default ./db/onlyboxes-console.db)\n"
-    "  CONSOLE_DB_BUSY_TIMEOUT_MS     SQLite busy timeout (default 5000)\n"
-    "  CONSOLE_ENABLE_REGISTRATION    let the admin create accounts (default false)\n"
-    "  CONSOLE_DASHBOARD_USERNAME     first admin's name (first start only)\n"
-    "  CONSOLE_DASHBOARD_PASSWORD     first admin's password (first start only; when empty one\n"
-    "                                 is generated and written next to the database, mode 0600)\n"
-    "  CONSOLE_TLS_CERT_FILE          PEM certificate: serve HTTPS only (with ..._KEY_FILE)\n"
-    "  CONSOLE_TLS_KEY_FILE           PEM private key for CONSOLE_TLS_CERT_FILE\n"
-    "  CONSOLE_MCP_ALLOWED_ORIGINS    comma-separated Origins allowed to call /mcp\n"
-    "  CONSOLE_MCP_MAX_SESSIONS       MCP sessions at once (default 1024; per account:\n"
-    "                                 CONSOLE_MCP_MAX_SESSIONS_PER_ACCOUNT, default 64)\n"
-    "  CONSOLE_GRPC_ADDR              workers' gRPC address, shown to new workers (:50051)\n"
-    "  CONSOLE_TRUST_PROXY_HEADERS    trust X-Forwarded-Proto/-For from a reverse proxy\n"
-    "  CONSOLE_TASK_RETENTION_DAYS    days an ended task stays readable (default 30)\n"
-    "  CONSOLE_EMBEDDED_WORKER        true: as --with-worker\n"
-    "  CONSOLE_LOG_LEVEL              debug, info, warn, error (default info)\n"
-    "See docs/console.md for every option.\n";
-
+    "                                 worker (same as CONSOLE_EMBEDDED_WORKER=true; it reads the\n"
+    "                                 variables of `onlyboxes mcp`, ONLYBOXES_RUNTIME among them)\n"
+    "\n"
+    "Configuration comes from the environment (a malformed value stops the console, naming the\n"
+    "variable; docs/console.md says more about each):\n";
 static void *signal_main(void *arg)
 {
     sigset_t *set = arg;
@@ -58,22 +42,28 @@ static void *signal_main(void *arg)
 int obx_cmd_console(int argc, char **argv)
 {
     bool with_worker = false;
-    for (int i = 1; i < argc; i++) {
-        if (obx_cli_is_help(argv[i])) {
+    static const struct option options[] = {
+        {"with-worker", no_argument, NULL, OBX_OPT_WITH_WORKER},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c;
+    while ((c = obx_cli_getopt(argc, argv, "h", options, usage)) != -1) {
+        switch (c) {
+        case 'h':
             fputs(usage, stdout);
+            obx_console_config_help(stdout);
+            obx_cli_log_env_help(stdout, "CONSOLE");
             return 0;
-        }
-        if (obx_streq(argv[i], "--with-worker")) {
+        case OBX_OPT_WITH_WORKER:
             with_worker = true;
-            continue;
+            break;
+        default:
+            return 2;
         }
-        fprintf(stderr, "onlyboxes console: unknown option '%s'\n%s", argv[i], usage);
-        return 2;
     }
-    const char *lvl = getenv("CONSOLE_LOG_LEVEL");
-    enum obx_log_level l;
-    if (lvl && *lvl && obx_log_level_parse(lvl, &l) == 0)
-        obx_log_threshold = l;
+    if (obx_cli_no_operands(argc, argv, usage) < 0)
+        return 2;
     obx_log_set_prefix("console");
 
     struct obx_console_config cfg;
@@ -96,3 +86,15 @@ int obx_cmd_console(int argc, char **argv)
     }
     return 0;
 }
+
+#else /* a build without the console (-DOBX_CONSOLE=OFF) */
+
+int obx_cmd_console(int argc, char **argv)
+{
+    fprintf(stderr, "onlyboxes console: this onlyboxes was built without the console "
+                    "(-DOBX_CONSOLE=OFF); build it with the console to serve a team, or use "
+                    "`onlyboxes mcp --stdio`\n");
+    return 2;
+}
+
+#endif

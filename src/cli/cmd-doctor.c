@@ -13,20 +13,32 @@ int obx_cmd_version(int argc, char **argv)
 
 int obx_cmd_doctor(int argc, char **argv)
 {
+    static const char usage[] =
+        "Usage: onlyboxes doctor [--runtime NAME] [--help]\n\n"
+        "Report which sandbox runtimes work here, which one onlyboxes would use, and the\n"
+        "effective value of each setting.\n";
     struct obx_cli_local local = {0};
-    for (int i = 1; i < argc; i++) {
-        if (obx_cli_is_help(argv[i])) {
-            printf("Usage: onlyboxes doctor [--runtime NAME]\n\nReport which sandbox runtimes "
-                   "work here and which one onlyboxes would use.\n");
+    static const struct option options[] = {
+        {"runtime", required_argument, NULL, OBX_OPT_RUNTIME},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c;
+    while ((c = obx_cli_getopt(argc, argv, "h", options, usage)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage, stdout);
             return 0;
-        } else if (obx_streq(argv[i], "--runtime") && i + 1 < argc) {
-            if (obx_cli_runtime_option(argv[++i], &local) < 0)
+        case OBX_OPT_RUNTIME:
+            if (obx_cli_runtime_option(optarg, &local) < 0)
                 return 2;
-        } else {
-            fprintf(stderr, "onlyboxes doctor: unknown option '%s'\n", argv[i]);
+            break;
+        default:
             return 2;
         }
     }
+    if (obx_cli_no_operands(argc, argv, usage) < 0)
+        return 2;
     struct obx_worker_config cfg;
     struct obx_error err = OBX_ERROR_INIT;
     int ok = 1;
@@ -83,6 +95,12 @@ int obx_cmd_doctor(int argc, char **argv)
         printf("network:    \"allowlist\" is off (ONLYBOXES_EGRESS_ALLOW); true is %s\n",
                cfg.allow_network ? "allowed" : "off (ONLYBOXES_ALLOW_NETWORK)");
     free(agent);
+    printf("settings:\n");
+    fflush(stdout);
+    err = (struct obx_error)OBX_ERROR_INIT;
+    if (obx_worker_config_print(stdout, &cfg, &err) < 0)
+        printf("  ERROR %s\n", err.message);
+    obx_cli_log_print(stdout);
     printf("%s\n", ok ? "ready: `onlyboxes mcp --stdio` will run code in sandboxes"
                       : "not ready: fix the errors above");
     return ok ? 0 : 1;

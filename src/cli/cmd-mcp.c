@@ -21,7 +21,7 @@ static const char usage[] =
     "                     also ONLYBOXES_RUNTIME\n"
     "  -h, --help         show this help\n"
     "\n"
-    "Environment: ONLYBOXES_LOG_LEVEL (debug|info|warn|error), WORKER_TERMINAL_* (see docs).\n";
+    "Environment (a malformed value stops the program, naming the variable):\n";
 
 struct unavailable {
     struct obx_executor executor;
@@ -45,25 +45,37 @@ int obx_cmd_mcp(int argc, char **argv)
 {
     struct obx_cli_local local = {.keep_pool = true};
     bool fixtures = false;
-    for (int i = 1; i < argc; i++) {
-        if (obx_cli_is_help(argv[i])) {
+    static const struct option options[] = {
+        {"stdio", no_argument, NULL, OBX_OPT_STDIO},
+        {"runtime", required_argument, NULL, OBX_OPT_RUNTIME},
+        /* test-only: adds the MCP conformance suite's fixture tools */
+        {"conformance-fixtures", no_argument, NULL, OBX_OPT_FIXTURES},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c;
+    while ((c = obx_cli_getopt(argc, argv, "h", options, usage)) != -1) {
+        switch (c) {
+        case 'h':
             fputs(usage, stdout);
+            obx_worker_config_help(stdout);
+            obx_cli_log_env_help(stdout, NULL);
             return 0;
-        } else if (obx_streq(argv[i], "--stdio")) {
-            continue;
-        } else if (obx_streq(argv[i], "--conformance-fixtures")) {
-            fixtures = true; /* test-only: adds the MCP conformance suite's fixture tools */
-        } else if (obx_streq(argv[i], "--runtime") && i + 1 < argc) {
-            if (obx_cli_runtime_option(argv[++i], &local) < 0)
+        case OBX_OPT_STDIO:
+            break;
+        case OBX_OPT_FIXTURES:
+            fixtures = true;
+            break;
+        case OBX_OPT_RUNTIME:
+            if (obx_cli_runtime_option(optarg, &local) < 0)
                 return 2;
-        } else if (strncmp(argv[i], "--runtime=", 10) == 0) {
-            if (obx_cli_runtime_option(argv[i] + 10, &local) < 0)
-                return 2;
-        } else {
-            fprintf(stderr, "onlyboxes mcp: unknown option '%s'\n%s", argv[i], usage);
+            break;
+        default:
             return 2;
         }
     }
+    if (obx_cli_no_operands(argc, argv, usage) < 0)
+        return 2;
     obx_cli_handle_signals();
 
     struct obx_error err = OBX_ERROR_INIT;

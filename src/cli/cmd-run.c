@@ -124,48 +124,66 @@ static int network_option(const char *value, json_t **ret)
     return 0;
 }
 
-/* Parses the options exec and python share. Returns the index of the first non-option argument,
- * or -1 after printing an error (or -2 after printing help). *network: the payload's "network"
- * (a new reference) or NULL. */
+/* Parses the options exec and python share, up to the first operand (or python's -c CODE, which
+ * ends them: *code receives it). Returns the index of the first operand, -1 after printing an
+ * error, or -2 after printing help. *network: the payload's "network" (a new reference) or
+ * NULL. */
 static int parse_common(int argc, char **argv, const char *usage, struct obx_cli_target *target,
-                        int64_t *timeout_ms, const char **session, json_t **network)
+                        int64_t *timeout_ms, const char **session, const char **code,
+                        json_t **network)
 {
-    int i = 1;
-    for (; i < argc; i++) {
-        const char *a = argv[i];
-        int taken;
-        if (obx_cli_is_help(a)) {
-            fputs(usage, stdout);
-            return -2;
-        } else if (obx_streq(a, "--")) {
-            return i + 1;
-        } else if ((taken = obx_cli_target_option(argc, argv, &i, target)) != 0) {
+    static const struct option options[] = {
+        {"timeout-ms", required_argument, NULL, OBX_OPT_TIMEOUT},
+        {"timeout", required_argument, NULL, OBX_OPT_TIMEOUT},
+        {"session", required_argument, NULL, OBX_OPT_SESSION},
+        {"network", required_argument, NULL, OBX_OPT_NETWORK},
+        OBX_CLI_TARGET_OPTIONS,
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c, taken;
+    /* '+': the first operand ends the options (a command's own arguments follow it). */
+    while ((c = obx_cli_getopt(argc, argv, code ? "+hc:" : "+h", options, usage)) != -1) {
+        if ((taken = obx_cli_target_option(c, optarg, target)) != 0) {
             if (taken < 0)
                 return -1;
-        } else if ((obx_streq(a, "--timeout-ms") || obx_streq(a, "--timeout")) && i + 1 < argc) {
-            if (obx_parse_int64(argv[++i], 1, 600000, timeout_ms) < 0) {
-                fprintf(stderr, "onlyboxes: %s %s is invalid: expected 1 to 600000 ms\n", a,
-                        argv[i]);
+            continue;
+        }
+        switch (c) {
+        case 'h':
+            fputs(usage, stdout);
+            obx_cli_target_env_help(stdout);
+            obx_cli_log_env_help(stdout, NULL);
+            return -2;
+        case 'c':
+            *code = optarg;
+            return optind;
+        case OBX_OPT_TIMEOUT:
+            if (obx_parse_int64(optarg, 1, 600000, timeout_ms) < 0) {
+                fprintf(stderr, "onlyboxes: %s %s is invalid: expected 1 to 600000 ms\n",
+                        argv[optind - 1][0] == '-' ? argv[optind - 1] : "--timeout-ms", optarg);
                 return -1;
             }
-        } else if (session && obx_streq(a, "--session") && i + 1 < argc) {
-            *session = argv[++i];
-        } else if (obx_streq(a, "--network") && i + 1 < argc) {
+            break;
+        case OBX_OPT_SESSION:
+            if (!session)
+                return -1;
+            *session = optarg;
+            break;
+        case OBX_OPT_NETWORK:
             json_decref(*network);
-            if (network_option(argv[++i], network) < 0) {
+            if (network_option(optarg, network) < 0) {
                 fprintf(stderr,
                         "onlyboxes: --network %s is invalid: expected false, allowlist or true\n",
-                        argv[i]);
+                        optarg);
                 return -1;
             }
-        } else if (a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "onlyboxes: unknown option '%s'\n%s", a, usage);
+            break;
+        default:
             return -1;
-        } else {
-            return i;
         }
     }
-    return i;
+    return optind;
 }
 
 int obx_cmd_exec(int argc, char **argv)
@@ -174,7 +192,7 @@ int obx_cmd_exec(int argc, char **argv)
     int64_t timeout = 60000;
     const char *session = NULL;
     _cleanup_json_ json_t *network = NULL;
-    int i = parse_common(argc, argv, exec_usage, &target, &timeout, &session, &network);
+    int i = parse_common(argc, argv, exec_usage, &target, &timeout, &session, NULL, &network);
     if (i < 0)
         return i == -2 ? 0 : 2;
     if (i >= argc) {
@@ -226,11 +244,12 @@ int obx_cmd_python(int argc, char **argv)
     struct obx_cli_target target = {0};
     int64_t timeout = 60000;
     _cleanup_json_ json_t *network = NULL;
-    int i = parse_common(argc, argv, python_usage, &target, &timeout, NULL, &network);
+    const char *inline_code = NULL;
+    int i = parse_common(argc, argv, python_usage, &target, &timeout, NULL, &inline_code, &network);
     if (i < 0)
         return i == -2 ? 0 : 2;
     _cleanup_free_ char *code = NULL;
-    int used = i < argc && obx_streq(argv[i], "-c") ? 2 : 1;
+    int used = inline_code ? 0 : 1;
     if (i + used < argc) {
         fprintf(stderr,
                 "onlyboxes python: unexpected argument '%s' after the code (options go before "
@@ -238,12 +257,8 @@ int obx_cmd_python(int argc, char **argv)
                 argv[i + used]);
         return 2;
     }
-    if (i < argc && obx_streq(argv[i], "-c")) {
-        if (i + 1 >= argc) {
-            fprintf(stderr, "onlyboxes python: -c needs the code\n");
-            return 2;
-        }
-        code = obx_xstrdup(argv[i + 1]);
+    if (inline_code) {
+        code = obx_xstrdup(inline_code);
     } else if (i < argc && obx_streq(argv[i], "-")) {
         code = read_all(stdin, "stdin");
     } else if (i < argc) {

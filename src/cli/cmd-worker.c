@@ -22,30 +22,9 @@ static const char usage[] =
     "  --runtime NAME     sandbox runtime: auto (default), bubblewrap, docker; also\n"
     "                     ONLYBOXES_RUNTIME\n"
     "\n"
-    "Environment:\n"
-    "  WORKER_ID                      required; the worker's id at the console\n"
-    "  WORKER_SECRET                  required; its secret (shown once by the console)\n"
-    "  WORKER_CONSOLE_GRPC_TARGET     the console's gRPC address (default 127.0.0.1:50051)\n"
-    "  WORKER_CONSOLE_INSECURE        exactly 'true': plaintext; otherwise TLS\n"
-    "  WORKER_CONSOLE_CA_FILE         PEM CA bundle that signed the console's certificate\n"
-    "                                 (default: the system's roots)\n"
-    "  WORKER_CONSOLE_CERT_FILE       PEM client certificate, for a console that requires one\n"
-    "  WORKER_CONSOLE_KEY_FILE        its private key\n"
-    "  WORKER_HEARTBEAT_INTERVAL_SEC  seconds between heartbeats until the console says (5)\n"
-    "  WORKER_HEARTBEAT_JITTER_PCT    random spread of the interval, percent (20)\n"
-    "  WORKER_CALL_TIMEOUT_SEC        how long an answer may take (2.5 x the interval)\n"
-    "  WORKER_DRAIN_TIMEOUT_SEC       on SIGTERM, how long running commands may take (30)\n"
-    "  WORKER_NODE_NAME               name shown by the console (worker-RUNTIME-ID)\n"
-    "  WORKER_LABELS                  labels, k=v,k2=v2\n"
-    "  WORKER_VERSION                 version shown by the console (this build's)\n"
-    "  WORKER_MAX_INFLIGHT            calls of one capability at once (16)\n"
-    "  WORKER_TERMINAL_LEASE_MIN_SEC / _MAX_SEC / _DEFAULT_SEC, "
-    "WORKER_TERMINAL_OUTPUT_LIMIT_BYTES,\n"
-    "  WORKER_READ_IMAGE_LIMIT_BYTES, ONLYBOXES_BOX_*, ONLYBOXES_MAX_SESSIONS, "
-    "ONLYBOXES_WARM_POOL,\n"
-    "  ONLYBOXES_ALLOW_NETWORK, ONLYBOXES_DOCKER_*: as for `onlyboxes mcp` (see the README)\n"
-    "  ONLYBOXES_LOG_LEVEL            debug, info, warn, error (default info)\n";
-
+    "  -h, --help         show this help\n"
+    "\n"
+    "Environment (a malformed value stops the worker, naming the variable):\n";
 static void *signal_main(void *arg)
 {
     sigset_t *set = arg;
@@ -67,21 +46,30 @@ static void *signal_main(void *arg)
 int obx_cmd_worker(int argc, char **argv)
 {
     struct obx_cli_local local = {0};
-    for (int i = 1; i < argc; i++) {
-        if (obx_cli_is_help(argv[i])) {
+    static const struct option options[] = {
+        {"runtime", required_argument, NULL, OBX_OPT_RUNTIME},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c;
+    while ((c = obx_cli_getopt(argc, argv, "h", options, usage)) != -1) {
+        switch (c) {
+        case 'h':
             fputs(usage, stdout);
+            obx_worker_remote_config_help(stdout);
+            obx_worker_config_help(stdout);
+            obx_cli_log_env_help(stdout, "WORKER");
             return 0;
-        } else if (obx_streq(argv[i], "--runtime") && i + 1 < argc) {
-            if (obx_cli_runtime_option(argv[++i], &local) < 0)
+        case OBX_OPT_RUNTIME:
+            if (obx_cli_runtime_option(optarg, &local) < 0)
                 return 2;
-        } else if (strncmp(argv[i], "--runtime=", 10) == 0) {
-            if (obx_cli_runtime_option(argv[i] + 10, &local) < 0)
-                return 2;
-        } else {
-            fprintf(stderr, "onlyboxes worker: unknown option '%s'\n%s", argv[i], usage);
+            break;
+        default:
             return 2;
         }
     }
+    if (obx_cli_no_operands(argc, argv, usage) < 0)
+        return 2;
     obx_log_set_prefix("worker");
     struct obx_error err = OBX_ERROR_INIT;
     struct obx_worker_remote_config rcfg;

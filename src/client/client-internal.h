@@ -5,7 +5,6 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
-#include <stdatomic.h>
 
 #include "client.h"
 
@@ -31,7 +30,7 @@ struct obx_client_conn {
     struct obx_client *client;
     CURLM *multi;
     CURL *easy;
-    atomic_bool cancelled;
+    bool cancelled; /* __atomic: set by obx_client_cancel_all() from another thread */
 };
 
 int obx_client_conn_init(struct obx_client *c, struct obx_client_conn *x, struct obx_error *err);

@@ -95,7 +95,7 @@ struct obx_executor *obx_client_executor(struct obx_client *c)
 int obx_client_conn_init(struct obx_client *c, struct obx_client_conn *x, struct obx_error *err)
 {
     x->client = c;
-    atomic_init(&x->cancelled, false);
+    x->cancelled = false;
     x->multi = curl_multi_init();
     x->easy = curl_easy_init();
     if (!x->multi || !x->easy) {
@@ -117,14 +117,14 @@ void obx_client_conn_done(struct obx_client_conn *x)
 
 void obx_client_conn_wake(struct obx_client_conn *x)
 {
-    atomic_store(&x->cancelled, true);
+    __atomic_store_n(&x->cancelled, true, __ATOMIC_RELEASE);
     curl_multi_wakeup(x->multi);
 }
 
 bool obx_client_conn_sleep(struct obx_client_conn *x, uint64_t ms)
 {
     uint64_t end = obx_now_ms() + ms;
-    while (!atomic_load(&x->cancelled)) {
+    while (!__atomic_load_n(&x->cancelled, __ATOMIC_ACQUIRE)) {
         uint64_t now = obx_now_ms();
         if (now >= end)
             return true;
@@ -151,7 +151,7 @@ static size_t write_body(char *data, size_t size, size_t n, void *userdata)
 /* Drives the easy handle to completion through the multi handle. */
 static int perform(struct obx_client_conn *x, bool abortable, CURLcode *ret_rc)
 {
-    if (abortable && atomic_load(&x->cancelled))
+    if (abortable && __atomic_load_n(&x->cancelled, __ATOMIC_ACQUIRE))
         return -ECANCELED;
     if (curl_multi_add_handle(x->multi, x->easy) != CURLM_OK)
         return -EIO;
@@ -164,7 +164,7 @@ static int perform(struct obx_client_conn *x, bool abortable, CURLcode *ret_rc)
         }
         if (!running)
             break;
-        if (abortable && atomic_load(&x->cancelled)) {
+        if (abortable && __atomic_load_n(&x->cancelled, __ATOMIC_ACQUIRE)) {
             r = -ECANCELED;
             break;
         }

@@ -24,6 +24,24 @@
 #define OBX_ERR_NO_CAPACITY "no_capacity"
 #define OBX_ERR_RUNTIME_UNAVAILABLE "runtime_unavailable"
 #define OBX_ERR_INTERNAL "internal_error"
+/* The console's worker registry. */
+#define OBX_ERR_NO_WORKER "no_worker"
+#define OBX_ERR_SESSION_UNAVAILABLE "session_unavailable"
+#define OBX_ERR_SESSION_CAPACITY "session_capacity_exceeded"
+#define OBX_ERR_WORKER_LOST "worker_lost"
+#define OBX_ERR_TIMEOUT "timeout"
+/* Request errors of the console's API (their messages are the original's). */
+#define OBX_ERR_BAD_REQUEST "bad_request"
+#define OBX_ERR_UNAUTHENTICATED "unauthenticated"
+#define OBX_ERR_FORBIDDEN "forbidden"
+#define OBX_ERR_NOT_FOUND "not_found"
+#define OBX_ERR_METHOD_NOT_ALLOWED "method_not_allowed"
+#define OBX_ERR_CONFLICT "conflict"
+#define OBX_ERR_GONE "gone"
+#define OBX_ERR_RATE_LIMITED "rate_limited"
+#define OBX_ERR_BAD_GATEWAY "bad_gateway" /* a worker's answer that cannot be used */
+#define OBX_ERR_UNAVAILABLE "unavailable" /* the server cannot take more work now */
+#define OBX_ERR_STORAGE_FULL "storage_full"
 
 struct obx_error {
     int errnum;         /* positive errno-style number, 0 when unset */
@@ -43,6 +61,12 @@ int obx_error_set(struct obx_error *err, int errnum, const char *code, const cha
 
 /* Prefixes "context: " to the message; returns -errnum. */
 int obx_error_wrap(struct obx_error *err, const char *fmt, ...) OBX_PRINTF(2, 3);
+
+/* The one outward mapping of error codes (the table in error.c): the HTTP status a code answers
+ * with (def for a code the table does not name), and the JSON-RPC error code where a code becomes
+ * a JSON-RPC error (-32602 invalid params for bad input, else -32603 internal error). */
+int obx_error_http_status(const char *code, int def);
+int obx_error_jsonrpc_code(const char *code);
 
 /* "code: message", or either alone when the other is empty. Returns a pointer into buf. */
 const char *obx_error_text(const struct obx_error *err, char *buf, size_t size);

@@ -6,7 +6,7 @@
 #include <time.h>
 
 enum obx_log_level obx_log_threshold = OBX_LOG_INFO;
-static bool log_json;
+static bool log_json, log_source;
 static char log_prefix[32] = "onlyboxes";
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -33,6 +33,11 @@ void obx_log_set_json(bool json)
     log_json = json;
 }
 
+void obx_log_set_source(bool on)
+{
+    log_source = on;
+}
+
 void obx_log_set_prefix(const char *prefix)
 {
     snprintf(log_prefix, sizeof(log_prefix), "%s", prefix);
@@ -57,7 +62,7 @@ static size_t json_escape(char *out, size_t size, const char *s)
     return n;
 }
 
-void obx_log_write(enum obx_log_level level, const char *fmt, ...)
+void obx_log_write(enum obx_log_level level, const char *file, int line_no, const char *fmt, ...)
 {
     if (level >= OBX_LOG_OFF)
         return;
@@ -79,16 +84,24 @@ void obx_log_write(enum obx_log_level level, const char *fmt, ...)
     snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 
-    char line[4096 + 256];
+    /* The path from the source tree's src/ on: the same in every build directory. */
+    char source[160] = "";
+    if (log_source && file) {
+        const char *rel = strstr(file, "/src/");
+        snprintf(source, sizeof(source), "%s:%d", rel ? rel + 1 : file, line_no);
+    }
+    char line[4096 + 512];
     int n;
     if (log_json) {
-        char esc[4096];
+        char esc[4096], src_field[200] = "";
         json_escape(esc, sizeof(esc), msg);
-        n = snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n",
-                     when, level_names[level], esc);
+        if (source[0])
+            snprintf(src_field, sizeof(src_field), ",\"source\":\"%s\"", source);
+        n = snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"%s}\n",
+                     when, level_names[level], esc, src_field);
     } else {
-        n = snprintf(line, sizeof(line), "%s %s %s: %s\n", when, level_names[level], log_prefix,
-                     msg);
+        n = snprintf(line, sizeof(line), "%s %s %s: %s%s%s%s\n", when, level_names[level],
+                     log_prefix, msg, source[0] ? " (" : "", source, source[0] ? ")" : "");
     }
     if (n > (int)sizeof(line) - 1) {
         n = (int)sizeof(line) - 1;

@@ -40,6 +40,46 @@ static size_t seq_len(const unsigned char *s, size_t len)
     return n;
 }
 
+uint32_t obx_utf8_next(const char *s, size_t len, size_t *ret_size)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = seq_len(u, len);
+    if (n == 0) {
+        *ret_size = 1;
+        return 0xfffd;
+    }
+    *ret_size = n;
+    if (n == 1)
+        return u[0];
+    uint32_t cp = u[0] & (0xff >> (n + 1));
+    for (size_t i = 1; i < n; i++)
+        cp = (cp << 6) | (u[i] & 0x3f);
+    return cp;
+}
+
+size_t obx_utf8_count(const char *s, size_t len)
+{
+    size_t count = 0;
+    for (size_t i = 0, n; i < len; i += n, count++)
+        obx_utf8_next(s + i, len - i, &n);
+    return count;
+}
+
+size_t obx_utf8_incomplete_tail(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t back = 1; back <= 3 && back <= len; back++) {
+        unsigned char c = u[len - back];
+        if ((c & 0xc0) == 0x80)
+            continue;
+        if (c < 0xc0)
+            return 0;
+        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        return back < need ? back : 0;
+    }
+    return 0;
+}
+
 size_t obx_utf8_cut(const char *s, size_t len, size_t limit)
 {
     if (limit >= len)

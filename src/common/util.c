@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 static void oom(void)
 {
@@ -114,18 +115,16 @@ int obx_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-int obx_read_exact(int fd, void *buf, size_t len)
+int obx_send_all(int fd, const void *buf, size_t len)
 {
-    char *p = buf;
+    const char *p = buf;
     while (len > 0) {
-        ssize_t n = read(fd, p, len);
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -errno;
         }
-        if (n == 0)
-            return -EIO;
         p += n;
         len -= (size_t)n;
     }

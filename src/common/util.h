@@ -27,12 +27,15 @@ static inline void obx_freep(void *p)
     free(*(void **)p);
 }
 
+/* Closes *fd (when open) and leaves -1 behind, keeping errno, so that a cleanup that runs twice
+ * or a descriptor reused after it cannot close another file. */
 static inline void obx_closep(int *fd)
 {
     if (*fd >= 0) {
         int saved = errno;
         close(*fd);
         errno = saved;
+        *fd = -1;
     }
 }
 
@@ -93,7 +96,8 @@ int obx_parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
 /* Writes all of buf, retrying on EINTR and short writes. */
 int obx_write_all(int fd, const void *buf, size_t len);
 
-/* Reads exactly len bytes; returns 0, -EIO at EOF before len, or -errno. */
-int obx_read_exact(int fd, void *buf, size_t len);
+/* Sends all of buf on a socket with MSG_NOSIGNAL (a peer that went away is -EPIPE, not
+ * SIGPIPE), retrying on EINTR and short sends. */
+int obx_send_all(int fd, const void *buf, size_t len);
 
 #endif

@@ -121,6 +121,9 @@ json_t *obx_route_body_object(struct obx_route_ctx *ctx);
 /* A string member: absent or null gives def; another type gives -EINVAL. */
 int obx_route_body_string(json_t *obj, const char *key, const char *def, const char **ret);
 json_t *obx_route_time(int64_t unix_ms);
+/* Answers {"error": message} with the HTTP status of code (common/error.h's table). */
+void obx_route_fail(struct obx_http_request *req, const char *code, const char *message);
+
 /* Answers a failed store call r (negative errno): 507 naming the full disk for -ENOSPC, else 500;
  * message says what failed ("failed to create token"). */
 void obx_route_store_error(struct obx_route_ctx *ctx, int r, const char *message);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The console's top level: configuration from the CONSOLE_* environment (one table row per
- * variable), the first-admin bootstrap, and the run sequence: store, pool, HTTP server, serve,
- * then a graceful stop (the pool finishes queued work before the server and the store go away).
+ * The console's top level: configuration from the CONSOLE_* environment (one row per variable
+ * in the shared configuration table, common/config.h), the first-admin bootstrap, and the run
+ * sequence: store, pool, HTTP server, serve, then a graceful stop (the pool finishes queued work
+ * before the server and the store go away).
  */
 #include "console-internal.h"
 
@@ -12,114 +13,109 @@
 #include <sys/stat.h>
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/utf8.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
 #include "worker/worker.h"
 
-enum opt_type {
-    OPT_STR,
-    OPT_INT,
-    OPT_BOOL
-};
+#define F(m) OBX_CONFIG_FIELD(struct obx_console_config, m)
+#define COPY OBX_CONFIG_COPY
 
-struct opt {
-    const char *env;
-    enum opt_type type;
-    const char *def;
-    int64_t min, max;
-    size_t offset;
-};
-
-#define OFF(f) offsetof(struct obx_console_config, f)
-
-/* CONSOLE_HTTP_ADDR, CONSOLE_GRPC_ADDR and CONSOLE_HASH_KEY need parsing beyond a type and are
- * handled below, as is the check of the TLS files. */
-static const struct opt opts[] = {
-    {"CONSOLE_DB_PATH", OPT_STR, "./db/onlyboxes-console.db", 0, 0, OFF(db_path)},
-    {"CONSOLE_DB_BUSY_TIMEOUT_MS", OPT_INT, "5000", 1, 600000, OFF(db_busy_timeout_ms)},
-    {"CONSOLE_ENABLE_REGISTRATION", OPT_BOOL, "false", 0, 0, OFF(enable_registration)},
-    {"CONSOLE_DASHBOARD_USERNAME", OPT_STR, "", 0, 0, OFF(dashboard_username)},
-    {"CONSOLE_DASHBOARD_PASSWORD", OPT_STR, "", 0, 0, OFF(dashboard_password)},
-    {"CONSOLE_TRUST_PROXY_HEADERS", OPT_BOOL, "false", 0, 0, OFF(trust_proxy_headers)},
-    {"CONSOLE_HTTP_HEADER_TIMEOUT_SEC", OPT_INT, "10", 1, 3600, OFF(header_timeout_sec)},
-    {"CONSOLE_HTTP_IDLE_TIMEOUT_SEC", OPT_INT, "60", 1, 3600, OFF(idle_timeout_sec)},
-    {"CONSOLE_WORKER_THREADS", OPT_INT, "8", 1, 256, OFF(worker_threads)},
-    {"CONSOLE_LOGIN_MAX_FAILURES", OPT_INT, "10", 1, 64, OFF(login_max_failures)},
-    {"CONSOLE_LOGIN_WINDOW_SEC", OPT_INT, "300", 1, 86400, OFF(login_window_sec)},
-    {"CONSOLE_TASK_RETENTION_DAYS", OPT_INT, "30", 1, 36500, OFF(task_retention_days)},
-    {"CONSOLE_EMBEDDED_WORKER", OPT_BOOL, "false", 0, 0, OFF(embedded_worker)},
-    {"CONSOLE_OFFLINE_TTL_SEC", OPT_INT, "15", 1, 86400, OFF(offline_ttl_sec)},
-    {"CONSOLE_HEARTBEAT_INTERVAL_SEC", OPT_INT, "5", 1, 3600, OFF(heartbeat_interval_sec)},
-    {"CONSOLE_GRPC_TLS_CERT_FILE", OPT_STR, "", 0, 0, OFF(grpc_tls_cert_file)},
-    {"CONSOLE_GRPC_TLS_KEY_FILE", OPT_STR, "", 0, 0, OFF(grpc_tls_key_file)},
-    {"CONSOLE_GRPC_CLIENT_CA_FILE", OPT_STR, "", 0, 0, OFF(grpc_client_ca_file)},
-    {"CONSOLE_GRPC_MAX_WORKERS", OPT_INT, "1024", 1, 65536, OFF(grpc_max_workers)},
-    {"CONSOLE_GRPC_PUBLIC_ADDR", OPT_STR, "", 0, 0, OFF(grpc_public_addr)},
-    {"CONSOLE_TLS_CERT_FILE", OPT_STR, "", 0, 0, OFF(tls_cert_file)},
-    {"CONSOLE_TLS_KEY_FILE", OPT_STR, "", 0, 0, OFF(tls_key_file)},
-    {"CONSOLE_MCP_MAX_SESSIONS", OPT_INT, "1024", 1, 65536, OFF(mcp_max_sessions)},
-    {"CONSOLE_MCP_MAX_SESSIONS_PER_ACCOUNT", OPT_INT, "64", 1, 65536,
-     OFF(mcp_max_sessions_per_account)},
-    {"CONSOLE_MCP_SESSION_IDLE_SEC", OPT_INT, "1800", 10, 604800, OFF(mcp_session_idle_sec)},
-    {"CONSOLE_MCP_KEEPALIVE_SEC", OPT_INT, "15", 0, 300, OFF(mcp_keepalive_sec)},
-    {"CONSOLE_MCP_ALLOWED_ORIGINS", OPT_STR, "", 0, 0, OFF(mcp_allowed_origins)},
+/* CONSOLE_HTTP_ADDR, CONSOLE_GRPC_ADDR and CONSOLE_HASH_KEY need checks beyond a type and are
+ * checked below, as are the TLS files. */
+static const struct obx_config_var vars[] = {
+    {"CONSOLE_HASH_KEY", NULL, OBX_CONFIG_STR, F(hash_key), NULL, 0, 0, 0, NULL,
+     COPY | OBX_CONFIG_SECRET,
+     "required; HMAC key for tokens and session ids (changing it invalidates every token)"},
+    {"CONSOLE_HTTP_ADDR", NULL, OBX_CONFIG_STR, F(http_addr), ":8089", 0, 0, 0, NULL, COPY,
+     "listen address HOST:PORT, [IPv6]:PORT or :PORT (127.0.0.1:0 = any free port)"},
+    {"CONSOLE_DB_PATH", NULL, OBX_CONFIG_STR, F(db_path), "./db/onlyboxes-console.db", 0, 0, 0,
+     NULL, COPY, "SQLite file"},
+    {"CONSOLE_DB_BUSY_TIMEOUT_MS", NULL, OBX_CONFIG_INT, F(db_busy_timeout_ms), "5000", 1, 600000,
+     0, NULL, 0, "SQLite busy timeout, ms"},
+    {"CONSOLE_ENABLE_REGISTRATION", NULL, OBX_CONFIG_BOOL, F(enable_registration), "false", 0, 0, 0,
+     NULL, 0, "let the admin create accounts"},
+    {"CONSOLE_DASHBOARD_USERNAME", NULL, OBX_CONFIG_STR, F(dashboard_username), NULL, 0, 0, 0, NULL,
+     COPY, "first admin's name (first start only; default admin-<8 hex>)"},
+    {"CONSOLE_DASHBOARD_PASSWORD", NULL, OBX_CONFIG_STR, F(dashboard_password), NULL, 0, 0, 0, NULL,
+     COPY | OBX_CONFIG_SECRET,
+     "first admin's password (first start only; when empty one is generated and written next to "
+     "the database, mode 0600)"},
+    {"CONSOLE_TLS_CERT_FILE", NULL, OBX_CONFIG_STR, F(tls_cert_file), NULL, 0, 0, 0, NULL, COPY,
+     "PEM certificate: serve HTTPS only (with CONSOLE_TLS_KEY_FILE)"},
+    {"CONSOLE_TLS_KEY_FILE", NULL, OBX_CONFIG_STR, F(tls_key_file), NULL, 0, 0, 0, NULL, COPY,
+     "PEM private key of CONSOLE_TLS_CERT_FILE"},
+    {"CONSOLE_TRUST_PROXY_HEADERS", NULL, OBX_CONFIG_BOOL, F(trust_proxy_headers), "false", 0, 0, 0,
+     NULL, 0, "trust X-Forwarded-Proto and X-Forwarded-For from a reverse proxy you control"},
+    {"CONSOLE_HTTP_HEADER_TIMEOUT_SEC", NULL, OBX_CONFIG_INT, F(header_timeout_sec), "10", 1, 3600,
+     0, NULL, 0, "time allowed for a request head and for each body chunk, seconds"},
+    {"CONSOLE_HTTP_IDLE_TIMEOUT_SEC", NULL, OBX_CONFIG_INT, F(idle_timeout_sec), "60", 1, 3600, 0,
+     NULL, 0, "keep-alive idle time, seconds"},
+    {"CONSOLE_WORKER_THREADS", NULL, OBX_CONFIG_INT, F(worker_threads), "8", 1, 256, 0, NULL, 0,
+     "threads for blocking work (database, password hashing)"},
+    {"CONSOLE_LOGIN_MAX_FAILURES", NULL, OBX_CONFIG_INT, F(login_max_failures), "10", 1, 64, 0,
+     NULL, 0, "failed logins allowed per username and client address..."},
+    {"CONSOLE_LOGIN_WINDOW_SEC", NULL, OBX_CONFIG_INT, F(login_window_sec), "300", 1, 86400, 0,
+     NULL, 0, "...within this many seconds; then 429"},
+    {"CONSOLE_TASK_RETENTION_DAYS", NULL, OBX_CONFIG_INT, F(task_retention_days), "30", 1, 36500, 0,
+     NULL, 0, "days an ended task stays readable"},
+    {"CONSOLE_EMBEDDED_WORKER", NULL, OBX_CONFIG_BOOL, F(embedded_worker), "false", 0, 0, 0, NULL,
+     0, "true: as --with-worker"},
+    {"CONSOLE_GRPC_ADDR", NULL, OBX_CONFIG_STR, F(grpc_addr), ":50051", 0, 0, 0, NULL, COPY,
+     "where workers connect (gRPC), bound as CONSOLE_HTTP_ADDR; off: no listener"},
+    {"CONSOLE_GRPC_PUBLIC_ADDR", NULL, OBX_CONFIG_STR, F(grpc_public_addr), NULL, 0, 0, 0, NULL,
+     COPY, "HOST:PORT new workers are told to connect to, when it differs (NAT, load balancer)"},
+    {"CONSOLE_GRPC_TLS_CERT_FILE", NULL, OBX_CONFIG_STR, F(grpc_tls_cert_file), NULL, 0, 0, 0, NULL,
+     COPY, "TLS certificate of the workers' port (default: CONSOLE_TLS_CERT_FILE's)"},
+    {"CONSOLE_GRPC_TLS_KEY_FILE", NULL, OBX_CONFIG_STR, F(grpc_tls_key_file), NULL, 0, 0, 0, NULL,
+     COPY, "its private key (default: CONSOLE_TLS_KEY_FILE's)"},
+    {"CONSOLE_GRPC_CLIENT_CA_FILE", NULL, OBX_CONFIG_STR, F(grpc_client_ca_file), NULL, 0, 0, 0,
+     NULL, COPY, "mutual TLS: workers must show a certificate signed by this CA (PEM)"},
+    {"CONSOLE_GRPC_MAX_WORKERS", NULL, OBX_CONFIG_INT, F(grpc_max_workers), "1024", 1, 65536, 0,
+     NULL, 0, "worker connections at once"},
+    {"CONSOLE_OFFLINE_TTL_SEC", NULL, OBX_CONFIG_INT, F(offline_ttl_sec), "15", 1, 86400, 0, NULL,
+     0, "a worker not seen for this long is offline, seconds"},
+    {"CONSOLE_HEARTBEAT_INTERVAL_SEC", NULL, OBX_CONFIG_INT, F(heartbeat_interval_sec), "5", 1,
+     3600, 0, NULL, 0, "the heartbeat interval workers are told, seconds"},
+    {"CONSOLE_MCP_MAX_SESSIONS", NULL, OBX_CONFIG_INT, F(mcp_max_sessions), "1024", 1, 65536, 0,
+     NULL, 0, "MCP sessions open at once over every account"},
+    {"CONSOLE_MCP_MAX_SESSIONS_PER_ACCOUNT", NULL, OBX_CONFIG_INT, F(mcp_max_sessions_per_account),
+     "64", 1, 65536, 0, NULL, 0, "MCP sessions open at once per account"},
+    {"CONSOLE_MCP_SESSION_IDLE_SEC", NULL, OBX_CONFIG_INT, F(mcp_session_idle_sec), "1800", 10,
+     604800, 0, NULL, 0, "an MCP session unused this long ends, seconds"},
+    {"CONSOLE_MCP_KEEPALIVE_SEC", NULL, OBX_CONFIG_INT, F(mcp_keepalive_sec), "15", 0, 300, 0, NULL,
+     0, "a silent /mcp answer becomes an event stream with a keepalive this often; 0 = off"},
+    {"CONSOLE_MCP_ALLOWED_ORIGINS", NULL, OBX_CONFIG_STR, F(mcp_allowed_origins), NULL, 0, 0, 0,
+     NULL, COPY, "comma-separated origins that may call /mcp from a browser"},
     /* Test harnesses only (the MCP conformance suite sends no token); loopback only. */
-    {"CONSOLE_MCP_TEST_FIXTURES", OPT_BOOL, "false", 0, 0, OFF(mcp_test_fixtures)},
+    {"CONSOLE_MCP_TEST_FIXTURES", NULL, OBX_CONFIG_BOOL, F(mcp_test_fixtures), "false", 0, 0, 0,
+     NULL, OBX_CONFIG_HIDDEN, "tests only: fixture tools, /mcp without a token"},
 };
 
-static int parse_bool(const char *s, bool def)
+void obx_console_config_help(FILE *f)
 {
-    static const char *const yes[] = {"1", "true", "yes", "on"};
-    static const char *const no[] = {"0", "false", "no", "off"};
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(yes); i++) {
-        if (strcasecmp(s, yes[i]) == 0)
-            return true;
-        if (strcasecmp(s, no[i]) == 0)
-            return false;
-    }
-    return def;
+    obx_config_help(f, vars, OBX_ARRAY_SIZE(vars));
 }
 
-static void apply_opt(const struct opt *o, const char *v, struct obx_console_config *cfg)
+void obx_console_config_print(FILE *f, const struct obx_console_config *cfg)
 {
-    char *base = (char *)cfg + o->offset;
-    switch (o->type) {
-    case OPT_STR:
-        *(char **)base = obx_xstrdup(v);
-        break;
-    case OPT_INT: {
-        int64_t n, def = 0;
-        obx_parse_int64(o->def, INT64_MIN, INT64_MAX, &def);
-        /* As in the reference: unparsable or out of range falls back to the default. */
-        if (obx_parse_int64(v, o->min, o->max, &n) < 0) {
-            if (v != o->def)
-                obx_warn("%s=%s is not an integer in %lld..%lld; using %lld", o->env, v,
-                         (long long)o->min, (long long)o->max, (long long)def);
-            n = def;
-        }
-        *(int *)base = (int)n;
-        break;
-    }
-    case OPT_BOOL:
-        *(bool *)base = parse_bool(v, parse_bool(o->def, false));
-        break;
-    }
+    obx_config_print(f, vars, OBX_ARRAY_SIZE(vars), cfg);
 }
 
-/* HOST:PORT, :PORT or [IPv6]:PORT from the variable env (def when unset or empty); with
- * may_be_off, "off" gives port -1 (no listener). */
-static int parse_addr(const char *env, const char *def, bool may_be_off, char **ret_host,
+/* HOST:PORT, :PORT or [IPv6]:PORT from the variable env; with may_be_off, "off" gives port -1 (no
+ * listener). */
+static int parse_addr(const char *env, const char *addr, bool may_be_off, char **ret_host,
                       int *ret_port, struct obx_error *err)
 {
-    const char *addr = getenv(env);
-    if (may_be_off && addr && strcmp(addr, "off") == 0) {
+    if (may_be_off && obx_streq(addr, "off")) {
         *ret_host = obx_xstrdup("");
         *ret_port = -1;
         return 0;
     }
-    return obx_net_parse_hostport(env, addr && *addr ? addr : def, ret_host, ret_port, err);
+    return obx_net_parse_hostport(env, addr, ret_host, ret_port, err);
 }
 
 /* A PEM file the console can read and that holds `what` ("CERTIFICATE", "PRIVATE KEY"), so a
@@ -205,14 +201,15 @@ static int check_grpc_tls(struct obx_console_config *cfg, struct obx_error *err)
 int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error *err)
 {
     memset(cfg, 0, sizeof(*cfg));
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(opts); i++) {
-        const char *v = getenv(opts[i].env);
-        apply_opt(&opts[i], v && *v ? v : opts[i].def, cfg);
-    }
+    int r = obx_config_read(vars, OBX_ARRAY_SIZE(vars), cfg, err);
+    if (r < 0)
+        return r;
     cfg->max_body_bytes = 1024 * 1024;
-    int r = parse_addr("CONSOLE_HTTP_ADDR", ":8089", false, &cfg->http_host, &cfg->http_port, err);
+    r = parse_addr("CONSOLE_HTTP_ADDR", cfg->http_addr, false, &cfg->http_host, &cfg->http_port,
+                   err);
     if (r >= 0)
-        r = parse_addr("CONSOLE_GRPC_ADDR", ":50051", true, &cfg->grpc_host, &cfg->grpc_port, err);
+        r = parse_addr("CONSOLE_GRPC_ADDR", cfg->grpc_addr, true, &cfg->grpc_host, &cfg->grpc_port,
+                       err);
     if (r >= 0)
         r = check_tls(cfg, err);
     if (r >= 0)
@@ -233,8 +230,11 @@ int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error
                           "loopback CONSOLE_HTTP_ADDR");
     if (r < 0)
         return r;
-    const char *key = getenv("CONSOLE_HASH_KEY");
-    cfg->hash_key = obx_console_trim(key ? key : "");
+    /* Trimmed of Unicode white space too, as the original does. */
+    char *key = obx_console_trim(cfg->hash_key ? cfg->hash_key : "");
+    obx_auth_wipe(cfg->hash_key);
+    free(cfg->hash_key);
+    cfg->hash_key = key;
     if (!cfg->hash_key[0])
         return obx_error_set(err, EINVAL, "", "CONSOLE_HASH_KEY is required");
     return 0;
@@ -242,21 +242,9 @@ int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error
 
 void obx_console_config_done(struct obx_console_config *cfg)
 {
-    obx_auth_wipe(cfg->dashboard_password);
-    obx_auth_wipe(cfg->hash_key);
+    obx_config_free(vars, OBX_ARRAY_SIZE(vars), cfg);
     free(cfg->http_host);
     free(cfg->grpc_host);
-    free(cfg->tls_cert_file);
-    free(cfg->tls_key_file);
-    free(cfg->grpc_tls_cert_file);
-    free(cfg->grpc_tls_key_file);
-    free(cfg->grpc_client_ca_file);
-    free(cfg->grpc_public_addr);
-    free(cfg->mcp_allowed_origins);
-    free(cfg->db_path);
-    free(cfg->dashboard_username);
-    free(cfg->dashboard_password);
-    free(cfg->hash_key);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -305,7 +293,7 @@ static int bootstrap_admin(struct obx_console *c, struct obx_error *err)
         free(username);
         username = obx_xasprintf("admin-%s", hex);
     }
-    if (obx_console_rune_count(username) > OBX_CONSOLE_NAME_MAX_RUNES)
+    if (obx_utf8_count(username, strlen(username)) > OBX_CONSOLE_NAME_MAX_RUNES)
         return obx_error_set(err, EINVAL, "", "CONSOLE_DASHBOARD_USERNAME is longer than 64");
     char generated[49] = "";
     const char *password = cfg->dashboard_password;

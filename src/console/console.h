@@ -11,8 +11,9 @@
 #include "common/error.h"
 
 struct obx_console_config {
-    char *http_host; /* NULL or "" = every interface */
-    int http_port;   /* 0 = the kernel picks one (reported on stderr once bound) */
+    char *http_addr, *grpc_addr; /* as written: CONSOLE_HTTP_ADDR, CONSOLE_GRPC_ADDR */
+    char *http_host;             /* NULL or "" = every interface */
+    int http_port;               /* 0 = the kernel picks one (reported on stderr once bound) */
     char *db_path;
     int db_busy_timeout_ms;
     bool enable_registration;
@@ -51,6 +52,10 @@ struct obx_console_config {
  * by cfg; release with obx_console_config_done(). */
 int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error *err);
 void obx_console_config_done(struct obx_console_config *cfg);
+/* The Environment lines of `onlyboxes console --help`, and the effective values (secrets
+ * hidden). */
+void obx_console_config_help(FILE *f);
+void obx_console_config_print(FILE *f, const struct obx_console_config *cfg);
 
 /* Opens the store, creates the first admin if there is none, binds the HTTP listener, prints
  * "listening on http://HOST:PORT" (https:// with TLS) to stderr, then serves until

@@ -486,20 +486,6 @@ static int connect_daemon(struct obx_docker_client *c, int *ret, struct obx_erro
     return unreachable(c, e, NULL, err);
 }
 
-static int send_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 int obx_docker_attach(struct obx_docker_client *c, const char *id, int *ret_fd, char *pending,
                       size_t size, size_t *ret_pending_len, struct obx_error *err)
 {
@@ -516,7 +502,7 @@ int obx_docker_attach(struct obx_docker_client *c, const char *id, int *ret_fd, 
                      c->api_version, id, c->unix_path ? "docker" : c->tcp_host);
     if (n < 0 || (size_t)n >= sizeof(req))
         return obx_error_set(err, E2BIG, OBX_ERR_INTERNAL, "container id too long");
-    r = send_all(fd, req, (size_t)n);
+    r = obx_send_all(fd, req, (size_t)n);
     if (r < 0)
         return unreachable(c, -r, NULL, err);
 

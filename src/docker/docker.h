@@ -78,6 +78,10 @@ struct obx_docker_config {
  * variable when one is malformed. */
 int obx_docker_config_from_env(struct obx_docker_config *cfg, struct obx_error *err);
 
+/* The table obx_docker_config_from_env() reads (common/config.h), for --help and doctor. */
+struct obx_config_var;
+const struct obx_config_var *obx_docker_config_vars(size_t *ret_n);
+
 /* Connects to the daemon, negotiates the API version and, with cfg->check_images, makes sure the
  * images exist (pulling them when cfg->pull). On failure err (code OBX_ERR_RUNTIME_UNAVAILABLE)
  * says what is wrong and what to do about it. The caller frees the runtime with rt->free(rt).

@@ -81,20 +81,6 @@ static void read_line_file(const char *path, char *buf, size_t size)
 
 /* ---- the attach stream pumps ---- */
 
-static int send_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Worker -> container stdin. Ends when the worker closes its end (or the connection breaks),
  * and then half-closes the connection: Docker closes the agent's stdin. */
 static void *in_pump(void *arg)
@@ -105,7 +91,7 @@ static void *in_pump(void *arg)
         ssize_t n = recv(b->in_end, buf, sizeof(buf), 0);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 || send_all(b->sock, buf, (size_t)n) < 0)
+        if (n <= 0 || obx_send_all(b->sock, buf, (size_t)n) < 0)
             break;
     }
     shutdown(b->sock, SHUT_WR);
@@ -162,7 +148,7 @@ static bool demux_feed(struct docker_box *b, struct demux *m, const uint8_t *p, 
         size_t take = OBX_MIN(n, (size_t)m->left);
         if (m->stream == 2) {
             stderr_bytes(b, m, p, take);
-        } else if (!m->worker_gone && send_all(b->out_end, p, take) < 0) {
+        } else if (!m->worker_gone && obx_send_all(b->out_end, p, take) < 0) {
             /* The worker closed its end: keep draining so Docker never blocks on us. */
             m->worker_gone = true;
         }
@@ -594,7 +580,6 @@ static int docker_start_counted(struct docker_runtime *d, const struct obx_box_s
             goto fail;
         /* Nobody else may connect: stop listening and remove the name. */
         obx_closep(&b->listen_fd);
-        b->listen_fd = -1; /* obx_closep() leaves the number; box_destroy() must not reuse it */
         (void)unlink(b->sock_path);
         b->sock_path[0] = '\0';
     }
@@ -627,7 +612,6 @@ static void docker_stop(struct obx_runtime *rt, struct obx_box_handle *h)
      * agent's stdin and the agent kills what runs. The forced remove below ends it regardless. */
     obx_closep(&h->to_agent);
     obx_closep(&h->from_agent);
-    h->to_agent = h->from_agent = -1;
     box_destroy(b);
     h->priv = NULL;
 }

@@ -8,6 +8,8 @@
 
 #include <stdarg.h>
 
+#include "common/utf8.h"
+
 static int fail(char *msg, size_t size, const char *fmt, ...) OBX_PRINTF(3, 4);
 
 static int fail(char *msg, size_t size, const char *fmt, ...)
@@ -17,16 +19,6 @@ static int fail(char *msg, size_t size, const char *fmt, ...)
     vsnprintf(msg, size, fmt, ap);
     va_end(ap);
     return -EINVAL;
-}
-
-/* Code points in a UTF-8 string (JSON Schema lengths count characters, not bytes). */
-static size_t utf8_chars(const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        if (((unsigned char)s[i] & 0xc0) != 0x80)
-            n++;
-    return n;
 }
 
 static bool get_int(const json_t *schema, const char *key, json_int_t *ret)
@@ -69,7 +61,7 @@ static int check_string(const char *name, const json_t *schema, const json_t *v,
         if (blank)
             return fail(msg, size, "\"%s\" must not be blank", name);
     }
-    size_t chars = utf8_chars(s, len);
+    size_t chars = obx_utf8_count(s, len); /* JSON Schema counts characters */
     if ((has_min && (json_int_t)chars < min) || (has_max && (json_int_t)chars > max))
         return fail(msg, size, "\"%s\" must be %s", name, what);
     return 0;

@@ -739,7 +739,6 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
      * it from blocking on a full pipe nobody reads any more. */
     obx_closep(&h->to_agent);
     obx_closep(&h->from_agent);
-    h->to_agent = h->from_agent = -1;
     if (!wait_exit(box->bwrap_pid, obx_now_ms() + STOP_GRACE_MS)) {
         obx_warn("sandbox: box %s did not exit within %d ms; killing it", h->id, STOP_GRACE_MS);
         /* SIGKILL to the box's PID 1 ends its whole pid namespace; bwrap itself is outside it. */

@@ -11,7 +11,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include "agent/protocol.h"
@@ -35,7 +34,7 @@ struct box_req {
 };
 
 struct obx_box {
-    atomic_int refs;
+    int refs; /* __atomic */
     struct obx_runtime *rt;
     struct obx_box_handle h;
     int rfd;
@@ -310,7 +309,7 @@ int obx_box_start(struct obx_runtime *rt, const struct obx_box_spec *spec, uint6
                   struct obx_box **ret, struct obx_error *err)
 {
     struct obx_box *b = obx_xcalloc(1, sizeof(*b));
-    atomic_init(&b->refs, 1);
+    b->refs = 1;
     b->rt = rt;
     b->rfd = -1;
     pthread_mutex_init(&b->lock, NULL);
@@ -369,7 +368,7 @@ void obx_box_on_free(struct obx_box *b, void (*fn)(void *), void *userdata)
 
 struct obx_box *obx_box_ref(struct obx_box *b)
 {
-    atomic_fetch_add(&b->refs, 1);
+    __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED);
     return b;
 }
 
@@ -405,7 +404,7 @@ void obx_box_kill_soft(struct obx_box *b)
 
 void obx_box_unref(struct obx_box *b)
 {
-    if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
+    if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     obx_box_kill(b);
     registry_remove(b);
@@ -433,11 +432,6 @@ void obx_box_end_reason(struct obx_box *b, char *buf, size_t size)
     pthread_mutex_lock(&b->lock);
     snprintf(buf, size, "%s", b->dead_reason[0] ? b->dead_reason : "stopped");
     pthread_mutex_unlock(&b->lock);
-}
-
-const char *obx_box_id(struct obx_box *b)
-{
-    return b->h.id;
 }
 
 struct cancel_ctx {

@@ -41,7 +41,6 @@ void obx_box_kill_all(void);
 
 /* The runtime is about to be freed: kill_all must not touch it any more. */
 void obx_box_forget_runtime(struct obx_runtime *rt);
-const char *obx_box_id(struct obx_box *b);
 
 struct obx_box_exec_result {
     int exit_code;

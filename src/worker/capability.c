@@ -164,7 +164,7 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     json_object_set_new(req, "stderr_limit", json_integer((json_int_t)w->cfg.output_limit));
 
     struct obx_box *box = NULL;
-    struct obx_pool *pool = w->python_pool->pool;
+    struct obx_worker_pool *pool = w->python_pool->pool;
     /* Pool boxes have no network: a call that wants it waits for its own box. */
     if (net != OBX_NET_NONE) {
         _cleanup_free_ char *label = call && call->account && !obx_streq(call->account, "local")
@@ -172,13 +172,13 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
                                          : obx_xstrdup("pythonExec");
         r = obx_worker_start_box(w, w->python_pool->image, net, label, call, &box, err);
     } else {
-        r = obx_pool_take(pool, call, &box, err);
+        r = obx_worker_pool_take(pool, call, &box, err);
     }
     if (r < 0)
         return r;
     struct obx_box_exec_result res = {0};
     r = obx_box_exec(box, req, call, &res, err);
-    obx_pool_retire(pool, box); /* a fresh box per call: nothing survives it */
+    obx_worker_pool_retire(pool, box); /* a fresh box per call: nothing survives it */
     if (r < 0)
         return r;
     if ((r = killed_error(&res, timeout, err)) < 0) {
@@ -249,9 +249,9 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
                              "session_id must be 1 to 128 visible ASCII characters");
     }
 
-    struct obx_session_lease sl;
-    unsigned flags = create ? OBX_SESSION_CREATE : 0;
-    if ((r = obx_sessions_acquire(w->sessions, sid, flags, net, call, &sl, err)) < 0)
+    struct obx_worker_session_lease sl;
+    unsigned flags = create ? OBX_WORKER_SESSION_CREATE : 0;
+    if ((r = obx_worker_sessions_acquire(w->sessions, sid, flags, net, call, &sl, err)) < 0)
         return r;
 
     _cleanup_json_ json_t *req = json_object();
@@ -264,9 +264,10 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     r = obx_box_exec(sl.box, req, call, &res, err);
     /* The lease counts from the end of the command, so a long command never returns with its
      * session about to be reaped. */
-    int64_t expiry = obx_sessions_release(w->sessions, &sl, lease);
+    int64_t expiry = obx_worker_sessions_release(w->sessions, &sl, lease);
     if (sl.created && net == OBX_NET_NONE)
-        obx_pool_refill(w->terminal_pool->pool); /* the session kept its box: replace it now */
+        obx_worker_pool_refill(
+            w->terminal_pool->pool); /* the session kept its box: replace it now */
     if (r < 0)
         return r;
     if ((r = killed_error(&res, timeout, err)) < 0) {
@@ -308,8 +309,8 @@ int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "action must be validate or read");
 
-    struct obx_session_lease sl;
-    if ((r = obx_sessions_acquire(w->sessions, sid, 0, OBX_NET_NONE, call, &sl, err)) < 0)
+    struct obx_worker_session_lease sl;
+    if ((r = obx_worker_sessions_acquire(w->sessions, sid, 0, OBX_NET_NONE, call, &sl, err)) < 0)
         return r;
     _cleanup_json_ json_t *req = json_object();
     json_object_set_new(req, "path", json_string(path));
@@ -319,7 +320,7 @@ int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_
     _cleanup_free_ uint8_t *data = NULL;
     size_t len = 0;
     r = obx_box_request(sl.box, OBX_AF_FREAD, req, call, &type, &data, &len, err);
-    obx_sessions_release(w->sessions, &sl, 0); /* reading a file does not extend the lease */
+    obx_worker_sessions_release(w->sessions, &sl, 0); /* reading a file does not extend the lease */
     if (r < 0)
         return r;
     if (type != OBX_AF_FILE || len < 4 || obx_be32_get(data) > len - 4)

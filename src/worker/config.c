@@ -1,116 +1,67 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Worker configuration: one table row per option (environment variable, default, bounds, what it
- * does). Names are the original Onlyboxes' where it had the option (WORKER_*), ours otherwise
- * (ONLYBOXES_*). A malformed or out-of-range value is an error naming the variable, not a silent
- * fallback.
+ * Worker configuration: one row per option in the shared configuration table (common/config.h):
+ * environment variable, default, bounds, what it does. Names are the original Onlyboxes' where it
+ * had the option (WORKER_*), ours otherwise (ONLYBOXES_*). A malformed or out-of-range value is an
+ * error naming the variable, not a silent fallback.
  */
 #include "worker-internal.h"
 
-#include <stddef.h>
-
-#include "egress.h"
 #include <strings.h>
 
-enum opt_target {
-    OPT_LEASE_MIN,
-    OPT_LEASE_MAX,
-    OPT_LEASE_DEFAULT,
-    OPT_OUTPUT_LIMIT,
-    OPT_READ_LIMIT,
-    OPT_MEMORY_MB,
-    OPT_PIDS,
-    OPT_WORKSPACE_MB,
-    OPT_MAX_SESSIONS,
-    OPT_WARM_POOL,
-    OPT_MAX_INFLIGHT,
-    OPT_EGRESS_CONNS,
-    OPT_EGRESS_MB,
-    OPT_EGRESS_TIMEOUT,
-};
+#include "common/config.h"
+#include "docker/docker.h"
+#include "egress.h"
 
-static const struct option_row {
-    const char *env;
-    enum opt_target target;
-    int64_t def, min, max;
-    const char *help;
-} options[] = {
-    {"WORKER_TERMINAL_LEASE_MIN_SEC", OPT_LEASE_MIN, 60, 1, 86400,
-     "shortest lease a terminalExec call may ask for"},
-    {"WORKER_TERMINAL_LEASE_MAX_SEC", OPT_LEASE_MAX, 1800, 1, 86400,
-     "longest lease a terminalExec call may ask for"},
-    {"WORKER_TERMINAL_LEASE_DEFAULT_SEC", OPT_LEASE_DEFAULT, 60, 1, 86400,
-     "lease when a call names none"},
-    {"WORKER_TERMINAL_OUTPUT_LIMIT_BYTES", OPT_OUTPUT_LIMIT, 1 << 20, 1024, 16 << 20,
-     "stdout and stderr kept per call, each"},
-    {"WORKER_READ_IMAGE_LIMIT_BYTES", OPT_READ_LIMIT, 5 << 20, 1024, 16 << 20,
-     "largest file readImage returns"},
-    {"ONLYBOXES_BOX_MEMORY_MB", OPT_MEMORY_MB, 512, 16, 65536,
-     "address-space limit per process in a box, MiB"},
-    {"ONLYBOXES_BOX_PIDS", OPT_PIDS, 128, 8, 65536, "processes per box"},
-    /* 0: the runtime's own default (bubblewrap 512 MiB; docker ONLYBOXES_DOCKER_WORKSPACE_MB). */
-    {"ONLYBOXES_BOX_WORKSPACE_MB", OPT_WORKSPACE_MB, 0, 16, 65536,
-     "size of a box's /workspace, MiB"},
-    {"ONLYBOXES_MAX_SESSIONS", OPT_MAX_SESSIONS, 64, 1, 4096, "terminal sessions per worker"},
-    {"ONLYBOXES_WARM_POOL", OPT_WARM_POOL, 2, 0, 32,
+#define F(m) OBX_CONFIG_FIELD(struct obx_worker_config, m)
+#define MIB (1 << 20)
+
+static const char *const runtimes[] = {"auto", "bubblewrap", "docker", "bwrap", NULL};
+
+static const struct obx_config_var vars[] = {
+    {"ONLYBOXES_RUNTIME", NULL, OBX_CONFIG_CHOICE, F(runtime), "auto", 0, 0, 0, runtimes, 0,
+     "sandbox runtime: auto picks docker when its daemon answers, else bubblewrap"},
+    {"ONLYBOXES_AGENT", NULL, OBX_CONFIG_STR, F(agent_path), NULL, 0, 0, 0, NULL, 0,
+     "path of onlyboxes-agent (default: next to onlyboxes, or ../lib/onlyboxes/)"},
+    {"WORKER_TERMINAL_LEASE_MIN_SEC", NULL, OBX_CONFIG_INT, F(lease_min_sec), "60", 1, 86400, 0,
+     NULL, 0, "shortest lease a terminalExec call may ask for, seconds"},
+    {"WORKER_TERMINAL_LEASE_MAX_SEC", NULL, OBX_CONFIG_INT, F(lease_max_sec), "1800", 1, 86400, 0,
+     NULL, 0, "longest lease a terminalExec call may ask for, seconds"},
+    {"WORKER_TERMINAL_LEASE_DEFAULT_SEC", NULL, OBX_CONFIG_INT, F(lease_default_sec), "60", 1,
+     86400, 0, NULL, 0, "lease when a call names none, seconds"},
+    {"WORKER_TERMINAL_OUTPUT_LIMIT_BYTES", NULL, OBX_CONFIG_INT, F(output_limit), "1048576", 1024,
+     16 << 20, 0, NULL, 0, "stdout and stderr kept per call, each, bytes"},
+    {"WORKER_READ_IMAGE_LIMIT_BYTES", NULL, OBX_CONFIG_INT, F(read_limit), "5242880", 1024,
+     16 << 20, 0, NULL, 0, "largest file readImage returns, bytes"},
+    {"ONLYBOXES_BOX_MEMORY_MB", NULL, OBX_CONFIG_INT, F(memory_bytes), "512", 16, 65536, MIB, NULL,
+     0, "address-space limit per process in a box, MiB"},
+    {"ONLYBOXES_BOX_PIDS", NULL, OBX_CONFIG_INT, F(pids), "128", 8, 65536, 0, NULL, 0,
+     "processes per box"},
+    /* No default: the runtime's own (bubblewrap 512 MiB; docker ONLYBOXES_DOCKER_WORKSPACE_MB). */
+    {"ONLYBOXES_BOX_WORKSPACE_MB", NULL, OBX_CONFIG_INT, F(workspace_bytes), NULL, 16, 65536, MIB,
+     NULL, 0, "size of a box's /workspace, MiB (default: the runtime's, 512)"},
+    {"ONLYBOXES_MAX_SESSIONS", NULL, OBX_CONFIG_INT, F(max_sessions), "64", 1, 4096, 0, NULL, 0,
+     "terminal sessions at once"},
+    {"ONLYBOXES_WARM_POOL", NULL, OBX_CONFIG_INT, F(warm_pool), "2", 0, 32, 0, NULL, 0,
      "started boxes kept ready per image, for pythonExec and new terminal sessions"},
-    {"WORKER_MAX_INFLIGHT", OPT_MAX_INFLIGHT, 16, 1, 256,
+    {"WORKER_MAX_INFLIGHT", NULL, OBX_CONFIG_INT, F(max_inflight), "16", 1, 256, 0, NULL, 0,
      "calls of one capability this worker runs at once; more get no_capacity"},
-    {"ONLYBOXES_EGRESS_MAX_CONNECTIONS", OPT_EGRESS_CONNS, 32, 1, 1024,
-     "connections through the egress proxy at once, per box"},
-    {"ONLYBOXES_EGRESS_MAX_MB", OPT_EGRESS_MB, 1024, 1, 1048576,
-     "MiB through the egress proxy per box, both directions"},
-    {"ONLYBOXES_EGRESS_CONNECT_TIMEOUT_SEC", OPT_EGRESS_TIMEOUT, 10, 1, 120,
-     "how long the egress proxy waits for a destination to accept a connection"},
+    {"ONLYBOXES_ALLOW_NETWORK", NULL, OBX_CONFIG_BOOL, F(allow_network), "false", 0, 0, 0, NULL, 0,
+     "calls may ask for a box with network access (\"network\": true)"},
+    {"ONLYBOXES_EGRESS_ALLOW", "WORKER_EGRESS_ALLOW", OBX_CONFIG_STR, F(egress_allow), NULL, 0, 0,
+     0, NULL, 0,
+     "hosts a box with \"network\": \"allowlist\" reaches, comma-separated (pypi.org,*.example.com,"
+     "api.example.com:8443); unset: \"allowlist\" is refused"},
+    {"ONLYBOXES_EGRESS_MAX_CONNECTIONS", NULL, OBX_CONFIG_INT, F(egress_max_conns), "32", 1, 1024,
+     0, NULL, 0, "connections through the egress proxy at once, per box"},
+    {"ONLYBOXES_EGRESS_MAX_MB", NULL, OBX_CONFIG_INT, F(egress_max_bytes), "1024", 1, 1048576, MIB,
+     NULL, 0, "MiB through the egress proxy per box, both directions"},
+    {"ONLYBOXES_EGRESS_CONNECT_TIMEOUT_SEC", NULL, OBX_CONFIG_INT, F(egress_connect_timeout_ms),
+     "10", 1, 120, 1000, NULL, 0,
+     "how long the egress proxy waits for a destination to accept a connection, seconds"},
+    {"ONLYBOXES_EGRESS_TEST_RESOLVE", NULL, OBX_CONFIG_STR, F(egress_test_resolve), NULL, 0, 0, 0,
+     NULL, OBX_CONFIG_HIDDEN, "tests only: name=address[:port],... pins names under .test"},
 };
-
-static void set_option(struct obx_worker_config *cfg, enum opt_target t, int64_t v)
-{
-    switch (t) {
-    case OPT_LEASE_MIN:
-        cfg->lease_min_sec = (int)v;
-        break;
-    case OPT_LEASE_MAX:
-        cfg->lease_max_sec = (int)v;
-        break;
-    case OPT_LEASE_DEFAULT:
-        cfg->lease_default_sec = (int)v;
-        break;
-    case OPT_OUTPUT_LIMIT:
-        cfg->output_limit = (size_t)v;
-        break;
-    case OPT_READ_LIMIT:
-        cfg->read_limit = (size_t)v;
-        break;
-    case OPT_MEMORY_MB:
-        cfg->memory_bytes = (uint64_t)v << 20;
-        break;
-    case OPT_PIDS:
-        cfg->pids = (uint32_t)v;
-        break;
-    case OPT_WORKSPACE_MB:
-        cfg->workspace_bytes = (uint64_t)v << 20;
-        break;
-    case OPT_MAX_SESSIONS:
-        cfg->max_sessions = (unsigned)v;
-        break;
-    case OPT_WARM_POOL:
-        cfg->warm_pool = (unsigned)v;
-        break;
-    case OPT_MAX_INFLIGHT:
-        cfg->max_inflight = (unsigned)v;
-        break;
-    case OPT_EGRESS_CONNS:
-        cfg->egress_max_conns = (unsigned)v;
-        break;
-    case OPT_EGRESS_MB:
-        cfg->egress_max_bytes = (uint64_t)v << 20;
-        break;
-    case OPT_EGRESS_TIMEOUT:
-        cfg->egress_connect_timeout_ms = (unsigned)v * 1000;
-        break;
-    }
-}
 
 int obx_runtime_choice_parse(const char *s, enum obx_runtime_choice *ret)
 {
@@ -125,19 +76,21 @@ int obx_runtime_choice_parse(const char *s, enum obx_runtime_choice *ret)
     return 0;
 }
 
-/* The allow-list: WORKER_EGRESS_ALLOW (the worker's name, as for its other settings) or
- * ONLYBOXES_EGRESS_ALLOW; checked here so that a bad entry stops the program at start-up. */
-static int egress_from_env(struct obx_worker_config *cfg, struct obx_error *err)
+/* The allow-list: ONLYBOXES_EGRESS_ALLOW or the worker's name for it, WORKER_EGRESS_ALLOW (both set
+ * to different lists is an error); checked here so that a bad entry stops the program at
+ * start-up. */
+static int egress_check(struct obx_worker_config *cfg, struct obx_error *err)
 {
     const char *w = getenv("WORKER_EGRESS_ALLOW"), *o = getenv("ONLYBOXES_EGRESS_ALLOW");
     if (!obx_str_blank(w) && !obx_str_blank(o) && !obx_streq(w, o))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "WORKER_EGRESS_ALLOW and ONLYBOXES_EGRESS_ALLOW are both set, to "
                              "different lists; set one of them");
-    cfg->egress_allow_var = !obx_str_blank(w) ? "WORKER_EGRESS_ALLOW" : "ONLYBOXES_EGRESS_ALLOW";
-    cfg->egress_allow = !obx_str_blank(w) ? w : !obx_str_blank(o) ? o : NULL;
-    const char *pins = getenv("ONLYBOXES_EGRESS_TEST_RESOLVE");
-    cfg->egress_test_resolve = obx_str_blank(pins) ? NULL : pins;
+    cfg->egress_allow_var =
+        obx_str_blank(o) && !obx_str_blank(w) ? "WORKER_EGRESS_ALLOW" : "ONLYBOXES_EGRESS_ALLOW";
+    cfg->egress_allow = !obx_str_blank(o) ? o : !obx_str_blank(w) ? w : NULL;
+    if (obx_str_blank(cfg->egress_test_resolve))
+        cfg->egress_test_resolve = NULL;
     if (!cfg->egress_allow) {
         if (cfg->egress_test_resolve)
             return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
@@ -151,43 +104,39 @@ static int egress_from_env(struct obx_worker_config *cfg, struct obx_error *err)
     return obx_egress_config_check(&ec, err);
 }
 
+void obx_worker_config_help(FILE *f)
+{
+    size_t n;
+    obx_config_help(f, vars, OBX_ARRAY_SIZE(vars));
+    const struct obx_config_var *docker = obx_docker_config_vars(&n);
+    obx_config_help(f, docker, n);
+}
+
+int obx_worker_config_print(FILE *f, const struct obx_worker_config *cfg, struct obx_error *err)
+{
+    obx_config_print(f, vars, OBX_ARRAY_SIZE(vars), cfg);
+    struct obx_docker_config dcfg;
+    int r = obx_docker_config_from_env(&dcfg, err);
+    if (r < 0)
+        return r;
+    size_t n;
+    const struct obx_config_var *docker = obx_docker_config_vars(&n);
+    obx_config_print(f, docker, n, &dcfg);
+    return 0;
+}
+
 int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *err)
 {
     memset(cfg, 0, sizeof(*cfg));
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(options); i++) {
-        const struct option_row *o = &options[i];
-        int64_t v = o->def;
-        const char *s = getenv(o->env);
-        if (s && *s) {
-            int r = obx_parse_int64(s, o->min, o->max, &v);
-            if (r < 0)
-                return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                                     "%s=%s is invalid: expected a whole number from %lld to %lld "
-                                     "(%s)",
-                                     o->env, s, (long long)o->min, (long long)o->max, o->help);
-        }
-        set_option(cfg, o->target, v);
-    }
+    int r = obx_config_read(vars, OBX_ARRAY_SIZE(vars), cfg, err);
+    if (r < 0)
+        return r;
+    if ((int)cfg->runtime == 3) /* "bwrap" */
+        cfg->runtime = OBX_RUNTIME_BUBBLEWRAP;
     /* As the original: a max below the min is raised to it, the default clamped into range. */
     if (cfg->lease_max_sec < cfg->lease_min_sec)
         cfg->lease_max_sec = cfg->lease_min_sec;
     cfg->lease_default_sec =
         (int)OBX_MIN(OBX_MAX(cfg->lease_default_sec, cfg->lease_min_sec), cfg->lease_max_sec);
-
-    const char *rt = getenv("ONLYBOXES_RUNTIME");
-    if (rt && *rt && obx_runtime_choice_parse(rt, &cfg->runtime) < 0)
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "ONLYBOXES_RUNTIME=%s is invalid: expected auto, bubblewrap or docker",
-                             rt);
-    const char *net = getenv("ONLYBOXES_ALLOW_NETWORK");
-    if (net && *net && obx_parse_bool(net, &cfg->allow_network) < 0)
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "ONLYBOXES_ALLOW_NETWORK=%s is invalid: expected true or false", net);
-    int r = egress_from_env(cfg, err);
-    if (r < 0)
-        return r;
-    const char *agent = getenv("ONLYBOXES_AGENT");
-    if (agent && *agent)
-        cfg->agent_path = agent;
-    return 0;
+    return egress_check(cfg, err);
 }

@@ -95,7 +95,6 @@ static void conn_kill(struct obx_egress *eg, struct obx_egress_conn *c)
         c->next->prev = c->prev;
     obx_closep(&c->cfd); /* closing takes an fd out of the epoll set */
     obx_closep(&c->ufd);
-    c->cfd = c->ufd = -1;
     c->next = eg->graveyard;
     eg->graveyard = c;
 }
@@ -129,7 +128,6 @@ static void conn_answer(struct obx_egress *eg, struct obx_egress_conn *c, int st
         b->active--;
     c->active = false;
     obx_closep(&c->ufd);
-    c->ufd = -1;
     c->uev = 0;
     free(c->answer);
     c->answer = obx_egress_answer(status, why, &c->answer_len);
@@ -239,7 +237,6 @@ static void upstream_connecting(struct obx_egress *eg, struct obx_egress_conn *c
     }
     c->last_err = e;
     obx_closep(&c->ufd);
-    c->ufd = -1;
     c->uev = 0;
     connect_next(eg, c);
 }

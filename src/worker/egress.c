@@ -95,7 +95,6 @@ static void box_shutdown(struct obx_egress *eg, struct obx_egress_box *b)
         box_log_counts(b);
     }
     obx_closep(&b->listen_fd); /* out of the epoll set with it */
-    b->listen_fd = -1;
     box_unref(b);
 }
 

@@ -17,7 +17,7 @@
 
 #define RETRY_BACKOFF_MS 2000
 
-struct obx_pool {
+struct obx_worker_pool {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     struct obx_box **ready;
@@ -33,7 +33,7 @@ struct obx_pool {
 
 static void *filler_main(void *arg)
 {
-    struct obx_pool *p = arg;
+    struct obx_worker_pool *p = arg;
     pthread_mutex_lock(&p->lock);
     while (!p->stopping) {
         if (p->n_retired > 0) {
@@ -71,12 +71,13 @@ static void *filler_main(void *arg)
     return NULL;
 }
 
-struct obx_pool *obx_pool_new(unsigned size,
-                              int (*start)(void *userdata, struct obx_call *call,
-                                           struct obx_box **ret, struct obx_error *err),
-                              void *userdata)
+struct obx_worker_pool *obx_worker_pool_new(unsigned size,
+                                            int (*start)(void *userdata, struct obx_call *call,
+                                                         struct obx_box **ret,
+                                                         struct obx_error *err),
+                                            void *userdata)
 {
-    struct obx_pool *p = obx_xcalloc(1, sizeof(*p));
+    struct obx_worker_pool *p = obx_xcalloc(1, sizeof(*p));
     pthread_mutex_init(&p->lock, NULL);
     obx_cond_init_monotonic(&p->wake);
     p->size = size;
@@ -88,7 +89,7 @@ struct obx_pool *obx_pool_new(unsigned size,
     return p;
 }
 
-void obx_pool_free(struct obx_pool *p)
+void obx_worker_pool_free(struct obx_worker_pool *p)
 {
     if (!p)
         return;
@@ -109,8 +110,8 @@ void obx_pool_free(struct obx_pool *p)
     free(p);
 }
 
-int obx_pool_take(struct obx_pool *p, struct obx_call *call, struct obx_box **ret,
-                  struct obx_error *err)
+int obx_worker_pool_take(struct obx_worker_pool *p, struct obx_call *call, struct obx_box **ret,
+                         struct obx_error *err)
 {
     pthread_mutex_lock(&p->lock);
     while (p->count > 0) {
@@ -128,7 +129,7 @@ int obx_pool_take(struct obx_pool *p, struct obx_call *call, struct obx_box **re
     return p->start(p->userdata, call, ret, err);
 }
 
-void obx_pool_refill(struct obx_pool *p)
+void obx_worker_pool_refill(struct obx_worker_pool *p)
 {
     pthread_mutex_lock(&p->lock);
     if (p->count < p->size)
@@ -136,7 +137,7 @@ void obx_pool_refill(struct obx_pool *p)
     pthread_mutex_unlock(&p->lock);
 }
 
-void obx_pool_retire(struct obx_pool *p, struct obx_box *b)
+void obx_worker_pool_retire(struct obx_worker_pool *p, struct obx_box *b)
 {
     /* Kill it now so nothing runs on, but leave the slower teardown (waiting for the runtime,
      * removing the workspace) to the filler thread, off the caller's path. */

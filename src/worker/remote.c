@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "common/clock.h"
+#include "common/config.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/random.h"
@@ -91,71 +92,66 @@ void obx_worker_remote_stop(void)
 
 /* ---- configuration ---- */
 
-static int env_int(const char *name, int def, int min, int max, int *ret, struct obx_error *err)
-{
-    const char *s = getenv(name);
-    int64_t v = def;
-    if (s && *s && obx_parse_int64(s, min, max, &v) < 0)
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "%s=%s is invalid: expected a whole number from %d to %d", name, s,
-                             min, max);
-    *ret = (int)v;
-    return 0;
-}
+#define F(m) OBX_CONFIG_FIELD(struct obx_worker_remote_config, m)
 
-static char *env_trimmed(const char *name)
+static const char *const false_true[] = {"false", "true", NULL};
+
+static const struct obx_config_var vars[] = {
+    {"WORKER_ID", NULL, OBX_CONFIG_STR, F(node_id), NULL, 0, 0, 0, NULL, OBX_CONFIG_COPY,
+     "required; the worker's id at the console"},
+    {"WORKER_SECRET", NULL, OBX_CONFIG_STR, F(secret), NULL, 0, 0, 0, NULL,
+     OBX_CONFIG_COPY | OBX_CONFIG_SECRET, "required; its secret (shown once by the console)"},
+    {"WORKER_CONSOLE_GRPC_TARGET", NULL, OBX_CONFIG_STR, F(target), "127.0.0.1:50051", 0, 0, 0,
+     NULL, OBX_CONFIG_COPY, "the console's gRPC address, HOST:PORT"},
+    /* As the original: only "true" turns TLS off; anything but true or false is refused. */
+    {"WORKER_CONSOLE_INSECURE", NULL, OBX_CONFIG_CHOICE, F(insecure), "false", 0, 0, 0, false_true,
+     0, "true: plaintext to the console; otherwise TLS"},
+    {"WORKER_CONSOLE_CA_FILE", NULL, OBX_CONFIG_STR, F(ca_file), NULL, 0, 0, 0, NULL,
+     OBX_CONFIG_COPY,
+     "PEM CA bundle that signed the console's certificate (default: the system's)"},
+    {"WORKER_CONSOLE_CERT_FILE", NULL, OBX_CONFIG_STR, F(cert_file), NULL, 0, 0, 0, NULL,
+     OBX_CONFIG_COPY, "PEM client certificate, for a console that requires one"},
+    {"WORKER_CONSOLE_KEY_FILE", NULL, OBX_CONFIG_STR, F(key_file), NULL, 0, 0, 0, NULL,
+     OBX_CONFIG_COPY, "its private key"},
+    {"WORKER_HEARTBEAT_INTERVAL_SEC", NULL, OBX_CONFIG_INT, F(heartbeat_interval_sec), "5", 1, 3600,
+     0, NULL, 0, "seconds between heartbeats until the console says otherwise"},
+    {"WORKER_HEARTBEAT_JITTER_PCT", NULL, OBX_CONFIG_INT, F(jitter_pct), "20", 0, 100, 0, NULL, 0,
+     "random spread of the heartbeat interval, percent"},
+    {"WORKER_CALL_TIMEOUT_SEC", NULL, OBX_CONFIG_INT, F(call_timeout_sec), NULL, 1, 3600, 0, NULL,
+     0, "how long an answer of the console may take (default 2.5 x the heartbeat interval)"},
+    {"WORKER_DRAIN_TIMEOUT_SEC", NULL, OBX_CONFIG_INT, F(drain_timeout_sec), "30", 0, 86400, 0,
+     NULL, 0, "on SIGTERM, how long running commands may take"},
+    {"WORKER_NODE_NAME", NULL, OBX_CONFIG_STR, F(node_name), NULL, 0, 0, 0, NULL, OBX_CONFIG_COPY,
+     "name shown by the console (default worker-RUNTIME-ID)"},
+    {"WORKER_LABELS", NULL, OBX_CONFIG_STR, F(labels), NULL, 0, 0, 0, NULL, OBX_CONFIG_COPY,
+     "labels, k=v,k2=v2"},
+    {"WORKER_VERSION", NULL, OBX_CONFIG_STR, F(version), NULL, 0, 0, 0, NULL, OBX_CONFIG_COPY,
+     "version shown by the console (default this build's)"},
+};
+
+void obx_worker_remote_config_help(FILE *f)
 {
-    const char *s = getenv(name);
-    if (!s)
-        return NULL;
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
-        n--;
-    return n ? obx_xstrndup(s, n) : NULL;
+    obx_config_help(f, vars, OBX_ARRAY_SIZE(vars));
 }
 
 int obx_worker_remote_config_from_env(struct obx_worker_remote_config *cfg, struct obx_error *err)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->node_id = env_trimmed("WORKER_ID");
-    cfg->secret = env_trimmed("WORKER_SECRET");
-    if (!cfg->node_id || !cfg->secret) {
+    int r = obx_config_read(vars, OBX_ARRAY_SIZE(vars), cfg, err);
+    if (r >= 0 && (!cfg->node_id || !cfg->secret)) {
         const char *missing = !cfg->node_id && !cfg->secret ? "WORKER_ID and WORKER_SECRET are"
                               : !cfg->node_id               ? "WORKER_ID is"
                                                             : "WORKER_SECRET is";
-        obx_worker_remote_config_done(cfg);
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "%s required: the console's dashboard shows both when it creates a "
-                             "worker (or POST /api/v1/workers)",
-                             missing);
+        r = obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                          "%s required: the console's dashboard shows both when it creates a "
+                          "worker (or POST /api/v1/workers)",
+                          missing);
     }
-    if (strlen(cfg->node_id) > 128) {
-        obx_worker_remote_config_done(cfg);
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "WORKER_ID is longer than 128 bytes");
-    }
-    cfg->target = env_trimmed("WORKER_CONSOLE_GRPC_TARGET");
-    if (!cfg->target)
-        cfg->target = obx_xstrdup("127.0.0.1:50051");
-    /* As the original: only the exact string "true" turns TLS off. */
-    const char *insecure = getenv("WORKER_CONSOLE_INSECURE");
-    cfg->insecure = insecure && strcmp(insecure, "true") == 0;
-    cfg->ca_file = env_trimmed("WORKER_CONSOLE_CA_FILE");
-    cfg->cert_file = env_trimmed("WORKER_CONSOLE_CERT_FILE");
-    cfg->key_file = env_trimmed("WORKER_CONSOLE_KEY_FILE");
-    cfg->node_name = env_trimmed("WORKER_NODE_NAME");
-    cfg->version = env_trimmed("WORKER_VERSION");
-    cfg->labels = env_trimmed("WORKER_LABELS");
-    int r = env_int("WORKER_HEARTBEAT_INTERVAL_SEC", 5, 1, 3600, &cfg->heartbeat_interval_sec, err);
-    if (r >= 0)
-        r = env_int("WORKER_HEARTBEAT_JITTER_PCT", 20, 0, 100, &cfg->jitter_pct, err);
-    if (r >= 0)
-        r = env_int("WORKER_CALL_TIMEOUT_SEC", (cfg->heartbeat_interval_sec * 5 + 1) / 2, 1, 3600,
-                    &cfg->call_timeout_sec, err);
-    if (r >= 0)
-        r = env_int("WORKER_DRAIN_TIMEOUT_SEC", 30, 0, 86400, &cfg->drain_timeout_sec, err);
+    if (r >= 0 && strlen(cfg->node_id) > 128)
+        r = obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                          "WORKER_ID is longer than 128 bytes");
+    if (r >= 0 && !cfg->call_timeout_sec)
+        cfg->call_timeout_sec = (cfg->heartbeat_interval_sec * 5 + 1) / 2;
     if (r >= 0 && !cfg->cert_file != !cfg->key_file)
         r = obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                           "%s is set but %s is not: a client certificate needs both",
@@ -170,17 +166,7 @@ int obx_worker_remote_config_from_env(struct obx_worker_remote_config *cfg, stru
 
 void obx_worker_remote_config_done(struct obx_worker_remote_config *cfg)
 {
-    if (cfg->secret)
-        explicit_bzero(cfg->secret, strlen(cfg->secret));
-    free(cfg->node_id);
-    free(cfg->secret);
-    free(cfg->target);
-    free(cfg->ca_file);
-    free(cfg->cert_file);
-    free(cfg->key_file);
-    free(cfg->node_name);
-    free(cfg->version);
-    free(cfg->labels);
+    obx_config_free(vars, OBX_ARRAY_SIZE(vars), cfg);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -513,13 +499,14 @@ static int send_hello(struct remote *r, struct obx_rpc_stream *s)
     h->n_capabilities = N_CAPS;
     h->has_terminal_capacity = true;
     h->max_active_sessions = (int32_t)r->w->cfg.max_sessions;
-    h->active_session_count = (int32_t)obx_sessions_count(r->w->sessions);
+    h->active_session_count = (int32_t)obx_worker_sessions_count(r->w->sessions);
     char *exts[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT, OBX_RPC_EXT_RECOVERY};
     h->extensions = exts;
     h->n_extensions = OBX_ARRAY_SIZE(exts);
     /* Recovery: the sessions this worker still has, so the console keeps routing them here. */
-    _cleanup_free_ struct obx_session_info *info = obx_xcalloc(MAX_LIVE_SESSIONS, sizeof(*info));
-    size_t n = obx_sessions_list(r->w->sessions, info, MAX_LIVE_SESSIONS);
+    _cleanup_free_ struct obx_worker_session_info *info =
+        obx_xcalloc(MAX_LIVE_SESSIONS, sizeof(*info));
+    size_t n = obx_worker_sessions_list(r->w->sessions, info, MAX_LIVE_SESSIONS);
     _cleanup_free_ struct obx_rpc_live_session *live = obx_xcalloc(n + 1, sizeof(*live));
     for (size_t i = 0; i < n; i++)
         live[i] =
@@ -534,7 +521,7 @@ static int send_heartbeat(struct remote *r, struct obx_rpc_stream *s)
     struct obx_rpc_frame f = {.kind = OBX_RPC_HEARTBEAT};
     f.u.heartbeat.node_id = r->cfg->node_id;
     f.u.heartbeat.session_id = r->session_id;
-    f.u.heartbeat.active_session_count = (int32_t)obx_sessions_count(r->w->sessions);
+    f.u.heartbeat.active_session_count = (int32_t)obx_worker_sessions_count(r->w->sessions);
     return obx_rpc_stream_send(s, &f, true);
 }
 

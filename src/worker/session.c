@@ -2,7 +2,9 @@
 /*
  * Session table and reaper. One mutex guards the list; box starts and stops happen outside it (a
  * new session is inserted busy with no box yet, so concurrent callers see session_busy rather
- * than starting a second box). The reaper thread wakes every second, or when freed.
+ * than starting a second box; a session taken out of the table drops its box only after the lock
+ * is released, since the last reference stops the box and that can take seconds). The reaper thread
+ * wakes every second, or when freed.
  */
 #include "session.h"
 
@@ -38,7 +40,7 @@ struct ended {
     char why[192];
 };
 
-struct obx_sessions {
+struct obx_worker_sessions {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t freed; /* a session stopped being busy */
@@ -46,12 +48,12 @@ struct obx_sessions {
     unsigned count, max;
     bool stopping;
     pthread_t reaper;
-    struct obx_session_box_factory factory;
+    struct obx_worker_session_factory factory;
     struct ended ended[ENDED_KEEP]; /* a ring, oldest overwritten */
     unsigned ended_next;
 };
 
-static struct session *find(struct obx_sessions *s, const char *id)
+static struct session *find(struct obx_worker_sessions *s, const char *id)
 {
     for (struct session *x = s->list; x; x = x->next)
         if (strcmp(x->id, id) == 0)
@@ -59,7 +61,7 @@ static struct session *find(struct obx_sessions *s, const char *id)
     return NULL;
 }
 
-static struct ended *find_ended(struct obx_sessions *s, const char *id)
+static struct ended *find_ended(struct obx_worker_sessions *s, const char *id)
 {
     uint64_t now = obx_now_ms();
     for (unsigned i = 0; i < ENDED_KEEP; i++) {
@@ -71,7 +73,7 @@ static struct ended *find_ended(struct obx_sessions *s, const char *id)
 }
 
 /* With the lock held. why: how it ended ("its lease ran out"). */
-static void remember_ended(struct obx_sessions *s, const char *id, const char *why)
+static void remember_ended(struct obx_worker_sessions *s, const char *id, const char *why)
 {
     struct ended *e = find_ended(s, id);
     if (!e) {
@@ -84,7 +86,7 @@ static void remember_ended(struct obx_sessions *s, const char *id, const char *w
 }
 
 /* With the lock held: x's box is gone; so is x. */
-static void end_dead_session(struct obx_sessions *s, struct session *x)
+static void end_dead_session(struct obx_worker_sessions *s, struct session *x)
 {
     char reason[160];
     obx_box_end_reason(x->box, reason, sizeof(reason));
@@ -92,7 +94,7 @@ static void end_dead_session(struct obx_sessions *s, struct session *x)
     remember_ended(s, x->id, why);
 }
 
-static void unlink_session(struct obx_sessions *s, struct session *x)
+static void unlink_session(struct obx_worker_sessions *s, struct session *x)
 {
     for (struct session **pp = &s->list; *pp; pp = &(*pp)->next)
         if (*pp == x) {
@@ -102,9 +104,22 @@ static void unlink_session(struct obx_sessions *s, struct session *x)
         }
 }
 
+/* Frees sessions taken out of the table, and their boxes. Without the lock: the last reference to
+ * a box stops it, and a runtime's teardown can take seconds (docker removes a container); the
+ * table must keep answering meanwhile. */
+static void free_removed(struct session *list)
+{
+    while (list) {
+        struct session *x = list;
+        list = x->next;
+        obx_box_unref(x->box);
+        free(x);
+    }
+}
+
 static void *reaper_main(void *arg)
 {
-    struct obx_sessions *s = arg;
+    struct obx_worker_sessions *s = arg;
     pthread_mutex_lock(&s->lock);
     while (!s->stopping) {
         struct timespec ts = obx_ms_to_timespec(obx_now_ms() + REAP_INTERVAL_MS);
@@ -127,23 +142,19 @@ static void *reaper_main(void *arg)
             }
         }
         pthread_mutex_unlock(&s->lock);
-        while (expired) {
-            struct session *x = expired;
-            expired = x->next;
+        for (struct session *x = expired; x; x = x->next)
             obx_info("session %s: lease expired; removing its box", x->id);
-            obx_box_unref(x->box);
-            free(x);
-        }
+        free_removed(expired);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
 }
 
-struct obx_sessions *obx_sessions_new(unsigned max_sessions,
-                                      const struct obx_session_box_factory *factory)
+struct obx_worker_sessions *
+obx_worker_sessions_new(unsigned max_sessions, const struct obx_worker_session_factory *factory)
 {
-    struct obx_sessions *s = obx_xcalloc(1, sizeof(*s));
+    struct obx_worker_sessions *s = obx_xcalloc(1, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
     obx_cond_init_monotonic(&s->wake);
     obx_cond_init_monotonic(&s->freed);
@@ -154,7 +165,7 @@ struct obx_sessions *obx_sessions_new(unsigned max_sessions,
     return s;
 }
 
-void obx_sessions_free(struct obx_sessions *s)
+void obx_worker_sessions_free(struct obx_worker_sessions *s)
 {
     if (!s)
         return;
@@ -193,74 +204,72 @@ static const char *net_words(enum obx_net net)
     }
 }
 
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags, enum obx_net net,
-                         struct obx_call *call, struct obx_session_lease *ret,
-                         struct obx_error *err)
+/* With the lock held: the session named id, or NULL. One whose box died while it was idle (killed
+ * from outside) is taken out of the table, as the reaper would, and put on *removed. */
+static struct session *find_live(struct obx_worker_sessions *s, const char *id,
+                                 struct session **removed)
 {
-    memset(ret, 0, sizeof(*ret));
-    if (strlen(id) >= sizeof(ret->id))
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "session_id is longer than %zu characters", sizeof(ret->id) - 1);
-    snprintf(ret->id, sizeof(ret->id), "%s", id);
-
-    uint64_t grace_until = obx_now_ms() + CANCEL_GRACE_MS;
-    pthread_mutex_lock(&s->lock);
-retry:
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->lock);
-        return obx_error_set(err, ESHUTDOWN, OBX_ERR_EXECUTION_FAILED, "the worker is stopping");
-    }
     struct session *x = find(s, id);
-    if (x && x->box && !obx_box_alive(x->box) && !x->busy) {
-        /* Its box died (e.g. killed from outside): forget it, as if reaped. */
+    if (x && x->box && !x->busy && !obx_box_alive(x->box)) {
         end_dead_session(s, x);
         unlink_session(s, x);
-        obx_box_unref(x->box);
-        free(x);
-        x = NULL;
+        x->next = *removed;
+        *removed = x;
+        return NULL;
     }
-    if (x) {
-        if (x->busy) {
-            if (x->holder && obx_call_is_cancelled(x->holder) && obx_now_ms() < grace_until) {
-                struct timespec ts = obx_ms_to_timespec(grace_until);
-                pthread_cond_timedwait(&s->freed, &s->lock, &ts);
-                goto retry;
-            }
-            pthread_mutex_unlock(&s->lock);
-            return obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY, "session is busy");
-        }
-        if (net != OBX_NET_NONE && net != x->net) {
-            enum obx_net had = x->net;
-            pthread_mutex_unlock(&s->lock);
-            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                                 "network: session %s was started %s; network is chosen when a "
-                                 "session starts: start a new session %s",
-                                 id, net_words(had), net_words(net));
-        }
-        x->busy = true;
-        x->holder = call;
-        ret->box = obx_box_ref(x->box);
-        pthread_mutex_unlock(&s->lock);
-        return 0;
-    }
-    if (!(flags & OBX_SESSION_CREATE)) {
+    return x;
+}
+
+/* With the lock held: x is busy because of a cancelled call that is still winding down, and the
+ * grace period has time left: the caller waits for it instead of answering session_busy. */
+static bool wait_for_cancelled(struct obx_worker_sessions *s, struct session *x,
+                               uint64_t grace_until)
+{
+    if (!x->busy || !x->holder || !obx_call_is_cancelled(x->holder) || obx_now_ms() >= grace_until)
+        return false;
+    struct timespec ts = obx_ms_to_timespec(grace_until);
+    pthread_cond_timedwait(&s->freed, &s->lock, &ts);
+    return true;
+}
+
+/* With the lock held: takes the existing session x for call. */
+static int take_existing(struct session *x, enum obx_net net, struct obx_call *call,
+                         struct obx_worker_session_lease *ret, struct obx_error *err)
+{
+    if (x->busy)
+        return obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY, "session is busy");
+    if (net != OBX_NET_NONE && net != x->net)
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "network: session %s was started %s; network is chosen when a "
+                             "session starts: start a new session %s",
+                             x->id, net_words(x->net), net_words(net));
+    x->busy = true;
+    x->holder = call;
+    ret->box = obx_box_ref(x->box);
+    return 0;
+}
+
+/* With the lock held: a new entry for id, busy and without a box yet (so that concurrent callers
+ * see session_busy rather than start a second box), in *ret_x; or why there is none. */
+static int insert_new(struct obx_worker_sessions *s, const char *id, unsigned flags,
+                      enum obx_net net, struct obx_call *call, struct session **ret_x,
+                      struct obx_error *err)
+{
+    if (!(flags & OBX_WORKER_SESSION_CREATE)) {
         const struct ended *e = find_ended(s, id);
-        int r = e ? obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND,
-                                  "session not found: it ended %llu s ago (%s); its files are "
-                                  "gone; create_if_missing starts a new one",
-                                  (unsigned long long)((obx_now_ms() - e->at) / 1000), e->why)
-                  : obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
-        pthread_mutex_unlock(&s->lock);
-        return r;
+        if (!e)
+            return obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
+        return obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND,
+                             "session not found: it ended %llu s ago (%s); its files are gone; "
+                             "create_if_missing starts a new one",
+                             (unsigned long long)((obx_now_ms() - e->at) / 1000), e->why);
     }
-    if (s->count >= s->max) {
-        pthread_mutex_unlock(&s->lock);
+    if (s->count >= s->max)
         return obx_error_set(err, EAGAIN, OBX_ERR_NO_CAPACITY,
                              "this worker already runs %u sessions, its limit "
                              "(ONLYBOXES_MAX_SESSIONS); wait for idle ones to expire",
                              s->max);
-    }
-    x = obx_xcalloc(1, sizeof(*x));
+    struct session *x = obx_xcalloc(1, sizeof(*x));
     snprintf(x->id, sizeof(x->id), "%s", id);
     x->busy = true;
     x->holder = call;
@@ -272,11 +281,17 @@ retry:
     struct ended *e = find_ended(s, id);
     if (e)
         e->at = 0; /* the id names a new session now */
-    pthread_mutex_unlock(&s->lock);
+    *ret_x = x;
+    return 0;
+}
 
+/* Without the lock: starts the box of the new entry x; on failure the entry goes away. */
+static int start_box(struct obx_worker_sessions *s, struct session *x, enum obx_net net,
+                     struct obx_call *call, struct obx_worker_session_lease *ret,
+                     struct obx_error *err)
+{
     struct obx_box *box = NULL;
-    int r = s->factory.start(s->factory.userdata, id, net, call, &box, err);
-
+    int r = s->factory.start(s->factory.userdata, x->id, net, call, &box, err);
     pthread_mutex_lock(&s->lock);
     if (r < 0) {
         unlink_session(s, x);
@@ -292,10 +307,41 @@ retry:
     return 0;
 }
 
-int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *lease,
-                             int extend_sec)
+int obx_worker_sessions_acquire(struct obx_worker_sessions *s, const char *id, unsigned flags,
+                                enum obx_net net, struct obx_call *call,
+                                struct obx_worker_session_lease *ret, struct obx_error *err)
+{
+    memset(ret, 0, sizeof(*ret));
+    if (strlen(id) >= sizeof(ret->id))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "session_id is longer than %zu characters", sizeof(ret->id) - 1);
+    snprintf(ret->id, sizeof(ret->id), "%s", id);
+
+    uint64_t grace_until = obx_now_ms() + CANCEL_GRACE_MS;
+    struct session *removed = NULL, *created = NULL, *x;
+    int r;
+    pthread_mutex_lock(&s->lock);
+    do {
+        x = s->stopping ? NULL : find_live(s, id, &removed);
+    } while (x && wait_for_cancelled(s, x, grace_until));
+    if (s->stopping)
+        r = obx_error_set(err, ESHUTDOWN, OBX_ERR_EXECUTION_FAILED, "the worker is stopping");
+    else if (x)
+        r = take_existing(x, net, call, ret, err);
+    else
+        r = insert_new(s, id, flags, net, call, &created, err);
+    pthread_mutex_unlock(&s->lock);
+    free_removed(removed);
+    if (r < 0 || !created)
+        return r;
+    return start_box(s, created, net, call, ret, err);
+}
+
+int64_t obx_worker_sessions_release(struct obx_worker_sessions *s,
+                                    struct obx_worker_session_lease *lease, int extend_sec)
 {
     int64_t expiry = 0;
+    struct session *removed = NULL;
     pthread_mutex_lock(&s->lock);
     struct session *x = find(s, lease->id);
     if (x && x->box == lease->box) {
@@ -315,17 +361,18 @@ int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *l
         if (!obx_box_alive(x->box)) {
             end_dead_session(s, x);
             unlink_session(s, x);
-            obx_box_unref(x->box);
-            free(x);
+            x->next = NULL;
+            removed = x;
         }
     }
     pthread_mutex_unlock(&s->lock);
+    free_removed(removed);
     obx_box_unref(lease->box);
     lease->box = NULL;
     return expiry;
 }
 
-unsigned obx_sessions_count(struct obx_sessions *s)
+unsigned obx_worker_sessions_count(struct obx_worker_sessions *s)
 {
     pthread_mutex_lock(&s->lock);
     unsigned n = s->count;
@@ -333,7 +380,8 @@ unsigned obx_sessions_count(struct obx_sessions *s)
     return n;
 }
 
-size_t obx_sessions_list(struct obx_sessions *s, struct obx_session_info *out, size_t max)
+size_t obx_worker_sessions_list(struct obx_worker_sessions *s, struct obx_worker_session_info *out,
+                                size_t max)
 {
     size_t n = 0;
     pthread_mutex_lock(&s->lock);

@@ -10,7 +10,7 @@
 
 #include "box.h"
 
-struct obx_sessions;
+struct obx_worker_sessions;
 
 /* The network of a box, from a call's "network": false, true or "allowlist". */
 enum obx_net {
@@ -19,7 +19,7 @@ enum obx_net {
     OBX_NET_ALLOWLIST, /* loopback only, plus the worker's egress proxy */
 };
 
-struct obx_session_box_factory {
+struct obx_worker_session_factory {
     /* Gets a started box for a new session (called without any session lock held); call is the
      * caller's, for its on_log; net: the box's network. */
     int (*start)(void *userdata, const char *session_id, enum obx_net net, struct obx_call *call,
@@ -27,46 +27,47 @@ struct obx_session_box_factory {
     void *userdata;
 };
 
-struct obx_sessions *obx_sessions_new(unsigned max_sessions,
-                                      const struct obx_session_box_factory *factory);
+struct obx_worker_sessions *
+obx_worker_sessions_new(unsigned max_sessions, const struct obx_worker_session_factory *factory);
 /* Stops the reaper and every session's box. */
-void obx_sessions_free(struct obx_sessions *s);
+void obx_worker_sessions_free(struct obx_worker_sessions *s);
 
-struct obx_session_lease {
+struct obx_worker_session_lease {
     struct obx_box *box; /* a reference owned by the lease */
     bool created;
     char id[129];
 };
 
 enum {
-    OBX_SESSION_CREATE = 1 << 0, /* create the session when it does not exist */
+    OBX_WORKER_SESSION_CREATE = 1 << 0, /* create the session when it does not exist */
 };
 
 /* Takes the session for one command: marks it busy and returns its box. Unknown id: creates it
- * with OBX_SESSION_CREATE (starting a box with network net), else session_not_found. A busy
+ * with OBX_WORKER_SESSION_CREATE (starting a box with network net), else session_not_found. A busy
  * session: session_busy. The session count is bounded: no_capacity. A net other than
  * OBX_NET_NONE that is not the session's own is invalid_payload: network is chosen when a
  * session starts. */
-int obx_sessions_acquire(struct obx_sessions *s, const char *id, unsigned flags, enum obx_net net,
-                         struct obx_call *call, struct obx_session_lease *ret,
-                         struct obx_error *err);
+int obx_worker_sessions_acquire(struct obx_worker_sessions *s, const char *id, unsigned flags,
+                                enum obx_net net, struct obx_call *call,
+                                struct obx_worker_session_lease *ret, struct obx_error *err);
 
 /* Ends the command: marks the session idle and, when extend_sec > 0, extends its lease to at
  * least now + extend_sec. A session whose box died is dropped. Returns the lease expiry in Unix
  * ms. */
-int64_t obx_sessions_release(struct obx_sessions *s, struct obx_session_lease *lease,
-                             int extend_sec);
+int64_t obx_worker_sessions_release(struct obx_worker_sessions *s,
+                                    struct obx_worker_session_lease *lease, int extend_sec);
 
 /* Number of live sessions. */
-unsigned obx_sessions_count(struct obx_sessions *s);
+unsigned obx_worker_sessions_count(struct obx_worker_sessions *s);
 
-struct obx_session_info {
+struct obx_worker_session_info {
     char id[129];
     int64_t lease_until_unix_ms; /* 0 while its first command runs */
     bool busy;
 };
 
 /* Copies up to max live sessions (those whose box started) into out; returns how many. */
-size_t obx_sessions_list(struct obx_sessions *s, struct obx_session_info *out, size_t max);
+size_t obx_worker_sessions_list(struct obx_worker_sessions *s, struct obx_worker_session_info *out,
+                                size_t max);
 
 #endif

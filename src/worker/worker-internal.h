@@ -11,10 +11,10 @@
 
 /* One warm pool per image: pythonExec and new sessions share one when their images are the same
  * (always with bubblewrap, which has no images). */
-struct obx_worker_pool {
+struct obx_worker_image_pool {
     struct obx_worker *w;
     char *image; /* NULL: the runtime has no images */
-    struct obx_pool *pool;
+    struct obx_worker_pool *pool;
 };
 
 struct obx_worker {
@@ -23,10 +23,10 @@ struct obx_worker {
     char *agent_path;
     char worker_id[48];
     struct obx_runtime *rt;
-    struct obx_sessions *sessions;
-    struct obx_worker_pool pools[2];
+    struct obx_worker_sessions *sessions;
+    struct obx_worker_image_pool pools[2];
     unsigned n_pools;
-    struct obx_worker_pool *python_pool, *terminal_pool; /* point into pools */
+    struct obx_worker_image_pool *python_pool, *terminal_pool; /* point into pools */
     pthread_t cleanup_thr; /* removes what a crashed earlier life left behind */
     bool cleanup_started;
     struct obx_egress *egress; /* the allow-list proxy; NULL without an allow-list */

@@ -139,7 +139,7 @@ int obx_worker_pick_runtime(enum obx_runtime_choice choice, const char *agent_pa
 static int pool_box_start(void *userdata, struct obx_call *call, struct obx_box **ret,
                           struct obx_error *err)
 {
-    struct obx_worker_pool *wp = userdata;
+    struct obx_worker_image_pool *wp = userdata;
     return obx_worker_start_box(wp->w, wp->image, OBX_NET_NONE, NULL, call, ret, err);
 }
 
@@ -153,7 +153,7 @@ static int session_box_start(void *userdata, const char *session_id, enum obx_ne
         _cleanup_free_ char *label = obx_xasprintf("session %s", session_id);
         return obx_worker_start_box(w, w->terminal_pool->image, net, label, call, ret, err);
     }
-    return obx_pool_take(w->terminal_pool->pool, call, ret, err);
+    return obx_worker_pool_take(w->terminal_pool->pool, call, ret, err);
 }
 
 static void egress_box_close(void *userdata)
@@ -196,16 +196,16 @@ int obx_worker_start_box(struct obx_worker *w, const char *image, enum obx_net n
 }
 
 /* The pool for image, created on first use; both kinds share it when their image is the same. */
-static struct obx_worker_pool *worker_pool(struct obx_worker *w, const char *image)
+static struct obx_worker_image_pool *worker_pool(struct obx_worker *w, const char *image)
 {
     for (unsigned i = 0; i < w->n_pools; i++)
         if ((!image && !w->pools[i].image) ||
             (image && w->pools[i].image && obx_streq(image, w->pools[i].image)))
             return &w->pools[i];
-    struct obx_worker_pool *wp = &w->pools[w->n_pools++];
+    struct obx_worker_image_pool *wp = &w->pools[w->n_pools++];
     wp->w = w;
     wp->image = image ? obx_xstrdup(image) : NULL;
-    wp->pool = obx_pool_new(w->cfg.warm_pool, pool_box_start, wp);
+    wp->pool = obx_worker_pool_new(w->cfg.warm_pool, pool_box_start, wp);
     return wp;
 }
 
@@ -267,8 +267,8 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
             return NULL;
         }
     }
-    struct obx_session_box_factory f = {session_box_start, w};
-    w->sessions = obx_sessions_new(cfg->max_sessions, &f);
+    struct obx_worker_session_factory f = {session_box_start, w};
+    w->sessions = obx_worker_sessions_new(cfg->max_sessions, &f);
     const char *py = w->rt->default_image ? w->rt->default_image(w->rt, false) : NULL;
     const char *term = w->rt->default_image ? w->rt->default_image(w->rt, true) : NULL;
     w->python_pool = worker_pool(w, py);
@@ -297,9 +297,9 @@ void obx_worker_free(struct obx_worker *w)
         return;
     if (w->cleanup_started)
         pthread_join(w->cleanup_thr, NULL);
-    obx_sessions_free(w->sessions);
+    obx_worker_sessions_free(w->sessions);
     for (unsigned i = 0; i < w->n_pools; i++) {
-        obx_pool_free(w->pools[i].pool);
+        obx_worker_pool_free(w->pools[i].pool);
         free(w->pools[i].image);
     }
     /* Boxes still held by calls close their sockets later; the proxy's state outlives it. */

@@ -47,6 +47,14 @@ struct obx_worker_config {
  * -EINVAL with err naming the variable when one is malformed. */
 int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *err);
 
+/* The Environment lines of --help for what a local worker reads: its own variables, then the
+ * docker runtime's. */
+void obx_worker_config_help(FILE *f);
+
+/* For doctor: the effective value of each of those variables (cfg's, and the docker runtime's as
+ * read now), and where it came from. */
+int obx_worker_config_print(FILE *f, const struct obx_worker_config *cfg, struct obx_error *err);
+
 /* Parses "auto|bubblewrap|docker" (also "bwrap"). */
 int obx_runtime_choice_parse(const char *s, enum obx_runtime_choice *ret);
 
@@ -98,6 +106,8 @@ struct obx_worker_remote_config {
 /* Reads the WORKER_* variables; a missing or malformed one is an error naming it. */
 int obx_worker_remote_config_from_env(struct obx_worker_remote_config *cfg, struct obx_error *err);
 void obx_worker_remote_config_done(struct obx_worker_remote_config *cfg);
+/* The Environment lines of `onlyboxes worker --help` for those variables. */
+void obx_worker_remote_config_help(FILE *f);
 
 /* Serves the console with worker w until obx_worker_remote_stop(), reconnecting as needed; then
  * drains (see remote.c) and returns 0. The caller frees w afterwards. */

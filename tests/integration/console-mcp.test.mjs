@@ -14,8 +14,23 @@ import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { assertNoProcess, resultText, sleep, sleepMarker, waitForProcess } from './lib.mjs';
+import { assertNoProcess, findProcesses, resultText, sleep, sleepMarker, waitForProcess } from './lib.mjs';
 import { Console, call, login } from './console-lib.mjs';
+
+/** The `sleep MARKER` processes themselves (not the shells whose command line names them). */
+function sleepers(marker) {
+  return findProcesses(`sleep ${marker}`).filter((p) => p.cmdline === `sleep ${marker}`);
+}
+
+async function waitForSleeper(marker, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let found = sleepers(marker);
+  while (found.length === 0 && Date.now() < deadline) {
+    await sleep(25);
+    found = sleepers(marker);
+  }
+  return found;
+}
 
 const ADMIN = 'mcp-admin';
 const ADMIN_PW = 'Adm1n-' + Math.random().toString(16).slice(2);
@@ -196,16 +211,28 @@ describe('MCP over Streamable HTTP (console, embedded worker)', () => {
       const progress = [];
       const logs = [];
       client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
+      // The command cannot end before the test has seen its first chunk: it waits in a sleep that
+      // the test ends only then. Output delivered only at the end would leave the call hanging.
+      const m = sleepMarker();
+      let released;
       const r = await client.callTool(
-        { name: 'terminalExec', arguments: { command: 'for i in 1 2 3; do echo line$i; sleep 0.3; done' } },
+        { name: 'terminalExec', arguments: { command: `echo line1; sleep ${m}; echo line2; echo line3` } },
         CallToolResultSchema,
-        { onprogress: (p) => progress.push({ ...p, at: Date.now() }), timeout: 60_000 },
+        {
+          onprogress: (p) => {
+            progress.push(p);
+            released ??= waitForSleeper(m, 30_000).then((procs) => {
+              for (const proc of procs) process.kill(proc.pid, 'SIGTERM');
+              return procs.length;
+            });
+          },
+          timeout: 120_000,
+        },
       );
-      const done = Date.now();
+      assert.ok((await released) > 0, 'the command was not running when its first chunk arrived');
       assert.equal(r.structuredContent.stdout, 'line1\nline2\nline3\n');
       assert.ok(progress.length >= 2, `progress: ${JSON.stringify(progress)}`);
       assert.match(progress[0].message, /line1/);
-      assert.ok(done - progress[0].at >= 300, 'the first chunk must arrive while the command still runs');
       for (let i = 1; i < progress.length; i++) assert.ok(progress[i].progress > progress[i - 1].progress);
 
       // Nothing asked for: a plain JSON answer.
@@ -260,15 +287,16 @@ describe('MCP over Streamable HTTP (console, embedded worker)', () => {
       const t = await client.callTool({ name: 'terminalExec', arguments: { command: 'true' } });
       const sid = t.structuredContent.session_id;
       const gone = new AbortController();
+      const short = sleepMarker().replace(/^1000/, '1'); // about a second, and unique
       const pending = post(
-        { jsonrpc: '2.0', id: 77, method: 'tools/call', params: { name: 'terminalExec', arguments: { session_id: sid, command: 'sleep 1; echo finished > flag' } } },
+        { jsonrpc: '2.0', id: 77, method: 'tools/call', params: { name: 'terminalExec', arguments: { session_id: sid, command: `sleep ${short}; echo finished > flag` } } },
         { token: A.token, headers: { 'mcp-session-id': transport.sessionId }, signal: gone.signal },
       ).catch((e) => e);
-      await sleep(300);
+      assert.ok((await waitForProcess(`sleep ${short}`, 30_000)).length > 0, 'the command never started');
       gone.abort();
       assert.ok((await pending) instanceof Error);
       let out;
-      for (let i = 0; i < 50; i++) {
+      for (let i = 0; i < 300; i++) {
         const r = await client.callTool({ name: 'terminalExec', arguments: { session_id: sid, command: 'cat flag 2>/dev/null || true' } });
         out = r.structuredContent?.stdout;
         if (out === 'finished\n') break;
@@ -390,11 +418,9 @@ describe('a long silent call over /mcp', () => {
   async function rpc(body, sid, accept) {
     const headers = { 'content-type': 'application/json', accept, authorization: `Bearer ${tok.token}` };
     if (sid) Object.assign(headers, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
-    const t0 = Date.now();
     const res = await fetch(`${k.base}/mcp`, { method: 'POST', headers, body: JSON.stringify(body) });
-    const headAt = Date.now() - t0;
     const text = await res.text();
-    return { res, text, headAt, total: Date.now() - t0 };
+    return { res, text };
   }
 
   test('turns into an event stream with keepalive comments, then the answer', async () => {
@@ -403,26 +429,54 @@ describe('a long silent call over /mcp', () => {
     assert.equal(init.res.status, 200, init.text);
     const sid = init.res.headers.get('mcp-session-id');
     await rpc({ jsonrpc: '2.0', method: 'notifications/initialized' }, sid, both);
-    const callBody = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'terminalExec', arguments: { command: 'sleep 3; echo done' } } };
+    // The commands run until the test ends their sleeps: the head and the keepalive comments of
+    // a stream must come while its command still runs, and a client that takes only JSON must get
+    // no head while another call's stream shows two keepalive periods going by. Events, not
+    // timings: it holds however slow the machine is.
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${tok.token}`, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    const sleepCall = (id, marker) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'terminalExec', arguments: { command: `sleep ${marker}; echo done` } } });
+    const mJson = sleepMarker();
+    let jsonHead = false;
+    const jsonRes = fetch(`${k.base}/mcp`, { method: 'POST', headers: { ...headers, accept: 'application/json' }, body: JSON.stringify(sleepCall(8, mJson)) });
+    jsonRes.then(() => (jsonHead = true)).catch(() => {});
+    assert.ok((await waitForSleeper(mJson, 30_000)).length > 0, 'the JSON-only call never started');
 
-    const r = await rpc(callBody, sid, both);
-    assert.equal(r.res.status, 200);
-    assert.equal(r.res.headers.get('content-type'), 'text/event-stream');
-    assert.ok(r.headAt < 2500, `the head came after ${r.headAt} ms, not about 1 s in`);
-    const comments = r.text.split('\n').filter((l) => l === ': keepalive').length;
-    assert.ok(comments >= 2, r.text);
-    const data = r.text.split('\n').filter((l) => l.startsWith('data: '));
-    assert.equal(data.length, 1, r.text);
+    const m = sleepMarker();
+    const res = await fetch(`${k.base}/mcp`, { method: 'POST', headers: { ...headers, accept: both }, body: JSON.stringify(sleepCall(7, m)) });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    const keepalives = () => text.split('\n').filter((l) => l === ': keepalive').length;
+    while (keepalives() < 2) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    const sleeping = sleepers(m);
+    assert.ok(sleeping.length > 0, `the command had ended before two keepalives: ${text}`);
+    assert.equal(jsonHead, false, 'the JSON-only client got an answer before its call ended');
+    for (const proc of [...sleeping, ...sleepers(mJson)]) process.kill(proc.pid, 'SIGTERM');
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    assert.ok(keepalives() >= 2, text);
+    const data = text.split('\n').filter((l) => l.startsWith('data: '));
+    assert.equal(data.length, 1, text);
     const msg = JSON.parse(data[0].slice(6));
     assert.equal(msg.id, 7);
     assert.equal(msg.result.structuredContent.stdout, 'done\n');
 
-    // A client that takes only JSON waits for a plain answer.
-    const j = await rpc({ ...callBody, id: 8 }, sid, 'application/json');
-    assert.equal(j.res.status, 200);
-    assert.match(j.res.headers.get('content-type'), /^application\/json/);
-    assert.ok(j.headAt >= 2900, `answered after ${j.headAt} ms`);
-    assert.equal(JSON.parse(j.text).result.structuredContent.stdout, 'done\n');
+    // The client that takes only JSON gets a plain answer once its call ended.
+    const j = await jsonRes;
+    assert.equal(j.status, 200);
+    assert.match(j.headers.get('content-type'), /^application\/json/);
+    const jText = await j.text();
+    assert.equal(JSON.parse(jText).id, 8);
+    assert.equal(JSON.parse(jText).result.structuredContent.stdout, 'done\n');
 
     // A quick call is still a plain JSON answer.
     const q = await rpc({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: { message: 'x' } } }, sid, both);

@@ -134,7 +134,12 @@ describe('terminalExec lease expiry', () => {
   serverTest('an idle session is removed once its lease has passed', { serverOptions: { env } }, async (srv) => {
     const { session_id } = await srv.sh('echo kept > f');
     assert.equal((await srv.sh('cat f', { session_id })).stdout, 'kept\n');
-    await sleep(3500); // lease 1 s + the reaper's 1 s period + margin
+    // The reaper says when it removes the session; waiting for that line, not for a while, keeps
+    // the test right on a slow machine (the deadline is only for a reaper that never comes).
+    const gone = `session ${session_id}: lease expired`;
+    const deadline = Date.now() + 60_000;
+    while (!srv.stderr.includes(gone) && Date.now() < deadline) await sleep(50);
+    assert.ok(srv.stderr.includes(gone), 'the reaper never removed the session');
     const text = await srv.fails('terminalExec', { command: 'cat f', session_id });
     assert.match(text, /session_not_found: session not found: it ended \d+ s ago \(its lease ran out\)/);
   });

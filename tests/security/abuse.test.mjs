@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Resource abuse from inside a box, each attempt on a fresh server: it must be stopped by its limit
-// with a clear result, while another session of the same server keeps answering `echo hi` within
-// LATENCY_BOUND_MS before, during and after. Afterwards the host's /proc must show the box back to
+// with a clear result, while another session of the same server keeps answering `echo hi` before,
+// during and after (how fast is reported; a session that stops answering fails the attempt). Afterwards the host's /proc must show the box back to
 // its idle processes (nothing left running, no zombie), and once the server exits, no process of
 // any of its boxes (and, with docker, no container). Runs on the runtime named by ONLYBOXES_RUNTIME
 // (bubblewrap when unset).
@@ -9,7 +9,6 @@
 import { describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  LATENCY_BOUND_MS,
   LIMITS,
   ON_DOCKER,
   RUNTIME,
@@ -58,7 +57,7 @@ function attempt(name, fn, opts = {}) {
     t.diagnostic(
       `${RUNTIME}: ${figures.result ?? ''} | box peak ${peak.max} processes, ${peak.maxZombies} zombies | ` +
         `echo hi on another session: before ${figures.before} ms, during ${figures.during} ms ` +
-        `(${figures.duringSamples} samples), after ${figures.after} ms (bound ${LATENCY_BOUND_MS} ms)`,
+        `(${figures.duringSamples} samples), after ${figures.after} ms`,
     );
     if (opts.peak) opts.peak(peak);
     await assertNsSettled(ns, idle, 'after the attack');

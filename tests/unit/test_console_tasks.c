@@ -215,15 +215,16 @@ static void test_dispatch(void **state)
     obx_dispatch_release(s[1]);
 
     /* The embedded worker is a registered node, online. */
-    struct obx_worker_scope scope = {.status = OBX_WORKER_STATUS_ONLINE, .online_since_ms = 0};
-    struct obx_worker_node *nodes = NULL;
+    struct obx_store_worker_scope scope = {.status = OBX_WORKER_STATUS_ONLINE,
+                                           .online_since_ms = 0};
+    struct obx_store_worker_node *nodes = NULL;
     size_t n = 0;
     int64_t total = 0;
     assert_int_equal(obx_store_worker_list(st, &scope, 10, 0, &nodes, &n, &total, &err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(nodes[0].id, OBX_DISPATCH_EMBEDDED_ID);
     assert_int_equal(nodes[0].n_caps, 4);
-    obx_worker_nodes_free(nodes, n);
+    obx_store_worker_nodes_free(nodes, n);
     obx_dispatch_free(d);
     obx_store_close(st);
 }

@@ -23,7 +23,7 @@ static struct obx_store *open_store(void)
 static int provision(struct obx_store *st, const char *id, const char *type, const char *owner,
                      int64_t registered_ms, enum obx_store_conflict *conflict)
 {
-    struct obx_worker_provision p = {
+    struct obx_store_worker_provision p = {
         .node_id = id,
         .node_name = "worker-x",
         .type = type,
@@ -37,15 +37,15 @@ static int provision(struct obx_store *st, const char *id, const char *type, con
     return obx_store_worker_provision(st, &p, conflict, &err);
 }
 
-static int64_t count(struct obx_store *st, const char *owner, enum obx_worker_status_filter f)
+static int64_t count(struct obx_store *st, const char *owner, enum obx_store_worker_status_filter f)
 {
-    struct obx_worker_scope scope = {.owner_id = owner, .status = f, .online_since_ms = 0};
-    struct obx_worker_node *items = NULL;
+    struct obx_store_worker_scope scope = {.owner_id = owner, .status = f, .online_since_ms = 0};
+    struct obx_store_worker_node *items = NULL;
     size_t n = 0;
     int64_t total = -1;
     assert_int_equal(obx_store_worker_list(st, &scope, 100, 0, &items, &n, &total, NULL), 0);
     assert_int_equal((int64_t)n, total);
-    obx_worker_nodes_free(items, n);
+    obx_store_worker_nodes_free(items, n);
     return total;
 }
 
@@ -76,8 +76,8 @@ static void test_scope_list_stats_delete(void **state)
     assert_int_equal(provision(st, "sa", OBX_WORKER_TYPE_SYS, "acc_a", 2000, &c), 0);
     assert_int_equal(provision(st, "sb", OBX_WORKER_TYPE_SYS, "acc_b", 1000, &c), 0);
 
-    struct obx_worker_scope all = {.status = OBX_WORKER_STATUS_ALL};
-    struct obx_worker_node *items = NULL;
+    struct obx_store_worker_scope all = {.status = OBX_WORKER_STATUS_ALL};
+    struct obx_store_worker_node *items = NULL;
     size_t n = 0;
     int64_t total = 0;
     assert_int_equal(obx_store_worker_list(st, &all, 2, 1, &items, &n, &total, NULL), 0);
@@ -89,15 +89,15 @@ static void test_scope_list_stats_delete(void **state)
     assert_int_equal(items[1].n_labels, 3);
     assert_string_equal(items[1].labels[0].key, OBX_WORKER_LABEL_OWNER);
     assert_string_equal(items[1].labels[0].value, "acc_admin");
-    obx_worker_nodes_free(items, n);
+    obx_store_worker_nodes_free(items, n);
 
     assert_int_equal(count(st, "acc_a", OBX_WORKER_STATUS_ALL), 1);
     assert_int_equal(count(st, "acc_admin", OBX_WORKER_STATUS_ALL), 0); /* normal: admin view */
     assert_int_equal(count(st, NULL, OBX_WORKER_STATUS_ONLINE), 0);
     assert_int_equal(count(st, NULL, OBX_WORKER_STATUS_OFFLINE), 3);
 
-    struct obx_worker_scope a = {.owner_id = "acc_a"};
-    struct obx_worker_stats s;
+    struct obx_store_worker_scope a = {.owner_id = "acc_a"};
+    struct obx_store_worker_stats s;
     assert_int_equal(obx_store_worker_stats(st, &all, -1000000, &s, NULL), 0);
     assert_int_equal(s.total, 3);
     assert_int_equal(s.online, 0);
@@ -139,10 +139,10 @@ static void test_registration_and_routes(void **state)
     enum obx_store_conflict conflict;
     assert_int_equal(provision(st, "n1", OBX_WORKER_TYPE_NORMAL, "acc_1", 1000, &conflict), 0);
     struct obx_error err = OBX_ERROR_INIT;
-    struct obx_worker_cap caps[] = {{"echo", 4}, {"pythonExec", 2}};
-    struct obx_worker_label labels[] = {{"zone", "eu"},
-                                        {OBX_WORKER_LABEL_OWNER, "someone-else"},
-                                        {OBX_WORKER_LABEL_TYPE, OBX_WORKER_TYPE_SYS}};
+    struct obx_store_worker_cap caps[] = {{"echo", 4}, {"pythonExec", 2}};
+    struct obx_store_worker_label labels[] = {{"zone", "eu"},
+                                              {OBX_WORKER_LABEL_OWNER, "someone-else"},
+                                              {OBX_WORKER_LABEL_TYPE, OBX_WORKER_TYPE_SYS}};
     struct obx_store_registration reg = {.node_id = "n1",
                                          .session_id = "s-1",
                                          .node_name = "  ",
@@ -154,8 +154,9 @@ static void test_registration_and_routes(void **state)
                                          .n_labels = 3,
                                          .now_ms = 5000};
     assert_int_equal(obx_store_worker_register(st, &reg, &err), 0);
-    struct obx_worker_scope scope = {.status = OBX_WORKER_STATUS_ONLINE, .online_since_ms = 4000};
-    struct obx_worker_node *items = NULL;
+    struct obx_store_worker_scope scope = {.status = OBX_WORKER_STATUS_ONLINE,
+                                           .online_since_ms = 4000};
+    struct obx_store_worker_node *items = NULL;
     size_t n = 0;
     int64_t total = 0;
     assert_int_equal(obx_store_worker_list(st, &scope, 10, 0, &items, &n, &total, &err), 0);
@@ -163,8 +164,8 @@ static void test_registration_and_routes(void **state)
     assert_string_equal(items[0].name, "worker-x"); /* a blank name keeps the stored one */
     assert_string_equal(items[0].executor_kind, "bubblewrap");
     assert_int_equal(items[0].n_caps, 2);
-    obx_worker_nodes_free(items, n);
-    struct obx_worker_label *stored = NULL;
+    obx_store_worker_nodes_free(items, n);
+    struct obx_store_worker_label *stored = NULL;
     size_t n_stored = 0;
     assert_int_equal(obx_store_worker_labels(st, "n1", &stored, &n_stored, &err), 0);
     bool zone = false;
@@ -176,7 +177,7 @@ static void test_registration_and_routes(void **state)
         zone = zone || (obx_streq(stored[i].key, "zone") && obx_streq(stored[i].value, "eu"));
     }
     assert_true(zone);
-    obx_worker_labels_free(stored, n_stored);
+    obx_store_worker_labels_free(stored, n_stored);
 
     assert_int_equal(obx_store_worker_seen(st, "n1", "s-1", 6000, &err), 0);
     assert_int_equal(obx_store_worker_seen(st, "n1", "s-old", 6000, &err), -ESTALE);

@@ -7,8 +7,8 @@
  * network, what can I write, which limits), that stop() removes the
  * container and that cleanup_stale() removes only dead owners' containers. Also the errors a user
  * meets: no daemon, missing image. Every test is skipped, with a message saying why, when no daemon
- * answers or the image is missing (scripts/docker-up.sh provides both). With OBX_TEST_VERBOSE=1 it
- * prints the start-to-HELLO latency over 10 boxes.
+ * answers or the image is missing (scripts/docker-up.sh provides both). How long a start takes is
+ * measured by bench/run.sh (bench/box-start.c), not here.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -482,33 +482,6 @@ static void test_cleanup_stale(void **state)
     box_stop(&b);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void test_start_latency(void **state)
-{
-    SKIP_WITHOUT_DOCKER();
-    enum {
-        N = 10
-    };
-    uint64_t us[N];
-    for (int i = 0; i < N; i++) {
-        struct box b;
-        uint64_t t0 = obx_now_us();
-        box_start(&b, NULL);
-        us[i] = obx_now_us() - t0;
-        box_stop(&b);
-    }
-    qsort(us, N, sizeof(us[0]), cmp_u64);
-    const char *v = getenv("OBX_TEST_VERBOSE");
-    if (v && *v == '1')
-        print_message("docker box start -> HELLO over %d boxes: p50 %.1f ms, max %.1f ms\n", N,
-                      (double)us[N / 2] / 1000.0, (double)us[N - 1] / 1000.0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,7 +495,6 @@ int main(void)
         cmocka_unit_test(test_session_label_and_stop),
         cmocka_unit_test(test_agent_sees_eof),
         cmocka_unit_test(test_cleanup_stale),
-        cmocka_unit_test(test_start_latency),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

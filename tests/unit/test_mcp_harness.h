@@ -18,6 +18,7 @@
 #include "common/base64.h"
 #include "common/clock.h"
 #include "mcp/mcp-internal.h"
+#include "mcp/session.h"
 
 #define H_UNUSED __attribute__((unused))
 
@@ -311,9 +312,30 @@ static H_UNUSED json_t *h_response(struct harness *h, json_t **notes)
     }
 }
 
-static H_UNUSED void h_expect_quiet(struct harness *h, unsigned ms)
+/* Asserts that the session has nothing more to say, by events rather than by waiting a while:
+ * once every call of the session has finished (30 s at most, generous: a call that stays is the
+ * failure), a ping is answered, and its answer must be the next message: whatever the session
+ * sent before it, it would come first. */
+static H_UNUSED void h_expect_quiet(struct harness *h)
 {
-    usleep(ms * 1000);
+    struct obx_mcp_session *s = h->s;
+    uint64_t end = obx_now_ms() + 30000;
+    pthread_mutex_lock(&s->lock);
+    while (s->n_inflight > 0 && obx_now_ms() < end) {
+        pthread_mutex_unlock(&s->lock);
+        usleep(1000);
+        pthread_mutex_lock(&s->lock);
+    }
+    unsigned inflight = s->n_inflight;
+    pthread_mutex_unlock(&s->lock);
+    assert_int_equal(inflight, 0);
+    h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":\"quiet-marker\",\"method\":\"ping\"}");
+    json_t *m = h_take(h);
+    if (!obx_streq(json_string_value(json_object_get(m, "id")), "quiet-marker")) {
+        char *t = json_dumps(m, 0);
+        fail_msg("expected nothing more from the session, got %s", t);
+    }
+    json_decref(m);
     assert_int_equal(h_count(h), 0);
 }
 

@@ -4,7 +4,7 @@
  * starts boxes, talks the agent protocol and checks from inside what a user would check (who am I,
  * which capabilities, which network, what can I read and write), that boxes cannot see each other,
  * that stop() leaves nothing behind and that cleanup_stale() removes only dead owners' boxes.
- * With OBX_TEST_VERBOSE=1 it also prints the start-to-HELLO latency over 20 boxes.
+ * How long a start takes is measured by bench/run.sh (bench/box-start.c), not here.
  */
 #include "test_sandbox_harness.h"
 
@@ -263,41 +263,6 @@ static void test_cleanup_stale(void **state)
     box_stop(&orphan);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Not a timed test: only prints, and only when asked (OBX_TEST_VERBOSE=1). */
-static void test_start_latency(void **state)
-{
-    if (obx_str_empty(getenv("OBX_TEST_VERBOSE")))
-        skip();
-    enum {
-        RUNS = 20
-    };
-    uint64_t hello_us[RUNS], start_us[RUNS], stop_us[RUNS];
-    for (int i = 0; i < RUNS; i++) {
-        struct box b;
-        uint64_t t0 = obx_now_us();
-        box_start(&b, false);
-        hello_us[i] = obx_now_us() - t0;
-        start_us[i] = b.start_returned_us - t0;
-        t0 = obx_now_us();
-        box_stop(&b);
-        stop_us[i] = obx_now_us() - t0;
-    }
-    qsort(hello_us, RUNS, sizeof(hello_us[0]), cmp_u64);
-    qsort(start_us, RUNS, sizeof(start_us[0]), cmp_u64);
-    qsort(stop_us, RUNS, sizeof(stop_us[0]), cmp_u64);
-    print_message("over %d boxes: start() -> HELLO p50 %.2f ms (min %.2f, max %.2f); start() "
-                  "returns p50 %.2f ms; stop() p50 %.2f ms\n",
-                  RUNS, hello_us[RUNS / 2] / 1000.0, hello_us[0] / 1000.0,
-                  hello_us[RUNS - 1] / 1000.0, start_us[RUNS / 2] / 1000.0,
-                  stop_us[RUNS / 2] / 1000.0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -305,7 +270,7 @@ int main(void)
         cmocka_unit_test(test_describe),       cmocka_unit_test(test_identity),
         cmocka_unit_test(test_filesystem),     cmocka_unit_test(test_two_boxes_isolated),
         cmocka_unit_test(test_network_opt_in), cmocka_unit_test(test_stop_removes_everything),
-        cmocka_unit_test(test_cleanup_stale),  cmocka_unit_test(test_start_latency),
+        cmocka_unit_test(test_cleanup_stale),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -39,7 +39,6 @@ struct box {
     struct obx_agent_decoder dec;
     uint32_t next_id;
     bool started;
-    uint64_t start_returned_us; /* obx_now_us() when start() returned */
 };
 
 struct exec_result {
@@ -87,7 +86,6 @@ static H_UNUSED int box_start_spec(struct box *b, const struct obx_box_spec *spe
     b->next_id = 1;
     struct obx_error err = OBX_ERROR_INIT;
     int r = rt->start(rt, spec, &b->h, &err);
-    b->start_returned_us = obx_now_us();
     if (r < 0) {
         print_error("start: %s: %s\n", err.code, err.message);
         return r;

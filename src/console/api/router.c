@@ -178,15 +178,20 @@ int obx_route_session_start(struct obx_route_ctx *ctx, const char *account_id)
     return 0;
 }
 
+void obx_route_fail(struct obx_http_request *req, const char *code, const char *message)
+{
+    obx_http_respond_error(req, obx_error_http_status(code, 500), message);
+}
+
 void obx_route_store_error(struct obx_route_ctx *ctx, int r, const char *message)
 {
     if (r != -ENOSPC) {
-        obx_http_respond_error(ctx->req, 500, message);
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, message);
         return;
     }
     _cleanup_free_ char *m = obx_xasprintf(
         "%s: the console's database storage is full (no space left on its disk)", message);
-    obx_http_respond_error(ctx->req, 507, m);
+    obx_route_fail(ctx->req, OBX_ERR_STORAGE_FULL, m);
 }
 
 const char *obx_route_client_ip(const struct obx_route_ctx *ctx)
@@ -209,12 +214,12 @@ bool obx_route_page(struct obx_route_ctx *ctx, int64_t *ret_page, int64_t *ret_p
 {
     if (obx_console_parse_page_param(obx_http_request_query(ctx->req, "page"), 1, INT64_MAX,
                                      ret_page) < 0) {
-        obx_http_respond_error(ctx->req, 400, "page must be a positive integer");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "page must be a positive integer");
         return false;
     }
     if (obx_console_parse_page_param(obx_http_request_query(ctx->req, "page_size"), 20, 100,
                                      ret_page_size) < 0) {
-        obx_http_respond_error(ctx->req, 400, "page_size must be a positive integer");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "page_size must be a positive integer");
         return false;
     }
     if (__builtin_mul_overflow(*ret_page - 1, *ret_page_size, ret_offset))
@@ -230,7 +235,7 @@ json_t *obx_route_body_object(struct obx_route_ctx *ctx)
         j = obx_json_parse(ctx->req->body, ctx->req->body_len, &err);
     if (!json_is_object(j)) {
         json_decref(j);
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return NULL;
     }
     return j;
@@ -276,7 +281,7 @@ static bool auth_cookie(struct obx_route_ctx *ctx, bool admin)
     int r = obx_console_cookie_value(ctx->req->cookie, OBX_CONSOLE_SESSION_COOKIE, value,
                                      sizeof(value));
     if (r == -ENOENT || (r == 0 && obx_str_blank(value))) {
-        obx_http_respond_error(ctx->req, 401, "authentication required");
+        obx_route_fail(ctx->req, OBX_ERR_UNAUTHENTICATED, "authentication required");
         return false;
     }
     if (r == 0) {
@@ -286,17 +291,17 @@ static bool auth_cookie(struct obx_route_ctx *ctx, bool admin)
                                      &err);
         if (r < 0 && r != -ENOENT) {
             obx_err("session lookup: %s", err.message);
-            obx_http_respond_error(ctx->req, 500, "failed to read session");
+            obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to read session");
             return false;
         }
     }
     if (r < 0) {
         obx_route_clear_session_cookie(ctx);
-        obx_http_respond_error(ctx->req, 401, "authentication required");
+        obx_route_fail(ctx->req, OBX_ERR_UNAUTHENTICATED, "authentication required");
         return false;
     }
     if (admin && !ctx->account.is_admin) {
-        obx_http_respond_error(ctx->req, 403, "admin access required");
+        obx_route_fail(ctx->req, OBX_ERR_FORBIDDEN, "admin access required");
         return false;
     }
     ctx->authed = true;
@@ -306,7 +311,7 @@ static bool auth_cookie(struct obx_route_ctx *ctx, bool admin)
 /* The 401 of bearer auth, with the challenge RFC 6750 asks for. */
 static void bearer_refused(struct obx_route_ctx *ctx, bool token_given)
 {
-    obx_http_respond_error(ctx->req, 401, "invalid or missing token");
+    obx_route_fail(ctx->req, OBX_ERR_UNAUTHENTICATED, "invalid or missing token");
     obx_http_response_add_header(ctx->req, "www-authenticate",
                                  token_given ? "Bearer realm=\"onlyboxes\", error=\"invalid_token\""
                                              : "Bearer realm=\"onlyboxes\"");
@@ -376,12 +381,12 @@ static enum obx_route_result run_route(struct obx_route_ctx *ctx)
             _cleanup_free_ char *msg =
                 obx_xasprintf("method %s is not allowed on %.200s; it takes %s",
                               m ? m : "(unknown)", req->path, allow);
-            obx_http_respond_error(req, 405, msg);
+            obx_route_fail(req, OBX_ERR_METHOD_NOT_ALLOWED, msg);
             obx_http_response_add_header(req, "allow", allow);
         } else if (strncmp(req->path, "/api/", 5) == 0) {
             _cleanup_free_ char *msg =
                 obx_xasprintf("no such route: %s %.200s", m ? m : "(unknown)", req->path);
-            obx_http_respond_error(req, 404, msg);
+            obx_route_fail(req, OBX_ERR_NOT_FOUND, msg);
         } else {
             obx_http_respond_empty(req, 404);
         }
@@ -411,7 +416,7 @@ void obx_router_handle(struct obx_console *c, struct obx_http_request *req)
         free(ctx.params[i]);
     if (res == OBX_ROUTE_DONE) {
         if (ctx.req->resp.status == 0)
-            obx_http_respond_error(ctx.req, 500, "internal error");
+            obx_route_fail(ctx.req, OBX_ERR_INTERNAL, "internal error");
         obx_http_request_complete(ctx.req);
     }
 }
@@ -432,7 +437,7 @@ void obx_router_dispatch(struct obx_http_request *req, void *userdata)
     int r = obx_console_pool_submit(((struct obx_console *)userdata)->pool, route_job, job);
     if (r < 0) {
         free(job);
-        obx_http_respond_error(req, 503, "server busy; try again later");
+        obx_route_fail(req, OBX_ERR_UNAVAILABLE, "server busy; try again later");
         obx_http_request_complete(req);
     }
 }

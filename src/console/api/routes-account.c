@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
 
@@ -32,7 +33,7 @@ static enum obx_route_result login(struct obx_route_ctx *ctx)
     const char *username, *password;
     if (obx_route_body_string(body, "username", "", &username) < 0 ||
         obx_route_body_string(body, "password", "", &password) < 0) {
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return OBX_ROUTE_DONE;
     }
     _cleanup_free_ char *trimmed = obx_console_trim(username);
@@ -42,7 +43,7 @@ static enum obx_route_result login(struct obx_route_ctx *ctx)
     if (obx_ratelimit_blocked(c->login_limit, limit_key, now)) {
         char retry[16];
         snprintf(retry, sizeof(retry), "%d", c->cfg->login_window_sec);
-        obx_http_respond_error(ctx->req, 429, "too many login attempts; try again later");
+        obx_route_fail(ctx->req, OBX_ERR_RATE_LIMITED, "too many login attempts; try again later");
         obx_http_response_add_header(ctx->req, "retry-after", retry);
         return OBX_ROUTE_DONE;
     }
@@ -51,7 +52,7 @@ static enum obx_route_result login(struct obx_route_ctx *ctx)
     _cleanup_free_ char *hash = NULL, *algo = NULL;
     struct obx_error err = OBX_ERROR_INIT;
     bool ok = false;
-    if (!key[0] || obx_console_rune_count(key) > OBX_CONSOLE_NAME_MAX_RUNES ||
+    if (!key[0] || obx_utf8_count(key, strlen(key)) > OBX_CONSOLE_NAME_MAX_RUNES ||
         obx_str_blank(password)) {
         ok = false;
     } else if (obx_store_account_by_key(c->store, key, &a, &hash, &algo, &err) < 0) {
@@ -62,7 +63,7 @@ static enum obx_route_result login(struct obx_route_ctx *ctx)
     if (!ok) {
         obx_ratelimit_fail(c->login_limit, limit_key, now);
         obx_info("failed dashboard login from %s", obx_route_client_ip(ctx));
-        obx_http_respond_error(ctx->req, 401, "invalid username or password");
+        obx_route_fail(ctx->req, OBX_ERR_UNAUTHENTICATED, "invalid username or password");
         return OBX_ROUTE_DONE;
     }
     obx_ratelimit_reset(c->login_limit, limit_key);
@@ -105,19 +106,19 @@ static enum obx_route_result change_password(struct obx_route_ctx *ctx)
     const char *current, *next;
     if (obx_route_body_string(body, "current_password", "", &current) < 0 ||
         obx_route_body_string(body, "new_password", "", &next) < 0) {
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return OBX_ROUTE_DONE;
     }
     if (obx_str_blank(current)) {
-        obx_http_respond_error(ctx->req, 400, "current_password is required");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "current_password is required");
         return OBX_ROUTE_DONE;
     }
     if (obx_str_blank(next)) {
-        obx_http_respond_error(ctx->req, 400, "new_password is required");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "new_password is required");
         return OBX_ROUTE_DONE;
     }
     if (strlen(next) > OBX_CONSOLE_PASSWORD_MAX_BYTES) {
-        obx_http_respond_error(ctx->req, 400, "new_password length must be <= 1024");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "new_password length must be <= 1024");
         return OBX_ROUTE_DONE;
     }
     struct obx_account a;
@@ -127,7 +128,7 @@ static enum obx_route_result change_password(struct obx_route_ctx *ctx)
     if (r == -ENOENT) {
         obx_store_session_delete_account(c->store, ctx->account.id, NULL);
         obx_route_clear_session_cookie(ctx);
-        obx_http_respond_error(ctx->req, 401, "authentication required");
+        obx_route_fail(ctx->req, OBX_ERR_UNAUTHENTICATED, "authentication required");
         return OBX_ROUTE_DONE;
     }
     if (r < 0) {
@@ -136,7 +137,7 @@ static enum obx_route_result change_password(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     if (strcasecmp(algo, OBX_AUTH_HASH_ALGO) != 0 || !obx_auth_password_verify(hash, current)) {
-        obx_http_respond_error(ctx->req, 401, "invalid current password");
+        obx_route_fail(ctx->req, OBX_ERR_UNAUTHENTICATED, "invalid current password");
         return OBX_ROUTE_DONE;
     }
     char phc[OBX_AUTH_PWHASH_MAX];
@@ -192,7 +193,7 @@ static enum obx_route_result reg(struct obx_route_ctx *ctx)
 {
     struct obx_console *c = ctx->console;
     if (!c->cfg->enable_registration) {
-        obx_http_respond_error(ctx->req, 403, "registration is disabled");
+        obx_route_fail(ctx->req, OBX_ERR_FORBIDDEN, "registration is disabled");
         return OBX_ROUTE_DONE;
     }
     _cleanup_json_ json_t *body = obx_route_body_object(ctx);
@@ -201,28 +202,28 @@ static enum obx_route_result reg(struct obx_route_ctx *ctx)
     const char *username, *password;
     if (obx_route_body_string(body, "username", "", &username) < 0 ||
         obx_route_body_string(body, "password", "", &password) < 0) {
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return OBX_ROUTE_DONE;
     }
     _cleanup_free_ char *name = obx_console_trim(username);
     const char *msg = NULL;
     if (!name[0])
         msg = "username is required";
-    else if (obx_console_rune_count(name) > OBX_CONSOLE_NAME_MAX_RUNES)
+    else if (obx_utf8_count(name, strlen(name)) > OBX_CONSOLE_NAME_MAX_RUNES)
         msg = "username length must be <= 64";
     else if (obx_str_blank(password))
         msg = "password is required";
     else if (strlen(password) > OBX_CONSOLE_PASSWORD_MAX_BYTES)
         msg = "password length must be <= 1024";
     if (msg) {
-        obx_http_respond_error(ctx->req, 400, msg);
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, msg);
         return OBX_ROUTE_DONE;
     }
     struct obx_account a;
     struct obx_error err = OBX_ERROR_INIT;
     int r = obx_console_account_create(c, name, password, false, &a, &err);
     if (r == -EEXIST) {
-        obx_http_respond_error(ctx->req, 409, "username already exists");
+        obx_route_fail(ctx->req, OBX_ERR_CONFLICT, "username already exists");
         return OBX_ROUTE_DONE;
     }
     if (r < 0) {
@@ -250,7 +251,7 @@ static enum obx_route_result list_accounts(struct obx_route_ctx *ctx)
     if (obx_store_account_list(ctx->console->store, page_size, offset, &items, &n, &total, &err) <
         0) {
         obx_err("list accounts: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to list accounts");
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to list accounts");
         return OBX_ROUTE_DONE;
     }
     json_t *arr = json_array();
@@ -267,15 +268,15 @@ static enum obx_route_result delete_account(struct obx_route_ctx *ctx)
 {
     const char *id = ctx->params[0];
     if (obx_streq(id, ctx->account.id)) {
-        obx_http_respond_error(ctx->req, 403, "cannot delete current account");
+        obx_route_fail(ctx->req, OBX_ERR_FORBIDDEN, "cannot delete current account");
         return OBX_ROUTE_DONE;
     }
     struct obx_error err = OBX_ERROR_INIT;
     int r = obx_store_account_delete(ctx->console->store, id, &err);
     if (r == -ENOENT) {
-        obx_http_respond_error(ctx->req, 404, "account not found");
+        obx_route_fail(ctx->req, OBX_ERR_NOT_FOUND, "account not found");
     } else if (r == -EPERM) {
-        obx_http_respond_error(ctx->req, 403, "cannot delete admin account");
+        obx_route_fail(ctx->req, OBX_ERR_FORBIDDEN, "cannot delete admin account");
     } else if (r < 0) {
         obx_err("delete account: %s", err.message);
         obx_route_store_error(ctx, r, "failed to delete account");

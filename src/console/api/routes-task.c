@@ -106,7 +106,7 @@ static json_t *snapshot_json(const struct obx_task *t)
 static void respond_task(struct obx_http_request *req, const struct obx_task *t)
 {
     if (!t) {
-        obx_http_respond_error(req, 502, "failed to submit task");
+        obx_route_fail(req, OBX_ERR_BAD_GATEWAY, "failed to submit task");
         return;
     }
     json_t *snap = snapshot_json(t);
@@ -121,7 +121,7 @@ static void respond_task(struct obx_http_request *req, const struct obx_task *t)
     } else if (obx_streq(t->status, "canceled")) {
         status = 409;
     } else {
-        status = obx_console_error_status(t->error_code, 502);
+        status = obx_error_http_status(t->error_code, 502);
         if (status == 409 || status == 504 || status == 404 || status == 400)
             status = 502; /* a failed task answers as the original: only availability maps */
     }
@@ -142,17 +142,18 @@ static const char *fixed_message(const char *code, const char *msg)
 static void respond_terminal(struct obx_http_request *req, const struct obx_task *t)
 {
     if (!t || !obx_task_status_terminal(t->status) || obx_streq(t->status, "timeout")) {
-        obx_http_respond_error(req, t ? 504 : 502, t ? "task timed out" : "failed to submit task");
+        obx_route_fail(req, t ? OBX_ERR_TIMEOUT : OBX_ERR_BAD_GATEWAY,
+                       t ? "task timed out" : "failed to submit task");
         return;
     }
     if (obx_streq(t->status, "canceled")) {
-        obx_http_respond_error(req, 409, "task canceled");
+        obx_route_fail(req, OBX_ERR_CONFLICT, "task canceled");
         return;
     }
     if (obx_streq(t->status, "succeeded")) {
         _cleanup_json_ json_t *res = obx_json_parse(t->result_json, strlen(t->result_json), NULL);
         if (!json_is_object(res) || !json_is_string(json_object_get(res, "session_id"))) {
-            obx_http_respond_error(req, 502, "invalid terminalExec result payload");
+            obx_route_fail(req, OBX_ERR_BAD_GATEWAY, "invalid terminalExec result payload");
             return;
         }
         json_t *out = json_object();
@@ -172,12 +173,12 @@ static void respond_terminal(struct obx_http_request *req, const struct obx_task
         return;
     }
     if (!obx_streq(t->status, "failed")) {
-        obx_http_respond_error(req, 502, "unexpected task status");
+        obx_route_fail(req, OBX_ERR_BAD_GATEWAY, "unexpected task status");
         return;
     }
     const char *msg =
         t->error_message && t->error_message[0] ? t->error_message : "terminal command failed";
-    obx_http_respond_error(req, obx_console_error_status(t->error_code, 502),
+    obx_http_respond_error(req, obx_error_http_status(t->error_code, 502),
                            fixed_message(t->error_code, msg));
 }
 
@@ -195,132 +196,162 @@ static void submit_done(struct submit *s)
     free(s->request_id);
 }
 
-/* Idempotent replay: the earlier task is reused when the input matches; otherwise this answers
- * 409 and returns true. */
-static bool replay(struct obx_route_ctx *ctx, const struct obx_task *found, const char *hash)
+/* Parse → validate → act: the steps of a submit below, then submit() that runs them. */
+
+/* What a step left to do: answer with the task in t_id, or nothing (it already answered). */
+enum step {
+    STEP_NEW,      /* no earlier task: create one */
+    STEP_TASK,     /* the task is there (created, or an earlier one replayed): answer with it */
+    STEP_ANSWERED, /* the request was answered (an error) */
+};
+
+/* §1.7 steps 5-6: what a submit must hold before anything is looked up; answers otherwise. */
+static bool submit_valid(struct obx_http_request *req, const struct submit *s)
 {
-    if (!obx_streq(found->input_hash, hash)) {
-        obx_http_respond_error(ctx->req, 409, "request_id already used with a different input");
-        return true;
+    if (!s->capability[0]) {
+        obx_route_fail(req, OBX_ERR_BAD_REQUEST, "capability is required");
+        return false;
     }
-    return false;
+    if (strlen(s->capability) >= sizeof(((struct obx_task *)0)->capability)) {
+        obx_route_fail(req, OBX_ERR_UNAVAILABLE, MSG_NO_WORKER);
+        return false;
+    }
+    if (strlen(s->request_id) > OBX_TASK_REQUEST_ID_MAX) {
+        obx_route_fail(req, OBX_ERR_BAD_REQUEST, "request_id length must be <= 256");
+        return false;
+    }
+    return true;
+}
+
+/* The idempotency hash: of what the caller sent, before scoping adds a generated session id. */
+static void input_hash(const struct obx_console *c, const char *capability, json_t *input,
+                       char hash[static 65])
+{
+    _cleanup_free_ char *canon = json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    _cleanup_free_ char *hmsg = obx_xasprintf("task-input:%s\n%s", capability, canon);
+    obx_auth_hmac_hex(c->cfg->hash_key, hmsg, strlen(hmsg), hash);
+}
+
+/* The task an earlier submit with the same request_id created: replayed when its input was the
+ * same (its id into t_id), else 409. */
+static enum step find_earlier(struct obx_route_ctx *ctx, const struct submit *s, const char *hash,
+                              char *t_id, size_t t_id_size)
+{
+    struct obx_task found = {0};
+    struct obx_error err = OBX_ERROR_INIT;
+    int r = obx_store_task_by_request(ctx->console->store, ctx->account.id, s->request_id, &found,
+                                      &err);
+    if (r == -ENOENT)
+        return STEP_NEW;
+    if (r < 0) {
+        obx_err("task lookup: %s", err.message);
+        obx_route_fail(ctx->req, OBX_ERR_BAD_GATEWAY, "failed to submit task");
+        return STEP_ANSWERED;
+    }
+    bool same = obx_streq(found.input_hash, hash);
+    if (same)
+        snprintf(t_id, t_id_size, "%s", found.id);
+    else
+        obx_route_fail(ctx->req, OBX_ERR_CONFLICT,
+                       "request_id already used with a different input");
+    obx_task_done(&found);
+    return same ? STEP_TASK : STEP_ANSWERED;
+}
+
+/* §1.7 steps 7-8: a worker slot, the task row, then the call. A row another console wrote first
+ * for the same request_id is replayed as find_earlier() does. */
+static enum step create(struct obx_route_ctx *ctx, const struct submit *s, json_t *payload,
+                        const char *hash, struct obx_task *t)
+{
+    struct obx_console *c = ctx->console;
+    struct obx_error err = OBX_ERROR_INIT;
+    struct obx_dispatch_slot *slot = NULL;
+    int r = obx_dispatch_acquire(c->dispatch, s->capability, payload, &slot, &err);
+    if (r < 0) {
+        obx_http_respond_error(ctx->req, obx_error_http_status(err.code, 503),
+                               fixed_message(err.code, err.message));
+        return STEP_ANSWERED;
+    }
+    char uuid[37];
+    obx_random_uuid(uuid);
+    snprintf(t->id, sizeof(t->id), "%s", uuid);
+    snprintf(t->owner_id, sizeof(t->owner_id), "%s", ctx->account.id);
+    snprintf(t->request_id, sizeof(t->request_id), "%s", s->request_id);
+    snprintf(t->capability, sizeof(t->capability), "%s", s->capability);
+    snprintf(t->input_hash, sizeof(t->input_hash), "%s", hash);
+    t->created_ms = t->updated_ms = obx_unix_ms();
+    t->deadline_ms = t->created_ms + s->timeout_ms;
+    _cleanup_free_ char *stored = obx_json_dumps(payload);
+    r = obx_store_task_insert(c->store, t, stored, &err);
+    if (r == 0) {
+        obx_tasks_start(c->tasks, t, payload, (uint64_t)s->timeout_ms, slot);
+        return STEP_TASK;
+    }
+    obx_dispatch_release(slot);
+    if (r == -EEXIST && s->request_id[0]) {
+        enum step earlier = find_earlier(ctx, s, hash, t->id, sizeof(t->id));
+        if (earlier != STEP_NEW)
+            return earlier;
+    }
+    obx_err("task insert: %s", err.message);
+    if (r == -ENOSPC)
+        obx_route_store_error(ctx, r, "failed to submit task");
+    else
+        obx_route_fail(ctx->req, OBX_ERR_BAD_GATEWAY, "failed to submit task");
+    return STEP_ANSWERED;
+}
+
+/* async: the task as it is now; sync and auto: when it ends (auto: or after wait_ms). */
+static enum obx_route_result answer(struct obx_route_ctx *ctx, const struct submit *s,
+                                    const char *t_id, obx_tasks_respond_fn respond)
+{
+    struct obx_console *c = ctx->console;
+    if (s->mode != MODE_ASYNC) {
+        obx_tasks_wait(c->tasks, t_id, ctx->req, s->mode == MODE_AUTO ? (uint64_t)s->wait_ms : 0,
+                       respond);
+        return OBX_ROUTE_ASYNC;
+    }
+    struct obx_task found = {0};
+    struct obx_error err = OBX_ERROR_INIT;
+    int r = obx_store_task_get(c->store, t_id, &found, &err);
+    respond(ctx->req, r < 0 ? NULL : &found);
+    if (r >= 0)
+        obx_task_done(&found);
+    return OBX_ROUTE_DONE;
 }
 
 /* Validates, scopes and creates the task (§1.7 steps 5-8, idempotency, availability), then
- * answers or waits according to the mode. */
+ * answers or waits according to the mode. A request_id is held in memory from the lookup to the
+ * insert, so two submits with it cannot both create a task. */
 static enum obx_route_result submit(struct obx_route_ctx *ctx, struct submit *s,
                                     obx_tasks_respond_fn respond)
 {
     struct obx_console *c = ctx->console;
-    struct obx_http_request *req = ctx->req;
-    if (!s->capability[0]) {
-        obx_http_respond_error(req, 400, "capability is required");
+    if (!submit_valid(ctx->req, s))
         return OBX_ROUTE_DONE;
-    }
-    if (strlen(s->capability) >= sizeof(((struct obx_task *)0)->capability)) {
-        obx_http_respond_error(req, 503, MSG_NO_WORKER);
-        return OBX_ROUTE_DONE;
-    }
-    if (strlen(s->request_id) > OBX_TASK_REQUEST_ID_MAX) {
-        obx_http_respond_error(req, 400, "request_id length must be <= 256");
-        return OBX_ROUTE_DONE;
-    }
     _cleanup_json_ json_t *empty = json_object();
     json_t *input = s->input && !json_is_null(s->input) ? s->input : empty;
-    /* The hash covers what the caller sent, before scoping adds a generated session id. */
-    _cleanup_free_ char *canon = json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    _cleanup_free_ char *hmsg = obx_xasprintf("task-input:%s\n%s", s->capability, canon);
     char hash[65];
-    obx_auth_hmac_hex(c->cfg->hash_key, hmsg, strlen(hmsg), hash);
+    input_hash(c, s->capability, input, hash);
     _cleanup_json_ json_t *payload = obx_task_scope_input(s->capability, input, ctx->account.id);
     if (s->mode == MODE_AUTO && s->wait_ms > s->timeout_ms)
         s->wait_ms = s->timeout_ms;
     obx_tasks_maybe_prune(c->tasks);
 
-    bool reserved = false;
-    if (s->request_id[0]) {
-        if (!obx_tasks_reserve(c->tasks, ctx->account.id, s->request_id)) {
-            obx_http_respond_error(req, 409, "task request already in progress");
-            return OBX_ROUTE_DONE;
-        }
-        reserved = true;
-    }
-    struct obx_task t = {0}, found = {0};
-    struct obx_error err = OBX_ERROR_INIT;
-    _cleanup_free_ char *stored = NULL;
-    int r = -ENOENT;
-    if (reserved)
-        r = obx_store_task_by_request(c->store, ctx->account.id, s->request_id, &found, &err);
-    if (r == 0) {
-        bool answered = replay(ctx, &found, hash);
-        if (!answered)
-            snprintf(t.id, sizeof(t.id), "%s", found.id);
-        obx_task_done(&found);
-        if (answered)
-            goto done;
-        goto respond;
-    }
-    if (r != -ENOENT) {
-        obx_err("task lookup: %s", err.message);
-        obx_http_respond_error(req, 502, "failed to submit task");
-        goto done;
-    }
-    struct obx_dispatch_slot *slot = NULL;
-    r = obx_dispatch_acquire(c->dispatch, s->capability, payload, &slot, &err);
-    if (r < 0) {
-        obx_http_respond_error(req, obx_console_error_status(err.code, 503),
-                               fixed_message(err.code, err.message));
-        goto done;
-    }
-    char uuid[37];
-    obx_random_uuid(uuid);
-    snprintf(t.id, sizeof(t.id), "%s", uuid);
-    snprintf(t.owner_id, sizeof(t.owner_id), "%s", ctx->account.id);
-    snprintf(t.request_id, sizeof(t.request_id), "%s", s->request_id);
-    snprintf(t.capability, sizeof(t.capability), "%s", s->capability);
-    snprintf(t.input_hash, sizeof(t.input_hash), "%s", hash);
-    t.created_ms = t.updated_ms = obx_unix_ms();
-    t.deadline_ms = t.created_ms + s->timeout_ms;
-    stored = obx_json_dumps(payload);
-    r = obx_store_task_insert(c->store, &t, stored, &err);
-    if (r < 0) {
-        obx_dispatch_release(slot);
-        /* A unique conflict on (owner, request_id): another console wrote it first. */
-        if (r == -EEXIST && reserved &&
-            obx_store_task_by_request(c->store, ctx->account.id, s->request_id, &found, &err) ==
-                0) {
-            bool answered = replay(ctx, &found, hash);
-            snprintf(t.id, sizeof(t.id), "%s", found.id);
-            obx_task_done(&found);
-            if (answered)
-                goto done;
-            goto respond;
-        }
-        obx_err("task insert: %s", err.message);
-        if (r == -ENOSPC)
-            obx_route_store_error(ctx, r, "failed to submit task");
-        else
-            obx_http_respond_error(req, 502, "failed to submit task");
-        goto done;
-    }
-    obx_tasks_start(c->tasks, &t, payload, (uint64_t)s->timeout_ms, slot);
-
-respond:
-    if (reserved)
-        obx_tasks_unreserve(c->tasks, ctx->account.id, s->request_id);
-    if (s->mode == MODE_ASYNC) {
-        r = obx_store_task_get(c->store, t.id, &found, &err);
-        respond(req, r < 0 ? NULL : &found);
-        if (r >= 0)
-            obx_task_done(&found);
+    bool reserved = s->request_id[0] != '\0';
+    if (reserved && !obx_tasks_reserve(c->tasks, ctx->account.id, s->request_id)) {
+        obx_route_fail(ctx->req, OBX_ERR_CONFLICT, "task request already in progress");
         return OBX_ROUTE_DONE;
     }
-    obx_tasks_wait(c->tasks, t.id, req, s->mode == MODE_AUTO ? (uint64_t)s->wait_ms : 0, respond);
-    return OBX_ROUTE_ASYNC;
-done:
+    struct obx_task t = {0};
+    enum step step = reserved ? find_earlier(ctx, s, hash, t.id, sizeof(t.id)) : STEP_NEW;
+    if (step == STEP_NEW)
+        step = create(ctx, s, payload, hash, &t);
     if (reserved)
         obx_tasks_unreserve(c->tasks, ctx->account.id, s->request_id);
-    return OBX_ROUTE_DONE;
+    if (step == STEP_ANSWERED)
+        return OBX_ROUTE_DONE;
+    return answer(ctx, s, t.id, respond);
 }
 
 static enum obx_route_result submit_task(struct obx_route_ctx *ctx)
@@ -335,15 +366,15 @@ static enum obx_route_result submit_task(struct obx_route_ctx *ctx)
         obx_route_body_string(body, "request_id", "", &rid) < 0 ||
         body_int(body, "wait_ms", WAIT_DEFAULT_MS, &wait) < 0 ||
         body_int(body, "timeout_ms", TASK_TIMEOUT_DEFAULT_MS, &timeout) < 0) {
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return OBX_ROUTE_DONE;
     }
     if (wait < 1 || wait > WAIT_MAX_MS) {
-        obx_http_respond_error(ctx->req, 400, "wait_ms must be between 1 and 60000");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "wait_ms must be between 1 and 60000");
         return OBX_ROUTE_DONE;
     }
     if (timeout < 1 || timeout > TASK_TIMEOUT_MAX_MS) {
-        obx_http_respond_error(ctx->req, 400, "timeout_ms must be between 1 and 600000");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "timeout_ms must be between 1 and 600000");
         return OBX_ROUTE_DONE;
     }
     _cleanup_free_ char *mt = obx_console_trim(mode);
@@ -356,7 +387,7 @@ static enum obx_route_result submit_task(struct obx_route_ctx *ctx)
     } else if (obx_streq(ml, "async")) {
         s.mode = MODE_ASYNC;
     } else {
-        obx_http_respond_error(ctx->req, 400, "mode must be one of sync|async|auto");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "mode must be one of sync|async|auto");
         return OBX_ROUTE_DONE;
     }
     _cleanup_free_ char *ct = obx_console_trim(cap);
@@ -383,20 +414,21 @@ static enum obx_route_result terminal_command(struct obx_route_ctx *ctx)
         body_bool(body, "create_if_missing", &create) < 0 ||
         body_int(body, "lease_ttl_sec", 0, &lease) < 0 ||
         body_int(body, "timeout_ms", TASK_TIMEOUT_DEFAULT_MS, &timeout) < 0) {
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return OBX_ROUTE_DONE;
     }
     if (obx_str_blank(command)) {
-        obx_http_respond_error(ctx->req, 400, "command is required");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "command is required");
         return OBX_ROUTE_DONE;
     }
     if (timeout < 1 || timeout > TASK_TIMEOUT_MAX_MS) {
-        obx_http_respond_error(ctx->req, 400, "timeout_ms must be between 1 and 600000");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "timeout_ms must be between 1 and 600000");
         return OBX_ROUTE_DONE;
     }
     json_t *network;
     if (body_network(body, &network) < 0) {
-        obx_http_respond_error(ctx->req, 400, "network must be true, false or \"allowlist\"");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST,
+                       "network must be true, false or \"allowlist\"");
         return OBX_ROUTE_DONE;
     }
     _cleanup_free_ char *session = obx_console_trim(sid);
@@ -441,9 +473,9 @@ static enum obx_route_result get_task(struct obx_route_ctx *ctx)
     struct obx_task t;
     int r = own_task(ctx, &t);
     if (r == -ENOENT) {
-        obx_http_respond_error(ctx->req, 404, "task not found");
+        obx_route_fail(ctx->req, OBX_ERR_NOT_FOUND, "task not found");
     } else if (r < 0) {
-        obx_http_respond_error(ctx->req, 500, "failed to get task");
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to get task");
     } else {
         obx_http_respond_json(ctx->req, 200, snapshot_json(&t));
         obx_task_done(&t);
@@ -456,7 +488,7 @@ static enum obx_route_result cancel_task(struct obx_route_ctx *ctx)
     struct obx_task t;
     int r = own_task(ctx, &t);
     if (r == -ENOENT) {
-        obx_http_respond_error(ctx->req, 404, "task not found");
+        obx_route_fail(ctx->req, OBX_ERR_NOT_FOUND, "task not found");
         return OBX_ROUTE_DONE;
     }
     if (r < 0) {
@@ -498,14 +530,15 @@ static void echo_done(void *userdata, int r, json_t *result, const struct obx_er
         if (m)
             obx_http_respond_json(j->req, 200, json_pack("{s:s}", "message", m));
         else
-            obx_http_respond_error(j->req, 502, "empty_result: worker returned empty echo result");
+            obx_route_fail(j->req, OBX_ERR_BAD_GATEWAY,
+                           "empty_result: worker returned empty echo result");
     } else if (obx_streq(err->code, OBX_ERR_DEADLINE_EXCEEDED)) {
-        obx_http_respond_error(j->req, 504, "echo command timed out");
+        obx_route_fail(j->req, OBX_ERR_TIMEOUT, "echo command timed out");
     } else if (err->code[0] || err->message[0]) {
         char buf[1200];
-        obx_http_respond_error(j->req, 502, obx_error_text(err, buf, sizeof(buf)));
+        obx_route_fail(j->req, OBX_ERR_BAD_GATEWAY, obx_error_text(err, buf, sizeof(buf)));
     } else {
-        obx_http_respond_error(j->req, 502, "failed to execute echo command");
+        obx_route_fail(j->req, OBX_ERR_BAD_GATEWAY, "failed to execute echo command");
     }
     json_decref(result);
     obx_http_request_complete(j->req);
@@ -523,22 +556,22 @@ static enum obx_route_result echo_command(struct obx_route_ctx *ctx)
     int64_t timeout;
     if (obx_route_body_string(body, "message", "", &message) < 0 ||
         body_int(body, "timeout_ms", ECHO_TIMEOUT_DEFAULT_MS, &timeout) < 0) {
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return OBX_ROUTE_DONE;
     }
     if (obx_str_blank(message)) {
-        obx_http_respond_error(ctx->req, 400, "message is required");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "message is required");
         return OBX_ROUTE_DONE;
     }
     if (timeout < 1 || timeout > ECHO_TIMEOUT_MAX_MS) {
-        obx_http_respond_error(ctx->req, 400, "timeout_ms must be between 1 and 60000");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "timeout_ms must be between 1 and 60000");
         return OBX_ROUTE_DONE;
     }
     _cleanup_json_ json_t *payload = json_pack("{s:s}", "message", message);
     struct obx_dispatch_slot *slot = NULL;
     struct obx_error err = OBX_ERROR_INIT;
     if (obx_dispatch_acquire(c->dispatch, "echo", payload, &slot, &err) < 0) {
-        obx_http_respond_error(ctx->req, obx_console_error_status(err.code, 503),
+        obx_http_respond_error(ctx->req, obx_error_http_status(err.code, 503),
                                obx_streq(err.code, "no_worker")
                                    ? "no online worker supports echo"
                                    : fixed_message(err.code, err.message));

@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/utf8.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
 
@@ -24,7 +25,7 @@ static enum obx_route_result list_tokens(struct obx_route_ctx *ctx)
     struct obx_error err = OBX_ERROR_INIT;
     if (obx_store_token_list(ctx->console->store, ctx->account.id, &items, &n, &err) < 0) {
         obx_err("list tokens: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to list tokens");
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to list tokens");
         return OBX_ROUTE_DONE;
     }
     json_t *arr = json_array();
@@ -57,7 +58,7 @@ static const char *validate(json_t *body, char **ret_name, char **ret_token)
     *ret_name = obx_console_trim(name);
     if (!(*ret_name)[0])
         return "name is required";
-    if (obx_console_rune_count(*ret_name) > OBX_CONSOLE_NAME_MAX_RUNES)
+    if (obx_utf8_count(*ret_name, strlen(*ret_name)) > OBX_CONSOLE_NAME_MAX_RUNES)
         return "name length must be <= 64";
     if (!token)
         return NULL;
@@ -84,7 +85,7 @@ static enum obx_route_result create_token(struct obx_route_ctx *ctx)
     _cleanup_free_ char *name = NULL, *manual = NULL;
     const char *msg = validate(body, &name, &manual);
     if (msg) {
-        obx_http_respond_error(ctx->req, 400, msg);
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, msg);
         return OBX_ROUTE_DONE;
     }
     _cleanup_free_ char *name_key = obx_console_lower(name);
@@ -115,13 +116,13 @@ static enum obx_route_result create_token(struct obx_route_ctx *ctx)
         if (r != -EEXIST)
             break;
         if (conflict == OBX_STORE_CONFLICT_NAME) {
-            obx_http_respond_error(ctx->req, 409, "token name already exists");
+            obx_route_fail(ctx->req, OBX_ERR_CONFLICT, "token name already exists");
             return OBX_ROUTE_DONE;
         }
         if (conflict == OBX_STORE_CONFLICT_HASH && manual) {
             /* Someone else's value, most likely guessed or shared: worth a line in the log. */
             obx_warn("console: account %s chose a token value another token has", ctx->account.id);
-            obx_http_respond_error(ctx->req, 409, "token already exists");
+            obx_route_fail(ctx->req, OBX_ERR_CONFLICT, "token already exists");
             return OBX_ROUTE_DONE;
         }
         /* A generated value or an id collided: draw again. */
@@ -146,7 +147,7 @@ static enum obx_route_result delete_token(struct obx_route_ctx *ctx)
     struct obx_error err = OBX_ERROR_INIT;
     int r = obx_store_token_delete(ctx->console->store, ctx->account.id, ctx->params[0], &err);
     if (r == -ENOENT) {
-        obx_http_respond_error(ctx->req, 404, "token not found");
+        obx_route_fail(ctx->req, OBX_ERR_NOT_FOUND, "token not found");
     } else if (r < 0) {
         obx_err("delete token: %s", err.message);
         obx_route_store_error(ctx, r, "failed to delete token");
@@ -158,9 +159,9 @@ static enum obx_route_result delete_token(struct obx_route_ctx *ctx)
 
 static enum obx_route_result token_value(struct obx_route_ctx *ctx)
 {
-    obx_http_respond_error(ctx->req, 410,
-                           "token value is only returned at creation time; delete and recreate "
-                           "the token to obtain a new value");
+    obx_route_fail(ctx->req, OBX_ERR_GONE,
+                   "token value is only returned at creation time; delete and recreate "
+                   "the token to obtain a new value");
     return OBX_ROUTE_DONE;
 }
 

@@ -28,17 +28,18 @@
 #define HEARTBEAT_JITTER_PCT "20"
 
 /* Admins see everything; others only their own worker-sys. */
-static struct obx_worker_scope scope_for(const struct obx_route_ctx *ctx,
-                                         enum obx_worker_status_filter status, int64_t now_ms)
+static struct obx_store_worker_scope scope_for(const struct obx_route_ctx *ctx,
+                                               enum obx_store_worker_status_filter status,
+                                               int64_t now_ms)
 {
-    return (struct obx_worker_scope){
+    return (struct obx_store_worker_scope){
         .owner_id = ctx->account.is_admin ? NULL : ctx->account.id,
         .status = status,
         .online_since_ms = now_ms - (int64_t)ctx->console->cfg->offline_ttl_sec * 1000,
     };
 }
 
-static json_t *node_json(const struct obx_worker_node *n)
+static json_t *node_json(const struct obx_store_worker_node *n)
 {
     json_t *caps = json_array(), *labels = json_object();
     for (size_t i = 0; i < n->n_caps; i++)
@@ -59,7 +60,7 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
     if (!obx_route_page(ctx, &page, &page_size, &offset))
         return OBX_ROUTE_DONE;
     const char *st = obx_http_request_query(ctx->req, "status");
-    enum obx_worker_status_filter status;
+    enum obx_store_worker_status_filter status;
     if (!st || obx_streq(st, "all")) {
         status = OBX_WORKER_STATUS_ALL;
     } else if (obx_streq(st, "online")) {
@@ -67,26 +68,26 @@ static enum obx_route_result list_workers(struct obx_route_ctx *ctx)
     } else if (obx_streq(st, "offline")) {
         status = OBX_WORKER_STATUS_OFFLINE;
     } else {
-        obx_http_respond_error(ctx->req, 400, "status must be one of all|online|offline");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "status must be one of all|online|offline");
         return OBX_ROUTE_DONE;
     }
     int64_t now = obx_unix_ms();
-    struct obx_worker_scope scope = scope_for(ctx, status, now);
+    struct obx_store_worker_scope scope = scope_for(ctx, status, now);
     int64_t limit = page_size;
-    struct obx_worker_node *items = NULL;
+    struct obx_store_worker_node *items = NULL;
     size_t n = 0;
     int64_t total = 0;
     struct obx_error err = OBX_ERROR_INIT;
     if (obx_store_worker_list(ctx->console->store, &scope, limit, offset, &items, &n, &total,
                               &err) < 0) {
         obx_err("list workers: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to list workers");
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to list workers");
         return OBX_ROUTE_DONE;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, node_json(&items[i]));
-    obx_worker_nodes_free(items, n);
+    obx_store_worker_nodes_free(items, n);
     obx_http_respond_json(ctx->req, 200,
                           json_pack("{s:o, s:I, s:I, s:I}", "items", arr, "total",
                                     (json_int_t)total, "page", (json_int_t)page, "page_size",
@@ -100,16 +101,16 @@ static enum obx_route_result worker_stats(struct obx_route_ctx *ctx)
     if (obx_console_parse_page_param(obx_http_request_query(ctx->req, "stale_after_sec"),
                                      STALE_AFTER_DEFAULT_SEC, STALE_AFTER_MAX_SEC,
                                      &stale_sec) < 0) {
-        obx_http_respond_error(ctx->req, 400, "stale_after_sec must be a positive integer");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "stale_after_sec must be a positive integer");
         return OBX_ROUTE_DONE;
     }
     int64_t now = obx_unix_ms();
-    struct obx_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, now);
-    struct obx_worker_stats s;
+    struct obx_store_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, now);
+    struct obx_store_worker_stats s;
     struct obx_error err = OBX_ERROR_INIT;
     if (obx_store_worker_stats(ctx->console->store, &scope, now - stale_sec * 1000, &s, &err) < 0) {
         obx_err("worker stats: %s", err.message);
-        obx_http_respond_error(ctx->req, 500, "failed to read worker stats");
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to read worker stats");
         return OBX_ROUTE_DONE;
     }
     obx_http_respond_json(ctx->req, 200,
@@ -129,8 +130,8 @@ static enum obx_route_result worker_inflight(struct obx_route_ctx *ctx)
     json_t *workers = all;
     if (!ctx->account.is_admin) {
         workers = json_array();
-        struct obx_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, obx_unix_ms());
-        struct obx_worker_node *items = NULL;
+        struct obx_store_worker_scope scope = scope_for(ctx, OBX_WORKER_STATUS_ALL, obx_unix_ms());
+        struct obx_store_worker_node *items = NULL;
         size_t n = 0;
         int64_t total = 0;
         struct obx_error err = OBX_ERROR_INIT;
@@ -145,7 +146,7 @@ static enum obx_route_result worker_inflight(struct obx_route_ctx *ctx)
                 if (obx_streq(items[k].id, obx_json_get_str(w, "node_id", "")))
                     json_array_append(workers, w);
         }
-        obx_worker_nodes_free(items, n);
+        obx_store_worker_nodes_free(items, n);
         json_decref(all);
     }
     obx_http_respond_json(
@@ -240,17 +241,17 @@ static enum obx_route_result create_worker(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     const char *raw;
     if (obx_route_body_string(body, "type", "", &raw) < 0) {
-        obx_http_respond_error(ctx->req, 400, "invalid request body");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "invalid request body");
         return OBX_ROUTE_DONE;
     }
     _cleanup_free_ char *trimmed = obx_console_trim(raw);
     _cleanup_free_ char *type = obx_console_lower(trimmed);
     if (!obx_streq(type, OBX_WORKER_TYPE_NORMAL) && !obx_streq(type, OBX_WORKER_TYPE_SYS)) {
-        obx_http_respond_error(ctx->req, 400, "type must be one of normal|worker-sys");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "type must be one of normal|worker-sys");
         return OBX_ROUTE_DONE;
     }
     if (obx_streq(type, OBX_WORKER_TYPE_NORMAL) && !ctx->account.is_admin) {
-        obx_http_respond_error(ctx->req, 403, "only admin can create normal worker");
+        obx_route_fail(ctx->req, OBX_ERR_FORBIDDEN, "only admin can create normal worker");
         return OBX_ROUTE_DONE;
     }
     char node_id[37], node_name[16], secret[65], hash[65];
@@ -263,7 +264,7 @@ static enum obx_route_result create_worker(struct obx_route_ctx *ctx)
         obx_auth_hmac_hex(c->cfg->hash_key, secret, strlen(secret), hash);
         int64_t now = obx_unix_ms();
         /* Offline from the start: last seen one second before the offline threshold. */
-        struct obx_worker_provision p = {
+        struct obx_store_worker_provision p = {
             .node_id = node_id,
             .node_name = node_name,
             .type = type,
@@ -277,7 +278,8 @@ static enum obx_route_result create_worker(struct obx_route_ctx *ctx)
         r = obx_store_worker_provision(c->store, &p, &conflict, &err);
         if (r == -EEXIST && conflict == OBX_STORE_CONFLICT_OWNER) {
             obx_auth_wipe(secret);
-            obx_http_respond_error(ctx->req, 409, "worker-sys already exists for current account");
+            obx_route_fail(ctx->req, OBX_ERR_CONFLICT,
+                           "worker-sys already exists for current account");
             return OBX_ROUTE_DONE;
         }
         if (r != -EEXIST || conflict != OBX_STORE_CONFLICT_ID)
@@ -299,20 +301,20 @@ static enum obx_route_result delete_worker(struct obx_route_ctx *ctx)
 {
     _cleanup_free_ char *id = obx_console_trim(ctx->params[0]);
     if (!id[0]) {
-        obx_http_respond_error(ctx->req, 400, "node_id is required");
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST, "node_id is required");
         return OBX_ROUTE_DONE;
     }
     if (ctx->console->worker && ctx->account.is_admin && obx_streq(id, OBX_DISPATCH_EMBEDDED_ID)) {
-        obx_http_respond_error(ctx->req, 409,
-                               "the embedded worker cannot be deleted; restart the console "
-                               "without --with-worker");
+        obx_route_fail(ctx->req, OBX_ERR_CONFLICT,
+                       "the embedded worker cannot be deleted; restart the console "
+                       "without --with-worker");
         return OBX_ROUTE_DONE;
     }
     struct obx_error err = OBX_ERROR_INIT;
     int r = obx_store_worker_delete(ctx->console->store, id,
                                     ctx->account.is_admin ? NULL : ctx->account.id, &err);
     if (r == -ENOENT) {
-        obx_http_respond_error(ctx->req, 404, "worker not found");
+        obx_route_fail(ctx->req, OBX_ERR_NOT_FOUND, "worker not found");
     } else if (r < 0) {
         obx_err("delete worker: %s", err.message);
         obx_route_store_error(ctx, r, "failed to delete worker");
@@ -326,9 +328,9 @@ static enum obx_route_result delete_worker(struct obx_route_ctx *ctx)
 
 static enum obx_route_result startup_command(struct obx_route_ctx *ctx)
 {
-    obx_http_respond_error(ctx->req, 410,
-                           "worker secret is returned only when creating the worker; delete and "
-                           "recreate to get a new startup command");
+    obx_route_fail(ctx->req, OBX_ERR_GONE,
+                   "worker secret is returned only when creating the worker; delete and "
+                   "recreate to get a new startup command");
     return OBX_ROUTE_DONE;
 }
 

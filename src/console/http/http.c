@@ -111,6 +111,18 @@ static bool head_too_large_close(const char *line)
     return true;
 }
 
+/* What the above reads in lws's log: its two ways of giving up on a request head, and the start
+ * of a close. tests/unit/test_console_lws_log.c checks that the linked libwebsockets still has
+ * these texts, so that an upgrade that rewords them fails there, loudly, instead of the 431
+ * quietly turning into a bare close. */
+const char *const obx_http_lws_log_texts[] = {
+    "Ran out of header data space",
+    "More hdr frags than we can deal with",
+    "__lws_close_free_wsi",
+    "%s: %p: caller: %s",
+};
+const size_t obx_http_lws_log_n_texts = OBX_ARRAY_SIZE(obx_http_lws_log_texts);
+
 static void lws_log_emit(int level, const char *line)
 {
     if (level == LLL_INFO) {
@@ -121,8 +133,7 @@ static void lws_log_emit(int level, const char *line)
     size_t n = strlen(line);
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    if (strstr(line, "Ran out of header data space") ||
-        strstr(line, "More hdr frags than we can deal with")) {
+    if (strstr(line, obx_http_lws_log_texts[0]) || strstr(line, obx_http_lws_log_texts[1])) {
         /* the client's fault, not ours: no error in our log */
         obx_debug("lws: %.*s", (int)n, line);
         head_too_large = true;

@@ -136,4 +136,9 @@ void obx_http_response_add_header(struct obx_http_request *req, const char *name
                                   const char *value);
 void obx_http_response_done(struct obx_http_response *resp);
 
+/* The libwebsockets log texts the 431 answer depends on (http.c), for the test that checks the
+ * linked library still writes them. */
+extern const char *const obx_http_lws_log_texts[];
+extern const size_t obx_http_lws_log_n_texts;
+
 #endif

@@ -296,7 +296,7 @@ static void trim(const char *s, char *out, size_t size)
     snprintf(out, size, "%.*s", (int)OBX_MIN(n, size - 1), s);
 }
 
-static const char *label_value(const struct obx_worker_label *l, size_t n, const char *key)
+static const char *label_value(const struct obx_store_worker_label *l, size_t n, const char *key)
 {
     for (size_t i = 0; i < n; i++)
         if (obx_streq(l[i].key, key))
@@ -417,7 +417,7 @@ static int check_hello(struct obx_dispatch *d, const struct obx_rpc_hello *h, st
     int code = hello_labels(h, why);
     if (code != OBX_RPC_OK)
         return code;
-    struct obx_worker_label *labels = NULL;
+    struct obx_store_worker_label *labels = NULL;
     size_t n_labels = 0;
     if (obx_store_worker_labels(d->store, id, &labels, &n_labels, &err) < 0) {
         obx_warn("worker handshake: %s", err.message);
@@ -425,7 +425,7 @@ static int check_hello(struct obx_dispatch *d, const struct obx_rpc_hello *h, st
         return OBX_RPC_INTERNAL;
     }
     bool sys = obx_streq(label_value(labels, n_labels, OBX_WORKER_LABEL_TYPE), OBX_WORKER_TYPE_SYS);
-    obx_worker_labels_free(labels, n_labels);
+    obx_store_worker_labels_free(labels, n_labels);
     memcpy(n->id, id, strlen(id) + 1); /* at most OBX_WORKER_NODE_ID_MAX bytes, checked above */
     return node_caps(n, h, sys, why);
 }
@@ -449,12 +449,13 @@ void reg_remote_hello(struct obx_dispatch *d, struct reg_event *ev)
     int code = check_hello(d, h, n, &why);
     if (code == OBX_RPC_OK) {
         obx_random_uuid(n->session_id);
-        struct obx_worker_cap caps[REG_MAX_CAPS];
+        struct obx_store_worker_cap caps[REG_MAX_CAPS];
         for (size_t i = 0; i < n->n_caps; i++)
-            caps[i] = (struct obx_worker_cap){n->caps[i].declared, (int)n->caps[i].max_inflight};
-        struct obx_worker_label labels[REG_MAX_LABELS];
+            caps[i] =
+                (struct obx_store_worker_cap){n->caps[i].declared, (int)n->caps[i].max_inflight};
+        struct obx_store_worker_label labels[REG_MAX_LABELS];
         for (size_t i = 0; i < h->n_labels; i++)
-            labels[i] = (struct obx_worker_label){h->labels[i].key, h->labels[i].value};
+            labels[i] = (struct obx_store_worker_label){h->labels[i].key, h->labels[i].value};
         char name[256];
         trim(h->node_name, name, sizeof(name));
         struct obx_store_registration reg = {

@@ -705,18 +705,18 @@ static int add_embedded(struct obx_dispatch *d, struct obx_error *err)
     snprintf(n->id, sizeof(n->id), "%s", OBX_DISPATCH_EMBEDDED_ID);
     snprintf(n->session_id, sizeof(n->session_id), "local");
     unsigned max = d->cfg.embedded_max_inflight ? d->cfg.embedded_max_inflight : 4;
-    struct obx_worker_cap caps[OBX_ARRAY_SIZE(embedded_caps)];
+    struct obx_store_worker_cap caps[OBX_ARRAY_SIZE(embedded_caps)];
     for (size_t i = 0; i < OBX_ARRAY_SIZE(embedded_caps); i++) {
         struct reg_cap *c = &n->caps[n->n_caps++];
         snprintf(c->declared, sizeof(c->declared), "%s", embedded_caps[i]);
         for (size_t k = 0; embedded_caps[i][k] && k + 1 < sizeof(c->name); k++)
             c->name[k] = (char)tolower((unsigned char)embedded_caps[i][k]);
         c->max_inflight = max;
-        caps[i] = (struct obx_worker_cap){(char *)embedded_caps[i], (int)max};
+        caps[i] = (struct obx_store_worker_cap){(char *)embedded_caps[i], (int)max};
     }
     n->max_sessions = (int)d->cfg.embedded_max_sessions;
     n->last_seen = obx_now_ms();
-    struct obx_worker_label labels[] = {
+    struct obx_store_worker_label labels[] = {
         {(char *)OBX_WORKER_LABEL_SOURCE, (char *)"embedded"},
         {(char *)OBX_WORKER_LABEL_TYPE, (char *)OBX_WORKER_TYPE_NORMAL},
     };

@@ -95,7 +95,7 @@ int obx_store_worker_register(struct obx_store *st, const struct obx_store_regis
     return r;
 }
 
-void obx_worker_labels_free(struct obx_worker_label *labels, size_t n)
+void obx_store_worker_labels_free(struct obx_store_worker_label *labels, size_t n)
 {
     for (size_t i = 0; labels && i < n; i++) {
         free(labels[i].key);
@@ -105,9 +105,10 @@ void obx_worker_labels_free(struct obx_worker_label *labels, size_t n)
 }
 
 int obx_store_worker_labels(struct obx_store *st, const char *node_id,
-                            struct obx_worker_label **ret, size_t *ret_n, struct obx_error *err)
+                            struct obx_store_worker_label **ret, size_t *ret_n,
+                            struct obx_error *err)
 {
-    struct obx_worker_label *v = NULL;
+    struct obx_store_worker_label *v = NULL;
     size_t n = 0;
     pthread_mutex_lock(&st->lock);
     _cleanup_stmt_ sqlite3_stmt *s = NULL;
@@ -128,7 +129,7 @@ int obx_store_worker_labels(struct obx_store *st, const char *node_id,
     }
     store_unlock(st, &s);
     if (r < 0) {
-        obx_worker_labels_free(v, n);
+        obx_store_worker_labels_free(v, n);
         return r;
     }
     *ret = v;

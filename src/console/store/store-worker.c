@@ -22,7 +22,7 @@
     "n.node_id, n.node_name, n.executor_kind, n.version, n.registered_at_unix_ms, " \
     "n.last_seen_at_unix_ms, " ONLINE_SQL
 
-static void bind_scope(sqlite3_stmt *s, const struct obx_worker_scope *scope)
+static void bind_scope(sqlite3_stmt *s, const struct obx_store_worker_scope *scope)
 {
     if (scope->owner_id)
         store_bind_text(s, 1, scope->owner_id);
@@ -32,7 +32,7 @@ static void bind_scope(sqlite3_stmt *s, const struct obx_worker_scope *scope)
     sqlite3_bind_int(s, 3, (int)scope->status);
 }
 
-static void node_done(struct obx_worker_node *n)
+static void node_done(struct obx_store_worker_node *n)
 {
     free(n->name);
     free(n->executor_kind);
@@ -47,7 +47,7 @@ static void node_done(struct obx_worker_node *n)
     free(n->labels);
 }
 
-void obx_worker_nodes_free(struct obx_worker_node *nodes, size_t n)
+void obx_store_worker_nodes_free(struct obx_store_worker_node *nodes, size_t n)
 {
     for (size_t i = 0; nodes && i < n; i++)
         node_done(&nodes[i]);
@@ -75,7 +75,7 @@ static int exec_text(struct obx_store *st, const char *sql, const char *const *a
     return store_exec_stmt(st, s, sql, err);
 }
 
-static int provision_rows(struct obx_store *st, const struct obx_worker_provision *p,
+static int provision_rows(struct obx_store *st, const struct obx_store_worker_provision *p,
                           enum obx_store_conflict *ret_conflict, struct obx_error *err)
 {
     const char *node[] = {p->node_id, p->node_name};
@@ -126,7 +126,7 @@ static int provision_rows(struct obx_store *st, const struct obx_worker_provisio
     return r < 0 ? r : 0;
 }
 
-int obx_store_worker_provision(struct obx_store *st, const struct obx_worker_provision *p,
+int obx_store_worker_provision(struct obx_store *st, const struct obx_store_worker_provision *p,
                                enum obx_store_conflict *ret_conflict, struct obx_error *err)
 {
     *ret_conflict = OBX_STORE_CONFLICT_NONE;
@@ -144,7 +144,8 @@ int obx_store_worker_provision(struct obx_store *st, const struct obx_worker_pro
 }
 
 /* Capabilities and labels of one node (lock held). */
-static int read_children(struct obx_store *st, struct obx_worker_node *n, struct obx_error *err)
+static int read_children(struct obx_store *st, struct obx_store_worker_node *n,
+                         struct obx_error *err)
 {
     _cleanup_stmt_ sqlite3_stmt *c = NULL, *l = NULL;
     int r = store_prepare(st,
@@ -179,9 +180,9 @@ static int read_children(struct obx_store *st, struct obx_worker_node *n, struct
     return 0;
 }
 
-static int list_locked(struct obx_store *st, const struct obx_worker_scope *scope, int64_t limit,
-                       int64_t offset, struct obx_worker_node **items, size_t *n,
-                       int64_t *ret_total, struct obx_error *err)
+static int list_locked(struct obx_store *st, const struct obx_store_worker_scope *scope,
+                       int64_t limit, int64_t offset, struct obx_store_worker_node **items,
+                       size_t *n, int64_t *ret_total, struct obx_error *err)
 {
     _cleanup_stmt_ sqlite3_stmt *c = NULL, *s = NULL;
     int r = store_prepare(
@@ -205,7 +206,7 @@ static int list_locked(struct obx_store *st, const struct obx_worker_scope *scop
     sqlite3_bind_int64(s, 5, offset);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         *items = obx_xrealloc(*items, (*n + 1) * sizeof(**items));
-        struct obx_worker_node *w = &(*items)[(*n)++];
+        struct obx_store_worker_node *w = &(*items)[(*n)++];
         memset(w, 0, sizeof(*w));
         store_col_text(s, 0, w->id, sizeof(w->id));
         w->name = store_col_dup(s, 1);
@@ -225,17 +226,17 @@ static int list_locked(struct obx_store *st, const struct obx_worker_scope *scop
     return 0;
 }
 
-int obx_store_worker_list(struct obx_store *st, const struct obx_worker_scope *scope, int64_t limit,
-                          int64_t offset, struct obx_worker_node **ret, size_t *ret_n,
-                          int64_t *ret_total, struct obx_error *err)
+int obx_store_worker_list(struct obx_store *st, const struct obx_store_worker_scope *scope,
+                          int64_t limit, int64_t offset, struct obx_store_worker_node **ret,
+                          size_t *ret_n, int64_t *ret_total, struct obx_error *err)
 {
-    struct obx_worker_node *items = NULL;
+    struct obx_store_worker_node *items = NULL;
     size_t n = 0;
     pthread_mutex_lock(&st->lock);
     int r = list_locked(st, scope, limit, offset, &items, &n, ret_total, err);
     pthread_mutex_unlock(&st->lock);
     if (r < 0) {
-        obx_worker_nodes_free(items, n);
+        obx_store_worker_nodes_free(items, n);
         return r;
     }
     *ret = items;
@@ -243,8 +244,8 @@ int obx_store_worker_list(struct obx_store *st, const struct obx_worker_scope *s
     return 0;
 }
 
-int obx_store_worker_stats(struct obx_store *st, const struct obx_worker_scope *scope,
-                           int64_t stale_before_ms, struct obx_worker_stats *ret,
+int obx_store_worker_stats(struct obx_store *st, const struct obx_store_worker_scope *scope,
+                           int64_t stale_before_ms, struct obx_store_worker_stats *ret,
                            struct obx_error *err)
 {
     pthread_mutex_lock(&st->lock);

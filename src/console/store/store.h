@@ -144,29 +144,29 @@ int obx_store_task_prune(struct obx_store *st, int64_t now_ms, struct obx_error 
 #define OBX_WORKER_LABEL_TYPE "obx.worker_type"
 #define OBX_WORKER_HASH_ALGO "hmac-sha256"
 
-struct obx_worker_cap {
+struct obx_store_worker_cap {
     char *name; /* as declared */
     int max_inflight;
 };
 
-struct obx_worker_label {
+struct obx_store_worker_label {
     char *key, *value;
 };
 
-struct obx_worker_node {
+struct obx_store_worker_node {
     char id[OBX_WORKER_NODE_ID_MAX + 1];
     char *name, *executor_kind, *version; /* owned */
     bool online;
     int64_t registered_ms, last_seen_ms;
-    struct obx_worker_cap *caps; /* owned, n_caps */
+    struct obx_store_worker_cap *caps; /* owned, n_caps */
     size_t n_caps;
-    struct obx_worker_label *labels; /* owned, sorted by key */
+    struct obx_store_worker_label *labels; /* owned, sorted by key */
     size_t n_labels;
 };
 /* Frees n nodes and the array. */
-void obx_worker_nodes_free(struct obx_worker_node *nodes, size_t n);
+void obx_store_worker_nodes_free(struct obx_store_worker_node *nodes, size_t n);
 
-enum obx_worker_status_filter {
+enum obx_store_worker_status_filter {
     OBX_WORKER_STATUS_ALL,
     OBX_WORKER_STATUS_ONLINE,
     OBX_WORKER_STATUS_OFFLINE,
@@ -174,31 +174,31 @@ enum obx_worker_status_filter {
 
 /* Which nodes a caller sees. A node is online when it has a live session that was seen at or
  * after online_since_ms. */
-struct obx_worker_scope {
+struct obx_store_worker_scope {
     const char *owner_id; /* NULL: every node (admin); else only this account's worker-sys */
-    enum obx_worker_status_filter status;
+    enum obx_store_worker_status_filter status;
     int64_t online_since_ms;
 };
 
-struct obx_worker_provision {
+struct obx_store_worker_provision {
     const char *node_id, *node_name, *type, *owner_id, *source, *secret_hash;
     int64_t registered_ms, last_seen_ms;
 };
 
 /* Inserts a provisioned node, its labels, its credential and (worker-sys) the owner claim, in one
  * transaction. -EEXIST with *ret_conflict = ID or OWNER. */
-int obx_store_worker_provision(struct obx_store *st, const struct obx_worker_provision *p,
+int obx_store_worker_provision(struct obx_store *st, const struct obx_store_worker_provision *p,
                                enum obx_store_conflict *ret_conflict, struct obx_error *err);
-/* Oldest registration first, then node id. *ret is freed with obx_worker_nodes_free(). */
-int obx_store_worker_list(struct obx_store *st, const struct obx_worker_scope *scope, int64_t limit,
-                          int64_t offset, struct obx_worker_node **ret, size_t *ret_n,
-                          int64_t *ret_total, struct obx_error *err);
-struct obx_worker_stats {
+/* Oldest registration first, then node id. *ret is freed with obx_store_worker_nodes_free(). */
+int obx_store_worker_list(struct obx_store *st, const struct obx_store_worker_scope *scope,
+                          int64_t limit, int64_t offset, struct obx_store_worker_node **ret,
+                          size_t *ret_n, int64_t *ret_total, struct obx_error *err);
+struct obx_store_worker_stats {
     int64_t total, online, stale;
 };
 /* Counts in scope (scope->status is ignored); stale: last seen before stale_before_ms. */
-int obx_store_worker_stats(struct obx_store *st, const struct obx_worker_scope *scope,
-                           int64_t stale_before_ms, struct obx_worker_stats *ret,
+int obx_store_worker_stats(struct obx_store *st, const struct obx_store_worker_scope *scope,
+                           int64_t stale_before_ms, struct obx_store_worker_stats *ret,
                            struct obx_error *err);
 /* Deletes a node with everything hanging off it. owner_id as in the scope; -ENOENT when no such
  * node is visible to the caller. */
@@ -213,9 +213,9 @@ int obx_store_worker_clear_sessions(struct obx_store *st, struct obx_error *err)
 /* The worker registry's writes (store-registry.c). */
 struct obx_store_registration {
     const char *node_id, *session_id, *node_name, *executor_kind, *version;
-    const struct obx_worker_cap *caps; /* replace the stored ones */
+    const struct obx_store_worker_cap *caps; /* replace the stored ones */
     size_t n_caps;
-    const struct obx_worker_label *labels; /* merged into the stored ones (below) */
+    const struct obx_store_worker_label *labels; /* merged into the stored ones (below) */
     size_t n_labels;
     int64_t now_ms;
     bool create; /* a node the console runs itself: created when missing, not provisioned, and
@@ -227,10 +227,11 @@ struct obx_store_registration {
  * type, which keep their stored values. -ENOENT for an unknown node without create. */
 int obx_store_worker_register(struct obx_store *st, const struct obx_store_registration *reg,
                               struct obx_error *err);
-/* The stored labels of a node; *ret (n entries) is freed with obx_worker_labels_free(). */
+/* The stored labels of a node; *ret (n entries) is freed with obx_store_worker_labels_free(). */
 int obx_store_worker_labels(struct obx_store *st, const char *node_id,
-                            struct obx_worker_label **ret, size_t *ret_n, struct obx_error *err);
-void obx_worker_labels_free(struct obx_worker_label *labels, size_t n);
+                            struct obx_store_worker_label **ret, size_t *ret_n,
+                            struct obx_error *err);
+void obx_store_worker_labels_free(struct obx_store_worker_label *labels, size_t n);
 /* A heartbeat: last seen = now for the node's session. -ENOENT when the node is gone, -ESTALE
  * when it has another session now. */
 int obx_store_worker_seen(struct obx_store *st, const char *node_id, const char *session_id,

@@ -2,51 +2,12 @@
 /* Pure helpers of the console; see console-util.h. */
 #include "console-util.h"
 
+#include "common/utf8.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <strings.h>
 #include <time.h>
-
-uint32_t obx_console_utf8_next(const char *str, size_t len, size_t *ret_size)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    uint32_t cp;
-    size_t n;
-    if (s[0] < 0x80) {
-        *ret_size = 1;
-        return s[0];
-    } else if ((s[0] & 0xe0) == 0xc0) {
-        cp = s[0] & 0x1f;
-        n = 2;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        cp = s[0] & 0x0f;
-        n = 3;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        cp = s[0] & 0x07;
-        n = 4;
-    } else {
-        *ret_size = 1;
-        return 0xfffd;
-    }
-    if (n > len) {
-        *ret_size = 1;
-        return 0xfffd;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            *ret_size = 1;
-            return 0xfffd;
-        }
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        *ret_size = 1;
-        return 0xfffd;
-    }
-    *ret_size = n;
-    return cp;
-}
 
 bool obx_console_is_space(uint32_t cp)
 {
@@ -77,7 +38,7 @@ char *obx_console_trim(const char *s)
     bool seen = false;
     while (i < len) {
         size_t n;
-        uint32_t cp = obx_console_utf8_next(s + i, len - i, &n);
+        uint32_t cp = obx_utf8_next(s + i, len - i, &n);
         if (!obx_console_is_space(cp)) {
             if (!seen)
                 start = i;
@@ -89,19 +50,11 @@ char *obx_console_trim(const char *s)
     return seen ? obx_xstrndup(s + start, end - start) : obx_xstrdup("");
 }
 
-size_t obx_console_rune_count(const char *s)
-{
-    size_t len = strlen(s), count = 0;
-    for (size_t i = 0, n; i < len; i += n, count++)
-        obx_console_utf8_next(s + i, len - i, &n);
-    return count;
-}
-
 bool obx_console_has_space(const char *s)
 {
     size_t len = strlen(s);
     for (size_t i = 0, n; i < len; i += n)
-        if (obx_console_is_space(obx_console_utf8_next(s + i, len - i, &n)))
+        if (obx_console_is_space(obx_utf8_next(s + i, len - i, &n)))
             return true;
     return false;
 }
@@ -261,29 +214,4 @@ void obx_console_format_http_date(int64_t unix_ms, char out[static 40])
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-int obx_console_error_status(const char *code, int def)
-{
-    static const struct {
-        const char *code;
-        int status;
-    } map[] = {
-        {"invalid_payload", 400},
-        {"session_not_found", 404},
-        {"session_busy", 409},
-        {"canceled", 409},
-        {"no_capacity", 429},
-        {"session_capacity_exceeded", 429},
-        {"worker_lost", 502},
-        {"no_worker", 503},
-        {"session_unavailable", 503},
-        {"runtime_unavailable", 503},
-        {"timeout", 504},
-        {"deadline_exceeded", 504},
-    };
-    for (size_t i = 0; code && i < OBX_ARRAY_SIZE(map); i++)
-        if (strcmp(code, map[i].code) == 0)
-            return map[i].status;
-    return def;
 }

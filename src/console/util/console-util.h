@@ -1,22 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Pure helpers of the console (no I/O, no third-party calls), kept apart so unit tests reach
- * them directly: Unicode-aware trimming and rune counts as the reference's Go code does them, token
- * masking, cookie parsing, pagination parameters and the JSON time format.
+ * them directly: Unicode-aware trimming as the reference's Go code does it (decoding with
+ * common/utf8.h), token masking, cookie parsing, pagination parameters and the JSON time format.
  */
 #ifndef OBX_CONSOLE_UTIL_H
 #define OBX_CONSOLE_UTIL_H
 
 #include "common/util.h"
 
-/* Decodes one UTF-8 code point at s (len > 0); invalid bytes decode as U+FFFD of length 1. */
-uint32_t obx_console_utf8_next(const char *s, size_t len, size_t *ret_size);
 /* Go's unicode.IsSpace. */
 bool obx_console_is_space(uint32_t cp);
 /* A copy of s without leading and trailing Unicode white space. Caller frees. */
 char *obx_console_trim(const char *s);
-/* Number of code points (an invalid byte counts as one). */
-size_t obx_console_rune_count(const char *s);
 /* True when s contains any Unicode white space. */
 bool obx_console_has_space(const char *s);
 /* ASCII-lower-cased copy (the key for case-insensitive uniqueness). Caller frees. */
@@ -45,10 +41,5 @@ int obx_console_authority_host(const char *authority, char *out, size_t size);
 /* True when a media-range list (an Accept header) admits type ("application/json"): the type
  * itself, its "major/ *" or "* / *" wildcard, compared case-insensitively, parameters ignored. */
 bool obx_console_accepts(const char *accept, const char *type);
-
-/* The HTTP status of an error code a call can end with (no_worker 503, no_capacity 429,
- * session_not_found 404, ...): the one table the API routes share. def for a code it does not
- * name. */
-int obx_console_error_status(const char *code, int def);
 
 #endif
