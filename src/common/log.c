@@ -62,6 +62,28 @@ static size_t json_escape(char *out, size_t size, const char *s)
     return n;
 }
 
+/* A URL's token=VALUE (the console's /mcp takes the token in the query for clients that cannot
+ * set headers; access_token= and the like too) never reaches a log line, whoever logs the URL. */
+static void redact_tokens(char *msg)
+{
+    static const char key[] = "token=";
+    for (char *p = strstr(msg, key); p; p = strstr(p, key)) {
+        p += sizeof(key) - 1;
+        char *end = p + strcspn(p, "& \t\"'<>");
+        if (end == p)
+            continue;
+        static const char mask[] = "[redacted]";
+        size_t vlen = (size_t)(end - p), mlen = sizeof(mask) - 1;
+        if (vlen >= mlen) {
+            memcpy(p, mask, mlen);
+            memmove(p + mlen, end, strlen(end) + 1);
+        } else {
+            memset(p, '*', vlen);
+        }
+        p += vlen >= mlen ? mlen : vlen;
+    }
+}
+
 void obx_log_write(enum obx_log_level level, const char *file, int line_no, const char *fmt, ...)
 {
     if (level >= OBX_LOG_OFF)
@@ -71,6 +93,7 @@ void obx_log_write(enum obx_log_level level, const char *file, int line_no, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    redact_tokens(msg);
     /* One line per record: embedded newlines would split it. */
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r')

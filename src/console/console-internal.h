@@ -27,6 +27,8 @@
 #define OBX_CONSOLE_TOKEN_MIN_BYTES 32
 #define OBX_CONSOLE_TOKEN_MIN_DISTINCT 12
 #define OBX_CONSOLE_INSERT_ATTEMPTS 8
+/* The variables that change what /mcp's tools/list says (see CONSOLE_HIDDEN_TOOLS). */
+#define OBX_CONSOLE_MCP_TOOL_PREFIX "CONSOLE_MCP_TOOL_"
 
 struct obx_console {
     const struct obx_console_config *cfg;
@@ -104,6 +106,9 @@ extern const size_t obx_mcp_routes_n;
 /* MCP over Streamable HTTP (routes-mcp.c): the endpoint's sessions and its executor. free()
  * terminates every session (their calls are cancelled and answered), so it must run before the
  * HTTP server and the dispatcher go away, and after no handler runs any more. */
+struct obx_mcp_task_backend;
+/* The console's task table as the MCP core's task backend (mcp-tasks.c). */
+void obx_console_mcp_task_backend(struct obx_console *c, struct obx_mcp_task_backend *ret);
 struct obx_console_mcp *obx_console_mcp_new(struct obx_console *c);
 void obx_console_mcp_free(struct obx_console_mcp *m);
 
@@ -116,6 +121,8 @@ int obx_console_account_create(struct obx_console *c, const char *username, cons
 /* Bearer auth for a route that checks more first (AUTH_NONE in the table): fills ctx->account, or
  * answers 401 with a WWW-Authenticate challenge and returns false. */
 bool obx_route_auth_bearer(struct obx_route_ctx *ctx);
+/* The same for a token given in the URL (?token=, for MCP clients that cannot set headers). */
+bool obx_route_auth_query_token(struct obx_route_ctx *ctx, const char *token);
 /* The body as a JSON object, or NULL after answering 400 "invalid request body". */
 json_t *obx_route_body_object(struct obx_route_ctx *ctx);
 /* A string member: absent or null gives def; another type gives -EINVAL. */

@@ -19,6 +19,7 @@
 #include "common/utf8.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
+#include "mcp/mcp.h"
 #include "worker/worker.h"
 
 #define F(m) OBX_CONFIG_FIELD(struct obx_console_config, m)
@@ -88,8 +89,17 @@ static const struct obx_config_var vars[] = {
      604800, 0, NULL, 0, "an MCP session unused this long ends, seconds"},
     {"CONSOLE_MCP_KEEPALIVE_SEC", NULL, OBX_CONFIG_INT, F(mcp_keepalive_sec), "15", 0, 300, 0, NULL,
      0, "a silent /mcp answer becomes an event stream with a keepalive this often; 0 = off"},
+    {"CONSOLE_MCP_TASK_AFTER_MS", NULL, OBX_CONFIG_INT, F(mcp_task_after_ms), "10000", 0, 3600000,
+     0, NULL, 0,
+     "a tools/call of a client with the MCP tasks extension still running after this long is "
+     "answered with a task to poll, ms; 0 = never"},
     {"CONSOLE_MCP_ALLOWED_ORIGINS", NULL, OBX_CONFIG_STR, F(mcp_allowed_origins), NULL, 0, 0, 0,
      NULL, COPY, "comma-separated origins that may call /mcp from a browser"},
+    {"CONSOLE_HIDDEN_TOOLS", NULL, OBX_CONFIG_STR, F(hidden_tools), NULL, 0, 0, 0, NULL, COPY,
+     "comma-separated tools (echo, pythonExec, readImage, terminalExec) left out of /mcp "
+     "tools/list; still callable by name. CONSOLE_MCP_TOOL_<TOOL>_NAME, _TITLE, _DESCRIPTION and "
+     "_PARAM_<PARAM>_DESCRIPTION (TOOL and PARAM in upper snake case, e.g. PYTHON_EXEC, "
+     "SESSION_ID) change what models read; an empty parameter description hides the parameter"},
     /* Test harnesses only (the MCP conformance suite sends no token); loopback only. */
     {"CONSOLE_MCP_TEST_FIXTURES", NULL, OBX_CONFIG_BOOL, F(mcp_test_fixtures), "false", 0, 0, 0,
      NULL, OBX_CONFIG_HIDDEN, "tests only: fixture tools, /mcp without a token"},
@@ -228,6 +238,16 @@ int obx_console_config_from_env(struct obx_console_config *cfg, struct obx_error
         r = obx_error_set(err, EINVAL, "",
                           "CONSOLE_MCP_TEST_FIXTURES opens /mcp without a token: it needs a "
                           "loopback CONSOLE_HTTP_ADDR");
+    if (r >= 0) {
+        struct obx_mcp_server_config mc = {
+            .fixtures = cfg->mcp_test_fixtures,
+            .hidden_tools = cfg->hidden_tools,
+            .hidden_tools_var = "CONSOLE_HIDDEN_TOOLS",
+            .tool_env_prefix = OBX_CONSOLE_MCP_TOOL_PREFIX,
+            .env = environ,
+        };
+        r = obx_mcp_server_config_check(&mc, err);
+    }
     if (r < 0)
         return r;
     /* Trimmed of Unicode white space too, as the original does. */
@@ -384,6 +404,7 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         .idle_timeout_sec = cfg->idle_timeout_sec,
         .tls_cert_file = obx_str_empty(cfg->tls_cert_file) ? NULL : cfg->tls_cert_file,
         .tls_key_file = obx_str_empty(cfg->tls_key_file) ? NULL : cfg->tls_key_file,
+        .capture_headers = obx_mcp_param_headers(),
         .dispatch = obx_router_dispatch,
         .userdata = &c,
     };

@@ -44,8 +44,10 @@ struct obx_console_config {
     int mcp_max_sessions_per_account; /* MCP sessions at once per account */
     int mcp_session_idle_sec;         /* an MCP session unused this long is terminated */
     int mcp_keepalive_sec;            /* a silent /mcp answer turns into SSE with comments; 0 off */
-    char *mcp_allowed_origins;        /* comma-separated origins /mcp also accepts; may be "" */
-    bool mcp_test_fixtures; /* tests only: conformance fixture tools, /mcp without a token */
+    int mcp_task_after_ms; /* a call of a client with the tasks extension becomes a task; 0 off */
+    char *mcp_allowed_origins; /* comma-separated origins /mcp also accepts; may be "" */
+    char *hidden_tools;        /* CONSOLE_HIDDEN_TOOLS: tools left out of tools/list */
+    bool mcp_test_fixtures;    /* tests only: conformance fixture tools, /mcp without a token */
 };
 
 /* Fills cfg from the environment. Fails with a message naming the variable. The strings are owned

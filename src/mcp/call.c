@@ -22,7 +22,28 @@ void obx_mcp_call_free(struct obx_mcp_call *c)
 
 enum obx_mcp_version obx_mcp_call_version(struct obx_mcp_call *c)
 {
-    return obx_mcp_session_version(c->s);
+    return c->version;
+}
+
+const json_t *obx_mcp_call_args(struct obx_mcp_call *c)
+{
+    return c->payload;
+}
+
+void obx_mcp_call_fail(struct obx_mcp_call *c, int code, const char *message)
+{
+    c->rpc_code = code;
+    snprintf(c->rpc_message, sizeof(c->rpc_message), "%s", message);
+}
+
+/* The lowest level the client wants log messages of, or -1. */
+static int log_min(struct obx_mcp_call *c)
+{
+    if (!c->s)
+        return -1;
+    if (c->modern)
+        return c->log_level;
+    return __atomic_load_n(&c->s->log_level, __ATOMIC_ACQUIRE);
 }
 
 bool obx_mcp_call_sleep(struct obx_mcp_call *c, unsigned ms)
@@ -46,7 +67,7 @@ static void call_log(struct obx_mcp_call *c, enum obx_mcp_log_level level, const
 {
     va_list ap;
     va_start(ap, fmt);
-    _cleanup_json_ json_t *msg = obx_mcp_log_message(c->s, level, fmt, ap);
+    _cleanup_json_ json_t *msg = obx_mcp_log_message(log_min(c), level, fmt, ap);
     va_end(ap);
     if (!msg)
         return;
@@ -82,9 +103,9 @@ static json_t *number(double d)
 void obx_mcp_call_progress(struct obx_mcp_call *c, double progress, double total,
                            const char *message)
 {
-    if (!c->progress_token)
+    if (!c->progress_token || !c->s)
         return;
-    enum obx_mcp_version v = obx_mcp_session_version(c->s);
+    enum obx_mcp_version v = c->version;
     _cleanup_json_ json_t *params =
         json_pack("{sOso}", "progressToken", c->progress_token, "progress", number(progress));
     if (total >= 0)
@@ -120,7 +141,7 @@ static void call_on_output(void *userdata, enum obx_stream stream, const char *d
     if (len == 0)
         return;
     int si = stream == OBX_STREAM_STDERR ? 1 : 0;
-    bool with_text = obx_mcp_session_version(s) >= OBX_MCP_V2025_03_26;
+    bool with_text = c->version >= OBX_MCP_V2025_03_26;
 
     pthread_mutex_lock(&s->send_lock);
     if (c->responded || c->dropped || s->muted) {
@@ -160,9 +181,9 @@ static void call_on_log(void *userdata, int level, const char *message)
                                                  OBX_MCP_LOG_WARNING, OBX_MCP_LOG_ERROR};
     size_t i = level >= 0 && (size_t)level < OBX_ARRAY_SIZE(map) ? (size_t)level : 1;
     call_log(c, map[i], "%s", message);
-    if (!c->progress_token)
+    if (!c->progress_token || !c->s)
         return;
-    bool with_text = obx_mcp_session_version(c->s) >= OBX_MCP_V2025_03_26;
+    bool with_text = c->version >= OBX_MCP_V2025_03_26;
     pthread_mutex_lock(&c->s->send_lock);
     if (!c->s->muted) {
         c->progress_bytes++;
@@ -176,14 +197,17 @@ static void call_on_log(void *userdata, int level, const char *message)
     pthread_mutex_unlock(&c->s->send_lock);
 }
 
-/* Sends the call's response (result stolen) unless the client cancelled it, and finishes the
- * call's share of its batch. */
+/* Sends the call's response (result stolen; NULL: the JSON-RPC error of obx_mcp_call_fail())
+ * unless the client cancelled it, and finishes the call's share of its batch. */
 static void call_reply(struct obx_mcp_call *c, json_t *result)
 {
     struct obx_mcp_session *s = c->s;
+    if (result && c->modern)
+        obx_mcp_modern_result(result, c->srv->name, c->srv->version);
     pthread_mutex_lock(&s->send_lock);
     if (!c->dropped && !s->muted) {
-        json_t *resp = obx_rpc_result(c->id, result);
+        json_t *resp = result ? obx_rpc_result(c->id, result)
+                              : obx_rpc_error(c->id, c->rpc_code, "%s", c->rpc_message);
         if (c->batch) {
             json_array_append_new(c->batch->responses, resp);
         } else {
@@ -202,8 +226,7 @@ static void call_reply(struct obx_mcp_call *c, json_t *result)
 
 static json_t *call_execute(struct obx_mcp_call *c)
 {
-    struct obx_mcp_session *s = c->s;
-    struct obx_executor *ex = s->srv->executor;
+    struct obx_executor *ex = c->srv->executor;
     const char *name = c->tool->def->name;
     if (!ex)
         return obx_mcp_result_error("%s: no executor configured", OBX_ERR_RUNTIME_UNAVAILABLE);
@@ -228,23 +251,87 @@ static json_t *call_execute(struct obx_mcp_call *c)
         return obx_mcp_result_error("%s", obx_error_text(&err, text, sizeof(text)));
     }
     call_log(c, OBX_MCP_LOG_DEBUG, "%s: finished", name);
-    return c->tool->def->shape_result(c->tool, res, obx_mcp_session_version(s));
+    return c->tool->def->shape_result(c->tool, res, c->version);
 }
 
-struct obx_mcp_call *obx_mcp_call_new(struct obx_mcp_session *s, json_t *id,
+json_t *obx_mcp_call_run(struct obx_mcp_call *c)
+{
+    if (!c->tool->def->run)
+        return call_execute(c);
+    json_t *r = c->tool->def->run(c);
+    if (!r && !c->rpc_code)
+        obx_mcp_call_fail(c, OBX_RPC_INTERNAL_ERROR, "internal error: the tool gave no result");
+    return r;
+}
+
+/* The answer of a call that is turned into a task: the tool's result when the task ends within
+ * the tool's patience, else the CreateTaskResult of the extension (the task runs on). NULL after
+ * obx_mcp_call_fail(). */
+static json_t *call_task(struct obx_mcp_call *c)
+{
+    struct obx_mcp_server *srv = c->srv;
+    char id[64];
+    struct obx_error err = OBX_ERROR_INIT;
+    if (obx_mcp_task_start(srv, c->call.account, c->tool, c->payload, c->timeout_ms, id, &err) <
+        0) {
+        char text[sizeof(err.code) + sizeof(err.message) + 4];
+        return obx_mcp_result_error("%s", obx_error_text(&err, text, sizeof(text)));
+    }
+    int after = c->tool->def->task_after_ms;
+    uint64_t patience = after == OBX_MCP_TASK_AT_ONCE ? 0
+                        : after > 0                   ? (uint64_t)after
+                                                      : (uint64_t)srv->task_after_ms;
+    uint64_t end = obx_now_ms() + patience;
+    bool ended = false;
+    for (;;) {
+        if (obx_call_is_cancelled(&c->call)) {
+            obx_mcp_task_cancel(srv, NULL, id);
+            return obx_mcp_result_error("%s: the call was cancelled", OBX_ERR_CANCELED);
+        }
+        uint64_t now = obx_now_ms();
+        if (ended || now >= end)
+            break;
+        ended = obx_mcp_task_wait(srv, id, OBX_MIN(end - now, 100));
+    }
+    struct obx_mcp_task_info info;
+    if (obx_mcp_task_get(srv, NULL, id, &info) < 0)
+        return obx_mcp_result_error("%s: the task %s is gone", OBX_ERR_INTERNAL, id);
+    json_t *r = NULL;
+    if (info.status == OBX_MCP_TASK_WORKING) {
+        r = obx_mcp_task_json(srv, id, &info, false);
+        json_object_set_new(r, "resultType", json_string("task"));
+        obx_debug("mcp: %s runs on as task %s", c->tool->def->name, id);
+    } else if (info.status == OBX_MCP_TASK_COMPLETED) {
+        r = obx_mcp_task_tool_result(srv, &info);
+    } else if (info.status == OBX_MCP_TASK_CANCELLED) {
+        r = obx_mcp_result_error("%s: the task was cancelled", OBX_ERR_CANCELED);
+    } else {
+        obx_mcp_call_fail(c, info.rpc_code ? info.rpc_code : OBX_RPC_INTERNAL_ERROR,
+                          info.message[0] ? info.message : "internal error");
+    }
+    obx_mcp_task_info_done(&info);
+    return r;
+}
+
+struct obx_mcp_call *obx_mcp_call_new(struct obx_mcp_server *srv, struct obx_mcp_session *s,
+                                      const char *account, json_t *id,
                                       const struct obx_mcp_tool_entry *tool, json_t *payload,
                                       uint64_t timeout_ms, json_t *progress_token,
                                       struct batch *batch, struct sink *sink)
 {
     struct obx_mcp_call *c = obx_xcalloc(1, sizeof(*c));
+    c->srv = srv;
     c->s = s;
     c->id = json_incref(id);
     c->tool = tool;
     c->payload = payload;
     c->batch = batch;
     c->sink = sink;
+    c->timeout_ms = timeout_ms;
+    c->version = s ? obx_mcp_session_version(s) : OBX_MCP_VERSION_FIRST_MODERN;
+    c->log_level = -1;
     obx_call_init(&c->call);
-    c->call.account = s->account;
+    c->call.account = account;
     if (timeout_ms)
         c->call.deadline = obx_now_ms() + timeout_ms + OBX_MCP_DEADLINE_GRACE_MS;
     if (progress_token) {
@@ -261,7 +348,7 @@ void *obx_mcp_call_main(void *userdata)
 {
     struct obx_mcp_call *c = userdata;
     struct obx_mcp_session *s = c->s;
-    json_t *result = c->tool->def->run ? c->tool->def->run(c) : call_execute(c);
+    json_t *result = c->as_task ? call_task(c) : obx_mcp_call_run(c);
     call_reply(c, result);
 
     pthread_mutex_lock(&s->lock);

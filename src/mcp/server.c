@@ -28,6 +28,7 @@
 #include "session.h"
 
 #include <stdarg.h>
+#include <strings.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -88,18 +89,13 @@ void obx_mcp_batch_release_locked(struct obx_mcp_session *s, struct batch *b)
     free(b);
 }
 
-static const char *const level_names[] = {"debug", "info",     "notice", "warning",
-                                          "error", "critical", "alert",  "emergency"};
-
-json_t *obx_mcp_log_message(struct obx_mcp_session *s, enum obx_mcp_log_level level,
-                            const char *fmt, va_list ap)
+json_t *obx_mcp_log_message(int min, enum obx_mcp_log_level level, const char *fmt, va_list ap)
 {
-    int min = __atomic_load_n(&s->log_level, __ATOMIC_ACQUIRE);
-    if (min < 0 || (int)level < min || (size_t)level >= OBX_ARRAY_SIZE(level_names))
+    if (min < 0 || (int)level < min || (int)level > OBX_MCP_LOG_EMERGENCY)
         return NULL;
     char *text = obx_xvasprintf(fmt, ap);
-    json_t *params = json_pack("{ssssso}", "level", level_names[level], "logger", "onlyboxes",
-                               "data", obx_json_string_bytes(text, strlen(text)));
+    json_t *params = json_pack("{ssssso}", "level", obx_mcp_log_level_name((int)level), "logger",
+                               "onlyboxes", "data", obx_json_string_bytes(text, strlen(text)));
     free(text);
     return obx_rpc_notification("notifications/message", params);
 }
@@ -109,7 +105,8 @@ void obx_mcp_session_log(struct obx_mcp_session *s, enum obx_mcp_log_level level
 {
     va_list ap;
     va_start(ap, fmt);
-    json_t *msg = obx_mcp_log_message(s, level, fmt, ap);
+    json_t *msg =
+        obx_mcp_log_message(__atomic_load_n(&s->log_level, __ATOMIC_ACQUIRE), level, fmt, ap);
     va_end(ap);
     if (msg)
         obx_mcp_session_send(s, &s->default_sink, msg, false);
@@ -122,6 +119,7 @@ struct request {
     const struct obx_rpc_msg *m;
     struct batch *batch;
     struct sink *sink;
+    struct obx_mcp_envelope env; /* env.modern false: legacy, by the session's version */
 };
 
 #define INSTRUCTIONS                                                                              \
@@ -129,6 +127,15 @@ struct request {
     "snippet (a fresh sandbox every call) and terminalExec for shell commands in a terminal "     \
     "session that keeps its files, working directory and exported variables between calls (pass " \
     "back its session_id); readImage shows you an image file from such a session."
+
+/* How long clients may keep a list or discover result (the tool list changes only when the
+ * server is restarted with other settings). */
+#define CACHE_TTL_MS 300000
+
+static enum obx_mcp_version rq_version(struct request *rq)
+{
+    return rq->env.modern ? rq->env.version : obx_mcp_session_version(rq->s);
+}
 
 static json_t *m_initialize(struct request *rq)
 {
@@ -160,6 +167,19 @@ static json_t *m_initialize(struct request *rq)
     return obx_rpc_result(rq->m->id, result);
 }
 
+static json_t *m_discover(struct request *rq)
+{
+    struct obx_mcp_server *srv = rq->s->srv;
+    json_t *caps = json_pack("{s{sb}s{}s{s{}}}", "tools", "listChanged", 0, "logging", "extensions",
+                             OBX_MCP_EXT_TASKS);
+    if (srv->task_after_ms == OBX_MCP_TASKS_OFF)
+        json_object_del(caps, "extensions");
+    json_t *r = json_pack("{sosossssso}", "supportedVersions", obx_mcp_modern_versions(),
+                          "capabilities", caps, "instructions", INSTRUCTIONS, "cacheScope",
+                          srv->cache_scope, "ttlMs", json_integer(CACHE_TTL_MS));
+    return obx_rpc_result(rq->m->id, r);
+}
+
 static json_t *m_ping(struct request *rq)
 {
     return obx_rpc_result(rq->m->id, json_object());
@@ -167,13 +187,18 @@ static json_t *m_ping(struct request *rq)
 
 static json_t *m_tools_list(struct request *rq)
 {
+    struct obx_mcp_server *srv = rq->s->srv;
     json_t *cursor = json_object_get(rq->m->params, "cursor");
     if (cursor && !json_is_string(cursor) && !json_is_null(cursor))
         return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS, "invalid params: invalid cursor");
-    json_t *r = obx_mcp_catalog_list(&rq->s->srv->catalog, obx_mcp_session_version(rq->s),
-                                     json_string_value(cursor), rq->s->srv->page_size);
+    json_t *r = obx_mcp_catalog_list(&srv->catalog, rq_version(rq), json_string_value(cursor),
+                                     srv->page_size);
     if (!r)
         return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS, "invalid params: invalid cursor");
+    if (rq->env.modern) {
+        json_object_set_new(r, "ttlMs", json_integer(CACHE_TTL_MS));
+        json_object_set_new(r, "cacheScope", json_string(srv->cache_scope));
+    }
     return obx_rpc_result(rq->m->id, r);
 }
 
@@ -183,13 +208,12 @@ static json_t *m_set_level(struct request *rq)
     if (!level)
         return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS,
                              "invalid params: \"level\" is required");
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(level_names); i++)
-        if (strcmp(level, level_names[i]) == 0) {
-            __atomic_store_n(&rq->s->log_level, (int)i, __ATOMIC_RELEASE);
-            return obx_rpc_result(rq->m->id, json_object());
-        }
-    return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS,
-                         "invalid params: invalid log level \"%s\"", level);
+    int l = obx_mcp_log_level_parse(level);
+    if (l < 0)
+        return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS,
+                             "invalid params: invalid log level \"%s\"", level);
+    __atomic_store_n(&rq->s->log_level, l, __ATOMIC_RELEASE);
+    return obx_rpc_result(rq->m->id, json_object());
 }
 
 /* The call in flight with this id that has not been answered yet (a call stays on the list for a
@@ -249,8 +273,11 @@ static json_t *start_call(struct request *rq, struct obx_mcp_call *c)
         }
     }
     pthread_mutex_unlock(&s->lock);
-    if (resp)
+    if (resp) {
+        if (c->modern && json_object_get(resp, "result"))
+            obx_mcp_modern_result(json_object_get(resp, "result"), s->srv->name, s->srv->version);
         obx_mcp_call_free(c);
+    }
     return resp;
 }
 
@@ -279,19 +306,153 @@ static json_t *m_tools_call(struct request *rq)
     json_t *payload = NULL;
     uint64_t timeout_ms = 0;
     char msg[600];
-    if (obx_mcp_tool_prepare(t, args, &payload, &timeout_ms, msg, sizeof(msg)) < 0)
-        return obx_rpc_result(id, obx_mcp_result_error("%s", msg));
+    if (obx_mcp_tool_prepare(t, args, &payload, &timeout_ms, msg, sizeof(msg)) < 0) {
+        json_t *r = obx_mcp_result_error("%s", msg);
+        if (rq->env.modern)
+            obx_mcp_modern_result(r, s->srv->name, s->srv->version);
+        return obx_rpc_result(id, r);
+    }
 
     json_t *token = json_object_get(json_object_get(params, "_meta"), "progressToken");
     if (!json_is_string(token) && !json_is_integer(token))
         token = NULL;
-    struct obx_mcp_call *c =
-        obx_mcp_call_new(s, id, t, payload, timeout_ms, token, rq->batch, rq->sink);
+    struct obx_mcp_call *c = obx_mcp_call_new(s->srv, s, s->account, id, t, payload, timeout_ms,
+                                              token, rq->batch, rq->sink);
+    if (rq->env.modern) {
+        c->modern = true;
+        c->version = rq->env.version;
+        c->log_level = rq->env.log_level;
+        c->as_task = rq->env.tasks && s->srv->task_after_ms != OBX_MCP_TASKS_OFF &&
+                     t->def->task_support != OBX_MCP_TASK_FORBIDDEN;
+    }
     return start_call(rq, c);
+}
+
+/* params.taskId of a tasks/ request, or NULL after setting *err. */
+static const char *task_id_param(struct request *rq, json_t **err)
+{
+    json_t *v = json_object_get(rq->m->params, "taskId");
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        *err = obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS,
+                             "invalid params: \"taskId\" (a string) is required");
+        return NULL;
+    }
+    return json_string_value(v);
+}
+
+static json_t *task_not_found(struct request *rq, const char *id)
+{
+    return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS,
+                         "Failed to retrieve task: task %.64s not found (unknown, expired, or "
+                         "another account's)",
+                         id);
+}
+
+/* The task the request names, of the caller's account: its id, or NULL with *err set. */
+static const char *task_lookup(struct request *rq, struct obx_mcp_task_info *info, json_t **err)
+{
+    const char *id = task_id_param(rq, err);
+    if (id && obx_mcp_task_get(rq->s->srv, rq->s->account, id, info) < 0) {
+        *err = task_not_found(rq, id);
+        return NULL;
+    }
+    return id;
+}
+
+static json_t *m_tasks_get(struct request *rq)
+{
+    json_t *err = NULL;
+    struct obx_mcp_task_info info;
+    const char *id = task_lookup(rq, &info, &err);
+    if (!id)
+        return err;
+    json_t *r = obx_mcp_task_json(rq->s->srv, id, &info, true);
+    obx_mcp_task_info_done(&info);
+    return obx_rpc_result(rq->m->id, r);
+}
+
+/* tasks/update: no tool of ours asks for input, so there is never an outstanding request to
+ * answer; the responses are acknowledged and ignored, as the extension says for unknown keys. */
+static json_t *m_tasks_update(struct request *rq)
+{
+    json_t *err = NULL;
+    struct obx_mcp_task_info info;
+    if (!task_lookup(rq, &info, &err))
+        return err;
+    obx_mcp_task_info_done(&info);
+    return obx_rpc_result(rq->m->id, json_object());
+}
+
+static json_t *m_tasks_cancel(struct request *rq)
+{
+    json_t *err = NULL;
+    const char *id = task_id_param(rq, &err);
+    if (!id)
+        return err;
+    if (obx_mcp_task_cancel(rq->s->srv, rq->s->account, id) < 0)
+        return task_not_found(rq, id);
+    return obx_rpc_result(rq->m->id, json_object());
+}
+
+/* subscriptions/listen: the stream carries notifications/tasks for the task ids asked for (of
+ * this account) and nothing else; the server offers no list-changed notifications. The request
+ * stays open until the client ends it. */
+static json_t *m_listen(struct request *rq)
+{
+    struct obx_mcp_session *s = rq->s;
+    json_t *want = json_object_get(rq->m->params, "notifications");
+    if (want && !json_is_object(want))
+        return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS,
+                             "invalid params: \"notifications\" must be an object");
+    json_t *ids = json_object_get(want, "taskIds");
+    if (ids && !json_is_array(ids))
+        return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS,
+                             "invalid params: \"notifications.taskIds\" must be an array");
+    if (json_array_size(ids) > OBX_MCP_MAX_LISTEN_TASKS)
+        return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_PARAMS,
+                             "invalid params: at most %u task ids per subscription",
+                             OBX_MCP_MAX_LISTEN_TASKS);
+    if (rq->batch)
+        return obx_rpc_error(rq->m->id, OBX_RPC_INVALID_REQUEST,
+                             "invalid request: subscriptions/listen cannot be part of a batch");
+    _cleanup_json_ json_t *agreed = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        struct obx_mcp_task_info info;
+        const char *id = json_string_value(v);
+        if (id && obx_mcp_task_get(s->srv, s->account, id, &info) == 0) {
+            json_array_append(agreed, v);
+            obx_mcp_task_info_done(&info);
+        }
+    }
+    json_t *ack_params =
+        json_pack("{s{sO}s{}}", "_meta", OBX_MCP_META_SUBSCRIPTION, rq->m->id, "notifications");
+    if (ids)
+        json_object_set(json_object_get(ack_params, "notifications"), "taskIds", agreed);
+    pthread_mutex_lock(&s->send_lock);
+    rq->sink->pending++;
+    pthread_mutex_unlock(&s->send_lock);
+    obx_mcp_session_send(
+        s, rq->sink, obx_rpc_notification("notifications/subscriptions/acknowledged", ack_params),
+        false);
+    obx_mcp_listen_add(s->srv, s, rq->sink, rq->m->id, agreed);
+    return NULL;
 }
 
 static void n_initialized(struct request *rq)
 {
+}
+
+/* Cancels a call and drops its answer unless it went out already; s->lock held. */
+static void drop_call_locked(struct obx_mcp_session *s, struct obx_mcp_call *c)
+{
+    pthread_mutex_lock(&s->send_lock);
+    if (!c->responded)
+        c->dropped = true;
+    pthread_mutex_unlock(&s->send_lock);
+    obx_call_cancel(&c->call);
 }
 
 static void n_cancelled(struct request *rq)
@@ -300,24 +461,30 @@ static void n_cancelled(struct request *rq)
     json_t *id = json_object_get(rq->m->params, "requestId");
     pthread_mutex_lock(&s->lock);
     struct obx_mcp_call *c = find_unanswered(s, id);
-    if (c) {
-        /* The response may go out between the lookup and here; then this is a no-op, which is
-         * the race the spec tells us to expect. */
-        pthread_mutex_lock(&s->send_lock);
-        if (!c->responded)
-            c->dropped = true;
-        pthread_mutex_unlock(&s->send_lock);
-        obx_call_cancel(&c->call);
-    }
+    /* The response may go out between the lookup and here; then this is a no-op, which is the
+     * race the spec tells us to expect. */
+    if (c)
+        drop_call_locked(s, c);
     pthread_mutex_unlock(&s->lock);
+    if (!c && id)
+        obx_mcp_listen_end(s->srv, s, id);
 }
 
-static const struct {
+struct method {
     const char *name;
     json_t *(*fn)(struct request *rq);
-} methods[] = {
+};
+
+static const struct method legacy_methods[] = {
     {"initialize", m_initialize}, {"logging/setLevel", m_set_level}, {"ping", m_ping},
     {"tools/call", m_tools_call}, {"tools/list", m_tools_list},
+};
+
+static const struct method modern_methods[] = {
+    {"server/discover", m_discover},  {"subscriptions/listen", m_listen},
+    {"tasks/cancel", m_tasks_cancel}, {"tasks/get", m_tasks_get},
+    {"tasks/update", m_tasks_update}, {"tools/call", m_tools_call},
+    {"tools/list", m_tools_list},
 };
 
 static const struct {
@@ -327,6 +494,67 @@ static const struct {
     {"notifications/cancelled", n_cancelled},
     {"notifications/initialized", n_initialized},
 };
+
+static const struct method *find_method(const struct method *table, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, table[i].name) == 0)
+            return &table[i];
+    return NULL;
+}
+
+/* The checks of a modern request that come before its method runs: the method exists (-32601,
+ * 404 over HTTP) and the client declared the capabilities the request needs (-32021, 400). */
+static json_t *modern_precheck(struct obx_mcp_server *srv, const struct obx_rpc_msg *m,
+                               const struct obx_mcp_envelope *env, int *status)
+{
+    *status = 404;
+    if (!find_method(modern_methods, OBX_ARRAY_SIZE(modern_methods), m->method))
+        return obx_rpc_error(m->id, OBX_RPC_METHOD_NOT_FOUND,
+                             "Method not found: %.128s (not a method of protocol %s)", m->method,
+                             obx_mcp_version_name(env->version));
+    *status = 400;
+    bool tasks_on = srv->task_after_ms != OBX_MCP_TASKS_OFF;
+    if (strncmp(m->method, "tasks/", 6) == 0 && (!env->tasks || !tasks_on)) {
+        if (!tasks_on)
+            return obx_rpc_error(m->id, OBX_RPC_METHOD_NOT_FOUND,
+                                 "Method not found: %.128s (tasks are turned off on this server)",
+                                 m->method);
+        return obx_mcp_missing_tasks_capability(m->id, "tasks/* needs the tasks extension in "
+                                                       "the request's clientCapabilities");
+    }
+    if (strcmp(m->method, "subscriptions/listen") == 0 && !env->tasks &&
+        json_array_size(json_object_get(json_object_get(m->params, "notifications"), "taskIds")) >
+            0)
+        return obx_mcp_missing_tasks_capability(m->id, "task notifications need the tasks "
+                                                       "extension");
+    if (strcmp(m->method, "tools/call") == 0) {
+        const struct obx_mcp_tool_entry *t = obx_mcp_catalog_find(
+            &srv->catalog, json_string_value(json_object_get(m->params, "name")));
+        if (t && t->requires && !obx_mcp_caps_have(env->caps, t->requires))
+            return obx_mcp_missing_capability(m->id, json_deep_copy(t->requires), t->def->name);
+        if (t && t->def->task_support == OBX_MCP_TASK_REQUIRED && (!env->tasks || !tasks_on))
+            return obx_mcp_missing_tasks_capability(m->id, "this tool always runs as a task");
+    }
+    *status = 200;
+    return NULL;
+}
+
+/* Handles one modern request (env read and valid, version served). */
+static json_t *handle_modern(struct request *rq)
+{
+    int status;
+    json_t *err = modern_precheck(rq->s->srv, rq->m, &rq->env, &status);
+    if (err)
+        return err;
+    const struct method *fn =
+        find_method(modern_methods, OBX_ARRAY_SIZE(modern_methods), rq->m->method);
+    json_t *resp = fn->fn(rq);
+    json_t *result = json_object_get(resp, "result");
+    if (result)
+        obx_mcp_modern_result(result, rq->s->srv->name, rq->s->srv->version);
+    return resp;
+}
 
 /* Handles one message that is not an array; b is the batch it belongs to, if any, and k the sink
  * of the incoming message. */
@@ -358,17 +586,43 @@ static void handle_one(struct obx_mcp_session *s, json_t *msg, struct batch *b, 
                               "invalid params: \"params\" must be an object"));
         return;
     }
-    if (b && strcmp(m.method, "initialize") == 0) {
+    /* initialize opens the legacy era unless the request claims a modern version. */
+    bool hint = strcmp(m.method, "server/discover") == 0;
+    bool init = strcmp(m.method, "initialize") == 0 && !obx_mcp_envelope_claimed(m.params);
+    if (!init) {
+        int r = obx_mcp_envelope_read(m.params, m.id, hint, &rq.env, &err);
+        if (r < 0) {
+            deliver(s, b, k, err);
+            return;
+        }
+        if (r > 0 && b) {
+            deliver(s, b, k,
+                    obx_rpc_error(m.id, OBX_RPC_INVALID_REQUEST,
+                                  "invalid request: requests of protocol %s cannot be part of a "
+                                  "batch",
+                                  obx_mcp_version_name(rq.env.version)));
+            return;
+        }
+        if (r > 0 && !rq.env.supported) {
+            deliver(s, b, k, obx_mcp_unsupported_version(m.id, rq.env.requested));
+            return;
+        }
+        if (r > 0) {
+            deliver(s, b, k, handle_modern(&rq));
+            return;
+        }
+    }
+    if (b && init) {
         deliver(s, b, k,
                 obx_rpc_error(m.id, OBX_RPC_INVALID_REQUEST,
                               "invalid request: initialize must not be part of a batch"));
         return;
     }
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(methods); i++)
-        if (strcmp(m.method, methods[i].name) == 0) {
-            deliver(s, b, k, methods[i].fn(&rq));
-            return;
-        }
+    const struct method *fn = find_method(legacy_methods, OBX_ARRAY_SIZE(legacy_methods), m.method);
+    if (fn) {
+        deliver(s, b, k, fn->fn(&rq));
+        return;
+    }
     deliver(s, b, k,
             obx_rpc_error(m.id, OBX_RPC_METHOD_NOT_FOUND, "method not found: %s", m.method));
 }
@@ -454,6 +708,201 @@ bool obx_mcp_session_initialized(struct obx_mcp_session *s)
     return r;
 }
 
+int obx_mcp_session_assume(struct obx_mcp_session *s, const char *version)
+{
+    enum obx_mcp_version v;
+    if (obx_mcp_version_parse(version, &v) < 0 || obx_mcp_version_modern(v))
+        return -EINVAL;
+    pthread_mutex_lock(&s->lock);
+    s->initialized = true;
+    __atomic_store_n(&s->version, (int)v, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+const char *obx_mcp_session_version_name(struct obx_mcp_session *s)
+{
+    return obx_mcp_session_initialized(s) ? obx_mcp_version_name(obx_mcp_session_version(s)) : "";
+}
+
+void obx_mcp_session_cancel_all(struct obx_mcp_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    for (struct obx_mcp_call *c = s->inflight; c; c = c->next)
+        drop_call_locked(s, c);
+    pthread_mutex_unlock(&s->lock);
+    obx_mcp_listen_end(s->srv, s, NULL);
+}
+
+/* ---- what Streamable HTTP decides before a session sees a POST ---- */
+
+static void reject(struct obx_mcp_inbound *ret, int status, json_t *error)
+{
+    ret->kind = OBX_MCP_INBOUND_REJECT;
+    ret->status = status;
+    ret->error = obx_json_dumps(error);
+    json_decref(error);
+}
+
+static bool header_names_modern(const char *v)
+{
+    if (!v)
+        return false;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    enum obx_mcp_version ver;
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    _cleanup_free_ char *t = obx_xstrndup(v, n);
+    return obx_mcp_version_parse(t, &ver) == 0 && obx_mcp_version_modern(ver);
+}
+
+static void classify_request(struct obx_mcp_server *srv, const struct obx_rpc_msg *m,
+                             const struct obx_mcp_http_meta *h, struct obx_mcp_inbound *ret)
+{
+    bool header_modern = header_names_modern(h->protocol_version);
+    if (m->params && !json_is_object(m->params)) {
+        /* Legacy sessions answer this in-band, as they always did. */
+        ret->kind = header_modern ? OBX_MCP_INBOUND_MODERN : OBX_MCP_INBOUND_LEGACY;
+        return;
+    }
+    if (strcmp(m->method, "initialize") == 0 && !obx_mcp_envelope_claimed(m->params)) {
+        if (header_modern)
+            reject(ret, 400,
+                   obx_mcp_error_data(m->id, OBX_RPC_HEADER_MISMATCH,
+                                      json_pack("{ss}", "header", "MCP-Protocol-Version"),
+                                      "Header mismatch: initialize (the legacy handshake) was "
+                                      "sent with a modern MCP-Protocol-Version header"));
+        else
+            ret->kind = OBX_MCP_INBOUND_INITIALIZE;
+        return;
+    }
+    struct obx_mcp_envelope env;
+    json_t *err = NULL;
+    bool hint = header_modern || strcmp(m->method, "server/discover") == 0;
+    int r = obx_mcp_envelope_read(m->params, m->id, hint, &env, &err);
+    if (r < 0) {
+        reject(ret, 400, err);
+        return;
+    }
+    if (r == 0) {
+        ret->kind = OBX_MCP_INBOUND_LEGACY;
+        return;
+    }
+    if ((err = obx_mcp_http_version_check(m, &env, h))) {
+        reject(ret, 400, err);
+        return;
+    }
+    if (!env.supported) {
+        reject(ret, 400, obx_mcp_unsupported_version(m->id, env.requested));
+        return;
+    }
+    if ((err = obx_mcp_http_check(&srv->catalog, m, &env, h))) {
+        reject(ret, 400, err);
+        return;
+    }
+    int status;
+    if ((err = modern_precheck(srv, m, &env, &status))) {
+        reject(ret, status, err);
+        return;
+    }
+    ret->kind = OBX_MCP_INBOUND_MODERN;
+}
+
+void obx_mcp_inbound_classify(struct obx_mcp_server *srv, const char *body, size_t len,
+                              const struct obx_mcp_http_meta *h, struct obx_mcp_inbound *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    ret->legacy_version = -1;
+    enum obx_mcp_version lv;
+    if (h->protocol_version && obx_mcp_version_parse(h->protocol_version, &lv) == 0 &&
+        !obx_mcp_version_modern(lv))
+        ret->legacy_version = (int)lv;
+
+    json_t *err = NULL;
+    _cleanup_json_ json_t *msg = obx_rpc_parse(body, len, &err);
+    if (!msg) {
+        /* "Parse error: <why>", the wording of the reference transports. */
+        json_t *e = json_object_get(err, "error");
+        const char *why = obx_json_get_str(e, "message", "parse error");
+        if (strncmp(why, "parse error: ", 13) == 0)
+            why += 13;
+        _cleanup_free_ char *text = obx_xasprintf("Parse error: %s", why);
+        json_object_set_new(e, "message", obx_json_string_bytes(text, strlen(text)));
+        reject(ret, 400, err);
+        return;
+    }
+    if (json_is_array(msg)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(msg, i, e)
+        {
+            if (obx_mcp_envelope_claimed(json_object_get(e, "params"))) {
+                reject(ret, 400,
+                       obx_rpc_error(NULL, OBX_RPC_INVALID_REQUEST,
+                                     "invalid request: requests of protocol 2026-07-28 cannot "
+                                     "be part of a batch"));
+                return;
+            }
+        }
+        ret->kind = OBX_MCP_INBOUND_LEGACY;
+        return;
+    }
+    struct obx_rpc_msg m;
+    switch (obx_rpc_classify(msg, &m, &err)) {
+    case OBX_RPC_INVALID:
+        reject(ret, 400, err);
+        return;
+    case OBX_RPC_RESPONSE:
+        ret->kind = OBX_MCP_INBOUND_LEGACY;
+        return;
+    case OBX_RPC_NOTIFICATION:
+        ret->kind = obx_mcp_envelope_claimed(m.params) || header_names_modern(h->protocol_version)
+                        ? OBX_MCP_INBOUND_MODERN
+                        : OBX_MCP_INBOUND_LEGACY;
+        return;
+    case OBX_RPC_REQUEST:
+        classify_request(srv, &m, h, ret);
+        return;
+    }
+}
+
+void obx_mcp_inbound_done(struct obx_mcp_inbound *in)
+{
+    free(in->error);
+    in->error = NULL;
+}
+
+static char *param_headers[8];
+static pthread_once_t param_headers_once = PTHREAD_ONCE_INIT;
+
+static char *lower_dup(const char *s);
+
+static void param_headers_init(void)
+{
+    struct obx_mcp_catalog cat;
+    obx_mcp_catalog_init(&cat, false, NULL);
+    size_t n = 0;
+    for (size_t i = 0; i < cat.n; i++)
+        for (size_t j = 0; j < cat.tools[i].n_header_params; j++) {
+            _cleanup_free_ char *h =
+                obx_xasprintf("mcp-param-%s", cat.tools[i].header_params[j].header);
+            bool seen = false;
+            for (size_t k = 0; k < n && !seen; k++)
+                seen = strcasecmp(param_headers[k], h) == 0;
+            if (!seen && n + 1 < OBX_ARRAY_SIZE(param_headers))
+                param_headers[n++] = lower_dup(h);
+        }
+    obx_mcp_catalog_done(&cat);
+}
+
+const char *const *obx_mcp_param_headers(void)
+{
+    pthread_once(&param_headers_once, param_headers_init);
+    return (const char *const *)param_headers;
+}
+
 /* For transports: sends msg (stolen) on the session, e.g. an error for a line too long to read. */
 void obx_mcp_session_send_json(struct obx_mcp_session *s, json_t *msg)
 {
@@ -461,6 +910,15 @@ void obx_mcp_session_send_json(struct obx_mcp_session *s, json_t *msg)
 }
 
 /* ---- lifetimes ---- */
+
+static char *lower_dup(const char *s)
+{
+    char *d = obx_xstrdup(s);
+    for (char *p = d; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return d;
+}
 
 struct obx_mcp_server *obx_mcp_server_new(const struct obx_mcp_server_config *cfg)
 {
@@ -471,14 +929,39 @@ struct obx_mcp_server *obx_mcp_server_new(const struct obx_mcp_server_config *cf
     srv->executor = cfg->executor;
     srv->page_size = cfg->page_size;
     srv->max_inflight = cfg->max_inflight ? cfg->max_inflight : OBX_MCP_DEFAULT_MAX_INFLIGHT;
-    obx_mcp_catalog_init(&srv->catalog, cfg->fixtures);
+    srv->task_after_ms = cfg->task_after_ms == 0 ? OBX_MCP_TASK_AFTER_DEFAULT_MS
+                         : cfg->task_after_ms < 0
+                             ? OBX_MCP_TASKS_OFF
+                             : OBX_MIN(cfg->task_after_ms, OBX_MCP_TASK_AFTER_MAX_MS);
+    srv->task_backend = cfg->tasks;
+    srv->cache_scope = obx_streq(cfg->cache_scope, "private") ? "private" : "public";
+    struct obx_mcp_tool_settings settings;
+    struct obx_error err = OBX_ERROR_INIT;
+    if (obx_mcp_tool_settings_read(cfg->hidden_tools, cfg->hidden_tools_var, cfg->tool_env_prefix,
+                                   cfg->env, cfg->fixtures, &settings, &err) < 0)
+        obx_warn("mcp: tool settings ignored: %s", err.message);
+    obx_mcp_catalog_init(&srv->catalog, cfg->fixtures, &settings);
+    obx_mcp_tool_settings_done(&settings);
+    srv->tasks = obx_mcp_tasks_new(srv);
     return srv;
+}
+
+int obx_mcp_server_config_check(const struct obx_mcp_server_config *cfg, struct obx_error *err)
+{
+    struct obx_mcp_tool_settings settings;
+    int r =
+        obx_mcp_tool_settings_read(cfg->hidden_tools, cfg->hidden_tools_var, cfg->tool_env_prefix,
+                                   cfg->env, cfg->fixtures, &settings, err);
+    if (r == 0)
+        obx_mcp_tool_settings_done(&settings);
+    return r;
 }
 
 void obx_mcp_server_free(struct obx_mcp_server *srv)
 {
     if (!srv)
         return;
+    obx_mcp_tasks_free(srv->tasks);
     obx_mcp_catalog_done(&srv->catalog);
     free(srv->name);
     free(srv->version);
@@ -518,6 +1001,7 @@ void obx_mcp_session_free(struct obx_mcp_session *s)
     pthread_mutex_lock(&s->send_lock);
     s->muted = true;
     pthread_mutex_unlock(&s->send_lock);
+    obx_mcp_listen_end(s->srv, s, NULL);
 
     pthread_mutex_lock(&s->lock);
     for (struct obx_mcp_call *c = s->inflight; c; c = c->next)

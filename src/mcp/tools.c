@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "common/base64.h"
+#include "common/log.h"
 #include "common/random.h"
 
 /* ---- schemas ----
@@ -60,7 +61,7 @@ static const char terminal_input[] =
     "'command':{'type':'string','minLength':1,"
     "'description':'The shell command to run with /bin/sh, e.g. ls -la or cd src && make. "
     "Must not be blank.'},"
-    "'session_id':{'type':'string','minLength':1,'maxLength':128,"
+    "'session_id':{'type':'string','minLength':1,'maxLength':128,'x-mcp-header':'Session-Id',"
     "'description':'The session to run in, as returned by an earlier call (1-128 visible "
     "ASCII characters). Omit it to start a new session.'},"
     "'create_if_missing':{'type':'boolean','default':false,"
@@ -97,7 +98,7 @@ static const char terminal_output[] =
 
 static const char image_input[] =
     "{'type':'object','properties':{"
-    "'session_id':{'type':'string','minLength':1,'maxLength':128,"
+    "'session_id':{'type':'string','minLength':1,'maxLength':128,'x-mcp-header':'Session-Id',"
     "'description':'The terminalExec session whose files to read.'},"
     "'file_path':{'type':'string','minLength':1,"
     "'description':'Path of the image inside the session sandbox: absolute, or relative to "
@@ -241,7 +242,7 @@ static json_t *shape_image(const struct obx_mcp_tool_entry *t, json_t *result,
 
 /* ---- the table ---- */
 
-static const struct obx_mcp_tool builtin_tools[] = {
+const struct obx_mcp_tool obx_mcp_builtin_tools[] = {
     {
         .name = "echo",
         .title = "Echo Message",
@@ -306,6 +307,8 @@ static const struct obx_mcp_tool builtin_tools[] = {
     },
 };
 
+const size_t obx_mcp_builtin_tools_count = OBX_ARRAY_SIZE(obx_mcp_builtin_tools);
+
 static json_t *load(const char *name, const char *text)
 {
     if (!text)
@@ -323,27 +326,114 @@ static json_t *load(const char *name, const char *text)
     return j;
 }
 
+static bool required(const json_t *schema, const char *param)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(schema, "required"), i, v)
+    {
+        if (obx_streq(json_string_value(v), param))
+            return true;
+    }
+    return false;
+}
+
+/* The operator's changes to what clients read: names, title, descriptions, hidden parameters
+ * (out of properties and required, additionalProperties then allowed: tools/call still takes them,
+ * validated against the full schema). */
+static void apply_override(struct obx_mcp_tool_entry *e, const struct obx_mcp_tool_override *o)
+{
+    if (o->name) {
+        free(e->name);
+        e->name = obx_xstrdup(o->name);
+    }
+    if (o->title) {
+        free(e->title);
+        e->title = obx_xstrdup(o->title);
+        if (e->annotations)
+            json_object_set_new(e->annotations, "title", json_string(o->title));
+    }
+    if (o->description) {
+        free(e->description);
+        e->description = obx_xstrdup(o->description);
+    }
+    e->hidden = o->hidden;
+    json_t *props = json_object_get(e->list_schema, "properties");
+    for (size_t i = 0; i < o->n_params; i++) {
+        const struct obx_mcp_param_override *p = &o->params[i];
+        json_t *prop = json_object_get(props, p->param);
+        if (p->description) {
+            json_object_set_new(prop, "description", json_string(p->description));
+            continue;
+        }
+        json_object_del(props, p->param);
+        json_t *req = json_object_get(e->list_schema, "required");
+        for (size_t j = json_array_size(req); j-- > 0;)
+            if (obx_streq(json_string_value(json_array_get(req, j)), p->param))
+                json_array_remove(req, j);
+        json_object_set_new(e->list_schema, "additionalProperties", json_true());
+        obx_warn("mcp: tool %s: parameter %s hidden from tools/list (tools/call still takes it)%s",
+                 e->name, p->param,
+                 required(e->input_schema, p->param)
+                     ? "; it is required, so models cannot make a valid call"
+                     : "");
+    }
+}
+
+/* The x-mcp-header declarations of the top-level properties clients see (Streamable HTTP
+ * mirrors those arguments into Mcp-Param-* headers, so a proxy can route a session's calls to one
+ * place), and the listed schema without them for legacy clients, which never saw the keyword. */
+static void header_params(struct obx_mcp_tool_entry *e)
+{
+    e->list_schema_legacy = json_deep_copy(e->list_schema);
+    json_t *props = json_object_get(e->list_schema, "properties");
+    json_t *legacy = json_object_get(e->list_schema_legacy, "properties");
+    const char *key;
+    json_t *p;
+    json_object_foreach(props, key, p)
+    {
+        const char *h = json_string_value(json_object_get(p, "x-mcp-header"));
+        if (!h)
+            continue;
+        e->header_params =
+            obx_xrealloc(e->header_params, (e->n_header_params + 1) * sizeof(*e->header_params));
+        e->header_params[e->n_header_params].property = obx_xstrdup(key);
+        e->header_params[e->n_header_params].header = obx_xstrdup(h);
+        e->n_header_params++;
+        json_object_del(json_object_get(legacy, key), "x-mcp-header");
+    }
+}
+
 static int entry_cmp(const void *a, const void *b)
 {
     const struct obx_mcp_tool_entry *x = a, *y = b;
-    return strcmp(x->def->name, y->def->name);
+    return strcmp(x->name, y->name);
 }
 
-void obx_mcp_catalog_init(struct obx_mcp_catalog *c, bool fixtures)
+void obx_mcp_catalog_init(struct obx_mcp_catalog *c, bool fixtures,
+                          const struct obx_mcp_tool_settings *settings)
 {
-    size_t n = OBX_ARRAY_SIZE(builtin_tools) + (fixtures ? obx_mcp_fixture_tools_count : 0);
+    size_t nb = obx_mcp_builtin_tools_count;
+    size_t n = nb + (fixtures ? obx_mcp_fixture_tools_count : 0);
     c->tools = obx_xcalloc(n, sizeof(*c->tools));
     c->n = 0;
     for (size_t i = 0; i < n; i++) {
         const struct obx_mcp_tool *def =
-            i < OBX_ARRAY_SIZE(builtin_tools)
-                ? &builtin_tools[i]
-                : &obx_mcp_fixture_tools[i - OBX_ARRAY_SIZE(builtin_tools)];
+            i < nb ? &obx_mcp_builtin_tools[i] : &obx_mcp_fixture_tools[i - nb];
         struct obx_mcp_tool_entry *e = &c->tools[c->n++];
         e->def = def;
+        e->name = obx_xstrdup(def->name);
+        e->title = def->title ? obx_xstrdup(def->title) : NULL;
+        e->description = obx_xstrdup(def->description);
         e->input_schema = load(def->name, def->input_schema);
+        e->list_schema = json_deep_copy(e->input_schema);
         e->output_schema = load(def->name, def->output_schema);
         e->annotations = load(def->name, def->annotations);
+        e->requires = load(def->name, def->requires);
+        for (size_t k = 0; settings && k < settings->n; k++)
+            if (settings->tools[k].def == def)
+                apply_override(e, &settings->tools[k]);
+        header_params(e);
     }
     qsort(c->tools, c->n, sizeof(*c->tools), entry_cmp);
 }
@@ -351,9 +441,21 @@ void obx_mcp_catalog_init(struct obx_mcp_catalog *c, bool fixtures)
 void obx_mcp_catalog_done(struct obx_mcp_catalog *c)
 {
     for (size_t i = 0; i < c->n; i++) {
-        json_decref(c->tools[i].input_schema);
-        json_decref(c->tools[i].output_schema);
-        json_decref(c->tools[i].annotations);
+        struct obx_mcp_tool_entry *e = &c->tools[i];
+        free(e->name);
+        free(e->title);
+        free(e->description);
+        json_decref(e->input_schema);
+        json_decref(e->list_schema);
+        json_decref(e->list_schema_legacy);
+        json_decref(e->output_schema);
+        json_decref(e->annotations);
+        json_decref(e->requires);
+        for (size_t j = 0; j < e->n_header_params; j++) {
+            free(e->header_params[j].property);
+            free(e->header_params[j].header);
+        }
+        free(e->header_params);
     }
     free(c->tools);
     c->tools = NULL;
@@ -364,7 +466,16 @@ const struct obx_mcp_tool_entry *obx_mcp_catalog_find(const struct obx_mcp_catal
                                                       const char *name)
 {
     for (size_t i = 0; name && i < c->n; i++)
-        if (strcmp(c->tools[i].def->name, name) == 0)
+        if (strcmp(c->tools[i].name, name) == 0)
+            return &c->tools[i];
+    return NULL;
+}
+
+const struct obx_mcp_tool_entry *obx_mcp_catalog_by_capability(const struct obx_mcp_catalog *c,
+                                                               const char *capability)
+{
+    for (size_t i = 0; capability && i < c->n; i++)
+        if (obx_streq(c->tools[i].def->capability, capability))
             return &c->tools[i];
     return NULL;
 }
@@ -396,11 +507,12 @@ static bool cursor_parse(const char *cursor, size_t n_tools, size_t *ret)
 static json_t *tool_json(const struct obx_mcp_tool_entry *e, enum obx_mcp_version v)
 {
     json_t *t = json_object();
-    json_object_set_new(t, "name", json_string(e->def->name));
-    if (e->def->title && v >= OBX_MCP_V2025_06_18)
-        json_object_set_new(t, "title", json_string(e->def->title));
-    json_object_set_new(t, "description", json_string(e->def->description));
-    json_object_set(t, "inputSchema", e->input_schema);
+    json_object_set_new(t, "name", json_string(e->name));
+    if (e->title && v >= OBX_MCP_V2025_06_18)
+        json_object_set_new(t, "title", json_string(e->title));
+    json_object_set_new(t, "description", json_string(e->description));
+    json_object_set(t, "inputSchema",
+                    obx_mcp_version_modern(v) ? e->list_schema : e->list_schema_legacy);
     if (e->output_schema && v >= OBX_MCP_V2025_06_18)
         json_object_set(t, "outputSchema", e->output_schema);
     if (e->annotations && v >= OBX_MCP_V2025_03_26)
@@ -411,17 +523,23 @@ static json_t *tool_json(const struct obx_mcp_tool_entry *e, enum obx_mcp_versio
 json_t *obx_mcp_catalog_list(const struct obx_mcp_catalog *c, enum obx_mcp_version v,
                              const char *cursor, size_t page_size)
 {
+    /* Offsets count the listed tools only. */
+    _cleanup_free_ const struct obx_mcp_tool_entry **shown = obx_xcalloc(c->n + 1, sizeof(*shown));
+    size_t n = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (!c->tools[i].hidden)
+            shown[n++] = &c->tools[i];
     size_t start = 0;
-    if (cursor && !cursor_parse(cursor, c->n, &start))
+    if (cursor && !cursor_parse(cursor, n, &start))
         return NULL;
-    size_t end = c->n;
-    if (page_size > 0 && start + page_size < c->n)
+    size_t end = n;
+    if (page_size > 0 && start + page_size < n)
         end = start + page_size;
     json_t *tools = json_array();
     for (size_t i = start; i < end; i++)
-        json_array_append_new(tools, tool_json(&c->tools[i], v));
+        json_array_append_new(tools, tool_json(shown[i], v));
     json_t *r = json_pack("{so}", "tools", tools);
-    if (end < c->n) {
+    if (end < n) {
         _cleanup_free_ char *next = cursor_make(end);
         json_object_set_new(r, "nextCursor", json_string(next));
     }
@@ -440,7 +558,9 @@ int obx_mcp_tool_prepare(const struct obx_mcp_tool_entry *t, const json_t *args,
     }
     *ret_payload = NULL;
     *ret_timeout_ms = (uint64_t)OBX_MAX(obx_json_get_int(copy, "timeout_ms", 0), 0);
-    if (t->def->build_payload) {
+    if (t->def->run) {
+        *ret_payload = TAKE_PTR(copy); /* fixtures read their validated arguments */
+    } else if (t->def->build_payload) {
         why[0] = '\0';
         json_t *p = t->def->build_payload(copy, why, sizeof(why));
         if (!p) {

@@ -108,6 +108,17 @@ void obx_http_stream_end(struct obx_http_request *req)
     obx_http_request_unref(req);
 }
 
+/* The client never leaves here, and no extra headers are captured. */
+bool obx_http_request_gone(struct obx_http_request *req)
+{
+    return false;
+}
+
+const char *const *obx_http_server_capture_headers(const struct obx_http_server *srv)
+{
+    return NULL;
+}
+
 /* ---- an executor that answers at once ---- */
 
 static int instant_exec(struct obx_executor *self, const char *capability, json_t *payload,

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fuzz.h"
 #include "mcp/mcp-internal.h"
@@ -106,6 +107,11 @@ static int instant_exec(struct obx_executor *self, const char *capability, json_
     return 0;
 }
 
+static const char *fuzz_param(void *userdata, const char *name)
+{
+    return strcasecmp(name, "session-id") == 0 ? "=?base64?c2Vzc2lvbg==?=" : NULL;
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     executor.exec = instant_exec;
@@ -131,7 +137,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (p < end && line < MAX_LINES) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        (void)obx_mcp_message_kind(p, len, NULL, 0);
+        /* What the HTTP transport decides first, with and without modern headers. */
+        struct obx_mcp_http_meta meta = {
+            .protocol_version = line % 3 == 0   ? "2026-07-28"
+                                : line % 3 == 1 ? "2025-11-25"
+                                                : NULL,
+            .method = line % 2 ? "tools/call" : "tools/list",
+            .name = line % 2 ? "terminalExec" : NULL,
+            .param = fuzz_param,
+        };
+        struct obx_mcp_inbound in;
+        obx_mcp_inbound_classify(srv, p, len, &meta, &in);
+        obx_mcp_inbound_done(&in);
         if (line % 2 == 0) {
             obx_mcp_session_handle(s, p, len);
         } else {

@@ -19,7 +19,7 @@ static struct obx_mcp_catalog catalog;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    obx_mcp_catalog_init(&catalog, false);
+    obx_mcp_catalog_init(&catalog, false, NULL);
     return 0;
 }
 

@@ -327,7 +327,11 @@ describe('MCP over Streamable HTTP (console, embedded worker)', () => {
     assert.equal(await postWithHost('evil.example.com', 'http://evil.example.com', A.token), 403);
     assert.equal(await postWithHost(`localhost:${con.port}`, `http://localhost:${con.port}`, A.token), 200);
 
-    assert.equal((await post(ping, { token: A.token })).status, 400, 'no session id');
+    // Without Mcp-Session-Id a legacy request is served on its own (stateless), as the version
+    // its MCP-Protocol-Version header names.
+    const alone = await post(ping, { token: A.token, headers: { 'mcp-protocol-version': '2025-11-25' } });
+    assert.equal(alone.status, 200, 'no session id');
+    assert.deepEqual(alone.body.result, {});
     assert.equal((await post(ping, { token: A.token, headers: { 'mcp-session-id': 'nope' } })).status, 404);
     assert.equal((await post(ping, { token: A.token, headers: { ...withSid, 'mcp-protocol-version': '1999-01-01' } })).status, 400);
     assert.equal((await post(ping, { token: A.token, headers: { ...withSid, 'mcp-protocol-version': '2025-03-26' } })).status, 200);
@@ -396,9 +400,15 @@ describe('MCP over Streamable HTTP (console, embedded worker)', () => {
     const ping = (sid, token = C.token) => post({ jsonrpc: '2.0', id: 2, method: 'ping' }, { token, headers: { 'mcp-session-id': sid } });
     await sleep(5);
     assert.equal((await ping(ids[0])).status, 200); // ids[1] is now the least recently used
+    const closings = () => (con.stderr.match(/too many sessions; closing the least recently used one of account/g) || []).length;
+    const before = closings();
     const extra = await rawSession(C.token);
-    assert.equal((await ping(ids[1])).status, 404);
+    assert.equal(closings(), before + 1, 'the least recently used idle session was closed');
     for (const sid of [ids[0], ids[2], extra]) assert.equal((await ping(sid)).status, 200);
+    // The closed one's client is not stranded: its id comes back as a fresh session (which again
+    // closes the least recently used idle one), it is not a 404.
+    assert.equal((await ping(ids[1])).status, 200);
+    assert.equal(closings(), before + 2);
     // Another account's sessions are not touched.
     const other = await rawSession(B.token);
     assert.equal((await ping(other, B.token)).status, 200);

@@ -71,12 +71,20 @@ describe('JSON-RPC framing', () => {
       assert.equal(r.result, undefined);
     }));
 
-  test('server/discover before initialize is -32601, not silence', () =>
+  test('server/discover answers before initialize, and the legacy handshake still follows', () =>
     withRaw(async (raw) => {
-      // A dual-era client probes with this first; it must get an answer, and the server must stay
-      // up for the legacy handshake that follows.
-      const r = await raw.request(1, 'server/discover', {}, 5000);
-      assert.equal(r.error?.code, -32601, JSON.stringify(r));
+      // A dual-era client probes with this first. With the modern _meta it gets the server's
+      // versions; without it, a -32602 that names what is missing (never silence); either way
+      // the server stays up for an initialize that follows.
+      const meta = {
+        'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+        'io.modelcontextprotocol/clientCapabilities': {},
+      };
+      const d = await raw.request(1, 'server/discover', { _meta: meta }, 5000);
+      assert.deepEqual(d.result?.supportedVersions, ['2026-07-28'], JSON.stringify(d));
+      const bare = await raw.request(2, 'server/discover', {}, 5000);
+      assert.equal(bare.error?.code, -32602, JSON.stringify(bare));
+      assert.match(bare.error.message, /_meta/);
       const init = await raw.initialize();
       assert.equal(init.protocolVersion, LATEST);
     }));

@@ -675,7 +675,7 @@ describe('http: onlyboxes console --with-worker', () => {
         const theirs = await mcp(body, { session: mcpB, method });
         const none = await mcp(body, { session: fake, method });
         assert.deepEqual([theirs.status, theirs.text], [none.status, none.text]);
-        rpcError(404, -32001, /^Session not found$/)(theirs);
+        rpcError(404, -32001, /^Session not found: it was ended, or was never opened for this token/)(theirs);
       }
       const own = await mcp({ jsonrpc: '2.0', id: 2, method: 'ping' }, { token: tokB, session: mcpB });
       assert.equal(own.status, 200, own.text); // the control: still B's, not ended by A's DELETE
@@ -712,7 +712,23 @@ describe('http: onlyboxes console --with-worker', () => {
     rpcError(400, -32000, /Unsupported protocol version: 1999-01-01/),
   );
   http('/mcp: a 10 KB Mcp-Session-Id', () => mcp({ jsonrpc: '2.0', id: 1, method: 'ping' }, { session: 's'.repeat(10_000) }), rpcError(404, -32001, /Session not found/));
-  http('/mcp: a request without Mcp-Session-Id', () => mcp({ jsonrpc: '2.0', id: 1, method: 'ping' }), rpcError(400, -32000, /Mcp-Session-Id header is required/));
+  // Protocol 2026-07-28: every request carries its version and capabilities in _meta, and the
+  // HTTP headers mirror the body.
+  const META = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
+  const modern = (method, params, headers = {}) =>
+    mcp({ jsonrpc: '2.0', id: 'n', method, params }, { headers: { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method, ...headers } });
+  http('/mcp: a 2026-07-28 request without its _meta', () => modern('tools/list', {}), rpcError(400, -32602, /params\._meta is required/, 'n'));
+  http('/mcp: Mcp-Method that is not the body\'s method', () => modern('tools/list', { _meta: META }, { 'mcp-method': 'tools/call' }), rpcError(400, -32020, /Header mismatch: the body names method tools\/list/, 'n'));
+  http('/mcp: a protocol version from the future in _meta', () =>
+    modern('tools/list', { _meta: { ...META, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } }, { 'mcp-protocol-version': '2099-01-01' }),
+    rpcError(400, -32022, /Unsupported protocol version: 2099-01-01/, 'n'),
+  );
+  http('/mcp: ping, which 2026-07-28 removed', () => modern('ping', { _meta: META }), rpcError(404, -32601, /Method not found: ping/, 'n'));
+  http('/mcp: Mcp-Param-Session-Id that is not the session_id', () =>
+    modern('tools/call', { name: 'terminalExec', arguments: { command: 'id', session_id: 'mine' }, _meta: META }, { 'mcp-name': 'terminalExec', 'mcp-param-session-id': 'theirs' }),
+    rpcError(400, -32020, /Mcp-Param-Session-Id header does not match/, 'n'),
+  );
+  http('/mcp: tasks/get without the tasks extension', () => modern('tasks/get', { taskId: 'x', _meta: META }, { 'mcp-name': 'x' }), rpcError(400, -32021, /Missing required client capability/, 'n'));
   http('/mcp: a body that is not JSON', () => mcp('ping please', { session: mcpA }), rpcError(400, -32700, /Parse error: invalid JSON/));
   http('/mcp: 100000 nested arrays', () => mcp(nested(100_000), { session: mcpA }), rpcError(400, -32700, /Parse error: JSON nesting deeper than 64 levels/));
   http('/mcp: invalid UTF-8', () =>
@@ -720,9 +736,9 @@ describe('http: onlyboxes console --with-worker', () => {
     rpcError(400, -32700, /Parse error: invalid UTF-8/),
   );
   http('/mcp: a body over 1 MiB', () => mcp({ jsonrpc: '2.0', id: 1, method: 'ping', params: { pad: 'x'.repeat(MAX_BODY) } }, { session: mcpA }), restError(413, 'request body too large'));
-  http('/mcp: jsonrpc "1.0"', () => mcp('{"jsonrpc":"1.0","id":"j","method":"ping"}', { session: mcpA }), rpcError(200, -32600, /"jsonrpc" must be "2\.0"/, 'j'));
-  http('/mcp: id an object', () => mcp('{"jsonrpc":"2.0","id":{},"method":"ping"}', { session: mcpA }), rpcError(200, -32600, /"id" must be a string or an integer/, null));
-  http('/mcp: method a number', () => mcp('{"jsonrpc":"2.0","id":"m","method":1}', { session: mcpA }), rpcError(200, -32600, /"method" must be a string/, 'm'));
+  http('/mcp: jsonrpc "1.0"', () => mcp('{"jsonrpc":"1.0","id":"j","method":"ping"}', { session: mcpA }), rpcError(400, -32600, /"jsonrpc" must be "2\.0"/, 'j'));
+  http('/mcp: id an object', () => mcp('{"jsonrpc":"2.0","id":{},"method":"ping"}', { session: mcpA }), rpcError(400, -32600, /"id" must be a string or an integer/, null));
+  http('/mcp: method a number', () => mcp('{"jsonrpc":"2.0","id":"m","method":1}', { session: mcpA }), rpcError(400, -32600, /"method" must be a string/, 'm'));
   http('/mcp: params a string', () => mcp('{"jsonrpc":"2.0","id":"p","method":"tools/list","params":"x"}', { session: mcpA }), rpcError(200, -32602, /"params" must be an object/, 'p'));
   http('/mcp: an unknown tool', () =>
     mcp({ jsonrpc: '2.0', id: 'u', method: 'tools/call', params: { name: 'rm -rf', arguments: {} } }, { session: mcpA }),

@@ -373,6 +373,19 @@ static H_UNUSED const char *tool_text(json_t *resp)
     return t;
 }
 
+/* The tool of that name in a tools/list result's tools, or NULL. */
+static H_UNUSED json_t *h_find_tool(json_t *tools, const char *name)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        if (obx_streq(json_string_value(json_object_get(t, "name")), name))
+            return t;
+    }
+    return NULL;
+}
+
 static H_UNUSED bool tool_is_error(json_t *resp)
 {
     return json_is_true(json_object_get(result_of(resp), "isError"));

@@ -111,8 +111,8 @@ static void test_notifications_unanswered(void **state)
 static void test_unknown_methods(void **state)
 {
     struct harness *h = h_new();
-    static const char *const methods[] = {"server/discover", "resources/list", "prompts/list",
-                                          "completion/complete", "notifications/initialized"};
+    static const char *const methods[] = {"resources/list", "prompts/list", "completion/complete",
+                                          "notifications/initialized", "tasks/get"};
     for (size_t i = 0; i < OBX_ARRAY_SIZE(methods); i++) {
         h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":%zu,\"method\":\"%s\"}", i, methods[i]);
         json_t *r = h_take(h);

@@ -317,19 +317,10 @@ static void bearer_refused(struct obx_route_ctx *ctx, bool token_given)
                                              : "Bearer realm=\"onlyboxes\"");
 }
 
-/* Bearer auth (reference §1.1): "Bearer <token>", HMAC lookup, constant-time confirmation. */
-static bool auth_bearer(struct obx_route_ctx *ctx)
+/* The token's account into ctx: HMAC lookup, constant-time confirmation. */
+static bool auth_token(struct obx_route_ctx *ctx, const char *token)
 {
     struct obx_console *c = ctx->console;
-    const char *h = ctx->req->authorization;
-    _cleanup_free_ char *v = h ? obx_console_trim(h) : NULL;
-    char *save = NULL, *scheme = v ? strtok_r(v, " \t", &save) : NULL;
-    char *token = scheme ? strtok_r(NULL, " \t", &save) : NULL;
-    char *extra = token ? strtok_r(NULL, " \t", &save) : NULL;
-    if (!scheme || !token || extra || strcasecmp(scheme, "Bearer") != 0) {
-        bearer_refused(ctx, false);
-        return false;
-    }
     char hash[65];
     obx_auth_hmac_hex(c->cfg->hash_key, token, strlen(token), hash);
     struct obx_token t;
@@ -344,9 +335,33 @@ static bool auth_bearer(struct obx_route_ctx *ctx)
     return true;
 }
 
+/* Bearer auth (reference §1.1): "Bearer <token>". */
+static bool auth_bearer(struct obx_route_ctx *ctx)
+{
+    const char *h = ctx->req->authorization;
+    _cleanup_free_ char *v = h ? obx_console_trim(h) : NULL;
+    char *save = NULL, *scheme = v ? strtok_r(v, " \t", &save) : NULL;
+    char *token = scheme ? strtok_r(NULL, " \t", &save) : NULL;
+    char *extra = token ? strtok_r(NULL, " \t", &save) : NULL;
+    if (!scheme || !token || extra || strcasecmp(scheme, "Bearer") != 0) {
+        bearer_refused(ctx, false);
+        return false;
+    }
+    return auth_token(ctx, token);
+}
+
 bool obx_route_auth_bearer(struct obx_route_ctx *ctx)
 {
     return auth_bearer(ctx);
+}
+
+bool obx_route_auth_query_token(struct obx_route_ctx *ctx, const char *token)
+{
+    if (!*token) {
+        bearer_refused(ctx, false);
+        return false;
+    }
+    return auth_token(ctx, token);
 }
 
 struct route_job {

@@ -224,14 +224,6 @@ static bool submit_valid(struct obx_http_request *req, const struct submit *s)
 }
 
 /* The idempotency hash: of what the caller sent, before scoping adds a generated session id. */
-static void input_hash(const struct obx_console *c, const char *capability, json_t *input,
-                       char hash[static 65])
-{
-    _cleanup_free_ char *canon = json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    _cleanup_free_ char *hmsg = obx_xasprintf("task-input:%s\n%s", capability, canon);
-    obx_auth_hmac_hex(c->cfg->hash_key, hmsg, strlen(hmsg), hash);
-}
-
 /* The task an earlier submit with the same request_id created: replayed when its input was the
  * same (its id into t_id), else 409. */
 static enum step find_earlier(struct obx_route_ctx *ctx, const struct submit *s, const char *hash,
@@ -265,29 +257,18 @@ static enum step create(struct obx_route_ctx *ctx, const struct submit *s, json_
 {
     struct obx_console *c = ctx->console;
     struct obx_error err = OBX_ERROR_INIT;
-    struct obx_dispatch_slot *slot = NULL;
-    int r = obx_dispatch_acquire(c->dispatch, s->capability, payload, &slot, &err);
-    if (r < 0) {
-        obx_http_respond_error(ctx->req, obx_error_http_status(err.code, 503),
-                               fixed_message(err.code, err.message));
-        return STEP_ANSWERED;
-    }
-    char uuid[37];
-    obx_random_uuid(uuid);
-    snprintf(t->id, sizeof(t->id), "%s", uuid);
     snprintf(t->owner_id, sizeof(t->owner_id), "%s", ctx->account.id);
     snprintf(t->request_id, sizeof(t->request_id), "%s", s->request_id);
     snprintf(t->capability, sizeof(t->capability), "%s", s->capability);
     snprintf(t->input_hash, sizeof(t->input_hash), "%s", hash);
-    t->created_ms = t->updated_ms = obx_unix_ms();
-    t->deadline_ms = t->created_ms + s->timeout_ms;
-    _cleanup_free_ char *stored = obx_json_dumps(payload);
-    r = obx_store_task_insert(c->store, t, stored, &err);
-    if (r == 0) {
-        obx_tasks_start(c->tasks, t, payload, (uint64_t)s->timeout_ms, slot);
+    int r = obx_tasks_create(c->tasks, t, payload, (uint64_t)s->timeout_ms, &err);
+    if (r == 0)
         return STEP_TASK;
+    if (!t->id[0]) { /* no worker took it */
+        obx_http_respond_error(ctx->req, obx_error_http_status(err.code, 503),
+                               fixed_message(err.code, err.message));
+        return STEP_ANSWERED;
     }
-    obx_dispatch_release(slot);
     if (r == -EEXIST && s->request_id[0]) {
         enum step earlier = find_earlier(ctx, s, hash, t->id, sizeof(t->id));
         if (earlier != STEP_NEW)
@@ -332,7 +313,7 @@ static enum obx_route_result submit(struct obx_route_ctx *ctx, struct submit *s,
     _cleanup_json_ json_t *empty = json_object();
     json_t *input = s->input && !json_is_null(s->input) ? s->input : empty;
     char hash[65];
-    input_hash(c, s->capability, input, hash);
+    obx_task_input_hash(c->cfg->hash_key, s->capability, input, hash);
     _cleanup_json_ json_t *payload = obx_task_scope_input(s->capability, input, ctx->account.id);
     if (s->mode == MODE_AUTO && s->wait_ms > s->timeout_ms)
         s->wait_ms = s->timeout_ms;

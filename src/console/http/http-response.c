@@ -6,6 +6,8 @@
  */
 #include "http.h"
 
+#include <strings.h>
+
 #include "common/json.h"
 
 static void response_set_body(struct obx_http_response *resp, int status, const char *ctype,
@@ -63,6 +65,15 @@ void obx_http_response_done(struct obx_http_response *resp)
     memset(resp, 0, sizeof(*resp));
 }
 
+const char *obx_http_request_header(const struct obx_http_request *req, const char *name)
+{
+    const char *const *names = req->srv ? obx_http_server_capture_headers(req->srv) : NULL;
+    for (size_t i = 0; names && names[i] && i < OBX_HTTP_MAX_CAPTURED; i++)
+        if (strcasecmp(names[i], name) == 0)
+            return req->captured[i];
+    return NULL;
+}
+
 const char *obx_http_request_query(const struct obx_http_request *req, const char *name)
 {
     for (size_t i = 0; i < req->n_query; i++)
@@ -97,6 +108,10 @@ void obx_http_request_unref(struct obx_http_request *req)
     free(req->content_type);
     free(req->mcp_session_id);
     free(req->mcp_protocol);
+    free(req->mcp_method);
+    free(req->mcp_name);
+    for (size_t i = 0; i < OBX_HTTP_MAX_CAPTURED; i++)
+        free(req->captured[i]);
     obx_buf_free(&req->stream);
     obx_http_response_done(&req->resp);
     free(req);

@@ -233,6 +233,15 @@ static struct obx_http_request *request_new(struct obx_http_server *srv, struct 
     req->content_type = header_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
     req->mcp_session_id = custom_header_dup(wsi, "mcp-session-id:");
     req->mcp_protocol = custom_header_dup(wsi, "mcp-protocol-version:");
+    req->mcp_method = custom_header_dup(wsi, "mcp-method:");
+    req->mcp_name = custom_header_dup(wsi, "mcp-name:");
+    for (size_t i = 0;
+         srv->cfg.capture_headers && srv->cfg.capture_headers[i] && i < OBX_HTTP_MAX_CAPTURED;
+         i++) {
+        char name[128];
+        snprintf(name, sizeof(name), "%s:", srv->cfg.capture_headers[i]);
+        req->captured[i] = custom_header_dup(wsi, name);
+    }
     req->stream = (struct obx_buf)OBX_BUF_INIT(STREAM_MAX_PENDING);
     lws_get_peer_simple(wsi, req->remote_ip, sizeof(req->remote_ip));
     req->tls = lws_is_ssl(wsi) != 0;
@@ -266,6 +275,19 @@ static void dispatch(struct obx_http_server *srv, struct http_conn *c)
     /* The handler may take a while (a task waiting for a worker); lws must not time us out. */
     lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
     srv->cfg.dispatch(obx_http_request_ref(req), srv->cfg.userdata);
+}
+
+const char *const *obx_http_server_capture_headers(const struct obx_http_server *srv)
+{
+    return srv->cfg.capture_headers;
+}
+
+bool obx_http_request_gone(struct obx_http_request *req)
+{
+    pthread_mutex_lock(&req->srv->lock);
+    bool gone = req->gone;
+    pthread_mutex_unlock(&req->srv->lock);
+    return gone;
 }
 
 static void conn_detach(struct http_conn *c)

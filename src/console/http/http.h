@@ -31,6 +31,7 @@ enum obx_http_method {
 
 #define OBX_HTTP_MAX_RESP_HEADERS 8
 #define OBX_HTTP_MAX_QUERY 32
+#define OBX_HTTP_MAX_CAPTURED 8
 
 struct obx_http_response {
     int status;
@@ -59,6 +60,10 @@ struct obx_http_request {
     char *content_type;    /* Content-Type or NULL */
     char *mcp_session_id;  /* Mcp-Session-Id or NULL */
     char *mcp_protocol;    /* MCP-Protocol-Version or NULL */
+    char *mcp_method;      /* Mcp-Method or NULL */
+    char *mcp_name;        /* Mcp-Name or NULL */
+    /* The headers named by the server's capture_headers, in that order (NULL when absent). */
+    char *captured[OBX_HTTP_MAX_CAPTURED];
     char remote_ip[64];
     bool tls;
 
@@ -89,6 +94,9 @@ struct obx_http_server_config {
     /* Both set: the port speaks HTTPS only (PEM files, read at creation). Both NULL: plain HTTP. */
     const char *tls_cert_file;
     const char *tls_key_file;
+    /* More request headers to keep, lower-case names, NULL-terminated (at most
+     * OBX_HTTP_MAX_CAPTURED); read with obx_http_request_header(). */
+    const char *const *capture_headers;
     obx_http_dispatch_fn dispatch;
     void *userdata;
 };
@@ -120,6 +128,13 @@ void obx_http_request_complete(struct obx_http_request *req);
 void obx_http_stream_start(struct obx_http_request *req);
 void obx_http_stream_write(struct obx_http_request *req, const char *data, size_t len);
 void obx_http_stream_end(struct obx_http_request *req);
+
+/* A header kept by capture_headers (name as listed there, any case), or NULL. */
+const char *obx_http_request_header(const struct obx_http_request *req, const char *name);
+const char *const *obx_http_server_capture_headers(const struct obx_http_server *srv);
+/* True once the client closed its connection (before or while its answer was written). Any
+ * thread, while the caller holds a reference. */
+bool obx_http_request_gone(struct obx_http_request *req);
 
 /* Query value by name (first match) or NULL. */
 const char *obx_http_request_query(const struct obx_http_request *req, const char *name);

@@ -97,7 +97,12 @@ struct obx_tasks {
     uint64_t last_prune; /* monotonic */
     pthread_t waiter_thread;
     bool waiter_started;
+    pthread_cond_t ended; /* monotonic: a task left the live list */
+    void (*on_end)(void *userdata, const char *task_id);
+    void *on_end_userdata;
 };
+
+static void tell_end(struct obx_tasks *t, const char *task_id);
 
 static void mark_ready_locked(struct obx_tasks *t, const char *task_id)
 {
@@ -147,6 +152,7 @@ static void retry_unrecorded(struct obx_tasks *t)
         pthread_mutex_lock(&t->lock);
         if (landed) {
             mark_ready_locked(t, u->id);
+            pthread_cond_broadcast(&t->ended);
         } else {
             u->next = t->unrecorded;
             t->unrecorded = u;
@@ -154,6 +160,7 @@ static void retry_unrecorded(struct obx_tasks *t)
         pthread_mutex_unlock(&t->lock);
         if (landed) {
             obx_info("task %s: recorded %s after an earlier failure", u->id, u->status);
+            tell_end(t, u->id);
             unrecorded_free(u);
         }
     }
@@ -269,6 +276,7 @@ struct obx_tasks *obx_tasks_new(struct obx_store *st, struct obx_dispatch *d, in
     t->exec_pool = obx_console_pool_new(EXEC_THREADS, 65536);
     pthread_mutex_init(&t->lock, NULL);
     obx_cond_init_monotonic(&t->cond);
+    obx_cond_init_monotonic(&t->ended);
     t->last_prune = obx_now_ms();
     sigset_t all, old;
     sigfillset(&all);
@@ -323,8 +331,41 @@ void obx_tasks_free(struct obx_tasks *t)
         free(r);
     }
     pthread_cond_destroy(&t->cond);
+    pthread_cond_destroy(&t->ended);
     pthread_mutex_destroy(&t->lock);
     free(t);
+}
+
+void obx_tasks_on_end(struct obx_tasks *t, void (*fn)(void *userdata, const char *task_id),
+                      void *userdata)
+{
+    pthread_mutex_lock(&t->lock);
+    t->on_end = fn;
+    t->on_end_userdata = userdata;
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void tell_end(struct obx_tasks *t, const char *task_id)
+{
+    pthread_mutex_lock(&t->lock);
+    void (*fn)(void *, const char *) = t->on_end;
+    void *ud = t->on_end_userdata;
+    pthread_mutex_unlock(&t->lock);
+    if (fn)
+        fn(ud, task_id);
+}
+
+bool obx_tasks_wait_end(struct obx_tasks *t, const char *task_id, uint64_t ms)
+{
+    uint64_t until = obx_now_ms() + ms;
+    pthread_mutex_lock(&t->lock);
+    bool live;
+    while ((live = is_live_locked(t, task_id)) && obx_now_ms() < until) {
+        struct timespec ts = obx_ms_to_timespec(until);
+        pthread_cond_timedwait(&t->ended, &t->lock, &ts);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return !live;
 }
 
 int obx_tasks_submit_job(struct obx_tasks *t, void (*fn)(void *), void *arg)
@@ -402,7 +443,9 @@ static void end_job(void *arg)
     if (!is_live_locked(t, l->id)) /* else its end is not in the store yet: waiters wait on */
         mark_ready_locked(t, l->id);
     pthread_cond_broadcast(&t->cond);
+    pthread_cond_broadcast(&t->ended);
     pthread_mutex_unlock(&t->lock);
+    tell_end(t, l->id);
     obx_call_done(&l->call);
     json_decref(l->payload);
     json_decref(l->result);
@@ -477,10 +520,42 @@ void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *p
     }
     if (!is_live_locked(t, l->id)) /* else its end is not in the store yet: waiters wait on */
         mark_ready_locked(t, l->id);
+    pthread_cond_broadcast(&t->ended);
     pthread_mutex_unlock(&t->lock);
+    tell_end(t, l->id);
     obx_call_done(&l->call);
     json_decref(l->payload);
     free(l);
+}
+
+int obx_tasks_create(struct obx_tasks *t, struct obx_task *task, json_t *payload,
+                     uint64_t timeout_ms, struct obx_error *err)
+{
+    struct obx_dispatch_slot *slot = NULL;
+    int r = obx_dispatch_acquire(t->dispatch, task->capability, payload, &slot, err);
+    if (r < 0)
+        return r;
+    char uuid[37];
+    obx_random_uuid(uuid);
+    snprintf(task->id, sizeof(task->id), "%s", uuid);
+    task->created_ms = task->updated_ms = obx_unix_ms();
+    task->deadline_ms = task->created_ms + (int64_t)timeout_ms;
+    _cleanup_free_ char *stored = obx_json_dumps(payload);
+    r = obx_store_task_insert(t->store, task, stored, err);
+    if (r < 0) {
+        obx_dispatch_release(slot);
+        return r;
+    }
+    obx_tasks_start(t, task, payload, timeout_ms, slot);
+    return 0;
+}
+
+void obx_task_input_hash(const char *hash_key, const char *capability, const json_t *input,
+                         char hash[65])
+{
+    _cleanup_free_ char *canon = json_dumps(input, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    _cleanup_free_ char *msg = obx_xasprintf("task-input:%s\n%s", capability, canon);
+    obx_auth_hmac_hex(hash_key, msg, strlen(msg), hash);
 }
 
 void obx_tasks_wait(struct obx_tasks *t, const char *task_id, struct obx_http_request *req,
@@ -511,6 +586,7 @@ int obx_tasks_cancel(struct obx_tasks *t, const char *task_id, struct obx_error 
             obx_call_cancel(&l->call);
     mark_ready_locked(t, task_id);
     pthread_mutex_unlock(&t->lock);
+    tell_end(t, task_id);
     return 1;
 }
 

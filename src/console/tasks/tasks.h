@@ -23,6 +23,17 @@ void obx_tasks_free(struct obx_tasks *t);
 /* Runs fn(arg) on an execution thread; -EAGAIN / -ESHUTDOWN as obx_console_pool_submit(). */
 int obx_tasks_submit_job(struct obx_tasks *t, void (*fn)(void *), void *arg);
 
+/* Creates a task and starts it: reserves a worker for task->capability (errors as
+ * obx_dispatch_acquire(): no_worker, no_capacity ...), then records it (task->owner_id,
+ * request_id, capability and input_hash as given; id and times filled in here) and starts it.
+ * -EEXIST when (owner, request_id) is taken. payload is the scoped payload (borrowed). */
+int obx_tasks_create(struct obx_tasks *t, struct obx_task *task, json_t *payload,
+                     uint64_t timeout_ms, struct obx_error *err);
+
+/* The HMAC of a task's input as the store keeps it (hash: 65 bytes). */
+void obx_task_input_hash(const char *hash_key, const char *capability, const json_t *input,
+                         char hash[65]);
+
 /* Starts an inserted, queued task in its reserved dispatch slot (consumed). payload is the
  * scoped capability payload (a reference is taken). On failure the slot is released and the task
  * ends failed. */
@@ -35,6 +46,15 @@ void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *p
 typedef void (*obx_tasks_respond_fn)(struct obx_http_request *req, const struct obx_task *task);
 void obx_tasks_wait(struct obx_tasks *t, const char *task_id, struct obx_http_request *req,
                     uint64_t wait_ms, obx_tasks_respond_fn respond);
+
+/* Blocks until the task is no longer live or ms passed; true when it ended. For callers that
+ * have a thread to spend (MCP calls waiting a little before they answer with a task). */
+bool obx_tasks_wait_end(struct obx_tasks *t, const char *task_id, uint64_t ms);
+
+/* fn(userdata, task_id) runs after each task ends or is canceled (on an execution or a handler
+ * thread, no lock held). Set once, before tasks start. */
+void obx_tasks_on_end(struct obx_tasks *t, void (*fn)(void *userdata, const char *task_id),
+                      void *userdata);
 
 /* Ends a live task as canceled and stops its call (the worker kills its processes). 1: canceled
  * now; 0: it had already ended; negative errno on a store failure. */
