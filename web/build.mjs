@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: Apache-2.0
+// Builds the dashboard into dist/: the bundled script and style sheet under content-hashed names
+// in dist/assets/, index.html that loads them, and THIRD_PARTY_NOTICES.txt with the licence of
+// every npm package that ends up in the bundle. Same sources and lockfile, same bytes: CI
+// rebuilds and compares with the committed dist/, which the console embeds (CMakeLists.txt).
+
+import { build } from 'esbuild';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.join(here, 'dist');
+// Licences that allow shipping the code inside the console's binary with a notice.
+const ALLOWED_LICENSES = new Set(['MIT', 'ISC', 'BSD-2-Clause', 'BSD-3-Clause', 'Apache-2.0', '0BSD']);
+
+rmSync(dist, { recursive: true, force: true });
+mkdirSync(path.join(dist, 'assets'), { recursive: true });
+
+const result = await build({
+  absWorkingDir: here,
+  entryPoints: ['src/main.jsx'],
+  bundle: true,
+  minify: true,
+  format: 'esm',
+  target: ['chrome110', 'firefox115', 'safari16'],
+  jsx: 'automatic',
+  jsxImportSource: 'preact',
+  loader: { '.svg': 'file' },
+  outdir: 'dist/assets',
+  entryNames: '[name]-[hash]',
+  assetNames: '[name]-[hash]',
+  publicPath: '/assets/',
+  legalComments: 'none',
+  charset: 'utf8',
+  metafile: true,
+  logLevel: 'warning',
+});
+
+const outputs = Object.keys(result.metafile.outputs).map((p) => path.basename(p));
+const pick = (re) => {
+  const found = outputs.filter((f) => re.test(f));
+  if (found.length !== 1) throw new Error(`expected one output matching ${re}, got ${found.join(', ') || 'none'}`);
+  return found[0];
+};
+const js = pick(/^main-[A-Z0-9]+\.js$/);
+const css = pick(/^main-[A-Z0-9]+\.css$/);
+const icon = pick(/^logo-[A-Z0-9]+\.svg$/);
+
+writeFileSync(
+  path.join(dist, 'index.html'),
+  `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>Onlyboxes console</title>
+<link rel="icon" type="image/svg+xml" href="/assets/${icon}">
+<link rel="stylesheet" href="/assets/${css}">
+<script type="module" src="/assets/${js}"></script>
+</head>
+<body>
+<div id="app"></div>
+<noscript>The Onlyboxes dashboard needs JavaScript.</noscript>
+</body>
+</html>
+`,
+);
+
+// The npm packages whose code is in the bundle, from esbuild's list of inputs.
+const packages = new Map();
+for (const input of Object.keys(result.metafile.inputs)) {
+  const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+  if (m) packages.set(m[1], path.join(here, 'node_modules', m[1]));
+}
+let notices =
+  'Third-party software in the Onlyboxes console\'s web dashboard\n' +
+  '===============================================================\n\n' +
+  'The dashboard bundles the npm packages below (web/package-lock.json pins their versions).\n';
+for (const name of [...packages.keys()].sort()) {
+  const dir = packages.get(name);
+  const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  const license = typeof pkg.license === 'string' ? pkg.license : '';
+  if (!ALLOWED_LICENSES.has(license)) throw new Error(`${name}@${pkg.version}: licence "${license}" is not on the allowed list`);
+  const file = readdirSync(dir).find((f) => /^(licen[cs]e|copying)(\.(md|txt))?$/i.test(f));
+  if (!file) throw new Error(`${name}@${pkg.version}: no licence file in the package`);
+  const text = readFileSync(path.join(dir, file), 'utf8').replace(/\r\n/g, '\n').trim();
+  notices += `\n\n${name} ${pkg.version} (${license})\n${pkg.homepage || ''}\n${'-'.repeat(60)}\n${text}\n`;
+}
+writeFileSync(path.join(dist, 'THIRD_PARTY_NOTICES.txt'), notices);
+
+const files = [];
+const walk = (d) => {
+  for (const f of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const p = path.join(d, f.name);
+    if (f.isDirectory()) walk(p);
+    else files.push([path.relative(dist, p), readFileSync(p).length]);
+  }
+};
+walk(dist);
+for (const [f, n] of files) console.log(`dist/${f}  ${n} bytes`);
+if (!existsSync(path.join(dist, 'index.html'))) process.exit(1);
