@@ -16,6 +16,7 @@
 #include "common/net.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
+#include "console/web/web.h"
 #include "worker/worker.h"
 
 enum opt_type {
@@ -398,6 +399,7 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         .tls_key_file = obx_str_empty(cfg->tls_key_file) ? NULL : cfg->tls_key_file,
         .dispatch = obx_router_dispatch,
         .userdata = &c,
+        .fixed_headers = obx_web_response_headers,
     };
     r = obx_http_server_new(&hc, &c.http, err);
     if (r == -EINVAL && hc.tls_cert_file)

@@ -97,6 +97,8 @@ void obx_http_request_unref(struct obx_http_request *req)
     free(req->content_type);
     free(req->mcp_session_id);
     free(req->mcp_protocol);
+    free(req->accept_encoding);
+    free(req->if_none_match);
     obx_buf_free(&req->stream);
     obx_http_response_done(&req->resp);
     free(req);

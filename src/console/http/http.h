@@ -59,6 +59,8 @@ struct obx_http_request {
     char *content_type;    /* Content-Type or NULL */
     char *mcp_session_id;  /* Mcp-Session-Id or NULL */
     char *mcp_protocol;    /* MCP-Protocol-Version or NULL */
+    char *accept_encoding; /* Accept-Encoding or NULL */
+    char *if_none_match;   /* If-None-Match or NULL */
     char remote_ip[64];
     bool tls;
 
@@ -91,6 +93,8 @@ struct obx_http_server_config {
     const char *tls_key_file;
     obx_http_dispatch_fn dispatch;
     void *userdata;
+    /* Headers added to every response ({name, value} pairs ending with {NULL, NULL}), or NULL. */
+    const char *const (*fixed_headers)[2];
 };
 
 int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_http_server **ret,
