@@ -22,8 +22,13 @@ export function Modal({ title, onClose, children, wide = false }) {
     e.preventDefault();
     onClose();
   };
+  // The browser may close a dialog by itself (Escape pressed twice, a close request it does not
+  // let the page cancel): then it is closed here too.
+  const onNativeClose = () => {
+    if (ref.current && ref.current.isConnected) onClose();
+  };
   return (
-    <dialog ref={ref} class={wide ? 'modal modal-wide' : 'modal'} aria-labelledby={id.current} onCancel={onCancel}>
+    <dialog ref={ref} class={wide ? 'modal modal-wide' : 'modal'} aria-labelledby={id.current} onCancel={onCancel} onClose={onNativeClose}>
       <div class="modal-head">
         <h2 id={id.current}>{title}</h2>
         <button type="button" class="icon-button" aria-label="Close" onClick={onClose}>

@@ -219,6 +219,7 @@ export function WorkersPage({ api, session, query, navigate }) {
     {
       key: 'node',
       title: 'Node',
+      class: 'col-node',
       render: (w) => (
         <div class="cell-stack">
           <strong>{w.node_name || w.node_id}</strong>
@@ -259,6 +260,7 @@ export function WorkersPage({ api, session, query, navigate }) {
     {
       key: 'labels',
       title: 'Labels',
+      class: 'col-labels',
       render: (w) => {
         const l = labelEntries(w.labels);
         if (!l.length) return <span class="muted">—</span>;
@@ -280,7 +282,7 @@ export function WorkersPage({ api, session, query, navigate }) {
     },
     {
       key: 'seen',
-      title: 'Registered / heartbeat',
+      title: 'Registered',
       render: (w) => (
         <div class="cell-stack">
           <span>{formatTime(w.registered_at)}</span>
