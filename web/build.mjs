@@ -5,12 +5,17 @@
 // rebuilds and compares with the committed dist/, which the console embeds (CMakeLists.txt).
 
 import { build } from 'esbuild';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const dist = path.join(here, 'dist');
+// --check: build into a scratch directory and compare with dist/ byte for byte (CI's check that
+// the committed dist/, which the console embeds, is what these sources and the lockfile give).
+const check = process.argv.includes('--check');
+const committed = path.join(here, 'dist');
+const dist = check ? mkdtempSync(path.join(tmpdir(), 'obx-web-')) : committed;
 // Licences that allow shipping the code inside the console's binary with a notice.
 const ALLOWED_LICENSES = new Set(['MIT', 'ISC', 'BSD-2-Clause', 'BSD-3-Clause', 'Apache-2.0', '0BSD']);
 
@@ -27,7 +32,7 @@ const result = await build({
   jsx: 'automatic',
   jsxImportSource: 'preact',
   loader: { '.svg': 'file' },
-  outdir: 'dist/assets',
+  outdir: path.join(dist, 'assets'),
   entryNames: '[name]-[hash]',
   assetNames: '[name]-[hash]',
   publicPath: '/assets/',
@@ -90,14 +95,36 @@ for (const name of [...packages.keys()].sort()) {
 }
 writeFileSync(path.join(dist, 'THIRD_PARTY_NOTICES.txt'), notices);
 
-const files = [];
-const walk = (d) => {
-  for (const f of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    const p = path.join(d, f.name);
-    if (f.isDirectory()) walk(p);
-    else files.push([path.relative(dist, p), readFileSync(p).length]);
+/** Every file under dir: relative path -> bytes. */
+function tree(dir) {
+  const files = new Map();
+  const walk = (d) => {
+    if (!existsSync(d)) return;
+    for (const f of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = path.join(d, f.name);
+      if (f.isDirectory()) walk(p);
+      else files.set(path.relative(dir, p), readFileSync(p));
+    }
+  };
+  walk(dir);
+  return files;
+}
+
+const built = tree(dist);
+if (!check) {
+  for (const [f, b] of built) console.log(`dist/${f}  ${b.length} bytes`);
+} else {
+  const old = tree(committed);
+  const problems = [];
+  for (const [f, b] of built) {
+    if (!old.has(f)) problems.push(`dist/${f} is missing (the build makes it)`);
+    else if (!old.get(f).equals(b)) problems.push(`dist/${f} differs from what the sources build`);
   }
-};
-walk(dist);
-for (const [f, n] of files) console.log(`dist/${f}  ${n} bytes`);
-if (!existsSync(path.join(dist, 'index.html'))) process.exit(1);
+  for (const f of old.keys()) if (!built.has(f)) problems.push(`dist/${f} is not made by the build (left over)`);
+  rmSync(dist, { recursive: true, force: true });
+  if (problems.length) {
+    console.error(problems.join('\n') + '\nweb/dist/ is not built from web/src at this commit: run `npm run build` in web/ and commit dist/.');
+    process.exit(1);
+  }
+  console.log(`web/dist/ matches a fresh build of the sources (${built.size} files)`);
+}
