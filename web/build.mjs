@@ -5,6 +5,7 @@
 // rebuilds and compares with the committed dist/, which the console embeds (CMakeLists.txt).
 
 import { build } from 'esbuild';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,7 +32,6 @@ const result = await build({
   target: ['chrome110', 'firefox115', 'safari16'],
   jsx: 'automatic',
   jsxImportSource: 'preact',
-  loader: { '.svg': 'file' },
   outdir: path.join(dist, 'assets'),
   entryNames: '[name]-[hash]',
   assetNames: '[name]-[hash]',
@@ -50,7 +50,11 @@ const pick = (re) => {
 };
 const js = pick(/^main-[A-Z0-9]+\.js$/);
 const css = pick(/^main-[A-Z0-9]+\.css$/);
-const icon = pick(/^logo-[A-Z0-9]+\.svg$/);
+// The tab's icon: the logo under a content-hashed name (the page draws it inline).
+const iconSvg = readFileSync(path.join(here, 'src/logo.svg'));
+const iconHash = createHash('sha256').update(iconSvg).digest('hex').slice(0, 8).toUpperCase();
+const icon = `icon-${iconHash}.svg`;
+writeFileSync(path.join(dist, 'assets', icon), iconSvg);
 
 writeFileSync(
   path.join(dist, 'index.html'),

@@ -4,7 +4,7 @@
 // the page to come back to.
 
 import { render } from 'preact';
-import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { createApi } from './lib/api.js';
 import { buildHash, parseHash, resolveRoute } from './lib/routes.js';
 import { Layout } from './components/Layout.jsx';
@@ -24,55 +24,60 @@ const PAGES = {
   'worker-tool': WorkerToolPage,
 };
 
+// The session is asked for at once, while the page is still being set up: the first screen
+// waits for this answer and nothing else.
+let onSessionEnded = () => {};
+const api = createApi(window.fetch.bind(window), () => onSessionEnded());
+const firstSession = api.get('/api/v1/console/session', { quiet401: true }).then(
+  (s) => ({ session: s }),
+  (e) => (e.status === 401 ? { session: null } : { error: e.message }),
+);
+
+/** Where the URL points, after any redirect routes.js asks for (applied to the URL at once). */
+function currentRoute(session) {
+  let loc = parseHash(window.location.hash);
+  for (let i = 0; i < 3; i++) {
+    const r = resolveRoute(loc.path, loc.query, session);
+    if (!r.redirect) return { route: r.route, loc };
+    window.history.replaceState(null, '', '#' + r.redirect);
+    loc = parseHash(r.redirect);
+  }
+  return { route: null, loc };
+}
+
 function App() {
   const [session, setSession] = useState(undefined); // undefined: asking; null: signed out
   const [bootError, setBootError] = useState('');
-  const [loc, setLoc] = useState(() => parseHash(window.location.hash));
+  const [, setTick] = useState(0);
   const [changingPassword, setChangingPassword] = useState(false);
   const mainTitle = useRef('');
+  const rerender = useCallback(() => setTick((t) => t + 1), []);
 
   useEffect(() => {
-    const on = () => setLoc(parseHash(window.location.hash));
-    window.addEventListener('hashchange', on);
-    return () => window.removeEventListener('hashchange', on);
+    window.addEventListener('hashchange', rerender);
+    return () => window.removeEventListener('hashchange', rerender);
+  }, [rerender]);
+
+  useEffect(() => {
+    onSessionEnded = () => {
+      setChangingPassword(false);
+      setSession(null);
+    };
+    firstSession.then((r) => (r.error ? setBootError(r.error) : setSession(r.session)));
   }, []);
 
-  const navigate = useCallback((path, query = {}, { replace = false } = {}) => {
-    const hash = buildHash(path, query);
-    if (replace) window.history.replaceState(null, '', hash);
-    else window.history.pushState(null, '', hash);
-    setLoc(parseHash(hash));
-  }, []);
-
-  const api = useMemo(
-    () =>
-      createApi(window.fetch.bind(window), () => {
-        setChangingPassword(false);
-        setSession(null);
-      }),
-    [],
+  const navigate = useCallback(
+    (path, query = {}, { replace = false } = {}) => {
+      const hash = buildHash(path, query);
+      if (replace) window.history.replaceState(null, '', hash);
+      else window.history.pushState(null, '', hash);
+      rerender();
+    },
+    [rerender],
   );
 
-  useEffect(() => {
-    api.get('/api/v1/console/session', { quiet401: true }).then(
-      (s) => setSession(s),
-      (e) => {
-        if (e.status === 401) setSession(null);
-        else setBootError(e.message);
-      },
-    );
-  }, [api]);
-
-  const resolved = session === undefined ? null : resolveRoute(loc.path, loc.query, session);
-  useEffect(() => {
-    if (resolved && resolved.redirect) {
-      const target = parseHash(resolved.redirect);
-      navigate(target.path, target.query, { replace: true });
-    }
-  });
-
-  const route = resolved && resolved.route;
-  useEffect(() => {
+  const { route, loc } = session === undefined ? { route: null, loc: null } : currentRoute(session);
+  useLayoutEffect(() => {
     if (!route) return;
     document.title = `${route.title} · Onlyboxes`;
     // A new page: tell screen readers by moving focus to its heading (not on the first load).
@@ -91,7 +96,7 @@ function App() {
     }
     setSession(null);
     navigate('/login', {}, { replace: true });
-  }, [api, navigate]);
+  }, [navigate]);
 
   if (bootError) {
     return (

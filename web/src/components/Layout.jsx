@@ -4,7 +4,7 @@
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { buildHash, navRoutes } from '../lib/routes.js';
-import logo from '../logo.svg';
+import { Logo } from './Logo.jsx';
 
 function AccountMenu({ session, onChangePassword, onLogout }) {
   const [open, setOpen] = useState(false);
@@ -81,7 +81,7 @@ export function Layout({ session, route, children, onChangePassword, onLogout })
           Menu
         </button>
         <a class="brand" href={buildHash('/')}>
-          <img src={logo} alt="" width="24" height="24" />
+          <Logo size={24} />
           <span>Onlyboxes</span>
         </a>
         {session.console_version && (

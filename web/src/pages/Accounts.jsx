@@ -2,7 +2,7 @@
 // Accounts (admins only): the list, creating a member account when the console allows
 // registration, deleting members (never an admin, never oneself).
 
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useCallback, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { queryString } from '../lib/api.js';
 import { formatTime } from '../lib/format.js';
 import { clampPage, parsePage } from '../lib/pagination.js';
@@ -84,7 +84,8 @@ export function AccountsPage({ api, session, query, navigate }) {
       if (mine === seq.current && err.status !== 401) setError(err.message);
     }
   }, [api, page, navigate]);
-  useEffect(() => {
+  // Before the first paint: the data is asked for as soon as the page exists.
+  useLayoutEffect(() => {
     load();
   }, [load]);
 

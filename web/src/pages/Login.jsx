@@ -2,10 +2,10 @@
 // Sign in with a dashboard account; afterwards, the page that was asked for (or the account's
 // home page).
 
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { loginErrorMessage } from '../lib/api.js';
 import { homePath, parseHash, safeRedirect } from '../lib/routes.js';
-import logo from '../logo.svg';
+import { Logo } from '../components/Logo.jsx';
 
 export function LoginPage({ api, query, navigate, onSession }) {
   const [username, setUsername] = useState('');
@@ -13,7 +13,7 @@ export function LoginPage({ api, query, navigate, onSession }) {
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   const userRef = useRef(null);
-  useEffect(() => userRef.current && userRef.current.focus(), []);
+  useLayoutEffect(() => userRef.current && userRef.current.focus(), []);
 
   const submit = async (e) => {
     e.preventDefault();
@@ -39,7 +39,7 @@ export function LoginPage({ api, query, navigate, onSession }) {
     <main class="login" id="main">
       <form class="card login-card" onSubmit={submit} noValidate aria-describedby={error ? 'login-error' : undefined}>
         <div class="login-brand">
-          <img src={logo} alt="" width="40" height="40" />
+          <Logo size={40} />
           <h1>Onlyboxes console</h1>
         </div>
         <p class="muted">Sign in to manage workers and API tokens.</p>

@@ -2,7 +2,7 @@
 // API tokens of the signed-in account: the list (masked), creating one (its value shown once,
 // with ready-made client snippets), deleting one.
 
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useCallback, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { formatTime } from '../lib/format.js';
 import { mcpUrl, tokenSnippets } from '../lib/snippets.js';
 import { DataTable, ErrorNotice } from '../components/DataTable.jsx';
@@ -153,7 +153,8 @@ export function TokensPage({ api }) {
       if (err.status !== 401) setError(err.message);
     }
   }, [api]);
-  useEffect(() => {
+  // Before the first paint: the data is asked for as soon as the page exists.
+  useLayoutEffect(() => {
     load();
   }, [load]);
 

@@ -2,7 +2,7 @@
 // Workers: counts, the table (filter and page in the URL), creating a worker with its one-time
 // startup command, deleting one. Refreshes every 5 seconds while the tab is visible.
 
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { queryString } from '../lib/api.js';
 import { between, formatAge, formatTime } from '../lib/format.js';
 import { clampPage, parsePage } from '../lib/pagination.js';
@@ -180,7 +180,8 @@ export function WorkersPage({ api, session, query, navigate }) {
     [api, page, status, navigate],
   );
 
-  useEffect(() => {
+  // Before the first paint: the data is asked for as soon as the page exists.
+  useLayoutEffect(() => {
     load();
   }, [load]);
 
