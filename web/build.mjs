@@ -67,6 +67,7 @@ writeFileSync(
 <title>Onlyboxes console</title>
 <link rel="icon" type="image/svg+xml" href="/assets/${icon}">
 <link rel="stylesheet" href="/assets/${css}">
+<link rel="preload" href="/api/v1/console/session" as="fetch" crossorigin>
 <script type="module" src="/assets/${js}"></script>
 </head>
 <body>

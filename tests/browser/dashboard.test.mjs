@@ -181,13 +181,13 @@ describe('dashboard', () => {
     await page.waitForSelector('text=Worker created');
     const masked = await page.textContent('dialog pre');
     assert.ok(masked.includes('WORKER_SECRET=••••'), masked);
+    await screenshot(page, 'worker-created');
     await page.click('text=Show secret');
     const command = (await page.textContent('dialog pre')).trim();
     assert.match(command, /^WORKER_CONSOLE_GRPC_TARGET=\S+ WORKER_ID=\S+ WORKER_SECRET=[0-9a-f]{64} .*WORKER_CONSOLE_INSECURE=true onlyboxes worker$/);
     await page.click('text=Copy command');
     await page.waitForSelector('dialog .copy-state:text("Copied")');
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), command);
-    await screenshot(page, 'worker-created');
     const nodeId = /WORKER_ID=(\S+)/.exec(command)[1];
     await page.click('dialog .actions button:text-is("Done")');
     assert.ok(!(await page.content()).includes(/WORKER_SECRET=(\S+)/.exec(command)[1]), 'the secret is still in the page');
@@ -257,7 +257,8 @@ describe('dashboard', () => {
     assert.match(await page.textContent('[role=alert]'), /WORKER_HEARTBEAT_JITTER_PCT must be a whole number from 0 to 100/);
     await page.fill('#wt-worker-heartbeat-jitter-pct', '10');
     assert.match(await page.textContent('.tool-output .notice-warning'), /1 label line is not key=value/);
-    await screenshot(page, 'worker-tool', { fullPage: true });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await screenshot(page, 'worker-tool');
     await page.click('text=Copy command');
     const command = await page.evaluate(() => navigator.clipboard.readText());
     assert.equal(command, (await page.textContent('.tool-preview')).trim());
