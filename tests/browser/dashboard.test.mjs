@@ -35,6 +35,55 @@ async function until(fn, why, timeoutMs = 20000) {
 
 const hash = () => page.evaluate(() => window.location.hash);
 
+/**
+ * Text on the page whose contrast with what is behind it is below WCAG AA (4.5:1, 3:1 for large
+ * text); disabled controls are exempt, as WCAG says. Runs in the page.
+ */
+function lowContrast() {
+  const parse = (c) => {
+    const m = /rgba?\(([^)]+)\)/.exec(c);
+    if (!m) return null;
+    const p = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+    return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+  };
+  const over = (top, bottom) => ({
+    r: top.r * top.a + bottom.r * (1 - top.a),
+    g: top.g * top.a + bottom.g * (1 - top.a),
+    b: top.b * top.a + bottom.b * (1 - top.a),
+    a: 1,
+  });
+  const lum = ({ r, g, b }) => {
+    const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c.a > 0) layers.push(c);
+      if (c && c.a === 1) break;
+    }
+    let bg = { r: 255, g: 255, b: 255, a: 1 };
+    for (const l of layers.reverse()) bg = over(l, bg);
+    return bg;
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (!el.getClientRects().length || el.closest('[disabled], [aria-disabled=true], [aria-hidden=true], .sr-only, .offscreen, .skip-link')) continue;
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const cs = getComputedStyle(el);
+    if (cs.visibility === 'hidden') continue;
+    const bg = background(el);
+    const fg = over(parse(cs.color), bg);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const size = parseFloat(cs.fontSize);
+    const need = size >= 24 || (size >= 18.66 && Number(cs.fontWeight) >= 700) ? 3 : 4.5;
+    if (ratio < need) bad.push(`${el.tagName.toLowerCase()}.${el.className} "${el.textContent.trim().slice(0, 30)}": ${ratio.toFixed(2)} < ${need}`);
+  }
+  return bad;
+}
+
 async function signIn(p, username, password) {
   await p.fill('#login-username', username);
   await p.fill('#login-password', password);
@@ -419,6 +468,7 @@ describe('dashboard', () => {
           .map((el) => el.outerHTML.slice(0, 80)),
       );
       assert.deepEqual(unlabeled, [], hashPath);
+      assert.deepEqual(await page.evaluate(lowContrast), [], `${hashPath}: contrast`);
       assert.equal(await page.locator('nav[aria-label=Main]').count(), 1);
       assert.equal(await page.locator('main').count(), 1);
     }
@@ -429,6 +479,22 @@ describe('dashboard', () => {
     assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
     await page.keyboard.press('Enter');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'main');
+    // Every stop of the keyboard shows where it is.
+    await page.goto(con.base + '/#/workers');
+    await page.reload();
+    await page.waitForSelector('tbody tr');
+    const seen = new Set();
+    for (let i = 0; i < 25; i++) {
+      await page.keyboard.press('Tab');
+      const [what, outline] = await page.evaluate(() => {
+        const el = document.activeElement;
+        const cs = getComputedStyle(el);
+        return [el.outerHTML.slice(0, 60), cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) >= 2];
+      });
+      assert.ok(outline, `no focus outline on ${what}`);
+      seen.add(what);
+    }
+    assert.ok(seen.size >= 10, `only ${seen.size} keyboard stops`);
   });
 
   test('dark theme and a narrow screen follow the system; nothing overflows', async () => {
@@ -453,6 +519,13 @@ describe('dashboard', () => {
       await p.click('text=Menu');
       assert.ok(await p.isVisible('#sidebar a:text("Tokens"), #sidebar a:text("API tokens")'));
       await screenshot(p, 'workers-dark-narrow');
+      for (const h of ['#/workers', '#/tokens', '#/accounts', '#/tools/worker-startup']) {
+        await p.goto(con.base + '/' + h);
+        await p.waitForSelector('main h1');
+        await p.waitForTimeout(300); // the page's data
+        assert.deepEqual(await p.evaluate(lowContrast), [], `${h} (dark): contrast`);
+      }
+      await p.goto(con.base + '/#/workers');
       assert.deepEqual(small.problems, []);
     } finally {
       await small.close();
