@@ -360,7 +360,8 @@ static bool cross_site_allowed(struct obx_route_ctx *ctx, const struct obx_route
     _cleanup_free_ char *msg =
         obx_xasprintf("cross-site request refused: Origin %.200s is not this console (%.200s)",
                       r->origin, r->host ? r->host : "no Host header");
-    obx_info("refused a cross-site %s %.200s from Origin %.200s", method_name(r->method), r->path,
+    const char *m = method_name(r->method);
+    obx_info("refused a cross-site %s %.200s from Origin %.200s", m ? m : "request", r->path,
              r->origin);
     obx_http_respond_error(ctx->req, 403, msg);
     return false;
