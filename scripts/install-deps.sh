@@ -35,6 +35,10 @@ declare -A need=(
     [protobuf-c-compiler]=/usr/bin/protoc-c
     [clang-14]=/usr/bin/clang-14
     [libclang-rt-14-dev]=/usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a
+    # The dashboard is compiled into the console with a gzip copy of each file.
+    [zlib1g-dev]=/usr/include/zlib.h
+    # The dashboard's browser tests (tests/browser/) drive Debian's Chromium.
+    [chromium]=/usr/bin/chromium
 )
 
 missing=()

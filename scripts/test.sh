@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # The one test command, for developers and CI alike:
-#   dependencies, formatting, source checks, build + unit tests, integration tests through the
-#   MCP SDK client, the gRPC interoperability tests, the conformance suite, the security suite,
-#   then build + unit + integration + interoperability tests again under ASan/UBSan.
+#   dependencies, formatting, source checks, the dashboard (web/: unit tests, and its committed
+#   build checked against its sources), build + unit tests, integration tests through the MCP SDK
+#   client, the gRPC interoperability tests, the dashboard in Chromium, the conformance suite, the
+#   security suite, then build + unit + integration + interoperability tests again under ASan/UBSan.
 # Stops at the first failing stage and names it. Each stage prints its duration.
 #
 # Environment:
@@ -94,6 +95,19 @@ npm_ci() {
     (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# The dashboard's sources (web/): its logic's unit tests, then a fresh build compared byte for byte
+# with the committed web/dist/, which is what the console embeds.
+web_checks() {
+    (cd web && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run -s check)
+}
+
+# The dashboard in Debian's Chromium against the real console and workers (tests/browser/); the
+# screenshots of each page go to build/dashboard-screenshots/.
+browser_tests() {
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error &&
+        OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap npm test)
+}
+
 # The bubblewrap runtime, named explicitly: `auto` picks docker once a daemon answers.
 integration_tests() {
     local bin="$1"
@@ -158,6 +172,7 @@ if [[ "${OBX_SKIP_DEPS:-}" != 1 ]]; then
 fi
 stage "clang-format" check_format
 stage "source checks" check_source
+stage "dashboard: unit tests and web/dist rebuilt from web/" web_checks
 stage "build (build/)" build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 # The README's quick start: -O3 finds warnings that -O2 does not.
 stage "build (build-release/, as the README's quick start)" build build-release \
@@ -185,6 +200,7 @@ stage "unit tests (build/)" unit_tests build
 stage "npm ci (tests/integration)" npm_ci
 stage "integration tests (build/)" integration_tests "$root/build/onlyboxes"
 stage "interop tests (build/)" interop_tests "$root/build/onlyboxes"
+stage "browser tests (build/, Chromium)" browser_tests "$root/build/onlyboxes"
 stage "conformance suite (build/)" conformance "$root/build/onlyboxes"
 stage "security suite (build/)" security_suite "$root/build/onlyboxes" bubblewrap
 # libFuzzer targets (tests/fuzz): clang build in build-fuzz/, each target from its seed corpus.

@@ -102,6 +102,8 @@ extern const struct obx_route obx_worker_routes[];
 extern const size_t obx_worker_routes_n;
 extern const struct obx_route obx_mcp_routes[];
 extern const size_t obx_mcp_routes_n;
+extern const struct obx_route obx_web_routes[];
+extern const size_t obx_web_routes_n;
 
 /* MCP over Streamable HTTP (routes-mcp.c): the endpoint's sessions and its executor. free()
  * terminates every session (their calls are cancelled and answered), so it must run before the

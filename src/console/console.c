@@ -20,6 +20,7 @@
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
 #include "mcp/mcp.h"
+#include "console/web/web.h"
 #include "worker/worker.h"
 
 #define F(m) OBX_CONFIG_FIELD(struct obx_console_config, m)
@@ -407,6 +408,7 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         .capture_headers = obx_mcp_param_headers(),
         .dispatch = obx_router_dispatch,
         .userdata = &c,
+        .fixed_headers = obx_web_response_headers,
     };
     r = obx_http_server_new(&hc, &c.http, err);
     if (r == -EINVAL && hc.tls_cert_file)

@@ -2,7 +2,8 @@
 /*
  * Fuzz target: the console's HTTP routing and handlers, from the request as the transport hands it
  * over: method, path, query, the headers the console reads (Cookie, Authorization, Host, Origin,
- * Accept, Content-Type, X-Forwarded-*, Mcp-Session-Id, MCP-Protocol-Version) and the body. Each
+ * Accept, Accept-Encoding, If-None-Match, Content-Type, X-Forwarded-*, Mcp-Session-Id,
+ * MCP-Protocol-Version) and the body. Each
  * input is a fresh console (SQLite in memory with an admin and a user, each with a token and a
  * dashboard session) and up to 8 requests, in the text form
  *
@@ -327,6 +328,8 @@ static char **header_slot(struct obx_http_request *req, const char *name, size_t
         {"content-type", offsetof(struct obx_http_request, content_type)},
         {"mcp-session-id", offsetof(struct obx_http_request, mcp_session_id)},
         {"mcp-protocol-version", offsetof(struct obx_http_request, mcp_protocol)},
+        {"accept-encoding", offsetof(struct obx_http_request, accept_encoding)},
+        {"if-none-match", offsetof(struct obx_http_request, if_none_match)},
     };
     for (size_t i = 0; i < OBX_ARRAY_SIZE(map); i++)
         if (strlen(map[i].name) == len && strncasecmp(map[i].name, name, len) == 0)

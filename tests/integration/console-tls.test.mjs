@@ -59,7 +59,7 @@ describe('console over HTTPS', () => {
     const r = await call(con.base, 'POST', '/api/v1/console/login', { ca, body: { username: ADMIN, password: ADMIN_PW } });
     assert.equal(r.status, 200, r.text);
     const { value, header } = sessionCookie(r);
-    for (const attr of ['Secure', 'HttpOnly', 'SameSite=Lax', 'Path=/']) assert.ok(header.includes(attr), header);
+    for (const attr of ['Secure', 'HttpOnly', 'SameSite=Strict', 'Path=/']) assert.ok(header.includes(attr), header);
     const s = await call(con.base, 'GET', '/api/v1/console/session', { ca, cookie: value });
     assert.equal(s.status, 200);
     assert.equal(s.body.account.username, ADMIN);

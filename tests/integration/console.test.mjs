@@ -52,7 +52,7 @@ describe('console', () => {
     assert.equal(typeof r.body.console_version, 'string');
     const { value, header } = sessionCookie(r);
     assert.match(value, /^[0-9a-f]{64}$/);
-    for (const attr of ['Path=/', 'HttpOnly', 'SameSite=Lax', 'Max-Age=43200']) assert.ok(header.includes(attr), header);
+    for (const attr of ['Path=/', 'HttpOnly', 'SameSite=Strict', 'Max-Age=43200']) assert.ok(header.includes(attr), header);
     assert.ok(!/secure/i.test(header), 'no Secure on plain HTTP');
     assert.ok(/Expires=/.test(header));
 

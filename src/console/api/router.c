@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
+#include "console/web/web.h"
 
 static const struct {
     const struct obx_route *routes;
@@ -21,7 +22,7 @@ static const struct {
 } tables[] = {
     {obx_account_routes, &obx_account_routes_n}, {obx_token_routes, &obx_token_routes_n},
     {obx_task_routes, &obx_task_routes_n},       {obx_worker_routes, &obx_worker_routes_n},
-    {obx_mcp_routes, &obx_mcp_routes_n},
+    {obx_mcp_routes, &obx_mcp_routes_n},         {obx_web_routes, &obx_web_routes_n},
 };
 
 /* Matches one pattern; fills params on success. */
@@ -142,7 +143,7 @@ static void set_cookie(struct obx_route_ctx *ctx, const char *value, int64_t max
     char date[40];
     obx_console_format_http_date(expires_ms, date);
     _cleanup_free_ char *c =
-        obx_xasprintf("%s=%s; Path=/; Expires=%s; Max-Age=%lld; HttpOnly;%s SameSite=Lax",
+        obx_xasprintf("%s=%s; Path=/; Expires=%s; Max-Age=%lld; HttpOnly;%s SameSite=Strict",
                       OBX_CONSOLE_SESSION_COOKIE, value, date, (long long)max_age_s,
                       cookie_secure(ctx) ? " Secure;" : "");
     obx_http_response_add_header(ctx->req, "set-cookie", c);
@@ -364,6 +365,28 @@ bool obx_route_auth_query_token(struct obx_route_ctx *ctx, const char *token)
     return auth_token(ctx, token);
 }
 
+/* CSRF: a state-changing request of the dashboard's API (the routes a session cookie signs, and
+ * sign-in) sent by a page of another site is refused. Browsers send Origin with every request
+ * that is not GET or HEAD, so one from a page shows where it comes from; a client without Origin
+ * (curl, scripts) is no browser a page could steer. Bearer routes carry no ambient credential,
+ * and /mcp checks Origin against its own allow-list. Returns false after answering 403. */
+static bool cross_site_allowed(struct obx_route_ctx *ctx, const struct obx_route *route)
+{
+    const struct obx_http_request *r = ctx->req;
+    if (r->method == OBX_HTTP_GET || r->method == OBX_HTTP_HEAD || r->method == OBX_HTTP_OPTIONS ||
+        route->auth == OBX_ROUTE_AUTH_BEARER || strncmp(r->path, "/api/", 5) != 0 || !r->origin ||
+        obx_web_same_origin(r->origin, r->host))
+        return true;
+    _cleanup_free_ char *msg =
+        obx_xasprintf("cross-site request refused: Origin %.200s is not this console (%.200s)",
+                      r->origin, r->host ? r->host : "no Host header");
+    const char *m = method_name(r->method);
+    obx_info("refused a cross-site %s %.200s from Origin %.200s", m ? m : "request", r->path,
+             r->origin);
+    obx_http_respond_error(ctx->req, 403, msg);
+    return false;
+}
+
 struct route_job {
     struct obx_console *console;
     struct obx_http_request *req;
@@ -407,6 +430,8 @@ static enum obx_route_result run_route(struct obx_route_ctx *ctx)
         }
         return OBX_ROUTE_DONE;
     }
+    if (!cross_site_allowed(ctx, route))
+        return OBX_ROUTE_DONE;
     switch (route->auth) {
     case OBX_ROUTE_AUTH_NONE:
         break;

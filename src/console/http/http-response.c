@@ -112,6 +112,8 @@ void obx_http_request_unref(struct obx_http_request *req)
     free(req->mcp_name);
     for (size_t i = 0; i < OBX_HTTP_MAX_CAPTURED; i++)
         free(req->captured[i]);
+    free(req->accept_encoding);
+    free(req->if_none_match);
     obx_buf_free(&req->stream);
     obx_http_response_done(&req->resp);
     free(req);

@@ -242,6 +242,8 @@ static struct obx_http_request *request_new(struct obx_http_server *srv, struct 
         snprintf(name, sizeof(name), "%s:", srv->cfg.capture_headers[i]);
         req->captured[i] = custom_header_dup(wsi, name);
     }
+    req->accept_encoding = header_dup(wsi, WSI_TOKEN_HTTP_ACCEPT_ENCODING);
+    req->if_none_match = header_dup(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH);
     req->stream = (struct obx_buf)OBX_BUF_INIT(STREAM_MAX_PENDING);
     lws_get_peer_simple(wsi, req->remote_ip, sizeof(req->remote_ip));
     req->tls = lws_is_ssl(wsi) != 0;
@@ -351,12 +353,23 @@ static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws 
 
 /* The response head. A streamed body has no length: lws adds "connection: close" on HTTP/1.1
  * (the body then ends with the connection) and nothing on HTTP/2 (it ends with the stream). */
+static int add_header(struct http_conn *c, const char *name, const char *value, unsigned char **p,
+                      unsigned char *end)
+{
+    _cleanup_free_ char *n = obx_xasprintf("%s:", name);
+    return lws_add_http_header_by_name(c->wsi, (const unsigned char *)n,
+                                       (const unsigned char *)value, (int)strlen(value), p, end);
+}
+
 static int write_head(struct http_conn *c, bool streamed)
 {
     struct obx_http_response *r = &c->req->resp;
+    const char *const(*fixed)[2] = c->req->srv->cfg.fixed_headers;
     size_t cap = LWS_PRE + 4096;
     for (size_t i = 0; i < r->n_headers; i++)
         cap += strlen(r->headers[i][0]) + strlen(r->headers[i][1]) + 8;
+    for (size_t i = 0; fixed && fixed[i][0]; i++)
+        cap += strlen(fixed[i][0]) + strlen(fixed[i][1]) + 8;
     _cleanup_free_ unsigned char *buf = obx_xmalloc(cap);
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap;
     if (streamed) {
@@ -374,13 +387,12 @@ static int write_head(struct http_conn *c, bool streamed)
             lws_add_http_header_content_length(c->wsi, r->body_len, &p, end))
             return -1;
     }
-    for (size_t i = 0; i < r->n_headers; i++) {
-        _cleanup_free_ char *name = obx_xasprintf("%s:", r->headers[i][0]);
-        if (lws_add_http_header_by_name(c->wsi, (const unsigned char *)name,
-                                        (const unsigned char *)r->headers[i][1],
-                                        (int)strlen(r->headers[i][1]), &p, end))
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (add_header(c, r->headers[i][0], r->headers[i][1], &p, end))
             return -1;
-    }
+    for (size_t i = 0; fixed && fixed[i][0]; i++)
+        if (add_header(c, fixed[i][0], fixed[i][1], &p, end))
+            return -1;
     if (!streamed && c->close_after &&
         lws_add_http_header_by_token(c->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close",
                                      5, &p, end))

@@ -64,6 +64,8 @@ struct obx_http_request {
     char *mcp_name;        /* Mcp-Name or NULL */
     /* The headers named by the server's capture_headers, in that order (NULL when absent). */
     char *captured[OBX_HTTP_MAX_CAPTURED];
+    char *accept_encoding; /* Accept-Encoding or NULL */
+    char *if_none_match;   /* If-None-Match or NULL */
     char remote_ip[64];
     bool tls;
 
@@ -99,6 +101,8 @@ struct obx_http_server_config {
     const char *const *capture_headers;
     obx_http_dispatch_fn dispatch;
     void *userdata;
+    /* Headers added to every response ({name, value} pairs ending with {NULL, NULL}), or NULL. */
+    const char *const (*fixed_headers)[2];
 };
 
 int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_http_server **ret,
