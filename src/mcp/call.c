@@ -264,6 +264,65 @@ json_t *obx_mcp_call_run(struct obx_mcp_call *c)
     return r;
 }
 
+/* While a call waits for the task it started, the task's output and log lines reach the call's
+ * client as they would for a call run directly (progress notifications, log messages). Held by
+ * the waiting call and by the task's backend; the call stops watching before it answers. */
+struct relay {
+    struct obx_mcp_task_watch watch;
+    pthread_mutex_t lock;
+    struct obx_mcp_call *watcher; /* NULL once the call answered */
+    int refs;
+};
+
+static void relay_output(void *userdata, enum obx_stream stream, const char *data, size_t len)
+{
+    struct relay *r = userdata;
+    pthread_mutex_lock(&r->lock);
+    if (r->watcher && r->watcher->call.on_output)
+        r->watcher->call.on_output(r->watcher->call.output_userdata, stream, data, len);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void relay_log(void *userdata, int level, const char *message)
+{
+    struct relay *r = userdata;
+    pthread_mutex_lock(&r->lock);
+    if (r->watcher && r->watcher->call.on_log)
+        r->watcher->call.on_log(r->watcher->call.log_userdata, level, message);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void relay_release(void *userdata)
+{
+    struct relay *r = userdata;
+    pthread_mutex_lock(&r->lock);
+    bool last = --r->refs == 0;
+    pthread_mutex_unlock(&r->lock);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+static struct relay *relay_new(struct obx_mcp_call *watcher)
+{
+    struct relay *r = obx_xcalloc(1, sizeof(*r));
+    r->watch = (struct obx_mcp_task_watch){relay_output, relay_log, relay_release, r};
+    pthread_mutex_init(&r->lock, NULL);
+    r->watcher = watcher;
+    r->refs = 2; /* the call's and the backend's */
+    return r;
+}
+
+/* The call answers: nothing more goes to it. */
+static void relay_stop(struct relay *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->watcher = NULL;
+    pthread_mutex_unlock(&r->lock);
+    relay_release(r);
+}
+
 /* The answer of a call that is turned into a task: the tool's result when the task ends within
  * the tool's patience, else the CreateTaskResult of the extension (the task runs on). NULL after
  * obx_mcp_call_fail(). */
@@ -272,8 +331,11 @@ static json_t *call_task(struct obx_mcp_call *c)
     struct obx_mcp_server *srv = c->srv;
     char id[64];
     struct obx_error err = OBX_ERROR_INIT;
-    if (obx_mcp_task_start(srv, c->call.account, c->tool, c->payload, c->timeout_ms, id, &err) <
-        0) {
+    struct relay *relay = relay_new(c);
+    if (obx_mcp_task_start(srv, c->call.account, c->tool, c->payload, c->timeout_ms, &relay->watch,
+                           id, &err) < 0) {
+        relay_release(relay); /* the backend's: it never took it */
+        relay_stop(relay);
         char text[sizeof(err.code) + sizeof(err.message) + 4];
         return obx_mcp_result_error("%s", obx_error_text(&err, text, sizeof(text)));
     }
@@ -285,6 +347,7 @@ static json_t *call_task(struct obx_mcp_call *c)
     bool ended = false;
     for (;;) {
         if (obx_call_is_cancelled(&c->call)) {
+            relay_stop(relay);
             obx_mcp_task_cancel(srv, NULL, id);
             return obx_mcp_result_error("%s: the call was cancelled", OBX_ERR_CANCELED);
         }
@@ -293,6 +356,7 @@ static json_t *call_task(struct obx_mcp_call *c)
             break;
         ended = obx_mcp_task_wait(srv, id, OBX_MIN(end - now, 100));
     }
+    relay_stop(relay);
     struct obx_mcp_task_info info;
     if (obx_mcp_task_get(srv, NULL, id, &info) < 0)
         return obx_mcp_result_error("%s: the task %s is gone", OBX_ERR_INTERNAL, id);

@@ -67,13 +67,25 @@ struct obx_mcp_task_info {
 };
 void obx_mcp_task_info_done(struct obx_mcp_task_info *info);
 
+/* What a task says while it runs (its output, the executor's log lines), for the call that
+ * started it while that call still waits for it. A backend calls output() and log() from its own
+ * threads, never after release(), and calls release() once when it is done with the watch (the
+ * task ended); when start() fails it calls none of them. */
+struct obx_mcp_task_watch {
+    void (*output)(void *userdata, enum obx_stream stream, const char *data, size_t len);
+    void (*log)(void *userdata, int level, const char *message);
+    void (*release)(void *userdata);
+    void *userdata;
+};
+
 /* A store of tasks outside the server (the console's task table). Every function is called on
  * threads of the server's own and may block briefly. */
 struct obx_mcp_task_backend {
     /* Creates the task (durably: get() finds it once this returns) and starts running capability
      * with payload (borrowed) for account. Fills id (NUL-terminated, at most 63 characters). */
     int (*start)(void *userdata, const char *account, const char *capability, json_t *payload,
-                 uint64_t timeout_ms, char id[64], struct obx_error *err);
+                 uint64_t timeout_ms, const struct obx_mcp_task_watch *watch, char id[64],
+                 struct obx_error *err);
     /* Waits until the task has ended or ms passed; true when it has ended. */
     bool (*wait)(void *userdata, const char *id, uint64_t ms);
     /* -ENOENT for an unknown task or another account's. */

@@ -58,6 +58,9 @@ struct obx_mcp_call {
     bool as_task;  /* the client declared the tasks extension and the tool allows it */
     int rpc_code;  /* set by obx_mcp_call_fail(): answer with this JSON-RPC error */
     char rpc_message[256];
+    /* A task's execution: where its progress and log lines go while the call that started it
+     * still waits (NULL: nowhere). */
+    const struct obx_mcp_task_watch *watch;
     struct batch *batch; /* NULL unless the request came in a batch */
     struct sink *sink;   /* held from the start until the response; then NULL */
     struct obx_call call;
@@ -139,7 +142,7 @@ void obx_mcp_tasks_free(struct obx_mcp_tasks *t);
  * else in the backend. */
 int obx_mcp_task_start(struct obx_mcp_server *srv, const char *account,
                        const struct obx_mcp_tool_entry *tool, json_t *payload, uint64_t timeout_ms,
-                       char id[64], struct obx_error *err);
+                       const struct obx_mcp_task_watch *watch, char id[64], struct obx_error *err);
 bool obx_mcp_task_wait(struct obx_mcp_server *srv, const char *id, uint64_t ms);
 /* account NULL: any owner (the server's own lookups). -ENOENT when unknown. */
 int obx_mcp_task_get(struct obx_mcp_server *srv, const char *account, const char *id,

@@ -38,7 +38,8 @@ struct mem_task {
     int rpc_code;   /* FAILED */
     char message[256];
     int64_t created_ms, updated_ms, ttl_ms;
-    bool running; /* its thread still uses call */
+    bool running;                    /* its thread still uses call */
+    struct obx_mcp_task_watch watch; /* release() when the thread is done with it */
 };
 
 struct listener {
@@ -144,6 +145,8 @@ static void *mem_task_main(void *arg)
     memcpy(id, m->id, sizeof(id));
     json_t *result = obx_mcp_call_run(m->call);
     bool cancelled = obx_call_is_cancelled(&m->call->call);
+    if (m->watch.release)
+        m->watch.release(m->watch.userdata);
 
     pthread_mutex_lock(&t->lock);
     if (m->status == OBX_MCP_TASK_WORKING) {
@@ -177,7 +180,7 @@ static void *mem_task_main(void *arg)
 
 static int mem_start(struct obx_mcp_tasks *t, const char *account,
                      const struct obx_mcp_tool_entry *tool, json_t *payload, uint64_t timeout_ms,
-                     char id[64], struct obx_error *err)
+                     const struct obx_mcp_task_watch *watch, char id[64], struct obx_error *err)
 {
     struct mem_task *m = obx_xcalloc(1, sizeof(*m));
     obx_random_uuid(m->id);
@@ -189,6 +192,14 @@ static int mem_start(struct obx_mcp_tasks *t, const char *account,
     m->call = obx_mcp_call_new(t->srv, NULL, m->account, NULL, tool, json_incref(payload),
                                timeout_ms, NULL, NULL, NULL);
     m->call->version = OBX_MCP_VERSION_FIRST_MODERN;
+    if (watch) {
+        m->watch = *watch;
+        m->call->watch = &m->watch;
+        m->call->call.on_output = watch->output;
+        m->call->call.output_userdata = watch->userdata;
+        m->call->call.on_log = watch->log;
+        m->call->call.log_userdata = watch->userdata;
+    }
 
     pthread_mutex_lock(&t->lock);
     prune_locked(t);
@@ -300,12 +311,13 @@ static bool in_memory(const struct obx_mcp_server *srv, const struct obx_mcp_too
 
 int obx_mcp_task_start(struct obx_mcp_server *srv, const char *account,
                        const struct obx_mcp_tool_entry *tool, json_t *payload, uint64_t timeout_ms,
-                       char id[64], struct obx_error *err)
+                       const struct obx_mcp_task_watch *watch, char id[64], struct obx_error *err)
 {
     if (in_memory(srv, tool))
-        return mem_start(srv->tasks, account, tool, payload, timeout_ms, id, err);
+        return mem_start(srv->tasks, account, tool, payload, timeout_ms, watch, id, err);
     const struct obx_mcp_task_backend *b = srv->task_backend;
-    return b->start(b->userdata, account, tool->def->capability, payload, timeout_ms, id, err);
+    return b->start(b->userdata, account, tool->def->capability, payload, timeout_ms, watch, id,
+                    err);
 }
 
 bool obx_mcp_task_wait(struct obx_mcp_server *srv, const char *id, uint64_t ms)

@@ -347,6 +347,32 @@ static void test_task_lifecycle(void **state)
     h_free(h);
 }
 
+/* While a call waits for its task, the task's output reaches the client as progress, as it
+ * would for a call run directly. */
+static void test_task_progress_while_waiting(void **state)
+{
+    struct obx_mcp_server_config cfg = {.task_after_ms = 5000};
+    struct harness *h = h_new_cfg(cfg);
+    h->fake.mode = FAKE_OUTPUT;
+    h->fake.chunks[0] = "first line\n";
+    h->fake.chunks[1] = "second line\n";
+    h->fake.n_chunks = 2;
+    h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":"
+               "\"pythonExec\",\"arguments\":{\"code\":\"print(1)\"}," ENV_CAPS(
+                   "{\"extensions\":{\"io.modelcontextprotocol/tasks\":{}}}") ",\"progressToken\":"
+                                                                              "\"p\"}}}");
+    json_t *notes;
+    json_t *r = h_response(h, &notes);
+    assert_string_equal(json_string_value(json_object_get(result_of(r), "resultType")), "complete");
+    assert_int_equal(count_method(notes, "notifications/progress"), 2);
+    json_t *first = json_object_get(json_array_get(notes, 0), "params");
+    assert_string_equal(json_string_value(json_object_get(first, "progressToken")), "p");
+    assert_string_equal(json_string_value(json_object_get(first, "message")), "first line\n");
+    json_decref(r);
+    json_decref(notes);
+    h_free(h);
+}
+
 /* A completed task inlines the tool's result; a tool error is completed + isError; a JSON-RPC
  * error is failed with the error; another account never finds the task. */
 static void test_task_results(void **state)
@@ -601,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_per_request_log_level),
         cmocka_unit_test(test_missing_capability),
         cmocka_unit_test(test_task_lifecycle),
+        cmocka_unit_test(test_task_progress_while_waiting),
         cmocka_unit_test(test_task_results),
         cmocka_unit_test(test_task_subscription),
         cmocka_unit_test(test_http_classify),

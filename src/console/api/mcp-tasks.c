@@ -15,7 +15,8 @@
 #define MSG_NO_CAPACITY "no online worker capacity for requested capability"
 
 static int task_start(void *userdata, const char *account, const char *capability, json_t *payload,
-                      uint64_t timeout_ms, char id[64], struct obx_error *err)
+                      uint64_t timeout_ms, const struct obx_mcp_task_watch *watch, char id[64],
+                      struct obx_error *err)
 {
     struct obx_console *c = userdata;
     struct obx_task t = {0};
@@ -23,7 +24,12 @@ static int task_start(void *userdata, const char *account, const char *capabilit
     snprintf(t.capability, sizeof(t.capability), "%s", capability);
     obx_task_input_hash(c->cfg->hash_key, capability, payload, t.input_hash);
     _cleanup_json_ json_t *scoped = obx_task_scope_input(capability, payload, account);
-    int r = obx_tasks_create(c->tasks, &t, scoped, timeout_ms ? timeout_ms : 60000, err);
+    struct obx_task_observer obs = {0};
+    if (watch)
+        obs =
+            (struct obx_task_observer){watch->output, watch->log, watch->release, watch->userdata};
+    int r = obx_tasks_create(c->tasks, &t, scoped, timeout_ms ? timeout_ms : 60000,
+                             watch ? &obs : NULL, err);
     if (r < 0) {
         if (obx_streq(err->code, OBX_ERR_NO_CAPACITY) && !strstr(err->message, "session"))
             snprintf(err->message, sizeof(err->message), "%s", MSG_NO_CAPACITY);

@@ -261,7 +261,7 @@ static enum step create(struct obx_route_ctx *ctx, const struct submit *s, json_
     snprintf(t->request_id, sizeof(t->request_id), "%s", s->request_id);
     snprintf(t->capability, sizeof(t->capability), "%s", s->capability);
     snprintf(t->input_hash, sizeof(t->input_hash), "%s", hash);
-    int r = obx_tasks_create(c->tasks, t, payload, (uint64_t)s->timeout_ms, &err);
+    int r = obx_tasks_create(c->tasks, t, payload, (uint64_t)s->timeout_ms, NULL, &err);
     if (r == 0)
         return STEP_TASK;
     if (!t->id[0]) { /* no worker took it */

@@ -54,6 +54,7 @@ struct live_task {
     uint64_t deadline; /* monotonic */
     bool forced_timeout;
     struct obx_tasks *tasks;
+    struct obx_task_observer obs; /* release() once the call is done */
     struct live_task *next;
 };
 
@@ -445,6 +446,8 @@ static void end_job(void *arg)
     pthread_cond_broadcast(&t->cond);
     pthread_cond_broadcast(&t->ended);
     pthread_mutex_unlock(&t->lock);
+    if (l->obs.release)
+        l->obs.release(l->obs.userdata);
     tell_end(t, l->id);
     obx_call_done(&l->call);
     json_decref(l->payload);
@@ -486,7 +489,8 @@ static void exec_job(void *arg)
 }
 
 void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *payload,
-                     uint64_t timeout_ms, struct obx_dispatch_slot *slot)
+                     uint64_t timeout_ms, struct obx_dispatch_slot *slot,
+                     const struct obx_task_observer *obs)
 {
     struct live_task *l = obx_xcalloc(1, sizeof(*l));
     snprintf(l->id, sizeof(l->id), "%s", task->id);
@@ -497,6 +501,13 @@ void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *p
     l->slot = slot;
     obx_call_init(&l->call);
     l->call.account = l->owner;
+    if (obs) {
+        l->obs = *obs;
+        l->call.on_output = obs->output;
+        l->call.output_userdata = obs->userdata;
+        l->call.on_log = obs->log;
+        l->call.log_userdata = obs->userdata;
+    }
     l->deadline = obx_now_ms() + timeout_ms;
     l->call.deadline = l->deadline;
     pthread_mutex_lock(&t->lock);
@@ -522,6 +533,8 @@ void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *p
         mark_ready_locked(t, l->id);
     pthread_cond_broadcast(&t->ended);
     pthread_mutex_unlock(&t->lock);
+    if (l->obs.release)
+        l->obs.release(l->obs.userdata);
     tell_end(t, l->id);
     obx_call_done(&l->call);
     json_decref(l->payload);
@@ -529,7 +542,8 @@ void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *p
 }
 
 int obx_tasks_create(struct obx_tasks *t, struct obx_task *task, json_t *payload,
-                     uint64_t timeout_ms, struct obx_error *err)
+                     uint64_t timeout_ms, const struct obx_task_observer *obs,
+                     struct obx_error *err)
 {
     struct obx_dispatch_slot *slot = NULL;
     int r = obx_dispatch_acquire(t->dispatch, task->capability, payload, &slot, err);
@@ -546,7 +560,7 @@ int obx_tasks_create(struct obx_tasks *t, struct obx_task *task, json_t *payload
         obx_dispatch_release(slot);
         return r;
     }
-    obx_tasks_start(t, task, payload, timeout_ms, slot);
+    obx_tasks_start(t, task, payload, timeout_ms, slot, obs);
     return 0;
 }
 

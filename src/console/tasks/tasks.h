@@ -23,12 +23,24 @@ void obx_tasks_free(struct obx_tasks *t);
 /* Runs fn(arg) on an execution thread; -EAGAIN / -ESHUTDOWN as obx_console_pool_submit(). */
 int obx_tasks_submit_job(struct obx_tasks *t, void (*fn)(void *), void *arg);
 
+/* Who hears a task as it runs (MCP: the call that started it, while it waits): output() and
+ * log() from the threads that run it, never after release(), which comes once when the task
+ * ended. When obx_tasks_create() fails, none of them is called. */
+struct obx_task_observer {
+    void (*output)(void *userdata, enum obx_stream stream, const char *data, size_t len);
+    void (*log)(void *userdata, int level, const char *message);
+    void (*release)(void *userdata);
+    void *userdata;
+};
+
 /* Creates a task and starts it: reserves a worker for task->capability (errors as
  * obx_dispatch_acquire(): no_worker, no_capacity ...), then records it (task->owner_id,
  * request_id, capability and input_hash as given; id and times filled in here) and starts it.
- * -EEXIST when (owner, request_id) is taken. payload is the scoped payload (borrowed). */
+ * -EEXIST when (owner, request_id) is taken. payload is the scoped payload (borrowed); obs may be
+ * NULL. */
 int obx_tasks_create(struct obx_tasks *t, struct obx_task *task, json_t *payload,
-                     uint64_t timeout_ms, struct obx_error *err);
+                     uint64_t timeout_ms, const struct obx_task_observer *obs,
+                     struct obx_error *err);
 
 /* The HMAC of a task's input as the store keeps it (hash: 65 bytes). */
 void obx_task_input_hash(const char *hash_key, const char *capability, const json_t *input,
@@ -38,7 +50,8 @@ void obx_task_input_hash(const char *hash_key, const char *capability, const jso
  * scoped capability payload (a reference is taken). On failure the slot is released and the task
  * ends failed. */
 void obx_tasks_start(struct obx_tasks *t, const struct obx_task *task, json_t *payload,
-                     uint64_t timeout_ms, struct obx_dispatch_slot *slot);
+                     uint64_t timeout_ms, struct obx_dispatch_slot *slot,
+                     const struct obx_task_observer *obs);
 
 /* Answers req when the task ends or after wait_ms (0: only when it ends): respond(req, task) runs
  * on the waiter thread with the task as stored then (task NULL when it could not be read), and
