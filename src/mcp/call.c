@@ -117,21 +117,6 @@ void obx_mcp_call_progress(struct obx_mcp_call *c, double progress, double total
     pthread_mutex_unlock(&c->s->send_lock);
 }
 
-/* Bytes at the end of s[0..len) that start a UTF-8 sequence the next chunk may complete. */
-static size_t incomplete_tail(const char *s, size_t len)
-{
-    for (size_t i = 1; i <= 3 && i <= len; i++) {
-        unsigned char b = (unsigned char)s[len - i];
-        if ((b & 0xc0) == 0x80)
-            continue;
-        if (b < 0xc0)
-            return 0;
-        size_t need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
-        return need > i ? i : 0;
-    }
-    return 0;
-}
-
 /* call.on_output: each chunk becomes one progress notification whose progress is the number of
  * output bytes so far and whose message is the chunk as text, capped. */
 static void call_on_output(void *userdata, enum obx_stream stream, const char *data, size_t len)
@@ -156,7 +141,7 @@ static void call_on_output(void *userdata, enum obx_stream stream, const char *d
         _cleanup_free_ char *joined = obx_xmalloc(n);
         memcpy(joined, c->carry[si], c->carry_len[si]);
         memcpy(joined + c->carry_len[si], data, len);
-        size_t tail = incomplete_tail(joined, n);
+        size_t tail = obx_utf8_incomplete_tail(joined, n);
         memcpy(c->carry[si], joined + n - tail, tail);
         c->carry_len[si] = tail;
         size_t tlen = 0;

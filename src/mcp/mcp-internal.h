@@ -182,7 +182,8 @@ struct obx_mcp_call;
 
 /* Waits ms milliseconds; returns false early when the call was cancelled. */
 bool obx_mcp_call_sleep(struct obx_mcp_call *c, unsigned ms);
-/* Logs to the call's session (see obx_mcp_session_log). */
+/* Logs to the call's client when it asked for this level (logging/setLevel, or the request's
+ * logLevel in protocol 2026-07-28). */
 void obx_mcp_call_log(struct obx_mcp_call *c, enum obx_mcp_log_level level, const char *text);
 /* Sends notifications/progress when the request carried a progress token (total < 0: none). */
 void obx_mcp_call_progress(struct obx_mcp_call *c, double progress, double total,

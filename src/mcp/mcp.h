@@ -115,7 +115,7 @@ void obx_mcp_session_handle(struct obx_mcp_session *s, const char *text, size_t 
 /* Per-session options for transports that need more than one send() (Streamable HTTP). */
 struct obx_mcp_session_config {
     const char *account; /* owner of the session's calls (copied); NULL: the server's account */
-    /* Messages not tied to a sink (obx_mcp_session_handle(), obx_mcp_session_log()); may be
+    /* Messages not tied to a sink (obx_mcp_session_handle()); may be
      * NULL, which drops them. */
     void (*send)(void *userdata, const char *json);
     void *userdata;
@@ -210,12 +210,6 @@ enum obx_mcp_log_level {
     OBX_MCP_LOG_ALERT,
     OBX_MCP_LOG_EMERGENCY,
 };
-
-/* Sends notifications/message {"level","logger":"onlyboxes","data":<text>} to the client when level
- * is at or above the level the client chose with logging/setLevel. Until the client calls
- * logging/setLevel nothing is sent. Thread-safe; never pass secrets. */
-void obx_mcp_session_log(struct obx_mcp_session *s, enum obx_mcp_log_level level, const char *fmt,
-                         ...) OBX_PRINTF(3, 4);
 
 /* Largest message accepted (a stdio line or an HTTP body); bigger ones get -32600. */
 #define OBX_MCP_MAX_MESSAGE (16u * 1024 * 1024)

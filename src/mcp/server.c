@@ -100,18 +100,6 @@ json_t *obx_mcp_log_message(int min, enum obx_mcp_log_level level, const char *f
     return obx_rpc_notification("notifications/message", params);
 }
 
-void obx_mcp_session_log(struct obx_mcp_session *s, enum obx_mcp_log_level level, const char *fmt,
-                         ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    json_t *msg =
-        obx_mcp_log_message(__atomic_load_n(&s->log_level, __ATOMIC_ACQUIRE), level, fmt, ap);
-    va_end(ap);
-    if (msg)
-        obx_mcp_session_send(s, &s->default_sink, msg, false);
-}
-
 /* ---- methods ---- */
 
 struct request {

@@ -37,6 +37,7 @@
 #include "console/console-internal.h"
 #include "console/util/console-util.h"
 #include "fuzz.h"
+#include "mcp/mcp.h"
 
 #define MAX_REQUESTS 8
 #define ANSWER_WAIT_MS 10000
@@ -117,7 +118,7 @@ bool obx_http_request_gone(struct obx_http_request *req)
 
 const char *const *obx_http_server_capture_headers(const struct obx_http_server *srv)
 {
-    return NULL;
+    return obx_mcp_param_headers(); /* header_slot() fills captured[] in this order */
 }
 
 /* ---- an executor that answers at once ---- */
@@ -330,10 +331,16 @@ static char **header_slot(struct obx_http_request *req, const char *name, size_t
         {"mcp-protocol-version", offsetof(struct obx_http_request, mcp_protocol)},
         {"accept-encoding", offsetof(struct obx_http_request, accept_encoding)},
         {"if-none-match", offsetof(struct obx_http_request, if_none_match)},
+        {"mcp-method", offsetof(struct obx_http_request, mcp_method)},
+        {"mcp-name", offsetof(struct obx_http_request, mcp_name)},
     };
     for (size_t i = 0; i < OBX_ARRAY_SIZE(map); i++)
         if (strlen(map[i].name) == len && strncasecmp(map[i].name, name, len) == 0)
             return (char **)((char *)req + map[i].off);
+    const char *const *captured = obx_mcp_param_headers();
+    for (size_t i = 0; captured[i] && i < OBX_HTTP_MAX_CAPTURED; i++)
+        if (strlen(captured[i]) == len && strncasecmp(captured[i], name, len) == 0)
+            return &req->captured[i];
     return NULL;
 }
 

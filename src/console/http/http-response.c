@@ -67,7 +67,7 @@ void obx_http_response_done(struct obx_http_response *resp)
 
 const char *obx_http_request_header(const struct obx_http_request *req, const char *name)
 {
-    const char *const *names = req->srv ? obx_http_server_capture_headers(req->srv) : NULL;
+    const char *const *names = obx_http_server_capture_headers(req->srv);
     for (size_t i = 0; names && names[i] && i < OBX_HTTP_MAX_CAPTURED; i++)
         if (strcasecmp(names[i], name) == 0)
             return req->captured[i];

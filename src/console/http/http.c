@@ -281,7 +281,7 @@ static void dispatch(struct obx_http_server *srv, struct http_conn *c)
 
 const char *const *obx_http_server_capture_headers(const struct obx_http_server *srv)
 {
-    return srv->cfg.capture_headers;
+    return srv ? srv->cfg.capture_headers : NULL;
 }
 
 bool obx_http_request_gone(struct obx_http_request *req)
