@@ -33,6 +33,8 @@ static const struct capability {
     {"pythonexec", obx_cap_python},
     {"terminalexec", obx_cap_terminal},
     {"terminalresource", obx_cap_terminal_resource},
+    {"terminalfiles", obx_cap_terminal_files},
+    {"terminalsession", obx_cap_terminal_session},
 };
 
 static int worker_exec(struct obx_executor *self, const char *capability, json_t *payload,
