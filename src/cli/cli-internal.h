@@ -13,7 +13,9 @@
 struct obx_cli_local {
     enum obx_runtime_choice runtime;
     bool runtime_set;
-    bool keep_pool; /* long-running server: keep the warm pool */
+    bool keep_pool;                     /* long-running server: keep the warm pool */
+    const struct obx_box_mount *mounts; /* --mount, checked */
+    size_t n_mounts;
 };
 
 /* Where exec, python and call run: an in-process worker, or a console through its task API. */
@@ -36,6 +38,8 @@ enum {
     OBX_OPT_SESSION,
     OBX_OPT_TIMEOUT,
     OBX_OPT_NETWORK,
+    OBX_OPT_MOUNT,
+    OBX_OPT_EXPORT_DIR,
 };
 
 /* The struct option rows of the target options, for a command's table. */

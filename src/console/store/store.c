@@ -119,6 +119,18 @@ static const char *const migrations[] = {
     "  created_at_unix_ms INTEGER NOT NULL,"
     "  last_used_at_unix_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS idx_session_routes_node ON session_routes(node_id);",
+    /* 5: the files exportFile copied out of sessions, kept until their links expire. */
+    "CREATE TABLE IF NOT EXISTS exports ("
+    "  export_id TEXT PRIMARY KEY,"
+    "  account_id TEXT NOT NULL,"
+    "  session_id TEXT NOT NULL,"
+    "  file_path TEXT NOT NULL,"
+    "  filename TEXT NOT NULL,"
+    "  mime_type TEXT NOT NULL,"
+    "  size_bytes INTEGER NOT NULL,"
+    "  created_at_unix_ms INTEGER NOT NULL,"
+    "  expires_at_unix_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS idx_exports_expires ON exports(expires_at_unix_ms);",
 };
 
 int store_fail(struct obx_store *st, struct obx_error *err, int rc, const char *what)
