@@ -116,8 +116,9 @@ static int export_local(struct local_exec *l, json_t *payload, struct obx_call *
     _cleanup_free_ char *final = NULL;
     for (int k = 0; r >= 0 && k < 1000; k++) {
         free(final);
-        const char *dot = strrchr(name, '.');
-        if (!dot || dot == name)
+        /* name-1.tar.gz: the number goes before the whole extension */
+        const char *dot = strchr(name + 1, '.');
+        if (!dot)
             dot = name + strlen(name);
         final = k == 0
                     ? obx_xasprintf("%s/%s", l->export_dir, name)
