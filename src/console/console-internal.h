@@ -50,6 +50,7 @@ enum obx_route_auth {
     OBX_ROUTE_AUTH_COOKIE,
     OBX_ROUTE_AUTH_ADMIN, /* cookie, then is_admin */
     OBX_ROUTE_AUTH_BEARER,
+    OBX_ROUTE_AUTH_ACCOUNT, /* a Bearer token when one is sent, else the dashboard's cookie */
 };
 
 enum obx_route_result {

@@ -265,6 +265,10 @@ describe('a console with its embedded worker', () => {
     assert.equal((await bearer(base, 'GET', '/api/v1/tasks?page=0', token)).status, 400);
     const theirs = await bearer(base, 'GET', '/api/v1/tasks', other);
     assert.ok(!theirs.body.items.some((t) => ids.includes(t.task_id)));
+    // The dashboard lists them with its cookie.
+    const dash = await call(base, 'GET', '/api/v1/tasks?page_size=3', { cookie: ctx.d.cookie });
+    assert.deepEqual(dash.body.items.map((t) => t.task_id), ids.slice().reverse());
+    assert.equal((await call(base, 'GET', '/api/v1/tasks')).status, 401);
   });
 
   test('exportFile: a signed link that works without a token and outlives the session', async () => {

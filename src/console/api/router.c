@@ -445,6 +445,10 @@ static enum obx_route_result run_route(struct obx_route_ctx *ctx)
         if (!auth_bearer(ctx))
             return OBX_ROUTE_DONE;
         break;
+    case OBX_ROUTE_AUTH_ACCOUNT:
+        if (req->authorization ? !auth_bearer(ctx) : !auth_cookie(ctx, false))
+            return OBX_ROUTE_DONE;
+        break;
     }
     return route->fn(ctx);
 }

@@ -614,7 +614,8 @@ static enum obx_route_result list_tasks(struct obx_route_ctx *ctx)
 }
 
 const struct obx_route obx_task_routes[] = {
-    {OBX_HTTP_GET, "/api/v1/tasks", OBX_ROUTE_AUTH_BEARER, list_tasks},
+    /* The dashboard's Tasks page lists them with its cookie; scripts with a token. */
+    {OBX_HTTP_GET, "/api/v1/tasks", OBX_ROUTE_AUTH_ACCOUNT, list_tasks},
     {OBX_HTTP_POST, "/api/v1/commands/echo", OBX_ROUTE_AUTH_BEARER, echo_command},
     {OBX_HTTP_POST, "/api/v1/commands/terminal", OBX_ROUTE_AUTH_BEARER, terminal_command},
     {OBX_HTTP_POST, "/api/v1/tasks", OBX_ROUTE_AUTH_BEARER, submit_task},
