@@ -19,8 +19,8 @@
 #include "common/utf8.h"
 #include "console/auth/auth.h"
 #include "console/util/console-util.h"
-#include "mcp/mcp.h"
 #include "console/web/web.h"
+#include "mcp/mcp.h"
 #include "worker/worker.h"
 
 #define F(m) OBX_CONFIG_FIELD(struct obx_console_config, m)
