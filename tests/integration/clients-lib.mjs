@@ -200,10 +200,16 @@ function loudSkip(reason) {
   return reason;
 }
 
-/** The tail of a text, indented, for t.diagnostic(): what a client printed, in the test log. */
+/** What a client printed, as diagnostics of test t: one line each, so any reporter shows it. */
+export function note(t, label, text) {
+  t.diagnostic(`${label}:`);
+  const lines = text.trim() === '' ? ['(nothing)'] : text.trim().split('\n');
+  for (const l of lines) t.diagnostic(`    ${l}`);
+}
+
+/** The same text indented under a label, for a failure message. */
 export function printed(label, text) {
-  const body = text.trim() === '' ? '(nothing)' : text.trim();
-  return `${label}:\n${body
+  return `${label}:\n${(text.trim() || '(nothing)')
     .split('\n')
     .map((l) => `    ${l}`)
     .join('\n')}`;
