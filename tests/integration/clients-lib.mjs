@@ -6,7 +6,7 @@
 // cannot fetch them; a client that was fetched and then fails is a failure.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -177,22 +177,33 @@ export function npxArgs(packages, bin, args) {
 }
 
 /** npm's words for "the registry could not be reached or has no such package". */
-const FETCH_FAILURE = /npm (error|ERR!) (code )?(E404|E5\d\d|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ENETUNREACH|EHOSTUNREACH|EINTEGRITY|ERR_SOCKET_TIMEOUT|FETCH_ERROR)|request to https?:\/\/\S+ failed/;
+const FETCH_FAILURE = /npm (error|ERR!) (code )?(E404|ETARGET|E5\d\d|ENOTFOUND|ETIMEDOUT|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ENETUNREACH|EHOSTUNREACH|EINTEGRITY|ERR_SOCKET_TIMEOUT|FETCH_ERROR)|request to https?:\/\/\S+ failed/;
 
 /**
- * Fetches the packages with npx (once; later runs read npm's cache) and runs `bin versionArgs`.
- * Resolves to false when it ran, or to the reason to skip when npm could not fetch the packages,
- * printed loudly on stderr. Any other failure throws: a client that cannot run is a failure.
+ * Fetches the packages with npx (once; later runs read npm's cache) and finds `bin` among them.
+ * Resolves { skip: false, bin, env } where `bin` is the command's absolute path and `env` the PATH
+ * npx runs it with (its node first: Node 22 when node@22 is one of the packages), so each later run
+ * costs the client's start only, not npm's. When npm cannot fetch the packages it resolves
+ * { skip: reason }, printed loudly on stderr. Any other failure throws: a client that was fetched
+ * and does not run is a failure.
  */
-export async function npxAvailable(packages, bin, { versionArgs = ['--version'], node22 = false } = {}) {
+export async function npxFetch(packages, bin, { versionArgs = ['--version'], node22 = false } = {}) {
   if (node22 && process.env.OBX_SKIP_NODE22 === '1') {
-    return loudSkip(`OBX_SKIP_NODE22=1: ${packages.join(' ')} needs Node 22 from npx`);
+    return { skip: loudSkip(`OBX_SKIP_NODE22=1: ${packages.join(' ')} needs Node 22 from npx`) };
   }
-  const r = await run('npx', npxArgs(packages, bin, versionArgs), { timeoutMs: 900_000 });
-  if (r.status === 0) return false;
-  const npmError = r.stderr.split('\n').find((l) => FETCH_FAILURE.test(l));
-  if (npmError) return loudSkip(`npx cannot fetch ${packages.join(' ')}: ${npmError.trim()}`);
-  throw new Error(`${bin} was fetched but does not run:\n${r.report}`);
+  const r = await run('npx', npxArgs(packages, 'sh', ['-c', 'printf "%s\\n" "$PATH"']), { timeoutMs: 900_000 });
+  if (r.status !== 0) {
+    const npmError = r.stderr.split('\n').find((l) => FETCH_FAILURE.test(l));
+    if (npmError) return { skip: loudSkip(`npx cannot fetch ${packages.join(' ')}: ${npmError.trim()}`) };
+    throw new Error(`npx could not set up ${packages.join(' ')}:\n${r.report}`);
+  }
+  const PATH = r.stdout.trim();
+  const dir = PATH.split(':').find((d) => existsSync(path.join(d, bin)));
+  assert.ok(dir, `npx fetched ${packages.join(' ')} but its PATH has no ${bin}: ${PATH}`);
+  const env = { PATH };
+  const v = await run(path.join(dir, bin), versionArgs, { env });
+  assert.equal(v.status, 0, `${bin} was fetched but does not run:\n${v.report}`);
+  return { skip: false, bin: path.join(dir, bin), env, version: v.stdout.trim() };
 }
 
 function loudSkip(reason) {
