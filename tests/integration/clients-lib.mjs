@@ -130,14 +130,17 @@ export function tempHome(prefix) {
 /**
  * Runs a command without blocking the event loop (a console's stderr keeps draining meanwhile).
  * Resolves { status, signal, stdout, stderr, ms, report }; `report` is the whole run, for messages.
- * `input` is written to stdin (which is then closed); stdin is /dev/null otherwise.
+ * `env` adds to this process's environment (a null value removes the variable). `input` is
+ * written to stdin (which is then closed); stdin is /dev/null otherwise.
  */
 export function run(cmd, args, { env = {}, cwd, input, timeoutMs = 120_000 } = {}) {
+  const childEnv = { ...process.env, npm_config_cache: NPM_CACHE, NO_COLOR: '1', FORCE_COLOR: '0', ...env };
+  for (const [k, v] of Object.entries(childEnv)) if (v === null || v === undefined) delete childEnv[k];
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
     const child = spawn(cmd, args, {
       cwd,
-      env: { ...process.env, npm_config_cache: NPM_CACHE, NO_COLOR: '1', FORCE_COLOR: '0', ...env },
+      env: childEnv,
       stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
