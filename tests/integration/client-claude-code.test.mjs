@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Claude Code (npx @anthropic-ai/claude-code, Node >= 22) set up the way its users do it:
 // `claude mcp add` for onlyboxes over stdio and for the console's /mcp (bearer header, or
-// ?token= in the URL), then `claude mcp list`, whose health check connects to each server (over
-// both transports Claude Code speaks 2026-07-28: server/discover, then tools/list). No API key
-// is needed for that, and none is given; HOME is a fresh directory. Servers without a usable token
-// are added too, and what the list says about them goes into the test log.
+// ?token= in the URL), then `claude mcp list`, whose health check connects to each server (2.1.332
+// speaks 2026-07-28 over both transports, server/discover then tools/list, as seen on the wire
+// when this was written). No API key is needed for that, and none is given; HOME is a fresh
+// directory. Servers without a usable token are added too, and what the list says about them goes
+// into the test log.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
