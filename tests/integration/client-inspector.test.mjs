@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { BIN, MCP_ARGS } from './lib.mjs';
+import { BIN, MCP_ARGS, assertNoSanitizerReport } from './lib.mjs';
 import {
   FIRST_COMMAND,
   PNG_B64,
@@ -55,13 +55,15 @@ const STDIO = [BIN, ...MCP_ARGS, '--', '-e', `ONLYBOXES_RUNTIME=${RUNTIME}`];
 
 /**
  * tools/call through the CLI; resolves the CallToolResult. The exit code is 0, or 5 for a result
- * with isError (the only failure a call may have here).
+ * with isError (the only failure a call may have here). --format json keeps stdout to the result.
  */
 async function toolCall(target, era, name, args, extra = []) {
   const r = await inspector(target, [
     '--protocol-era', era, '--method', 'tools/call', '--tool-name', name, '--tool-args-json', JSON.stringify(args),
-    '--format', 'json', '-q', ...extra,
+    '--format', 'json', ...extra,
   ]);
+  // Without -q the server's stderr comes through: a sanitizer build's report fails the call.
+  assertNoSanitizerReport(r.stderr, `${target[0]} under the Inspector`);
   let out;
   try {
     out = JSON.parse(r.stdout);
