@@ -5,14 +5,14 @@
 // SDK's pin takes modern revisions only), and auto (it probes, and onlyboxes answers as modern).
 // Every tool runs in each. Then the tasks extension through the SDK's own package for it
 // (@modelcontextprotocol/ext-tasks): a pythonExec that outlives the server's task threshold comes
-// back as a task, and its result is read with tasks/get.
+// back as a task, its result is read with tasks/get, and tasks/cancel stops a task's process.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { createTaskSessionFromClient, resultFromTaskOutcome } from '@modelcontextprotocol/ext-tasks/client';
-import { BIN, MCP_ARGS, assertNoSanitizerReport } from './lib.mjs';
+import { BIN, MCP_ARGS, assertNoProcess, assertNoSanitizerReport, sleepMarker, waitForProcess } from './lib.mjs';
 import { RUNTIME, everyTool, startConsole } from './clients-lib.mjs';
 
 const TASKS = 'io.modelcontextprotocol/tasks';
@@ -186,6 +186,16 @@ async function taskRoundTrip(transport, serverName) {
       const quick = await session.callTool('echo', { message: 'at once' });
       assert.equal(quick.kind, 'immediate');
       assert.deepEqual(resultFromTaskOutcome((await quick.settle()).outcome).structuredContent, { message: 'at once' });
+
+      // Cancelling a task (tasks/cancel) stops its process.
+      const secs = sleepMarker();
+      const sleeper = await session.callTool('terminalExec', { command: `sleep ${secs}` });
+      assert.equal(sleeper.kind, 'task');
+      assert.ok((await waitForProcess(`sleep ${secs}`, 30_000)).length > 0, 'the command never started');
+      await sleeper.cancel();
+      assert.equal((await sleeper.settle()).outcome.status, 'cancelled');
+      assert.ok(sent.includes('tasks/cancel'), `cancelled with tasks/cancel: ${sent}`);
+      await assertNoProcess(secs, 10_000, 'after tasks/cancel');
     } finally {
       await session.close();
     }
@@ -193,11 +203,11 @@ async function taskRoundTrip(transport, serverName) {
 }
 
 describe('v2 SDK with the tasks extension (ext-tasks)', () => {
-  test('stdio: a long pythonExec becomes a task; tasks/get brings its result', async () => {
+  test('stdio: a long pythonExec becomes a task; tasks/get brings its result, tasks/cancel stops one', async () => {
     await taskRoundTrip(stdioTransport({ ONLYBOXES_MCP_TASK_AFTER_MS: '1000' }), 'stdio');
   });
 
-  test('HTTP: a long pythonExec becomes a task; tasks/get brings its result', async () => {
+  test('HTTP: a long pythonExec becomes a task; tasks/get brings its result, tasks/cancel stops one', async () => {
     const server = await startConsole({ CONSOLE_MCP_TASK_AFTER_MS: '1000' });
     try {
       await taskRoundTrip(httpTransport(server), 'console');
