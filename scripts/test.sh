@@ -10,7 +10,7 @@
 # Environment:
 #   OBX_SKIP_DEPS=1     do not run scripts/install-deps.sh
 #   OBX_SKIP_ASAN=1     skip the sanitizer stages (quicker local runs; CI runs them)
-#   OBX_SKIP_NODE22=1   skip what needs Node 22 from npx (Inspector, conformance suite)
+#   OBX_SKIP_NODE22=1   skip what needs Node 22 from npx (Inspector, Claude Code, conformance suite)
 #   OBX_SKIP_DOCKER=1   skip the docker runtime stages (they also skip, with a warning, when no
 #                       Docker daemon can be started)
 #   OBX_JOBS=N          parallel build jobs (default: number of CPUs)

@@ -277,7 +277,7 @@ describe('without headers, and across a restart', () => {
       assert.match(r.body.error_description, /no OAuth authorization server: this MCP endpoint takes a static API token/);
       // A client that sends its token along learns whether it is one.
       const wrong = await call(con.base, 'GET', p, { headers: { authorization: 'Bearer not-a-token' } });
-      assert.match(wrong.body.error_description, /does not hold a valid one/);
+      assert.match(wrong.body.error_description, /the token in the Authorization header your client sends is not valid/);
       const right = await call(con.base, 'GET', p, { headers: { authorization: `Bearer ${tok}` } });
       assert.match(right.body.error_description, /is a valid API token of this console/);
     }

@@ -800,8 +800,8 @@ static enum obx_route_result no_oauth(struct obx_route_ctx *ctx)
                       "your client sends is a valid API token of this console. Send it as "
                       "Authorization: Bearer <token> on the MCP endpoint itself."
                     : "onlyboxes has no OAuth authorization server: this MCP endpoint takes a "
-                      "static API token, and the Authorization header your client sends does not "
-                      "hold a valid one (check it, or create a token in the onlyboxes dashboard "
+                      "static API token, and the token in the Authorization header your client "
+                      "sends is not valid (check it, or create a token in the onlyboxes dashboard "
                       "under Tokens).";
     }
     obx_http_respond_json(
