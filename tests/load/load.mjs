@@ -352,6 +352,10 @@ async function main() {
 
   await Promise.all(clients.map((c) => c.close()));
   const rssEnd = rssMiB(pid);
+  // In clock ticks since boot, as /proc/PID/stat counts start times: a process that started
+  // after this is not the console's (a box of another program on this machine may reuse the pid
+  // namespace number of one of ours that ended).
+  const stopTick = Math.ceil(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 100);
   const exit = await con.stop();
 
   // Nothing the console started is left: no process it had, none in a box's pid namespace.
@@ -361,13 +365,15 @@ async function main() {
     left = [];
     for (const d of seen.values()) {
       const st = statOf(d.pid);
-      if (st && st.start === d.start) left.push(d);
+      if (st && st.start === d.start) left.push({ ...d, why: 'seen under the console' });
     }
     for (const p of readdirSync('/proc')) {
       if (!/^\d+$/.test(p)) continue;
       try {
         const ns = readlinkSync(`/proc/${p}/ns/pid`);
-        if (boxNs.has(ns) && !left.some((d) => d.pid === Number(p))) left.push({ pid: Number(p), ns, cmd: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') });
+        const st = statOf(p);
+        if (boxNs.has(ns) && st && Number(st.start) <= stopTick && !left.some((d) => d.pid === Number(p)))
+          left.push({ pid: Number(p), ns, why: 'in a box namespace of the console', cmd: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') });
       } catch {}
     }
     if (left.length === 0) break;
@@ -397,7 +403,7 @@ async function main() {
       `max last third ${mib(lMax)} (bound ${mib(bound)}), end ${mib(rssEnd ?? 0)}: ${flat ? 'flat' : 'GROWING'}`,
   );
   console.log(`load: console exit ${JSON.stringify(exit)}; processes seen under it ${seen.size}, left after exit ${left.length}`);
-  for (const d of left.slice(0, 10)) console.log(`load:   left: ${d.pid} ${d.ns ?? ''} ${d.cmd.replace(/\s+/g, ' ').slice(0, 120)}`);
+  for (const d of left.slice(0, 10)) console.log(`load:   left (${d.why}): ${d.pid} ${d.ns ?? ''} ${d.cmd.replace(/\s+/g, ' ').slice(0, 120)}`);
 
   const ok = nErrors === 0 && notEnded === 0 && flat && left.length === 0 && exit.code === 0 && total > 0;
   if (!ok) {
