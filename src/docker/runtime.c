@@ -470,7 +470,10 @@ static int docker_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
 {
     struct docker_runtime *d = to_docker(rt);
     __atomic_add_fetch(&d->starting, 1, __ATOMIC_ACQ_REL);
-    int r = docker_start_counted(d, spec, ret, err);
+    int r = __atomic_load_n(&d->stopping, __ATOMIC_ACQUIRE)
+                ? obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
+                                "the worker is stopping; no new box starts")
+                : docker_start_counted(d, spec, ret, err);
     __atomic_sub_fetch(&d->starting, 1, __ATOMIC_ACQ_REL);
     return r;
 }
@@ -545,6 +548,13 @@ static int docker_start_counted(struct docker_runtime *d, const struct obx_box_s
     r = create_container(d, body, name, image, spec, b->id, sizeof(b->id), err);
     if (r < 0)
         goto fail;
+    /* A container created while the worker began to stop may have missed remove_own()'s list:
+     * this start removes it itself. */
+    if (__atomic_load_n(&d->stopping, __ATOMIC_ACQUIRE)) {
+        r = obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "the worker is stopping; no new box starts");
+        goto fail;
+    }
     r = obx_docker_attach(&d->c, b->id, &b->sock, b->pending, sizeof(b->pending), &b->pending_len,
                           err);
     if (r < 0)
