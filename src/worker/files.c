@@ -151,7 +151,7 @@ static int file_write(struct obx_box *box, json_t *payload, const char *path, st
     if (!json_is_integer(jsize) || json_integer_value(jsize) < 0)
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "size_bytes (the number of bytes to write) is required");
-    bool parents;
+    bool parents = true;
     int r = get_bool(payload, "parents", true, &parents, err);
     if (r < 0)
         return r;
