@@ -3,7 +3,8 @@
 // a reused pid is not mistaken for a survivor), whether docker can run boxes here, the Engine API
 // of any daemon socket, and a console on a fresh database with an admin, a token and JSON calls.
 // Starting servers, calling tools and looking for processes come from the integration and
-// security suites' helpers.
+// security suites' helpers; remote workers (`onlyboxes worker` provisioned on a console) from the
+// interoperability tests' helpers.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
@@ -11,12 +12,14 @@ import http from 'node:http';
 import assert from 'node:assert/strict';
 import { BIN, sleep } from '../integration/lib.mjs';
 import { Console, bearer, call, login } from '../integration/console-lib.mjs';
+import { assertNsEmpty, nsProcesses } from '../security/lib.mjs';
 
 export { bearer };
 
 export * from '../integration/lib.mjs';
-export { nsProcesses, assertNsEmpty } from '../security/lib.mjs';
+export { nsProcesses, assertNsEmpty };
 export { Console, call, login };
+export { WorkerProcess, provisionWorker, startRemoteWorker, waitWorkerStatus, workerItem } from '../integration/interop/binary.mjs';
 
 /* ------------------------------------------------------------------------------------------ */
 /* Processes, seen from the host's /proc                                                        */
@@ -93,6 +96,32 @@ export async function waitUntil(cond, timeoutMs) {
 
 export function describeProcs(procs) {
   return procs.map((p) => `${p.pid} ${p.comm}`).join(', ');
+}
+
+/**
+ * What a server's boxes run, seen from the host now: every descendant of pid (with start times)
+ * and the pid namespaces of its boxes. Taken while a call runs, it names every process that must
+ * be gone once the server is (an orphan leaves pid's tree, but not its box's namespace).
+ */
+export function boxSnapshot(pid) {
+  const procs = descendants(pid);
+  const host = pidNs(process.pid);
+  const namespaces = [...new Set(procs.map((p) => pidNs(p.pid)).filter((ns) => ns && ns !== host))];
+  return { procs, namespaces };
+}
+
+/** What of snap still runs after up to timeoutMs, as text; '' when nothing does. */
+export async function boxesLeft(snap, timeoutMs = 10_000) {
+  const left = () => {
+    const inNs = snap.namespaces.flatMap((ns) => nsProcesses(ns).filter((p) => p.state !== 'Z'));
+    const seen = new Set(inNs.map((p) => p.pid));
+    return [...inNs, ...survivors(snap.procs).filter((p) => !seen.has(p.pid))];
+  };
+  await waitUntil(() => left().length === 0, timeoutMs);
+  return left()
+    .slice(0, 20)
+    .map((p) => `${p.pid} ${p.cmdline || p.comm}`)
+    .join('; ');
 }
 
 /* ------------------------------------------------------------------------------------------ */
