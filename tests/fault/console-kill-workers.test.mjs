@@ -21,6 +21,7 @@ import {
   consoleEnv,
   killConsole,
   sleepMarker,
+  remoteWorkerEnv,
   startRemoteWorker,
   tokenFor,
   waitForNoProcess,
@@ -42,7 +43,7 @@ test('kill -9 of the console with two workers attached: they reconnect, the task
     [con2 ?? con, ...workers.map((w) => w.worker)].map((p, i) => `--- ${i ? `worker ${i}` : 'console'} stderr ---\n${p?.stderr.slice(-3000)}`).join('\n');
   try {
     const A = await tokenFor(con.base, ADMIN, ADMIN_PW);
-    for (let i = 0; i < 2; i++) workers.push(await startRemoteWorker(con.base, A.cookie, { XDG_RUNTIME_DIR: mkdtempSync(path.join(dir, 'state-')) }));
+    for (let i = 0; i < 2; i++) workers.push(await startRemoteWorker(con.base, A.cookie, remoteWorkerEnv(dir)));
 
     // Sessions with state of their own, spread over both workers.
     for (let i = 0; i < SESSIONS; i++) {

@@ -21,6 +21,7 @@ import {
   commandExists,
   consoleEnv,
   provisionWorker,
+  remoteWorkerEnv,
   startRemoteWorker,
   tokenFor,
   waitUntil,
@@ -87,7 +88,7 @@ test('corrupt frames on the gRPC port end only their own stream; the console and
   const describe = () => `--- console stderr ---\n${con.stderr.slice(-4000)}\n--- worker stderr ---\n${good?.worker.stderr.slice(-2000)}`;
   try {
     const A = await tokenFor(con.base, ADMIN, ADMIN_PW);
-    good = await startRemoteWorker(con.base, A.cookie);
+    good = await startRemoteWorker(con.base, A.cookie, remoteWorkerEnv(dir));
     const raw = await provisionWorker(con.base, A.cookie); // the credential the raw streams say hello with
     const session = await bearer(con.base, 'POST', '/api/v1/commands/terminal', A.token, { command: 'cd /tmp', session_id: 'beside', create_if_missing: true });
     assert.equal(session.status, 200, session.text);

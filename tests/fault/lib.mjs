@@ -7,8 +7,9 @@
 // interoperability tests' helpers.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import { BIN, sleep } from '../integration/lib.mjs';
 import { Console, bearer, call, login } from '../integration/console-lib.mjs';
@@ -198,6 +199,15 @@ export function consoleEnv(dbPath, extra = {}) {
     ONLYBOXES_WARM_POOL: '0',
     ...extra,
   };
+}
+
+/**
+ * Environment of a remote worker for a fault test: a state directory of its own under dir
+ * (XDG_RUNTIME_DIR: its boxes' directories, cleaned up by its next life) and, as for the console,
+ * no warm pool, so that the boxes running are the calls' own.
+ */
+export function remoteWorkerEnv(dir, extra = {}) {
+  return { XDG_RUNTIME_DIR: mkdtempSync(path.join(dir, 'state-')), ONLYBOXES_WARM_POOL: '0', ...extra };
 }
 
 /** Signs in as username and makes a token: {cookie, token, tokenName}. */

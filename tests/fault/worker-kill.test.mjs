@@ -23,6 +23,7 @@ import {
   consoleEnv,
   findProcesses,
   sleepMarker,
+  remoteWorkerEnv,
   startRemoteWorker,
   tokenFor,
   waitForProcess,
@@ -44,12 +45,13 @@ const boxDirs = (stateDir) => {
 
 test('kill -9 of a remote worker mid-call: worker_lost at once, no box process left, the worker comes back', { skip: commandExists('bwrap') ? false : 'no bubblewrap' }, async (t) => {
   const con = await new Console(consoleEnv(path.join(dir, 'console.db'))).start();
-  const stateDir = mkdtempSync(path.join(dir, 'state-'));
+  const wenv = remoteWorkerEnv(dir);
+  const stateDir = wenv.XDG_RUNTIME_DIR;
   let worker, again;
   const describe = () => `--- console stderr ---\n${con.stderr.slice(-3000)}\n--- worker stderr ---\n${worker?.worker.stderr.slice(-3000)}`;
   try {
     const A = await tokenFor(con.base, ADMIN, ADMIN_PW);
-    worker = await startRemoteWorker(con.base, A.cookie, { XDG_RUNTIME_DIR: stateDir });
+    worker = await startRemoteWorker(con.base, A.cookie, wenv);
     const { nodeId } = worker;
 
     // A session that lives on the worker, to ask about after it is back.
@@ -116,7 +118,7 @@ test('kill -9 of a remote worker mid-call: worker_lost at once, no box process l
     const stale = boxDirs(stateDir).filter((b) => firstBoxes.includes(b));
     assert.deepEqual(stale, [], 'box directories of the killed worker are left');
   } finally {
-    if (worker && !worker.worker.exit) worker.worker.proc.kill('SIGKILL');
+    if (worker) await worker.worker.stop();
     if (again) await again.stop();
     await con.stop();
   }

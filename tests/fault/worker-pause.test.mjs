@@ -19,6 +19,7 @@ import {
   commandExists,
   consoleEnv,
   sleepMarker,
+  remoteWorkerEnv,
   startRemoteWorker,
   tokenFor,
   waitForNoProcess,
@@ -39,7 +40,7 @@ test('a worker paused past its heartbeats: worker_lost, offline, its session 503
   try {
     const A = await tokenFor(con.base, ADMIN, ADMIN_PW);
     // Worker A alone first, so that the session and the call are its.
-    a = await startRemoteWorker(con.base, A.cookie, { XDG_RUNTIME_DIR: mkdtempSync(path.join(dir, 'state-')) });
+    a = await startRemoteWorker(con.base, A.cookie, remoteWorkerEnv(dir));
     const made = await bearer(con.base, 'POST', '/api/v1/commands/terminal', A.token, {
       command: 'cd /tmp && export KEPT=yes',
       session_id: 'cut',
@@ -56,7 +57,7 @@ test('a worker paused past its heartbeats: worker_lost, offline, its session 503
     });
     assert.equal(task.status, 202, task.text);
     assert.ok((await waitForProcess(secs, 30_000)).length > 0, `the call never started\n${describe()}`);
-    b = await startRemoteWorker(con.base, A.cookie, { XDG_RUNTIME_DIR: mkdtempSync(path.join(dir, 'state-')) });
+    b = await startRemoteWorker(con.base, A.cookie, remoteWorkerEnv(dir));
 
     a.worker.proc.kill('SIGSTOP');
     try {

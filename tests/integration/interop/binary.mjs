@@ -131,6 +131,10 @@ export class WorkerProcess extends EventEmitter {
         this.exit = { code, signal };
         this.emit('change');
         resolve(this.exit);
+        // A process the worker started may still hold its stderr; the pipe must not keep the
+        // test runner alive after the tests (those that look for such processes do so themselves).
+        const timer = setTimeout(() => this.proc.stderr.destroy(), 2000);
+        this.proc.stderr.once('close', () => clearTimeout(timer));
       }),
     );
     return this;
