@@ -76,6 +76,37 @@ export function survivors(procs) {
   });
 }
 
+/**
+ * Host pids (not this one) holding an open file whose /proc link is in links (a Set of
+ * "pipe:[inode]" or "socket:[inode]"): the processes that inherited a server's stdio, for
+ * instance, which are ones it started.
+ */
+export function fdHolders(links) {
+  const found = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    let fds;
+    try {
+      fds = readdirSync(`/proc/${e}/fd`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    for (const fd of fds) {
+      let link;
+      try {
+        link = readlinkSync(`/proc/${e}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (links.has(link)) {
+        found.push(Number(e));
+        break;
+      }
+    }
+  }
+  return found;
+}
+
 /** The pid namespace of pid as `pid:[inode]`, or null. */
 export function pidNs(pid) {
   try {

@@ -18,6 +18,7 @@ import {
   WorkerProcess,
   commandExists,
   consoleEnv,
+  fdHolders,
   provisionWorker,
   remoteWorkerEnv,
   sleep,
@@ -29,33 +30,6 @@ import {
 const TRIES = 80;
 const dir = mkdtempSync(path.join(tmpdir(), 'obx-fault-worker-kill-start-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-/** Host pids (not this one) that hold an open file whose /proc link is one of links. */
-function holders(links) {
-  const found = [];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
-    let fds;
-    try {
-      fds = readdirSync(`/proc/${e}/fd`);
-    } catch {
-      continue; // gone meanwhile
-    }
-    for (const fd of fds) {
-      let link;
-      try {
-        link = readlinkSync(`/proc/${e}/fd/${fd}`);
-      } catch {
-        continue;
-      }
-      if (links.has(link)) {
-        found.push(Number(e));
-        break;
-      }
-    }
-  }
-  return found;
-}
 
 test('SIGKILL while a worker\'s boxes start leaves no process behind, once it ran again (bubblewrap)', { skip: commandExists('bwrap') ? false : 'no bubblewrap', timeout: 240_000 }, async (t) => {
   const con = await new Console(consoleEnv(path.join(dir, 'console.db'))).start();
@@ -79,9 +53,9 @@ test('SIGKILL while a worker\'s boxes start leaves no process behind, once it ra
     assert.deepEqual(await last.stop(), { code: 0, signal: null }, last.stderr);
 
     const all = new Set(links.keys());
-    await waitUntil(() => holders(all).length === 0, 5000);
+    await waitUntil(() => fdHolders(all).length === 0, 5000);
     const left = [];
-    for (const pid of holders(all)) {
+    for (const pid of fdHolders(all)) {
       let link = '';
       let what = '';
       try {
