@@ -196,7 +196,11 @@ export async function startRemoteWorker(base, cookie, env = {}) {
   const full = { ONLYBOXES_RUNTIME: process.env.ONLYBOXES_RUNTIME || 'bubblewrap', ...p.env, ...env };
   const worker = new WorkerProcess(full).start();
   try {
-    await waitWorkerStatus(base, cookie, p.nodeId, 'online', { describe: () => `--- worker stderr ---\n${worker.stderr}` });
+    const exited = worker.exited.then((x) => {
+      throw new Error(`onlyboxes worker exited ${JSON.stringify(x)} before it was online:\n${worker.stderr}`);
+    });
+    await Promise.race([waitWorkerStatus(base, cookie, p.nodeId, 'online', { describe: () => `--- worker stderr ---\n${worker.stderr}` }), exited]);
+    exited.catch(() => {}); // it may exit later, when it is stopped
   } catch (e) {
     if (!worker.exit) worker.proc.kill('SIGKILL');
     throw e;
