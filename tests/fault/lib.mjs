@@ -142,10 +142,27 @@ export function boxSnapshot(pid) {
   return { procs, namespaces };
 }
 
+/**
+ * Whether pid, in a pid namespace of snap, belongs to another program: the kernel reuses a gone
+ * namespace's inode number, and other servers' boxes may run on this host. A process left behind
+ * by snap's server is an orphan or descends from its processes or boxes; another server's box
+ * descends from a live process outside them (its bwrap, its server), not init.
+ */
+function othersProcess(pid, snap) {
+  const ours = new Set(snap.procs.map((p) => `${p.pid}:${p.start}`));
+  for (let p = procStat(pid)?.ppid, hops = 0; p > 1 && hops < 64; hops++) {
+    const st = procStat(p);
+    if (!st) return false;
+    if (!ours.has(`${p}:${st.start}`) && !snap.namespaces.includes(pidNs(p))) return true;
+    p = st.ppid;
+  }
+  return false;
+}
+
 /** What of snap still runs after up to timeoutMs, as text; '' when nothing does. */
 export async function boxesLeft(snap, timeoutMs = 10_000) {
   const left = () => {
-    const inNs = snap.namespaces.flatMap((ns) => nsProcesses(ns).filter((p) => p.state !== 'Z'));
+    const inNs = snap.namespaces.flatMap((ns) => nsProcesses(ns).filter((p) => p.state !== 'Z' && !othersProcess(p.pid, snap)));
     const seen = new Set(inNs.map((p) => p.pid));
     return [...inNs, ...survivors(snap.procs).filter((p) => !seen.has(p.pid))];
   };

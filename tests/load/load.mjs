@@ -139,6 +139,27 @@ function descendants(root) {
   return out;
 }
 
+/**
+ * Whether pid, found in a pid namespace one of our boxes had, is another program's: the kernel
+ * reuses a namespace's inode number once it is gone, and other servers' boxes may run on this
+ * host. A process we left behind is an orphan, or descends from processes we saw or that run in
+ * our boxes' namespaces; another server's box descends from a live process outside them (its
+ * bwrap, its server), not init.
+ */
+function othersProcess(pid, seen, boxNs) {
+  for (let p = statOf(pid)?.ppid, hops = 0; p > 1 && hops < 64; hops++) {
+    const st = statOf(p);
+    if (!st) return false;
+    let ns = null;
+    try {
+      ns = readlinkSync(`/proc/${p}/ns/pid`);
+    } catch {}
+    if (!seen.has(`${p}:${st.start}`) && !boxNs.has(ns)) return true;
+    p = st.ppid;
+  }
+  return false;
+}
+
 /* ---- the console ---- */
 
 const dir = mkdtempSync(path.join(tmpdir(), 'obx-load-'));
@@ -397,7 +418,8 @@ async function main() {
       if (!/^\d+$/.test(p)) continue;
       try {
         const ns = readlinkSync(`/proc/${p}/ns/pid`);
-        if (boxNs.has(ns) && !left.some((d) => d.pid === Number(p))) left.push({ pid: Number(p), ns, cmd: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') });
+        if (boxNs.has(ns) && !left.some((d) => d.pid === Number(p)) && !othersProcess(Number(p), seen, boxNs))
+          left.push({ pid: Number(p), ns, cmd: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') });
       } catch {}
     }
     if (left.length === 0) break;
