@@ -3,7 +3,8 @@
 // (paused with SIGSTOP, past the heartbeat window; CONSOLE_HEARTBEAT_INTERVAL_SEC=1) while it runs
 // a call and holds a terminal session, and a second worker is online. The console must fail the
 // call with worker_lost and list the worker offline; a call on its session must answer 503
-// (session_unavailable), not open a new empty session on the other worker. Resumed (SIGCONT), the
+// (REST; MCP's tool error says session_unavailable), not open a new empty session on the other
+// worker. Resumed (SIGCONT), the
 // worker notices, connects again by itself, and the session answers with its state.
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,6 +12,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Client } from '../integration/node_modules/@modelcontextprotocol/sdk/dist/esm/client/index.js';
+import { StreamableHTTPClientTransport } from '../integration/node_modules/@modelcontextprotocol/sdk/dist/esm/client/streamableHttp.js';
 import {
   ADMIN,
   ADMIN_PW,
@@ -83,6 +86,19 @@ test('a worker paused past its heartbeats: worker_lost, offline, its session 503
       const viaTask = await bearer(con.base, 'POST', '/api/v1/tasks', A.token, { capability: 'terminalExec', input: { command: 'pwd', session_id: 'cut' }, mode: 'sync' });
       assert.equal(viaTask.status, 503, viaTask.text);
       assert.match(viaTask.text, /not connected/, viaTask.text);
+      // MCP over HTTP names the error code.
+      const mcp = new Client({ name: 'obx-fault', version: '0.0.0' }, { capabilities: {} });
+      const transport = new StreamableHTTPClientTransport(new URL('/mcp', con.base), { requestInit: { headers: { Authorization: `Bearer ${A.token}` } } });
+      await mcp.connect(transport);
+      try {
+        const r = await mcp.callTool({ name: 'terminalExec', arguments: { command: 'pwd', session_id: 'cut', create_if_missing: true } });
+        assert.equal(r.isError, true, JSON.stringify(r));
+        assert.match(r.content[0].text, /^session_unavailable\b/, JSON.stringify(r));
+        t.diagnostic(`MCP: ${r.content[0].text}`);
+      } finally {
+        await transport.terminateSession();
+        await mcp.close();
+      }
       // Work without a session goes to the worker that is online.
       const other = await bearer(con.base, 'POST', '/api/v1/commands/terminal', A.token, { command: 'echo elsewhere' });
       assert.equal(other.status, 200, other.text);
