@@ -16,9 +16,10 @@
 // worker; --sessions terminal sessions opened at once, then all asked `echo hi` at once (how many
 // answered, how long it took) and the host memory each idle session costs (the growth of the PSS
 // of the console and every process it started, per session). Remote only: an idle worker's RSS;
-// --concurrent async tasks `sleep --sleep` at once over 4 workers (a worker runs at most 256
-// calls of a capability), with the console's thread count and RSS at their peak: a call waiting
-// on a remote worker holds no console thread.
+// --concurrent calls `sleep --sleep` waiting on remote workers at once (over enough workers: one
+// runs at most 256 calls of a capability), with the console's thread count and RSS at their peak:
+// a call waiting on a remote worker holds no console thread. The calls are async tasks, one on
+// each of --concurrent terminal sessions opened beforehand, so that they all wait at once.
 // Needs wrk (apt-get install wrk) and tests/integration/node_modules (npm ci there).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -312,11 +313,33 @@ const capacity = { ONLYBOXES_MAX_SESSIONS: String(Math.max(64, SESSIONS + 8)), W
     rows.push({ name: `REST pythonExec task (sync), ${CONNECTIONS} connections (wrk), remote worker (${RUNTIME})`, ...py, goal: '-' });
     await latencyRows(con, `remote worker (${RUNTIME}, gRPC on loopback)`, rows);
 
-    // Many calls waiting on remote workers at once: async tasks, `sleep`, over enough workers.
-    const nWorkers = 1 + Math.max(0, Math.ceil((CONCURRENT - MAX_INFLIGHT) / REMOTE_MAX_INFLIGHT));
+    // Many calls waiting on remote workers at once: an async task `sleep` on each of CONCURRENT
+    // terminal sessions opened beforehand (a box each), so that the calls reach their workers
+    // quickly and all wait at the same time. Workers of their own, each taking 256 calls of a
+    // capability, a quarter more of them than the calls need (sessions spread over workers by
+    // load, not exactly evenly).
+    await workers.shift().worker.stop();
+    const nWorkers = Math.max(1, Math.ceil((CONCURRENT * 1.25) / REMOTE_MAX_INFLIGHT));
     while (workers.length < nWorkers)
       workers.push(await startRemoteWorker(con.base, con.cookie, { ...workerEnv, WORKER_MAX_INFLIGHT: String(REMOTE_MAX_INFLIGHT), ONLYBOXES_MAX_SESSIONS: '4096' }));
-    await sleep(1000);
+    const batches = async (n, size, fn) => {
+      const out = [];
+      for (let i = 0; i < n; i += size) out.push(...(await Promise.all(Array.from({ length: Math.min(size, n - i) }, (_, k) => fn(i + k)))));
+      return out;
+    };
+    const tally = (answers, ok) => {
+      const bad = {};
+      for (const r of answers) if (!ok(r)) bad[`${r.status} ${r.body?.error?.code ?? r.body?.error ?? ''}`.trim()] = (bad[`${r.status} ${r.body?.error?.code ?? r.body?.error ?? ''}`.trim()] || 0) + 1;
+      return Object.keys(bad).length ? ` (not: ${JSON.stringify(bad)})` : '';
+    };
+    const sid = (i) => `wait-${i}`;
+    const openT = nowMs();
+    const opened = await batches(CONCURRENT, 50, (i) =>
+      api(con, 'POST', '/api/v1/commands/terminal', { command: 'true', session_id: sid(i), create_if_missing: true, lease_ttl_sec: 600, timeout_ms: 120000 }),
+    );
+    const openMs = nowMs() - openT;
+    const openedOk = opened.filter((r) => r.status === 200).length;
+    await sleep(2000);
     const idleThreads = threadsOf(con.proc.pid);
     const idleRss = rssOf(con.proc.pid);
     const peak = { inflight: 0, threads: 0, rss: 0 };
@@ -330,38 +353,35 @@ const capacity = { ONLYBOXES_MAX_SESSIONS: String(Math.max(64, SESSIONS + 8)), W
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        peak.threads = Math.max(peak.threads, threadsOf(con.proc.pid));
-        peak.rss = Math.max(peak.rss, rssOf(con.proc.pid));
-        peak.inflight = Math.max(peak.inflight, await inflight());
-        await sleep(100);
+        const n = await inflight();
+        const threads = threadsOf(con.proc.pid);
+        const rss = rssOf(con.proc.pid);
+        if (n >= peak.inflight) Object.assign(peak, { inflight: n, threadsThen: threads, rssThen: rss });
+        peak.threads = Math.max(peak.threads, threads);
+        peak.rss = Math.max(peak.rss, rss);
+        await sleep(50);
       }
     })();
     const t0 = nowMs();
-    const ids = [];
-    const refused = {};
-    for (let i = 0; i < CONCURRENT; i += 100) {
-      const batch = await Promise.all(
-        Array.from({ length: Math.min(100, CONCURRENT - i) }, () =>
-          api(con, 'POST', '/api/v1/tasks', { capability: 'terminalExec', input: { command: `sleep ${SLEEP_S}` }, mode: 'async', timeout_ms: 300000 }),
-        ),
-      );
-      for (const r of batch) {
-        if (r.status === 202) ids.push(r.body.task_id);
-        else refused[r.status] = (refused[r.status] || 0) + 1;
-      }
-    }
+    const accepted = await batches(CONCURRENT, 200, (i) =>
+      api(con, 'POST', '/api/v1/tasks', { capability: 'terminalExec', input: { command: `sleep ${SLEEP_S}`, session_id: sid(i) }, mode: 'async', timeout_ms: 300000 }),
+    );
     const submitMs = nowMs() - t0;
+    const ids = accepted.filter((r) => r.status === 202).map((r) => r.body.task_id);
     while ((await inflight()) > 0 && nowMs() - t0 < 300000) await sleep(200);
     const allMs = nowMs() - t0;
     sampling = false;
     await sampler;
-    let succeeded = 0;
-    for (const id of ids) if ((await api(con, 'GET', `/api/v1/tasks/${id}`)).body?.status === 'succeeded') succeeded++;
+    const ended = await batches(ids.length, 50, (i) => api(con, 'GET', `/api/v1/tasks/${ids[i]}`));
+    const succeeded = ended.filter((r) => r.body?.status === 'succeeded').length;
+    const failedCodes = {};
+    for (const r of ended) if (r.body?.status !== 'succeeded') failedCodes[`${r.body?.status} ${r.body?.error?.code ?? ''}`] = (failedCodes[`${r.body?.status} ${r.body?.error?.code ?? ''}`] || 0) + 1;
     notes.push(
-      `${CONCURRENT} async tasks "sleep ${SLEEP_S}" at once over ${workers.length} remote workers: submitted in ${submitMs.toFixed(0)} ms` +
-        `${Object.keys(refused).length ? ` (refused: ${JSON.stringify(refused)})` : ''}, peak ${peak.inflight} in flight, ` +
-        `${succeeded}/${ids.length} succeeded, all ended ${allMs.toFixed(0)} ms after the first; console threads ${idleThreads} idle, ` +
-        `${peak.threads} at the peak; console RSS ${idleRss.toFixed(1)} MiB idle, ${peak.rss.toFixed(1)} MiB at the peak`,
+      `${CONCURRENT} terminal sessions on ${workers.length} remote workers opened in ${openMs.toFixed(0)} ms, ${openedOk} answered${tally(opened, (r) => r.status === 200)}; ` +
+        `then an async task "sleep ${SLEEP_S}" on each, submitted in ${submitMs.toFixed(0)} ms, ${ids.length} accepted${tally(accepted, (r) => r.status === 202)}: ` +
+        `peak ${peak.inflight} in flight at once, ${succeeded}/${ids.length} succeeded${Object.keys(failedCodes).length ? ` (others: ${JSON.stringify(failedCodes)})` : ''}, ` +
+        `all ended ${allMs.toFixed(0)} ms after the first; console threads ${idleThreads} before, ${peak.threadsThen} at the peak (max ${peak.threads}); ` +
+        `console RSS ${idleRss.toFixed(1)} MiB before, ${peak.rssThen?.toFixed(1)} MiB at the peak (max ${peak.rss.toFixed(1)})`,
     );
   } finally {
     for (const w of workers) await w.worker.stop();
