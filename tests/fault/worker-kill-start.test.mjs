@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fault: a remote `onlyboxes worker` (bubblewrap, a warm pool of 4) is killed with SIGKILL while
-// its boxes start (the OOM killer, `kill -9`, a host that kills a unit), at 80 moments from 20 to
-// 60 ms after launch, each life on the same state directory, as a service manager restarts it.
+// its boxes start (the OOM killer, `kill -9`, a host that kills a unit), at 80 moments from 0 to
+// 20 ms after it made its first box's directory (bwrap starts right after), each life on the
+// same state directory, as a service manager restarts it.
 // Then it runs once more, cleans up after its previous lives and stops. Nothing any life started
 // may still run: a process the worker starts inherits its stderr, so a process that still holds
 // one of the killed lives' stderr is one of theirs.
 
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -39,10 +40,26 @@ test('SIGKILL while a worker\'s boxes start leaves no process behind, once it ra
     const A = await tokenFor(con.base, ADMIN, ADMIN_PW);
     const { nodeId, env: creds } = await provisionWorker(con.base, A.cookie);
     const env = { ONLYBOXES_RUNTIME: 'bubblewrap', ...creds, ...remoteWorkerEnv(dir), ONLYBOXES_WARM_POOL: '4' };
+    // The worker makes a box's directory, then starts its bwrap: the moments are counted from the
+    // first new directory (inotify), so that they fall while boxes start however busy the host.
+    const boxes = path.join(env.XDG_RUNTIME_DIR, 'onlyboxes', 'boxes');
+    mkdirSync(boxes, { recursive: true, mode: 0o700 });
     for (let i = 0; i < TRIES; i++) {
-      const at = 20 + (i * 40) / TRIES;
+      const at = (i * 20) / TRIES;
+      const before = new Set(readdirSync(boxes));
+      const watcher = watch(boxes);
+      const started = new Promise((resolve) =>
+        watcher.on('change', (_, name) => {
+          if (name && !before.has(name) && existsSync(path.join(boxes, name))) resolve(true);
+        }),
+      );
       const w = new WorkerProcess(env).start();
-      links.set(readlinkSync(`/proc/${w.proc.pid}/fd/2`), `${at} ms`);
+      links.set(readlinkSync(`/proc/${w.proc.pid}/fd/2`), `${at} ms after a box's directory`);
+      let timer;
+      const seen = await Promise.race([started, w.exited.then(() => false), new Promise((resolve) => (timer = setTimeout(resolve, 10_000, false)))]);
+      clearTimeout(timer);
+      watcher.close();
+      assert.ok(seen, `no box started within 10 s\n${w.stderr}`);
       await sleep(at);
       w.proc.kill('SIGKILL');
       await w.exited;
@@ -68,7 +85,7 @@ test('SIGKILL while a worker\'s boxes start leaves no process behind, once it ra
         process.kill(pid, 'SIGKILL');
       } catch {}
     }
-    t.diagnostic(`${TRIES} kills during start-up, ${left.length} process(es) left: ${left.join(', ')}`);
+    t.diagnostic(`${TRIES} kills while boxes start, ${left.length} process(es) left: ${left.join(', ')}`);
     assert.deepEqual(left, [], 'processes the killed workers started still run after the worker ran again');
   } finally {
     if (last && !last.exit) await last.stop();
