@@ -221,8 +221,16 @@ load_test() {
     OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap OBX_LOAD_SECONDS="${OBX_LOAD_SECONDS:-120}" \
         OBX_LOAD_CLIENTS=50 bash tests/load/run.sh
 }
+# The same 50 clients on a console whose work runs on two remote `onlyboxes worker` processes
+# connected over gRPC (also checked: the workers' RSS, their exit 0 on SIGTERM, nothing they
+# started left), for OBX_LOAD_REMOTE_SECONDS.
+load_test_remote() {
+    OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap OBX_LOAD_WORKERS=remote \
+        OBX_LOAD_SECONDS="${OBX_LOAD_REMOTE_SECONDS:-60}" OBX_LOAD_CLIENTS=50 bash tests/load/run.sh
+}
 stage "bad-input suite (build/)" bad_input_suite "$root/build/onlyboxes"
 stage "load test (build/, 50 clients)" load_test "$root/build/onlyboxes"
+stage "load test (build/, 50 clients, two remote workers)" load_test_remote "$root/build/onlyboxes"
 stage "docker daemon and test image" docker_up
 if ((docker_ok)); then
     stage "docker runtime unit tests (build/)" docker_unit_tests build
