@@ -177,7 +177,8 @@ static int mount_cmp(const void *a, const void *b)
 
 int obx_worker_mounts_check(struct obx_box_mount *m, size_t n, struct obx_error *err)
 {
-    qsort(m, n, sizeof(*m), mount_cmp);
+    if (n > 1) /* m may be NULL when there are none */
+        qsort(m, n, sizeof(*m), mount_cmp);
     for (size_t i = 1; i < n; i++)
         if (obx_streq(m[i].box, m[i - 1].box))
             return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,

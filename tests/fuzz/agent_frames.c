@@ -3,18 +3,23 @@
  * Fuzz target: what the in-box agent reads from the worker. The input is the byte stream on the
  * agent's stdin. It is decoded twice, in one piece and in 7-byte pieces (as reads may split it),
  * and both decodings must give the same frames. Each frame then goes to the agent's own handlers
- * (EXEC, CANCEL, FREAD, FWRITE, PING, unknown types) with the agent's own send path (agent.c,
+ * (EXEC, CANCEL, the file requests, PING, unknown types) with the agent's own send path (agent.c,
  * linked with its main() renamed), and the frames the agent queues for the worker are decoded and
- * checked: every request frame but CANCEL gets exactly one terminal answer (OK, FILE or ERROR),
- * with the request's id and a well-formed payload.
+ * checked: every request frame gets exactly one terminal answer (OK, FILE or ERROR) with its id
+ * and a well-formed payload, except the frames of transfers: an FGET or FPUT that starts stays
+ * open (an FGET's FMETA and FCHUNKs go out as the agent pumps it, the harness acknowledging
+ * nothing), FDATA and FACK answer only when they end their transfer, FEND and a CANCEL of an
+ * open transfer end it with one answer, and frames for no open transfer (or a CANCEL of nothing
+ * running) get none.
  *
  * Nothing may run or be signalled on the host: the process layer (agent-proc.c: fork, exec, kill)
  * is replaced by functions that refuse, so a valid EXEC ends in "cannot start the command". File
- * requests act inside a private temporary workspace that is emptied after every input; FREAD and
- * FWRITE frames whose path is absolute or climbs with ".." are not handed to the agent (in a box
+ * requests act inside a private temporary workspace that is emptied after every input; file request
+ * frames whose path is absolute or climbs with ".." are not handed to the agent (in a box
  * those paths are the box's own; here they would be the host's). Each input starts with one file
  * in it, a PNG whose name is not UTF-8 (any bytes are a valid file name), and "link.png" pointing
- * to it. An ERROR with code internal_error counts as a finding: no input should cause one.
+ * to it. The same path rule holds for every request that names a path. An ERROR with code
+ * internal_error counts as a finding: no input should cause one.
  */
 #include <ftw.h>
 #include <stdbool.h>
@@ -173,9 +178,35 @@ static void check_json_object(const struct obx_agent_frame *f, const char *what)
     json_decref(j);
 }
 
+/* The transfers that started and have not ended (ids). */
+struct open_xfers {
+    uint32_t id[64];
+    bool put[64];
+    size_t n;
+};
+
+static ssize_t xfer_index(const struct open_xfers *o, uint32_t id)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (o->id[i] == id)
+            return (ssize_t)i;
+    return -1;
+}
+
+static void xfer_close(struct open_xfers *o, uint32_t id)
+{
+    ssize_t i = xfer_index(o, id);
+    if (i < 0)
+        return;
+    o->id[i] = o->id[o->n - 1];
+    o->put[i] = o->put[o->n - 1];
+    o->n--;
+}
+
 /* Takes the agent's queued frames off its outbound queue, checks them and counts the terminal
- * ones for id. */
-static size_t drain_answers(struct agent *a, uint32_t id)
+ * ones for id. A frame for another id must belong to an open FGET (its chunks, its end); a
+ * terminal one ends that transfer. */
+static size_t drain_answers(struct agent *a, uint32_t id, struct open_xfers *open)
 {
     size_t terminal = 0;
     struct agent_chunk *c = a->outq.head;
@@ -186,16 +217,19 @@ static size_t drain_answers(struct agent *a, uint32_t id)
         struct obx_agent_frame f;
         FUZZ_CHECK(obx_agent_decoder_next(&dec, &f) == 1 && dec.off == c->len,
                    "the agent queued a frame that does not decode");
-        FUZZ_CHECK(f.id == id, "answer for id %u while handling id %u", f.id, id);
+        ssize_t other = f.id == id ? -1 : xfer_index(open, f.id);
+        FUZZ_CHECK(f.id == id || (other >= 0 && !open->put[other]),
+                   "answer for id %u while handling id %u", f.id, id);
+        bool ends = false;
         switch (f.type) {
         case OBX_AF_OK:
             if (f.len)
                 check_json_object(&f, "OK");
-            terminal++;
+            ends = true;
             break;
         case OBX_AF_ERROR:
             check_json_object(&f, "ERROR");
-            terminal++;
+            ends = true;
             break;
         case OBX_AF_FILE: {
             FUZZ_CHECK(f.len >= 4 && obx_be32_get(f.payload) <= f.len - 4, "malformed FILE");
@@ -203,12 +237,22 @@ static size_t drain_answers(struct agent *a, uint32_t id)
             meta.payload += 4;
             meta.len = obx_be32_get(f.payload);
             check_json_object(&meta, "FILE");
-            terminal++;
+            ends = true;
             break;
         }
+        case OBX_AF_FMETA:
+            check_json_object(&f, "FMETA");
+            break;
+        case OBX_AF_FCHUNK:
+            FUZZ_CHECK(f.len > 0 && f.len <= OBX_AGENT_FILE_CHUNK, "FCHUNK of %zu bytes", f.len);
+            break;
         default:
             FUZZ_CHECK(false, "unexpected frame type 0x%02x from the agent", f.type);
         }
+        if (ends && f.id == id)
+            terminal++;
+        else if (ends)
+            xfer_close(open, f.id);
         obx_agent_decoder_done(&dec);
         struct agent_chunk *next = c->next;
         free(c);
@@ -217,6 +261,63 @@ static size_t drain_answers(struct agent *a, uint32_t id)
     a->outq.head = a->outq.tail = NULL;
     a->outq.bytes = a->outq.off = 0;
     return terminal;
+}
+
+static bool names_path(uint8_t type)
+{
+    switch (type) {
+    case OBX_AF_FREAD:
+    case OBX_AF_FWRITE:
+    case OBX_AF_FGET:
+    case OBX_AF_FPUT:
+    case OBX_AF_FLIST:
+    case OBX_AF_FDELETE:
+    case OBX_AF_FMKDIR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Hands f to the agent and checks its answers against the transfers open before it. */
+static void dispatch_checked(struct agent *a, const struct obx_agent_frame *f,
+                             struct open_xfers *open)
+{
+    ssize_t was = xfer_index(open, f->id);
+    agent_dispatch(a, f);
+    size_t answers = drain_answers(a, f->id, open);
+    while (agent_xfer_pump(a))
+        answers += drain_answers(a, f->id, open);
+    answers += drain_answers(a, f->id, open);
+    size_t lo = 1, hi = 1;
+    switch (f->type) {
+    case OBX_AF_CANCEL:
+    case OBX_AF_FEND:
+        lo = hi = was >= 0 && (f->type == OBX_AF_CANCEL || open->put[was]);
+        break;
+    case OBX_AF_FDATA:
+    case OBX_AF_FACK:
+        lo = 0;
+        hi = was >= 0;
+        break;
+    case OBX_AF_FGET:
+    case OBX_AF_FPUT:
+        /* A request whose id is in use is refused without touching the open transfer. */
+        lo = was < 0 ? 0 : 1;
+        break;
+    }
+    FUZZ_CHECK(answers >= lo && answers <= hi,
+               "frame type 0x%02x id %u got %zu answers, expected %zu to %zu", f->type, f->id,
+               answers, lo, hi);
+    bool transfer_frame = f->type == OBX_AF_CANCEL || f->type == OBX_AF_FEND ||
+                          f->type == OBX_AF_FDATA || f->type == OBX_AF_FACK;
+    if (answers && was >= 0 && transfer_frame)
+        xfer_close(open, f->id);
+    else if (!answers && was < 0 && (f->type == OBX_AF_FGET || f->type == OBX_AF_FPUT)) {
+        FUZZ_CHECK(open->n < OBX_ARRAY_SIZE(open->id), "more transfers than the agent allows");
+        open->put[open->n] = f->type == OBX_AF_FPUT;
+        open->id[open->n++] = f->id;
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -240,16 +341,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.cfg.state_dir = state_dir;
     agent_warm_init(&a);
     workspace_fill();
+    struct open_xfers open = {.n = 0};
     for (size_t i = 0; i < whole.n; i++) {
         const struct obx_agent_frame *f = &whole.f[i];
-        if ((f->type == OBX_AF_FREAD || f->type == OBX_AF_FWRITE) && !path_allowed(f))
+        if (names_path(f->type) && !path_allowed(f))
             continue;
-        agent_dispatch(&a, f);
-        size_t answers = drain_answers(&a, f->id);
-        size_t want = f->type == OBX_AF_CANCEL ? 0 : 1;
-        FUZZ_CHECK(answers == want, "frame type 0x%02x id %u got %zu answers, expected %zu",
-                   f->type, f->id, answers, want);
+        dispatch_checked(&a, f, &open);
     }
+    agent_xfer_shutdown(&a); /* what the agent's main() does at its end */
     agent_warm_shutdown(&a);
     decoded_free(&whole);
     decoded_free(&pieces);

@@ -915,7 +915,7 @@ static char *listing(const char *dir)
 {
     struct dirent **v = NULL;
     int n = scandir(dir, &v, NULL, alphasort);
-    char *out = calloc(1, 1);
+    char *out = NULL; /* append() grows what it allocated itself */
     size_t len = 0;
     for (int i = 0; i < n; i++) {
         if (strcmp(v[i]->d_name, ".") && strcmp(v[i]->d_name, "..")) {
@@ -925,7 +925,7 @@ static char *listing(const char *dir)
         free(v[i]);
     }
     free(v);
-    return out;
+    return out ? out : strdup("");
 }
 
 static uint8_t *pattern(size_t len)

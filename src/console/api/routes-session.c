@@ -191,7 +191,8 @@ static int row_newest_first(const void *a, const void *b)
 static void fill_states(struct obx_console *c, const char *account, const char *prefix,
                         struct route_rows *rows)
 {
-    qsort(rows->v, rows->n, sizeof(*rows->v), row_by_node);
+    if (rows->n > 1) /* v is NULL when there are none */
+        qsort(rows->v, rows->n, sizeof(*rows->v), row_by_node);
     for (size_t i = 0; i < rows->n;) {
         size_t j = i;
         while (j < rows->n && obx_streq(rows->v[j].node, rows->v[i].node))
@@ -246,7 +247,8 @@ static enum obx_route_result list_sessions(struct obx_route_ctx *ctx)
         }
     }
     rows.n = kept;
-    qsort(rows.v, rows.n, sizeof(*rows.v), row_newest_first);
+    if (rows.n > 1)
+        qsort(rows.v, rows.n, sizeof(*rows.v), row_newest_first);
     json_t *items = json_array();
     for (size_t i = 0; i < rows.n; i++) {
         if ((int64_t)i >= offset && (int64_t)i < offset + page_size)
