@@ -136,6 +136,7 @@ static void decode_request(struct decoder *d, const Onlyboxes__Registry__V1__Con
         f->u.heartbeat.node_id = str(d, m->heartbeat->node_id);
         f->u.heartbeat.session_id = str(d, m->heartbeat->session_id);
         f->u.heartbeat.active_session_count = m->heartbeat->active_session_count;
+        f->u.heartbeat.draining = m->heartbeat->draining;
         break;
     case ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_COMMAND_RESULT: {
         const Onlyboxes__Registry__V1__CommandResult *r = m->command_result;
@@ -423,6 +424,7 @@ static int encode_request(const struct obx_rpc_frame *f, uint8_t **ret, size_t *
         hb.node_id = s(f->u.heartbeat.node_id);
         hb.session_id = s(f->u.heartbeat.session_id);
         hb.active_session_count = f->u.heartbeat.active_session_count;
+        hb.draining = f->u.heartbeat.draining;
         req.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_HEARTBEAT;
         req.heartbeat = &hb;
         break;

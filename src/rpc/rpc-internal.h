@@ -83,7 +83,7 @@ struct obx_rpc_stream {
     grpc_status_code status;
     grpc_slice status_details;
 
-    struct rpc_tag t_recv, t_send, t_end, t_meta, t_status;
+    struct rpc_tag t_recv, t_send, t_end, t_meta, t_status, t_half;
 };
 
 /* stream.c */

@@ -22,6 +22,7 @@
 #define OBX_RPC_EXT_OUTPUT "output"
 #define OBX_RPC_EXT_RECOVERY "session-recovery"
 #define OBX_RPC_EXT_FILES "files"
+#define OBX_RPC_EXT_DRAIN "drain"
 /* "files": the largest chunk, and the bytes a sender may have unacknowledged. */
 #define OBX_RPC_FILE_CHUNK_BYTES (256u << 10)
 #define OBX_RPC_FILE_WINDOW_BYTES (4u << 20)
@@ -80,6 +81,7 @@ struct obx_rpc_hello {
 struct obx_rpc_heartbeat {
     char *node_id, *session_id;
     int32_t active_session_count;
+    bool draining; /* extension "drain" */
 };
 
 struct obx_rpc_result {
@@ -219,6 +221,12 @@ int obx_rpc_stream_send(struct obx_rpc_stream *s, const struct obx_rpc_frame *f,
 /* Ends the stream: the server sends code and message as its status; the client cancels the
  * call. on_closed() follows. Any thread; later calls do nothing. */
 void obx_rpc_stream_close(struct obx_rpc_stream *s, int code, const char *message);
+
+/* Client: ends the stream gracefully, for a worker that stops. Waits until every queued frame
+ * went out, says it sends no more (a half-close; the console then ends the stream with OK) and
+ * waits for that end; whatever is not done within timeout_ms is cut as obx_rpc_stream_close()
+ * with code and message does. Blocks; not from a completion-queue thread. */
+void obx_rpc_stream_end(struct obx_rpc_stream *s, int timeout_ms, int code, const char *message);
 
 /* The peer's address as gRPC reports it ("ipv4:127.0.0.1:40112"). */
 const char *obx_rpc_stream_peer(const struct obx_rpc_stream *s);

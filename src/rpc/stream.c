@@ -6,6 +6,7 @@
 #include "rpc-internal.h"
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -377,6 +378,53 @@ void obx_rpc_stream_close(struct obx_rpc_stream *s, int code, const char *messag
         grpc_call_cancel_with_status(call, (grpc_status_code)code, s->close_msg, NULL);
     }
     grpc_call_unref(call);
+}
+
+static void on_half_closed(struct rpc_tag *t, bool ok)
+{
+    (void)ok;
+    obx_rpc_stream_op_done(t->s);
+}
+
+/* Polls (a stopping worker's last act, so 5 ms steps cost nothing) until done(s) or deadline. */
+static bool wait_until(struct obx_rpc_stream *s, bool (*done)(const struct obx_rpc_stream *),
+                       uint64_t deadline)
+{
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        bool ok = done(s);
+        pthread_mutex_unlock(&s->lock);
+        if (ok || obx_now_ms() >= deadline)
+            return ok;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static bool all_sent(const struct obx_rpc_stream *s)
+{
+    return s->closing || (!s->sending && !s->control.head && !s->data.head);
+}
+
+static bool is_closed(const struct obx_rpc_stream *s)
+{
+    return s->closed;
+}
+
+void obx_rpc_stream_end(struct obx_rpc_stream *s, int timeout_ms, int code, const char *message)
+{
+    uint64_t deadline = obx_now_ms() + (uint64_t)OBX_MAX(timeout_ms, 0);
+    if (!s->server_side && wait_until(s, all_sent, deadline)) {
+        pthread_mutex_lock(&s->lock);
+        bool open = !s->closing;
+        pthread_mutex_unlock(&s->lock);
+        grpc_op op = {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT};
+        s->t_half.fn = on_half_closed;
+        if (open && obx_rpc_stream_batch(s, &op, 1, &s->t_half) &&
+            wait_until(s, is_closed, deadline))
+            return;
+    }
+    obx_rpc_stream_close(s, code, message);
 }
 
 const char *obx_rpc_stream_peer(const struct obx_rpc_stream *s)

@@ -36,6 +36,7 @@
 #define BACKOFF_MAX_MS 15000
 #define MAX_LIVE_SESSIONS 4096
 #define N_CAPS 6
+#define STREAM_END_MS 5000 /* for the last results to reach the console when stopping */
 
 static const char *const cap_names[N_CAPS] = {
     "echo", "pythonExec", "terminalExec", "terminalResource", "terminalFiles", "terminalSession"};
@@ -73,6 +74,7 @@ struct remote {
     int interval_sec;
     bool console_output; /* the console's ack lists "output" */
     bool console_files;  /* ... and "files" */
+    bool console_drain;  /* ... and "drain" */
     int close_status;
     char close_msg[256];
     uint64_t last_ack; /* monotonic ms of the last ack of any kind */
@@ -512,6 +514,8 @@ static void on_frame(void *userdata, struct obx_rpc_stream *s, struct obx_rpc_fr
                                                       OBX_RPC_EXT_OUTPUT);
             r->console_files = obx_rpc_has_extension(f->u.ack.extensions, f->u.ack.n_extensions,
                                                      OBX_RPC_EXT_FILES);
+            r->console_drain = obx_rpc_has_extension(f->u.ack.extensions, f->u.ack.n_extensions,
+                                                     OBX_RPC_EXT_DRAIN);
             r->last_ack = obx_now_ms();
             pthread_cond_broadcast(&r->cond);
         }
@@ -622,8 +626,8 @@ static int send_hello(struct remote *r, struct obx_rpc_stream *s)
     h->has_terminal_capacity = true;
     h->max_active_sessions = (int32_t)r->w->cfg.max_sessions;
     h->active_session_count = (int32_t)obx_worker_sessions_count(r->w->sessions);
-    char *exts[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT, OBX_RPC_EXT_RECOVERY,
-                    OBX_RPC_EXT_FILES};
+    char *exts[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT, OBX_RPC_EXT_RECOVERY, OBX_RPC_EXT_FILES,
+                    OBX_RPC_EXT_DRAIN};
     h->extensions = exts;
     h->n_extensions = OBX_ARRAY_SIZE(exts);
     /* Recovery: the sessions this worker still has, so the console keeps routing them here. */
@@ -645,6 +649,7 @@ static int send_heartbeat(struct remote *r, struct obx_rpc_stream *s)
     f.u.heartbeat.node_id = r->cfg->node_id;
     f.u.heartbeat.session_id = r->session_id;
     f.u.heartbeat.active_session_count = (int32_t)obx_worker_sessions_count(r->w->sessions);
+    f.u.heartbeat.draining = r->stopping && r->console_drain;
     return obx_rpc_stream_send(s, &f, true);
 }
 
@@ -691,7 +696,7 @@ static bool run_session(struct remote *r)
     }
     pthread_mutex_lock(&r->lock);
     r->stream = s;
-    r->acked = r->closed = r->console_output = r->console_files = false;
+    r->acked = r->closed = r->console_output = r->console_files = r->console_drain = false;
     r->session_id[0] = '\0';
     r->interval_sec = cfg->heartbeat_interval_sec;
     pthread_mutex_unlock(&r->lock);
@@ -768,31 +773,45 @@ static bool never(struct remote *r)
 
 /* Stopping: refuse new work (stopping is set), let what runs finish within the drain time,
  * cancel the rest, wait for their results to go out, then end the stream. */
+/* Waits until nothing runs or the deadline, heartbeating all along: the console would take a
+ * silent worker for lost and fail what it still runs. With the lock held. */
+static void wait_drained(struct remote *r, uint64_t deadline)
+{
+    uint64_t next_beat = obx_now_ms();
+    while (r->running > 0 && obx_now_ms() < deadline) {
+        if (obx_now_ms() >= next_beat && r->stream && !r->closed) {
+            struct obx_rpc_stream *s = obx_rpc_stream_ref(r->stream);
+            pthread_mutex_unlock(&r->lock);
+            (void)send_heartbeat(r, s);
+            obx_rpc_stream_unref(s);
+            pthread_mutex_lock(&r->lock);
+            next_beat = obx_now_ms() + jittered_ms(r->interval_sec, r->cfg->jitter_pct);
+        }
+        struct timespec ts = obx_ms_to_timespec(OBX_MIN(deadline, next_beat));
+        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    }
+}
+
 static void drain(struct remote *r)
 {
     pthread_mutex_lock(&r->lock);
     if (r->running > 0)
         obx_info("stopping; %u command(s) running get %d s to finish", r->running,
                  r->cfg->drain_timeout_sec);
-    uint64_t deadline = obx_now_ms() + (uint64_t)r->cfg->drain_timeout_sec * 1000;
-    while (r->running > 0 && obx_now_ms() < deadline) {
-        struct timespec ts = obx_ms_to_timespec(deadline);
-        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
-    }
+    /* The first heartbeat goes out at once: with "drain" it tells the console to send new work
+     * elsewhere. */
+    wait_drained(r, obx_now_ms() + (uint64_t)r->cfg->drain_timeout_sec * 1000);
     if (r->running > 0) {
         obx_warn("canceling %u command(s) still running", r->running);
         for (struct command *c = r->commands; c; c = c->next)
             obx_call_cancel(&c->call);
     }
-    deadline = obx_now_ms() + 10000;
-    while (r->running > 0 && obx_now_ms() < deadline) {
-        struct timespec ts = obx_ms_to_timespec(deadline);
-        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
-    }
+    wait_drained(r, obx_now_ms() + 10000);
     struct obx_rpc_stream *s = TAKE_PTR(r->stream);
     pthread_mutex_unlock(&r->lock);
     if (s) {
-        obx_rpc_stream_close(s, OBX_RPC_CANCELLED, "the worker is stopping");
+        /* Gracefully: a result queued a moment ago must reach the console, not be cut off. */
+        obx_rpc_stream_end(s, STREAM_END_MS, OBX_RPC_CANCELLED, "the worker is stopping");
         obx_rpc_stream_unref(s);
     }
 }

@@ -51,6 +51,7 @@ struct reg_node {
     /* remote */
     struct reg_conn *conn;
     bool ext_cancel, ext_output, ext_recovery, ext_files;
+    bool draining;          /* the worker said it is stopping: no new work for it */
     struct reg_call *calls; /* in flight on this node */
     struct reg_node *next;
 };

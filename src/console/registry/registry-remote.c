@@ -26,7 +26,8 @@
 #define MAX_INFLIGHT_CAP 1024
 
 static char *const console_extensions[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT,
-                                           OBX_RPC_EXT_RECOVERY, OBX_RPC_EXT_FILES};
+                                           OBX_RPC_EXT_RECOVERY, OBX_RPC_EXT_FILES,
+                                           OBX_RPC_EXT_DRAIN};
 
 static void conn_free(struct reg_conn *c)
 {
@@ -68,6 +69,10 @@ static void on_heartbeat(struct obx_dispatch *d, struct reg_conn *conn,
     n->last_seen = obx_now_ms();
     if (hb->active_session_count >= 0)
         n->active_sessions = hb->active_session_count;
+    if (hb->draining && !n->draining) {
+        n->draining = true;
+        obx_info("worker %s is stopping: it finishes what it runs and gets no new work", n->id);
+    }
     struct obx_rpc_frame ack = {.kind = OBX_RPC_HEARTBEAT_ACK};
     ack.u.heartbeat_ack.heartbeat_interval_sec = d->cfg.heartbeat_interval_sec;
     (void)obx_rpc_stream_send(conn->stream, &ack, true);
@@ -527,6 +532,7 @@ void reg_remote_hello(struct obx_dispatch *d, struct reg_event *ev)
     n->ext_output = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_OUTPUT);
     n->ext_recovery = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_RECOVERY);
     n->ext_files = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_FILES);
+    n->draining = false;
     if (h->has_terminal_capacity) {
         n->max_sessions = h->max_active_sessions > 0 ? h->max_active_sessions : 0;
         n->active_sessions = h->active_session_count > 0 ? h->active_session_count : 0;

@@ -271,7 +271,7 @@ static int pick(struct obx_dispatch *d, struct reg_call *c, bool new_session, st
     uint64_t now = obx_now_ms();
     struct reg_node *best = NULL;
     int best_cap = -1;
-    bool seen = false, sessions_full = false;
+    bool seen = false, sessions_full = false, draining = false;
     for (size_t k = 0; k < count; k++) {
         struct reg_node *n = d->nodes;
         for (size_t j = 0; j < (start + k) % count; j++)
@@ -279,6 +279,10 @@ static int pick(struct obx_dispatch *d, struct reg_call *c, bool new_session, st
         int ci = cap_index(n, c->capability);
         if (ci < 0 || !node_online(d, n, now))
             continue;
+        if (n->draining) { /* it finishes what it runs; new work goes elsewhere */
+            draining = true;
+            continue;
+        }
         seen = true;
         if (n->caps[ci].inflight >= n->caps[ci].max_inflight)
             continue;
@@ -301,6 +305,11 @@ static int pick(struct obx_dispatch *d, struct reg_call *c, bool new_session, st
         if (seen)
             return obx_error_set(err, EBUSY, OBX_ERR_NO_CAPACITY,
                                  "every worker that runs %s is busy; try again shortly",
+                                 c->capability);
+        if (draining)
+            return obx_error_set(err, ENODEV, "no_worker",
+                                 "every worker that runs %s is stopping; try again once one is "
+                                 "back or another has connected",
                                  c->capability);
         return obx_error_set(err, ENODEV, "no_worker", "no online worker supports %s",
                              c->capability);
