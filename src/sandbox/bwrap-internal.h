@@ -18,6 +18,10 @@
 #define OBX_BWRAP_BOX_PREFIX "obx-"
 #define OBX_BWRAP_ID_HEX_BYTES 8 /* 16 hex characters after the prefix */
 #define OBX_BWRAP_ID_LEN (sizeof(OBX_BWRAP_BOX_PREFIX) - 1 + 2 * OBX_BWRAP_ID_HEX_BYTES)
+/* A box's bwrap runs with "--unsetenv OBX_BWRAP_MARKER<id>": a no-op inside the box, but it names
+ * the box in the command line of bwrap's processes, so that a later life of the worker finds them
+ * when the box's pids were never recorded (killed while the box started). */
+#define OBX_BWRAP_MARKER "ONLYBOXES_BOX_"
 /* Longest state directory we accept, so every path below it fits in PATH_MAX. */
 #define OBX_BWRAP_STATE_DIR_MAX 3072
 #define OBX_BWRAP_MAX_MOUNTS 64 /* system directories and /etc entries */
@@ -68,6 +72,7 @@ struct obx_bwrap_runtime {
     pthread_cond_t own_cond;
     struct obx_bwrap_own *own;
     unsigned starting;       /* starts in progress; remove_own() waits for them */
+    unsigned removing;       /* bwrap_stop()s in progress; remove_own() waits for them too */
     bool stopping;           /* remove_own() ran: no new box starts */
     uint32_t host_uid_first; /* root worker: each box's bwrap runs as a host uid of */
     uint32_t host_uid_count; /* [first, first + count); 0: as the worker's own uid */

@@ -449,15 +449,48 @@ static bool box_is_stale(int boxes_fd, const char *name)
     return start != 0 && now != start;
 }
 
+/* Kills the processes whose command line carries box name's marker (OBX_BWRAP_MARKER): bwrap
+ * and its pid namespace's init, which a worker killed while the box started leaves waiting for
+ * each other with no pids recorded. The marker is the box's random id, so nothing else has it. */
+static void kill_marked(const char *name)
+{
+    char needle[sizeof("--unsetenv") + sizeof(OBX_BWRAP_MARKER) + OBX_BWRAP_ID_LEN + 1];
+    int nlen = snprintf(needle, sizeof(needle), "--unsetenv%c%s%s", '\0', OBX_BWRAP_MARKER, name);
+    if (nlen < 0 || (size_t)nlen >= sizeof(needle))
+        return;
+    nlen++; /* the NUL after the marker: no longer name matches */
+    _cleanup_(closedirp) DIR *proc = opendir("/proc");
+    if (!proc)
+        return;
+    static __thread char cmd[64 * 1024];
+    struct dirent *de;
+    while ((de = readdir(proc))) {
+        int64_t pid;
+        if (obx_parse_int64(de->d_name, 2, INT_MAX, &pid) < 0 || pid == getpid())
+            continue;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd < 0 ? -1 : read(fd, cmd, sizeof(cmd));
+        if (n > 0 && memmem(cmd, (size_t)n, needle, (size_t)nlen) && kill((pid_t)pid, SIGKILL) == 0)
+            obx_info("sandbox: killed process %d of stale box %s", (int)pid, name);
+    }
+}
+
 /* Kills what is left of a stale box: its PID 1 first (that takes the whole pid namespace with it),
- * then the bwrap process outside. Each only if it is still the recorded process. */
+ * then the bwrap process outside, each only if it is still the recorded process; then whatever
+ * still carries the box's marker. */
 static void kill_stale_box(int boxes_fd, const char *name)
 {
     _cleanup_close_ int dfd =
         openat(boxes_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     char rec[OBX_BWRAP_RECORD_MAX];
-    if (dfd < 0 || read_record(dfd, "pids", rec, sizeof(rec)) < 0)
+    if (dfd < 0)
         return;
+    if (read_record(dfd, "pids", rec, sizeof(rec)) < 0) {
+        kill_marked(name);
+        return;
+    }
     unsigned long long bpid = 0, bstart = 0, cpid = 0, cstart = 0;
     if (record_get_u64(rec, "child_pid", &cpid) == 0 &&
         record_get_u64(rec, "child_start", &cstart) == 0 && cpid <= INT_MAX &&
@@ -467,6 +500,7 @@ static void kill_stale_box(int boxes_fd, const char *name)
         record_get_u64(rec, "bwrap_start", &bstart) == 0 && bpid <= INT_MAX &&
         obx_bwrap_kill_if_same((pid_t)bpid, bstart, "bwrap"))
         obx_info("sandbox: killed bwrap (pid %llu) of stale box %s", bpid, name);
+    kill_marked(name);
 }
 
 int obx_bwrap_cleanup_stale(struct obx_runtime *rt, struct obx_error *err)

@@ -73,6 +73,7 @@ struct box_nums {
     char uid[16], memory[24], nproc[16], fsize[24], nofile[16], cpu[16], tmp[24], shm[24], ws[24];
     char host_uid[16]; /* "": bwrap runs as the worker's uid; else the agent's --exec-as first */
     bool agent_copy;   /* the agent is handed over as data (its path is not public) */
+    char marker[sizeof(OBX_BWRAP_MARKER) + OBX_BWRAP_ID_LEN];
 };
 
 /* Decimal names of the fds a box's bwrap gets. */
@@ -265,6 +266,11 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
     arg3(a, "--setenv", "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     arg3(a, "--setenv", "HOME", OBX_BOX_WORKSPACE);
     arg3(a, "--setenv", "LANG", "C.UTF-8");
+    if (box) {
+        snprintf(nums->marker, sizeof(nums->marker), "%s%s", OBX_BWRAP_MARKER,
+                 strrchr(box->dir, '/') + 1); /* <boxes_dir>/<id> */
+        arg3(a, "--unsetenv", nums->marker, NULL);
+    }
     for (size_t i = 0; i < b->n_mounts; i++) {
         const struct obx_bwrap_mount *m = &b->mounts[i];
         arg3(a, m->kind == OBX_BWRAP_SYMLINK ? "--symlink" : "--ro-bind", m->src, m->dst);
@@ -751,6 +757,7 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
         return;
     pthread_mutex_lock(&b->own_lock);
     free(own_unlink(b, h->id));
+    b->removing++;
     pthread_mutex_unlock(&b->own_lock);
     /* EOF on its stdin makes the agent kill everything and exit; closing its stdout too keeps
      * it from blocking on a full pipe nobody reads any more. */
@@ -772,11 +779,16 @@ static void bwrap_stop(struct obx_runtime *rt, struct obx_box_handle *h)
     free(box);
     h->priv = NULL;
     h->pid = 0;
+    pthread_mutex_lock(&b->own_lock);
+    b->removing--;
+    pthread_cond_broadcast(&b->own_cond);
+    pthread_mutex_unlock(&b->own_lock);
 }
 
 /* For a worker going away on a signal: no new box starts, starts in progress finish (a few ms;
  * at most REMOVE_OWN_WAIT_MS), then every box of this process is killed and its cgroups and
- * directory removed, so nothing of it is left once the process exits. */
+ * directory removed, and stops under way in other threads end, so nothing of it is left once
+ * the process exits. */
 static int bwrap_remove_own(struct obx_runtime *rt, struct obx_error *err)
 {
     (void)err;
@@ -811,6 +823,14 @@ static int bwrap_remove_own(struct obx_runtime *rt, struct obx_error *err)
         free(o);
         n++;
     }
+    /* Boxes that other threads stop are off the list but not gone yet: the process must not
+     * exit before their directories and cgroups are (a stop takes at most STOP_GRACE_MS). */
+    until = obx_ms_to_timespec(obx_now_ms() + STOP_GRACE_MS + REMOVE_OWN_WAIT_MS);
+    pthread_mutex_lock(&b->own_lock);
+    while (b->removing > 0 &&
+           pthread_cond_timedwait(&b->own_cond, &b->own_lock, &until) != ETIMEDOUT)
+        ;
+    pthread_mutex_unlock(&b->own_lock);
     return n;
 }
 
