@@ -186,18 +186,12 @@ static int relay_listen(void)
     return fd;
 }
 
-static void relay_main(const char *path) __attribute__((noreturn));
+static void relay_main(int lfd, const char *path) __attribute__((noreturn));
 
-static void relay_main(const char *path)
+static void relay_main(int lfd, const char *path)
 {
     static struct pair pairs[RELAY_MAX_PAIRS];
     static struct pollfd pfd[1 + 2 * RELAY_MAX_PAIRS];
-    int lfd = relay_listen();
-    if (lfd < 0) {
-        agent_log("egress relay: cannot listen on 127.0.0.1:%d: %s", OBX_BOX_EGRESS_PORT,
-                  strerror(errno));
-        _exit(1);
-    }
     for (size_t i = 0; i < RELAY_MAX_PAIRS; i++)
         pairs[i].t = pairs[i].u = -1;
     for (;;) {
@@ -224,10 +218,20 @@ static void relay_main(const char *path)
     }
 }
 
+/* The port is bound before the fork: once the agent goes on (and runs a command), connections
+ * to it queue in the backlog even if the relay has not reached its loop yet. */
 static void relay_start(struct agent *a)
 {
+    int lfd = relay_listen();
+    if (lfd < 0) {
+        agent_log("egress relay: cannot listen on 127.0.0.1:%d: %s", OBX_BOX_EGRESS_PORT,
+                  strerror(errno));
+        return;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
+    if (pid != 0)
+        close(lfd);
     if (pid < 0) {
         agent_log("egress relay: fork: %s", strerror(errno));
         return;
@@ -237,14 +241,16 @@ static void relay_start(struct agent *a)
         a->relay_starts++;
         return;
     }
-    /* The child: nothing of the agent's (its stream to the worker least of all), default
-     * signal handling, and gone with the agent. */
+    /* The child: nothing of the agent's (its stream to the worker least of all) but the port,
+     * default signal handling, and gone with the agent. */
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
         dup2(null, STDIN_FILENO);
         dup2(null, STDOUT_FILENO);
     }
-    agent_proc_close_from(3);
+    if (lfd != 3 && (dup2(lfd, 3) < 0 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0))
+        _exit(1);
+    agent_proc_close_from(4);
     (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
     (void)prctl(PR_SET_NAME, "egress-relay"); /* what ps and pgrep show for it */
     if (getppid() != parent)
@@ -256,7 +262,7 @@ static void relay_start(struct agent *a)
     for (size_t i = 0; i < OBX_ARRAY_SIZE(sigs); i++)
         signal(sigs[i], SIG_DFL);
     signal(SIGPIPE, SIG_IGN);
-    relay_main(a->cfg.egress_socket);
+    relay_main(3, a->cfg.egress_socket);
 }
 
 void agent_relay_init(struct agent *a)
