@@ -3,10 +3,10 @@
  * Fuzz target: what the in-box agent reads from the worker. The input is the byte stream on the
  * agent's stdin. It is decoded twice, in one piece and in 7-byte pieces (as reads may split it),
  * and both decodings must give the same frames. Each frame then goes to the agent's own handlers
- * (EXEC, CANCEL, FREAD, FWRITE, PING, unknown types) with the agent's own send path (agent.c,
- * linked with its main() renamed), and the frames the agent queues for the worker are decoded and
- * checked: every request frame but CANCEL gets exactly one terminal answer (OK, FILE or ERROR),
- * with the request's id and a well-formed payload.
+ * (EXEC, CANCEL, FREAD, FWRITE, PING, PREPARE, unknown types) with the agent's own send path
+ * (agent.c, linked with its main() renamed), and the frames the agent queues for the worker are
+ * decoded and checked: every request frame but CANCEL gets exactly one terminal answer (OK, FILE or
+ * ERROR), with the request's id and a well-formed payload.
  *
  * Nothing may run or be signalled on the host: the process layer (agent-proc.c: fork, exec, kill)
  * is replaced by functions that refuse, so a valid EXEC ends in "cannot start the command". File
@@ -47,6 +47,16 @@ void agent_proc_close(struct agent_proc *p)
 
 void agent_proc_kill_children(void)
 {
+}
+
+int agent_proc_kill_since(pid_t root, pid_t keep, uint64_t since)
+{
+    return 0;
+}
+
+uint64_t agent_proc_ticks_now(void)
+{
+    return 0;
 }
 
 void agent_proc_close_from(int from)
