@@ -16,10 +16,8 @@
 
 #define DEFAULT_TIMEOUT_MS 60000
 #define MAX_TIMEOUT_MS 600000
-#define PYTHON_ARGV_MAX 65536 /* longer code goes through stdin (argv strings are capped) */
 
-/* The payload must be an object; returns it or fails with the original's message. */
-static int payload_object(json_t *payload, const char *what, struct obx_error *err)
+int obx_worker_payload_object(json_t *payload, const char *what, struct obx_error *err)
 {
     if (!json_is_object(payload))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
@@ -36,9 +34,8 @@ static int payload_object(json_t *payload, const char *what, struct obx_error *e
     return 0;
 }
 
-/* Timeout for the box: the payload's timeout_ms when given, else what the call has left. */
-static int payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
-                           struct obx_error *err)
+int obx_worker_payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
+                               struct obx_error *err)
 {
     json_t *t = json_object_get(payload, "timeout_ms");
     if (t) {
@@ -57,11 +54,8 @@ static int payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
     return 0;
 }
 
-/* The optional "network" field: false (or absent), true for the runtime's network, which the
- * worker's operator must have allowed (ONLYBOXES_ALLOW_NETWORK), or "allowlist" for the egress
- * proxy, which needs an allow-list (ONLYBOXES_EGRESS_ALLOW). */
-static int payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
-                           struct obx_error *err)
+int obx_worker_payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
+                               struct obx_error *err)
 {
     json_t *n = json_object_get(payload, "network");
     *ret = OBX_NET_NONE;
@@ -95,7 +89,7 @@ static int payload_network(struct obx_worker *w, json_t *payload, enum obx_net *
     return 0;
 }
 
-static char *trimmed(const char *s)
+char *obx_worker_trimmed(const char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
@@ -105,9 +99,8 @@ static char *trimmed(const char *s)
     return obx_xstrndup(s, n);
 }
 
-/* A finished EXEC that was killed becomes the call's error; 0 otherwise. */
-static int killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
-                        struct obx_error *err)
+int obx_worker_killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
+                            struct obx_error *err)
 {
     if (r->canceled)
         return obx_error_set(err, ECANCELED, OBX_ERR_CANCELED,
@@ -122,77 +115,13 @@ static int killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
 int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                  struct obx_error *err)
 {
-    int r = payload_object(payload, "echo", err);
+    int r = obx_worker_payload_object(payload, "echo", err);
     if (r < 0)
         return r;
     if (obx_str_blank(obx_json_get_str(payload, "message", NULL)))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "echo payload is required");
     *ret = json_deep_copy(payload);
     json_object_del(*ret, "timeout_ms");
-    return 0;
-}
-
-int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
-                   struct obx_error *err)
-{
-    int r = payload_object(payload, "pythonExec", err);
-    if (r < 0)
-        return r;
-    const char *code = obx_json_get_str(payload, "code", NULL);
-    if (obx_str_blank(code))
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "pythonExec code is required");
-    int64_t timeout;
-    if ((r = payload_timeout(payload, call, &timeout, err)) < 0)
-        return r;
-    enum obx_net net;
-    if ((r = payload_network(w, payload, &net, err)) < 0)
-        return r;
-
-    _cleanup_json_ json_t *req = json_object();
-    json_t *argv = json_array();
-    json_array_append_new(argv, json_string("python3"));
-    if (strlen(code) < PYTHON_ARGV_MAX) {
-        json_array_append_new(argv, json_string("-c"));
-        json_array_append_new(argv, json_string(code));
-    } else {
-        json_array_append_new(argv, json_string("-"));
-        json_object_set_new(req, "stdin", json_string(code));
-    }
-    json_object_set_new(req, "argv", argv);
-    json_object_set_new(req, "timeout_ms", json_integer(timeout));
-    json_object_set_new(req, "stdout_limit", json_integer((json_int_t)w->cfg.output_limit));
-    json_object_set_new(req, "stderr_limit", json_integer((json_int_t)w->cfg.output_limit));
-
-    struct obx_box *box = NULL;
-    struct obx_worker_pool *pool = w->python_pool->pool;
-    /* Pool boxes have no network: a call that wants it waits for its own box. */
-    if (net != OBX_NET_NONE) {
-        _cleanup_free_ char *label = call && call->account && !obx_streq(call->account, "local")
-                                         ? obx_xasprintf("pythonExec of account %s", call->account)
-                                         : obx_xstrdup("pythonExec");
-        r = obx_worker_start_box(w, w->python_pool->image, net, label, call, &box, err);
-    } else {
-        r = obx_worker_pool_take(pool, call, &box, err);
-    }
-    if (r < 0)
-        return r;
-    struct obx_box_exec_result res = {0};
-    r = obx_box_exec(box, req, call, &res, err);
-    obx_worker_pool_retire(pool, box); /* a fresh box per call: nothing survives it */
-    if (r < 0)
-        return r;
-    if ((r = killed_error(&res, timeout, err)) < 0) {
-        obx_box_exec_result_done(&res);
-        return r;
-    }
-    json_t *out = json_object();
-    json_object_set_new(out, "output", obx_json_string_bytes(res.out, res.out_len));
-    json_object_set_new(out, "stderr", obx_json_string_bytes(res.err, res.err_len));
-    json_object_set_new(out, "exit_code", json_integer(res.exit_code));
-    json_object_set_new(out, "output_truncated", json_boolean(res.stdout_truncated));
-    json_object_set_new(out, "stderr_truncated", json_boolean(res.stderr_truncated));
-    obx_box_exec_result_done(&res);
-    *ret = out;
     return 0;
 }
 
@@ -208,45 +137,65 @@ static bool session_id_ok(const char *id)
     return true;
 }
 
+int obx_worker_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struct obx_error *err)
+{
+    *ret = w->cfg.lease_default_sec;
+    json_t *jl = json_object_get(payload, "lease_ttl_sec");
+    if (!jl || json_is_null(jl))
+        return 0;
+    if (!json_is_integer(jl) || json_integer_value(jl) < w->cfg.lease_min_sec ||
+        json_integer_value(jl) > w->cfg.lease_max_sec)
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "lease_ttl_sec must be between %d and %d", w->cfg.lease_min_sec,
+                             w->cfg.lease_max_sec);
+    *ret = (int)json_integer_value(jl);
+    return 0;
+}
+
+int obx_worker_payload_session(json_t *payload, char **ret_sid, bool *ret_create,
+                               struct obx_error *err)
+{
+    _cleanup_free_ char *sid = obx_worker_trimmed(obx_json_get_str(payload, "session_id", ""));
+    *ret_create = obx_json_get_bool(payload, "create_if_missing", false);
+    *ret_sid = NULL;
+    if (!*sid)
+        return 0;
+    if (!session_id_ok(sid))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "session_id must be 1 to 128 visible ASCII characters");
+    *ret_sid = TAKE_PTR(sid);
+    return 0;
+}
+
 int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                      struct obx_error *err)
 {
-    int r = payload_object(payload, "terminalExec", err);
+    int r = obx_worker_payload_object(payload, "terminalExec", err);
     if (r < 0)
         return r;
     const char *raw = obx_json_get_str(payload, "command", NULL);
     if (obx_str_blank(raw))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "terminalExec command is required");
-    _cleanup_free_ char *command = trimmed(raw);
+    _cleanup_free_ char *command = obx_worker_trimmed(raw);
     int64_t timeout;
-    if ((r = payload_timeout(payload, call, &timeout, err)) < 0)
+    if ((r = obx_worker_payload_timeout(payload, call, &timeout, err)) < 0)
         return r;
     enum obx_net net;
-    if ((r = payload_network(w, payload, &net, err)) < 0)
+    if ((r = obx_worker_payload_network(w, payload, &net, err)) < 0)
         return r;
 
-    int lease = w->cfg.lease_default_sec;
-    json_t *jl = json_object_get(payload, "lease_ttl_sec");
-    if (jl && !json_is_null(jl)) {
-        if (!json_is_integer(jl) || json_integer_value(jl) < w->cfg.lease_min_sec ||
-            json_integer_value(jl) > w->cfg.lease_max_sec)
-            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                                 "lease_ttl_sec must be between %d and %d", w->cfg.lease_min_sec,
-                                 w->cfg.lease_max_sec);
-        lease = (int)json_integer_value(jl);
-    }
-
-    _cleanup_free_ char *sid = trimmed(obx_json_get_str(payload, "session_id", ""));
-    bool create = obx_json_get_bool(payload, "create_if_missing", false);
-    if (!*sid) {
-        free(sid);
+    int lease;
+    if ((r = obx_worker_payload_lease(w, payload, &lease, err)) < 0)
+        return r;
+    _cleanup_free_ char *sid = NULL;
+    bool create;
+    if ((r = obx_worker_payload_session(payload, &sid, &create, err)) < 0)
+        return r;
+    if (!sid) {
         sid = obx_xmalloc(37);
         obx_random_uuid(sid);
         create = true;
-    } else if (!session_id_ok(sid)) {
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "session_id must be 1 to 128 visible ASCII characters");
     }
 
     struct obx_worker_session_lease sl;
@@ -270,7 +219,7 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
             w->terminal_pool->pool); /* the session kept its box: replace it now */
     if (r < 0)
         return r;
-    if ((r = killed_error(&res, timeout, err)) < 0) {
+    if ((r = obx_worker_killed_error(&res, timeout, err)) < 0) {
         obx_box_exec_result_done(&res);
         return r;
     }
@@ -291,11 +240,11 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
 int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_call *call,
                               json_t **ret, struct obx_error *err)
 {
-    int r = payload_object(payload, "terminalResource", err);
+    int r = obx_worker_payload_object(payload, "terminalResource", err);
     if (r < 0)
         return r;
-    _cleanup_free_ char *sid = trimmed(obx_json_get_str(payload, "session_id", ""));
-    _cleanup_free_ char *path = trimmed(obx_json_get_str(payload, "file_path", ""));
+    _cleanup_free_ char *sid = obx_worker_trimmed(obx_json_get_str(payload, "session_id", ""));
+    _cleanup_free_ char *path = obx_worker_trimmed(obx_json_get_str(payload, "file_path", ""));
     if (!*sid || !*path)
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "terminalResource session_id and file_path are required");

@@ -29,7 +29,9 @@ struct obx_worker_config {
     uint64_t workspace_bytes; /* size of a box's /workspace; 0 = the runtime's default */
     unsigned max_sessions;    /* terminal sessions */
     unsigned warm_pool;       /* started boxes kept ready per image, for pythonExec and sessions */
-    bool allow_network;       /* calls may ask for a box with network access */
+    unsigned warm_pool_max;   /* what a pool grows to under demand (>= warm_pool) */
+    const char *python_preload; /* modules a pooled box's Python imports ahead; "none": none */
+    bool allow_network;         /* calls may ask for a box with network access */
     unsigned max_inflight; /* calls per capability at once (the console's dispatch enforces it) */
 
     /* Network "allowlist" (worker/egress.h): NULL egress_allow means no allow-list, and calls
@@ -54,6 +56,13 @@ void obx_worker_config_help(FILE *f);
 /* For doctor: the effective value of each of those variables (cfg's, and the docker runtime's as
  * read now), and where it came from. */
 int obx_worker_config_print(FILE *f, const struct obx_worker_config *cfg, struct obx_error *err);
+
+#define OBX_WORKER_PRELOAD_MAX 64       /* modules in ONLYBOXES_PYTHON_PRELOAD */
+#define OBX_WORKER_PRELOAD_NAME_MAX 128 /* characters of one module name */
+
+/* Checks a preload list (module names, comma-separated, or "none"); -EINVAL with err naming the
+ * variable and the entry. */
+int obx_worker_preload_check(const char *list, struct obx_error *err);
 
 /* Parses "auto|bubblewrap|docker" (also "bwrap"). */
 int obx_runtime_choice_parse(const char *s, enum obx_runtime_choice *ret);
