@@ -36,6 +36,7 @@ enum {
     OBX_OPT_SESSION,
     OBX_OPT_TIMEOUT,
     OBX_OPT_NETWORK,
+    OBX_OPT_RESET,
 };
 
 /* The struct option rows of the target options, for a command's table. */

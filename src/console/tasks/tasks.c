@@ -400,9 +400,11 @@ static bool finish(struct obx_tasks *t, const char *id, const char *status, cons
     return false;
 }
 
-static bool is_terminal_cap(const char *cap)
+/* Capabilities whose results may name a session (pythonexec when called with one). */
+static bool is_session_cap(const char *cap)
 {
-    return obx_streq(cap, "terminalexec") || obx_streq(cap, "terminalresource");
+    return obx_streq(cap, "terminalexec") || obx_streq(cap, "terminalresource") ||
+           obx_streq(cap, "pythonexec");
 }
 
 /* A task's end, on an execution thread: its terminal state into the store, then its waiters. */
@@ -415,7 +417,7 @@ static void end_job(void *arg)
     pthread_mutex_unlock(&t->lock);
     struct obx_error *err = &l->err;
     if (l->rc >= 0) {
-        if (is_terminal_cap(l->capability) &&
+        if (is_session_cap(l->capability) &&
             obx_task_unscope_result(l->capability, l->result, l->owner) < 0) {
             finish(t, l->id, "failed", NULL, OBX_ERR_INVALID_PAYLOAD, "session_id owner mismatch");
         } else {
@@ -653,6 +655,16 @@ static bool member_ok(json_t *obj, const char *key, json_type type)
 
 json_t *obx_task_scope_input(const char *capability, json_t *input, const char *account)
 {
+    if (obx_streq(capability, "pythonexec")) {
+        /* A session only when it names one; any other member travels as given (the worker
+         * checks them), so a one-shot call is unchanged. */
+        const char *sid = obx_json_get_str(input, "session_id", "");
+        if (!json_is_object(input) || !*sid)
+            return json_incref(input);
+        json_t *out = json_copy(input);
+        json_object_set_new(out, "session_id", json_sprintf("obx:%s:%s", account, sid));
+        return out;
+    }
     bool exec = obx_streq(capability, "terminalexec");
     if ((!exec && !obx_streq(capability, "terminalresource")) || !json_is_object(input))
         return json_incref(input);
@@ -705,7 +717,7 @@ json_t *obx_task_scope_input(const char *capability, json_t *input, const char *
 
 int obx_task_unscope_result(const char *capability, json_t *result, const char *account)
 {
-    if (!is_terminal_cap(capability))
+    if (!is_session_cap(capability))
         return 0;
     const char *sid = obx_json_get_str(result, "session_id", NULL);
     if (!sid)
