@@ -100,6 +100,49 @@ void agent_proc_close_from(int from)
         close((int)fd);
 }
 
+/* The next pid in /proc, 0 at the end. */
+static long proc_next(DIR *d)
+{
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (!*end && end != de->d_name && pid > 0)
+            return pid;
+    }
+    return 0;
+}
+
+/* From /proc/PID/stat: the parent, and the start time in clock ticks since boot. */
+static bool proc_stat(long pid, long *ret_ppid, unsigned long long *ret_start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t len = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (len <= 0)
+        return false;
+    buf[len] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything, so parse after the last ')'. Then:
+     * state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+     * cutime cstime priority nice num_threads itrealvalue starttime. */
+    char *p = strrchr(buf, ')');
+    long ppid;
+    unsigned long long start;
+    if (!p || sscanf(p + 1,
+                     " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                     "%*d %llu",
+                     &ppid, &start) != 2)
+        return false;
+    *ret_ppid = ppid;
+    if (ret_start)
+        *ret_start = start;
+    return true;
+}
+
 /* Sends sig to every process whose parent is self; returns how many, or -errno when /proc cannot
  * be read. */
 static int signal_children(pid_t self, int sig)
@@ -108,33 +151,10 @@ static int signal_children(pid_t self, int sig)
     if (!d)
         return -errno;
     int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        char *end;
-        long pid = strtol(de->d_name, &end, 10);
-        if (*end || end == de->d_name || pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        /* "pid (comm) state ppid ...": comm may hold anything, so parse after the last ')'. */
-        char *p = strrchr(buf, ')');
-        if (!p)
-            continue;
-        char state;
-        long ppid;
-        if (sscanf(p + 1, " %c %ld", &state, &ppid) != 2 || ppid != self)
-            continue;
-        if (kill((pid_t)pid, sig) == 0)
+    long pid, ppid;
+    while ((pid = proc_next(d)) > 0)
+        if (proc_stat(pid, &ppid, NULL) && ppid == self && kill((pid_t)pid, sig) == 0)
             n++;
-    }
     closedir(d);
     return n;
 }
@@ -186,36 +206,11 @@ static int proc_table(struct proc_entry *t, size_t max, size_t *ret_n)
     if (!d)
         return -errno;
     size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) && n < max) {
-        char *end;
-        long pid = strtol(de->d_name, &end, 10);
-        if (*end || end == de->d_name || pid <= 0)
-            continue;
-        char path[64], buf[1024];
-        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        char *p = strrchr(buf, ')');
-        if (!p)
-            continue;
-        /* After the comm: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
-         * cmajflt utime stime cutime cstime priority nice num_threads itrealvalue starttime. */
-        long ppid;
-        unsigned long long start;
-        if (sscanf(p + 1,
-                   " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
-                   "%llu",
-                   &ppid, &start) != 2)
-            continue;
-        t[n++] = (struct proc_entry){(pid_t)pid, (pid_t)ppid, start, false};
-    }
+    long pid, ppid;
+    unsigned long long start;
+    while (n < max && (pid = proc_next(d)) > 0)
+        if (proc_stat(pid, &ppid, &start))
+            t[n++] = (struct proc_entry){(pid_t)pid, (pid_t)ppid, start, false};
     closedir(d);
     *ret_n = n;
     return 0;

@@ -163,6 +163,22 @@ static void copy_network(json_t *payload, const json_t *args)
         json_object_set(payload, "network", n);
 }
 
+/* A call on a named session: session_id (checked), create_if_missing and lease_ttl_sec. */
+static int session_args(json_t *p, const json_t *args, const char *sid, char *msg, size_t size)
+{
+    if (!visible_ascii(sid)) {
+        snprintf(msg, size, "\"session_id\" must be 1-128 visible ASCII characters");
+        return -EINVAL;
+    }
+    json_object_set_new(p, "session_id", json_string(sid));
+    if (obx_json_get_bool(args, "create_if_missing", false))
+        json_object_set_new(p, "create_if_missing", json_true());
+    json_t *lease = json_object_get(args, "lease_ttl_sec");
+    if (lease)
+        json_object_set(p, "lease_ttl_sec", lease);
+    return 0;
+}
+
 static json_t *python_payload(const json_t *args, char *msg, size_t size)
 {
     json_t *p = json_pack("{sOsO}", "code", json_object_get(args, "code"), "timeout_ms",
@@ -182,19 +198,12 @@ static json_t *python_payload(const json_t *args, char *msg, size_t size)
         }
         return p;
     }
-    if (!visible_ascii(sid)) {
-        snprintf(msg, size, "\"session_id\" must be 1-128 visible ASCII characters");
+    if (session_args(p, args, sid, msg, size) < 0) {
         json_decref(p);
         return NULL;
     }
-    json_object_set_new(p, "session_id", json_string(sid));
-    if (obx_json_get_bool(args, "create_if_missing", false))
-        json_object_set_new(p, "create_if_missing", json_true());
     if (obx_json_get_bool(args, "reset", false))
         json_object_set_new(p, "reset", json_true());
-    json_t *lease = json_object_get(args, "lease_ttl_sec");
-    if (lease)
-        json_object_set(p, "lease_ttl_sec", lease);
     return p;
 }
 
@@ -203,24 +212,20 @@ static json_t *terminal_payload(const json_t *args, char *msg, size_t size)
     json_t *p = json_pack("{sO}", "command", json_object_get(args, "command"));
     const char *sid = obx_json_get_str(args, "session_id", NULL);
     if (sid) {
-        if (!visible_ascii(sid)) {
-            snprintf(msg, size, "\"session_id\" must be 1-128 visible ASCII characters");
+        if (session_args(p, args, sid, msg, size) < 0) {
             json_decref(p);
             return NULL;
         }
-        json_object_set_new(p, "session_id", json_string(sid));
-        if (obx_json_get_bool(args, "create_if_missing", false))
-            json_object_set_new(p, "create_if_missing", json_true());
     } else {
         /* A new session: the id is ours to choose, so the caller learns it from the result. */
         char uuid[37];
         obx_random_uuid(uuid);
         json_object_set_new(p, "session_id", json_string(uuid));
         json_object_set_new(p, "create_if_missing", json_true());
+        json_t *lease = json_object_get(args, "lease_ttl_sec");
+        if (lease)
+            json_object_set(p, "lease_ttl_sec", lease);
     }
-    json_t *lease = json_object_get(args, "lease_ttl_sec");
-    if (lease)
-        json_object_set(p, "lease_ttl_sec", lease);
     json_object_set(p, "timeout_ms", json_object_get(args, "timeout_ms"));
     copy_network(p, args);
     return p;

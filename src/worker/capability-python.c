@@ -252,17 +252,12 @@ static int run_session(struct obx_worker *w, json_t *payload, const char *code, 
 int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                    struct obx_error *err)
 {
-    int r = obx_worker_payload_object(payload, "pythonExec", err);
-    if (r < 0)
-        return r;
-    const char *code = obx_json_get_str(payload, "code", NULL);
-    if (obx_str_blank(code))
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "pythonExec code is required");
+    const char *code;
     int64_t timeout;
-    if ((r = obx_worker_payload_timeout(payload, call, &timeout, err)) < 0)
-        return r;
     enum obx_net net;
-    if ((r = obx_worker_payload_network(w, payload, &net, err)) < 0)
+    int r =
+        obx_worker_payload_exec(w, payload, "pythonExec", "code", call, &code, &timeout, &net, err);
+    if (r < 0)
         return r;
     json_t *reset = json_object_get(payload, "reset");
     if (reset && !json_is_null(reset) && !json_is_boolean(reset))

@@ -167,23 +167,33 @@ int obx_worker_payload_session(json_t *payload, char **ret_sid, bool *ret_create
     return 0;
 }
 
+int obx_worker_payload_exec(struct obx_worker *w, json_t *payload, const char *what,
+                            const char *member, struct obx_call *call, const char **ret_text,
+                            int64_t *ret_timeout, enum obx_net *ret_net, struct obx_error *err)
+{
+    int r = obx_worker_payload_object(payload, what, err);
+    if (r < 0)
+        return r;
+    *ret_text = obx_json_get_str(payload, member, NULL);
+    if (obx_str_blank(*ret_text))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "%s %s is required", what,
+                             member);
+    if ((r = obx_worker_payload_timeout(payload, call, ret_timeout, err)) < 0)
+        return r;
+    return obx_worker_payload_network(w, payload, ret_net, err);
+}
+
 int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                      struct obx_error *err)
 {
-    int r = obx_worker_payload_object(payload, "terminalExec", err);
+    const char *raw;
+    int64_t timeout;
+    enum obx_net net;
+    int r = obx_worker_payload_exec(w, payload, "terminalExec", "command", call, &raw, &timeout,
+                                    &net, err);
     if (r < 0)
         return r;
-    const char *raw = obx_json_get_str(payload, "command", NULL);
-    if (obx_str_blank(raw))
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "terminalExec command is required");
     _cleanup_free_ char *command = obx_worker_trimmed(raw);
-    int64_t timeout;
-    if ((r = obx_worker_payload_timeout(payload, call, &timeout, err)) < 0)
-        return r;
-    enum obx_net net;
-    if ((r = obx_worker_payload_network(w, payload, &net, err)) < 0)
-        return r;
 
     int lease;
     if ((r = obx_worker_payload_lease(w, payload, &lease, err)) < 0)

@@ -60,6 +60,11 @@ int obx_worker_payload_timeout(json_t *payload, struct obx_call *call, int64_t *
  * proxy, which needs an allow-list (ONLYBOXES_EGRESS_ALLOW). */
 int obx_worker_payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
                                struct obx_error *err);
+/* What pythonExec and terminalExec both take: an object whose member (code, command) is not
+ * blank, with timeout_ms and network. *ret_text points into payload. */
+int obx_worker_payload_exec(struct obx_worker *w, json_t *payload, const char *what,
+                            const char *member, struct obx_call *call, const char **ret_text,
+                            int64_t *ret_timeout, enum obx_net *ret_net, struct obx_error *err);
 /* The optional "lease_ttl_sec", within the worker's bounds; *ret the default when absent. */
 int obx_worker_payload_lease(struct obx_worker *w, json_t *payload, int *ret,
                              struct obx_error *err);
