@@ -494,6 +494,29 @@ def _obx_runner():
         report('{"id":%s,"status":"%s","exit_code":%d,"pid":%d}' % (f[0], status, code, os.getpid()))
 
     # ---- a pooled box's interpreter imports its modules before any call.
+    def seed_matplotlib():
+        # An image may carry matplotlib's font list built ahead (the data image does): a copy
+        # in the cache directory saves scanning the fonts in every box.
+        seed = "/usr/share/onlyboxes/matplotlib"
+        target = os.environ.get("MPLCONFIGDIR")
+        try:
+            names = [n for n in os.listdir(seed) if n.startswith("fontlist-")]
+        except OSError:
+            return
+        if not target or not names:
+            return
+        try:
+            os.makedirs(target, exist_ok=True)
+            for n in names:
+                if not os.path.exists(os.path.join(target, n)):
+                    with open(os.path.join(seed, n), "rb") as src:
+                        data = src.read()
+                    with open(os.path.join(target, n), "wb") as dst:
+                        dst.write(data)
+        except OSError:
+            pass
+
+    seed_matplotlib()
     if prepared:
         missing = []
         for name in preload.split(","):
