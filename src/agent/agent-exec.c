@@ -78,9 +78,12 @@ static bool get_str(json_t *obj, const char *name, const char **out, char *err, 
 char **agent_env_build(const struct agent *a, json_t *env)
 {
     size_t n = env ? json_object_size(env) : 0;
-    char **v = obx_xcalloc(20 + n + 1, sizeof(char *));
+    char **v = obx_xcalloc(21 + n + 1, sizeof(char *));
     size_t i = 0;
-    v[i++] = obx_xstrdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    /* Last: what pip installs into the user site (~/.local), e.g. `pip install black`. */
+    v[i++] = obx_xasprintf("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:%s/"
+                           ".local/bin",
+                           a->cfg.workspace);
     v[i++] = obx_xasprintf("HOME=%s", a->cfg.workspace);
     v[i++] = obx_xstrdup("LANG=C.UTF-8");
     v[i++] = obx_xstrdup("TERM=dumb");
@@ -93,6 +96,10 @@ char **agent_env_build(const struct agent *a, json_t *env)
     v[i++] = obx_xstrdup("MPLBACKEND=Agg");
     v[i++] = obx_xstrdup("MPLCONFIGDIR=/tmp/.cache/matplotlib");
     v[i++] = obx_xstrdup("XDG_CACHE_HOME=/tmp/.cache");
+    /* `pip install` as the box user goes to the user site (~/.local), the one place it can write:
+     * Debian's "externally managed" marker protects the host's Python, which a box cannot change
+     * anyway, and the box and its user site go together. */
+    v[i++] = obx_xstrdup("PIP_BREAK_SYSTEM_PACKAGES=1");
     if (a->cfg.egress_socket) {
         /* Network "allowlist": what pip, curl, npm, git and urllib read to use a proxy; curl
          * ignores an upper-case HTTP_PROXY, and others read only that one. */

@@ -115,6 +115,27 @@ def _obx_runner():
 
     sys.meta_path.insert(0, PyplotHook())
 
+    class UserSite:
+        # The site module adds the user site (~/.local/...) only when it exists at start-up: one
+        # that `pip install` made later (in this call, or in the session's terminal) is added at
+        # the first import that would otherwise fail.
+        def find_spec(self, name, path=None, target=None):
+            if path is not None:
+                return None
+            import site
+
+            d = site.getusersitepackages()
+            if d in sys.path or not os.path.isdir(d):
+                return None
+            site.addsitedir(d)
+            import importlib
+            import importlib.machinery
+
+            importlib.invalidate_caches()
+            return importlib.machinery.PathFinder.find_spec(name, [d])
+
+    sys.meta_path.append(UserSite())
+
     # ---- images, bounded for a model's context: longest side, bytes each, count and bytes in
     # all per call; a note says what was changed or left out.
     def png_size(data):
