@@ -424,6 +424,13 @@ static void end_job(void *arg)
             _cleanup_free_ char *text = obx_json_dumps(l->result ? l->result : json_null());
             finish(t, l->id, "succeeded", text, NULL, NULL);
         }
+    } else if (obx_streq(err->code, OBX_ERR_DEADLINE_EXCEEDED) && !forced &&
+               obx_streq(l->capability, "pythonexec") &&
+               !obx_str_blank(obx_json_get_str(l->payload, "session_id", ""))) {
+        /* A Python session's timeout says whether its variables survived (new in pythonExec's
+         * sessions; every other timeout keeps the original's text). */
+        _cleanup_free_ char *text = obx_xasprintf("task timed out: %s", err->message);
+        finish(t, l->id, "timeout", NULL, "timeout", text);
     } else if (obx_streq(err->code, OBX_ERR_DEADLINE_EXCEEDED) || forced) {
         finish(t, l->id, "timeout", NULL, "timeout", "task timed out");
     } else if (obx_streq(err->code, OBX_ERR_CANCELED) && stopping) {
