@@ -51,7 +51,8 @@
  *   PING    empty. Answers OK.
  *   PREPARE JSON {"python": {"preload": [module, ...]}}: start the box's Python interpreter now
  *           and import the modules, for a pythonExec call to come. Answers OK once the imports
- *           are done, with {"ready": true, "pid": N, "missing": [{"module", "error"}]} (the
+ *           are done, with {"ready": true, "pid": N, "python": version, "import_ms": N,
+ *           "missing": [{"module", "error"}]} (the
  *           modules that could not be imported), or {"python": "running"} when the box already
  *           has an interpreter; ERROR when Python does not start.
  *

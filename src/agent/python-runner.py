@@ -539,6 +539,9 @@ def _obx_runner():
 
     seed_matplotlib()
     if prepared:
+        import time
+
+        began = time.monotonic()
         missing = []
         for name in preload.split(","):
             name = name.strip()
@@ -563,7 +566,9 @@ def _obx_runner():
             except Exception:
                 pass
         sys.modules["__main__"] = fresh_main()
-        report('{"ready":true,"pid":%d,"missing":[%s]}' % (os.getpid(), ",".join(missing)))
+        report('{"ready":true,"pid":%d,"python":%s,"import_ms":%d,"missing":[%s]}' % (
+            os.getpid(), jstr(sys.version.split()[0]), (time.monotonic() - began) * 1000,
+            ",".join(missing)))
 
     buf = b""
     while True:

@@ -281,7 +281,8 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
 
 /* ---- a pooled box's interpreter, started ahead of its call ---- */
 
-void obx_worker_python_prepare(struct obx_worker *w, struct obx_box *b)
+/* PREPAREs b with the preload; the runner's ready report, or NULL with err. */
+static json_t *prepare(struct obx_worker *w, struct obx_box *b, struct obx_error *err)
 {
     struct obx_call call;
     obx_call_init(&call);
@@ -290,35 +291,96 @@ void obx_worker_python_prepare(struct obx_worker *w, struct obx_box *b)
     uint8_t type = 0;
     _cleanup_free_ uint8_t *data = NULL;
     size_t len = 0;
-    struct obx_error err = OBX_ERROR_INIT;
-    int r = obx_box_request(b, OBX_AF_PREPARE, req, &call, &type, &data, &len, &err);
+    int r = obx_box_request(b, OBX_AF_PREPARE, req, &call, &type, &data, &len, err);
     obx_call_done(&call);
-    if (r < 0) {
-        obx_debug("pythonExec: a pooled box's interpreter did not start: %s", err.message);
-        return;
-    }
-    /* Which modules could not be imported: said once in the log, and kept for doctor. */
-    _cleanup_json_ json_t *j = obx_json_parse((const char *)data, len, NULL);
-    _cleanup_free_ char *missing = NULL;
+    if (r < 0)
+        return NULL;
+    json_t *j = obx_json_parse((const char *)data, len, NULL);
+    if (json_is_object(j))
+        return j;
+    json_decref(j);
+    obx_error_set(err, EPROTO, OBX_ERR_EXECUTION_FAILED, "the box answered PREPARE with no report");
+    return NULL;
+}
+
+/* "name (why), name (why)" for the modules of a ready report that did not import; NULL: none. */
+static char *missing_text(json_t *ready)
+{
+    char *missing = NULL;
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(j, "missing"), i, m)
+    json_array_foreach(json_object_get(ready, "missing"), i, m)
     {
-        const char *name = obx_json_get_str(m, "module", "?");
-        const char *why = obx_json_get_str(m, "error", "");
         char *next =
-            obx_xasprintf("%s%s%s (%s)", missing ? missing : "", missing ? ", " : "", name, why);
+            obx_xasprintf("%s%s%s (%s)", missing ? missing : "", missing ? ", " : "",
+                          obx_json_get_str(m, "module", "?"), obx_json_get_str(m, "error", ""));
         free(missing);
         missing = next;
     }
+    return missing;
+}
+
+void obx_worker_python_prepare(struct obx_worker *w, struct obx_box *b)
+{
+    struct obx_error err = OBX_ERROR_INIT;
+    _cleanup_json_ json_t *ready = prepare(w, b, &err);
+    if (!ready) {
+        obx_debug("pythonExec: a pooled box's interpreter did not start: %s", err.message);
+        return;
+    }
+    /* Which modules could not be imported: said once in the log. */
+    _cleanup_free_ char *missing = missing_text(ready);
     pthread_mutex_lock(&w->preload_lock);
     bool say = !w->preload_reported && missing;
     w->preload_reported = w->preload_reported || missing;
-    free(w->preload_missing);
-    w->preload_missing = missing ? obx_xstrdup(missing) : NULL;
     pthread_mutex_unlock(&w->preload_lock);
     if (say)
         obx_info("pythonExec: ONLYBOXES_PYTHON_PRELOAD: skipped what does not import in a box: "
                  "%s",
                  missing);
+}
+
+int obx_worker_python_check(const struct obx_worker_config *cfg, char **ret_text,
+                            struct obx_error *err)
+{
+    struct obx_worker_config c = *cfg;
+    c.warm_pool = c.warm_pool_max = 0; /* one box, started here */
+    struct obx_worker *w = obx_worker_new(&c, err);
+    if (!w)
+        return -err->errnum;
+    struct obx_box *b = NULL;
+    int r = obx_worker_start_box(w, w->python_pool->image, OBX_NET_NONE, NULL, NULL, &b, err);
+    json_t *ready = r < 0 ? NULL : prepare(w, b, err);
+    obx_box_unref(b);
+    if (!ready) {
+        obx_worker_free(w);
+        return obx_error_wrap(err, "Python in a box");
+    }
+    _cleanup_free_ char *missing = missing_text(ready);
+    size_t n = json_array_size(w->preload);
+    size_t n_missing = json_array_size(json_object_get(ready, "missing"));
+    _cleanup_free_ char *names = obx_xstrdup("");
+    size_t i;
+    json_t *m;
+    json_array_foreach(w->preload, i, m)
+    {
+        char *next = obx_xasprintf("%s%s%s", names, i ? ", " : "", json_string_value(m));
+        free(names);
+        names = next;
+    }
+    const char *version = obx_json_get_str(ready, "python", "?");
+    if (n == 0)
+        *ret_text =
+            obx_xasprintf("%s in a box; ONLYBOXES_PYTHON_PRELOAD imports nothing (none)", version);
+    else
+        *ret_text = obx_xasprintf(
+            "%s in a box; ONLYBOXES_PYTHON_PRELOAD %s: %s in %.1f s%s%s", version, names,
+            n_missing == 0   ? "all imported"
+            : n_missing == n ? "none imported"
+                             : "imported",
+            (double)obx_json_get_int(ready, "import_ms", 0) / 1000,
+            missing ? "; skipped, as not importable: " : "", missing ? missing : "");
+    json_decref(ready);
+    obx_worker_free(w);
+    return 0;
 }

@@ -33,8 +33,7 @@ struct obx_worker {
     struct obx_egress *egress; /* the allow-list proxy; NULL without an allow-list */
     json_t *preload;           /* ONLYBOXES_PYTHON_PRELOAD as a JSON array of module names */
     pthread_mutex_t preload_lock;
-    char *preload_missing; /* modules the last prepared box could not import (for doctor) */
-    bool preload_reported; /* they were logged */
+    bool preload_reported; /* the modules that do not import were logged */
 };
 
 /* Starts the box's Python interpreter ahead of a call, with the preload imported (a pool's

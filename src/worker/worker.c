@@ -336,7 +336,6 @@ void obx_worker_free(struct obx_worker *w)
     /* Boxes still held by calls close their sockets later; the proxy's state outlives it. */
     obx_egress_free(w->egress);
     json_decref(w->preload);
-    free(w->preload_missing);
     pthread_mutex_destroy(&w->preload_lock);
     obx_box_forget_runtime(w->rt);
     w->rt->free(w->rt);

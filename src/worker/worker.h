@@ -93,6 +93,12 @@ int obx_worker_pick_runtime(enum obx_runtime_choice choice, const char *agent_pa
  * --runtime docker would start it; NULL with err saying why not. For `doctor`. */
 struct obx_runtime *obx_worker_docker_probe(bool for_auto, struct obx_error *err);
 
+/* For doctor: starts one box as pythonExec's pool would (on the runtime cfg picks), imports
+ * ONLYBOXES_PYTHON_PRELOAD in it and says in *ret_text (the caller frees it) which Python the box
+ * has and what imported. */
+int obx_worker_python_check(const struct obx_worker_config *cfg, char **ret_text,
+                            struct obx_error *err);
+
 /* Finds onlyboxes-agent: $ONLYBOXES_AGENT, next to the running binary, or in
  * ../lib/onlyboxes/ relative to it. Caller frees. */
 char *obx_worker_find_agent(const char *configured, struct obx_error *err);

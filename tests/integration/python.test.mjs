@@ -8,13 +8,15 @@
 // expression comes back as text (a DataFrame as a table) and figures and images as image content
 // that decodes, within the size bounds.
 
-import { describe } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
 import {
   assertNoProcess,
+  describeRun,
   marker,
   resultText,
+  runCli,
   serverTest,
   sharedServer,
   sleep,
@@ -125,6 +127,26 @@ describe('the data stack in a box', () => {
     // The same in a terminal session: python3 as the user runs it.
     const t = await srv.sh(`python3 -c 'import matplotlib.pyplot as plt, pandas; plt.plot([1]); plt.savefig("p.png"); print("ok")' && ls -A`);
     assert.equal(t.stdout, 'ok\np.png\n', t.stderr);
+  });
+});
+
+describe('ONLYBOXES_PYTHON_PRELOAD', () => {
+  test('doctor says which Python the boxes have and what of the preload imports there', () => {
+    const r = runCli(['doctor'], { env: { ONLYBOXES_PYTHON_PRELOAD: 'numpy,obx_no_such_module' } });
+    assert.equal(r.status, 0, describeRun(r));
+    assert.match(r.stdout, /^python: +3\.\d+\.\d+ in a box; ONLYBOXES_PYTHON_PRELOAD numpy, obx_no_such_module: imported in \d+\.\d s; skipped, as not importable: obx_no_such_module \(ModuleNotFoundError: No module named 'obx_no_such_module'\)$/m, r.stdout);
+  });
+
+  test('a malformed list is refused, naming the variable and the entry', () => {
+    for (const [value, why] of [
+      ['numpy,,pandas', /ONLYBOXES_PYTHON_PRELOAD: "" is not a module name/],
+      ['numpy;rm', /ONLYBOXES_PYTHON_PRELOAD: "numpy;rm" is not a module name/],
+      ['numpy,', /ONLYBOXES_PYTHON_PRELOAD: the list ends with a comma/],
+    ]) {
+      const r = runCli(['doctor'], { env: { ONLYBOXES_PYTHON_PRELOAD: value } });
+      assert.equal(r.status, 1, describeRun(r));
+      assert.match(r.stdout, why, describeRun(r));
+    }
   });
 });
 
