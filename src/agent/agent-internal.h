@@ -297,6 +297,8 @@ void agent_py_prepare(struct agent *a, uint32_t id, const uint8_t *payload, size
  * another negative errno; r is untouched on failure. */
 int agent_py_launch(struct agent *a, struct agent_request *r, json_t *spec,
                     const struct agent_limits *limits, char *err, size_t size);
+/* r's report pipe is readable: a prepared one-shot interpreter's exit status. */
+void agent_py_call_report_read(struct agent_request *r);
 /* The interpreter's report pipe, or (while no call runs) its status pipe, is readable. */
 void agent_py_report_read(struct agent *a);
 void agent_py_status_read(struct agent *a);

@@ -277,6 +277,24 @@ static void report_line(struct agent *a, const char *line, size_t len)
         call_report(py->busy, j);
 }
 
+void agent_py_call_report_read(struct agent_request *r)
+{
+    /* One line, at the end of a prepared one-shot interpreter's life. */
+    char buf[512];
+    ssize_t n = read(r->report_fd, buf, sizeof(buf) - 1);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    closep_fd(&r->report_fd);
+    if (n <= 0)
+        return; /* EOF: it died before its report; the status pipe tells how */
+    char *nl = memchr(buf, '\n', (size_t)n);
+    json_error_t je;
+    _cleanup_jansson_ json_t *j = json_loadb(buf, nl ? (size_t)(nl - buf) : (size_t)n, 0, &je);
+    json_t *id = json_object_get(j, "id");
+    if (json_is_integer(id) && (uint32_t)json_integer_value(id) == r->id)
+        call_report(r, j);
+}
+
 void agent_py_report_read(struct agent *a)
 {
     struct agent_py *py = &a->py;
@@ -390,9 +408,12 @@ static int launch_oneshot(struct agent *a, struct agent_request *r, const char *
             r->monitor = py->proc.monitor;
             r->ctl_fd = TAKE_FD(py->proc.ctl_fd);
             r->status_fd = TAKE_FD(py->proc.status_fd);
+            /* It reports its exit status before it exits: the answer does not wait for the
+             * kernel to tear a large process down. */
+            r->report_fd = TAKE_FD(py->proc.out_fd);
             r->out[0].fd = fds[0];
             r->out[1].fd = fds[1];
-            agent_proc_close(&py->proc); /* the rest: its command and report pipes */
+            agent_proc_close(&py->proc); /* the rest: its command pipe */
             py->proc = no_proc;
             py->state = AGENT_PY_NONE;
             return 0;
@@ -623,6 +644,8 @@ void agent_py_exit(struct agent *a, struct agent_request *r, json_t *o)
 
 void agent_py_release(struct agent *a, struct agent_request *r)
 {
+    if (r->pyc && !r->py)
+        closep_fd(&r->report_fd); /* a one-shot's own, when its report never came */
     struct agent_py *py = r->py;
     if (py) {
         char *lost = lost_reason(r);

@@ -341,7 +341,9 @@ static void run(struct agent *a)
                     agent_request_status_read(r);
                 break;
             case SLOT_REPORT:
-                if (r->used && r->report_fd == pfd[i].fd)
+                if (r->used && r->report_fd == pfd[i].fd && r->pyc)
+                    agent_py_call_report_read(r);
+                else if (r->used && r->report_fd == pfd[i].fd)
                     agent_warm_report(r);
                 break;
             case SLOT_PY_REPORT:

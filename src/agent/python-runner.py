@@ -436,7 +436,8 @@ def _obx_runner():
         base = f[2]
         code = read_code(base)
         streams(base, f[3])
-        os.close(out0)
+        if f[3] == "-":
+            os.close(out0)  # the code's own stdout now: no reports
         os.close(err0)
         _signal.signal(_signal.SIGINT, _signal.default_int_handler)
         begin(f)
@@ -445,12 +446,14 @@ def _obx_runner():
         if kind == "interrupt":
             _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
             os.kill(os.getpid(), _signal.SIGINT)
-        leave(exit_code(value) if kind == "exit" else 1 if kind == "error" else 0)
+        leave(f, exit_code(value) if kind == "exit" else 1 if kind == "error" else 0)
 
-    def leave(code):
+    def leave(f, code):
         # What the interpreter's exit does that the caller can see: wait for the code's threads,
         # run its atexit functions, flush the streams. Tearing down every module (pandas and
-        # matplotlib take ~100 ms) would only delay the answer: the box is thrown away next.
+        # matplotlib take ~100 ms) would only delay the answer: the box is thrown away next. A
+        # prepared interpreter then reports the exit status before it exits, so that the call's
+        # answer does not wait for the kernel to free its memory either.
         try:
             threading = sys.modules.get("threading")
             if threading is not None:
@@ -463,9 +466,12 @@ def _obx_runner():
             atexit._run_exitfuncs()
         except BaseException:
             pass
-        for f in (sys.stdout, sys.stderr):
+        if f[3] != "-":
+            streams_off()
+            report('{"id":%s,"status":"exit","exit_code":%d,"pid":%d}' % (f[0], code, os.getpid()))
+        for stream in (sys.stdout, sys.stderr):
             try:
-                f.flush()
+                stream.flush()
             except BaseException:
                 pass
         os._exit(code)

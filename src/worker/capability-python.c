@@ -196,8 +196,13 @@ static int run_oneshot(struct obx_worker *w, const char *code, int64_t timeout, 
     if (r < 0)
         return r;
     struct obx_box_exec_result res = {0};
+    uint64_t t0 = obx_now_ms();
     r = obx_box_exec(box, req, call, &res, err);
+    uint64_t t1 = obx_now_ms();
     obx_worker_pool_retire(pool, box); /* a fresh box per call: nothing survives it */
+    obx_debug("pythonExec: took %llu ms: exec %llu (the agent: %llu), retire %llu",
+              (unsigned long long)(obx_now_ms() - t0), (unsigned long long)(t1 - t0),
+              (unsigned long long)res.duration_ms, (unsigned long long)(obx_now_ms() - t1));
     if (r < 0)
         return r;
     if ((r = obx_worker_killed_error(&res, timeout, err)) < 0) {
