@@ -129,13 +129,19 @@ static void py_discard(struct agent *a, char *reason)
     py->proc = no_proc;
 }
 
-static char **runner_argv(const char *preload)
+/* `python3 -c BOOT FILE [--prepared MODULES]`: -c, so that the code's sys.path and sys.argv are
+ * those of `python3 -c CODE`, and the runner in a file, so that `ps` in the box shows a line. */
+static const char runner_boot[] =
+    "import sys; exec(compile(open(sys.argv[1], 'rb').read(), '<onlyboxes runner>', 'exec'))";
+
+static char **runner_argv(const char *file, const char *preload)
 {
-    char **v = obx_xcalloc(6, sizeof(char *));
+    char **v = obx_xcalloc(7, sizeof(char *));
     size_t i = 0;
     v[i++] = obx_xstrdup("python3");
     v[i++] = obx_xstrdup("-c");
-    v[i++] = obx_xstrdup(obx_agent_python_runner);
+    v[i++] = obx_xstrdup(runner_boot);
+    v[i++] = obx_xstrdup(file);
     if (preload) {
         v[i++] = obx_xstrdup("--prepared");
         v[i++] = obx_xstrdup(preload);
@@ -143,11 +149,19 @@ static char **runner_argv(const char *preload)
     return v;
 }
 
-/* Starts the runner under a monitor of its own; preload NULL: a cold one. */
+/* Starts the runner under a monitor of its own; preload NULL: a cold one. Its file is written
+ * anew each time: the box's user may have changed it. */
 static int runner_start(struct agent *a, const char *preload, const struct agent_limits *limits,
                         struct agent_proc *ret)
 {
-    char **argv = runner_argv(preload);
+    int rr = agent_mkdir_p(a->cfg.state_dir, 0700);
+    if (rr < 0)
+        return rr;
+    _cleanup_free_ char *file = obx_xasprintf("%s/python-runner.py", a->cfg.state_dir);
+    rr = agent_file_create(file, obx_agent_python_runner, strlen(obx_agent_python_runner));
+    if (rr < 0)
+        return rr;
+    char **argv = runner_argv(file, preload);
     char **envp = agent_env_build(a, NULL);
     struct agent_spawn sp = {
         .argv = argv, .envp = envp, .cwd = a->cfg.workspace, .limits = *limits};

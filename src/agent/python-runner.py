@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-# The Python half of pythonExec. onlyboxes-agent builds this file into itself and starts it in a
-# box as `python3 -c <this text> [--prepared MODULES]`; it then runs one call (a one-shot box) or
-# one call after another (a session's interpreter).
+# The Python half of pythonExec. onlyboxes-agent builds this file into itself, writes it to its
+# state directory in a box and starts it as `python3 -c <a line that runs it> FILE [--prepared
+# MODULES]` (so that the code's sys.path and sys.argv are python3 -c's); it then runs one call (a
+# one-shot box) or one call after another (a session's interpreter).
 #
 # Requests come on fd 3, one line each, tab-separated:
 #   id  mode  base  streams  max_images  max_side  max_image_bytes  max_total_bytes  max_value
@@ -41,9 +42,9 @@ def _obx_runner():
         captured = set()  # ids of figures already turned into images in this call
 
     NOTHING = object()
-    argv = sys.argv
-    prepared = len(argv) > 1 and argv[1] == "--prepared"
-    preload = argv[2] if prepared and len(argv) > 2 else ""
+    argv = sys.argv  # ["-c", FILE, "--prepared", MODULES]
+    prepared = len(argv) > 2 and argv[2] == "--prepared"
+    preload = argv[3] if prepared and len(argv) > 3 else ""
     sys.argv = ["-c"]
     loader = getattr(sys.modules["__main__"], "__loader__", None)
 

@@ -23,7 +23,7 @@
 #include "common/thread.h"
 
 #define RETRY_BACKOFF_MS 2000
-#define FILLERS 4 /* at most; no more than the machine has CPUs (a preload is CPU-bound) */
+#define FILLERS 4 /* boxes started at once: docker's starts mostly wait on the daemon */
 #define GROW_STEP 2
 #define SHRINK_AFTER_MS 60000
 #define SHRINK_STEP_MS 10000
@@ -135,8 +135,7 @@ struct obx_worker_pool *obx_worker_pool_new(unsigned size, unsigned max,
     p->ready = obx_xcalloc(p->max ? p->max : 1, sizeof(*p->ready));
     p->ops = ops;
     p->userdata = userdata;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned want = OBX_MIN(p->max, (unsigned)OBX_MIN(OBX_MAX(cpus, 1L), (long)FILLERS));
+    unsigned want = OBX_MIN(p->max, (unsigned)FILLERS);
     for (unsigned i = 0; i < want; i++)
         if (pthread_create(&p->fillers[p->n_fillers], NULL, filler_main, p) == 0)
             p->n_fillers++;
