@@ -8,8 +8,11 @@
  * timeout or cancel kills the monitor's whole tree. A pooled box is PREPAREd: its interpreter
  * starts before any call and imports the worker's preload list, then waits on its command pipe;
  * the one-shot call that comes takes it over (its pipes become the request's, its output goes to
- * two FIFOs of the call's), so the code runs at once. Without a prepared interpreter the runner is
- * started for the call, with the request's own pipes as its stdout and stderr.
+ * two FIFOs of the call's), so the code runs at once, and it reports its exit status on its report
+ * pipe before it exits, so that the answer does not wait for the kernel to tear down a process of
+ * ~90 MB (the monitor then lingers until it is gone, as for background jobs). Without a prepared
+ * interpreter the runner is started for the call, with the request's own pipes as its stdout and
+ * stderr, and the call ends when it exits.
  *
  * Session calls run in the box's persistent interpreter, one at a time, in the way agent-warm.c
  * runs terminal commands in a persistent shell: the request borrows the interpreter's monitor
@@ -34,6 +37,10 @@
 
 #define PY_MAX_PRELOAD 64
 #define PY_MAX_MODULE_NAME 128
+/* Address space a prepared interpreter may use for its imports on top of the box's per-process
+ * limit: once they are done it lowers its limit to what they took plus that limit, so the code
+ * has the room it would have in a fresh interpreter. */
+#define PY_PRELOAD_AS_ROOM (1ull << 30)
 
 /* Per-call state of a "python" request. */
 struct agent_py_call {
@@ -134,9 +141,9 @@ static void py_discard(struct agent *a, char *reason)
 static const char runner_boot[] =
     "import sys; exec(compile(open(sys.argv[1], 'rb').read(), '<onlyboxes runner>', 'exec'))";
 
-static char **runner_argv(const char *file, const char *preload)
+static char **runner_argv(const char *file, const char *preload, uint64_t as_limit)
 {
-    char **v = obx_xcalloc(7, sizeof(char *));
+    char **v = obx_xcalloc(8, sizeof(char *));
     size_t i = 0;
     v[i++] = obx_xstrdup("python3");
     v[i++] = obx_xstrdup("-c");
@@ -145,15 +152,20 @@ static char **runner_argv(const char *file, const char *preload)
     if (preload) {
         v[i++] = obx_xstrdup("--prepared");
         v[i++] = obx_xstrdup(preload);
+        v[i++] = obx_xasprintf("%llu", (unsigned long long)as_limit);
     }
     return v;
 }
 
 /* Starts the runner under a monitor of its own; preload NULL: a cold one. Its file is written
- * anew each time: the box's user may have changed it. */
+ * anew each time: the box's user may have changed it. A prepared one gets PY_PRELOAD_AS_ROOM more
+ * address space, which it gives back after its imports. */
 static int runner_start(struct agent *a, const char *preload, const struct agent_limits *limits,
                         struct agent_proc *ret)
 {
+    struct agent_limits lim = *limits;
+    if (preload && lim.memory_bytes)
+        lim.memory_bytes += PY_PRELOAD_AS_ROOM;
     int rr = agent_mkdir_p(a->cfg.state_dir, 0700);
     if (rr < 0)
         return rr;
@@ -161,10 +173,9 @@ static int runner_start(struct agent *a, const char *preload, const struct agent
     rr = agent_file_create(file, obx_agent_python_runner, strlen(obx_agent_python_runner));
     if (rr < 0)
         return rr;
-    char **argv = runner_argv(file, preload);
+    char **argv = runner_argv(file, preload, limits->memory_bytes);
     char **envp = agent_env_build(a, NULL);
-    struct agent_spawn sp = {
-        .argv = argv, .envp = envp, .cwd = a->cfg.workspace, .limits = *limits};
+    struct agent_spawn sp = {.argv = argv, .envp = envp, .cwd = a->cfg.workspace, .limits = lim};
     int r = agent_proc_start(&sp, AGENT_FEED_SCRIPT, ret);
     agent_strv_free(argv);
     agent_strv_free(envp);

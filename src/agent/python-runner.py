@@ -42,9 +42,10 @@ def _obx_runner():
         captured = set()  # ids of figures already turned into images in this call
 
     NOTHING = object()
-    argv = sys.argv  # ["-c", FILE, "--prepared", MODULES]
+    argv = sys.argv  # ["-c", FILE, "--prepared", MODULES, AS_LIMIT]
     prepared = len(argv) > 2 and argv[2] == "--prepared"
     preload = argv[3] if prepared and len(argv) > 3 else ""
+    as_limit = int(argv[4]) if prepared and len(argv) > 4 else 0
     sys.argv = ["-c"]
     loader = getattr(sys.modules["__main__"], "__loader__", None)
 
@@ -571,6 +572,20 @@ def _obx_runner():
                 fig.savefig(io.BytesIO(), format="png")
                 del fig
             except Exception:
+                pass
+        if as_limit:
+            # The imports had room of their own: from here the code gets the box's per-process
+            # limit on top of what they took, as a fresh interpreter would have.
+            try:
+                import resource
+
+                with open("/proc/self/statm") as f:
+                    size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+                want = size + as_limit
+                soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+                if hard == resource.RLIM_INFINITY or want < hard:
+                    resource.setrlimit(resource.RLIMIT_AS, (want, want))
+            except (OSError, ValueError, ImportError):
                 pass
         sys.modules["__main__"] = fresh_main()
         report('{"ready":true,"pid":%d,"python":%s,"import_ms":%d,"missing":[%s]}' % (

@@ -167,6 +167,16 @@ describe('a warm interpreter in every pooled box', () => {
     assert.match(err.structuredContent.output, /^Traceback \(most recent call last\):\n  File "<string>", line 8, in <module>\n  File "<string>", line 6, in f\nValueError: boom\n$/);
   });
 
+  serverTest("the code has the box's memory limit on top of what the preload took", { server }, async (srv) => {
+    // ONLYBOXES_BOX_MEMORY_MB (512 by default) is each process's address space: the preload's
+    // imports do not eat into the code's share of it. Mapped, not touched, so that a box's
+    // memory cgroup (docker's 256 MiB) is not what answers.
+    const r = await prepared(srv, 'import mmap, sys\nm = mmap.mmap(-1, 400 << 20)\nprint(len(m) >> 20)');
+    assert.equal(r.structuredContent.output, '400\n');
+    const over = await prepared(srv, 'import mmap, sys\ntry:\n    m = mmap.mmap(-1, 600 << 20)\nexcept OSError as e:\n    print("refused", e.strerror)');
+    assert.equal(over.structuredContent.output, 'refused Cannot allocate memory\n');
+  });
+
   serverTest('nothing of a call is visible to the next one', { server }, async (srv) => {
     const m = marker('left');
     const first = [
