@@ -11,6 +11,8 @@
 # Environment: OBX_BIN (default build/onlyboxes; build it first, e.g. scripts/test.sh or
 # `cmake --build build`), OBX_BENCH_DOCKER=0 to leave out the docker rows (they are also left out,
 # with a note, when no daemon answers or the work image is missing: scripts/docker-up.sh).
+# The console rows start remote workers with the integration tests' helpers: run `npm ci` in
+# tests/integration first.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,13 +30,17 @@ command -v wrk >/dev/null || {
     echo "bench: wrk not found (apt-get install wrk)" >&2
     exit 1
 }
+[[ -d tests/integration/node_modules/@grpc/grpc-js ]] || {
+    echo "bench: run 'npm ci' in tests/integration first (the console rows start remote workers with its helpers)" >&2
+    exit 1
+}
 
 if ((smoke)); then
-    n=20 wrk_s=2 sessions=10 base_n=5 out=bench/results/smoke.md
+    n=20 wrk_s=2 sessions=10 base_n=5 concurrent=40 sleep_s=1 out=bench/results/smoke.md
     stdio_extra=(--idle 2)
     py_extra=(--n 3 --rounds 1 --burst 4 --gap 500 --pause 500 --settle 2000)
 else
-    n=300 wrk_s=15 sessions=100 base_n=50 out=bench/results/latest.md
+    n=300 wrk_s=15 sessions=100 base_n=50 concurrent=1000 sleep_s=5 out=bench/results/latest.md
     stdio_extra=()
     py_extra=(--n 50 --rounds 5)
 fi
@@ -88,9 +94,10 @@ else
     echo "| (dashboard rows left out: needs /usr/bin/chromium and npm ci in tests/browser) | | | | | |" \
         >"$tmp/dashboard.md"
 fi
-section "console, REST"
+section "console, REST: embedded worker, then remote workers"
 node bench/console-bench.mjs --bin "$bin" --runtime bubblewrap --duration "$wrk_s" \
-    --sessions "$sessions" --md >"$tmp/console.md"
+    --sessions "$sessions" --n "$n" --concurrent "$concurrent" --sleep "$sleep_s" --md \
+    >"$tmp/console.md"
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 mem="$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
@@ -148,10 +155,8 @@ dirty="$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo ' (with loc
     echo '|---|---|---|---|---|---|'
     cat "$tmp/boxes.md"
     echo
-    echo "## Console: REST API with the embedded worker (bubblewrap)"
+    echo "## Console: REST API, with the embedded worker and with remote workers (bubblewrap)"
     echo
-    echo '| measurement | n | p50 ms | p90 ms | p99 ms | goal |'
-    echo '|---|---|---|---|---|---|'
     cat "$tmp/console.md"
     echo
     echo "## Console: the dashboard's cold load (Chromium, fresh profile, loopback)"

@@ -15,6 +15,8 @@ declare -A need=(
     [libwebsockets-dev]=/usr/include/libwebsockets.h
     [libsodium-dev]=/usr/include/sodium.h
     [libsqlite3-dev]=/usr/include/sqlite3.h
+    # bcrypt: the password hashes of a database made by the original console.
+    [libcrypt-dev]=/usr/include/crypt.h
     [libseccomp-dev]=/usr/include/seccomp.h
     [bubblewrap]=/usr/bin/bwrap
     [python3]=/usr/bin/python3
@@ -55,10 +57,10 @@ if ! compgen -G '/usr/lib/gcc/*/*/libasan.so' >/dev/null ||
     ! compgen -G '/usr/lib/gcc/*/*/libtsan.so' >/dev/null; then
     missing+=(build-essential)
 fi
-# Node >= 18 runs the integration tests (the SDK needs it); Node 22 for the Inspector and the
-# conformance suite is fetched by npx.
+# Node >= 20 runs the integration tests (the v2 MCP SDK and mcp-remote need it); Node 22 for the
+# Inspector, Claude Code and the conformance suite is fetched by npx.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null ||
-    (($(node -p 'process.versions.node.split(".")[0]') < 18)); then
+    (($(node -p 'process.versions.node.split(".")[0]') < 20)); then
     missing+=(nodejs npm)
 fi
 

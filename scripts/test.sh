@@ -10,7 +10,7 @@
 # Environment:
 #   OBX_SKIP_DEPS=1     do not run scripts/install-deps.sh
 #   OBX_SKIP_ASAN=1     skip the sanitizer stages (quicker local runs; CI runs them)
-#   OBX_SKIP_NODE22=1   skip what needs Node 22 from npx (Inspector, conformance suite)
+#   OBX_SKIP_NODE22=1   skip what needs Node 22 from npx (Inspector, Claude Code, conformance suite)
 #   OBX_SKIP_DOCKER=1   skip the docker runtime stages (they also skip, with a warning, when no
 #                       Docker daemon can be started)
 #   OBX_JOBS=N          parallel build jobs (default: number of CPUs)
@@ -123,6 +123,9 @@ interop_tests() {
     (cd tests/integration && OBX_BIN="$bin" ONLYBOXES_RUNTIME=bubblewrap npm run -s test:interop)
 }
 
+# The MCP conformance suite, 0.2.0-alpha.12 and 0.1.16, in the legacy (2025-11-25) and modern
+# (2026-07-28) eras, over stdio (through a relay) and the console's /mcp; what is not run, and why:
+# tests/integration/conformance-not-run.txt.
 conformance() {
     if [[ "${OBX_SKIP_NODE22:-}" == 1 ]]; then
         echo "OBX_SKIP_NODE22=1: conformance suite skipped"
@@ -218,8 +221,16 @@ load_test() {
     OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap OBX_LOAD_SECONDS="${OBX_LOAD_SECONDS:-120}" \
         OBX_LOAD_CLIENTS=50 bash tests/load/run.sh
 }
+# The same 50 clients on a console whose work runs on two remote `onlyboxes worker` processes
+# connected over gRPC (also checked: the workers' RSS, their exit 0 on SIGTERM, nothing they
+# started left), for OBX_LOAD_REMOTE_SECONDS.
+load_test_remote() {
+    OBX_BIN="$1" ONLYBOXES_RUNTIME=bubblewrap OBX_LOAD_WORKERS=remote \
+        OBX_LOAD_SECONDS="${OBX_LOAD_REMOTE_SECONDS:-60}" OBX_LOAD_CLIENTS=50 bash tests/load/run.sh
+}
 stage "bad-input suite (build/)" bad_input_suite "$root/build/onlyboxes"
 stage "load test (build/, 50 clients)" load_test "$root/build/onlyboxes"
+stage "load test (build/, 50 clients, two remote workers)" load_test_remote "$root/build/onlyboxes"
 stage "docker daemon and test image" docker_up
 if ((docker_ok)); then
     stage "docker runtime unit tests (build/)" docker_unit_tests build

@@ -168,7 +168,8 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
         agent_exec_start(a, f->id, f->payload, f->len);
         break;
     case OBX_AF_CANCEL:
-        agent_exec_cancel(a, f->id);
+        if (!agent_xfer_cancel(a, f->id))
+            agent_exec_cancel(a, f->id);
         break;
     case OBX_AF_FREAD:
         agent_file_read(a, f->id, f->payload, f->len);
@@ -181,6 +182,30 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
         break;
     case OBX_AF_PREPARE:
         agent_py_prepare(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FGET:
+        agent_xfer_get(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FACK:
+        agent_xfer_ack(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FPUT:
+        agent_xfer_put(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FDATA:
+        agent_xfer_data(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FEND:
+        agent_xfer_end(a, f->id);
+        break;
+    case OBX_AF_FLIST:
+        agent_file_list(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FDELETE:
+        agent_file_delete(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FMKDIR:
+        agent_file_mkdir(a, f->id, f->payload, f->len);
         break;
     default:
         agent_send_error(a, f->id, OBX_ERR_INVALID_PAYLOAD, "unknown frame type 0x%02x", f->type);
@@ -275,6 +300,7 @@ static void run(struct agent *a)
     struct pollfd pfd[5 + AGENT_MAX_REQUESTS * 5];
     struct slot slot[OBX_ARRAY_SIZE(pfd)];
     uint64_t next = 0;
+    bool pump_more = false; /* a file transfer can send more at once */
     while (!a->quit) {
         nfds_t n = 0;
 #define ADD(fd_, ev_, kind_, r_)                                \
@@ -312,8 +338,8 @@ static void run(struct agent *a)
                 ADD(r->out[1].fd, POLLIN, SLOT_OUT1, r);
         }
 #undef ADD
-        int timeout = -1;
-        if (next) {
+        int timeout = pump_more ? 0 : -1;
+        if (next && !pump_more) {
             uint64_t now = agent_now_ms();
             timeout = next > now ? (int)OBX_MIN(next - now, (uint64_t)INT_MAX) : 0;
         }
@@ -374,6 +400,7 @@ static void run(struct agent *a)
             if (d && (!next || d < next))
                 next = d;
         }
+        pump_more = a->xfers && agent_xfer_pump(a);
         agent_flush(a);
         if (a->n_warm_want && !a->quit)
             agent_warm_refill(a);
@@ -557,6 +584,7 @@ int main(int argc, char **argv)
                               a.cfg.workspace));
     run(&a);
 
+    agent_xfer_shutdown(&a);
     agent_exec_shutdown(&a);
     final_flush(&a);
     obx_agent_decoder_done(&a.dec);

@@ -133,7 +133,10 @@ int obx_docker_remove_own(struct obx_runtime *rt, struct obx_error *err)
 {
     struct docker_runtime *d = to_docker(rt);
     int removed = 0;
-    uint64_t until = obx_now_ms() + 2000;
+    /* Starts under way finish or remove their own container; a daemon under load may take
+     * seconds to answer one, so wait for them, within a bound. */
+    __atomic_store_n(&d->stopping, true, __ATOMIC_RELEASE);
+    uint64_t until = obx_now_ms() + OBX_DOCKER_TIMEOUT_MS;
     for (;;) {
         _cleanup_json_ json_t *list = NULL;
         int r = list_labelled(d, OBX_DOCKER_LABEL_OWNER_PID, d->self_pid, &list, err);

@@ -34,6 +34,7 @@ struct docker_runtime {
     char failed_message[1024];
     uint64_t failed_until;
     int starting;             /* atomic: start() calls in flight, for remove_own() */
+    bool stopping;            /* atomic: remove_own() began; no box starts any more */
     pthread_mutex_t log_lock; /* guards listeners */
     struct pull_listener *listeners;
 };

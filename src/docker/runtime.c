@@ -221,31 +221,9 @@ static void egress_agent_args(json_t *entry, const struct obx_box_spec *spec)
     json_array_append_new(entry, json_string(OBX_BOX_EGRESS_SOCKET));
 }
 
-static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *spec,
-                           const char *image, const char *agent, const char *sock_path)
+/* The agent as PID 1, with its workspace, the direct socket and the box's limits. */
+static json_t *create_entrypoint(const struct obx_box_spec *spec, const char *sock_path)
 {
-    const struct obx_docker_config *cfg = &d->cfg;
-    json_t *body = json_object();
-    set_str(body, "Image", image);
-    char user[32];
-    snprintf(user, sizeof(user), "%u:%u", cfg->uid, cfg->gid);
-    if (!obx_str_empty(cfg->user))
-        set_str(body, "User", user);
-    set_str(body, "Hostname", "onlyboxes");
-    set_str(body, "WorkingDir", OBX_BOX_WORKSPACE);
-    json_object_set_new(body, "Env",
-                        json_pack("[s,s,s]", "HOME=" OBX_BOX_WORKSPACE, "LANG=C.UTF-8",
-                                  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:"
-                                  "/bin"));
-    /* The agent is PID 1; stdin stays open until we half-close the attach connection, then
-     * Docker closes it (StdinOnce) and the agent exits. */
-    json_object_set_new(body, "AttachStdin", json_true());
-    json_object_set_new(body, "AttachStdout", json_true());
-    json_object_set_new(body, "AttachStderr", json_true());
-    json_object_set_new(body, "OpenStdin", json_true());
-    json_object_set_new(body, "StdinOnce", json_true());
-    json_object_set_new(body, "Tty", json_false());
-
     json_t *entry = json_array();
     json_array_append_new(entry, json_string(OBX_BOX_AGENT_PATH));
     json_array_append_new(entry, json_string("--workspace"));
@@ -271,9 +249,12 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
         json_array_append_new(entry, json_string(lims[i].flag));
         json_array_append_new(entry, json_string(num));
     }
-    json_object_set_new(body, "Entrypoint", entry);
-    json_object_set_new(body, "Cmd", json_array());
+    return entry;
+}
 
+/* What finds the box again: ours, its worker and session, and its owner (owner.c). */
+static json_t *create_labels(struct docker_runtime *d, const struct obx_box_spec *spec)
+{
     json_t *labels = json_object();
     set_str(labels, OBX_LABEL_MANAGED, "true");
     set_str(labels, OBX_LABEL_WORKER, spec->worker_id ? spec->worker_id : "");
@@ -282,9 +263,14 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
     set_str(labels, OBX_DOCKER_LABEL_OWNER_BOOT, d->boot_id);
     set_str(labels, OBX_DOCKER_LABEL_OWNER_PID, d->self_pid);
     set_str(labels, OBX_DOCKER_LABEL_OWNER_START, d->self_start);
-    json_object_set_new(body, "Labels", labels);
+    return labels;
+}
 
-    json_t *hc = json_object();
+/* The agent, the direct socket, the egress socket and the operator's mounts; *ws_mounted tells
+ * whether a mount is the workspace itself. */
+static json_t *create_binds(const struct obx_box_spec *spec, const char *agent,
+                            const char *sock_path, bool *ws_mounted)
+{
     _cleanup_free_ char *bind = obx_xasprintf("%s:" OBX_BOX_AGENT_PATH ":ro", agent);
     json_t *binds = json_pack("[s]", bind);
     if (sock_path) {
@@ -293,7 +279,25 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
         json_array_append_new(binds, json_string(sb));
     }
     egress_bind(binds, spec);
-    json_object_set_new(hc, "Binds", binds);
+    *ws_mounted = false;
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        _cleanup_free_ char *mb =
+            obx_xasprintf("%s:%s:%s", spec->mounts[i].host, spec->mounts[i].box,
+                          spec->mounts[i].rw ? "rw" : "ro");
+        json_array_append_new(binds, json_string(mb));
+        *ws_mounted = *ws_mounted || obx_streq(spec->mounts[i].box, OBX_BOX_WORKSPACE);
+    }
+    return binds;
+}
+
+/* The box's confinement and limits. */
+static json_t *create_host_config(struct docker_runtime *d, const struct obx_box_spec *spec,
+                                  const char *agent, const char *sock_path)
+{
+    const struct obx_docker_config *cfg = &d->cfg;
+    json_t *hc = json_object();
+    bool ws_mounted;
+    json_object_set_new(hc, "Binds", create_binds(spec, agent, sock_path, &ws_mounted));
     set_str(hc, "NetworkMode", spec->network ? "bridge" : cfg->network);
     if (cfg->drop_caps)
         json_object_set_new(hc, "CapDrop", json_pack("[s]", "ALL"));
@@ -308,8 +312,10 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
     _cleanup_free_ char *ws_opts =
         obx_xasprintf("rw,exec,nosuid,nodev,size=%llu,uid=%u,gid=%u,mode=0755",
                       (unsigned long long)ws, cfg->uid, cfg->gid);
-    json_object_set_new(hc, "Tmpfs",
-                        json_pack("{s:s, s:s}", "/tmp", tmp_opts, OBX_BOX_WORKSPACE, ws_opts));
+    json_t *tmpfs = json_pack("{s:s}", "/tmp", tmp_opts);
+    if (!ws_mounted) /* a host directory mounted there is the workspace */
+        json_object_set_new(tmpfs, OBX_BOX_WORKSPACE, json_string(ws_opts));
+    json_object_set_new(hc, "Tmpfs", tmpfs);
     if (cfg->memory_bytes) {
         set_int(hc, "Memory", (int64_t)cfg->memory_bytes);
         set_int(hc, "MemorySwap", (int64_t)cfg->memory_bytes); /* no swap on top */
@@ -324,7 +330,37 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
     /* The attach stream carries the protocol; a log driver would copy it all to disk. */
     json_object_set_new(hc, "LogConfig", json_pack("{s:s, s:{}}", "Type", "none", "Config"));
     json_object_set_new(hc, "AutoRemove", json_false());
-    json_object_set_new(body, "HostConfig", hc);
+    return hc;
+}
+
+static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *spec,
+                           const char *image, const char *agent, const char *sock_path)
+{
+    const struct obx_docker_config *cfg = &d->cfg;
+    json_t *body = json_object();
+    set_str(body, "Image", image);
+    char user[32];
+    snprintf(user, sizeof(user), "%u:%u", cfg->uid, cfg->gid);
+    if (!obx_str_empty(cfg->user))
+        set_str(body, "User", user);
+    set_str(body, "Hostname", "onlyboxes");
+    set_str(body, "WorkingDir", OBX_BOX_WORKSPACE);
+    json_object_set_new(body, "Env",
+                        json_pack("[s,s,s]", "HOME=" OBX_BOX_WORKSPACE, "LANG=C.UTF-8",
+                                  "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:"
+                                  "/bin"));
+    /* The agent is PID 1; stdin stays open until we half-close the attach connection, then
+     * Docker closes it (StdinOnce) and the agent exits. */
+    json_object_set_new(body, "AttachStdin", json_true());
+    json_object_set_new(body, "AttachStdout", json_true());
+    json_object_set_new(body, "AttachStderr", json_true());
+    json_object_set_new(body, "OpenStdin", json_true());
+    json_object_set_new(body, "StdinOnce", json_true());
+    json_object_set_new(body, "Tty", json_false());
+    json_object_set_new(body, "Entrypoint", create_entrypoint(spec, sock_path));
+    json_object_set_new(body, "Cmd", json_array());
+    json_object_set_new(body, "Labels", create_labels(d, spec));
+    json_object_set_new(body, "HostConfig", create_host_config(d, spec, agent, sock_path));
     return body;
 }
 
@@ -460,7 +496,10 @@ static int docker_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
 {
     struct docker_runtime *d = to_docker(rt);
     __atomic_add_fetch(&d->starting, 1, __ATOMIC_ACQ_REL);
-    int r = docker_start_counted(d, spec, ret, err);
+    int r = __atomic_load_n(&d->stopping, __ATOMIC_ACQUIRE)
+                ? obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
+                                "the worker is stopping; no new box starts")
+                : docker_start_counted(d, spec, ret, err);
     __atomic_sub_fetch(&d->starting, 1, __ATOMIC_ACQ_REL);
     return r;
 }
@@ -499,6 +538,64 @@ static int check_agent(const char *configured, char resolved[PATH_MAX], struct o
     return 0;
 }
 
+/* The worker's side of the channel to the agent, before the container runs: the attach stream,
+ * and without the direct socket the socket pairs and the pumps that copy between them. */
+static int open_channel(struct docker_box *b, int to[2], int from[2], struct obx_error *err)
+{
+    struct docker_runtime *d = b->d;
+    int r = obx_docker_attach(&d->c, b->id, &b->sock, b->pending, sizeof(b->pending),
+                              &b->pending_len, err);
+    if (r < 0)
+        return r;
+    int e = 0;
+    if (!b->direct) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, to) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, from) < 0)
+            return obx_error_set(err, errno, OBX_ERR_NO_CAPACITY,
+                                 "cannot create sockets for a box: %s", strerror(errno));
+        b->in_end = TAKE_FD(to[1]);
+        b->out_end = TAKE_FD(from[1]);
+        e = pthread_create(&b->in_thr, NULL, in_pump, b);
+        b->in_started = e == 0;
+    }
+    if (e == 0) {
+        e = pthread_create(&b->out_thr, NULL, out_pump, b);
+        b->out_started = e == 0;
+    }
+    if (e != 0)
+        return obx_error_set(err, e, OBX_ERR_NO_CAPACITY, "cannot start the box's pump threads");
+    return 0;
+}
+
+/* Starts the container and, on the direct path, takes the agent's two connections. */
+static int run_box(struct docker_box *b, const char *image, int to[2], int from[2],
+                   struct obx_error *err)
+{
+    struct docker_runtime *d = b->d;
+    _cleanup_free_ char *path = obx_xasprintf("/containers/%s/start", b->id);
+    _cleanup_json_ json_t *j = NULL;
+    long status = 0;
+    int r = obx_docker_call(&d->c, "POST", path, NULL, OBX_DOCKER_TIMEOUT_MS, &status, &j, err);
+    if (r >= 0 && status != 204 && status != 304)
+        r = obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "cannot start container %.12s from %s: HTTP %ld %s", b->id, image, status,
+                          obx_docker_message(j));
+    if (r < 0 || !b->direct)
+        return r;
+    /* The agent connects twice, in order: one connection per direction, so closing to_agent is
+     * EOF for the agent, as with a pipe. */
+    r = accept_agent(b, &to[0], err);
+    if (r >= 0)
+        r = accept_agent(b, &from[0], err);
+    if (r < 0)
+        return r;
+    /* Nobody else may connect: stop listening and remove the name. */
+    obx_closep(&b->listen_fd);
+    (void)unlink(b->sock_path);
+    b->sock_path[0] = '\0';
+    return 0;
+}
+
 static int docker_start_counted(struct docker_runtime *d, const struct obx_box_spec *spec,
                                 struct obx_box_handle *ret, struct obx_error *err)
 {
@@ -517,8 +614,6 @@ static int docker_start_counted(struct docker_runtime *d, const struct obx_box_s
     b->d = d;
     b->sock = b->in_end = b->out_end = b->listen_fd = -1;
     int to[2] = {-1, -1}, from[2] = {-1, -1};
-    _cleanup_free_ char *path = NULL;
-    _cleanup_json_ json_t *j = NULL;
     char name[40];
     memcpy(name, "obx-", 4);
     obx_random_hex(name + 4, 8);
@@ -535,54 +630,18 @@ static int docker_start_counted(struct docker_runtime *d, const struct obx_box_s
     r = create_container(d, body, name, image, spec, b->id, sizeof(b->id), err);
     if (r < 0)
         goto fail;
-    r = obx_docker_attach(&d->c, b->id, &b->sock, b->pending, sizeof(b->pending), &b->pending_len,
-                          err);
+    /* A container created while the worker began to stop may have missed remove_own()'s list:
+     * this start removes it itself. */
+    if (__atomic_load_n(&d->stopping, __ATOMIC_ACQUIRE)) {
+        r = obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
+                          "the worker is stopping; no new box starts");
+        goto fail;
+    }
+    r = open_channel(b, to, from, err);
+    if (r >= 0)
+        r = run_box(b, image, to, from, err);
     if (r < 0)
         goto fail;
-    int e = 0;
-    if (!b->direct) {
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, to) < 0 ||
-            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, from) < 0) {
-            r = obx_error_set(err, errno, OBX_ERR_NO_CAPACITY,
-                              "cannot create sockets for a box: %s", strerror(errno));
-            goto fail;
-        }
-        b->in_end = TAKE_FD(to[1]);
-        b->out_end = TAKE_FD(from[1]);
-        e = pthread_create(&b->in_thr, NULL, in_pump, b);
-        b->in_started = e == 0;
-    }
-    if (e == 0) {
-        e = pthread_create(&b->out_thr, NULL, out_pump, b);
-        b->out_started = e == 0;
-    }
-    if (e != 0) {
-        r = obx_error_set(err, e, OBX_ERR_NO_CAPACITY, "cannot start the box's pump threads");
-        goto fail;
-    }
-
-    path = obx_xasprintf("/containers/%s/start", b->id);
-    long status = 0;
-    r = obx_docker_call(&d->c, "POST", path, NULL, OBX_DOCKER_TIMEOUT_MS, &status, &j, err);
-    if (r >= 0 && status != 204 && status != 304)
-        r = obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
-                          "cannot start container %.12s from %s: HTTP %ld %s", b->id, image, status,
-                          obx_docker_message(j));
-    if (r < 0)
-        goto fail;
-    if (b->direct) {
-        /* The agent connects twice, in order: one connection per direction, so closing
-         * to_agent is EOF for the agent, as with a pipe. */
-        r = accept_agent(b, &to[0], err);
-        if (r >= 0)
-            r = accept_agent(b, &from[0], err);
-        if (r < 0)
-            goto fail;
-        /* Nobody else may connect: stop listening and remove the name. */
-        obx_closep(&b->listen_fd);
-        (void)unlink(b->sock_path);
-        b->sock_path[0] = '\0';
-    }
 
     ret->to_agent = TAKE_FD(to[0]);
     ret->from_agent = TAKE_FD(from[0]);

@@ -65,6 +65,14 @@ static void call_log(struct obx_mcp_call *c, enum obx_mcp_log_level level, const
     OBX_PRINTF(3, 4);
 static void call_log(struct obx_mcp_call *c, enum obx_mcp_log_level level, const char *fmt, ...)
 {
+    if (!c->s && c->watch && c->watch->message) {
+        va_list aq;
+        va_start(aq, fmt);
+        _cleanup_free_ char *text = obx_xvasprintf(fmt, aq);
+        va_end(aq);
+        c->watch->message(c->watch->userdata, (int)level, text);
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     _cleanup_json_ json_t *msg = obx_mcp_log_message(log_min(c), level, fmt, ap);
@@ -103,6 +111,10 @@ static json_t *number(double d)
 void obx_mcp_call_progress(struct obx_mcp_call *c, double progress, double total,
                            const char *message)
 {
+    if (!c->s && c->watch && c->watch->progress) {
+        c->watch->progress(c->watch->userdata, progress, total, message);
+        return;
+    }
     if (!c->progress_token || !c->s)
         return;
     enum obx_mcp_version v = c->version;
@@ -277,6 +289,24 @@ static void relay_log(void *userdata, int level, const char *message)
     pthread_mutex_unlock(&r->lock);
 }
 
+static void relay_progress(void *userdata, double progress, double total, const char *message)
+{
+    struct relay *r = userdata;
+    pthread_mutex_lock(&r->lock);
+    if (r->watcher)
+        obx_mcp_call_progress(r->watcher, progress, total, message);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void relay_message(void *userdata, int level, const char *text)
+{
+    struct relay *r = userdata;
+    pthread_mutex_lock(&r->lock);
+    if (r->watcher)
+        call_log(r->watcher, (enum obx_mcp_log_level)level, "%s", text);
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void relay_release(void *userdata)
 {
     struct relay *r = userdata;
@@ -292,7 +322,14 @@ static void relay_release(void *userdata)
 static struct relay *relay_new(struct obx_mcp_call *watcher)
 {
     struct relay *r = obx_xcalloc(1, sizeof(*r));
-    r->watch = (struct obx_mcp_task_watch){relay_output, relay_log, relay_release, r};
+    r->watch = (struct obx_mcp_task_watch){
+        .output = relay_output,
+        .log = relay_log,
+        .release = relay_release,
+        .userdata = r,
+        .progress = relay_progress,
+        .message = relay_message,
+    };
     pthread_mutex_init(&r->lock, NULL);
     r->watcher = watcher;
     r->refs = 2; /* the call's and the backend's */

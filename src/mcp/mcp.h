@@ -73,9 +73,13 @@ void obx_mcp_task_info_done(struct obx_mcp_task_info *info);
  * task ended); when start() fails it calls none of them. */
 struct obx_mcp_task_watch {
     void (*output)(void *userdata, enum obx_stream stream, const char *data, size_t len);
-    void (*log)(void *userdata, int level, const char *message);
+    void (*log)(void *userdata, int level, const char *message); /* the executor's levels */
     void (*release)(void *userdata);
     void *userdata;
+    /* The server's own tasks only (the conformance fixtures): their progress and log messages
+     * (enum obx_mcp_log_level). */
+    void (*progress)(void *userdata, double progress, double total, const char *message);
+    void (*message)(void *userdata, int level, const char *text);
 };
 
 /* A store of tasks outside the server (the console's task table). Every function is called on

@@ -191,7 +191,8 @@ void obx_mcp_modern_result(json_t *result, const char *server_name, const char *
         json_object_set_new(result, "_meta", meta);
     }
     json_object_set_new(meta, OBX_MCP_META_SERVER_INFO,
-                        json_pack("{ssss}", "name", server_name, "version", server_version));
+                        json_pack("{ssssss}", "name", server_name, "title", "Onlyboxes", "version",
+                                  server_version));
 }
 
 /* ---- Streamable HTTP headers ---- */
@@ -287,7 +288,8 @@ static const char *name_source(const char *method)
         return "name";
     if (strcmp(method, "resources/read") == 0)
         return "uri";
-    if (strncmp(method, "tasks/", 6) == 0)
+    if (strcmp(method, "tasks/get") == 0 || strcmp(method, "tasks/update") == 0 ||
+        strcmp(method, "tasks/cancel") == 0)
         return "taskId";
     return NULL;
 }

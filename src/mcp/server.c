@@ -786,11 +786,17 @@ static void classify_request(struct obx_mcp_server *srv, const struct obx_rpc_ms
         reject(ret, 400, obx_mcp_unsupported_version(m->id, env.requested));
         return;
     }
+    /* A method this version does not have is 404 whatever its headers say. */
+    int status;
+    if (!find_method(modern_methods, OBX_ARRAY_SIZE(modern_methods), m->method) &&
+        (err = modern_precheck(srv, m, &env, &status))) {
+        reject(ret, status, err);
+        return;
+    }
     if ((err = obx_mcp_http_check(&srv->catalog, m, &env, h))) {
         reject(ret, 400, err);
         return;
     }
-    int status;
     if ((err = modern_precheck(srv, m, &env, &status))) {
         reject(ret, status, err);
         return;

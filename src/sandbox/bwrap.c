@@ -310,6 +310,11 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
             arg3(a, "--ro-bind", agent, OBX_BOX_AGENT_PATH);
         }
         egress_mount(a, spec);
+        /* Host directories the worker was given (outermost first, so inner ones stay on top);
+         * the box's user is the worker's on the host, so it writes what the worker may. */
+        for (size_t i = 0; i < spec->n_mounts; i++)
+            arg3(a, spec->mounts[i].rw ? "--bind" : "--ro-bind", spec->mounts[i].host,
+                 spec->mounts[i].box);
         arg3(a, "--info-fd", fd_names[OBX_BWRAP_FD_INFO], NULL);
     }
     /* The box's root and /dev are tmpfs mounts bwrap built; nothing needs to write there, and
@@ -583,6 +588,83 @@ static void own_end(struct obx_bwrap_runtime *b, const char *id, bool started)
     pthread_mutex_unlock(&b->own_lock);
 }
 
+/* bwrap's command line for the box: its host uid, the host side it needs prepared, the arguments.
+ */
+static int prepare_box(struct obx_bwrap_runtime *b, struct obx_bwrap_box *box, const char *id,
+                       const char *agent, const struct obx_box_spec *spec, struct argv_buf *a,
+                       struct obx_bwrap_spawn *sp, struct obx_error *err)
+{
+    struct box_nums nums;
+    int r = obx_bwrap_uid_acquire(b, &box->host_uid, &box->uid_lock, err);
+    if (r < 0)
+        return r;
+    r = run_setup(b, box->host_uid, agent, &nums, sp);
+    if (r < 0)
+        return obx_error_set(err, -r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot prepare box %s: %s", id,
+                             strerror(-r));
+    build_args(b, box, agent, spec, &nums, a);
+    if (a->overflow)
+        return obx_error_set(err, E2BIG, OBX_ERR_INTERNAL,
+                             "too many bwrap arguments (more than %d)", OBX_BWRAP_MAX_ARGS);
+    return 0;
+}
+
+/* Runs bwrap with the box's pipes, learns the agent's pid and puts it into the box's cgroups
+ * before anything is sent to it; on success the pids are in box and the worker's ends in to[1]
+ * and from[0]. */
+static int launch_box(struct obx_bwrap_runtime *b, struct obx_bwrap_box *box, const char *id,
+                      struct obx_bwrap_own *own, const struct obx_box_spec *spec,
+                      struct argv_buf *a, struct obx_bwrap_spawn *sp, int to[2], int from[2],
+                      struct obx_error *err)
+{
+    _cleanup_close_ int info_rd = -1;
+    int info[2] = {-1, -1};
+    if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0 || pipe2(info, O_CLOEXEC) < 0)
+        return obx_error_set(err, errno, OBX_ERR_NO_CAPACITY, "cannot create pipes for a box: %s",
+                             strerror(errno));
+    info_rd = info[0];
+    /* bwrap writes our info pipe before it lets its sandboxed child go on; if we are gone by
+     * then, the write kills bwrap and leaves the child waiting forever. remove_own() therefore
+     * waits for starts in progress (they are counted from own_begin() to own_end()). */
+    sp->fd[0] = TAKE_FD(to[0]);
+    sp->fd[1] = TAKE_FD(from[1]);
+    sp->fd[OBX_BWRAP_FD_INFO] = info[1];
+    pid_t pid = 0, child = 0;
+    int r = obx_bwrap_spawn(a->v[0], a->v, sp, &pid);
+    close_fds(sp);
+    if (r < 0)
+        return obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot run %s: %s",
+                             b->bwrap_path, strerror(-r));
+    own_set_pids(b, own, pid, 0, 0);
+    r = read_child_pid(info_rd, &child);
+    if (r < 0) {
+        obx_bwrap_kill_and_reap(pid);
+        return obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "bubblewrap failed to start box %s (%s); its message is in the log",
+                             id, r == -ETIMEDOUT ? "timed out" : "exited early");
+    }
+    /* Before the agent is sent anything, so that it forks nothing outside the cgroup. */
+    r = obx_bwrap_cgroup_attach(b, id, child, spec->pids ? spec->pids : OBX_SANDBOX_DEFAULT_PIDS,
+                                spec->memory_bytes ? spec->memory_bytes
+                                                   : OBX_SANDBOX_DEFAULT_MEMORY_BYTES);
+    if (r < 0) {
+        kill(child, SIGKILL);
+        obx_bwrap_kill_and_reap(pid);
+        obx_bwrap_cgroup_remove(b, id);
+        return obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
+                             "cannot put box %s into its cgroups below %s: %s", id,
+                             b->cgroup_dir ? b->cgroup_dir : b->memory_cgroup_dir, strerror(-r));
+    }
+    (void)obx_bwrap_proc_start_time(child, &box->child_start);
+    box->bwrap_pid = pid;
+    box->child_pid = child;
+    own_set_pids(b, own, pid, child, box->child_start);
+    r = obx_bwrap_box_record_pids(b, id, pid, child);
+    if (r < 0)
+        obx_warn("sandbox: cannot record pids of box %s: %s", id, strerror(-r));
+    return 0;
+}
+
 static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
                        struct obx_box_handle *ret, struct obx_error *err)
 {
@@ -613,98 +695,33 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     }
 
     struct argv_buf a = {.n = 0};
-    struct box_nums nums;
     struct obx_bwrap_spawn sp;
     obx_bwrap_spawn_init(&sp);
-    int to[2] = {-1, -1}, from[2] = {-1, -1}, info[2] = {-1, -1};
-    pid_t pid = 0, child = 0;
-    r = obx_bwrap_uid_acquire(b, &box->host_uid, &box->uid_lock, err);
-    if (r < 0)
-        goto fail;
-    r = run_setup(b, box->host_uid, agent, &nums, &sp);
+    int to[2] = {-1, -1}, from[2] = {-1, -1};
+    r = prepare_box(b, box, id, agent, spec, &a, &sp, err);
+    if (r >= 0)
+        r = launch_box(b, box, id, own, spec, &a, &sp, to, from, err);
     if (r < 0) {
-        r = obx_error_set(err, -r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot prepare box %s: %s", id,
-                          strerror(-r));
-        goto fail;
+        for (int i = 0; i < 2; i++) {
+            obx_closep(&to[i]);
+            obx_closep(&from[i]);
+        }
+        close_fds(&sp);
+        obx_closep(&box->uid_lock);
+        (void)obx_bwrap_box_remove(b, id);
+        own_end(b, id, false);
+        return r;
     }
-    build_args(b, box, agent, spec, &nums, &a);
-    if (a.overflow) {
-        r = obx_error_set(err, E2BIG, OBX_ERR_INTERNAL, "too many bwrap arguments (more than %d)",
-                          OBX_BWRAP_MAX_ARGS);
-        goto fail;
-    }
-    if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0 || pipe2(info, O_CLOEXEC) < 0) {
-        r = obx_error_set(err, errno, OBX_ERR_NO_CAPACITY, "cannot create pipes for a box: %s",
-                          strerror(errno));
-        goto fail;
-    }
-    /* bwrap writes our info pipe before it lets its sandboxed child go on; if we are gone by
-     * then, the write kills bwrap and leaves the child waiting forever. remove_own() therefore
-     * waits for starts in progress (they are counted from own_begin() to own_end()). */
-    sp.fd[0] = TAKE_FD(to[0]);
-    sp.fd[1] = TAKE_FD(from[1]);
-    sp.fd[OBX_BWRAP_FD_INFO] = TAKE_FD(info[1]);
-    r = obx_bwrap_spawn(a.v[0], a.v, &sp, &pid);
-    close_fds(&sp);
-    if (r < 0) {
-        r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot run %s: %s", b->bwrap_path,
-                          strerror(-r));
-        goto fail;
-    }
-    own_set_pids(b, own, pid, 0, 0);
-    r = read_child_pid(info[0], &child);
-    if (r < 0) {
-        obx_bwrap_kill_and_reap(pid);
-        pid = 0;
-        r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
-                          "bubblewrap failed to start box %s (%s); its message is in the log", id,
-                          r == -ETIMEDOUT ? "timed out" : "exited early");
-        goto fail;
-    }
-    close(TAKE_FD(info[0]));
-    /* Before the agent is sent anything, so that it forks nothing outside the cgroup. */
-    r = obx_bwrap_cgroup_attach(b, id, child, spec->pids ? spec->pids : OBX_SANDBOX_DEFAULT_PIDS,
-                                spec->memory_bytes ? spec->memory_bytes
-                                                   : OBX_SANDBOX_DEFAULT_MEMORY_BYTES);
-    if (r < 0) {
-        kill(child, SIGKILL);
-        obx_bwrap_kill_and_reap(pid);
-        pid = 0;
-        obx_bwrap_cgroup_remove(b, id);
-        r = obx_error_set(err, r, OBX_ERR_RUNTIME_UNAVAILABLE,
-                          "cannot put box %s into its cgroups below %s: %s", id,
-                          b->cgroup_dir ? b->cgroup_dir : b->memory_cgroup_dir, strerror(-r));
-        goto fail;
-    }
-    (void)obx_bwrap_proc_start_time(child, &box->child_start);
-    box->bwrap_pid = pid;
-    box->child_pid = child;
-    own_set_pids(b, own, pid, child, box->child_start);
-    r = obx_bwrap_box_record_pids(b, id, pid, child);
-    if (r < 0)
-        obx_warn("sandbox: cannot record pids of box %s: %s", id, strerror(-r));
-
     ret->to_agent = TAKE_FD(to[1]);
     ret->from_agent = TAKE_FD(from[0]);
     snprintf(ret->id, sizeof(ret->id), "%s", id);
-    ret->pid = (int)pid;
-    obx_debug("sandbox: started box %s (bwrap pid %d, agent pid %d, host uid %u)", id, (int)pid,
-              (int)child, (unsigned)(box->host_uid ? box->host_uid : geteuid()));
+    ret->pid = (int)box->bwrap_pid;
+    obx_debug("sandbox: started box %s (bwrap pid %d, agent pid %d, host uid %u)", id,
+              (int)box->bwrap_pid, (int)box->child_pid,
+              (unsigned)(box->host_uid ? box->host_uid : geteuid()));
     ret->priv = TAKE_PTR(box);
     own_end(b, id, true);
     return 0;
-
-fail:
-    for (int i = 0; i < 2; i++) {
-        obx_closep(&to[i]);
-        obx_closep(&from[i]);
-        obx_closep(&info[i]);
-    }
-    close_fds(&sp);
-    obx_closep(&box->uid_lock);
-    (void)obx_bwrap_box_remove(b, id);
-    own_end(b, id, false);
-    return r;
 }
 
 /* Waits for our child pid to exit until deadline (monotonic ms). ECHILD (someone else reaped it)

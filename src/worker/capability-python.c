@@ -205,7 +205,7 @@ static int run_oneshot(struct obx_worker *w, const char *code, int64_t timeout, 
               (unsigned long long)res.duration_ms, (unsigned long long)(obx_now_ms() - t1));
     if (r < 0)
         return r;
-    if ((r = obx_worker_killed_error(&res, timeout, err)) < 0) {
+    if ((r = obx_cap_killed_error(&res, timeout, err)) < 0) {
         obx_box_exec_result_done(&res);
         return r;
     }
@@ -218,11 +218,11 @@ static int run_session(struct obx_worker *w, json_t *payload, const char *code, 
                        enum obx_net net, struct obx_call *call, json_t **ret, struct obx_error *err)
 {
     int lease, r;
-    if ((r = obx_worker_payload_lease(w, payload, &lease, err)) < 0)
+    if ((r = obx_cap_payload_lease(w, payload, &lease, err)) < 0)
         return r;
     _cleanup_free_ char *sid = NULL;
     bool create;
-    if ((r = obx_worker_payload_session(payload, &sid, &create, err)) < 0)
+    if ((r = obx_cap_payload_session(payload, &sid, &create, err)) < 0)
         return r;
     struct obx_worker_session_lease sl;
     unsigned flags = create ? OBX_WORKER_SESSION_CREATE : 0;
@@ -261,7 +261,7 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     int64_t timeout;
     enum obx_net net;
     int r =
-        obx_worker_payload_exec(w, payload, "pythonExec", "code", call, &code, &timeout, &net, err);
+        obx_cap_payload_exec(w, payload, "pythonExec", "code", call, &code, &timeout, &net, err);
     if (r < 0)
         return r;
     json_t *reset = json_object_get(payload, "reset");

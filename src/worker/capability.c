@@ -17,7 +17,7 @@
 #define DEFAULT_TIMEOUT_MS 60000
 #define MAX_TIMEOUT_MS 600000
 
-int obx_worker_payload_object(json_t *payload, const char *what, struct obx_error *err)
+int obx_cap_payload_object(json_t *payload, const char *what, struct obx_error *err)
 {
     if (!json_is_object(payload))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
@@ -34,8 +34,8 @@ int obx_worker_payload_object(json_t *payload, const char *what, struct obx_erro
     return 0;
 }
 
-int obx_worker_payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
-                               struct obx_error *err)
+int obx_cap_payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
+                            struct obx_error *err)
 {
     json_t *t = json_object_get(payload, "timeout_ms");
     if (t) {
@@ -54,8 +54,8 @@ int obx_worker_payload_timeout(json_t *payload, struct obx_call *call, int64_t *
     return 0;
 }
 
-int obx_worker_payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
-                               struct obx_error *err)
+int obx_cap_payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
+                            struct obx_error *err)
 {
     json_t *n = json_object_get(payload, "network");
     *ret = OBX_NET_NONE;
@@ -89,7 +89,7 @@ int obx_worker_payload_network(struct obx_worker *w, json_t *payload, enum obx_n
     return 0;
 }
 
-char *obx_worker_trimmed(const char *s)
+char *obx_cap_trimmed(const char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
@@ -99,8 +99,8 @@ char *obx_worker_trimmed(const char *s)
     return obx_xstrndup(s, n);
 }
 
-int obx_worker_killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
-                            struct obx_error *err)
+int obx_cap_killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
+                         struct obx_error *err)
 {
     if (r->canceled)
         return obx_error_set(err, ECANCELED, OBX_ERR_CANCELED,
@@ -115,7 +115,7 @@ int obx_worker_killed_error(const struct obx_box_exec_result *r, int64_t timeout
 int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                  struct obx_error *err)
 {
-    int r = obx_worker_payload_object(payload, "echo", err);
+    int r = obx_cap_payload_object(payload, "echo", err);
     if (r < 0)
         return r;
     if (obx_str_blank(obx_json_get_str(payload, "message", NULL)))
@@ -137,7 +137,7 @@ static bool session_id_ok(const char *id)
     return true;
 }
 
-int obx_worker_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struct obx_error *err)
+int obx_cap_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struct obx_error *err)
 {
     *ret = w->cfg.lease_default_sec;
     json_t *jl = json_object_get(payload, "lease_ttl_sec");
@@ -152,10 +152,10 @@ int obx_worker_payload_lease(struct obx_worker *w, json_t *payload, int *ret, st
     return 0;
 }
 
-int obx_worker_payload_session(json_t *payload, char **ret_sid, bool *ret_create,
-                               struct obx_error *err)
+int obx_cap_payload_session(json_t *payload, char **ret_sid, bool *ret_create,
+                            struct obx_error *err)
 {
-    _cleanup_free_ char *sid = obx_worker_trimmed(obx_json_get_str(payload, "session_id", ""));
+    _cleanup_free_ char *sid = obx_cap_trimmed(obx_json_get_str(payload, "session_id", ""));
     *ret_create = obx_json_get_bool(payload, "create_if_missing", false);
     *ret_sid = NULL;
     if (!*sid)
@@ -167,20 +167,20 @@ int obx_worker_payload_session(json_t *payload, char **ret_sid, bool *ret_create
     return 0;
 }
 
-int obx_worker_payload_exec(struct obx_worker *w, json_t *payload, const char *what,
-                            const char *member, struct obx_call *call, const char **ret_text,
-                            int64_t *ret_timeout, enum obx_net *ret_net, struct obx_error *err)
+int obx_cap_payload_exec(struct obx_worker *w, json_t *payload, const char *what,
+                         const char *member, struct obx_call *call, const char **ret_text,
+                         int64_t *ret_timeout, enum obx_net *ret_net, struct obx_error *err)
 {
-    int r = obx_worker_payload_object(payload, what, err);
+    int r = obx_cap_payload_object(payload, what, err);
     if (r < 0)
         return r;
     *ret_text = obx_json_get_str(payload, member, NULL);
     if (obx_str_blank(*ret_text))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "%s %s is required", what,
                              member);
-    if ((r = obx_worker_payload_timeout(payload, call, ret_timeout, err)) < 0)
+    if ((r = obx_cap_payload_timeout(payload, call, ret_timeout, err)) < 0)
         return r;
-    return obx_worker_payload_network(w, payload, ret_net, err);
+    return obx_cap_payload_network(w, payload, ret_net, err);
 }
 
 int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
@@ -189,18 +189,18 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     const char *raw;
     int64_t timeout;
     enum obx_net net;
-    int r = obx_worker_payload_exec(w, payload, "terminalExec", "command", call, &raw, &timeout,
-                                    &net, err);
+    int r = obx_cap_payload_exec(w, payload, "terminalExec", "command", call, &raw, &timeout, &net,
+                                 err);
     if (r < 0)
         return r;
-    _cleanup_free_ char *command = obx_worker_trimmed(raw);
+    _cleanup_free_ char *command = obx_cap_trimmed(raw);
 
     int lease;
-    if ((r = obx_worker_payload_lease(w, payload, &lease, err)) < 0)
+    if ((r = obx_cap_payload_lease(w, payload, &lease, err)) < 0)
         return r;
     _cleanup_free_ char *sid = NULL;
     bool create;
-    if ((r = obx_worker_payload_session(payload, &sid, &create, err)) < 0)
+    if ((r = obx_cap_payload_session(payload, &sid, &create, err)) < 0)
         return r;
     if (!sid) {
         sid = obx_xmalloc(37);
@@ -229,7 +229,7 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
             w->terminal_pool->pool); /* the session kept its box: replace it now */
     if (r < 0)
         return r;
-    if ((r = obx_worker_killed_error(&res, timeout, err)) < 0) {
+    if ((r = obx_cap_killed_error(&res, timeout, err)) < 0) {
         obx_box_exec_result_done(&res);
         return r;
     }
@@ -250,11 +250,11 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
 int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_call *call,
                               json_t **ret, struct obx_error *err)
 {
-    int r = obx_worker_payload_object(payload, "terminalResource", err);
+    int r = obx_cap_payload_object(payload, "terminalResource", err);
     if (r < 0)
         return r;
-    _cleanup_free_ char *sid = obx_worker_trimmed(obx_json_get_str(payload, "session_id", ""));
-    _cleanup_free_ char *path = obx_worker_trimmed(obx_json_get_str(payload, "file_path", ""));
+    _cleanup_free_ char *sid = obx_cap_trimmed(obx_json_get_str(payload, "session_id", ""));
+    _cleanup_free_ char *path = obx_cap_trimmed(obx_json_get_str(payload, "file_path", ""));
     if (!*sid || !*path)
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "terminalResource session_id and file_path are required");
@@ -273,6 +273,7 @@ int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_
         return r;
     _cleanup_json_ json_t *req = json_object();
     json_object_set_new(req, "path", json_string(path));
+    json_object_set_new(req, "state", json_string("default")); /* relative: the session's cwd */
     json_object_set_new(req, "max_bytes", json_integer((json_int_t)w->cfg.read_limit));
     json_object_set_new(req, "data", json_boolean(read));
     uint8_t type = 0;

@@ -50,32 +50,31 @@ int obx_worker_start_box(struct obx_worker *w, const char *image, enum obx_net n
 /* Shared by the capability handlers (capability.c). */
 /* The payload must be an object without NUL characters in its strings; fails with the original's
  * message. */
-int obx_worker_payload_object(json_t *payload, const char *what, struct obx_error *err);
+int obx_cap_payload_object(json_t *payload, const char *what, struct obx_error *err);
 /* Timeout for the box: the payload's timeout_ms when given, else what the call has left. */
-int obx_worker_payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
-                               struct obx_error *err);
+int obx_cap_payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
+                            struct obx_error *err);
 /* The optional "network" field: false (or absent), true for the runtime's network, which the
  * worker's operator must have allowed (ONLYBOXES_ALLOW_NETWORK), or "allowlist" for the egress
  * proxy, which needs an allow-list (ONLYBOXES_EGRESS_ALLOW). */
-int obx_worker_payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
-                               struct obx_error *err);
+int obx_cap_payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
+                            struct obx_error *err);
 /* What pythonExec and terminalExec both take: an object whose member (code, command) is not
  * blank, with timeout_ms and network. *ret_text points into payload. */
-int obx_worker_payload_exec(struct obx_worker *w, json_t *payload, const char *what,
-                            const char *member, struct obx_call *call, const char **ret_text,
-                            int64_t *ret_timeout, enum obx_net *ret_net, struct obx_error *err);
+int obx_cap_payload_exec(struct obx_worker *w, json_t *payload, const char *what,
+                         const char *member, struct obx_call *call, const char **ret_text,
+                         int64_t *ret_timeout, enum obx_net *ret_net, struct obx_error *err);
 /* The optional "lease_ttl_sec", within the worker's bounds; *ret the default when absent. */
-int obx_worker_payload_lease(struct obx_worker *w, json_t *payload, int *ret,
-                             struct obx_error *err);
+int obx_cap_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struct obx_error *err);
 /* The optional "session_id" (trimmed; *ret_sid NULL when absent or blank, else the caller frees
  * it) and "create_if_missing". */
-int obx_worker_payload_session(json_t *payload, char **ret_sid, bool *ret_create,
-                               struct obx_error *err);
-/* s without leading and trailing white space; the caller frees it. */
-char *obx_worker_trimmed(const char *s);
-/* A finished EXEC that was killed becomes the call's error; 0 otherwise. */
-int obx_worker_killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
+int obx_cap_payload_session(json_t *payload, char **ret_sid, bool *ret_create,
                             struct obx_error *err);
+/* s without leading and trailing white space; the caller frees it. */
+char *obx_cap_trimmed(const char *s);
+/* A finished EXEC that was killed becomes the call's error; 0 otherwise. */
+int obx_cap_killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
+                         struct obx_error *err);
 
 /* Capability handlers; each returns 0 with *ret_result or a negative errno with err filled. */
 int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
@@ -87,5 +86,10 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
                      struct obx_error *err);
 int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_call *call,
                               json_t **ret, struct obx_error *err);
+/* files.c: a session's files and its state. */
+int obx_cap_terminal_files(struct obx_worker *w, json_t *payload, struct obx_call *call,
+                           json_t **ret, struct obx_error *err);
+int obx_cap_terminal_session(struct obx_worker *w, json_t *payload, struct obx_call *call,
+                             json_t **ret, struct obx_error *err);
 
 #endif

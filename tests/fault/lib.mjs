@@ -3,20 +3,24 @@
 // a reused pid is not mistaken for a survivor), whether docker can run boxes here, the Engine API
 // of any daemon socket, and a console on a fresh database with an admin, a token and JSON calls.
 // Starting servers, calling tools and looking for processes come from the integration and
-// security suites' helpers.
+// security suites' helpers; remote workers (`onlyboxes worker` provisioned on a console) from the
+// interoperability tests' helpers.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import { BIN, sleep } from '../integration/lib.mjs';
 import { Console, bearer, call, login } from '../integration/console-lib.mjs';
+import { assertNsEmpty, nsProcesses } from '../security/lib.mjs';
 
 export { bearer };
 
 export * from '../integration/lib.mjs';
-export { nsProcesses, assertNsEmpty } from '../security/lib.mjs';
+export { nsProcesses, assertNsEmpty };
 export { Console, call, login };
+export { WorkerProcess, provisionWorker, startRemoteWorker, waitWorkerStatus, workerItem } from '../integration/interop/binary.mjs';
 
 /* ------------------------------------------------------------------------------------------ */
 /* Processes, seen from the host's /proc                                                        */
@@ -72,6 +76,37 @@ export function survivors(procs) {
   });
 }
 
+/**
+ * Host pids (not this one) holding an open file whose /proc link is in links (a Set of
+ * "pipe:[inode]" or "socket:[inode]"): the processes that inherited a server's stdio, for
+ * instance, which are ones it started.
+ */
+export function fdHolders(links) {
+  const found = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    let fds;
+    try {
+      fds = readdirSync(`/proc/${e}/fd`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    for (const fd of fds) {
+      let link;
+      try {
+        link = readlinkSync(`/proc/${e}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (links.has(link)) {
+        found.push(Number(e));
+        break;
+      }
+    }
+  }
+  return found;
+}
+
 /** The pid namespace of pid as `pid:[inode]`, or null. */
 export function pidNs(pid) {
   try {
@@ -93,6 +128,49 @@ export async function waitUntil(cond, timeoutMs) {
 
 export function describeProcs(procs) {
   return procs.map((p) => `${p.pid} ${p.comm}`).join(', ');
+}
+
+/**
+ * What a server's boxes run, seen from the host now: every descendant of pid (with start times)
+ * and the pid namespaces of its boxes. Taken while a call runs, it names every process that must
+ * be gone once the server is (an orphan leaves pid's tree, but not its box's namespace).
+ */
+export function boxSnapshot(pid) {
+  const procs = descendants(pid);
+  const host = pidNs(process.pid);
+  const namespaces = [...new Set(procs.map((p) => pidNs(p.pid)).filter((ns) => ns && ns !== host))];
+  return { procs, namespaces };
+}
+
+/**
+ * Whether pid, in a pid namespace of snap, belongs to another program: the kernel reuses a gone
+ * namespace's inode number, and other servers' boxes may run on this host. A process left behind
+ * by snap's server is an orphan or descends from its processes or boxes; another server's box
+ * descends from a live process outside them (its bwrap, its server), not init.
+ */
+function othersProcess(pid, snap) {
+  const ours = new Set(snap.procs.map((p) => `${p.pid}:${p.start}`));
+  for (let p = procStat(pid)?.ppid, hops = 0; p > 1 && hops < 64; hops++) {
+    const st = procStat(p);
+    if (!st) return false;
+    if (!ours.has(`${p}:${st.start}`) && !snap.namespaces.includes(pidNs(p))) return true;
+    p = st.ppid;
+  }
+  return false;
+}
+
+/** What of snap still runs after up to timeoutMs, as text; '' when nothing does. */
+export async function boxesLeft(snap, timeoutMs = 10_000) {
+  const left = () => {
+    const inNs = snap.namespaces.flatMap((ns) => nsProcesses(ns).filter((p) => p.state !== 'Z' && !othersProcess(p.pid, snap)));
+    const seen = new Set(inNs.map((p) => p.pid));
+    return [...inNs, ...survivors(snap.procs).filter((p) => !seen.has(p.pid))];
+  };
+  await waitUntil(() => left().length === 0, timeoutMs);
+  return left()
+    .slice(0, 20)
+    .map((p) => `${p.pid} ${p.cmdline || p.comm}`)
+    .join('; ');
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -169,6 +247,15 @@ export function consoleEnv(dbPath, extra = {}) {
     ONLYBOXES_WARM_POOL: '0',
     ...extra,
   };
+}
+
+/**
+ * Environment of a remote worker for a fault test: a state directory of its own under dir
+ * (XDG_RUNTIME_DIR: its boxes' directories, cleaned up by its next life) and, as for the console,
+ * no warm pool, so that the boxes running are the calls' own.
+ */
+export function remoteWorkerEnv(dir, extra = {}) {
+  return { XDG_RUNTIME_DIR: mkdtempSync(path.join(dir, 'state-')), ONLYBOXES_WARM_POOL: '0', ...extra };
 }
 
 /** Signs in as username and makes a token: {cookie, token, tokenName}. */

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs the fault suite (tests/fault/*.test.mjs) and prints one summary line:
 #   fault suite: 14 faults injected, 14 survived, 0 failed, 0 skipped in 95 s
-# Every test injects one fault for real (a killed server or console, a stopped Docker daemon, a
-# full disk, corrupt frames on the agent stream, a client that goes away) and passes when the
+# Every test injects one fault for real (a killed server, console or remote worker, a worker cut
+# off from its console or sent SIGTERM mid-command, a stopped Docker daemon, a full disk, corrupt
+# frames on the agent stream or the gRPC port, a client that goes away) and passes when the
 # product survived it as a user would check: nothing stored lost, no task left running, no box
 # left behind, a clear error meanwhile, service back afterwards. Skipped faults are listed with
 # their reason (no Docker daemon, no root for a mount, ...).

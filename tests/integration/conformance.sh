@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Runs the official MCP conformance suite against `onlyboxes mcp --stdio`, through relay.mjs
-# (the suite speaks Streamable HTTP only), or against the console's own /mcp endpoint. One line
-# per scenario, then a total; exits non-zero if any scenario fails.
+# Runs the official MCP conformance suite, two versions of it (0.2.0-alpha.12 and 0.1.16), against
+# `onlyboxes mcp --stdio` through relay.mjs (the suite speaks Streamable HTTP only), or against the
+# console's own /mcp endpoint: each server scenario in the legacy era (2025-11-25, initialize) and,
+# with the suite that has it, in the modern era (2026-07-28, per-request _meta). What is not run,
+# and why, is conformance-not-run.txt; conformance-run.mjs runs and judges the rest. One line per
+# scenario, a line per suite version and era, then a total; exits non-zero if any scenario fails.
 #
 #   tests/integration/conformance.sh [stdio|http]   # binary: $OBX_BIN, else build/onlyboxes
-#   OBX_CONFORMANCE_SCENARIOS="ping tools-list" tests/integration/conformance.sh
+#   OBX_CONFORMANCE_SCENARIOS="ping tools-*" tests/integration/conformance.sh
+#   OBX_CONFORMANCE_RESULTS=DIR   keep each scenario's output and checks.json in DIR
 #
 # http starts `onlyboxes console --with-worker` on loopback with a fresh database and
 # CONSOLE_MCP_TEST_FIXTURES=true (fixture tools, /mcp without a token: the suite sends none).
+# The suites need Node >= 22: npx fetches it with them once, before the first scenario.
 set -euo pipefail
 export NO_COLOR=1 FORCE_COLOR=0
 
@@ -16,17 +21,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${OBX_BIN:-$root/build/onlyboxes}"
 case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
-conformance_pkg="@modelcontextprotocol/conformance@0.1.16"
+suites=(0.2.0-alpha.12 0.1.16)
 mode="${1:-stdio}"
 case "$mode" in stdio | http) ;; *) echo "conformance: unknown mode '$mode' (stdio or http)" >&2; exit 2 ;; esac
-default_scenarios="server-initialize ping logging-set-level tools-list
-    tools-call-simple-text tools-call-image tools-call-audio tools-call-embedded-resource
-    tools-call-mixed-content tools-call-with-logging tools-call-error tools-call-with-progress"
-# What only the server's own HTTP transport can show (through the relay they test the relay).
-if [[ "$mode" == http ]]; then
-    default_scenarios+=" server-sse-multiple-streams dns-rebinding-protection"
-fi
-scenarios=(${OBX_CONFORMANCE_SCENARIOS:-$default_scenarios})
 
 if [[ ! -x "$bin" ]]; then
     echo "conformance: binary not found or not executable: $bin (build it, or set OBX_BIN)" >&2
@@ -73,38 +70,56 @@ for _ in $(seq 100); do
 done
 curl -s -o /dev/null "$url" || { echo "conformance: nothing listening on $url" >&2; cat "$work/server.log" >&2; exit 1; }
 
-# Fetch the suite (and a Node 22 to run it: it needs Node >= 22) once, outside the per-scenario
-# timeout.
-npx -y -p node@22 -p "$conformance_pkg" -- conformance --version >/dev/null 2>"$work/npx.log" || {
-    echo "conformance: could not install $conformance_pkg:" >&2
-    cat "$work/npx.log" >&2
-    exit 1
-}
-
-passed=0
-failed=0
-failures=()
-for s in "${scenarios[@]}"; do
-    out="$work/$s.log"
-    if timeout 300 npx -y -p node@22 -p "$conformance_pkg" -- \
-        conformance server --url "$url" --scenario "$s" >"$out" 2>&1; then
-        passed=$((passed + 1))
-        echo "conformance: PASS $s ($(grep -Eo 'Passed: [0-9]+/[0-9]+' "$out" | tail -n1 || true))"
-    else
-        failed=$((failed + 1))
-        failures+=("$s")
-        echo "conformance: FAIL $s"
-        grep -E 'FAILURE|Error|error' "$out" | grep -v '^npm warn' | head -n 20 | sed 's/^/    /' || true
+# Fetch each suite (and a Node 22 to run it) once, outside any scenario's timeout, and find the
+# files npx put them in: the scenarios then start Node 22 directly, which saves npx's second each.
+suite_args=()
+for v in "${suites[@]}"; do
+    pkg="@modelcontextprotocol/conformance@$v"
+    paths=""
+    for attempt in 1 2 3; do
+        if paths="$(npx -y -p node@22 -p "$pkg" -- sh -c \
+            'command -v node && readlink -f "$(command -v conformance)" && node --version' \
+            2>"$work/npx.log")"; then
+            break
+        fi
+        paths=""
+        if ((attempt < 3)); then sleep $((attempt * 5)); fi
+    done
+    node22="$(sed -n 1p <<<"$paths")"
+    conf_js="$(sed -n 2p <<<"$paths")"
+    if [[ -z "$paths" || ! -x "$node22" || ! -f "$conf_js" ]] ||
+        [[ "$(sed -n 3p <<<"$paths")" != v22.* ]]; then
+        echo "conformance: could not install $pkg with Node 22 through npx:" >&2
+        cat "$work/npx.log" >&2
+        exit 1
     fi
+    got="$("$node22" "$conf_js" --version)"
+    if [[ "$got" != "$v" ]]; then
+        echo "conformance: npx gave $pkg version $got" >&2
+        exit 1
+    fi
+    suite_args+=(--suite "$v=$node22:$conf_js")
 done
 
-if ((failed > 0)); then
-    for s in "${failures[@]}"; do
-        echo "----- $s -----"
-        grep -v '^npm warn' "$work/$s.log" | tail -n 60
-    done
+rc=0
+results="${OBX_CONFORMANCE_RESULTS:-$work/results}"
+mkdir -p "$results"
+node "$here/conformance-run.mjs" --transport "$mode" --url "$url" --work "$results" \
+    "${suite_args[@]}" || rc=$?
+# What the relay could not deliver is worth seeing even when every scenario passed; the stdio
+# server's exit in the middle of the run is a failure of its own.
+if [[ "$mode" == stdio ]] &&
+    grep -E '^relay: (unrouted|dropped|modern child: the stdio server exited)' "$work/server.log" \
+        >"$work/relay-notes"; then
+    echo "conformance: the relay noted:"
+    head -n 20 "$work/relay-notes" | sed 's/^/    /'
+    if grep -q 'exited' "$work/relay-notes"; then
+        echo "conformance (stdio): FAIL: the modern era's stdio server exited during the run"
+        rc=1
+    fi
+fi
+if ((rc != 0)); then
     echo "----- server (and relay) stderr (tail) -----"
     tail -n 80 "$work/server.log"
 fi
-echo "conformance ($mode): $passed passed, $failed failed"
-((failed == 0))
+exit "$rc"

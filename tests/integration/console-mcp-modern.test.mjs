@@ -24,7 +24,7 @@ const env = {
   CONSOLE_DASHBOARD_PASSWORD: ADMIN_PW,
   CONSOLE_ENABLE_REGISTRATION: 'true',
   CONSOLE_MCP_TASK_AFTER_MS: '1500',
-  CONSOLE_HIDDEN_TOOLS: 'readImage',
+  CONSOLE_HIDDEN_TOOLS: 'readImage,exportFile',
   CONSOLE_MCP_TOOL_ECHO_NAME: 'ping',
   CONSOLE_MCP_TOOL_PYTHON_EXEC_DESCRIPTION: 'Runs Python for the data team.',
   ONLYBOXES_LOG_LEVEL: 'debug',
@@ -262,7 +262,8 @@ describe('without headers, and across a restart', () => {
     assert.equal(plain.body.result.resultType, undefined, 'a legacy answer has no modern fields');
     const wrong = await call(con.base, 'POST', '/mcp?token=not-a-token', { headers: { accept: 'application/json' }, body: { jsonrpc: '2.0', id: 8, method: 'tools/list' } });
     assert.equal(wrong.status, 401);
-    assert.match(wrong.body.error, /^invalid token: \/mcp takes an API token/);
+    assert.match(wrong.body.error, /^invalid token: this MCP endpoint takes an API token/);
+    assert.equal(wrong.headers.get('www-authenticate'), 'Bearer realm="onlyboxes", error="invalid_token"', 'one WWW-Authenticate header');
     assert.match(wrong.headers.get('www-authenticate'), /error="invalid_token"/);
     const none = await call(con.base, 'POST', '/mcp', { headers: { accept: 'application/json' }, body: { jsonrpc: '2.0', id: 9, method: 'tools/list' } });
     assert.match(none.body.error, /^token required/);
@@ -270,10 +271,15 @@ describe('without headers, and across a restart', () => {
   });
 
   test('OAuth discovery is answered with what /mcp takes instead', async () => {
-    for (const p of ['/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-authorization-server']) {
+    for (const p of ['/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-authorization-server', '/mcp/.well-known/openid-configuration']) {
       const r = await call(con.base, 'GET', p);
       assert.equal(r.status, 404);
-      assert.match(r.body.error_description, /no OAuth authorization server: \/mcp takes a static API token/);
+      assert.match(r.body.error_description, /no OAuth authorization server: this MCP endpoint takes a static API token/);
+      // A client that sends its token along learns whether it is one.
+      const wrong = await call(con.base, 'GET', p, { headers: { authorization: 'Bearer not-a-token' } });
+      assert.match(wrong.body.error_description, /the token in the Authorization header your client sends is not valid/);
+      const right = await call(con.base, 'GET', p, { headers: { authorization: `Bearer ${tok}` } });
+      assert.match(right.body.error_description, /is a valid API token of this console/);
     }
   });
 

@@ -4,15 +4,20 @@
 //
 //   node relay.mjs PORT COMMAND [ARGS...]
 //
-// Each HTTP session gets its own child process. Responses go back on the POST that carried their
-// request; a progress notification follows its progressToken to the request that asked for it; any
-// other notification rides the stream of the newest request still in flight (the conformance
-// scenarios run one call at a time), or the GET stream when nothing is in flight.
+// Legacy era (an initialize handshake, then Mcp-Session-Id): each HTTP session gets its own child
+// process. Responses go back on the POST that carried their request; a progress notification
+// follows its progressToken to the request that asked for it; any other notification rides the
+// stream of the newest request still in flight (the conformance scenarios run one call at a time),
+// or the GET stream when nothing is in flight.
+//
+// Modern era (2026-07-28: no session, every request carries its _meta): every POST without a
+// session id other than a legacy initialize goes to one long-lived child; see relay-modern.mjs.
 
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { ModernRelay, claimsModern } from './relay-modern.mjs';
 
 const [, , portArg, command, ...args] = process.argv;
 if (!portArg || !command) {
@@ -23,6 +28,7 @@ if (!portArg || !command) {
 const MAX_BODY = 8 * 1024 * 1024;
 const IDLE_MS = 120_000;
 const sessions = new Map(); // session id -> { http, child, lastUsed }
+let modern; // the modern era's child, started with the first modern request
 
 function log(msg) {
   process.stderr.write(`relay: ${msg}\n`);
@@ -92,6 +98,7 @@ async function openSession() {
   return entry;
 }
 
+// { raw, body, parsed }: body is undefined when there is none or it is not JSON.
 async function readBody(req) {
   const chunks = [];
   let size = 0;
@@ -100,12 +107,17 @@ async function readBody(req) {
     if (size > MAX_BODY) throw Object.assign(new Error('body too large'), { status: 413 });
     chunks.push(c);
   }
-  if (size === 0) return undefined;
+  const raw = Buffer.concat(chunks).toString('utf8');
+  if (size === 0) return { raw, body: undefined, parsed: false };
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return { raw, body: JSON.parse(raw), parsed: true };
   } catch {
-    throw Object.assign(new Error('parse error'), { status: 400, code: -32700 });
+    return { raw, body: undefined, parsed: false };
   }
+}
+
+function isLegacyInitialize(body) {
+  return body && typeof body === 'object' && body.method === 'initialize' && !claimsModern(body);
 }
 
 function fail(res, status, code, message) {
@@ -118,14 +130,22 @@ const server = http.createServer(async (req, res) => {
   try {
     const url = new URL(req.url, 'http://relay');
     if (url.pathname !== '/mcp') return fail(res, 404, -32601, 'not found');
-    const body = await readBody(req);
+    const { raw, body, parsed } = await readBody(req);
     const sid = req.headers['mcp-session-id'];
     let entry = sid ? sessions.get(sid) : undefined;
     if (!entry) {
       if (sid) return fail(res, 404, -32001, 'Session not found');
       if (req.method !== 'POST') return fail(res, 405, -32000, 'Method not allowed');
+      if (!isLegacyInitialize(body)) {
+        if (!modern) {
+          modern = new ModernRelay(command, args, log);
+          modern.start();
+        }
+        return modern.handle(req, res, body, raw);
+      }
       entry = await openSession();
     }
+    if (raw.length > 0 && !parsed) return fail(res, 400, -32700, 'Parse error');
     entry.lastUsed = Date.now();
     await entry.http.handleRequest(req, res, body);
   } catch (e) {
@@ -146,6 +166,7 @@ async function shutdown(signal) {
   log(`${signal}: closing ${sessions.size} session(s)`);
   server.close();
   await Promise.allSettled([...sessions.values()].map((e) => e.child.close()));
+  if (modern) await modern.close();
   process.exit(0);
 }
 process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Load test of the console: `onlyboxes console --with-worker` (bubblewrap unless ONLYBOXES_RUNTIME
-// says otherwise) on a loopback port with a fresh database, and OBX_LOAD_CLIENTS (50) clients at
-// once for OBX_LOAD_SECONDS (120), each one looping over a mix of
+// says otherwise) on a loopback port with a fresh database, or with OBX_LOAD_WORKERS=remote the
+// console without a worker of its own and two `onlyboxes worker` processes provisioned on it and
+// connected over gRPC, and OBX_LOAD_CLIENTS (50) clients at once for OBX_LOAD_SECONDS (120), each
+// one looping over a mix of
 //   - REST echo                     POST /api/v1/commands/echo
 //   - REST pythonExec, sync         POST /api/v1/tasks {"mode":"sync"}
 //   - REST pythonExec, async        POST /api/v1/tasks {"mode":"async"}, then GET until it ends
@@ -12,12 +14,14 @@
 //
 // Fails (exit 1) on: any error other than the documented ones for a full worker (no_capacity: 429
 // or the tool error `no_capacity`; session_busy: 409; server busy: 503), an accepted task that is
-// not in a terminal state once the clients stopped, console memory that keeps growing after the
-// warm-up, or a process of the console's left after it exited.
+// not in a terminal state once the clients stopped, console (or remote worker) memory that keeps
+// growing after the warm-up, a remote worker that does not exit 0 on SIGTERM, or a process the
+// console or a worker started left after they exited.
 //
-// Memory: the console's VmRSS (the embedded worker runs in the same process) is sampled every
-// second. The first third of the run is the warm-up; memory is flat when the largest sample of
-// the last third is at most the largest of the middle third plus the larger of 15% and 8 MiB.
+// Memory: the VmRSS of the console (the embedded worker runs in the same process) and of each
+// remote worker is sampled every second. The first third of the run is the warm-up; memory is
+// flat when the largest sample of the last third is at most the largest of the middle third plus
+// the larger of 15% and 8 MiB.
 //
 // Run through tests/load/run.sh (it checks the prerequisites); OBX_BIN names the binary.
 
@@ -27,16 +31,21 @@ import path from 'node:path';
 import { Client } from '../integration/node_modules/@modelcontextprotocol/sdk/dist/esm/client/index.js';
 import { StreamableHTTPClientTransport } from '../integration/node_modules/@modelcontextprotocol/sdk/dist/esm/client/streamableHttp.js';
 import { Console, bearer, call, login } from '../integration/console-lib.mjs';
+import { startRemoteWorker } from '../integration/interop/binary.mjs';
 
 const SECONDS = Number(process.env.OBX_LOAD_SECONDS || 120);
 const CLIENTS = Number(process.env.OBX_LOAD_CLIENTS || 50);
 const RUNTIME = process.env.ONLYBOXES_RUNTIME || 'bubblewrap';
+const WORKERS = process.env.OBX_LOAD_WORKERS || 'embedded';
+const REMOTE_WORKERS = 2;
 const REQUEST_TIMEOUT_MS = 120_000; // one request that takes longer than this is a hang
 const FLAT_PCT = 0.15;
 const FLAT_MIB = 8;
 
-if (!(SECONDS >= 3) || !(CLIENTS >= 1)) {
-  console.error(`load: OBX_LOAD_SECONDS must be >= 3 and OBX_LOAD_CLIENTS >= 1 (got ${SECONDS}, ${CLIENTS})`);
+if (!(SECONDS >= 3) || !(CLIENTS >= 1) || !['embedded', 'remote'].includes(WORKERS)) {
+  console.error(
+    `load: OBX_LOAD_SECONDS must be >= 3, OBX_LOAD_CLIENTS >= 1 and OBX_LOAD_WORKERS embedded or remote (got ${SECONDS}, ${CLIENTS}, ${WORKERS})`,
+  );
   process.exit(2);
 }
 
@@ -130,6 +139,27 @@ function descendants(root) {
   return out;
 }
 
+/**
+ * Whether pid, found in a pid namespace one of our boxes had, is another program's: the kernel
+ * reuses a namespace's inode number once it is gone, and other servers' boxes may run on this
+ * host. A process we left behind is an orphan, or descends from processes we saw or that run in
+ * our boxes' namespaces; another server's box descends from a live process outside them (its
+ * bwrap, its server), not init.
+ */
+function othersProcess(pid, seen, boxNs) {
+  for (let p = statOf(pid)?.ppid, hops = 0; p > 1 && hops < 64; hops++) {
+    const st = statOf(p);
+    if (!st) return false;
+    let ns = null;
+    try {
+      ns = readlinkSync(`/proc/${p}/ns/pid`);
+    } catch {}
+    if (!seen.has(`${p}:${st.start}`) && !boxNs.has(ns)) return true;
+    p = st.ppid;
+  }
+  return false;
+}
+
 /* ---- the console ---- */
 
 const dir = mkdtempSync(path.join(tmpdir(), 'obx-load-'));
@@ -143,8 +173,9 @@ const con = new Console(
     CONSOLE_LOG_LEVEL: 'warn',
     ONLYBOXES_RUNTIME: RUNTIME,
   },
-  ['--with-worker'],
+  WORKERS === 'embedded' ? ['--with-worker'] : [],
 );
+const workers = []; // remote: {worker (a WorkerProcess), nodeId, env}
 
 /** A JSON request with the token; resolves to {status, body, text}, or {status: 0, text} on a transport error. */
 async function rest(token, method, p, body) {
@@ -309,11 +340,22 @@ class LoadClient {
 
 /* ---- main ---- */
 
+/** Memory of one process over the run: flat when the last third's peak stays within the bound. */
+function memory(samples) {
+  const third = Math.floor(samples.length / 3);
+  const maxOf = (xs) => Math.max(...xs.map((s) => s.v));
+  const warm = samples.slice(0, third), middle = samples.slice(third, 2 * third), last = samples.slice(2 * third);
+  const mMax = maxOf(middle), lMax = maxOf(last);
+  const bound = mMax + Math.max(mMax * FLAT_PCT, FLAT_MIB);
+  return { warm: warm.at(-1), mMax, lMax, bound, flat: third > 0 && lMax <= bound };
+}
+
 async function main() {
   if (!existsSync(process.env.OBX_BIN || '')) console.error(`load: OBX_BIN=${process.env.OBX_BIN} (using the integration suite's default)`);
   await con.start();
-  const pid = con.proc.pid;
   const cookie = await login(con.base, 'load-admin', ADMIN_PW);
+  if (WORKERS === 'remote')
+    for (let i = 0; i < REMOTE_WORKERS; i++) workers.push(await startRemoteWorker(con.base, cookie, { ONLYBOXES_RUNTIME: RUNTIME, ONLYBOXES_LOG_LEVEL: 'warn' }));
   const t = await call(con.base, 'POST', '/api/v1/console/tokens', { cookie, body: { name: 'load' } });
   if (t.status !== 201) throw new Error(`cannot make a token: ${t.status} ${t.text}`);
   const token = t.body.token;
@@ -321,14 +363,20 @@ async function main() {
   const clients = Array.from({ length: CLIENTS }, (_, i) => new LoadClient(i, token));
   await Promise.all(clients.map((c) => c.connect()));
 
-  // Samples: RSS every second; the console's descendants (pid, start time, pid namespace).
-  const rss = [];
+  // The processes watched: the console and each remote worker. Samples: RSS every second; their
+  // descendants (pid, start time, pid namespace).
+  const procs = [{ name: 'console', pid: con.proc.pid, rss: [] }, ...workers.map((w, i) => ({ name: `worker ${i + 1}`, pid: w.worker.proc.pid, rss: [] }))];
   const seen = new Map(); // "pid:start" -> {pid, start, ns, cmd}
   const t0 = Date.now();
+  const look = () => {
+    for (const p of procs) for (const d of descendants(p.pid)) seen.set(`${d.pid}:${d.start}`, d);
+  };
   const sampler = setInterval(() => {
-    const v = rssMiB(pid);
-    if (v !== null) rss.push({ t: (Date.now() - t0) / 1000, v });
-    for (const d of descendants(pid)) seen.set(`${d.pid}:${d.start}`, d);
+    for (const p of procs) {
+      const v = rssMiB(p.pid);
+      if (v !== null) p.rss.push({ t: (Date.now() - t0) / 1000, v });
+    }
+    look();
   }, 1000);
 
   const running = clients.map((c) => c.run());
@@ -338,7 +386,7 @@ async function main() {
   await Promise.all(running);
   const drainS = (Date.now() - stopT) / 1000;
   clearInterval(sampler);
-  for (const d of descendants(pid)) seen.set(`${d.pid}:${d.start}`, d);
+  look();
 
   // Every accepted task has ended.
   let notEnded = 0;
@@ -351,67 +399,81 @@ async function main() {
   }
 
   await Promise.all(clients.map((c) => c.close()));
-  const rssEnd = rssMiB(pid);
-  const exit = await con.stop();
+  for (const p of procs) p.end = rssMiB(p.pid);
+  // Workers first: each drains (nothing runs now) and exits; then the console.
+  for (const [i, w] of workers.entries()) procs[i + 1].exit = await w.worker.stop();
+  procs[0].exit = await con.stop();
 
-  // Nothing the console started is left: no process it had, none in a box's pid namespace.
+  // Nothing the console or a worker started is left: no process they had, none in a box's pid
+  // namespace.
   const boxNs = new Set([...seen.values()].map((d) => d.ns).filter((ns) => ns && ns !== readlinkSync('/proc/self/ns/pid')));
   let left = [];
   for (let k = 0; k < 50; k++) {
     left = [];
     for (const d of seen.values()) {
       const st = statOf(d.pid);
-      if (st && st.start === d.start) left.push(d);
+      if (st && st.start === d.start) left.push({ ...d, why: 'seen under the console' });
     }
     for (const p of readdirSync('/proc')) {
       if (!/^\d+$/.test(p)) continue;
       try {
         const ns = readlinkSync(`/proc/${p}/ns/pid`);
-        if (boxNs.has(ns) && !left.some((d) => d.pid === Number(p))) left.push({ pid: Number(p), ns, cmd: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') });
+        if (boxNs.has(ns) && !left.some((d) => d.pid === Number(p)) && !othersProcess(Number(p), seen, boxNs))
+          left.push({ pid: Number(p), ns, cmd: readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ') });
       } catch {}
     }
     if (left.length === 0) break;
     await sleep(100);
   }
 
-  // Memory: thirds of the samples.
-  const third = Math.floor(rss.length / 3);
-  const maxOf = (xs) => Math.max(...xs.map((s) => s.v));
-  const warm = rss.slice(0, third), middle = rss.slice(third, 2 * third), last = rss.slice(2 * third);
-  const mMax = maxOf(middle), lMax = maxOf(last);
-  const bound = mMax + Math.max(mMax * FLAT_PCT, FLAT_MIB);
-  const flat = third > 0 && lMax <= bound;
-
   const total = Object.values(requests).reduce((a, b) => a + b, 0);
   const nErrors = Object.values(errors).reduce((a, b) => a + b, 0);
   const fmt = (o) => Object.entries(o).sort().map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   const mib = (v) => `${v.toFixed(1)} MiB`;
-  console.log(`load: ${CLIENTS} clients, ${SECONDS} s (+${drainS.toFixed(1)} s to finish the last requests), runtime ${RUNTIME}`);
+  const where = WORKERS === 'remote' ? `${REMOTE_WORKERS} remote workers` : 'the embedded worker';
+  console.log(`load: ${CLIENTS} clients, ${SECONDS} s (+${drainS.toFixed(1)} s to finish the last requests), ${where}, runtime ${RUNTIME}`);
   console.log(`load: requests ${total} (${(total / SECONDS).toFixed(0)}/s): ${fmt(requests)}`);
   console.log(`load: tasks accepted ${accepted.size}, not ended ${notEnded}`);
   console.log(`load: documented refusals: ${fmt(allowed)}`);
   console.log(`load: errors ${nErrors}: ${fmt(errors)}`);
   for (const [k, ex] of Object.entries(examples)) for (const e of ex) console.log(`load:   ${k}: ${e}`);
-  console.log(
-    `load: console RSS: warm-up ${mib(warm.at(-1)?.v ?? 0)} (at ${warm.at(-1)?.t.toFixed(0)} s), max middle third ${mib(mMax)}, ` +
-      `max last third ${mib(lMax)} (bound ${mib(bound)}), end ${mib(rssEnd ?? 0)}: ${flat ? 'flat' : 'GROWING'}`,
-  );
-  console.log(`load: console exit ${JSON.stringify(exit)}; processes seen under it ${seen.size}, left after exit ${left.length}`);
+  let flat = true;
+  for (const p of procs) {
+    const m = memory(p.rss);
+    flat &&= m.flat;
+    console.log(
+      `load: ${p.name} RSS: warm-up ${mib(m.warm?.v ?? 0)} (at ${m.warm?.t.toFixed(0)} s), max middle third ${mib(m.mMax)}, ` +
+        `max last third ${mib(m.lMax)} (bound ${mib(m.bound)}), end ${mib(p.end ?? 0)}: ${m.flat ? 'flat' : 'GROWING'}`,
+    );
+  }
+  const exits = procs.map((p) => `${p.name} ${JSON.stringify(p.exit)}`).join(', ');
+  console.log(`load: exits: ${exits}; processes seen under them ${seen.size}, left after exit ${left.length}`);
   for (const d of left.slice(0, 10)) console.log(`load:   left: ${d.pid} ${d.ns ?? ''} ${d.cmd.replace(/\s+/g, ' ').slice(0, 120)}`);
 
-  const ok = nErrors === 0 && notEnded === 0 && flat && left.length === 0 && exit.code === 0 && total > 0;
+  const ok = nErrors === 0 && notEnded === 0 && flat && left.length === 0 && procs.every((p) => p.exit?.code === 0) && total > 0;
   if (!ok) {
-    console.log(`load: FAILED\n--- console stderr (tail) ---\n${con.stderr.slice(-4000)}`);
+    console.log(`load: FAILED\n${stderrTails()}`);
     return 1;
   }
   console.log('load: ok');
   return 0;
 }
 
-// timeout(1) in run.sh ends a hung run with SIGTERM: the console must not outlive it.
+function stderrTails() {
+  return [['console', con.stderr], ...workers.map((w, i) => [`worker ${i + 1}`, w.worker.stderr])]
+    .map(([name, text]) => `--- ${name} stderr (tail) ---\n${(text ?? '').slice(-4000)}`)
+    .join('\n');
+}
+
+function killAll() {
+  for (const w of workers) if (w.worker.proc.exitCode === null) w.worker.proc.kill('SIGKILL');
+  if (con.proc && con.proc.exitCode === null) con.proc.kill('SIGKILL');
+}
+
+// timeout(1) in run.sh ends a hung run with SIGTERM: the console and workers must not outlive it.
 process.on('SIGTERM', () => {
   console.error('load: stopped by SIGTERM (the run hung)');
-  if (con.proc && con.proc.exitCode === null) con.proc.kill('SIGKILL');
+  killAll();
   rmSync(dir, { recursive: true, force: true });
   process.exit(1);
 });
@@ -420,8 +482,8 @@ let rc = 1;
 try {
   rc = await main();
 } catch (e) {
-  console.error(`load: ${e.stack}\n--- console stderr (tail) ---\n${con.stderr.slice(-4000)}`);
-  if (con.proc && con.proc.exitCode === null) con.proc.kill('SIGKILL');
+  console.error(`load: ${e.stack}\n${stderrTails()}`);
+  killAll();
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

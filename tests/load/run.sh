@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Load test of the console (tests/load/load.mjs): `onlyboxes console --with-worker` with a fresh
-# database and OBX_LOAD_CLIENTS clients (50) mixing REST and MCP over HTTP for OBX_LOAD_SECONDS
-# (120). Prints a summary (requests and errors per kind, the console's RSS after the warm-up and
-# at the end) and exits non-zero on an undocumented error, a task that never ended, memory that
-# keeps growing, or a process left behind.
+# database (or, with OBX_LOAD_WORKERS=remote, the console and two `onlyboxes worker` processes
+# connected to it over gRPC) and OBX_LOAD_CLIENTS clients (50) mixing REST and MCP over HTTP for
+# OBX_LOAD_SECONDS (120). Prints a summary (requests and errors per kind, the RSS of the console
+# and of each worker after the warm-up and at the end) and exits non-zero on an undocumented error,
+# a task that never ended, memory that keeps growing, an unclean exit, or a process left behind.
 #
 # usage: tests/load/run.sh
 # Environment: OBX_BIN (default build/onlyboxes), ONLYBOXES_RUNTIME (default bubblewrap),
-# OBX_LOAD_SECONDS, OBX_LOAD_CLIENTS. Needs tests/integration/node_modules (npm ci).
+# OBX_LOAD_SECONDS, OBX_LOAD_CLIENTS, OBX_LOAD_WORKERS (embedded, the default, or remote). Needs
+# tests/integration/node_modules (npm ci).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -371,6 +371,29 @@ static void test_task_progress_while_waiting(void **state)
     json_decref(r);
     json_decref(notes);
     h_free(h);
+
+    /* The server's own tools (the fixtures) as well: progress and log messages. */
+    struct obx_mcp_server_config fcfg = {.fixtures = true};
+    h = h_new_cfg(fcfg);
+    h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":"
+               "\"test_tool_with_progress\"," ENV_CAPS(
+                   "{\"extensions\":{\"io.modelcontextprotocol/tasks\":{}}}") ",\"progressToken\":"
+                                                                              "7}}}");
+    r = h_response(h, &notes);
+    assert_int_equal(count_method(notes, "notifications/progress"), 3);
+    json_decref(r);
+    json_decref(notes);
+    h_sendf(
+        h, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+           "\"test_logging_tool\"," ENV_CAPS(
+               "{\"extensions\":{\"io.modelcontextprotocol/tasks\":{}}}") ",\"io."
+                                                                          "modelcontextprotocol/"
+                                                                          "logLevel\":\"info\"}}}");
+    r = h_response(h, &notes);
+    assert_int_equal(count_method(notes, "notifications/message"), 3);
+    json_decref(r);
+    json_decref(notes);
+    h_free(h);
 }
 
 /* A completed task inlines the tool's result; a tool error is completed + isError; a JSON-RPC

@@ -144,6 +144,8 @@ static int mcp_exec(struct obx_executor *self, const char *capability, json_t *p
 {
     struct obx_console_mcp *m =
         (struct obx_console_mcp *)((char *)self - offsetof(struct obx_console_mcp, executor));
+    if (obx_streq(capability, "exportfile")) /* the console keeps the file (routes-export.c) */
+        return obx_console_export_run(m->console, payload, call, ret_result, err);
     _cleanup_json_ json_t *scoped = scope_payload(capability, payload, call->account);
     int r = obx_dispatch_exec(m->console->dispatch, capability, scoped, call, ret_result, err);
     if (r < 0 && obx_streq(err->code, OBX_ERR_NO_CAPACITY) && !strstr(err->message, "session"))
@@ -768,35 +770,45 @@ static enum obx_route_result mcp_delete(struct obx_route_ctx *ctx, struct obx_co
     return OBX_ROUTE_DONE;
 }
 
-/* A 401 body that MCP clients show their user: what /mcp wants and where to get it. */
+/* A 401 body that MCP clients show their user: what the endpoint wants and where to get it.
+ * (Clients may hide the URL's path in what they print, so the text does not name it.) The
+ * WWW-Authenticate header is the router's. */
 static void explain_auth(struct obx_http_request *req, bool given)
 {
     if (req->resp.status != 401)
         return;
     const char *msg =
-        given ? "invalid token: /mcp takes an API token of this onlyboxes console as "
-                "Authorization: Bearer <token> (or ?token=<token> in the URL for a client that "
-                "cannot send headers); create one in the dashboard under Tokens"
-              : "token required: /mcp takes an API token of this onlyboxes console as "
-                "Authorization: Bearer <token> (or ?token=<token> in the URL for a client that "
+        given ? "invalid token: this MCP endpoint takes an API token of this onlyboxes console "
+                "as Authorization: Bearer <token> (or ?token=<token> in the URL for a client that "
+                "cannot send headers), and the one sent is not one; create one in the dashboard "
+                "under Tokens"
+              : "token required: this MCP endpoint takes an API token of this onlyboxes console "
+                "as Authorization: Bearer <token> (or ?token=<token> in the URL for a client that "
                 "cannot send headers); create one in the dashboard under Tokens";
-    obx_http_respond_json(req, 401, json_pack("{ss}", "error", msg));
-    obx_http_response_add_header(req, "www-authenticate",
-                                 given ? "Bearer realm=\"onlyboxes\", error=\"invalid_token\""
-                                       : "Bearer realm=\"onlyboxes\"");
+    obx_http_respond_json(req, 401, json_pack("{ss}", "error", msg)); /* headers stay */
 }
 
 /* OAuth discovery: clients that meet a 401 look for an authorization server. There is none: say
- * so in a form they show, instead of letting them try to register themselves. */
+ * so in a form they show, instead of letting them try to register themselves; a client that
+ * sends a token here learns whether it is one. */
 static enum obx_route_result no_oauth(struct obx_route_ctx *ctx)
 {
+    const char *why = "onlyboxes has no OAuth authorization server: this MCP endpoint takes a "
+                      "static API token. Configure your MCP client with the header "
+                      "Authorization: Bearer <token> (create a token in the onlyboxes dashboard "
+                      "under Tokens), or add ?token=<token> to the URL if it cannot send headers.";
+    if (ctx->req->authorization) {
+        bool valid = obx_route_auth_bearer(ctx);
+        why = valid ? "onlyboxes has no OAuth authorization server, and needs none: the token "
+                      "your client sends is a valid API token of this console. Send it as "
+                      "Authorization: Bearer <token> on the MCP endpoint itself."
+                    : "onlyboxes has no OAuth authorization server: this MCP endpoint takes a "
+                      "static API token, and the token in the Authorization header your client "
+                      "sends is not valid (check it, or create a token in the onlyboxes dashboard "
+                      "under Tokens).";
+    }
     obx_http_respond_json(
-        ctx->req, 404,
-        json_pack("{ssss}", "error", "invalid_request", "error_description",
-                  "onlyboxes has no OAuth authorization server: /mcp takes a static API token. "
-                  "Configure your MCP client with the header Authorization: Bearer <token> "
-                  "(create a token in the onlyboxes dashboard under Tokens), or add "
-                  "?token=<token> to the URL if it cannot send headers."));
+        ctx->req, 404, json_pack("{ssss}", "error", "invalid_request", "error_description", why));
     return OBX_ROUTE_DONE;
 }
 
@@ -851,6 +863,9 @@ const struct obx_route obx_mcp_routes[] = {
     {OBX_HTTP_GET, "/.well-known/openid-configuration", OBX_ROUTE_AUTH_NONE, no_oauth},
     {OBX_HTTP_GET, "/.well-known/openid-configuration/mcp", OBX_ROUTE_AUTH_NONE, no_oauth},
     {OBX_HTTP_POST, "/register", OBX_ROUTE_AUTH_NONE, no_oauth},
+    {OBX_HTTP_GET, "/mcp/.well-known/oauth-protected-resource", OBX_ROUTE_AUTH_NONE, no_oauth},
+    {OBX_HTTP_GET, "/mcp/.well-known/oauth-authorization-server", OBX_ROUTE_AUTH_NONE, no_oauth},
+    {OBX_HTTP_GET, "/mcp/.well-known/openid-configuration", OBX_ROUTE_AUTH_NONE, no_oauth},
 };
 const size_t obx_mcp_routes_n = OBX_ARRAY_SIZE(obx_mcp_routes);
 

@@ -101,6 +101,7 @@ struct obx_tasks {
     pthread_cond_t ended; /* monotonic: a task left the live list */
     void (*on_end)(void *userdata, const char *task_id);
     void *on_end_userdata;
+    unsigned on_end_running; /* calls of on_end under way (obx_tasks_on_end() waits for them) */
 };
 
 static void tell_end(struct obx_tasks *t, const char *task_id);
@@ -343,6 +344,8 @@ void obx_tasks_on_end(struct obx_tasks *t, void (*fn)(void *userdata, const char
     pthread_mutex_lock(&t->lock);
     t->on_end = fn;
     t->on_end_userdata = userdata;
+    while (t->on_end_running > 0) /* a call to the one replaced may still be under way */
+        pthread_cond_wait(&t->ended, &t->lock);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -351,9 +354,15 @@ static void tell_end(struct obx_tasks *t, const char *task_id)
     pthread_mutex_lock(&t->lock);
     void (*fn)(void *, const char *) = t->on_end;
     void *ud = t->on_end_userdata;
+    t->on_end_running += fn != NULL;
     pthread_mutex_unlock(&t->lock);
-    if (fn)
-        fn(ud, task_id);
+    if (!fn)
+        return;
+    fn(ud, task_id);
+    pthread_mutex_lock(&t->lock);
+    t->on_end_running--;
+    pthread_cond_broadcast(&t->ended);
+    pthread_mutex_unlock(&t->lock);
 }
 
 bool obx_tasks_wait_end(struct obx_tasks *t, const char *task_id, uint64_t ms)

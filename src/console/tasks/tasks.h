@@ -65,7 +65,7 @@ void obx_tasks_wait(struct obx_tasks *t, const char *task_id, struct obx_http_re
 bool obx_tasks_wait_end(struct obx_tasks *t, const char *task_id, uint64_t ms);
 
 /* fn(userdata, task_id) runs after each task ends or is canceled (on an execution or a handler
- * thread, no lock held). Set once, before tasks start. */
+ * thread, no lock held). Setting another (or NULL) waits until no call of the old one runs. */
 void obx_tasks_on_end(struct obx_tasks *t, void (*fn)(void *userdata, const char *task_id),
                       void *userdata);
 

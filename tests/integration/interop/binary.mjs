@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // The onlyboxes binary's side of the interoperability tests: whether it has a worker and a console
 // gRPC port yet (until it does, the tests that need them skip themselves and say why), starting the
-// console with its gRPC address, and running `onlyboxes worker`.
+// console with its gRPC address, and running `onlyboxes worker`: as a bare process, or provisioned
+// on an `onlyboxes console` over REST as an operator does and waited for until the console lists
+// it online (the fault, load and bench suites use that too).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { BIN, assertNoSanitizerReport } from '../lib.mjs';
-import { Console } from '../console-lib.mjs';
+import { Console, call } from '../console-lib.mjs';
 
 export { BIN };
 
@@ -129,6 +131,10 @@ export class WorkerProcess extends EventEmitter {
         this.exit = { code, signal };
         this.emit('change');
         resolve(this.exit);
+        // A process the worker started may still hold its stderr; the pipe must not keep the
+        // test runner alive after the tests (those that look for such processes do so themselves).
+        const timer = setTimeout(() => this.proc.stderr.destroy(), 2000);
+        this.proc.stderr.once('close', () => clearTimeout(timer));
       }),
     );
     return this;
@@ -142,3 +148,63 @@ export class WorkerProcess extends EventEmitter {
     return r;
   }
 }
+
+/**
+ * A new normal worker of the console at base, provisioned with an admin's dashboard cookie as an
+ * operator does (POST /api/v1/workers): {nodeId, env} with env the answer's WORKER_* variables.
+ */
+export async function provisionWorker(base, cookie) {
+  const r = await call(base, 'POST', '/api/v1/workers', { cookie, body: { type: 'normal' } });
+  if (r.status !== 201) throw new Error(`POST /api/v1/workers answered ${r.status}: ${r.text}`);
+  return { nodeId: r.body.node_id, env: r.body.env };
+}
+
+/** The console's item for worker nodeId in GET /api/v1/workers (admin cookie), or undefined. */
+export async function workerItem(base, cookie, nodeId) {
+  const r = await call(base, 'GET', '/api/v1/workers?page_size=100', { cookie });
+  if (r.status !== 200) throw new Error(`GET /api/v1/workers answered ${r.status}: ${r.text}`);
+  return r.body.items.find((i) => i.node_id === nodeId);
+}
+
+/**
+ * Polls GET /api/v1/workers until it lists nodeId with status ('online' or 'offline'); rejects
+ * after timeoutMs (a bound against a hang, not an assertion) with describe() in the message.
+ */
+export async function waitWorkerStatus(base, cookie, nodeId, status, { timeoutMs = 30000, describe } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let item;
+  for (;;) {
+    item = await workerItem(base, cookie, nodeId);
+    if (item?.status === status) return item;
+    if (Date.now() >= deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(
+    `worker ${nodeId} is not ${status} after ${timeoutMs} ms (the console lists it as ${JSON.stringify(item)})` +
+      (describe ? `\n${describe()}` : ''),
+  );
+}
+
+/**
+ * `onlyboxes worker` for the console at base: provisioned with an admin's cookie, started with the
+ * answer's WORKER_* variables over env (ONLYBOXES_RUNTIME defaults to $ONLYBOXES_RUNTIME or
+ * bubblewrap), resolved once the console lists it online: {worker (a WorkerProcess), nodeId, env}
+ * where env starts the same worker again (new WorkerProcess(env)).
+ */
+export async function startRemoteWorker(base, cookie, env = {}) {
+  const p = await provisionWorker(base, cookie);
+  const full = { ONLYBOXES_RUNTIME: process.env.ONLYBOXES_RUNTIME || 'bubblewrap', ...p.env, ...env };
+  const worker = new WorkerProcess(full).start();
+  try {
+    const exited = worker.exited.then((x) => {
+      throw new Error(`onlyboxes worker exited ${JSON.stringify(x)} before it was online:\n${worker.stderr}`);
+    });
+    await Promise.race([waitWorkerStatus(base, cookie, p.nodeId, 'online', { describe: () => `--- worker stderr ---\n${worker.stderr}` }), exited]);
+    exited.catch(() => {}); // it may exit later, when it is stopped
+  } catch (e) {
+    if (!worker.exit) worker.proc.kill('SIGKILL');
+    throw e;
+  }
+  return { worker, nodeId: p.nodeId, env: full };
+}
+
