@@ -218,11 +218,9 @@ static int run_session(struct obx_worker *w, json_t *payload, const char *code, 
                        enum obx_net net, struct obx_call *call, json_t **ret, struct obx_error *err)
 {
     int lease, r;
-    if ((r = obx_cap_payload_lease(w, payload, &lease, err)) < 0)
-        return r;
     _cleanup_free_ char *sid = NULL;
     bool create;
-    if ((r = obx_cap_payload_session(payload, &sid, &create, err)) < 0)
+    if ((r = obx_cap_payload_session(w, payload, &lease, &sid, &create, err)) < 0)
         return r;
     struct obx_worker_session_lease sl;
     unsigned flags = create ? OBX_WORKER_SESSION_CREATE : 0;

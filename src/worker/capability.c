@@ -152,12 +152,15 @@ int obx_cap_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struc
     return 0;
 }
 
-int obx_cap_payload_session(json_t *payload, char **ret_sid, bool *ret_create,
-                            struct obx_error *err)
+int obx_cap_payload_session(struct obx_worker *w, json_t *payload, int *ret_lease, char **ret_sid,
+                            bool *ret_create, struct obx_error *err)
 {
+    *ret_sid = NULL;
+    int r = obx_cap_payload_lease(w, payload, ret_lease, err);
+    if (r < 0)
+        return r;
     _cleanup_free_ char *sid = obx_cap_trimmed(obx_json_get_str(payload, "session_id", ""));
     *ret_create = obx_json_get_bool(payload, "create_if_missing", false);
-    *ret_sid = NULL;
     if (!*sid)
         return 0;
     if (!session_id_ok(sid))
@@ -196,11 +199,9 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     _cleanup_free_ char *command = obx_cap_trimmed(raw);
 
     int lease;
-    if ((r = obx_cap_payload_lease(w, payload, &lease, err)) < 0)
-        return r;
     _cleanup_free_ char *sid = NULL;
     bool create;
-    if ((r = obx_cap_payload_session(payload, &sid, &create, err)) < 0)
+    if ((r = obx_cap_payload_session(w, payload, &lease, &sid, &create, err)) < 0)
         return r;
     if (!sid) {
         sid = obx_xmalloc(37);

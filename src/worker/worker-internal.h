@@ -66,10 +66,11 @@ int obx_cap_payload_exec(struct obx_worker *w, json_t *payload, const char *what
                          int64_t *ret_timeout, enum obx_net *ret_net, struct obx_error *err);
 /* The optional "lease_ttl_sec", within the worker's bounds; *ret the default when absent. */
 int obx_cap_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struct obx_error *err);
-/* The optional "session_id" (trimmed; *ret_sid NULL when absent or blank, else the caller frees
- * it) and "create_if_missing". */
-int obx_cap_payload_session(json_t *payload, char **ret_sid, bool *ret_create,
-                            struct obx_error *err);
+/* A named session's members: "lease_ttl_sec" (as obx_cap_payload_lease()), "session_id"
+ * (trimmed; *ret_sid NULL when absent or blank, else the caller frees it) and
+ * "create_if_missing". */
+int obx_cap_payload_session(struct obx_worker *w, json_t *payload, int *ret_lease, char **ret_sid,
+                            bool *ret_create, struct obx_error *err);
 /* s without leading and trailing white space; the caller frees it. */
 char *obx_cap_trimmed(const char *s);
 /* A finished EXEC that was killed becomes the call's error; 0 otherwise. */

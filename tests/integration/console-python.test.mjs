@@ -10,9 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { Console, bearer, call, login } from './console-lib.mjs';
+import { Console, bearer, call, login, withMcpClient } from './console-lib.mjs';
 import { describeRun, marker, runCli } from './lib.mjs';
 
 const ADMIN = 'py-admin';
@@ -41,21 +39,6 @@ async function task(token, input) {
   const r = await bearer(con.base, 'POST', '/api/v1/tasks', token, { capability: 'pythonExec', mode: 'sync', input });
   assert.ok(r.body && r.body.status, r.text);
   return r;
-}
-
-/** An SDK client on /mcp with the token; closed (and its MCP session ended) after fn. */
-async function withClient(token, fn) {
-  const transport = new StreamableHTTPClientTransport(new URL(`${con.base}/mcp`), {
-    requestInit: { headers: { Authorization: `Bearer ${token}` } },
-  });
-  const client = new Client({ name: 'obx-console-python-test', version: '0.0.0' }, { capabilities: {} });
-  await client.connect(transport);
-  try {
-    return await fn(client);
-  } finally {
-    await transport.terminateSession();
-    await client.close();
-  }
 }
 
 function isPng(b64) {
@@ -117,7 +100,7 @@ describe('pythonExec on the console', () => {
 
   test('/mcp: a Python session per account, images as image content', async () => {
     const s = marker('mcp');
-    await withClient(A.token, async (client) => {
+    await withMcpClient(con.base, A.token, async (client) => {
       const a = await client.callTool({ name: 'pythonExec', arguments: { code: 'y = [1, 2]', session_id: s, create_if_missing: true } });
       assert.notEqual(a.isError, true, JSON.stringify(a));
       const b = await client.callTool({ name: 'pythonExec', arguments: { code: 'import matplotlib.pyplot as plt\nplt.plot(y)\nsum(y)', session_id: s } });
@@ -130,7 +113,7 @@ describe('pythonExec on the console', () => {
       assert.ok(isPng(img[0].data));
     });
     // The same id from another account is another account's (here: none).
-    await withClient(B.token, async (client) => {
+    await withMcpClient(con.base, B.token, async (client) => {
       const r = await client.callTool({ name: 'pythonExec', arguments: { code: 'y', session_id: s } });
       assert.equal(r.isError, true, JSON.stringify(r));
       assert.match(r.content[0].text, /session_not_found/);
