@@ -2,9 +2,9 @@
 /*
  * Warm pool of started boxes of one kind, so a pythonExec or a new terminal session does not wait
  * for a box to start. The worker keeps one pool per image. Filler threads keep `target` idle boxes
- * ready, each started and then prepared (for pythonExec: its interpreter started with the preload
- * imported) before take() can hand it out; take() starts one on the caller's thread, unprepared,
- * when the pool is empty.
+ * ready, each started and, for pythonExec's pool, prepared (its interpreter started with the
+ * preload imported); take() hands out a prepared box when there is one, any ready box otherwise,
+ * and starts one on the caller's thread, unprepared, when the pool is empty.
  *
  * The target is `size` while calls come at a pace the refill keeps up with, and grows with demand
  * up to `max`: a take() that finds the pool empty, or empties it, raises it by GROW_STEP and wakes
@@ -13,8 +13,15 @@
  * oldest idle boxes are stopped, so a burst costs memory only while it lasts. Otherwise the
  * fillers are woken when a one-shot box is retired, or by refill() after a session's first
  * command, not when a box is taken: starting a box while the call's program runs slows both
- * down, so at a normal pace the refill runs in the client's think time. A box is used by one call
- * or one session and then thrown away, so nobody ever sees another's files or processes.
+ * down, so at a normal pace the refill runs in the client's think time.
+ *
+ * Preparing a box costs far more CPU than starting it (the imports), which pays when the box is
+ * there before its call, not while calls outrun the refill: then every box would be prepared for
+ * a call that is already waiting, at the expense of the calls running. So a box is prepared only
+ * once the pool has been without a shortage for QUIET_MS; boxes started during a shortage stay
+ * plain (a call gets a cold interpreter in them, still without a box start), and an idle filler
+ * prepares them, out of the ready list, when it is quiet again. A box is used by one call or one
+ * session and then thrown away, so nobody ever sees another's files or processes.
  */
 #include "pool.h"
 
@@ -27,12 +34,19 @@
 #define GROW_STEP 2
 #define SHRINK_AFTER_MS 60000
 #define SHRINK_STEP_MS 10000
+#define QUIET_MS 1000 /* without a shortage this long, boxes are prepared */
+
+struct ready_box {
+    struct obx_box *box;
+    bool prepared;
+};
 
 struct obx_worker_pool {
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    struct obx_box **ready; /* oldest first */
-    unsigned count, size, max, target, starting;
+    struct ready_box *ready; /* oldest first */
+    unsigned count, size, max, target;
+    unsigned starting;      /* boxes being started, or taken out to be prepared */
     uint64_t last_short_ms; /* when a take() last found the pool empty or emptied it */
     uint64_t next_shrink_ms;
     struct obx_box **retired; /* used boxes waiting to be stopped by a filler */
@@ -44,6 +58,31 @@ struct obx_worker_pool {
     void *userdata;
 };
 
+static bool quiet(const struct obx_worker_pool *p, uint64_t now)
+{
+    return now >= p->last_short_ms + QUIET_MS;
+}
+
+/* Lock held: removes ready[i] and returns it. */
+static struct ready_box ready_remove(struct obx_worker_pool *p, unsigned i)
+{
+    struct ready_box rb = p->ready[i];
+    memmove(p->ready + i, p->ready + i + 1, (p->count - i - 1) * sizeof(*p->ready));
+    p->count--;
+    return rb;
+}
+
+/* Lock held: the index of a ready box that is not prepared yet, or -1. */
+static int unprepared(const struct obx_worker_pool *p)
+{
+    if (!p->ops->prepare)
+        return -1;
+    for (unsigned i = 0; i < p->count; i++)
+        if (!p->ready[i].prepared)
+            return (int)i;
+    return -1;
+}
+
 /* Lock held: takes the oldest idle box out when the target fell below the count. */
 static struct obx_box *shrink_locked(struct obx_worker_pool *p, uint64_t now)
 {
@@ -54,10 +93,72 @@ static struct obx_box *shrink_locked(struct obx_worker_pool *p, uint64_t now)
     }
     if (p->count <= p->target || p->count == 0)
         return NULL;
-    struct obx_box *old = p->ready[0];
-    memmove(p->ready, p->ready + 1, (p->count - 1) * sizeof(*p->ready));
-    p->count--;
-    return old;
+    return ready_remove(p, 0).box;
+}
+
+/* Lock held: how long a filler with nothing to do now may sleep (0: until woken). */
+static uint64_t next_wake_locked(const struct obx_worker_pool *p, uint64_t now)
+{
+    uint64_t at = 0;
+    if (p->target > p->size)
+        at = OBX_MAX(p->last_short_ms + SHRINK_AFTER_MS, p->next_shrink_ms);
+    if (unprepared(p) >= 0 && !quiet(p, now)) {
+        uint64_t q = p->last_short_ms + QUIET_MS;
+        at = at ? OBX_MIN(at, q) : q;
+    }
+    return at ? OBX_MAX(at, now + 1) : 0;
+}
+
+/* Lock held on entry and exit: starts a box (prepared when quiet) and puts it in the pool. */
+static void fill_one(struct obx_worker_pool *p, uint64_t now)
+{
+    bool prepare = p->ops->prepare && quiet(p, now);
+    p->starting++;
+    pthread_mutex_unlock(&p->lock);
+    struct obx_box *b = NULL;
+    struct obx_error err = OBX_ERROR_INIT;
+    int r = p->ops->start(p->userdata, NULL, &b, &err);
+    if (r >= 0 && prepare)
+        p->ops->prepare(p->userdata, b);
+    if (r >= 0 && !obx_box_alive(b)) {
+        obx_box_unref(b);
+        r = obx_error_set(&err, EPIPE, OBX_ERR_EXECUTION_FAILED, "the box ended at once");
+    }
+    pthread_mutex_lock(&p->lock);
+    p->starting--;
+    if (r < 0) {
+        /* The caller's own start will report the error; retry later without spinning. */
+        obx_debug("warm pool: cannot start a box: %s", err.message);
+        struct timespec ts = obx_ms_to_timespec(obx_now_ms() + RETRY_BACKOFF_MS);
+        pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+        return;
+    }
+    if (p->stopping || p->count >= p->target) {
+        pthread_mutex_unlock(&p->lock);
+        obx_box_unref(b);
+        pthread_mutex_lock(&p->lock);
+        return;
+    }
+    p->ready[p->count++] = (struct ready_box){b, prepare};
+}
+
+/* Lock held on entry and exit: prepares ready[i], out of the pool while it does. */
+static void prepare_one(struct obx_worker_pool *p, unsigned i)
+{
+    struct ready_box rb = ready_remove(p, i);
+    p->starting++;
+    pthread_mutex_unlock(&p->lock);
+    p->ops->prepare(p->userdata, rb.box);
+    bool alive = obx_box_alive(rb.box);
+    pthread_mutex_lock(&p->lock);
+    p->starting--;
+    if (alive && !p->stopping && p->count < p->max) {
+        p->ready[p->count++] = (struct ready_box){rb.box, true};
+        return;
+    }
+    pthread_mutex_unlock(&p->lock);
+    obx_box_unref(rb.box);
+    pthread_mutex_lock(&p->lock);
 }
 
 static void *filler_main(void *arg)
@@ -80,44 +181,22 @@ static void *filler_main(void *arg)
             pthread_mutex_lock(&p->lock);
             continue;
         }
-        if (p->count + p->starting >= p->target) {
-            if (p->target > p->size) {
-                /* Wake for the next shrink step. */
-                uint64_t at = OBX_MAX(p->last_short_ms + SHRINK_AFTER_MS, p->next_shrink_ms);
-                struct timespec ts = obx_ms_to_timespec(OBX_MAX(at, now + 1));
-                pthread_cond_timedwait(&p->wake, &p->lock, &ts);
-            } else {
-                pthread_cond_wait(&p->wake, &p->lock);
-            }
+        if (p->count + p->starting < p->target) {
+            fill_one(p, now);
             continue;
         }
-        p->starting++;
-        pthread_mutex_unlock(&p->lock);
-        struct obx_box *b = NULL;
-        struct obx_error err = OBX_ERROR_INIT;
-        int r = p->ops->start(p->userdata, NULL, &b, &err);
-        if (r >= 0 && p->ops->prepare)
-            p->ops->prepare(p->userdata, b);
-        if (r >= 0 && !obx_box_alive(b)) {
-            obx_box_unref(b);
-            r = obx_error_set(&err, EPIPE, OBX_ERR_EXECUTION_FAILED, "the box ended at once");
+        int i = unprepared(p);
+        if (i >= 0 && quiet(p, now)) {
+            prepare_one(p, (unsigned)i);
+            continue;
         }
-        pthread_mutex_lock(&p->lock);
-        p->starting--;
-        if (r < 0) {
-            /* The caller's own start will report the error; retry later without spinning. */
-            obx_debug("warm pool: cannot start a box: %s", err.message);
-            struct timespec ts = obx_ms_to_timespec(obx_now_ms() + RETRY_BACKOFF_MS);
+        uint64_t at = next_wake_locked(p, now);
+        if (at) {
+            struct timespec ts = obx_ms_to_timespec(at);
             pthread_cond_timedwait(&p->wake, &p->lock, &ts);
-            continue;
+        } else {
+            pthread_cond_wait(&p->wake, &p->lock);
         }
-        if (p->stopping || p->count >= p->target) {
-            pthread_mutex_unlock(&p->lock);
-            obx_box_unref(b);
-            pthread_mutex_lock(&p->lock);
-            continue;
-        }
-        p->ready[p->count++] = b;
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -155,7 +234,7 @@ void obx_worker_pool_free(struct obx_worker_pool *p)
     for (unsigned i = 0; i < p->n_fillers; i++)
         pthread_join(p->fillers[i], NULL);
     for (unsigned i = 0; i < p->count; i++)
-        obx_box_unref(p->ready[i]);
+        obx_box_unref(p->ready[i].box);
     for (unsigned i = 0; i < p->n_retired; i++)
         obx_box_unref(p->retired[i]);
     free(p->ready);
@@ -171,7 +250,14 @@ int obx_worker_pool_take(struct obx_worker_pool *p, struct obx_call *call, struc
     pthread_mutex_lock(&p->lock);
     struct obx_box *got = NULL;
     while (p->count > 0 && !got) {
-        struct obx_box *b = p->ready[--p->count];
+        /* The newest prepared box, else the newest. */
+        unsigned pick = p->count - 1;
+        for (unsigned i = p->count; i-- > 0;)
+            if (p->ready[i].prepared) {
+                pick = i;
+                break;
+            }
+        struct obx_box *b = ready_remove(p, pick).box;
         if (obx_box_alive(b)) {
             got = b;
             break;
@@ -225,7 +311,11 @@ void obx_worker_pool_retire(struct obx_worker_pool *p, struct obx_box *b)
 void obx_worker_pool_stats(struct obx_worker_pool *p, struct obx_worker_pool_stats *ret)
 {
     pthread_mutex_lock(&p->lock);
+    unsigned prepared = 0;
+    for (unsigned i = 0; i < p->count; i++)
+        prepared += p->ready[i].prepared;
     *ret = (struct obx_worker_pool_stats){.ready = p->count,
+                                          .prepared = prepared,
                                           .starting = p->starting,
                                           .target = p->target,
                                           .size = p->size,

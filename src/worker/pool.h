@@ -11,9 +11,9 @@ struct obx_worker_pool_ops {
     /* Starts one box; call is the waiting caller's (for its on_log), NULL for a filler. */
     int (*start)(void *userdata, struct obx_call *call, struct obx_box **ret,
                  struct obx_error *err);
-    /* May be NULL. Readies a box a filler started before it goes into the pool (pythonExec's
-     * interpreter with its preload); a failure leaves the box as it is. Boxes a caller starts
-     * for itself are not prepared: that would only make it wait longer. */
+    /* May be NULL. Readies a box a filler started (pythonExec's interpreter with its preload),
+     * while the pool is not short of boxes; a failure leaves the box as it is. Boxes a caller
+     * starts for itself are not prepared: that would only make it wait longer. */
     void (*prepare)(void *userdata, struct obx_box *b);
 };
 
@@ -39,7 +39,8 @@ void obx_worker_pool_refill(struct obx_worker_pool *p);
 void obx_worker_pool_retire(struct obx_worker_pool *p, struct obx_box *b);
 
 struct obx_worker_pool_stats {
-    unsigned ready, starting; /* boxes idle in the pool, and being started and prepared */
+    unsigned ready, prepared; /* boxes idle in the pool; of those, prepared */
+    unsigned starting;        /* boxes being started, or taken out to be prepared */
     unsigned target;          /* what the fillers aim at now */
     unsigned size, max;       /* the configured bounds */
 };
