@@ -5,7 +5,7 @@
 //     with a client that keeps its connection to the daemon;
 //   - `docker run --rm IMAGE python3 -c 'print(1)'`.
 //
-//   node bench/baselines.mjs [--image onlyboxes/work:bookworm] [--n 50] [--md]
+//   node bench/baselines.mjs [--image onlyboxes/work:bookworm-data] [--n 50] [--md]
 //
 // Needs a Docker daemon and the image (scripts/docker-up.sh). Prints nothing but a note on stderr
 // and exits 0 when there is no daemon, so the harness can go on without these rows.
@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { opt, flag, nowMs, pct } from './lib.mjs';
 
-const IMAGE = opt('image', process.env.WORKER_TERMINAL_EXEC_DOCKER_IMAGE || 'onlyboxes/work:bookworm');
+const IMAGE = opt('image', process.env.WORKER_TERMINAL_EXEC_DOCKER_IMAGE || 'onlyboxes/work:bookworm-data');
 const N = Number(opt('n', '50'));
 const MD = flag('md');
 const SOCKET = (process.env.DOCKER_HOST || 'unix:///var/run/docker.sock').replace('unix://', '');

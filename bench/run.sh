@@ -4,7 +4,7 @@
 # the same machine, written as one table to bench/results/latest.md (with machine, commit, date)
 # and printed.
 #
-#   bash bench/run.sh                 full run (about 5 minutes; a quiet machine, please)
+#   bash bench/run.sh                 full run (about 15 minutes; a quiet machine, please)
 #   bash bench/run.sh --smoke         a few repetitions of everything, to check the harness works;
 #                                     writes bench/results/smoke.md instead of latest.md
 #
@@ -37,15 +37,19 @@ command -v wrk >/dev/null || {
 
 if ((smoke)); then
     n=20 wrk_s=2 sessions=10 base_n=5 concurrent=40 sleep_s=1 out=bench/results/smoke.md
-    stdio_extra=(--idle 2 --pause 200)
+    stdio_extra=(--idle 2)
+    py_extra=(--n 3 --rounds 2 --burst 4 --gap 500 --pause 500 --settle 2000)
 else
     n=300 wrk_s=15 sessions=100 base_n=50 concurrent=1000 sleep_s=5 out=bench/results/latest.md
     stdio_extra=()
+    py_extra=(--n 50 --rounds 5)
 fi
 mkdir -p bench/results
 
 docker_ok=0
-if [[ "${OBX_BENCH_DOCKER:-1}" != 0 ]] && "$bin" doctor 2>/dev/null | grep -q '^docker: *ok'; then
+# grep reads all of doctor's output: with -q it would leave at the first line, and doctor, still
+# writing (it starts a box for its python line), would die of SIGPIPE, failing the pipeline.
+if [[ "${OBX_BENCH_DOCKER:-1}" != 0 ]] && "$bin" doctor 2>/dev/null | grep '^docker: *ok' >/dev/null; then
     docker_ok=1
 fi
 
@@ -65,6 +69,12 @@ if ((docker_ok)); then
         >"$tmp/docker.md"
     section "baselines, docker"
     node bench/baselines.mjs --n "$base_n" --md >"$tmp/baselines.md"
+fi
+section "pythonExec, bubblewrap"
+node bench/python-bench.mjs --bin "$bin" --runtime bubblewrap "${py_extra[@]}" --md >"$tmp/py-bwrap.md"
+if ((docker_ok)); then
+    section "pythonExec, docker"
+    node bench/python-bench.mjs --bin "$bin" --runtime docker "${py_extra[@]}" --md >"$tmp/py-docker.md"
 fi
 section "box start and stop"
 boxbin="$(dirname "$bin")/bench-box-start"
@@ -104,6 +114,7 @@ dirty="$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo ' (with loc
     echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "- commit: ${commit}${dirty}"
     echo "- machine: $(nproc) CPUs ($cpu), $mem, $(uname -sr), $bw, $dk"
+    echo "- load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- command: \`bash bench/run.sh$( ((smoke)) && echo ' --smoke')\`"
     echo
     echo "Latencies in milliseconds, measured by the client (the MCP client over stdio, or wrk"
@@ -123,6 +134,21 @@ dirty="$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo ' (with loc
     else
         echo
         echo "(docker rows left out: no Docker daemon or work image; scripts/docker-up.sh)"
+    fi
+    echo
+    echo "## pythonExec: a warm interpreter in every pooled box (bench/python-bench.mjs)"
+    echo
+    echo "A pool hit's interpreter was started, with ONLYBOXES_PYTHON_PRELOAD imported, before the"
+    echo "call; the baselines run the same code without onlyboxes in the same run."
+    echo
+    echo "### bubblewrap"
+    echo
+    cat "$tmp/py-bwrap.md"
+    if ((docker_ok)); then
+        echo
+        echo "### docker"
+        echo
+        cat "$tmp/py-docker.md"
     fi
     echo
     echo "## A runtime starting and stopping a box (bench/box-start.c; the warm pool hides it)"

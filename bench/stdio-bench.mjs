@@ -2,51 +2,25 @@
 // child's stdin/stdout (no SDK overhead), timed with process.hrtime.
 //
 //   node bench/stdio-bench.mjs [--bin build/onlyboxes] [--runtime bubblewrap] [--n 200]
-//                              [--pause MS] [--idle K] [--md]
+//                              [--idle K] [--md]
 //
 // Prints p50/p90/p99 for: start -> initialize answered, terminalExec `echo hi` on a live
-// session, pythonExec `print(1)` (pool hit: the client pauses --pause ms between calls, as a model
-// does, so the warm pool is refilled; back to back; pool miss), the floor (bubblewrap + python3 run
-// directly), and the host memory an idle session costs (K sessions: the growth of onlyboxes' RSS
+// session, and the host memory an idle session costs (K sessions: the growth of onlyboxes' RSS
 // per session and, on docker, each box's containerd-shim; the agent inside the box is charged to
-// the box's own cgroup and shown apart).
-import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import { createInterface } from 'node:readline';
-import { opt, flag, nowMs, pct } from './lib.mjs';
+// the box's own cgroup and shown apart). pythonExec's rows are bench/python-bench.mjs's.
+import { spawnSync } from 'node:child_process';
+import { engineGet, flag, memOf, nowMs, opt, pct, startMcp } from './lib.mjs';
 
 const BIN = opt('bin', new URL('../build/onlyboxes', import.meta.url).pathname);
 const RUNTIME = opt('runtime', 'bubblewrap');
 const N = Number(opt('n', '200'));
 const MD = flag('md');
-// A docker box takes far longer to start than bubblewrap's: the refill needs a longer pause.
-const PAUSE = Number(opt('pause', RUNTIME === 'docker' ? '1500' : '100'));
 const IDLE = Number(opt('idle', '10'));
 
 
 
 function startServer() {
-  const child = spawn(BIN, ['mcp', '--stdio', '--runtime', RUNTIME], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env },
-  });
-  const pending = new Map();
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    const msg = JSON.parse(line);
-    if (msg.id !== undefined && pending.has(msg.id)) {
-      pending.get(msg.id)(msg);
-      pending.delete(msg.id);
-    }
-  });
-  let next = 1;
-  const request = (method, params) =>
-    new Promise((resolve) => {
-      const id = next++;
-      pending.set(id, resolve);
-      child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id, method, params }) + '\n');
-    });
-  return { child, request };
+  return startMcp(BIN, RUNTIME);
 }
 
 const initParams = {
@@ -83,77 +57,12 @@ async function benchCalls() {
     if (r.result?.structuredContent?.stdout !== 'hi\n')
       throw new Error(`bad terminal answer: ${JSON.stringify(r).slice(0, 600)}`);
   }
-  // A pool hit: the client pauses (as a model does between calls) so the pool is refilled.
-  const py = await pythonSeries(call, Math.max(20, N / 4), PAUSE);
-  // Back to back: the refill of the pool overlaps the next call.
-  const pyBurst = await pythonSeries(call, Math.max(20, N / 4), 0);
   child.stdin.end();
   await new Promise((r) => child.on('exit', r));
-  return { term, py, pyBurst };
-}
-
-async function pythonSeries(call, n, pauseMs) {
-  const samples = [];
-  for (let i = 0; i < n; i++) {
-    if (pauseMs) await new Promise((r) => setTimeout(r, pauseMs));
-    const t0 = nowMs();
-    const r = await call('pythonExec', { code: 'print(1)' });
-    samples.push(nowMs() - t0);
-    if (r.result?.structuredContent?.output !== '1\n')
-      throw new Error(`bad python answer: ${JSON.stringify(r).slice(0, 600)}`);
-  }
-  return samples;
-}
-
-async function benchPoolMiss(n) {
-  process.env.ONLYBOXES_WARM_POOL = '0';
-  const { child, request } = startServer();
-  delete process.env.ONLYBOXES_WARM_POOL;
-  await request('initialize', initParams);
-  const samples = await pythonSeries((name, a) => request('tools/call', { name, arguments: a }), n, 0);
-  child.stdin.end();
-  await new Promise((r) => child.on('exit', r));
-  return samples;
-}
-
-function benchFloor(n) {
-  const samples = [];
-  const bwrap = ['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr',
-    '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64',
-    '/lib64', '--proc', '/proc', '--dev', '/dev', '--', '/usr/bin/python3', '-c', 'print(1)'];
-  for (let i = 0; i < n; i++) {
-    const t0 = nowMs();
-    spawnSync('bwrap', bwrap);
-    samples.push(nowMs() - t0);
-  }
-  return samples;
+  return { term };
 }
 
 /* ---- idle session memory ---- */
-
-function memOf(pid) {
-  const kb = (text, key) => Number((new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text) || [])[1] || 0);
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const roll = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-    return { rss: kb(status, 'VmRSS') / 1024, pss: kb(roll, 'Pss') / 1024 };
-  } catch {
-    return { rss: 0, pss: 0 };
-  }
-}
-
-function engineGet(path) {
-  const h = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: h.replace('unix://', ''), path }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(JSON.parse(body)));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** host pids of containerd-shim processes by container id, from the host's process table */
 function shims() {
@@ -214,13 +123,9 @@ const row = (name, s, goal) =>
   rows.push({ name, n: s.length, p50: pct(s, 50), p90: pct(s, 90), p99: pct(s, 99), goal });
 
 row('mcp --stdio start -> initialize answered', await benchStart(Math.max(10, N / 10)), '<= 50 ms');
-const { term, py, pyBurst } = await benchCalls();
+const { term } = await benchCalls();
 const dockerGoals = RUNTIME === 'docker';
 row(`terminalExec "echo hi", live session (${RUNTIME})`, term, dockerGoals ? '<= 5 ms' : '<= 3 ms');
-row(`pythonExec "print(1)" (${RUNTIME}, pool hit, ${PAUSE} ms pause)`, py, dockerGoals ? '<= 60 ms' : '<= 30 ms');
-row(`pythonExec "print(1)" (${RUNTIME}, back to back)`, pyBurst, '-');
-row(`pythonExec "print(1)" (${RUNTIME}, pool miss)`, await benchPoolMiss(Math.max(20, N / 4)), '-');
-row('floor: bwrap + python3 -c print(1), no onlyboxes', benchFloor(Math.max(20, N / 4)), '-');
 const idle = IDLE > 0 ? await benchIdle(IDLE) : null;
 
 if (MD) {

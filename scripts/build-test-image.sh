@@ -1,21 +1,44 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Builds the default work image onlyboxes/work:bookworm without any container registry: a Debian
-# bookworm root file system from Debian's mirror (debootstrap) with the same packages and user as
-# docker/default-work-image.dockerfile, imported with `docker import`. Skipped when the tag exists
-# with the current version label (onlyboxes.work-image-version); an older build under the tag is
-# rebuilt and then removed (delete the tag with `docker rmi onlyboxes/work:bookworm` to force a
-# rebuild).
+# Builds a work image without any container registry: a Debian bookworm root file system from
+# Debian's mirror (debootstrap) with the same packages and user as the Dockerfiles in docker/,
+# imported with `docker import`. Two variants:
+#   data (default)  onlyboxes/work:bookworm-data, the default image: Python with numpy, pandas,
+#                   matplotlib, pillow and scipy (docker/default-work-image.dockerfile), and
+#                   matplotlib's font list built ahead
+#   slim            onlyboxes/work:bookworm, the same without the data stack
+#                   (docker/slim-work-image.dockerfile)
+# Skipped when the tag exists with the current version label (onlyboxes.work-image-version); an
+# older build under the tag is rebuilt and then removed (delete the tag with `docker rmi TAG` to
+# force a rebuild).
 #
 # Environment:
-#   OBX_WORK_IMAGE    tag to build (default onlyboxes/work:bookworm)
+#   OBX_WORK_VARIANT  data (default) or slim
+#   OBX_WORK_IMAGE    tag to build (default: the variant's, above)
 #   OBX_DEBIAN_MIRROR mirror for debootstrap (default http://deb.debian.org/debian)
 set -euo pipefail
 
-image="${OBX_WORK_IMAGE:-onlyboxes/work:bookworm}"
+variant="${OBX_WORK_VARIANT:-data}"
 mirror="${OBX_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-# Keep in sync with docker/default-work-image.dockerfile.
+# Keep in sync with docker/slim-work-image.dockerfile and docker/default-work-image.dockerfile.
 packages=python3,python3-pip,python3-venv,git,curl,jq,ripgrep,file,sqlite3,zip,unzip,procps,ca-certificates
+data_packages=python3-numpy,python3-pandas,python3-matplotlib,python3-pil,python3-scipy
+case "$variant" in
+data)
+    image="${OBX_WORK_IMAGE:-onlyboxes/work:bookworm-data}"
+    packages="$packages,$data_packages"
+    ;;
+slim)
+    image="${OBX_WORK_IMAGE:-onlyboxes/work:bookworm}"
+    ;;
+*)
+    echo "build-test-image: OBX_WORK_VARIANT=$variant: expected data or slim" >&2
+    exit 2
+    ;;
+esac
+# Where the data image keeps matplotlib's font list, which pythonExec's interpreter copies into
+# its cache directory instead of scanning the fonts in every box.
+mpl_seed=/usr/share/onlyboxes/matplotlib
 # The box user's uid and gid, and the image version (2: the box user became 65532); the worker warns
 # about an image with another version.
 box_uid=65532
@@ -65,6 +88,12 @@ $sudo chroot "$rootfs" useradd -K UID_MAX=65533 --uid "$box_uid" --gid "$box_uid
     --no-create-home --shell /bin/bash sandbox
 $sudo mkdir -p "$rootfs/workspace"
 $sudo chown "$box_uid:$box_uid" "$rootfs/workspace"
+if [[ "$variant" == data ]]; then
+    $sudo mkdir -p "$rootfs$mpl_seed"
+    $sudo chroot "$rootfs" env MPLCONFIGDIR="$mpl_seed" MPLBACKEND=Agg python3 -c \
+        'import matplotlib.font_manager' ||
+        echo "build-test-image: could not build matplotlib's font list (boxes build their own)" >&2
+fi
 # Smaller image: package lists and caches are not needed at run time.
 $sudo chroot "$rootfs" apt-get clean
 $sudo rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/tmp/* \
@@ -78,7 +107,8 @@ $sudo tar -C "$rootfs" --numeric-owner -c . | docker import \
     --change 'WORKDIR /workspace' \
     --change 'CMD ["/bin/bash"]' \
     --change "LABEL onlyboxes.work-image-version=$version" \
-    --message 'onlyboxes work image (debootstrap bookworm, scripts/build-test-image.sh)' \
+    --change "LABEL onlyboxes.work-image-variant=$variant" \
+    --message "onlyboxes work image, $variant (debootstrap bookworm, scripts/build-test-image.sh)" \
     - "$image" >/dev/null
 echo "build-test-image: built $image in $((SECONDS - t0)) s"
 if [[ -n "$old_id" ]]; then

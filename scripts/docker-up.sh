@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Makes a Docker daemon available for the docker runtime's tests, then builds the test image.
+# Makes a Docker daemon available for the docker runtime's tests, then builds the work images.
 # Idempotent: installs docker.io only when dockerd is missing, starts dockerd in the background
 # only when no daemon answers, and build-test-image.sh reuses an image that already exists.
 #
@@ -51,4 +51,6 @@ else
     echo "docker-up: dockerd answers after $((i / 4)) s"
 fi
 
-bash "$root/scripts/build-test-image.sh"
+# The default image (the data stack) and the slim one, which tests and benchmarks use too.
+OBX_WORK_VARIANT=data bash "$root/scripts/build-test-image.sh"
+OBX_WORK_VARIANT=slim bash "$root/scripts/build-test-image.sh"

@@ -20,8 +20,13 @@ declare -A need=(
     [libseccomp-dev]=/usr/include/seccomp.h
     [bubblewrap]=/usr/bin/bwrap
     [python3]=/usr/bin/python3
-    # Workloads the bubblewrap tests run in a box under its seccomp filter.
+    # Workloads the bubblewrap tests run in a box under its seccomp filter, and the data stack
+    # pythonExec preloads and tests with bubblewrap (the host's Python is the boxes' Python).
     [python3-numpy]=/usr/lib/python3/dist-packages/numpy
+    [python3-pandas]=/usr/lib/python3/dist-packages/pandas
+    [python3-matplotlib]=/usr/lib/python3/dist-packages/matplotlib
+    [python3-pil]=/usr/lib/python3/dist-packages/PIL
+    [python3-scipy]=/usr/lib/python3/dist-packages/scipy
     [python3-pip]=/usr/lib/python3/dist-packages/pip
     [git]=/usr/bin/git
     [clang-format-14]=/usr/bin/clang-format-14

@@ -78,15 +78,28 @@ static bool get_str(json_t *obj, const char *name, const char **out, char *err, 
 char **agent_env_build(const struct agent *a, json_t *env)
 {
     size_t n = env ? json_object_size(env) : 0;
-    char **v = obx_xcalloc(16 + n + 1, sizeof(char *));
+    char **v = obx_xcalloc(21 + n + 1, sizeof(char *));
     size_t i = 0;
-    v[i++] = obx_xstrdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    /* Last: what pip installs into the user site (~/.local), e.g. `pip install black`. */
+    v[i++] = obx_xasprintf("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:%s/"
+                           ".local/bin",
+                           a->cfg.workspace);
     v[i++] = obx_xasprintf("HOME=%s", a->cfg.workspace);
     v[i++] = obx_xstrdup("LANG=C.UTF-8");
     v[i++] = obx_xstrdup("TERM=dumb");
     v[i++] = obx_xstrdup("PYTHONUNBUFFERED=1");
     v[i++] = obx_xstrdup("PYTHONDONTWRITEBYTECODE=1");
     v[i++] = obx_xstrdup("USER=sandbox");
+    /* Plots render to files and to pythonExec's images, never to a display a box does not have
+     * (Debian's matplotlibrc asks for TkAgg); caches (matplotlib's fonts, pip) stay out of the
+     * workspace, so a pooled box's preload leaves nothing in it. */
+    v[i++] = obx_xstrdup("MPLBACKEND=Agg");
+    v[i++] = obx_xstrdup("MPLCONFIGDIR=/tmp/.cache/matplotlib");
+    v[i++] = obx_xstrdup("XDG_CACHE_HOME=/tmp/.cache");
+    /* `pip install` as the box user goes to the user site (~/.local), the one place it can write:
+     * Debian's "externally managed" marker protects the host's Python, which a box cannot change
+     * anyway, and the box and its user site go together. */
+    v[i++] = obx_xstrdup("PIP_BREAK_SYSTEM_PACKAGES=1");
     if (a->cfg.egress_socket) {
         /* Network "allowlist": what pip, curl, npm, git and urllib read to use a proxy; curl
          * ignores an upper-case HTTP_PROXY, and others read only that one. */
@@ -197,7 +210,7 @@ static char **argv_parse(json_t *arr, char *err, size_t errlen)
  * borrows from the shell. */
 static void request_close_fd(struct agent_request *r, int *fd)
 {
-    if (r->zy)
+    if (r->zy || r->py)
         *fd = -1;
     else
         closep_fd(fd);
@@ -206,6 +219,7 @@ static void request_close_fd(struct agent_request *r, int *fd)
 static void request_free(struct agent *a, struct agent_request *r)
 {
     agent_warm_release(a, r);
+    agent_py_release(a, r);
     request_close_fd(r, &r->status_fd);
     request_close_fd(r, &r->ctl_fd);
     closep_fd(&r->stdin_fd);
@@ -220,9 +234,8 @@ static void request_free(struct agent *a, struct agent_request *r)
     r->status_fd = r->stdin_fd = r->ctl_fd = r->report_fd = r->out[0].fd = r->out[1].fd = -1;
 }
 
-/* Takes over a started monitor's pipes; in is what to write to the feed pipe (copied). */
-static void request_attach(struct agent_request *r, const struct agent_proc *p, const char *in,
-                           size_t in_len)
+void agent_request_attach(struct agent_request *r, const struct agent_proc *p, const char *in,
+                          size_t in_len)
 {
     r->monitor = p->monitor;
     r->ctl_fd = p->ctl_fd;
@@ -247,7 +260,7 @@ static int request_spawn(struct agent_request *r, struct agent_spawn *sp, const 
     int rr = agent_proc_start(sp, in ? AGENT_FEED_STDIN : AGENT_FEED_NONE, &p);
     if (rr < 0)
         return rr;
-    request_attach(r, &p, in, in_len);
+    agent_request_attach(r, &p, in, in_len);
     return 0;
 }
 
@@ -264,7 +277,7 @@ static bool warm_eligible(const struct agent *a, json_t *env, const char *cwd_in
 /* An EXEC request as parsed: borrowed from root, which the request owns until it is started. */
 struct exec_req {
     json_t *root;
-    json_t *argv, *stdin_text, *env;
+    json_t *argv, *stdin_text, *env, *python;
     const char *shell, *state, *cwd;
     uint64_t timeout, out_limit, err_limit;
     struct agent_limits limits;
@@ -290,6 +303,9 @@ static bool exec_parse(struct agent *a, const uint8_t *payload, size_t len, stru
     q->argv = json_object_get(q->root, "argv");
     q->stdin_text = json_object_get(q->root, "stdin");
     q->env = json_object_get(q->root, "env");
+    q->python = json_object_get(q->root, "python");
+    if (json_is_null(q->python))
+        q->python = NULL;
     if (!get_str(q->root, "shell", &q->shell, err, size) ||
         !get_str(q->root, "state", &q->state, err, size) ||
         !get_str(q->root, "cwd", &q->cwd, err, size) ||
@@ -312,8 +328,17 @@ static bool exec_parse(struct agent *a, const uint8_t *payload, size_t len, stru
 static bool exec_validate(struct agent *a, const struct exec_req *q, char **ret_cwd, char *err,
                           size_t size)
 {
-    if ((q->argv && !json_is_null(q->argv)) == !!q->shell) {
-        snprintf(err, size, "exactly one of \"argv\" and \"shell\" is required");
+    if ((q->argv && !json_is_null(q->argv)) + !!q->shell + !!q->python != 1) {
+        snprintf(err, size, "exactly one of \"argv\", \"shell\" and \"python\" is required");
+        return false;
+    }
+    if (q->python && !json_is_object(q->python)) {
+        snprintf(err, size, "\"python\" must be an object");
+        return false;
+    }
+    if (q->python && ((q->env && !json_is_null(q->env)) || q->cwd ||
+                      (q->stdin_text && !json_is_null(q->stdin_text)))) {
+        snprintf(err, size, "\"python\" takes no \"env\", \"cwd\" or \"stdin\"");
         return false;
     }
     if (q->timeout > UINT64_C(1) << 40) {
@@ -338,7 +363,10 @@ static int exec_launch(struct agent *a, struct agent_request *r, const struct ex
                        const char *cwd, char *err, size_t size)
 {
     char **argv;
+    if (q->python)
+        return agent_py_launch(a, r, q->python, &q->limits, err, size);
     if (q->shell) {
+        agent_py_terminal_used(a);
         if (agent_shell_paths(a, r, q->state, err, size) < 0) {
             request_free(a, r);
             return -EINVAL;
@@ -489,8 +517,8 @@ void agent_request_status_read(struct agent_request *r)
     if (n == (ssize_t)sizeof(st) && !r->leader_done) {
         r->leader_done = true;
         r->leader_status = st;
-        /* A persistent shell's own status: it died while its command ran. */
-        r->shell_died = r->zy != NULL;
+        /* A persistent shell's (or interpreter's) own status: it died while its command ran. */
+        r->shell_died = r->zy != NULL || r->py != NULL;
     }
     request_close_fd(r, &r->status_fd);
 }
@@ -514,7 +542,8 @@ void agent_exec_cancel(struct agent *a, uint32_t id)
     if (!r || r->leader_done || r->killing)
         return;
     r->canceled = true;
-    request_kill(r, agent_now_ms());
+    if (!agent_py_interrupt(r, agent_now_ms()))
+        request_kill(r, agent_now_ms());
 }
 
 void agent_linger_add(struct agent *a, pid_t pid, int ctl_fd)
@@ -549,12 +578,13 @@ static void request_finish(struct agent *a, struct agent_request *r)
                           "timed_out", r->timed_out, "canceled", r->canceled, "stdout_truncated",
                           r->out[0].truncated, "stderr_truncated", r->out[1].truncated,
                           "duration_ms", (json_int_t)(agent_now_ms() - r->start_ms));
+    agent_py_exit(a, r, o);
     agent_send_json(a, OBX_AF_EXIT, r->id, o);
     /* The answer goes out before the bookkeeping below; the worker's next request is read only
      * after it is done. */
     agent_flush(a);
     agent_shell_finish(r);
-    if (!r->zy && !r->monitor_done && r->monitor > 0) {
+    if (!r->zy && !r->py && !r->monitor_done && r->monitor > 0) {
         agent_linger_add(a, r->monitor, r->ctl_fd);
         r->ctl_fd = -1;
     }
@@ -572,10 +602,17 @@ uint64_t agent_request_tick(struct agent *a, struct agent_request *r, uint64_t n
      * died, taking everything it started with it. */
     if (r->shell_died && !r->killing)
         request_kill(r, now);
-    if (!r->killing && !r->leader_done && r->deadline_ms && now >= r->deadline_ms) {
+    if (!r->killing && !r->leader_done && !r->timed_out && r->deadline_ms &&
+        now >= r->deadline_ms) {
         r->timed_out = true;
-        request_kill(r, now);
+        /* A session's Python code is interrupted first: its variables may survive. */
+        if (!agent_py_interrupt(r, now))
+            request_kill(r, now);
     }
+    bool kill_now;
+    uint64_t interrupt_deadline = agent_py_tick(r, now, &kill_now);
+    if (kill_now)
+        request_kill(r, now);
     if (r->killing && !r->monitor_done && now >= r->kill_deadline_ms) {
         agent_log("request %u: monitor %d did not finish killing; giving up", r->id,
                   (int)r->monitor);
@@ -584,7 +621,10 @@ uint64_t agent_request_tick(struct agent *a, struct agent_request *r, uint64_t n
     }
     bool ended = r->killing ? r->monitor_done : r->leader_done;
     if (!ended)
-        return r->killing ? r->kill_deadline_ms : r->deadline_ms;
+        return r->killing           ? r->kill_deadline_ms
+               : interrupt_deadline ? interrupt_deadline
+               : r->timed_out       ? 0
+                                    : r->deadline_ms;
     if (r->out[0].fd < 0 && r->out[1].fd < 0) {
         request_finish(a, r);
         return 0;
@@ -629,7 +669,7 @@ void agent_child_reaped(struct agent *a, pid_t pid, int status)
         a->linger[i] = a->linger[--a->n_linger];
         return;
     }
-    if (agent_warm_reaped(a, pid))
+    if (agent_warm_reaped(a, pid) || agent_py_reaped(a, pid))
         return;
     /* Anything else is an orphan re-parented to us (PID 1 or subreaper): reaping is all. */
 }
@@ -652,4 +692,5 @@ void agent_exec_shutdown(struct agent *a)
     a->linger = NULL;
     a->n_linger = a->cap_linger = 0;
     agent_warm_shutdown(a);
+    agent_py_shutdown(a);
 }

@@ -28,8 +28,10 @@
 #define AGENT_EOF_GRACE_MS 100u                     /* leader gone, pipes still open */
 #define AGENT_KILL_GRACE_MS 5000u                   /* monitor did not finish killing */
 #define AGENT_DEFAULT_STATE_DIR "/tmp/.onlyboxes-state"
-#define AGENT_MAX_WARM 8                    /* persistent shells, at most one per state key */
-#define AGENT_WARM_MAX_COMMAND (64u * 1024) /* longer terminal commands take the cold path */
+#define AGENT_MAX_WARM 8                       /* persistent shells, at most one per state key */
+#define AGENT_WARM_MAX_COMMAND (64u * 1024)    /* longer terminal commands take the cold path */
+#define AGENT_PY_INTERRUPT_GRACE_MS 1000u      /* a session's code may take this long to stop */
+#define AGENT_PY_MAX_RESULT (8u * 1024 * 1024) /* the runner's result file (images, value) */
 
 /* Tiny stderr logger: "onlyboxes-agent: <message>\n". */
 void agent_log(const char *fmt, ...) OBX_PRINTF(1, 2);
@@ -100,6 +102,11 @@ struct agent_request {
     int report_fd;
     char *zy_base;
     bool shell_died; /* the persistent shell itself died during the command */
+    /* A "python" request (agent-python.c): its files and state; py is the box's interpreter
+     * when a session call borrows it (ctl_fd, status_fd and monitor are then the
+     * interpreter's). */
+    struct agent_py_call *pyc;
+    struct agent_py *py;
 };
 
 /* A monitor that outlived its request because background jobs still run. */
@@ -129,6 +136,27 @@ struct agent_warm {
     size_t rep_len;
 };
 
+/* The box's Python interpreter (agent-python.c): started ahead of a call by PREPARE (a pooled
+ * box) or by a session's first call, then handed to a one-shot call or kept for the session. */
+enum agent_py_state {
+    AGENT_PY_NONE,
+    AGENT_PY_STARTING, /* importing its modules; PREPARE waits for its ready report */
+    AGENT_PY_IDLE,
+    AGENT_PY_BUSY, /* runs a session call */
+};
+
+struct agent_py {
+    enum agent_py_state state;
+    struct agent_proc proc; /* feed_fd: command pipe; out_fd: report pipe; status_fd: its exit */
+    bool session;           /* it ran a session call: it holds the session's variables */
+    bool prepare_waiting;
+    uint32_t prepare_id;
+    struct agent_request *busy;
+    char rep[8192]; /* a partial report line */
+    size_t rep_len;
+    char *end_reason; /* why the session's last interpreter ended, for the next call */
+};
+
 struct agent {
     struct agent_config cfg;
     int sig_fd;
@@ -145,6 +173,7 @@ struct agent {
     char *warm_want[AGENT_MAX_WARM]; /* keys that should get a shell, oldest first */
     size_t n_warm_want;
     uint64_t warm_clock;
+    struct agent_py py;
     pid_t relay_pid; /* the egress relay (agent-relay.c), 0 when none runs */
     unsigned relay_starts;
     struct agent_xfer *xfers; /* transfers in progress (agent-xfer.c) */
@@ -177,6 +206,9 @@ void agent_request_status_read(struct agent_request *r);
 uint64_t agent_request_tick(struct agent *a, struct agent_request *r, uint64_t now);
 /* A child of the agent was reaped. */
 void agent_child_reaped(struct agent *a, pid_t pid, int status);
+/* Takes over a started monitor's pipes; in is what to write to the feed pipe (copied). */
+void agent_request_attach(struct agent_request *r, const struct agent_proc *p, const char *in,
+                          size_t in_len);
 /* Keeps a monitor whose request ended: the agent holds its control pipe until it exits. */
 void agent_linger_add(struct agent *a, pid_t pid, int ctl_fd);
 void agent_exec_shutdown(struct agent *a);
@@ -210,6 +242,11 @@ void agent_proc_close(struct agent_proc *p);
 /* SIGKILLs every child of the calling process, reaps it, and repeats until none is left
  * (orphans of killed children are re-parented to us when we are a subreaper or PID 1). */
 void agent_proc_kill_children(void);
+/* SIGKILLs the descendants of root, except keep, that started at or after since (in clock ticks
+ * since boot, as /proc/PID/stat counts them); returns how many. */
+int agent_proc_kill_since(pid_t root, pid_t keep, uint64_t since);
+/* Now, in the clock ticks of /proc/PID/stat's start time. */
+uint64_t agent_proc_ticks_now(void);
 /* close_range(from, ~0) with fallbacks. */
 void agent_proc_close_from(int from);
 
@@ -227,6 +264,12 @@ char *agent_shell_warm_script(const struct agent_request *r, const char *command
 /* Called when a terminal request ends: keep the new state only after a normal shell exit. */
 void agent_shell_finish(struct agent_request *r);
 int agent_mkdir_p(const char *path, mode_t mode);
+
+/* agent-warm.c: files for a command run by a persistent process. */
+/* Makes a FIFO at path (replacing what is there) and opens its read end, non-blocking. */
+int agent_fifo_open(const char *path);
+/* Creates path anew (O_EXCL, after unlinking it) with data. */
+int agent_file_create(const char *path, const char *data, size_t len);
 
 /* agent-warm.c: persistent shells. All return without effect when the box cannot have them. */
 void agent_warm_init(struct agent *a);
@@ -248,6 +291,34 @@ void agent_warm_release(struct agent *a, struct agent_request *r);
 bool agent_warm_reaped(struct agent *a, pid_t pid);
 /* At shutdown, after every child was killed: frees the table. */
 void agent_warm_shutdown(struct agent *a);
+
+/* agent-python.c: pythonExec. */
+extern const char obx_agent_python_runner[]; /* python-runner.py, built in */
+void agent_py_init(struct agent *a);
+/* A PREPARE frame. */
+void agent_py_prepare(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+/* Starts EXEC request r whose "python" member is spec (an object): 0, -EINVAL with err, or
+ * another negative errno; r is untouched on failure. */
+int agent_py_launch(struct agent *a, struct agent_request *r, json_t *spec,
+                    const struct agent_limits *limits, char *err, size_t size);
+/* r's report pipe is readable: a prepared one-shot interpreter's exit status. */
+void agent_py_call_report_read(struct agent_request *r);
+/* The interpreter's report pipe, or (while no call runs) its status pipe, is readable. */
+void agent_py_report_read(struct agent *a);
+void agent_py_status_read(struct agent *a);
+/* A timeout or cancel of r: true when r's code was (or is being) interrupted instead of killed. */
+bool agent_py_interrupt(struct agent_request *r, uint64_t now);
+/* While r's interrupt runs: its deadline (0: none), and *kill_now once the grace is over. */
+uint64_t agent_py_tick(struct agent_request *r, uint64_t now, bool *kill_now);
+/* Adds r's "python" member to its EXIT object o. */
+void agent_py_exit(struct agent *a, struct agent_request *r, json_t *o);
+/* r ends: the interpreter it borrowed becomes idle again, or is dropped when it was lost. */
+void agent_py_release(struct agent *a, struct agent_request *r);
+/* A shell command runs in the box: an interpreter that no call used is dropped (its memory). */
+void agent_py_terminal_used(struct agent *a);
+/* A child was reaped: true when it was the idle interpreter's monitor. */
+bool agent_py_reaped(struct agent *a, pid_t pid);
+void agent_py_shutdown(struct agent *a);
 
 /* agent-relay.c: with --egress-proxy, the relay from 127.0.0.1:OBX_BOX_EGRESS_PORT to the
  * worker's egress proxy. */

@@ -17,7 +17,9 @@
  * The monitor reports the leader's wait status to the agent over a status pipe, keeps reaping
  * background jobs after the leader exited, and exits once it has no children. It kills its whole
  * tree when its control pipe becomes readable: the agent writes a byte on timeout/cancel, and the
- * kernel closes the pipe if the agent dies.
+ * kernel closes the pipe if the agent dies. The one exception is the byte 'I', which sends SIGINT
+ * to the leader's process group instead (the leader is not reaped then, so its pid is still its
+ * own): how a Python session's code is interrupted before anything is killed.
  */
 #include "agent-internal.h"
 
@@ -30,6 +32,7 @@
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 extern char **environ;
 
@@ -97,6 +100,49 @@ void agent_proc_close_from(int from)
         close((int)fd);
 }
 
+/* The next pid in /proc, 0 at the end. */
+static long proc_next(DIR *d)
+{
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (!*end && end != de->d_name && pid > 0)
+            return pid;
+    }
+    return 0;
+}
+
+/* From /proc/PID/stat: the parent, and the start time in clock ticks since boot. */
+static bool proc_stat(long pid, long *ret_ppid, unsigned long long *ret_start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t len = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (len <= 0)
+        return false;
+    buf[len] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything, so parse after the last ')'. Then:
+     * state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+     * cutime cstime priority nice num_threads itrealvalue starttime. */
+    char *p = strrchr(buf, ')');
+    long ppid;
+    unsigned long long start;
+    if (!p || sscanf(p + 1,
+                     " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+                     "%*d %llu",
+                     &ppid, &start) != 2)
+        return false;
+    *ret_ppid = ppid;
+    if (ret_start)
+        *ret_start = start;
+    return true;
+}
+
 /* Sends sig to every process whose parent is self; returns how many, or -errno when /proc cannot
  * be read. */
 static int signal_children(pid_t self, int sig)
@@ -105,33 +151,10 @@ static int signal_children(pid_t self, int sig)
     if (!d)
         return -errno;
     int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        char *end;
-        long pid = strtol(de->d_name, &end, 10);
-        if (*end || end == de->d_name || pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t len = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        /* "pid (comm) state ppid ...": comm may hold anything, so parse after the last ')'. */
-        char *p = strrchr(buf, ')');
-        if (!p)
-            continue;
-        char state;
-        long ppid;
-        if (sscanf(p + 1, " %c %ld", &state, &ppid) != 2 || ppid != self)
-            continue;
-        if (kill((pid_t)pid, sig) == 0)
+    long pid, ppid;
+    while ((pid = proc_next(d)) > 0)
+        if (proc_stat(pid, &ppid, NULL) && ppid == self && kill((pid_t)pid, sig) == 0)
             n++;
-    }
     closedir(d);
     return n;
 }
@@ -158,6 +181,73 @@ void agent_proc_kill_children(void)
         if (p < 0 && errno == ECHILD)
             return;
     }
+}
+
+uint64_t agent_proc_ticks_now(void)
+{
+    struct timespec ts;
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0)
+        hz = 100;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * (uint64_t)hz + (uint64_t)ts.tv_nsec / (1000000000u / (uint64_t)hz);
+}
+
+struct proc_entry {
+    pid_t pid, ppid;
+    uint64_t start;
+    bool mine;
+};
+
+/* The box's processes (at most max) with parent and start time; -errno without /proc. */
+static int proc_table(struct proc_entry *t, size_t max, size_t *ret_n)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -errno;
+    size_t n = 0;
+    long pid, ppid;
+    unsigned long long start;
+    while (n < max && (pid = proc_next(d)) > 0)
+        if (proc_stat(pid, &ppid, &start))
+            t[n++] = (struct proc_entry){(pid_t)pid, (pid_t)ppid, start, false};
+    closedir(d);
+    *ret_n = n;
+    return 0;
+}
+
+int agent_proc_kill_since(pid_t root, pid_t keep, uint64_t since)
+{
+    static struct proc_entry t[4096];
+    int total = 0;
+    /* A process may fork while we look: a few rounds catch what the first one missed. */
+    for (int round = 0; round < 4; round++) {
+        size_t n = 0;
+        if (proc_table(t, OBX_ARRAY_SIZE(t), &n) < 0)
+            return total;
+        bool grew = true;
+        while (grew) {
+            grew = false;
+            for (size_t i = 0; i < n; i++) {
+                if (t[i].mine)
+                    continue;
+                bool parent_mine = t[i].ppid == root;
+                for (size_t j = 0; j < n && !parent_mine; j++)
+                    parent_mine = t[j].mine && t[j].pid == t[i].ppid;
+                if (parent_mine)
+                    grew = t[i].mine = true;
+            }
+        }
+        int killed = 0;
+        for (size_t i = 0; i < n; i++)
+            if (t[i].mine && t[i].pid != keep && t[i].start >= since &&
+                kill(t[i].pid, SIGKILL) == 0)
+                killed++;
+        total += killed;
+        if (killed == 0)
+            break;
+    }
+    return total;
 }
 
 static void set_limit(int resource, uint64_t value)
@@ -298,8 +388,18 @@ static void __attribute__((noreturn)) monitor_main(const struct agent_spawn *sp,
         int n = poll(pfd, sfd >= 0 ? 2 : 1, sfd >= 0 ? -1 : 50);
         if (n < 0 && errno != EINTR)
             monitor_kill_all(leader, leader_reaped);
-        if (pfd[0].revents)
-            monitor_kill_all(leader, leader_reaped);
+        if (pfd[0].revents) {
+            /* 'I': interrupt the leader's group (a session's Python code); anything else, or
+             * EOF, kills the tree. */
+            char c = 0;
+            ssize_t got = read(MON_CTL, &c, 1);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got != 1 || c != 'I')
+                monitor_kill_all(leader, leader_reaped);
+            if (!leader_reaped)
+                (void)kill(-leader, SIGINT);
+        }
         if (sfd >= 0 && pfd[1].revents) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == sizeof(si))

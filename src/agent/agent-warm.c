@@ -139,8 +139,7 @@ void agent_warm_refill(struct agent *a)
     a->n_warm_want = 0;
 }
 
-/* A FIFO for one of the command's streams, our non-blocking read end open. */
-static int fifo_open(const char *path)
+int agent_fifo_open(const char *path)
 {
     if (mkfifo(path, 0600) < 0) {
         if (errno != EEXIST || unlink(path) < 0 || mkfifo(path, 0600) < 0)
@@ -150,7 +149,7 @@ static int fifo_open(const char *path)
     return fd < 0 ? -errno : fd;
 }
 
-static int script_write(const char *path, const char *data, size_t len)
+int agent_file_create(const char *path, const char *data, size_t len)
 {
     (void)unlink(path);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -191,11 +190,11 @@ int agent_warm_run(struct agent *a, struct agent_request *r, const char *command
     int fds[2] = {-1, -1};
     char line[16];
     int n = snprintf(line, sizeof(line), "%u\n", r->id);
-    int rr = script_write(sh, script, len);
+    int rr = agent_file_create(sh, script, len);
     if (rr >= 0)
-        rr = fds[0] = fifo_open(out);
+        rr = fds[0] = agent_fifo_open(out);
     if (rr >= 0)
-        rr = fds[1] = fifo_open(err);
+        rr = fds[1] = agent_fifo_open(err);
     /* The pipe is empty while the shell is idle: the line goes at once, or the shell is gone. */
     if (rr >= 0 && write(w->proc.feed_fd, line, (size_t)n) != n)
         rr = -EPIPE;

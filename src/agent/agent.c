@@ -180,6 +180,9 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
     case OBX_AF_PING:
         agent_send(a, OBX_AF_OK, f->id, NULL, 0);
         break;
+    case OBX_AF_PREPARE:
+        agent_py_prepare(a, f->id, f->payload, f->len);
+        break;
     case OBX_AF_FGET:
         agent_xfer_get(a, f->id, f->payload, f->len);
         break;
@@ -282,7 +285,9 @@ enum slot_kind {
     SLOT_REPORT,
     SLOT_CHILD_IN,
     SLOT_OUT0,
-    SLOT_OUT1
+    SLOT_OUT1,
+    SLOT_PY_REPORT,
+    SLOT_PY_STATUS,
 };
 
 struct slot {
@@ -292,7 +297,7 @@ struct slot {
 
 static void run(struct agent *a)
 {
-    struct pollfd pfd[3 + AGENT_MAX_REQUESTS * 5];
+    struct pollfd pfd[5 + AGENT_MAX_REQUESTS * 5];
     struct slot slot[OBX_ARRAY_SIZE(pfd)];
     uint64_t next = 0;
     bool pump_more = false; /* a file transfer can send more at once */
@@ -309,6 +314,13 @@ static void run(struct agent *a)
         if (a->outq.head)
             ADD(STDOUT_FILENO, POLLOUT, SLOT_STDOUT, NULL);
         bool pressure = a->outq.bytes > AGENT_BACKPRESSURE_BYTES;
+        if (a->py.state != AGENT_PY_NONE) {
+            if (a->py.proc.out_fd >= 0)
+                ADD(a->py.proc.out_fd, POLLIN, SLOT_PY_REPORT, NULL);
+            /* While a call runs, its request watches the status pipe. */
+            if (!a->py.busy && a->py.proc.status_fd >= 0)
+                ADD(a->py.proc.status_fd, POLLIN, SLOT_PY_STATUS, NULL);
+        }
         for (size_t i = 0; i < AGENT_MAX_REQUESTS; i++) {
             struct agent_request *r = &a->req[i];
             if (!r->used)
@@ -355,8 +367,18 @@ static void run(struct agent *a)
                     agent_request_status_read(r);
                 break;
             case SLOT_REPORT:
-                if (r->used && r->report_fd == pfd[i].fd)
+                if (r->used && r->report_fd == pfd[i].fd && r->pyc)
+                    agent_py_call_report_read(r);
+                else if (r->used && r->report_fd == pfd[i].fd)
                     agent_warm_report(r);
+                break;
+            case SLOT_PY_REPORT:
+                if (a->py.proc.out_fd == pfd[i].fd)
+                    agent_py_report_read(a);
+                break;
+            case SLOT_PY_STATUS:
+                if (!a->py.busy && a->py.proc.status_fd == pfd[i].fd)
+                    agent_py_status_read(a);
                 break;
             case SLOT_CHILD_IN:
                 if (r->used && r->stdin_fd == pfd[i].fd)
@@ -542,6 +564,7 @@ int main(int argc, char **argv)
                   strerror(errno));
 
     agent_warm_init(&a);
+    agent_py_init(&a);
     agent_relay_init(&a);
     a.sig_fd = setup_signals();
     if (a.sig_fd < 0) {

@@ -30,6 +30,17 @@
  *                                           boundary and the *_truncated flag is set
  *             "limits"      {"memory_bytes","nproc","fsize_bytes","cpu_sec","nofile"}  rlimits for
  *                                           the child; 0 or absent = the agent's default
+ *             "python"      {"code": string, "mode": "oneshot" | "session", "reset": bool,
+ *                            "limits": {"max_images", "max_side", "max_image_bytes",
+ *                            "max_total_bytes", "max_value_chars"}}  instead of "argv" or
+ *                                           "shell": pythonExec (agent-python.c). "oneshot" runs
+ *                                           the code as `python3 -c` would, in the box's prepared
+ *                                           interpreter when there is one; "session" runs it in
+ *                                           the box's persistent interpreter (started when there
+ *                                           is none, or anew with "reset"), where a timeout or
+ *                                           CANCEL first interrupts the code (KeyboardInterrupt)
+ *                                           and kills the interpreter only when it does not stop
+ *                                           within a short grace
  *           The child runs in its own process group. On timeout or CANCEL the agent kills the whole
  *           group (SIGKILL), waits for the group leader, then sends EXIT.
  *   CANCEL  empty. Kill the request's process group; EXIT follows with "canceled": true.
@@ -40,6 +51,12 @@
  *           size > max_bytes).
  *   FWRITE  JSON {"path": string, "data_b64": string, "mode": integer}. Answers OK or ERROR.
  *   PING    empty. Answers OK.
+ *   PREPARE JSON {"python": {"preload": [module, ...]}}: start the box's Python interpreter now
+ *           and import the modules, for a pythonExec call to come. Answers OK once the imports
+ *           are done, with {"ready": true, "pid": N, "python": version, "import_ms": N,
+ *           "missing": [{"module", "error"}]} (the modules that could not be imported), or
+ *           {"python": "running"} when the box already has an interpreter; ERROR when Python
+ *           does not start.
  *
  *   File transfers of any size, in chunks (every path below resolves like FREAD's, "state"
  *   included; an ERROR code is one of the OBX_ERR_* file codes, see common/error.h):
@@ -74,7 +91,11 @@
  *   STDOUT, STDERR  raw bytes of output, in order, only up to the stream's limit.
  *   EXIT    JSON {"exit_code": integer (-1 when killed by a signal), "signal": integer (0 if none),
  *           "timed_out": bool, "canceled": bool, "stdout_truncated": bool,
- *           "stderr_truncated": bool, "duration_ms": integer}
+ *           "stderr_truncated": bool, "duration_ms": integer}; a "python" request adds
+ *           "python": {"value": string, "images": [{"mime_type", "width", "height", "data"
+ *           (base64)}], "notes": [string]} (each when there is something) and, in a session,
+ *           "interpreter": "new" | "kept", "state": "kept" | "lost", "interrupted": bool,
+ *           "end": why it was lost, "previous_end": why the session's last interpreter ended
  *   FILE    u32 big-endian JSON length, then JSON {"path": string (absolute), "size_bytes":
  *           integer, "mime_type": string, "is_dir": bool, "type": string, "mtime_unix_ms":
  *           integer, "mode": integer}, then the file's bytes when data was requested.
@@ -115,6 +136,7 @@ enum obx_agent_frame_type {
     OBX_AF_FLIST = 0x0b,
     OBX_AF_FDELETE = 0x0c,
     OBX_AF_FMKDIR = 0x0d,
+    OBX_AF_PREPARE = 0x0e,
 
     OBX_AF_HELLO = 0x81,
     OBX_AF_STDOUT = 0x82,

@@ -40,6 +40,7 @@ enum {
     OBX_OPT_NETWORK,
     OBX_OPT_MOUNT,
     OBX_OPT_EXPORT_DIR,
+    OBX_OPT_RESET,
 };
 
 /* The struct option rows of the target options, for a command's table. */

@@ -80,12 +80,24 @@ int obx_cmd_doctor(int argc, char **argv)
         printf("bubblewrap: unavailable: %s\n", err.message);
     }
     err = (struct obx_error)OBX_ERROR_INIT;
+    bool runtime_ok = false;
     if (obx_worker_pick_runtime(cfg.runtime, agent, &rt, why, sizeof(why), &err) == 0) {
         printf("runtime:    %s -> %s\n", why, rt->name);
         rt->free(rt);
+        runtime_ok = agent != NULL;
     } else {
         printf("runtime:    ERROR %s\n", err.message);
         ok = 0;
+    }
+    if (runtime_ok) {
+        /* What pythonExec's pooled boxes will have: one box started and prepared now. */
+        fflush(stdout);
+        _cleanup_free_ char *py = NULL;
+        err = (struct obx_error)OBX_ERROR_INIT;
+        if (obx_worker_python_check(&cfg, &py, &err) == 0)
+            printf("python:     %s\n", py);
+        else
+            printf("python:     ERROR %s\n", err.message);
     }
     if (cfg.egress_allow)
         printf("network:    \"allowlist\" reaches %.300s%s (%s); true is %s\n", cfg.egress_allow,

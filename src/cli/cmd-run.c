@@ -42,13 +42,22 @@ static const char python_usage[] =
     "Usage: onlyboxes python [OPTIONS] (-c CODE | FILE | -)\n"
     "\n"
     "Run Python 3 code in a fresh sandbox: from -c CODE, from FILE, or from stdin with '-'.\n"
-    "Output is passed through; the exit status is the program's (124 on timeout, 130 when\n"
-    "Ctrl-C canceled it).\n"
+    "Output is passed through, then the value of a final expression as a REPL shows it; the\n"
+    "exit status is the program's (124 on timeout, 130 when Ctrl-C canceled it).\n"
     "\n"
     "Options:\n"
+    "  --session NAME     run in session NAME's Python interpreter (created if missing):\n"
+    "                     variables, imports and definitions carry over to the next call in\n"
+    "                     it, and files are shared with exec --session NAME. Locally a\n"
+    "                     session lives as long as this process; on a console it stays\n"
+    "                     between invocations until its lease runs out\n"
+    "  --reset            with --session: start a fresh interpreter first\n"
     "  --timeout-ms MS    kill the program after MS milliseconds (default 60000, max 600000);\n"
     "                     --timeout is the same\n" NETWORK_HELP OBX_CLI_TARGET_HELP
-    "  -h, --help         show this help\n";
+    "  -h, --help         show this help\n"
+    "\n"
+    "Images the code leaves (matplotlib figures, PIL images) are counted on stderr; `onlyboxes\n"
+    "call pythonExec` returns their data.\n";
 
 #define MAX_CODE_BYTES (8u << 20)
 
@@ -68,6 +77,33 @@ static void shell_quote(struct obx_buf *b, const char *arg)
             obx_buf_append(b, p, 1);
     }
     obx_buf_append(b, "'", 1);
+}
+
+/* pythonExec's value after the output, as a REPL shows it; notes and images on stderr. */
+static void python_shown(json_t *result)
+{
+    const char *value = obx_json_get_str(result, "result", NULL);
+    if (value) {
+        fflush(stdout);
+        (void)obx_write_all(STDOUT_FILENO, value, strlen(value));
+        (void)obx_write_all(STDOUT_FILENO, "\n", 1);
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(result, "notes"), i, v)
+    {
+        fprintf(stderr, "onlyboxes: note: %s\n", json_string_value(v) ? json_string_value(v) : "");
+    }
+    json_t *images = json_object_get(result, "images");
+    json_array_foreach(images, i, v)
+    {
+        fprintf(stderr,
+                "onlyboxes: image %zu of %zu: %s, %lld x %lld px (onlyboxes call pythonExec "
+                "returns its data)\n",
+                i + 1, json_array_size(images), obx_json_get_str(v, "mime_type", "?"),
+                (long long)obx_json_get_int(v, "width", 0),
+                (long long)obx_json_get_int(v, "height", 0));
+    }
 }
 
 /* Runs one capability with live output; returns the process exit status for the CLI. */
@@ -104,6 +140,7 @@ static int run_capability(struct obx_cli_target *target, const char *capability,
             fprintf(stderr, "onlyboxes: stdout was truncated at the output limit\n");
         if (obx_json_get_bool(result, "stderr_truncated", false))
             fprintf(stderr, "onlyboxes: stderr was truncated at the output limit\n");
+        python_shown(result);
     }
     json_decref(result);
     obx_cli_backend_close(b);
@@ -129,13 +166,14 @@ static int network_option(const char *value, json_t **ret)
  * error, or -2 after printing help. *network: the payload's "network" (a new reference) or
  * NULL. */
 static int parse_common(int argc, char **argv, const char *usage, struct obx_cli_target *target,
-                        int64_t *timeout_ms, const char **session, const char **code,
+                        int64_t *timeout_ms, const char **session, bool *reset, const char **code,
                         json_t **network)
 {
     static const struct option options[] = {
         {"timeout-ms", required_argument, NULL, OBX_OPT_TIMEOUT},
         {"timeout", required_argument, NULL, OBX_OPT_TIMEOUT},
         {"session", required_argument, NULL, OBX_OPT_SESSION},
+        {"reset", no_argument, NULL, OBX_OPT_RESET},
         {"network", required_argument, NULL, OBX_OPT_NETWORK},
         OBX_CLI_TARGET_OPTIONS,
         {"help", no_argument, NULL, 'h'},
@@ -166,9 +204,14 @@ static int parse_common(int argc, char **argv, const char *usage, struct obx_cli
             }
             break;
         case OBX_OPT_SESSION:
-            if (!session)
-                return -1;
             *session = optarg;
+            break;
+        case OBX_OPT_RESET:
+            if (!reset) {
+                fprintf(stderr, "onlyboxes: --reset is for onlyboxes python --session\n");
+                return -1;
+            }
+            *reset = true;
             break;
         case OBX_OPT_NETWORK:
             json_decref(*network);
@@ -192,7 +235,7 @@ int obx_cmd_exec(int argc, char **argv)
     int64_t timeout = 60000;
     const char *session = NULL;
     _cleanup_json_ json_t *network = NULL;
-    int i = parse_common(argc, argv, exec_usage, &target, &timeout, &session, NULL, &network);
+    int i = parse_common(argc, argv, exec_usage, &target, &timeout, &session, NULL, NULL, &network);
     if (i < 0)
         return i == -2 ? 0 : 2;
     if (i >= argc) {
@@ -245,7 +288,10 @@ int obx_cmd_python(int argc, char **argv)
     int64_t timeout = 60000;
     _cleanup_json_ json_t *network = NULL;
     const char *inline_code = NULL;
-    int i = parse_common(argc, argv, python_usage, &target, &timeout, NULL, &inline_code, &network);
+    const char *session = NULL;
+    bool reset = false;
+    int i = parse_common(argc, argv, python_usage, &target, &timeout, &session, &reset,
+                         &inline_code, &network);
     if (i < 0)
         return i == -2 ? 0 : 2;
     _cleanup_free_ char *code = NULL;
@@ -283,6 +329,17 @@ int obx_cmd_python(int argc, char **argv)
     }
     if (network)
         json_object_set(payload, "network", network);
+    if (reset && !session) {
+        fprintf(stderr, "onlyboxes python: --reset needs --session NAME\n");
+        json_decref(payload);
+        return 2;
+    }
+    if (session) {
+        json_object_set_new(payload, "session_id", json_string(session));
+        json_object_set_new(payload, "create_if_missing", json_true());
+        if (reset)
+            json_object_set_new(payload, "reset", json_true());
+    }
     int status = run_capability(&target, "pythonexec", payload, timeout);
     json_decref(payload);
     return status;

@@ -14,7 +14,10 @@
 #include "common/runtime.h"
 
 #define OBX_DOCKER_DEFAULT_HOST "unix:///var/run/docker.sock"
-#define OBX_DOCKER_DEFAULT_IMAGE "onlyboxes/work:bookworm"
+/* The default work image has Python's data stack (numpy, pandas, matplotlib, pillow, scipy); the
+ * slim one is the same without it (docker/slim-work-image.dockerfile). */
+#define OBX_DOCKER_DEFAULT_IMAGE "onlyboxes/work:bookworm-data"
+#define OBX_DOCKER_SLIM_IMAGE "onlyboxes/work:bookworm"
 /* The work image's "sandbox" user: a uid of its own, far from the host's first human account
  * (1000), which a box would otherwise share on the host (containers have no user namespace). In
  * Debian's reserved range 65000-65533 and systemd's unused 65520-65533, like distroless' nonroot.
@@ -31,10 +34,12 @@
 #define OBX_DOCKER_DEFAULT_PIDS 128u
 #define OBX_DOCKER_DEFAULT_TMP_BYTES (256ull * 1024 * 1024)
 #define OBX_DOCKER_DEFAULT_WORKSPACE_BYTES (512ull * 1024 * 1024)
-#define OBX_DOCKER_BUILD_HINT                                                                    \
-    "load or build it on the daemon's host; the default image " OBX_DOCKER_DEFAULT_IMAGE         \
-    " is built without a registry by scripts/build-test-image.sh, or with a registry by docker " \
-    "build -t " OBX_DOCKER_DEFAULT_IMAGE " -f docker/default-work-image.dockerfile docker/"
+#define OBX_DOCKER_BUILD_HINT                                                                     \
+    "load or build it on the daemon's host; the default image " OBX_DOCKER_DEFAULT_IMAGE          \
+    " is built without a registry by scripts/build-test-image.sh, or with a registry by docker "  \
+    "build -t " OBX_DOCKER_DEFAULT_IMAGE " -f docker/default-work-image.dockerfile docker/ (the " \
+    "slim " OBX_DOCKER_SLIM_IMAGE ": OBX_WORK_VARIANT=slim scripts/build-test-image.sh, or "      \
+    "docker/slim-work-image.dockerfile)"
 
 /* Labels besides common/runtime.h's: who owns a box, so a later worker on the same host can tell
  * whether that owner is still alive (pid plus its start time, on this boot of this host). */

@@ -85,17 +85,19 @@ int obx_docker_ensure_image(struct docker_runtime *d, const char *image,
  * one) still works, but its user has no name for that uid: say how to rebuild it. */
 static void warn_if_outdated(const char *image, json_t *info)
 {
-    if (!obx_streq(image, OBX_DOCKER_DEFAULT_IMAGE))
+    bool slim = obx_streq(image, OBX_DOCKER_SLIM_IMAGE);
+    if (!slim && !obx_streq(image, OBX_DOCKER_DEFAULT_IMAGE))
         return;
     json_t *labels = json_object_get(json_object_get(info, "Config"), "Labels");
     const char *v = json_string_value(json_object_get(labels, OBX_DOCKER_IMAGE_VERSION_LABEL));
     if (v && obx_streq(v, OBX_DOCKER_IMAGE_VERSION))
         return;
     obx_warn("docker: image %s is an older build (label %s is %s, not %s): its box user is not "
-             "%u; rebuild it with scripts/build-test-image.sh, or docker build -t %s -f "
-             "docker/default-work-image.dockerfile docker/",
+             "%u; rebuild it with %sscripts/build-test-image.sh, or docker build -t %s -f "
+             "docker/%s-work-image.dockerfile docker/",
              image, OBX_DOCKER_IMAGE_VERSION_LABEL, v ? v : "missing", OBX_DOCKER_IMAGE_VERSION,
-             OBX_DOCKER_DEFAULT_UID, image);
+             OBX_DOCKER_DEFAULT_UID, slim ? "OBX_WORK_VARIANT=slim " : "", image,
+             slim ? "slim" : "default");
 }
 
 /* Checks image for runtime_new: there, or allowed (and, for auto, able) to be pulled. Appends

@@ -32,11 +32,29 @@ static const char echo_output[] = "{'type':'object','properties':{'message':{'ty
 static const char python_input[] =
     "{'type':'object','properties':{"
     "'code':{'type':'string','minLength':1,"
-    "'description':'Python 3 source code, run as a script. Print what you want to see: stdout "
-    "comes back as output. Must not be blank.'},"
+    "'description':'Python 3 source code, run as a script. stdout comes back as output; the "
+    "value of a final expression comes back as result, as a REPL shows it (a pandas DataFrame as "
+    "a table); matplotlib figures (shown or left open) and a PIL image or figure as the final "
+    "expression come back as images. Must not be blank.'},"
+    "'session_id':{'type':'string','minLength':1,'maxLength':128,'x-mcp-header':'Session-Id',"
+    "'description':'Run in this session, in the Python interpreter that lives there: variables, "
+    "imports and definitions are kept from one call to the next, like a notebook, and files are "
+    "shared with terminalExec calls on the same session (1-128 visible ASCII characters). Omit it "
+    "to run in a fresh sandbox that keeps nothing.'},"
+    "'create_if_missing':{'type':'boolean','default':false,"
+    "'description':'With session_id: create the session when it does not exist, instead of "
+    "failing with session_not_found.'},"
+    "'reset':{'type':'boolean','default':false,"
+    "'description':'With session_id: start a fresh interpreter first (variables and imports are "
+    "dropped; files stay).'},"
+    "'lease_ttl_sec':{'type':'integer','minimum':1,'maximum':86400,"
+    "'description':'With session_id: keep the session for at least this many seconds after this "
+    "call ends (within the bounds the server allows, by default 60-1800).'},"
     "'timeout_ms':{'type':'integer','minimum':1,'maximum':600000,'default':60000,"
     "'description':'Time limit in milliseconds (1-600000, default 60000). When it passes the "
-    "program is killed and the call fails with deadline_exceeded.'},"
+    "program is killed and the call fails with deadline_exceeded. In a session the code is "
+    "interrupted first (KeyboardInterrupt): when it stops within a second, the variables are "
+    "kept.'},"
     "'network':{'type':['boolean','string'],'enum':[false,true,'allowlist'],'default':false,"
     "'description':'false: no network. allowlist: reach only the hosts the server operator "
     "listed, through a proxy the box uses on its own (pip, curl, npm, git, urllib work as "
@@ -53,7 +71,22 @@ static const char python_output[] =
     "'output_truncated':{'type':'boolean','description':'True when stdout was cut at the "
     "output limit.'},"
     "'stderr_truncated':{'type':'boolean','description':'True when stderr was cut at the "
-    "output limit.'}"
+    "output limit.'},"
+    "'result':{'type':'string','description':'The value of the final expression as text, when "
+    "the code ends with one that is not None.'},"
+    "'images':{'type':'array','description':'The images, in the order they were made; their "
+    "data comes as image content beside this text.',"
+    "'items':{'type':'object','properties':{'mime_type':{'type':'string'},"
+    "'width':{'type':'integer'},'height':{'type':'integer'}}}},"
+    "'notes':{'type':'array','items':{'type':'string'},'description':'What was changed or left "
+    "out (an image scaled down, a table cut short, a lost interpreter).'},"
+    "'session_id':{'type':'string','description':'The session the code ran in.'},"
+    "'created':{'type':'boolean','description':'True when this call started the session.'},"
+    "'interpreter':{'type':'string','enum':['new','kept'],'description':'new: this call "
+    "started a fresh interpreter in the session (nothing from earlier calls is defined); kept: "
+    "the one earlier calls used.'},"
+    "'lease_expires_unix_ms':{'type':'integer','description':'When the session will be "
+    "removed if it stays idle, in Unix milliseconds.'}"
     "},'required':['output','stderr','exit_code']}";
 
 static const char terminal_input[] =
@@ -153,11 +186,47 @@ static void copy_network(json_t *payload, const json_t *args)
         json_object_set(payload, "network", n);
 }
 
+/* A call on a named session: session_id (checked), create_if_missing and lease_ttl_sec. */
+static int session_args(json_t *p, const json_t *args, const char *sid, char *msg, size_t size)
+{
+    if (!visible_ascii(sid)) {
+        snprintf(msg, size, "\"session_id\" must be 1-128 visible ASCII characters");
+        return -EINVAL;
+    }
+    json_object_set_new(p, "session_id", json_string(sid));
+    if (obx_json_get_bool(args, "create_if_missing", false))
+        json_object_set_new(p, "create_if_missing", json_true());
+    json_t *lease = json_object_get(args, "lease_ttl_sec");
+    if (lease)
+        json_object_set(p, "lease_ttl_sec", lease);
+    return 0;
+}
+
 static json_t *python_payload(const json_t *args, char *msg, size_t size)
 {
     json_t *p = json_pack("{sOsO}", "code", json_object_get(args, "code"), "timeout_ms",
                           json_object_get(args, "timeout_ms"));
     copy_network(p, args);
+    const char *sid = obx_json_get_str(args, "session_id", NULL);
+    if (!sid) {
+        /* A fresh box per call: the session's arguments have nothing to act on. */
+        static const char *const session_only[] = {"create_if_missing", "reset", "lease_ttl_sec"};
+        for (size_t i = 0; i < OBX_ARRAY_SIZE(session_only); i++) {
+            json_t *v = json_object_get(args, session_only[i]);
+            if (v && !json_is_false(v)) {
+                snprintf(msg, size, "\"%s\" needs \"session_id\"", session_only[i]);
+                json_decref(p);
+                return NULL;
+            }
+        }
+        return p;
+    }
+    if (session_args(p, args, sid, msg, size) < 0) {
+        json_decref(p);
+        return NULL;
+    }
+    if (obx_json_get_bool(args, "reset", false))
+        json_object_set_new(p, "reset", json_true());
     return p;
 }
 
@@ -166,24 +235,20 @@ static json_t *terminal_payload(const json_t *args, char *msg, size_t size)
     json_t *p = json_pack("{sO}", "command", json_object_get(args, "command"));
     const char *sid = obx_json_get_str(args, "session_id", NULL);
     if (sid) {
-        if (!visible_ascii(sid)) {
-            snprintf(msg, size, "\"session_id\" must be 1-128 visible ASCII characters");
+        if (session_args(p, args, sid, msg, size) < 0) {
             json_decref(p);
             return NULL;
         }
-        json_object_set_new(p, "session_id", json_string(sid));
-        if (obx_json_get_bool(args, "create_if_missing", false))
-            json_object_set_new(p, "create_if_missing", json_true());
     } else {
         /* A new session: the id is ours to choose, so the caller learns it from the result. */
         char uuid[37];
         obx_random_uuid(uuid);
         json_object_set_new(p, "session_id", json_string(uuid));
         json_object_set_new(p, "create_if_missing", json_true());
+        json_t *lease = json_object_get(args, "lease_ttl_sec");
+        if (lease)
+            json_object_set(p, "lease_ttl_sec", lease);
     }
-    json_t *lease = json_object_get(args, "lease_ttl_sec");
-    if (lease)
-        json_object_set(p, "lease_ttl_sec", lease);
     json_object_set(p, "timeout_ms", json_object_get(args, "timeout_ms"));
     copy_network(p, args);
     return p;
@@ -247,6 +312,33 @@ static json_t *shape_structured(const struct obx_mcp_tool_entry *t, json_t *resu
     json_t *r = obx_mcp_result_text(text);
     if (v >= OBX_MCP_V2025_06_18)
         json_object_set(r, "structuredContent", copy);
+    return r;
+}
+
+/* pythonExec: the result as shape_structured() makes it, without the images' data, which follows
+ * as image content (a model sees images there, and the text stays short). */
+static json_t *shape_python(const struct obx_mcp_tool_entry *t, json_t *result,
+                            enum obx_mcp_version v)
+{
+    _cleanup_json_ json_t *copy = json_deep_copy(result);
+    size_t i;
+    json_t *im;
+    json_array_foreach(json_object_get(copy, "images"), i, im)
+    {
+        json_object_del(im, "data");
+    }
+    json_t *r = shape_structured(t, copy, v);
+    if (json_is_true(json_object_get(r, "isError")))
+        return r;
+    json_t *content = json_object_get(r, "content");
+    json_array_foreach(json_object_get(result, "images"), i, im)
+    {
+        const char *mime = obx_json_get_str(im, "mime_type", NULL);
+        json_t *data = json_object_get(im, "data");
+        if (mime && json_is_string(data))
+            json_array_append_new(
+                content, json_pack("{sssssO}", "type", "image", "mimeType", mime, "data", data));
+    }
     return r;
 }
 
@@ -314,18 +406,23 @@ const struct obx_mcp_tool obx_mcp_builtin_tools[] = {
         .name = "pythonExec",
         .title = "Python Execute",
         .description =
-            "Runs a Python 3 program in a fresh, isolated sandbox and returns its stdout (output), "
-            "stderr and exit_code. Every call starts with a new interpreter in an empty "
-            "workspace and nothing is kept afterwards; use terminalExec when files or state must "
-            "survive between calls. A non-zero exit_code (for example an uncaught exception) is a "
-            "normal result, not a tool failure. Each output stream keeps about 1 MiB at most; "
-            "output_truncated and stderr_truncated say when output was cut.",
+            "Runs Python 3 code in an isolated sandbox and returns its stdout (output), stderr, "
+            "exit_code, the value of a final expression as text (result; a DataFrame as a "
+            "table) and the matplotlib figures or PIL images it made, as images. numpy, pandas "
+            "and matplotlib are usually there and already imported, so they cost nothing to "
+            "import. Without session_id every call starts with a fresh interpreter in an empty "
+            "workspace and nothing is kept. With session_id (and create_if_missing on the first "
+            "call) the interpreter lives on in that session, like a notebook: variables, imports "
+            "and definitions survive between calls, files are shared with terminalExec on the "
+            "same session, and reset starts over. A non-zero exit_code (for example an uncaught "
+            "exception) is a normal result, not a tool failure. Each output stream keeps about 1 "
+            "MiB at most; output_truncated and stderr_truncated say when output was cut.",
         .input_schema = python_input,
         .output_schema = python_output,
         .annotations = "{'title':'Python Execute','destructiveHint':true,'openWorldHint':true}",
         .capability = "pythonexec",
         .build_payload = python_payload,
-        .shape_result = shape_structured,
+        .shape_result = shape_python,
     },
     {
         .name = "readImage",

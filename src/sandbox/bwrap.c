@@ -52,7 +52,7 @@ static const char *const etc_entries[] = {
     "magic.mime",  "nsswitch.conf",   "os-release",      "debian_version",
     "hosts",       "host.conf",       "protocols",       "services",
     "gai.conf",    "locale.alias",    "bash.bashrc",     "profile",
-    "inputrc",     "fonts",
+    "inputrc",     "fonts",           "matplotlibrc",
 };
 
 /* Bound read-only over the box's /proc, as Docker does. bwrap covers /proc/sys only when the

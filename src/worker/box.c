@@ -573,6 +573,7 @@ void obx_box_exec_result_done(struct obx_box_exec_result *r)
 {
     free(r->out);
     free(r->err);
+    json_decref(r->python);
     memset(r, 0, sizeof(*r));
 }
 
@@ -623,6 +624,8 @@ int obx_box_exec(struct obx_box *b, json_t *req, struct obx_call *call,
     ret->stdout_truncated = obx_json_get_bool(j, "stdout_truncated", false);
     ret->stderr_truncated = obx_json_get_bool(j, "stderr_truncated", false);
     ret->duration_ms = (uint64_t)obx_json_get_int(j, "duration_ms", 0);
+    json_t *py = json_object_get(j, "python");
+    ret->python = json_is_object(py) ? json_incref(py) : NULL;
     ret->out = obx_buf_steal(&r->out, &ret->out_len);
     ret->err = obx_buf_steal(&r->err, &ret->err_len);
     free_req(r);

@@ -52,6 +52,7 @@ struct obx_box_exec_result {
     size_t out_len;
     char *err;
     size_t err_len;
+    json_t *python; /* a "python" request's results (agent/protocol.h), NULL otherwise */
 };
 
 void obx_box_exec_result_done(struct obx_box_exec_result *r);

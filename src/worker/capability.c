@@ -16,7 +16,6 @@
 
 #define DEFAULT_TIMEOUT_MS 60000
 #define MAX_TIMEOUT_MS 600000
-#define PYTHON_ARGV_MAX 65536 /* longer code goes through stdin (argv strings are capped) */
 
 int obx_cap_payload_object(json_t *payload, const char *what, struct obx_error *err)
 {
@@ -35,9 +34,8 @@ int obx_cap_payload_object(json_t *payload, const char *what, struct obx_error *
     return 0;
 }
 
-/* Timeout for the box: the payload's timeout_ms when given, else what the call has left. */
-static int payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
-                           struct obx_error *err)
+int obx_cap_payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
+                            struct obx_error *err)
 {
     json_t *t = json_object_get(payload, "timeout_ms");
     if (t) {
@@ -56,11 +54,8 @@ static int payload_timeout(json_t *payload, struct obx_call *call, int64_t *ret,
     return 0;
 }
 
-/* The optional "network" field: false (or absent), true for the runtime's network, which the
- * worker's operator must have allowed (ONLYBOXES_ALLOW_NETWORK), or "allowlist" for the egress
- * proxy, which needs an allow-list (ONLYBOXES_EGRESS_ALLOW). */
-static int payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
-                           struct obx_error *err)
+int obx_cap_payload_network(struct obx_worker *w, json_t *payload, enum obx_net *ret,
+                            struct obx_error *err)
 {
     json_t *n = json_object_get(payload, "network");
     *ret = OBX_NET_NONE;
@@ -94,7 +89,7 @@ static int payload_network(struct obx_worker *w, json_t *payload, enum obx_net *
     return 0;
 }
 
-static char *trimmed(const char *s)
+char *obx_cap_trimmed(const char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
@@ -104,9 +99,8 @@ static char *trimmed(const char *s)
     return obx_xstrndup(s, n);
 }
 
-/* A finished EXEC that was killed becomes the call's error; 0 otherwise. */
-static int killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
-                        struct obx_error *err)
+int obx_cap_killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
+                         struct obx_error *err)
 {
     if (r->canceled)
         return obx_error_set(err, ECANCELED, OBX_ERR_CANCELED,
@@ -131,68 +125,16 @@ int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, j
     return 0;
 }
 
-int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
-                   struct obx_error *err)
+/* Visible ASCII only, 1..128 characters. */
+static bool session_id_ok(const char *id)
 {
-    int r = obx_cap_payload_object(payload, "pythonExec", err);
-    if (r < 0)
-        return r;
-    const char *code = obx_json_get_str(payload, "code", NULL);
-    if (obx_str_blank(code))
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "pythonExec code is required");
-    int64_t timeout;
-    if ((r = payload_timeout(payload, call, &timeout, err)) < 0)
-        return r;
-    enum obx_net net;
-    if ((r = payload_network(w, payload, &net, err)) < 0)
-        return r;
-
-    _cleanup_json_ json_t *req = json_object();
-    json_t *argv = json_array();
-    json_array_append_new(argv, json_string("python3"));
-    if (strlen(code) < PYTHON_ARGV_MAX) {
-        json_array_append_new(argv, json_string("-c"));
-        json_array_append_new(argv, json_string(code));
-    } else {
-        json_array_append_new(argv, json_string("-"));
-        json_object_set_new(req, "stdin", json_string(code));
-    }
-    json_object_set_new(req, "argv", argv);
-    json_object_set_new(req, "timeout_ms", json_integer(timeout));
-    json_object_set_new(req, "stdout_limit", json_integer((json_int_t)w->cfg.output_limit));
-    json_object_set_new(req, "stderr_limit", json_integer((json_int_t)w->cfg.output_limit));
-
-    struct obx_box *box = NULL;
-    struct obx_worker_pool *pool = w->python_pool->pool;
-    /* Pool boxes have no network: a call that wants it waits for its own box. */
-    if (net != OBX_NET_NONE) {
-        _cleanup_free_ char *label = call && call->account && !obx_streq(call->account, "local")
-                                         ? obx_xasprintf("pythonExec of account %s", call->account)
-                                         : obx_xstrdup("pythonExec");
-        r = obx_worker_start_box(w, w->python_pool->image, net, label, call, &box, err);
-    } else {
-        r = obx_worker_pool_take(pool, call, &box, err);
-    }
-    if (r < 0)
-        return r;
-    struct obx_box_exec_result res = {0};
-    r = obx_box_exec(box, req, call, &res, err);
-    obx_worker_pool_retire(pool, box); /* a fresh box per call: nothing survives it */
-    if (r < 0)
-        return r;
-    if ((r = killed_error(&res, timeout, err)) < 0) {
-        obx_box_exec_result_done(&res);
-        return r;
-    }
-    json_t *out = json_object();
-    json_object_set_new(out, "output", obx_json_string_bytes(res.out, res.out_len));
-    json_object_set_new(out, "stderr", obx_json_string_bytes(res.err, res.err_len));
-    json_object_set_new(out, "exit_code", json_integer(res.exit_code));
-    json_object_set_new(out, "output_truncated", json_boolean(res.stdout_truncated));
-    json_object_set_new(out, "stderr_truncated", json_boolean(res.stderr_truncated));
-    obx_box_exec_result_done(&res);
-    *ret = out;
-    return 0;
+    size_t n = strlen(id);
+    if (n == 0 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (id[i] < 0x21 || id[i] > 0x7e)
+            return false;
+    return true;
 }
 
 int obx_cap_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struct obx_error *err)
@@ -210,50 +152,61 @@ int obx_cap_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struc
     return 0;
 }
 
-/* Visible ASCII only, 1..128 characters. */
-static bool session_id_ok(const char *id)
+int obx_cap_payload_session(struct obx_worker *w, json_t *payload, int *ret_lease, char **ret_sid,
+                            bool *ret_create, struct obx_error *err)
 {
-    size_t n = strlen(id);
-    if (n == 0 || n > 128)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (id[i] < 0x21 || id[i] > 0x7e)
-            return false;
-    return true;
+    *ret_sid = NULL;
+    int r = obx_cap_payload_lease(w, payload, ret_lease, err);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *sid = obx_cap_trimmed(obx_json_get_str(payload, "session_id", ""));
+    *ret_create = obx_json_get_bool(payload, "create_if_missing", false);
+    if (!*sid)
+        return 0;
+    if (!session_id_ok(sid))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "session_id must be 1 to 128 visible ASCII characters");
+    *ret_sid = TAKE_PTR(sid);
+    return 0;
+}
+
+int obx_cap_payload_exec(struct obx_worker *w, json_t *payload, const char *what,
+                         const char *member, struct obx_call *call, const char **ret_text,
+                         int64_t *ret_timeout, enum obx_net *ret_net, struct obx_error *err)
+{
+    int r = obx_cap_payload_object(payload, what, err);
+    if (r < 0)
+        return r;
+    *ret_text = obx_json_get_str(payload, member, NULL);
+    if (obx_str_blank(*ret_text))
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "%s %s is required", what,
+                             member);
+    if ((r = obx_cap_payload_timeout(payload, call, ret_timeout, err)) < 0)
+        return r;
+    return obx_cap_payload_network(w, payload, ret_net, err);
 }
 
 int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                      struct obx_error *err)
 {
-    int r = obx_cap_payload_object(payload, "terminalExec", err);
+    const char *raw;
+    int64_t timeout;
+    enum obx_net net;
+    int r = obx_cap_payload_exec(w, payload, "terminalExec", "command", call, &raw, &timeout, &net,
+                                 err);
     if (r < 0)
         return r;
-    const char *raw = obx_json_get_str(payload, "command", NULL);
-    if (obx_str_blank(raw))
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "terminalExec command is required");
-    _cleanup_free_ char *command = trimmed(raw);
-    int64_t timeout;
-    if ((r = payload_timeout(payload, call, &timeout, err)) < 0)
-        return r;
-    enum obx_net net;
-    if ((r = payload_network(w, payload, &net, err)) < 0)
-        return r;
+    _cleanup_free_ char *command = obx_cap_trimmed(raw);
 
     int lease;
-    if ((r = obx_cap_payload_lease(w, payload, &lease, err)) < 0)
+    _cleanup_free_ char *sid = NULL;
+    bool create;
+    if ((r = obx_cap_payload_session(w, payload, &lease, &sid, &create, err)) < 0)
         return r;
-
-    _cleanup_free_ char *sid = trimmed(obx_json_get_str(payload, "session_id", ""));
-    bool create = obx_json_get_bool(payload, "create_if_missing", false);
-    if (!*sid) {
-        free(sid);
+    if (!sid) {
         sid = obx_xmalloc(37);
         obx_random_uuid(sid);
         create = true;
-    } else if (!session_id_ok(sid)) {
-        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                             "session_id must be 1 to 128 visible ASCII characters");
     }
 
     struct obx_worker_session_lease sl;
@@ -277,7 +230,7 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
             w->terminal_pool->pool); /* the session kept its box: replace it now */
     if (r < 0)
         return r;
-    if ((r = killed_error(&res, timeout, err)) < 0) {
+    if ((r = obx_cap_killed_error(&res, timeout, err)) < 0) {
         obx_box_exec_result_done(&res);
         return r;
     }
@@ -301,8 +254,8 @@ int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_
     int r = obx_cap_payload_object(payload, "terminalResource", err);
     if (r < 0)
         return r;
-    _cleanup_free_ char *sid = trimmed(obx_json_get_str(payload, "session_id", ""));
-    _cleanup_free_ char *path = trimmed(obx_json_get_str(payload, "file_path", ""));
+    _cleanup_free_ char *sid = obx_cap_trimmed(obx_json_get_str(payload, "session_id", ""));
+    _cleanup_free_ char *path = obx_cap_trimmed(obx_json_get_str(payload, "file_path", ""));
     if (!*sid || !*path)
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "terminalResource session_id and file_path are required");

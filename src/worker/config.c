@@ -43,7 +43,14 @@ static const struct obx_config_var vars[] = {
     {"ONLYBOXES_MAX_SESSIONS", NULL, OBX_CONFIG_INT, F(max_sessions), "64", 1, 4096, 0, NULL, 0,
      "terminal sessions at once"},
     {"ONLYBOXES_WARM_POOL", NULL, OBX_CONFIG_INT, F(warm_pool), "2", 0, 32, 0, NULL, 0,
-     "started boxes kept ready per image, for pythonExec and new terminal sessions"},
+     "started boxes kept ready per image, for pythonExec and new terminal sessions (0: none)"},
+    {"ONLYBOXES_WARM_POOL_MAX", NULL, OBX_CONFIG_INT, F(warm_pool_max), "8", 0, 64, 0, NULL, 0,
+     "how many boxes a pool grows to while calls come faster than it refills (at least "
+     "ONLYBOXES_WARM_POOL); it shrinks back after a minute without such a burst"},
+    {"ONLYBOXES_PYTHON_PRELOAD", NULL, OBX_CONFIG_STR, F(python_preload),
+     "numpy,pandas,matplotlib.pyplot", 0, 0, 0, NULL, 0,
+     "modules a pooled box's Python imports before its pythonExec call, comma-separated (one "
+     "that is not installed is skipped); none: start the interpreter without imports"},
     {"WORKER_MAX_INFLIGHT", NULL, OBX_CONFIG_INT, F(max_inflight), "16", 1, 256, 0, NULL, 0,
      "calls of one capability this worker runs at once; more get no_capacity"},
     {"ONLYBOXES_ALLOW_NETWORK", NULL, OBX_CONFIG_BOOL, F(allow_network), "false", 0, 0, 0, NULL, 0,
@@ -62,6 +69,35 @@ static const struct obx_config_var vars[] = {
     {"ONLYBOXES_EGRESS_TEST_RESOLVE", NULL, OBX_CONFIG_STR, F(egress_test_resolve), NULL, 0, 0, 0,
      NULL, OBX_CONFIG_HIDDEN, "tests only: name=address[:port],... pins names under .test"},
 };
+
+int obx_worker_preload_check(const char *list, struct obx_error *err)
+{
+    if (!list || obx_streq(list, "none"))
+        return 0;
+    size_t n = 0;
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        bool ok = len > 0 && len <= OBX_WORKER_PRELOAD_NAME_MAX && p[0] != '.' && p[len - 1] != '.';
+        for (size_t i = 0; ok && i < len; i++)
+            ok = p[i] == '_' || p[i] == '.' || (p[i] >= '0' && p[i] <= '9') ||
+                 (p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z');
+        if (!ok)
+            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                                 "ONLYBOXES_PYTHON_PRELOAD: \"%.*s\" is not a module name (a "
+                                 "comma-separated list such as numpy,pandas; none for no imports)",
+                                 (int)OBX_MIN(len, (size_t)200), p);
+        if (++n > OBX_WORKER_PRELOAD_MAX)
+            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                                 "ONLYBOXES_PYTHON_PRELOAD: more than %d modules",
+                                 OBX_WORKER_PRELOAD_MAX);
+        p += len + (end ? 1 : 0);
+        if (end && !*p)
+            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                                 "ONLYBOXES_PYTHON_PRELOAD: the list ends with a comma");
+    }
+    return 0;
+}
 
 int obx_runtime_choice_parse(const char *s, enum obx_runtime_choice *ret)
 {
@@ -138,5 +174,10 @@ int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *
         cfg->lease_max_sec = cfg->lease_min_sec;
     cfg->lease_default_sec =
         (int)OBX_MIN(OBX_MAX(cfg->lease_default_sec, cfg->lease_min_sec), cfg->lease_max_sec);
+    if (cfg->warm_pool_max < cfg->warm_pool)
+        cfg->warm_pool_max = cfg->warm_pool;
+    int r2 = obx_worker_preload_check(cfg->python_preload, err);
+    if (r2 < 0)
+        return r2;
     return egress_check(cfg, err);
 }

@@ -145,6 +145,15 @@ static int pool_box_start(void *userdata, struct obx_call *call, struct obx_box 
     return obx_worker_start_box(wp->w, wp->image, OBX_NET_NONE, NULL, call, ret, err);
 }
 
+static void pool_box_prepare(void *userdata, struct obx_box *b)
+{
+    struct obx_worker_image_pool *wp = userdata;
+    if (wp->python)
+        obx_worker_python_prepare(wp->w, b);
+}
+
+static const struct obx_worker_pool_ops pool_ops = {pool_box_start, pool_box_prepare};
+
 /* A new session takes a started box from its image's pool. The box carries no session label (it
  * was started before the session existed); the owner labels are what cleanup relies on. */
 static int session_box_start(void *userdata, const char *session_id, enum obx_net net,
@@ -199,8 +208,10 @@ int obx_worker_start_box(struct obx_worker *w, const char *image, enum obx_net n
     return r;
 }
 
-/* The pool for image, created on first use; both kinds share it when their image is the same. */
-static struct obx_worker_image_pool *worker_pool(struct obx_worker *w, const char *image)
+/* The pool for image, created on first use; both kinds share it when their image is the same.
+ * python: pythonExec's pool, whose boxes get their interpreter ahead of the call. */
+static struct obx_worker_image_pool *worker_pool(struct obx_worker *w, const char *image,
+                                                 bool python)
 {
     for (unsigned i = 0; i < w->n_pools; i++)
         if ((!image && !w->pools[i].image) ||
@@ -209,8 +220,26 @@ static struct obx_worker_image_pool *worker_pool(struct obx_worker *w, const cha
     struct obx_worker_image_pool *wp = &w->pools[w->n_pools++];
     wp->w = w;
     wp->image = image ? obx_xstrdup(image) : NULL;
-    wp->pool = obx_worker_pool_new(w->cfg.warm_pool, pool_box_start, wp);
+    wp->python = python;
+    wp->pool = obx_worker_pool_new(w->cfg.warm_pool, w->cfg.warm_pool_max, &pool_ops, wp);
     return wp;
+}
+
+/* ONLYBOXES_PYTHON_PRELOAD as the PREPARE frame's list (checked when the configuration was
+ * read). */
+static json_t *preload_list(const char *text)
+{
+    json_t *list = json_array();
+    if (!text || obx_streq(text, "none"))
+        return list;
+    for (const char *p = text; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len > 0)
+            json_array_append_new(list, json_stringn(p, len));
+        p += len + (end ? 1 : 0);
+    }
+    return list;
 }
 
 static void *cleanup_main(void *arg)
@@ -284,12 +313,14 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
             return NULL;
         }
     }
+    w->preload = preload_list(cfg->python_preload);
+    pthread_mutex_init(&w->preload_lock, NULL);
     struct obx_worker_session_factory f = {session_box_start, w};
     w->sessions = obx_worker_sessions_new(cfg->max_sessions, &f);
     const char *py = w->rt->default_image ? w->rt->default_image(w->rt, false) : NULL;
     const char *term = w->rt->default_image ? w->rt->default_image(w->rt, true) : NULL;
-    w->python_pool = worker_pool(w, py);
-    w->terminal_pool = worker_pool(w, term);
+    w->python_pool = worker_pool(w, py, true);
+    w->terminal_pool = worker_pool(w, term, false);
     return w;
 }
 
@@ -321,6 +352,8 @@ void obx_worker_free(struct obx_worker *w)
     }
     /* Boxes still held by calls close their sockets later; the proxy's state outlives it. */
     obx_egress_free(w->egress);
+    json_decref(w->preload);
+    pthread_mutex_destroy(&w->preload_lock);
     obx_box_forget_runtime(w->rt);
     w->rt->free(w->rt);
     free(w->agent_path);

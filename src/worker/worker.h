@@ -29,7 +29,9 @@ struct obx_worker_config {
     uint64_t workspace_bytes; /* size of a box's /workspace; 0 = the runtime's default */
     unsigned max_sessions;    /* terminal sessions */
     unsigned warm_pool;       /* started boxes kept ready per image, for pythonExec and sessions */
-    bool allow_network;       /* calls may ask for a box with network access */
+    unsigned warm_pool_max;   /* what a pool grows to under demand (>= warm_pool) */
+    const char *python_preload; /* modules a pooled box's Python imports ahead; "none": none */
+    bool allow_network;         /* calls may ask for a box with network access */
     unsigned max_inflight; /* calls per capability at once (the console's dispatch enforces it) */
 
     /* Network "allowlist" (worker/egress.h): NULL egress_allow means no allow-list, and calls
@@ -70,6 +72,13 @@ void obx_worker_config_help(FILE *f);
  * read now), and where it came from. */
 int obx_worker_config_print(FILE *f, const struct obx_worker_config *cfg, struct obx_error *err);
 
+#define OBX_WORKER_PRELOAD_MAX 64       /* modules in ONLYBOXES_PYTHON_PRELOAD */
+#define OBX_WORKER_PRELOAD_NAME_MAX 128 /* characters of one module name */
+
+/* Checks a preload list (module names, comma-separated, or "none"); -EINVAL with err naming the
+ * variable and the entry. */
+int obx_worker_preload_check(const char *list, struct obx_error *err);
+
 /* Parses "auto|bubblewrap|docker" (also "bwrap"). */
 int obx_runtime_choice_parse(const char *s, enum obx_runtime_choice *ret);
 
@@ -98,6 +107,12 @@ int obx_worker_pick_runtime(enum obx_runtime_choice choice, const char *agent_pa
 /* The docker runtime as auto (for_auto: bounded probe, a missing image must be pullable now) or
  * --runtime docker would start it; NULL with err saying why not. For `doctor`. */
 struct obx_runtime *obx_worker_docker_probe(bool for_auto, struct obx_error *err);
+
+/* For doctor: starts one box as pythonExec's pool would (on the runtime cfg picks), imports
+ * ONLYBOXES_PYTHON_PRELOAD in it and says in *ret_text (the caller frees it) which Python the box
+ * has and what imported. */
+int obx_worker_python_check(const struct obx_worker_config *cfg, char **ret_text,
+                            struct obx_error *err);
 
 /* Finds onlyboxes-agent: $ONLYBOXES_AGENT, next to the running binary, or in
  * ../lib/onlyboxes/ relative to it. Caller frees. */

@@ -3,14 +3,14 @@
  * Fuzz target: what the in-box agent reads from the worker. The input is the byte stream on the
  * agent's stdin. It is decoded twice, in one piece and in 7-byte pieces (as reads may split it),
  * and both decodings must give the same frames. Each frame then goes to the agent's own handlers
- * (EXEC, CANCEL, the file requests, PING, unknown types) with the agent's own send path (agent.c,
- * linked with its main() renamed), and the frames the agent queues for the worker are decoded and
- * checked: every request frame gets exactly one terminal answer (OK, FILE or ERROR) with its id
- * and a well-formed payload, except the frames of transfers: an FGET or FPUT that starts stays
- * open (an FGET's FMETA and FCHUNKs go out as the agent pumps it, the harness acknowledging
- * nothing), FDATA and FACK answer only when they end their transfer, FEND and a CANCEL of an
- * open transfer end it with one answer, and frames for no open transfer (or a CANCEL of nothing
- * running) get none.
+ * (EXEC, CANCEL, the file requests, PING, PREPARE, unknown types) with the agent's own send path
+ * (agent.c, linked with its main() renamed), and the frames the agent queues for the worker are
+ * decoded and checked: every request frame gets exactly one terminal answer (OK, FILE or ERROR)
+ * with its id and a well-formed payload, except the frames of transfers: an FGET or FPUT that
+ * starts stays open (an FGET's FMETA and FCHUNKs go out as the agent pumps it, the harness
+ * acknowledging nothing), FDATA and FACK answer only when they end their transfer, FEND and a
+ * CANCEL of an open transfer end it with one answer, and frames for no open transfer (or a CANCEL
+ * of nothing running) get none.
  *
  * Nothing may run or be signalled on the host: the process layer (agent-proc.c: fork, exec, kill)
  * is replaced by functions that refuse, so a valid EXEC ends in "cannot start the command". File
@@ -52,6 +52,16 @@ void agent_proc_close(struct agent_proc *p)
 
 void agent_proc_kill_children(void)
 {
+}
+
+int agent_proc_kill_since(pid_t root, pid_t keep, uint64_t since)
+{
+    return 0;
+}
+
+uint64_t agent_proc_ticks_now(void)
+{
+    return 0;
 }
 
 void agent_proc_close_from(int from)

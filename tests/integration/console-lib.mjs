@@ -7,6 +7,8 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import assert from 'node:assert/strict';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { BIN, assertNoSanitizerReport } from './lib.mjs';
 
 export const COOKIE = 'onlyboxes_console_session';
@@ -139,4 +141,20 @@ export async function fetchResult(res) {
     json = text ? JSON.parse(text) : null;
   } catch {}
   return { status: res.status, body: json, text };
+}
+
+/** Runs fn(client) with an SDK client on the console's /mcp (at base) with the token; its MCP
+ * session ends (DELETE) afterwards. */
+export async function withMcpClient(base, token, fn) {
+  const transport = new StreamableHTTPClientTransport(new URL('/mcp', base), {
+    requestInit: { headers: { Authorization: `Bearer ${token}` } },
+  });
+  const client = new Client({ name: 'obx-console-test', version: '0.0.0' }, { capabilities: {} });
+  await client.connect(transport);
+  try {
+    return await fn(client);
+  } finally {
+    await transport.terminateSession();
+    await client.close();
+  }
 }

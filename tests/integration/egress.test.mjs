@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BIN, serverTest, sharedServer, startServer } from './lib.mjs';
+import { BIN, marker, serverTest, sharedServer, startServer } from './lib.mjs';
 
 const PROXY = 'http://127.0.0.1:3128';
 
@@ -218,6 +218,37 @@ describe('network "allowlist": allowed hosts', () => {
     assert.equal(r.exit_code, 0, describeRun(r));
     assert.match(r.stdout, /obx_probe-1\.0-py3-none-any\.whl\n/);
     assert.match(r.stdout, /^42$/m);
+  });
+});
+
+describe('pip install into the user site', () => {
+  /** Code that installs obx-probe with pip as a user would, then imports it. */
+  function pipCode() {
+    return [
+      'import subprocess, sys',
+      `open("/workspace/ca.pem", "w").write(${JSON.stringify(tls.cert)})`,
+      'r = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "--no-deps",',
+      '    "--cert", "/workspace/ca.pem", "--index-url", "https://pypi.test/simple/", "obx-probe"],',
+      '    capture_output=True, text=True)',
+      'print(r.returncode, r.stdout[-300:] + r.stderr[-1500:] if r.returncode else "")',
+    ].join('\n');
+  }
+
+  serverTest('pythonExec: pip install, then import in the same call, from ~/.local', { server }, async (srv) => {
+    const code = `${pipCode()}\nimport obx_probe, site\nprint(obx_probe.VALUE, obx_probe.__file__.startswith(site.getusersitepackages()), site.getusersitepackages())`;
+    const r = await srv.ok('pythonExec', { code, network: 'allowlist', timeout_ms: 120_000 });
+    assert.match(r.output, /^0 \n42 True \/workspace\/\.local\/lib\/python3\.\d+\/site-packages\n$/, JSON.stringify(r));
+  });
+
+  serverTest('a Python session: pip install in one call, import in the next', { server }, async (srv) => {
+    const session_id = marker('pip');
+    const a = await srv.ok('pythonExec', { code: pipCode(), session_id, create_if_missing: true, network: 'allowlist', timeout_ms: 120_000 });
+    assert.equal(a.output, '0 \n', JSON.stringify(a));
+    const b = await srv.ok('pythonExec', { code: 'import obx_probe\nobx_probe.VALUE', session_id });
+    assert.equal(b.result, '42', JSON.stringify(b));
+    // The same package for the session's terminal, and gone with the box.
+    const t = await srv.sh('python3 -c "import obx_probe; print(obx_probe.VALUE)"', { session_id });
+    assert.equal(t.stdout, '42\n', JSON.stringify(t));
   });
 });
 

@@ -88,9 +88,29 @@ function sh(command, extra = {}) {
   return srv.sh(command, { session_id: session, ...extra });
 }
 
-/** Runs Python code in the shared session through a quoted here-document. */
+/**
+ * Runs Python code twice in a session's box: by python3 in its terminal (a here-document), and in
+ * the session's pythonExec interpreter, the one that lives on between calls (created here on first
+ * use). Both must print the same (digits aside: pids, ports); resolves to the terminal's result,
+ * which the test then judges.
+ */
+async function pyTwice(session_id, code, extra = {}) {
+  const r = await srv.sh(`python3 - <<'OBX_PY_END'\n${code}\nOBX_PY_END`, { session_id, ...extra });
+  const { timeout_ms } = extra;
+  const w = await srv.call('pythonExec', { code, session_id, ...(timeout_ms ? { timeout_ms } : {}) });
+  assert.notEqual(w.isError, true, `pythonExec in the session failed: ${JSON.stringify(w).slice(0, 1500)}`);
+  const mask = (t) => t.replace(/\d+/g, 'N');
+  assert.equal(
+    mask(w.structuredContent.output),
+    mask(r.stdout),
+    `the session's Python interpreter printed something else than python3 in its terminal: ${describeRun(w.structuredContent)}`,
+  );
+  return r;
+}
+
+/** Runs Python code in the shared session, by python3 and by its pythonExec interpreter. */
 function py(code, extra) {
-  return sh(`python3 - <<'OBX_PY_END'\n${code}\nOBX_PY_END`, extra);
+  return pyTwice(session, code, extra);
 }
 
 /** The same Python code on the host, as a control; resolves to its stdout. */
@@ -423,7 +443,7 @@ describe(`escapes (${RUNTIME})`, () => {
 function networkAttempts(allowlist) {
   const name = (n) => (allowlist ? `${n} (network "allowlist")` : n);
   const sh = (command, extra = {}) => srv.sh(command, { session_id: allowlist ? egressSession : session, ...extra });
-  const py = (code, extra) => sh(`python3 - <<'OBX_PY_END'\n${code}\nOBX_PY_END`, extra);
+  const py = (code, extra) => pyTwice(allowlist ? egressSession : session, code, extra);
   describe(allowlist ? 'network, from a box with network "allowlist"' : 'network', () => {
     // Prints CONNECTED or BLOCKED <why> for a TCP connection (or a unix socket path).
     const probe = (family, addr) =>

@@ -18,7 +18,8 @@ export OBX_BIN="${OBX_BIN:-$root/build/onlyboxes}"
 runtimes=("$@")
 if ((${#runtimes[@]} == 0)); then
     runtimes=(bubblewrap)
-    if "$OBX_BIN" doctor 2>&1 | grep -q '^docker: *ok'; then
+    # Not grep -q: doctor, still writing when grep would leave, would die of SIGPIPE.
+    if "$OBX_BIN" doctor 2>&1 | grep '^docker: *ok' >/dev/null; then
         runtimes+=(docker)
     fi
 fi

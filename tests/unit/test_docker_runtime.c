@@ -2,8 +2,8 @@
 /*
  * The docker runtime against the real Docker daemon and the real agent ($OBX_AGENT, set by ctest,
  * or $OBX_DOCKER_AGENT, which must be static to run in the image): starts boxes from the work image
- * (onlyboxes/work:bookworm, or $OBX_DOCKER_TEST_IMAGE), talks the agent protocol over the attach
- * stream and checks from inside what a user would check (who am I, which capabilities, which
+ * (onlyboxes/work:bookworm-data, or $OBX_DOCKER_TEST_IMAGE), talks the agent protocol over the
+ * attach stream and checks from inside what a user would check (who am I, which capabilities, which
  * network, what can I write, which limits), that stop() removes the
  * container and that cleanup_stale() removes only dead owners' containers. Also the errors a user
  * meets: no daemon, missing image. Every test is skipped, with a message saying why, when no daemon

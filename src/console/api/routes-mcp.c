@@ -123,7 +123,8 @@ static void touch_locked(struct obx_console_mcp *m, struct entry *e)
 
 static bool scoped_capability(const char *capability)
 {
-    return obx_streq(capability, "terminalexec") || obx_streq(capability, "terminalresource");
+    return obx_streq(capability, "terminalexec") || obx_streq(capability, "terminalresource") ||
+           obx_streq(capability, "pythonexec");
 }
 
 /* The payload with session_id "obx:<account>:<id>", the form the REST API uses too, so another

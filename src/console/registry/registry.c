@@ -237,10 +237,19 @@ void reg_node_fail_calls(struct obx_dispatch *d, struct reg_node *n, const char 
 
 /* ---- choosing a node ---- */
 
+/* Calls that may run in a session (pythonexec when its payload names one): routed to the
+ * session's worker. */
 static bool is_terminal(const char *cap)
 {
     return strcmp(cap, "terminalexec") == 0 || strcmp(cap, "terminalresource") == 0 ||
-           strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0;
+           strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0 ||
+           strcmp(cap, "pythonexec") == 0;
+}
+
+/* Calls that may start a session, counted against a worker's session limit. */
+static bool starts_sessions(const char *cap)
+{
+    return strcmp(cap, "terminalexec") == 0 || strcmp(cap, "pythonexec") == 0;
 }
 
 /* Capabilities that act on an existing session only: they go where its route leads, or
@@ -369,7 +378,7 @@ int obx_dispatch_acquire(struct obx_dispatch *d, const char *capability, json_t 
             c->route = obx_xstrdup(sid);
         }
     } else {
-        bool new_session = sid && *sid && strcmp(c->capability, "terminalexec") == 0;
+        bool new_session = sid && *sid && starts_sessions(c->capability);
         r = pick(d, c, new_session, err);
         if (r >= 0 && sid && *sid) {
             reg_route_set(d, sid, c->node->id, false);
@@ -397,7 +406,7 @@ static void slot_return(struct obx_dispatch *d, struct reg_call *c, bool keep_ro
         struct reg_route *r = reg_route_find(d, c->route);
         if (r && strcmp(r->node_id, c->node->id) == 0)
             reg_route_drop(d, c->route);
-        if (strcmp(c->capability, "terminalexec") == 0 && c->node->active_sessions > 0)
+        if (starts_sessions(c->capability) && c->node->active_sessions > 0)
             c->node->active_sessions--;
     }
 }

@@ -409,9 +409,11 @@ static bool finish(struct obx_tasks *t, const char *id, const char *status, cons
     return false;
 }
 
-static bool is_terminal_cap(const char *cap)
+/* Capabilities whose results may name a session (pythonexec when called with one). */
+static bool is_session_cap(const char *cap)
 {
-    return obx_streq(cap, "terminalexec") || obx_streq(cap, "terminalresource");
+    return obx_streq(cap, "terminalexec") || obx_streq(cap, "terminalresource") ||
+           obx_streq(cap, "pythonexec");
 }
 
 /* A task's end, on an execution thread: its terminal state into the store, then its waiters. */
@@ -424,13 +426,20 @@ static void end_job(void *arg)
     pthread_mutex_unlock(&t->lock);
     struct obx_error *err = &l->err;
     if (l->rc >= 0) {
-        if (is_terminal_cap(l->capability) &&
+        if (is_session_cap(l->capability) &&
             obx_task_unscope_result(l->capability, l->result, l->owner) < 0) {
             finish(t, l->id, "failed", NULL, OBX_ERR_INVALID_PAYLOAD, "session_id owner mismatch");
         } else {
             _cleanup_free_ char *text = obx_json_dumps(l->result ? l->result : json_null());
             finish(t, l->id, "succeeded", text, NULL, NULL);
         }
+    } else if (obx_streq(err->code, OBX_ERR_DEADLINE_EXCEEDED) && !forced &&
+               obx_streq(l->capability, "pythonexec") &&
+               !obx_str_blank(obx_json_get_str(l->payload, "session_id", ""))) {
+        /* A Python session's timeout says whether its variables survived (new in pythonExec's
+         * sessions; every other timeout keeps the original's text). */
+        _cleanup_free_ char *text = obx_xasprintf("task timed out: %s", err->message);
+        finish(t, l->id, "timeout", NULL, "timeout", text);
     } else if (obx_streq(err->code, OBX_ERR_DEADLINE_EXCEEDED) || forced) {
         finish(t, l->id, "timeout", NULL, "timeout", "task timed out");
     } else if (obx_streq(err->code, OBX_ERR_CANCELED) && stopping) {
@@ -662,6 +671,16 @@ static bool member_ok(json_t *obj, const char *key, json_type type)
 
 json_t *obx_task_scope_input(const char *capability, json_t *input, const char *account)
 {
+    if (obx_streq(capability, "pythonexec")) {
+        /* A session only when it names one; any other member travels as given (the worker
+         * checks them), so a one-shot call is unchanged. */
+        const char *sid = obx_json_get_str(input, "session_id", "");
+        if (!json_is_object(input) || !*sid)
+            return json_incref(input);
+        json_t *out = json_copy(input);
+        json_object_set_new(out, "session_id", json_sprintf("obx:%s:%s", account, sid));
+        return out;
+    }
     bool exec = obx_streq(capability, "terminalexec");
     if ((!exec && !obx_streq(capability, "terminalresource")) || !json_is_object(input))
         return json_incref(input);
@@ -714,7 +733,7 @@ json_t *obx_task_scope_input(const char *capability, json_t *input, const char *
 
 int obx_task_unscope_result(const char *capability, json_t *result, const char *account)
 {
-    if (!is_terminal_cap(capability))
+    if (!is_session_cap(capability))
         return 0;
     const char *sid = obx_json_get_str(result, "session_id", NULL);
     if (!sid)
