@@ -168,7 +168,8 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
         agent_exec_start(a, f->id, f->payload, f->len);
         break;
     case OBX_AF_CANCEL:
-        agent_exec_cancel(a, f->id);
+        if (!agent_pty_cancel(a, f->id))
+            agent_exec_cancel(a, f->id);
         break;
     case OBX_AF_FREAD:
         agent_file_read(a, f->id, f->payload, f->len);
@@ -178,6 +179,18 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
         break;
     case OBX_AF_PING:
         agent_send(a, OBX_AF_OK, f->id, NULL, 0);
+        break;
+    case OBX_AF_PTY_OPEN:
+        agent_pty_open(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_PTY_INPUT:
+        agent_pty_input(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_PTY_RESIZE:
+        agent_pty_resize(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_PTY_ACK:
+        agent_pty_ack(a, f->id, f->payload, f->len);
         break;
     default:
         agent_send_error(a, f->id, OBX_ERR_INVALID_PAYLOAD, "unknown frame type 0x%02x", f->type);
@@ -257,7 +270,8 @@ enum slot_kind {
     SLOT_REPORT,
     SLOT_CHILD_IN,
     SLOT_OUT0,
-    SLOT_OUT1
+    SLOT_OUT1,
+    SLOT_PTY,
 };
 
 struct slot {
@@ -267,7 +281,7 @@ struct slot {
 
 static void run(struct agent *a)
 {
-    struct pollfd pfd[3 + AGENT_MAX_REQUESTS * 5];
+    struct pollfd pfd[3 + AGENT_MAX_REQUESTS * 5 + AGENT_MAX_PTYS * 2];
     struct slot slot[OBX_ARRAY_SIZE(pfd)];
     uint64_t next = 0;
     while (!a->quit) {
@@ -300,6 +314,9 @@ static void run(struct agent *a)
                 ADD(r->out[1].fd, POLLIN, SLOT_OUT1, r);
         }
 #undef ADD
+        size_t n_pty = agent_pty_pollfds(a, pfd + n, OBX_ARRAY_SIZE(pfd) - n);
+        for (size_t k = 0; k < n_pty; k++)
+            slot[n++] = (struct slot){SLOT_PTY, NULL};
         int timeout = -1;
         if (next) {
             uint64_t now = agent_now_ms();
@@ -336,6 +353,9 @@ static void run(struct agent *a)
                 if (r->used && r->stdin_fd == pfd[i].fd)
                     agent_request_stdin_write(r);
                 break;
+            case SLOT_PTY:
+                agent_pty_ready(a, &pfd[i]);
+                break;
             case SLOT_OUT0:
             case SLOT_OUT1: {
                 struct agent_stream *s = &r->out[slot[i].kind == SLOT_OUT1];
@@ -352,6 +372,9 @@ static void run(struct agent *a)
             if (d && (!next || d < next))
                 next = d;
         }
+        uint64_t d = agent_pty_tick(a, now);
+        if (d && (!next || d < next))
+            next = d;
         agent_flush(a);
         if (a->n_warm_want && !a->quit)
             agent_warm_refill(a);
@@ -515,6 +538,7 @@ int main(int argc, char **argv)
                   strerror(errno));
 
     agent_warm_init(&a);
+    agent_pty_init(&a);
     agent_relay_init(&a);
     a.sig_fd = setup_signals();
     if (a.sig_fd < 0) {
@@ -535,6 +559,7 @@ int main(int argc, char **argv)
     run(&a);
 
     agent_exec_shutdown(&a);
+    agent_pty_shutdown(&a);
     final_flush(&a);
     obx_agent_decoder_done(&a.dec);
     close(a.sig_fd);

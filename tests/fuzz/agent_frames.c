@@ -3,10 +3,11 @@
  * Fuzz target: what the in-box agent reads from the worker. The input is the byte stream on the
  * agent's stdin. It is decoded twice, in one piece and in 7-byte pieces (as reads may split it),
  * and both decodings must give the same frames. Each frame then goes to the agent's own handlers
- * (EXEC, CANCEL, FREAD, FWRITE, PING, unknown types) with the agent's own send path (agent.c,
- * linked with its main() renamed), and the frames the agent queues for the worker are decoded and
- * checked: every request frame but CANCEL gets exactly one terminal answer (OK, FILE or ERROR),
- * with the request's id and a well-formed payload.
+ * (EXEC, CANCEL, FREAD, FWRITE, PING, the PTY_* frames of live terminals, unknown types) with the
+ * agent's own send path (agent.c, linked with its main() renamed), and the frames the agent queues
+ * for the worker are decoded and checked: every request frame but CANCEL and a terminal's input,
+ * resize and ack gets exactly one terminal answer (OK, FILE or ERROR), with the request's id and a
+ * well-formed payload.
  *
  * Nothing may run or be signalled on the host: the process layer (agent-proc.c: fork, exec, kill)
  * is replaced by functions that refuse, so a valid EXEC ends in "cannot start the command". File
@@ -239,6 +240,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.cfg.workspace = workspace;
     a.cfg.state_dir = state_dir;
     agent_warm_init(&a);
+    agent_pty_init(&a);
     workspace_fill();
     for (size_t i = 0; i < whole.n; i++) {
         const struct obx_agent_frame *f = &whole.f[i];
@@ -246,11 +248,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         agent_dispatch(&a, f);
         size_t answers = drain_answers(&a, f->id);
-        size_t want = f->type == OBX_AF_CANCEL ? 0 : 1;
+        bool no_answer = f->type == OBX_AF_CANCEL || f->type == OBX_AF_PTY_INPUT ||
+                         f->type == OBX_AF_PTY_RESIZE || f->type == OBX_AF_PTY_ACK;
+        size_t want = no_answer ? 0 : 1;
         FUZZ_CHECK(answers == want, "frame type 0x%02x id %u got %zu answers, expected %zu",
                    f->type, f->id, answers, want);
     }
     agent_warm_shutdown(&a);
+    agent_pty_shutdown(&a);
     decoded_free(&whole);
     decoded_free(&pieces);
     workspace_empty();
