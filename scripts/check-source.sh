@@ -20,6 +20,7 @@ rules=(
     '#include <protobuf-c/|^src/rpc/'
     '#include <sqlite3.h>|^src/console/store/'
     '#include <sodium.h>|^src/console/auth/'
+    '#include <crypt.h>|^src/console/auth/'
     '#include <seccomp.h>|^src/sandbox/bwrap-seccomp\.c$'
 )
 files=$(git ls-files -co --exclude-standard 'src/*.c' 'src/*.h' | grep -v '\.pb-c\.' |

@@ -15,6 +15,8 @@ declare -A need=(
     [libwebsockets-dev]=/usr/include/libwebsockets.h
     [libsodium-dev]=/usr/include/sodium.h
     [libsqlite3-dev]=/usr/include/sqlite3.h
+    # bcrypt: the password hashes of a database made by the original console.
+    [libcrypt-dev]=/usr/include/crypt.h
     [libseccomp-dev]=/usr/include/seccomp.h
     [bubblewrap]=/usr/bin/bwrap
     [python3]=/usr/bin/python3

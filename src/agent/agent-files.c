@@ -28,6 +28,80 @@ char *agent_resolve_path(const struct agent *a, const char *path)
     return obx_xasprintf("%s/%s", a->cfg.workspace, path);
 }
 
+static int read_up_to(int fd, size_t max, uint8_t **ret, size_t *ret_len);
+
+/* One shell word of s starting at *pos, as the shell that wrote the state file (`export -p`)
+ * quoted it: '...' (with '\'' for a quote), "..." (with \ escapes), \x and bare characters, up to
+ * unquoted blank or newline. dash and busybox write single quotes, bash double quotes. */
+static char *shell_word(const char *s, size_t len, size_t *pos)
+{
+    size_t i = *pos;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n'))
+        i++;
+    char *out = obx_xmalloc(len - i + 1);
+    size_t o = 0;
+    while (i < len && s[i] != ' ' && s[i] != '\t' && s[i] != '\n') {
+        char ch = s[i++];
+        if (ch == '\'') {
+            while (i < len && s[i] != '\'')
+                out[o++] = s[i++];
+            i++;
+        } else if (ch == '"') {
+            while (i < len && s[i] != '"') {
+                if (s[i] == '\\' && i + 1 < len && strchr("\\\"$`\n", s[i + 1]))
+                    i++;
+                out[o++] = s[i++];
+            }
+            i++;
+        } else if (ch == '\\' && i < len) {
+            out[o++] = s[i++];
+        } else {
+            out[o++] = ch;
+        }
+    }
+    out[o] = '\0';
+    *pos = i;
+    return out;
+}
+
+/* The working directory terminal state key last saved (the wrapper exports it as __OBX_CWD
+ * before `export -p`), or NULL when there is none or it is no directory any more. */
+static char *state_cwd(const struct agent *a, const char *key)
+{
+    if (obx_str_empty(key) || strchr(key, '/') || key[0] == '.')
+        return NULL;
+    _cleanup_free_ char *file = obx_xasprintf("%s/%s", a->cfg.state_dir, key);
+    _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0)
+        return NULL;
+    _cleanup_free_ uint8_t *buf = NULL;
+    size_t len = 0;
+    if (read_up_to(fd, 256u * 1024, &buf, &len) < 0 || len == 0)
+        return NULL;
+    const char *s = (const char *)buf;
+    for (size_t pos = 0; pos < len;) {
+        _cleanup_free_ char *w = shell_word(s, len, &pos);
+        if (strncmp(w, "__OBX_CWD=", 10) != 0)
+            continue;
+        struct stat st;
+        if (w[10] != '/' || stat(w + 10, &st) < 0 || !S_ISDIR(st.st_mode))
+            return NULL;
+        return obx_xstrdup(w + 10);
+    }
+    return NULL;
+}
+
+char *agent_resolve_path_in(const struct agent *a, const char *path, const char *state)
+{
+    if (path[0] == '/')
+        return obx_xstrdup(path);
+    _cleanup_free_ char *cwd = state_cwd(a, state);
+    const char *base = cwd ? cwd : a->cfg.workspace;
+    if (!path[0] || obx_streq(path, "."))
+        return obx_xstrdup(base);
+    return obx_xasprintf("%s%s%s", base, obx_streq(base, "/") ? "" : "/", path);
+}
+
 static bool has_prefix(const uint8_t *p, size_t n, const void *magic, size_t m)
 {
     return n >= m && memcmp(p, magic, m) == 0;
@@ -50,7 +124,7 @@ static bool looks_like_svg(const uint8_t *p, size_t n)
 }
 
 /* p[0..n) is the start of the file; partial when the file continues past n. */
-static const char *sniff(const uint8_t *p, size_t n, bool partial)
+const char *agent_sniff(const uint8_t *p, size_t n, bool partial)
 {
     if (has_prefix(p, n, "\x89PNG\r\n\x1a\n", 8))
         return "image/png";
@@ -82,7 +156,7 @@ static const char *sniff(const uint8_t *p, size_t n, bool partial)
     return looks_like_svg(p, n) ? "image/svg+xml" : "text/plain";
 }
 
-static void send_open_error(struct agent *a, uint32_t id, const char *full, int e)
+void agent_send_path_error(struct agent *a, uint32_t id, const char *full, int e)
 {
     /* The message has room for about 1000 bytes: a path near PATH_MAX would push the reason out
      * of it, so only the start of a long path is shown (cut on a character boundary). */
@@ -95,14 +169,26 @@ static void send_open_error(struct agent *a, uint32_t id, const char *full, int 
             cut--;
         snprintf(path, sizeof(path), "%.*s... (%zu bytes)", (int)cut, full, len);
     }
-    if (e == ENOENT || e == ENOTDIR || e == ELOOP)
+    if (e == ENOENT || e == ELOOP)
         agent_send_error(a, id, OBX_ERR_FILE_NOT_FOUND, "file not found: %s", path);
+    else if (e == ENOTDIR)
+        agent_send_error(a, id, OBX_ERR_NOT_A_DIRECTORY, "not a directory: a part of %s is a file",
+                         path);
     else if (e == EISDIR)
         agent_send_error(a, id, OBX_ERR_PATH_IS_DIRECTORY, "path is a directory: %s", path);
     else if (e == EACCES || e == EPERM)
-        agent_send_error(a, id, OBX_ERR_EXECUTION_FAILED, "permission denied: %s", path);
+        agent_send_error(a, id, OBX_ERR_PERMISSION_DENIED, "permission denied: %s", path);
+    else if (e == EROFS)
+        agent_send_error(a, id, OBX_ERR_PERMISSION_DENIED, "read-only file system: %s", path);
+    else if (e == ENOSPC || e == EDQUOT)
+        agent_send_error(a, id, OBX_ERR_NO_SPACE,
+                         "no space left on the box's file system writing %s", path);
     else if (e == ENAMETOOLONG)
         agent_send_error(a, id, OBX_ERR_FILE_NOT_FOUND, "path too long: %s", path);
+    else if (e == ENOTEMPTY || e == EEXIST)
+        agent_send_error(a, id, OBX_ERR_DIRECTORY_NOT_EMPTY,
+                         "directory not empty: %s (recursive removes it with everything in it)",
+                         path);
     else
         agent_send_error(a, id, OBX_ERR_EXECUTION_FAILED, "cannot open %s: %s", path, strerror(e));
 }
@@ -134,8 +220,8 @@ static int read_up_to(int fd, size_t max, uint8_t **ret, size_t *ret_len)
     return 0;
 }
 
-static json_t *parse_object(struct agent *a, uint32_t id, const char *what, const uint8_t *payload,
-                            size_t len)
+json_t *agent_file_request(struct agent *a, uint32_t id, const char *what, const uint8_t *payload,
+                           size_t len)
 {
     json_error_t je;
     json_t *root = json_loadb((const char *)payload, len, JSON_REJECT_DUPLICATES, &je);
@@ -152,23 +238,81 @@ static json_t *parse_object(struct agent *a, uint32_t id, const char *what, cons
         json_decref(root);
         return NULL;
     }
+    if (strlen(json_string_value(p)) != json_string_length(p) ||
+        json_string_length(p) >= PATH_MAX) {
+        agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD,
+                         "%s: \"path\" must not contain NUL characters nor be longer than %d "
+                         "bytes",
+                         what, PATH_MAX - 1);
+        json_decref(root);
+        return NULL;
+    }
+    json_t *st = json_object_get(root, "state");
+    if (st && !json_is_null(st) && !json_is_string(st)) {
+        agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD, "%s: \"state\" must be a string", what);
+        json_decref(root);
+        return NULL;
+    }
     return root;
+}
+
+void agent_file_op(struct agent *a, uint32_t id, const char *what, const uint8_t *payload,
+                   size_t len, void (*fn)(struct agent *a, uint32_t id, json_t *root))
+{
+    json_t *root = agent_file_request(a, id, what, payload, len);
+    if (root)
+        fn(a, id, root);
+    json_decref(root);
+}
+
+int agent_file_open(struct agent *a, uint32_t id, json_t *root, char **ret_path, struct stat *st)
+{
+    const char *user_path = json_string_value(json_object_get(root, "path"));
+    char *path =
+        agent_resolve_path_in(a, user_path, json_string_value(json_object_get(root, "state")));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0 || fstat(fd, st) < 0) {
+        agent_send_path_error(a, id, user_path, errno);
+        if (fd >= 0)
+            close(fd);
+        free(path);
+        return -1;
+    }
+    *ret_path = path;
+    return fd;
 }
 
 /* A real path as a JSON string. A file name may be any bytes (a link can lead to one that is not
  * UTF-8), which jansson refuses: invalid sequences become U+FFFD. */
-static json_t *path_json(const char *path)
+json_t *agent_path_json(const char *path)
 {
     size_t len = 0;
     _cleanup_free_ char *clean = obx_utf8_sanitize(path, strlen(path), &len);
     return json_stringn(clean, len);
 }
 
-static void send_file(struct agent *a, uint32_t id, const char *path, uint64_t size,
-                      const char *mime, bool is_dir, const uint8_t *data, size_t len)
+const char *agent_file_type(mode_t m)
 {
-    json_t *o = json_pack("{s:o, s:I, s:s, s:b}", "path", path_json(path), "size_bytes",
-                          (json_int_t)size, "mime_type", mime, "is_dir", is_dir);
+    return S_ISREG(m) ? "file" : S_ISDIR(m) ? "directory" : S_ISLNK(m) ? "symlink" : "other";
+}
+
+int64_t agent_mtime_ms(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
+}
+
+json_t *agent_file_meta(const char *path, const struct stat *st, uint64_t size, const char *mime)
+{
+    return json_pack("{s:o, s:I, s:s, s:b, s:s, s:I, s:i}", "path", agent_path_json(path),
+                     "size_bytes", (json_int_t)size, "mime_type", mime, "is_dir",
+                     S_ISDIR(st->st_mode), "type", agent_file_type(st->st_mode), "mtime_unix_ms",
+                     (json_int_t)agent_mtime_ms(st), "mode", (int)(st->st_mode & 07777));
+}
+
+static void send_file(struct agent *a, uint32_t id, const char *path, const struct stat *st,
+                      uint64_t size, const char *mime, const uint8_t *data, size_t len)
+{
+    json_t *o = agent_file_meta(path, st, size, mime);
     _cleanup_free_ char *js = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!js) {
@@ -199,13 +343,11 @@ static void file_read(struct agent *a, uint32_t id, json_t *root)
         max = FREAD_MAX_BYTES;
     bool want = json_is_true(jdata);
 
-    _cleanup_free_ char *path = agent_resolve_path(a, user_path);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    _cleanup_free_ char *path = NULL;
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        send_open_error(a, id, user_path, errno);
+    _cleanup_close_ int fd = agent_file_open(a, id, root, &path, &st);
+    if (fd < 0)
         return;
-    }
     char real[PATH_MAX];
     if (!realpath(path, real))
         snprintf(real, sizeof(real), "%s", path);
@@ -214,7 +356,7 @@ static void file_read(struct agent *a, uint32_t id, json_t *root)
             agent_send_error(a, id, OBX_ERR_PATH_IS_DIRECTORY, "path is a directory: %s",
                              user_path);
         else
-            send_file(a, id, real, 0, "inode/directory", true, NULL, 0);
+            send_file(a, id, real, &st, 0, "inode/directory", NULL, 0);
         return;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -245,16 +387,13 @@ static void file_read(struct agent *a, uint32_t id, json_t *root)
         return;
     }
     size_t sample = OBX_MIN(got, (size_t)SNIFF_BYTES);
-    const char *mime = sniff(buf, sample, size > sample);
-    send_file(a, id, real, size, mime, false, want ? buf : NULL, want ? got : 0);
+    const char *mime = agent_sniff(buf, sample, size > sample);
+    send_file(a, id, real, &st, size, mime, want ? buf : NULL, want ? got : 0);
 }
 
 void agent_file_read(struct agent *a, uint32_t id, const uint8_t *payload, size_t len)
 {
-    json_t *root = parse_object(a, id, "FREAD", payload, len);
-    if (root)
-        file_read(a, id, root);
-    json_decref(root);
+    agent_file_op(a, id, "FREAD", payload, len, file_read);
 }
 
 static void file_write(struct agent *a, uint32_t id, json_t *root)
@@ -288,7 +427,7 @@ static void file_write(struct agent *a, uint32_t id, json_t *root)
             agent_send_error(a, id, OBX_ERR_FILE_NOT_FOUND, "parent directory not found: %s",
                              user_path);
         else
-            send_open_error(a, id, user_path, e);
+            agent_send_path_error(a, id, user_path, e);
         return;
     }
     (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -303,14 +442,12 @@ static void file_write(struct agent *a, uint32_t id, json_t *root)
     char real[PATH_MAX];
     if (!realpath(path, real))
         snprintf(real, sizeof(real), "%s", path);
-    json_t *o = json_pack("{s:o, s:I}", "path", path_json(real), "size_bytes", (json_int_t)dlen);
+    json_t *o =
+        json_pack("{s:o, s:I}", "path", agent_path_json(real), "size_bytes", (json_int_t)dlen);
     agent_send_json(a, OBX_AF_OK, id, o);
 }
 
 void agent_file_write(struct agent *a, uint32_t id, const uint8_t *payload, size_t len)
 {
-    json_t *root = parse_object(a, id, "FWRITE", payload, len);
-    if (root)
-        file_write(a, id, root);
-    json_decref(root);
+    agent_file_op(a, id, "FWRITE", payload, len, file_write);
 }

@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define AGENT_MAX_REQUESTS 64
@@ -167,8 +168,11 @@ struct agent {
     uint64_t warm_clock;
     pid_t relay_pid; /* the egress relay (agent-relay.c), 0 when none runs */
     unsigned relay_starts;
+    struct agent_xfer *xfers; /* transfers in progress (agent-xfer.c) */
     struct agent_pty pty[AGENT_MAX_PTYS];
 };
+
+struct agent_xfer;
 
 /* agent.c: outbound frames. Never blocks; the main loop flushes. */
 void agent_send(struct agent *a, uint8_t type, uint32_t id, const void *payload, size_t len);
@@ -310,5 +314,51 @@ void agent_file_write(struct agent *a, uint32_t id, const uint8_t *payload, size
 
 /* Resolves path against the workspace; the caller frees the result. */
 char *agent_resolve_path(const struct agent *a, const char *path);
+/* Resolves path against the working directory terminal state key state saved last (a session's
+ * cwd), else the workspace; the caller frees the result. */
+char *agent_resolve_path_in(const struct agent *a, const char *path, const char *state);
+/* The JSON object of a file request (ERROR answered and NULL when it is not one with a non-empty
+ * "path" string); what names the request in the error. */
+json_t *agent_file_request(struct agent *a, uint32_t id, const char *what, const uint8_t *payload,
+                           size_t len);
+/* Runs fn with the request's JSON object (agent_file_request()), then frees it. */
+void agent_file_op(struct agent *a, uint32_t id, const char *what, const uint8_t *payload,
+                   size_t len, void (*fn)(struct agent *a, uint32_t id, json_t *root));
+/* Opens the request's "path" (resolved as agent_resolve_path_in() does) read-only and fstat()s
+ * it: the descriptor, with *ret_path (the caller frees it), or -1 after answering ERROR. */
+int agent_file_open(struct agent *a, uint32_t id, json_t *root, char **ret_path, struct stat *st);
+/* Answers ERROR for a failed operation on path with errno e, with the file code that fits
+ * (file_not_found, permission_denied, no_space, ...). */
+void agent_send_path_error(struct agent *a, uint32_t id, const char *path, int e);
+/* A path as a JSON string, invalid UTF-8 replaced. */
+json_t *agent_path_json(const char *path);
+/* A file's metadata as FILE and FMETA carry it. */
+json_t *agent_file_meta(const char *path, const struct stat *st, uint64_t size, const char *mime);
+const char *agent_file_type(mode_t mode);
+int64_t agent_mtime_ms(const struct stat *st);
+/* The MIME type of a file whose first n bytes are p (partial: the file goes on). */
+const char *agent_sniff(const uint8_t *p, size_t n, bool partial);
+
+/* agent-fsops.c: FLIST, FDELETE, FMKDIR. */
+void agent_file_list(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_file_delete(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_file_mkdir(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+/* mkdir -p of path's missing directories with mode 0755; each one created is appended to
+ * *created (n entries, the caller frees them) so that a failed transfer can take them away.
+ * Returns 0 or -errno. */
+int agent_mkdir_parents(const char *path, char ***created, size_t *n);
+
+/* agent-xfer.c: FGET and FPUT, the transfers that run across many frames. */
+void agent_xfer_get(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_xfer_put(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_xfer_ack(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_xfer_data(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_xfer_end(struct agent *a, uint32_t id);
+/* CANCEL for a transfer: true when id was one (it is stopped and answered). */
+bool agent_xfer_cancel(struct agent *a, uint32_t id);
+/* Sends what FGETs may send now (window and outbound queue permitting); true when some can send
+ * more at once (the loop then polls without waiting). */
+bool agent_xfer_pump(struct agent *a);
+void agent_xfer_shutdown(struct agent *a);
 
 #endif

@@ -168,7 +168,7 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
         agent_exec_start(a, f->id, f->payload, f->len);
         break;
     case OBX_AF_CANCEL:
-        if (!agent_pty_cancel(a, f->id))
+        if (!agent_xfer_cancel(a, f->id) && !agent_pty_cancel(a, f->id))
             agent_exec_cancel(a, f->id);
         break;
     case OBX_AF_FREAD:
@@ -179,6 +179,30 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
         break;
     case OBX_AF_PING:
         agent_send(a, OBX_AF_OK, f->id, NULL, 0);
+        break;
+    case OBX_AF_FGET:
+        agent_xfer_get(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FACK:
+        agent_xfer_ack(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FPUT:
+        agent_xfer_put(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FDATA:
+        agent_xfer_data(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FEND:
+        agent_xfer_end(a, f->id);
+        break;
+    case OBX_AF_FLIST:
+        agent_file_list(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FDELETE:
+        agent_file_delete(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_FMKDIR:
+        agent_file_mkdir(a, f->id, f->payload, f->len);
         break;
     case OBX_AF_PTY_OPEN:
         agent_pty_open(a, f->id, f->payload, f->len);
@@ -284,6 +308,7 @@ static void run(struct agent *a)
     struct pollfd pfd[3 + AGENT_MAX_REQUESTS * 5 + AGENT_MAX_PTYS * 2];
     struct slot slot[OBX_ARRAY_SIZE(pfd)];
     uint64_t next = 0;
+    bool pump_more = false; /* a file transfer can send more at once */
     while (!a->quit) {
         nfds_t n = 0;
 #define ADD(fd_, ev_, kind_, r_)                                \
@@ -317,8 +342,8 @@ static void run(struct agent *a)
         size_t n_pty = agent_pty_pollfds(a, pfd + n, OBX_ARRAY_SIZE(pfd) - n);
         for (size_t k = 0; k < n_pty; k++)
             slot[n++] = (struct slot){SLOT_PTY, NULL};
-        int timeout = -1;
-        if (next) {
+        int timeout = pump_more ? 0 : -1;
+        if (next && !pump_more) {
             uint64_t now = agent_now_ms();
             timeout = next > now ? (int)OBX_MIN(next - now, (uint64_t)INT_MAX) : 0;
         }
@@ -375,6 +400,7 @@ static void run(struct agent *a)
         uint64_t d = agent_pty_tick(a, now);
         if (d && (!next || d < next))
             next = d;
+        pump_more = a->xfers && agent_xfer_pump(a);
         agent_flush(a);
         if (a->n_warm_want && !a->quit)
             agent_warm_refill(a);
@@ -558,6 +584,7 @@ int main(int argc, char **argv)
                               a.cfg.workspace));
     run(&a);
 
+    agent_xfer_shutdown(&a);
     agent_exec_shutdown(&a);
     agent_pty_shutdown(&a);
     final_flush(&a);

@@ -33,11 +33,40 @@
  *           The child runs in its own process group. On timeout or CANCEL the agent kills the whole
  *           group (SIGKILL), waits for the group leader, then sends EXIT.
  *   CANCEL  empty. Kill the request's process group; EXIT follows with "canceled": true.
- *   FREAD   JSON {"path": string, "max_bytes": integer, "data": bool}. Relative paths resolve
- *           against the workspace. Answers FILE (or ERROR file_not_found / path_is_directory /
- *           file_too_large when data is requested and size > max_bytes).
+ *   FREAD   JSON {"path": string, "max_bytes": integer, "data": bool, "state": string}. A
+ *           relative path resolves against the working directory the terminal state "state"
+ *           saved (the session's cwd, as `cd` left it), else the workspace. Answers FILE (or
+ *           ERROR file_not_found / path_is_directory / file_too_large when data is requested and
+ *           size > max_bytes).
  *   FWRITE  JSON {"path": string, "data_b64": string, "mode": integer}. Answers OK or ERROR.
  *   PING    empty. Answers OK.
+ *
+ *   File transfers of any size, in chunks (every path below resolves like FREAD's, "state"
+ *   included; an ERROR code is one of the OBX_ERR_* file codes, see common/error.h):
+ *   FGET    JSON {"path", "state", "window": integer}: sends a regular file. The agent answers
+ *           FMETA, then FCHUNK frames of at most OBX_AGENT_FILE_CHUNK bytes, never more than
+ *           "window" bytes beyond what the worker acknowledged with FACK, then OK
+ *           {"size_bytes"}. A file that changes size while it is read ends with ERROR.
+ *   FACK    8 bytes, big-endian: the bytes of this FGET the worker has taken so far.
+ *   FPUT    JSON {"path", "state", "size_bytes", "mode" (default: the replaced file's, else
+ *           0644), "parents": bool (create missing parent directories)}: receives a file. The
+ *           worker then sends FDATA frames with the bytes and FEND. The bytes go to a temporary
+ *           file beside the target, renamed over it only when exactly size_bytes arrived: a
+ *           transfer that fails, is cancelled or is cut leaves neither a partial file nor the
+ *           directories it created. Answers OK {"path", "size_bytes", "created"}; an ERROR may
+ *           come before FEND (the worker then stops sending).
+ *   FDATA   raw bytes of an FPUT.
+ *   FEND    empty: the FPUT's bytes are complete.
+ *   FLIST   JSON {"path", "state", "max_entries"}: a directory's entries, sorted by name.
+ *           Answers OK {"path", "entries": [{"name", "type" (file, directory, symlink, other),
+ *           "size_bytes", "mtime_unix_ms", "mode", "target" (symlinks)}], "truncated"}.
+ *   FDELETE JSON {"path", "state", "recursive": bool}: removes a file, a symlink, an empty
+ *           directory, or with recursive a directory and everything in it (never crossing into
+ *           another file system). Answers OK {"path"}.
+ *   FMKDIR  JSON {"path", "state"}: creates a directory and its missing parents. Answers OK
+ *           {"path", "created"}.
+ *   CANCEL of an FGET or FPUT stops it (an FPUT's temporary file goes) and answers ERROR
+ *   canceled.
  *
  * Agent -> worker
  *   HELLO   id 0, JSON {"version": string, "pid": integer, "workspace": string}; sent once at
@@ -47,8 +76,12 @@
  *           "timed_out": bool, "canceled": bool, "stdout_truncated": bool,
  *           "stderr_truncated": bool, "duration_ms": integer}
  *   FILE    u32 big-endian JSON length, then JSON {"path": string (absolute), "size_bytes":
- * integer, "mime_type": string, "is_dir": bool}, then the file's bytes when data was requested. OK
- * empty, or a JSON object. ERROR   JSON {"code": string (OBX_ERR_* wire codes), "message": string}
+ *           integer, "mime_type": string, "is_dir": bool, "type": string, "mtime_unix_ms":
+ *           integer, "mode": integer}, then the file's bytes when data was requested.
+ *   FMETA   what an FGET sends first: JSON as FILE's (without the u32 length).
+ *   FCHUNK  raw bytes of an FGET, in order.
+ *   OK      empty, or a JSON object.
+ *   ERROR   JSON {"code": string (OBX_ERR_* wire codes), "message": string}
  */
 
 /*
@@ -94,6 +127,9 @@
 #define OBX_AGENT_HEADER_SIZE 9u                /* length + type + id */
 #define OBX_AGENT_MAX_FRAME (24u * 1024 * 1024) /* bytes after the length field */
 #define OBX_AGENT_OUTPUT_CHUNK (64u * 1024)     /* largest STDOUT/STDERR frame payload */
+#define OBX_AGENT_FILE_CHUNK                                             \
+    (256u * 1024) /* largest FCHUNK payload (and FDATA the worker sends) \
+                   */
 #define OBX_AGENT_WORKSPACE OBX_BOX_WORKSPACE
 #define OBX_AGENT_PATH_IN_BOX OBX_BOX_AGENT_PATH
 #define OBX_AGENT_PTY_WINDOW (256u * 1024) /* PTY_OUTPUT bytes ahead of PTY_ACK */
@@ -107,6 +143,14 @@ enum obx_agent_frame_type {
     OBX_AF_FREAD = 0x03,
     OBX_AF_FWRITE = 0x04,
     OBX_AF_PING = 0x05,
+    OBX_AF_FGET = 0x06,
+    OBX_AF_FACK = 0x07,
+    OBX_AF_FPUT = 0x08,
+    OBX_AF_FDATA = 0x09,
+    OBX_AF_FEND = 0x0a,
+    OBX_AF_FLIST = 0x0b,
+    OBX_AF_FDELETE = 0x0c,
+    OBX_AF_FMKDIR = 0x0d,
     OBX_AF_PTY_OPEN = 0x20,
     OBX_AF_PTY_INPUT = 0x21,
     OBX_AF_PTY_RESIZE = 0x22,
@@ -119,6 +163,8 @@ enum obx_agent_frame_type {
     OBX_AF_FILE = 0x85,
     OBX_AF_OK = 0x86,
     OBX_AF_ERROR = 0x87,
+    OBX_AF_FMETA = 0x88,
+    OBX_AF_FCHUNK = 0x89,
     OBX_AF_PTY_OUTPUT = 0xa0,
     OBX_AF_PTY_EVENT = 0xa1,
 };

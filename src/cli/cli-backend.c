@@ -25,6 +25,7 @@ static int interrupted; /* __atomic: the signal thread sets it */
 /* The client the signal thread cancels; cleared (under the lock) before it is freed. */
 static pthread_mutex_t signal_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct obx_client *signal_client;
+static struct obx_client_conn *signal_conn; /* a command's own connection (cp, sessions) */
 
 int obx_cli_target_option(int opt, const char *value, struct obx_cli_target *t)
 {
@@ -81,6 +82,8 @@ static void *remote_signal_main(void *arg)
     pthread_mutex_lock(&signal_lock);
     if (signal_client)
         obx_client_cancel_all(signal_client);
+    if (signal_conn)
+        obx_client_conn_wake(signal_conn);
     pthread_mutex_unlock(&signal_lock);
     sigwait(set, &sig);
     _exit(128 + sig);
@@ -123,17 +126,44 @@ static struct obx_client *open_remote(struct obx_cli_target *t)
     return c;
 }
 
-struct obx_cli_backend *obx_cli_backend_open(struct obx_cli_target *t)
+/* The options, else the environment. -1 after printing an error. */
+static int target_resolve(struct obx_cli_target *t)
 {
     struct target_env env = {0};
     struct obx_error err = OBX_ERROR_INIT;
     if (obx_config_read(target_vars, OBX_ARRAY_SIZE(target_vars), &env, &err) < 0) {
         fprintf(stderr, "onlyboxes: %s\n", err.message);
-        return NULL;
+        return -1;
     }
     t->console = t->console ? t->console : env.console;
     t->token = t->token ? t->token : env.token;
     t->ca_file = t->ca_file ? t->ca_file : env.ca_file;
+    return 0;
+}
+
+struct obx_client *obx_cli_console_open(struct obx_cli_target *t, bool *ret_local)
+{
+    *ret_local = false;
+    if (target_resolve(t) < 0)
+        return NULL;
+    if (obx_str_empty(t->console)) {
+        *ret_local = true;
+        return NULL;
+    }
+    struct obx_client *c = open_remote(t);
+    if (c) { /* this command makes its own requests: no signal thread cancels tasks for it */
+        pthread_mutex_lock(&signal_lock);
+        signal_client = NULL;
+        pthread_mutex_unlock(&signal_lock);
+    }
+    return c;
+}
+
+struct obx_cli_backend *obx_cli_backend_open(struct obx_cli_target *t)
+{
+    if (target_resolve(t) < 0)
+        return NULL;
+    struct obx_error err = OBX_ERROR_INIT;
     struct obx_cli_backend *b = obx_xcalloc(1, sizeof(*b));
     if (!obx_str_empty(t->console)) {
         b->client = open_remote(t);
@@ -167,4 +197,11 @@ void obx_cli_backend_close(struct obx_cli_backend *b)
     }
     obx_worker_free(b->worker);
     free(b);
+}
+
+void obx_cli_watch_conn(struct obx_client_conn *x)
+{
+    pthread_mutex_lock(&signal_lock);
+    signal_conn = x;
+    pthread_mutex_unlock(&signal_lock);
 }

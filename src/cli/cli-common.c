@@ -155,6 +155,8 @@ struct obx_worker *obx_cli_local_worker(const struct obx_cli_local *local, struc
         cfg.runtime = local->runtime;
     if (!local->keep_pool)
         cfg.warm_pool = 0; /* a one-shot command would start a box nobody uses */
+    cfg.mounts = local->mounts;
+    cfg.n_mounts = local->n_mounts;
     return obx_worker_new(&cfg, err);
 }
 

@@ -13,7 +13,9 @@
 struct obx_cli_local {
     enum obx_runtime_choice runtime;
     bool runtime_set;
-    bool keep_pool; /* long-running server: keep the warm pool */
+    bool keep_pool;                     /* long-running server: keep the warm pool */
+    const struct obx_box_mount *mounts; /* --mount, checked */
+    size_t n_mounts;
 };
 
 /* Where exec, python and call run: an in-process worker, or a console through its task API. */
@@ -36,6 +38,8 @@ enum {
     OBX_OPT_SESSION,
     OBX_OPT_TIMEOUT,
     OBX_OPT_NETWORK,
+    OBX_OPT_MOUNT,
+    OBX_OPT_EXPORT_DIR,
 };
 
 /* The struct option rows of the target options, for a command's table. */
@@ -86,6 +90,15 @@ struct obx_cli_backend;
 struct obx_cli_backend *obx_cli_backend_open(struct obx_cli_target *t);
 struct obx_executor *obx_cli_backend_executor(struct obx_cli_backend *b);
 void obx_cli_backend_close(struct obx_cli_backend *b);
+
+/* The console of the target options (else ONLYBOXES_CONSOLE ...), its token checked, for a
+ * command that makes its own requests; NULL with *ret_local when none is set, NULL after printing
+ * an error otherwise. Installs the remote signal handling; free with obx_client_free(). */
+struct obx_client;
+struct obx_client *obx_cli_console_open(struct obx_cli_target *t, bool *ret_local);
+/* Ctrl-C (SIGINT, SIGTERM) interrupts requests on x from now on; NULL stops that. */
+struct obx_client_conn;
+void obx_cli_watch_conn(struct obx_client_conn *x);
 
 /* The signal that interrupted a remote call (whose task was then canceled), or 0. */
 int obx_cli_interrupted(void);

@@ -23,6 +23,8 @@ int obx_cmd_worker(int argc, char **argv);
 int obx_cmd_exec(int argc, char **argv);
 int obx_cmd_python(int argc, char **argv);
 int obx_cmd_call(int argc, char **argv);
+int obx_cmd_cp(int argc, char **argv);
+int obx_cmd_sessions(int argc, char **argv);
 int obx_cmd_doctor(int argc, char **argv);
 int obx_cmd_version(int argc, char **argv);
 int obx_cmd_help(int argc, char **argv);

@@ -36,14 +36,15 @@ struct obx_client_conn {
 int obx_client_conn_init(struct obx_client *c, struct obx_client_conn *x, struct obx_error *err);
 void obx_client_conn_done(struct obx_client_conn *x);
 
-/* Sets cancelled and interrupts a request or pause in progress. Quick and thread-safe. */
-void obx_client_conn_wake(struct obx_client_conn *x);
-
 /* One request, like obx_client_request(). timeout_ms bounds the whole exchange. When abortable,
  * it returns -ECANCELED as soon as the connection is cancelled (err untouched). */
 int obx_client_conn_request(struct obx_client_conn *x, const char *method, const char *path,
                             const json_t *body, uint64_t timeout_ms, bool abortable,
                             long *ret_status, json_t **ret_body, struct obx_error *err);
+
+/* Drives the easy handle to completion through the multi handle; -ECANCELED when abortable and
+ * the connection was cancelled, -EIO when curl failed, else 0 with curl's result in *ret_rc. */
+int obx_client_conn_perform(struct obx_client_conn *x, bool abortable, CURLcode *ret_rc);
 
 /* Waits ms milliseconds; returns false at once when the connection is cancelled. */
 bool obx_client_conn_sleep(struct obx_client_conn *x, uint64_t ms);

@@ -148,8 +148,7 @@ static size_t write_body(char *data, size_t size, size_t n, void *userdata)
     return size * n;
 }
 
-/* Drives the easy handle to completion through the multi handle. */
-static int perform(struct obx_client_conn *x, bool abortable, CURLcode *ret_rc)
+int obx_client_conn_perform(struct obx_client_conn *x, bool abortable, CURLcode *ret_rc)
 {
     if (abortable && __atomic_load_n(&x->cancelled, __ATOMIC_ACQUIRE))
         return -ECANCELED;
@@ -216,7 +215,7 @@ int obx_client_conn_request(struct obx_client_conn *x, const char *method, const
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 
     CURLcode rc;
-    int r = perform(x, abortable, &rc);
+    int r = obx_client_conn_perform(x, abortable, &rc);
     if (r == -EIO)
         r = obx_error_set(err, EIO, OBX_CLIENT_ERR_UNREACHABLE,
                           "cannot reach the console at %s: internal curl error", c->url);
@@ -296,4 +295,33 @@ int obx_client_check(struct obx_client *c, struct obx_error *err)
     return obx_error_set(err, EPROTO, OBX_CLIENT_ERR_CONSOLE,
                          "%s does not look like an onlyboxes console (HTTP %ld to the task API)",
                          c->url, status);
+}
+
+struct obx_client_conn *obx_client_conn_new(struct obx_client *c, struct obx_error *err)
+{
+    struct obx_client_conn *x = obx_xcalloc(1, sizeof(*x));
+    if (obx_client_conn_init(c, x, err) < 0) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+void obx_client_conn_free(struct obx_client_conn *x)
+{
+    if (!x)
+        return;
+    obx_client_conn_done(x);
+    free(x);
+}
+
+int obx_client_conn_json(struct obx_client_conn *x, const char *method, const char *path,
+                         const json_t *body, long *ret_status, json_t **ret_body,
+                         struct obx_error *err)
+{
+    int r = obx_client_conn_request(x, method, path, body, CHECK_TIMEOUT_MS, true, ret_status,
+                                    ret_body, err);
+    if (r == -ECANCELED)
+        return obx_error_set(err, ECANCELED, OBX_ERR_CANCELED, "interrupted");
+    return r;
 }

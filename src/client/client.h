@@ -53,4 +53,32 @@ struct obx_executor *obx_client_executor(struct obx_client *c);
  * and returns OBX_ERR_CANCELED. Does not wait; safe from any thread. */
 void obx_client_cancel_all(struct obx_client *c);
 
+/* ---- one connection, for a command that makes its own requests (cp, sessions) ---- */
+
+struct obx_client_conn;
+struct obx_client_conn *obx_client_conn_new(struct obx_client *c, struct obx_error *err);
+void obx_client_conn_free(struct obx_client_conn *x);
+/* Interrupts a request in progress (it fails with OBX_ERR_CANCELED) and every later one. Quick,
+ * from any thread (a signal-waiting one). */
+void obx_client_conn_wake(struct obx_client_conn *x);
+/* A JSON request, as obx_client_request(), on this connection. */
+int obx_client_conn_json(struct obx_client_conn *x, const char *method, const char *path,
+                         const json_t *body, long *ret_status, json_t **ret_body,
+                         struct obx_error *err);
+
+/* The files route of a session for path, escaped, with extra ("&recursive=true") appended.
+ * Caller frees. */
+char *obx_client_files_path(struct obx_client_conn *x, const char *session, const char *path,
+                            const char *extra);
+/* A file transfer on path (client-files.c): PUT sends size bytes read from fd; GET writes a file's
+ * bytes to fd (*ret_file true) or keeps a JSON answer (a listing, an error) in *ret_body.
+ * progress(userdata, done, total) is called as bytes move. 0 with *ret_status on any HTTP
+ * answer; a negative errno when the console cannot be reached, a local read or write failed,
+ * or the transfer was interrupted (OBX_ERR_CANCELED). */
+int obx_client_transfer(struct obx_client_conn *x, const char *method, const char *path, int fd,
+                        uint64_t size,
+                        void (*progress)(void *userdata, uint64_t done, uint64_t total),
+                        void *userdata, long *ret_status, json_t **ret_body, bool *ret_file,
+                        struct obx_error *err);
+
 #endif

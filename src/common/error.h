@@ -17,6 +17,11 @@
 #define OBX_ERR_FILE_NOT_FOUND "file_not_found"
 #define OBX_ERR_PATH_IS_DIRECTORY "path_is_directory"
 #define OBX_ERR_FILE_TOO_LARGE "file_too_large"
+/* Files in a box (the agent's file requests). */
+#define OBX_ERR_PERMISSION_DENIED "permission_denied"
+#define OBX_ERR_NO_SPACE "no_space"
+#define OBX_ERR_NOT_A_DIRECTORY "not_a_directory"
+#define OBX_ERR_DIRECTORY_NOT_EMPTY "directory_not_empty"
 #define OBX_ERR_DEADLINE_EXCEEDED "deadline_exceeded"
 #define OBX_ERR_CANCELED "canceled"
 #define OBX_ERR_EXECUTION_FAILED "execution_failed"

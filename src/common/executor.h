@@ -19,6 +19,7 @@
 #define OBX_COMMON_EXECUTOR_H
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #include "json.h"
 
@@ -26,6 +27,9 @@ enum obx_stream {
     OBX_STREAM_STDOUT = 1,
     OBX_STREAM_STDERR = 2,
 };
+
+/* How long a file transfer may stand still before it fails (see obx_call.on_data). */
+#define OBX_CALL_STALL_MS 120000
 
 struct obx_call {
     const char *account; /* owner account id; "local" in stdio mode */
@@ -42,6 +46,18 @@ struct obx_call {
      * exec() returns; the hook must be quick and must not call back into the executor. */
     void (*on_log)(void *userdata, int level, const char *message);
     void *log_userdata;
+
+    /* File transfers (capability "terminalfiles", actions "read" and "write"). A read hands the
+     * file's bytes, in order, to on_data; a write takes them from read_data, which returns how
+     * many it put in buf (at most cap), 0 at their end, or a negative errno when they cannot
+     * come (the transfer then fails, and nothing is written). Either may block; a negative
+     * return of on_data stops the read. They are called from an executor thread, or (a remote
+     * worker) from the thread that waits in exec(); NULL refuses the action. Transfers may
+     * take long: a call without a deadline fails only when no byte moves for
+     * OBX_CALL_STALL_MS. */
+    int (*on_data)(void *userdata, const void *data, size_t len);
+    ssize_t (*read_data)(void *userdata, void *buf, size_t cap);
+    void *data_userdata;
 
     /* Cancellation state; use the functions below, never the fields. */
     pthread_mutex_t lock;

@@ -23,6 +23,13 @@
 #define OBX_BOX_EGRESS_OPTION "--egress-proxy"
 #define OBX_BOX_EGRESS_PORT 3128
 
+/* A directory of this host visible in the box (onlyboxes mcp --mount). */
+struct obx_box_mount {
+    const char *host; /* absolute, resolved (no symlink) */
+    const char *box;  /* absolute, normalized */
+    bool rw;          /* false: read-only */
+};
+
 struct obx_box_spec {
     const char *agent_path;   /* host path of the onlyboxes-agent binary */
     const char *worker_id;    /* label: the worker (process) that owns the box */
@@ -37,6 +44,10 @@ struct obx_box_spec {
     /* Host path of a unix socket to bind at OBX_BOX_EGRESS_SOCKET (the agent gets
      * OBX_BOX_EGRESS_OPTION), or NULL. Only for a box without network. */
     const char *egress_socket;
+    /* Host directories to bind into the box, outermost box path first. Only a runtime whose
+     * host_sockets is true can (its daemon sees this host's files). */
+    const struct obx_box_mount *mounts;
+    size_t n_mounts;
 
     /* Optional: what start() has to say while the caller waits (an image pull's progress), with
      * an enum obx_log_level. Called from the starting thread or from another thread that does

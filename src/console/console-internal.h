@@ -40,7 +40,9 @@ struct obx_console {
     struct obx_dispatch *dispatch;
     struct obx_tasks *tasks;
     int64_t started_ms; /* when this console started (the embedded worker's registration) */
-    struct obx_console_mcp *mcp; /* MCP over Streamable HTTP at /mcp */
+    struct obx_console_mcp *mcp;         /* MCP over Streamable HTTP at /mcp */
+    struct obx_console_xfers *xfers;     /* file uploads and downloads in progress */
+    struct obx_console_exports *exports; /* exportFile's files and their signed URLs */
 };
 
 enum obx_route_auth {
@@ -48,6 +50,7 @@ enum obx_route_auth {
     OBX_ROUTE_AUTH_COOKIE,
     OBX_ROUTE_AUTH_ADMIN, /* cookie, then is_admin */
     OBX_ROUTE_AUTH_BEARER,
+    OBX_ROUTE_AUTH_ACCOUNT, /* a Bearer token when one is sent, else the dashboard's cookie */
 };
 
 enum obx_route_result {
@@ -104,6 +107,35 @@ extern const struct obx_route obx_mcp_routes[];
 extern const size_t obx_mcp_routes_n;
 extern const struct obx_route obx_web_routes[];
 extern const size_t obx_web_routes_n;
+extern const struct obx_route obx_session_routes[];
+extern const size_t obx_session_routes_n;
+extern const struct obx_route obx_export_routes[];
+extern const size_t obx_export_routes_n;
+
+/* The HTTP server's stream_body: for the uploads of PUT /api/v1/sessions/:id/files
+ * (routes-session.c), CONSOLE_MAX_UPLOAD_MB; -1 for every other request. */
+int64_t obx_router_stream_body(const struct obx_http_request *req, void *userdata);
+
+/* File transfers of the sessions API (routes-session.c): at most max at once, each on a thread
+ * of its own. free() cancels those in progress and waits for them: before the HTTP server and
+ * the registry go. */
+struct obx_console_xfers;
+struct obx_console_xfers *obx_console_xfers_new(unsigned max);
+void obx_console_xfers_free(struct obx_console_xfers *t);
+/* Answers with the size bytes of fd (owned from here) as an attachment named filename, on a
+ * transfer thread. */
+enum obx_route_result obx_console_send_file(struct obx_route_ctx *ctx, int fd, uint64_t size,
+                                            const char *filename, const char *mime);
+
+/* exportFile on the console (routes-export.c): the file of a session copied into the console's
+ * export space, answered with a signed download URL; the executor hook of /mcp calls it for the
+ * capability "exportfile". */
+struct obx_console_exports;
+int obx_console_exports_new(struct obx_console *c, struct obx_console_exports **ret,
+                            struct obx_error *err);
+void obx_console_exports_free(struct obx_console_exports *e);
+int obx_console_export_run(struct obx_console *c, json_t *payload, struct obx_call *call,
+                           json_t **ret_result, struct obx_error *err);
 
 /* MCP over Streamable HTTP (routes-mcp.c): the endpoint's sessions and its executor. free()
  * terminates every session (their calls are cancelled and answered), so it must run before the

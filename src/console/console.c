@@ -97,10 +97,23 @@ static const struct obx_config_var vars[] = {
     {"CONSOLE_MCP_ALLOWED_ORIGINS", NULL, OBX_CONFIG_STR, F(mcp_allowed_origins), NULL, 0, 0, 0,
      NULL, COPY, "comma-separated origins that may call /mcp from a browser"},
     {"CONSOLE_HIDDEN_TOOLS", NULL, OBX_CONFIG_STR, F(hidden_tools), NULL, 0, 0, 0, NULL, COPY,
-     "comma-separated tools (echo, pythonExec, readImage, terminalExec) left out of /mcp "
+     "comma-separated tools (echo, exportFile, pythonExec, readImage, terminalExec) left out of "
+     "/mcp "
      "tools/list; still callable by name. CONSOLE_MCP_TOOL_<TOOL>_NAME, _TITLE, _DESCRIPTION and "
      "_PARAM_<PARAM>_DESCRIPTION (TOOL and PARAM in upper snake case, e.g. PYTHON_EXEC, "
      "SESSION_ID) change what models read; an empty parameter description hides the parameter"},
+    {"CONSOLE_MAX_UPLOAD_MB", NULL, OBX_CONFIG_INT, F(max_upload_mb), "100", 1, 1048576, 0, NULL, 0,
+     "largest file uploaded into a session (PUT /api/v1/sessions/ID/files), MiB"},
+    {"CONSOLE_MAX_TRANSFERS", NULL, OBX_CONFIG_INT, F(max_transfers), "32", 1, 1024, 0, NULL, 0,
+     "file uploads and downloads at once; more are answered 503"},
+    {"CONSOLE_EXPORT_URL_TTL_SEC", NULL, OBX_CONFIG_INT, F(export_url_ttl_sec), "3600", 60, 604800,
+     0, NULL, 0,
+     "how long the download URL of an exportFile (and the file the console keeps) lasts, s"},
+    {"CONSOLE_EXPORT_MAX_MB", NULL, OBX_CONFIG_INT, F(export_max_mb), "1024", 1, 1048576, 0, NULL,
+     0, "exportFile's files the console keeps at once, in all, MiB (beside the database)"},
+    {"CONSOLE_PUBLIC_URL", NULL, OBX_CONFIG_STR, F(public_url), NULL, 0, 0, 0, NULL, COPY,
+     "the console's URL as clients reach it (https://obx.example.com), for exportFile's links; "
+     "default: the scheme, host and port it listens on"},
     /* Test harnesses only (the MCP conformance suite sends no token); loopback only. */
     {"CONSOLE_MCP_TEST_FIXTURES", NULL, OBX_CONFIG_BOOL, F(mcp_test_fixtures), "false", 0, 0, 0,
      NULL, OBX_CONFIG_HIDDEN, "tests only: fixture tools, /mcp without a token"},
@@ -407,6 +420,7 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         .tls_key_file = obx_str_empty(cfg->tls_key_file) ? NULL : cfg->tls_key_file,
         .capture_headers = obx_mcp_param_headers(),
         .dispatch = obx_router_dispatch,
+        .stream_body = obx_router_stream_body,
         .userdata = &c,
         .fixed_headers = obx_web_response_headers,
     };
@@ -440,6 +454,10 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
     if (r < 0)
         goto out;
     c.tasks = obx_tasks_new(c.store, c.dispatch, retention_ms);
+    c.xfers = obx_console_xfers_new((unsigned)cfg->max_transfers);
+    r = obx_console_exports_new(&c, &c.exports, err);
+    if (r < 0)
+        goto out;
     c.pool = obx_console_pool_new(cfg->worker_threads, 1024);
     c.mcp = obx_console_mcp_new(&c);
     c.login_limit =
@@ -471,6 +489,8 @@ out:
     obx_console_pool_free(c.pool); /* queued handlers finish; their completions are dropped below */
     obx_console_mcp_free(c.mcp);   /* MCP calls in flight are cancelled and answered */
     obx_tasks_free(c.tasks);       /* live tasks are stopped, then every waiter is answered */
+    obx_console_xfers_free(c.xfers); /* transfers are canceled and answered */
+    obx_console_exports_free(c.exports);
     obx_http_server_free(c.http);
     obx_dispatch_free(c.dispatch);
     obx_worker_free(c.worker);

@@ -48,6 +48,11 @@ struct obx_console_config {
     char *mcp_allowed_origins; /* comma-separated origins /mcp also accepts; may be "" */
     char *hidden_tools;        /* CONSOLE_HIDDEN_TOOLS: tools left out of tools/list */
     bool mcp_test_fixtures;    /* tests only: conformance fixture tools, /mcp without a token */
+    int max_upload_mb;         /* largest file PUT into a session */
+    int max_transfers;         /* file uploads and downloads at once */
+    int export_url_ttl_sec;    /* how long an exportFile URL (and its file) lasts */
+    int export_max_mb;         /* exportFile's files kept at once, in all */
+    char *public_url;          /* the console's URL as clients reach it ("" derive it) */
 };
 
 /* Fills cfg from the environment. Fails with a message naming the variable. The strings are owned

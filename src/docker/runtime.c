@@ -293,6 +293,14 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
         json_array_append_new(binds, json_string(sb));
     }
     egress_bind(binds, spec);
+    bool ws_mounted = false;
+    for (size_t i = 0; i < spec->n_mounts; i++) {
+        _cleanup_free_ char *mb =
+            obx_xasprintf("%s:%s:%s", spec->mounts[i].host, spec->mounts[i].box,
+                          spec->mounts[i].rw ? "rw" : "ro");
+        json_array_append_new(binds, json_string(mb));
+        ws_mounted = ws_mounted || obx_streq(spec->mounts[i].box, OBX_BOX_WORKSPACE);
+    }
     json_object_set_new(hc, "Binds", binds);
     set_str(hc, "NetworkMode", spec->network ? "bridge" : cfg->network);
     if (cfg->drop_caps)
@@ -308,8 +316,10 @@ static json_t *create_body(struct docker_runtime *d, const struct obx_box_spec *
     _cleanup_free_ char *ws_opts =
         obx_xasprintf("rw,exec,nosuid,nodev,size=%llu,uid=%u,gid=%u,mode=0755",
                       (unsigned long long)ws, cfg->uid, cfg->gid);
-    json_object_set_new(hc, "Tmpfs",
-                        json_pack("{s:s, s:s}", "/tmp", tmp_opts, OBX_BOX_WORKSPACE, ws_opts));
+    json_t *tmpfs = json_pack("{s:s}", "/tmp", tmp_opts);
+    if (!ws_mounted) /* a host directory mounted there is the workspace */
+        json_object_set_new(tmpfs, OBX_BOX_WORKSPACE, json_string(ws_opts));
+    json_object_set_new(hc, "Tmpfs", tmpfs);
     if (cfg->memory_bytes) {
         set_int(hc, "Memory", (int64_t)cfg->memory_bytes);
         set_int(hc, "MemorySwap", (int64_t)cfg->memory_bytes); /* no swap on top */

@@ -101,11 +101,34 @@ static const char image_input[] =
     "'session_id':{'type':'string','minLength':1,'maxLength':128,'x-mcp-header':'Session-Id',"
     "'description':'The terminalExec session whose files to read.'},"
     "'file_path':{'type':'string','minLength':1,"
-    "'description':'Path of the image inside the session sandbox: absolute, or relative to "
-    "/workspace.'},"
+    "'description':'Path of the image inside the session sandbox: absolute, or relative to the "
+    "session working directory (where its last cd left it; /workspace in a new session).'},"
     "'timeout_ms':{'type':'integer','minimum':1,'maximum':600000,'default':60000,"
     "'description':'Time limit in milliseconds (1-600000, default 60000).'}"
     "},'required':['session_id','file_path'],'additionalProperties':false}";
+
+static const char export_input[] =
+    "{'type':'object','properties':{"
+    "'session_id':{'type':'string','minLength':1,'maxLength':128,'x-mcp-header':'Session-Id',"
+    "'description':'The terminalExec session that has the file.'},"
+    "'file_path':{'type':'string','minLength':1,"
+    "'description':'Path of the file inside the session sandbox: absolute, or relative to the "
+    "session working directory.'},"
+    "'timeout_ms':{'type':'integer','minimum':1,'maximum':600000,'default':60000,"
+    "'description':'Time limit in milliseconds (1-600000, default 60000).'}"
+    "},'required':['session_id','file_path'],'additionalProperties':false}";
+
+static const char export_output[] =
+    "{'type':'object','properties':{"
+    "'download_url':{'type':'string','description':'Where the file can be downloaded without "
+    "a token until expires_at (on a console).'},"
+    "'path':{'type':'string','description':'Where the file now is on this host (local "
+    "server).'},"
+    "'filename':{'type':'string'},"
+    "'size_bytes':{'type':'integer'},"
+    "'mime_type':{'type':'string','description':'The type detected from the content.'},"
+    "'expires_at':{'type':'string','description':'When the download URL stops working.'}"
+    "},'required':['filename','size_bytes']}";
 
 /* ---- payloads ---- */
 
@@ -176,6 +199,17 @@ static json_t *image_payload(const json_t *args, char *msg, size_t size)
     return json_pack("{sssOsssO}", "session_id", sid, "file_path",
                      json_object_get(args, "file_path"), "action", "read", "timeout_ms",
                      json_object_get(args, "timeout_ms"));
+}
+
+static json_t *export_payload(const json_t *args, char *msg, size_t size)
+{
+    const char *sid = obx_json_get_str(args, "session_id", "");
+    if (!visible_ascii(sid)) {
+        snprintf(msg, size, "\"session_id\" must be 1-128 visible ASCII characters");
+        return NULL;
+    }
+    return json_pack("{sssOsO}", "session_id", sid, "file_path", json_object_get(args, "file_path"),
+                     "timeout_ms", json_object_get(args, "timeout_ms"));
 }
 
 /* ---- results ---- */
@@ -255,6 +289,26 @@ const struct obx_mcp_tool obx_mcp_builtin_tools[] = {
         .capability = "echo",
         .build_payload = echo_payload,
         .shape_result = shape_structured,
+    },
+    {
+        .name = "exportFile",
+        .title = "Export File",
+        .description =
+            "Copies a file out of a terminalExec session so that it can be kept or handed on: a "
+            "result, a report, a built artifact. On a shared server the answer has a "
+            "download_url that works without credentials until expires_at, and the file "
+            "outlives the session; on a local server the file is copied to a directory of this "
+            "computer and the answer has its path. Exports one regular file; archive a "
+            "directory first (tar, zip).",
+        .input_schema = export_input,
+        .output_schema = export_output,
+        .annotations = "{'title':'Export File','readOnlyHint':true,'destructiveHint':false,"
+                       "'openWorldHint':true}",
+        .capability = "exportfile",
+        .build_payload = export_payload,
+        .shape_result = shape_structured,
+        /* The file is copied while the call runs; its answer is short once it is there. */
+        .task_support = OBX_MCP_TASK_FORBIDDEN,
     },
     {
         .name = "pythonExec",

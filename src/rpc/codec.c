@@ -115,6 +115,14 @@ static void decode_hello(struct decoder *d, const Onlyboxes__Registry__V1__Conne
     }
 }
 
+static void decode_chunk(struct decoder *d, const Onlyboxes__Registry__V1__FileChunk *m,
+                         struct obx_rpc_file_chunk *c)
+{
+    c->command_id = str(d, m->command_id);
+    c->data = bytes(m->data, &c->data_len);
+    c->eof = m->eof;
+}
+
 static void decode_request(struct decoder *d, const Onlyboxes__Registry__V1__ConnectRequest *m,
                            struct obx_rpc_frame *f)
 {
@@ -146,6 +154,15 @@ static void decode_request(struct decoder *d, const Onlyboxes__Registry__V1__Con
         f->u.output.stream = m->command_output->stream;
         f->u.output.data = bytes(m->command_output->data, &f->u.output.data_len);
         f->u.output.log_level = m->command_output->log_level;
+        break;
+    case ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_FILE_CHUNK:
+        f->kind = OBX_RPC_FILE_CHUNK;
+        decode_chunk(d, m->file_chunk, &f->u.chunk);
+        break;
+    case ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_FILE_ACK:
+        f->kind = OBX_RPC_FILE_ACK;
+        f->u.file_ack.command_id = str(d, m->file_ack->command_id);
+        f->u.file_ack.received = m->file_ack->received;
         break;
     default:
         f->kind = OBX_RPC_NONE;
@@ -180,6 +197,15 @@ static void decode_response(struct decoder *d, const Onlyboxes__Registry__V1__Co
         f->kind = OBX_RPC_CANCEL;
         f->u.cancel.command_id = str(d, m->command_cancel->command_id);
         f->u.cancel.reason = str(d, m->command_cancel->reason);
+        break;
+    case ONLYBOXES__REGISTRY__V1__CONNECT_RESPONSE__PAYLOAD_FILE_CHUNK:
+        f->kind = OBX_RPC_FILE_CHUNK_TO_WORKER;
+        decode_chunk(d, m->file_chunk, &f->u.chunk);
+        break;
+    case ONLYBOXES__REGISTRY__V1__CONNECT_RESPONSE__PAYLOAD_FILE_ACK:
+        f->kind = OBX_RPC_FILE_ACK_TO_WORKER;
+        f->u.file_ack.command_id = str(d, m->file_ack->command_id);
+        f->u.file_ack.received = m->file_ack->received;
         break;
     default:
         f->kind = OBX_RPC_NONE;
@@ -274,6 +300,15 @@ void obx_rpc_frame_done(struct obx_rpc_frame *f)
         free(f->u.cancel.command_id);
         free(f->u.cancel.reason);
         break;
+    case OBX_RPC_FILE_CHUNK:
+    case OBX_RPC_FILE_CHUNK_TO_WORKER:
+        free(f->u.chunk.command_id);
+        free(f->u.chunk.data);
+        break;
+    case OBX_RPC_FILE_ACK:
+    case OBX_RPC_FILE_ACK_TO_WORKER:
+        free(f->u.file_ack.command_id);
+        break;
     case OBX_RPC_HEARTBEAT_ACK:
     case OBX_RPC_NONE:
         break;
@@ -291,6 +326,13 @@ static char *s(char *v)
 static ProtobufCBinaryData b(uint8_t *data, size_t len)
 {
     return (ProtobufCBinaryData){.len = data ? len : 0, .data = data};
+}
+
+static void encode_chunk(const struct obx_rpc_file_chunk *c, Onlyboxes__Registry__V1__FileChunk *m)
+{
+    m->command_id = s(c->command_id);
+    m->data = b(c->data, c->data_len);
+    m->eof = c->eof;
 }
 
 static int pack(const ProtobufCMessage *m, uint8_t **ret, size_t *ret_len)
@@ -372,6 +414,8 @@ static int encode_request(const struct obx_rpc_frame *f, uint8_t **ret, size_t *
     Onlyboxes__Registry__V1__CommandResult res = ONLYBOXES__REGISTRY__V1__COMMAND_RESULT__INIT;
     Onlyboxes__Registry__V1__CommandError cerr = ONLYBOXES__REGISTRY__V1__COMMAND_ERROR__INIT;
     Onlyboxes__Registry__V1__CommandOutput out = ONLYBOXES__REGISTRY__V1__COMMAND_OUTPUT__INIT;
+    Onlyboxes__Registry__V1__FileChunk chunk = ONLYBOXES__REGISTRY__V1__FILE_CHUNK__INIT;
+    Onlyboxes__Registry__V1__FileAck fack = ONLYBOXES__REGISTRY__V1__FILE_ACK__INIT;
     switch (f->kind) {
     case OBX_RPC_HELLO:
         return encode_hello(&f->u.hello, ret, ret_len);
@@ -402,6 +446,17 @@ static int encode_request(const struct obx_rpc_frame *f, uint8_t **ret, size_t *
         req.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_COMMAND_OUTPUT;
         req.command_output = &out;
         break;
+    case OBX_RPC_FILE_CHUNK:
+        encode_chunk(&f->u.chunk, &chunk);
+        req.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_FILE_CHUNK;
+        req.file_chunk = &chunk;
+        break;
+    case OBX_RPC_FILE_ACK:
+        fack.command_id = s(f->u.file_ack.command_id);
+        fack.received = f->u.file_ack.received;
+        req.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_FILE_ACK;
+        req.file_ack = &fack;
+        break;
     default:
         return -EINVAL;
     }
@@ -415,6 +470,8 @@ static int encode_response(const struct obx_rpc_frame *f, uint8_t **ret, size_t 
     Onlyboxes__Registry__V1__HeartbeatAck hba = ONLYBOXES__REGISTRY__V1__HEARTBEAT_ACK__INIT;
     Onlyboxes__Registry__V1__CommandDispatch dis = ONLYBOXES__REGISTRY__V1__COMMAND_DISPATCH__INIT;
     Onlyboxes__Registry__V1__CommandCancel can = ONLYBOXES__REGISTRY__V1__COMMAND_CANCEL__INIT;
+    Onlyboxes__Registry__V1__FileChunk chunk = ONLYBOXES__REGISTRY__V1__FILE_CHUNK__INIT;
+    Onlyboxes__Registry__V1__FileAck fack = ONLYBOXES__REGISTRY__V1__FILE_ACK__INIT;
     switch (f->kind) {
     case OBX_RPC_ACK:
         ack.session_id = s(f->u.ack.session_id);
@@ -443,6 +500,17 @@ static int encode_response(const struct obx_rpc_frame *f, uint8_t **ret, size_t 
         resp.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_RESPONSE__PAYLOAD_COMMAND_CANCEL;
         resp.command_cancel = &can;
         break;
+    case OBX_RPC_FILE_CHUNK_TO_WORKER:
+        encode_chunk(&f->u.chunk, &chunk);
+        resp.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_RESPONSE__PAYLOAD_FILE_CHUNK;
+        resp.file_chunk = &chunk;
+        break;
+    case OBX_RPC_FILE_ACK_TO_WORKER:
+        fack.command_id = s(f->u.file_ack.command_id);
+        fack.received = f->u.file_ack.received;
+        resp.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_RESPONSE__PAYLOAD_FILE_ACK;
+        resp.file_ack = &fack;
+        break;
     default:
         return -EINVAL;
     }
@@ -456,11 +524,15 @@ int obx_rpc_encode(const struct obx_rpc_frame *f, uint8_t **ret, size_t *ret_len
     case OBX_RPC_HEARTBEAT:
     case OBX_RPC_RESULT:
     case OBX_RPC_OUTPUT:
+    case OBX_RPC_FILE_CHUNK:
+    case OBX_RPC_FILE_ACK:
         return encode_request(f, ret, ret_len);
     case OBX_RPC_ACK:
     case OBX_RPC_HEARTBEAT_ACK:
     case OBX_RPC_DISPATCH:
     case OBX_RPC_CANCEL:
+    case OBX_RPC_FILE_CHUNK_TO_WORKER:
+    case OBX_RPC_FILE_ACK_TO_WORKER:
         return encode_response(f, ret, ret_len);
     case OBX_RPC_NONE:
         break;

@@ -21,6 +21,10 @@
 #define OBX_RPC_EXT_CANCEL "cancel"
 #define OBX_RPC_EXT_OUTPUT "output"
 #define OBX_RPC_EXT_RECOVERY "session-recovery"
+#define OBX_RPC_EXT_FILES "files"
+/* "files": the largest chunk, and the bytes a sender may have unacknowledged. */
+#define OBX_RPC_FILE_CHUNK_BYTES (256u << 10)
+#define OBX_RPC_FILE_WINDOW_BYTES (4u << 20)
 
 /* gRPC status codes used here (the numbers are gRPC's). */
 enum obx_rpc_status {
@@ -123,6 +127,18 @@ struct obx_rpc_cancel {
     char *command_id, *reason;
 };
 
+struct obx_rpc_file_chunk {
+    char *command_id;
+    uint8_t *data;
+    size_t data_len;
+    bool eof;
+};
+
+struct obx_rpc_file_ack {
+    char *command_id;
+    int64_t received;
+};
+
 enum obx_rpc_kind {
     OBX_RPC_NONE = 0, /* a frame whose payload is not set, or one this side does not know */
     /* worker -> console (ConnectRequest) */
@@ -130,11 +146,15 @@ enum obx_rpc_kind {
     OBX_RPC_HEARTBEAT,
     OBX_RPC_RESULT,
     OBX_RPC_OUTPUT,
+    OBX_RPC_FILE_CHUNK, /* a download's bytes */
+    OBX_RPC_FILE_ACK,   /* what the worker took of an upload */
     /* console -> worker (ConnectResponse) */
     OBX_RPC_ACK,
     OBX_RPC_HEARTBEAT_ACK,
     OBX_RPC_DISPATCH,
     OBX_RPC_CANCEL,
+    OBX_RPC_FILE_CHUNK_TO_WORKER, /* an upload's bytes */
+    OBX_RPC_FILE_ACK_TO_WORKER,   /* what the console took of a download */
 };
 
 struct obx_rpc_frame {
@@ -148,6 +168,8 @@ struct obx_rpc_frame {
         struct obx_rpc_heartbeat_ack heartbeat_ack;
         struct obx_rpc_dispatch dispatch;
         struct obx_rpc_cancel cancel;
+        struct obx_rpc_file_chunk chunk;  /* both FILE_CHUNK kinds */
+        struct obx_rpc_file_ack file_ack; /* both FILE_ACK kinds */
     } u;
 };
 

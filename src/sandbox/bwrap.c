@@ -310,6 +310,11 @@ static void build_args(const struct obx_bwrap_runtime *b, const struct obx_bwrap
             arg3(a, "--ro-bind", agent, OBX_BOX_AGENT_PATH);
         }
         egress_mount(a, spec);
+        /* Host directories the worker was given (outermost first, so inner ones stay on top);
+         * the box's user is the worker's on the host, so it writes what the worker may. */
+        for (size_t i = 0; i < spec->n_mounts; i++)
+            arg3(a, spec->mounts[i].rw ? "--bind" : "--ro-bind", spec->mounts[i].host,
+                 spec->mounts[i].box);
         arg3(a, "--info-fd", fd_names[OBX_BWRAP_FD_INFO], NULL);
     }
     /* The box's root and /dev are tmpfs mounts bwrap built; nothing needs to write there, and

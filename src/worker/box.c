@@ -30,6 +30,13 @@ struct box_req {
     size_t len;
     struct obx_buf out, err;
     struct obx_call *call;
+    /* FGET: its FMETA, and FCHUNK bytes not taken yet (bounded by the window it asked for) */
+    uint8_t *meta;
+    size_t meta_len;
+    struct obx_buf chunks;
+    bool overrun;   /* the agent sent more than the window */
+    bool canceller; /* registered with the call */
+    struct obx_box *box;
     struct box_req *next;
 };
 
@@ -122,24 +129,6 @@ void obx_box_forget_runtime(struct obx_runtime *rt)
     pthread_mutex_unlock(&registry_lock);
 }
 
-/* Waits on c until *flag or *stop (the box died: mark_dead() wakes us) or the monotonic deadline
- * (0 = forever). Returns false on timeout. */
-static bool wait_until(pthread_cond_t *c, pthread_mutex_t *m, const bool *flag, const bool *stop,
-                       uint64_t deadline)
-{
-    while (!*flag && !*stop) {
-        if (deadline == 0) {
-            pthread_cond_wait(c, m);
-            continue;
-        }
-        if (obx_now_ms() >= deadline)
-            return false;
-        struct timespec ts = obx_ms_to_timespec(deadline);
-        pthread_cond_timedwait(c, m, &ts);
-    }
-    return true;
-}
-
 static struct box_req *find_req(struct obx_box *b, uint32_t id)
 {
     for (struct box_req *r = b->reqs; r; r = r->next)
@@ -187,6 +176,22 @@ static void handle_frame(struct obx_box *b, const struct obx_agent_frame *f)
             call->on_output(call->output_userdata,
                             f->type == OBX_AF_STDOUT ? OBX_STREAM_STDOUT : OBX_STREAM_STDERR,
                             (const char *)f->payload, f->len);
+        return;
+    }
+    if (f->type == OBX_AF_FMETA && !r->meta) {
+        r->meta = obx_xmalloc(f->len + 1);
+        memcpy(r->meta, f->payload, f->len);
+        r->meta[f->len] = '\0';
+        r->meta_len = f->len;
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&b->lock);
+        return;
+    }
+    if (f->type == OBX_AF_FCHUNK) {
+        if (obx_buf_append(&r->chunks, f->payload, f->len) < 0)
+            r->overrun = true;
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&b->lock);
         return;
     }
     finish_req(r, f->type, f->payload, f->len);
@@ -434,28 +439,37 @@ void obx_box_end_reason(struct obx_box *b, char *buf, size_t size)
     pthread_mutex_unlock(&b->lock);
 }
 
-struct cancel_ctx {
-    struct obx_box *box;
-    uint32_t id;
-};
-
 static void send_cancel(void *userdata)
 {
-    struct cancel_ctx *c = userdata;
-    (void)write_frame(c->box, OBX_AF_CANCEL, c->id, "", 0, NULL);
+    struct box_req *r = userdata;
+    (void)write_frame(r->box, OBX_AF_CANCEL, r->id, "", 0, NULL);
 }
 
-/* Registers a request, sends it and waits for its terminal frame. Caller frees *ret_req. */
-static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_call *call,
-                       size_t out_limit, uint64_t wait_ms, struct box_req **ret_req,
-                       struct obx_error *err)
+static void free_req(struct box_req *r)
+{
+    pthread_cond_destroy(&r->cond);
+    obx_buf_free(&r->out);
+    obx_buf_free(&r->err);
+    obx_buf_free(&r->chunks);
+    free(r->meta);
+    free(r->payload);
+    free(r);
+}
+
+/* Registers a request and sends it; the call's cancel then sends CANCEL. out_limit bounds its
+ * STDOUT/STDERR, chunk_limit its FCHUNK bytes not yet taken. req_end() undoes it. */
+static int req_begin(struct obx_box *b, uint8_t type, json_t *req, struct obx_call *call,
+                     size_t out_limit, size_t chunk_limit, struct box_req **ret_req,
+                     struct obx_error *err)
 {
     _cleanup_free_ char *payload = req ? obx_json_dumps(req) : obx_xstrdup("");
     struct box_req *r = obx_xcalloc(1, sizeof(*r));
     obx_cond_init_monotonic(&r->cond);
     r->out = (struct obx_buf)OBX_BUF_INIT(out_limit + OBX_AGENT_OUTPUT_CHUNK);
     r->err = (struct obx_buf)OBX_BUF_INIT(out_limit + OBX_AGENT_OUTPUT_CHUNK);
+    r->chunks = (struct obx_buf)OBX_BUF_INIT(chunk_limit);
     r->call = call;
+    r->box = b;
 
     pthread_mutex_lock(&b->lock);
     if (b->dead || __atomic_load_n(&b->stopped, __ATOMIC_ACQUIRE)) {
@@ -463,7 +477,7 @@ static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_
         int rc = obx_error_set(err, EPIPE, OBX_ERR_EXECUTION_FAILED, "the box is gone: %s",
                                b->dead_reason[0] ? b->dead_reason : "stopped");
         pthread_mutex_unlock(&b->lock);
-        free(r);
+        free_req(r);
         return rc;
     }
     r->id = b->next_id++;
@@ -473,63 +487,77 @@ static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_
     b->reqs = r;
     pthread_mutex_unlock(&b->lock);
 
-    struct cancel_ctx cc = {b, r->id};
-    bool cancelled = false;
     int ret = write_frame(b, type, r->id, payload, strlen(payload), err);
-    if (ret == 0 && call && obx_call_set_canceller(call, send_cancel, &cc) < 0) {
-        cancelled = true;
-        send_cancel(&cc);
+    if (ret == 0 && call) {
+        if (obx_call_set_canceller(call, send_cancel, r) < 0)
+            send_cancel(r);
+        else
+            r->canceller = true;
     }
+    *ret_req = r;
+    return ret;
+}
 
-    pthread_mutex_lock(&b->lock);
-    if (ret == 0) {
-        uint64_t deadline = wait_ms ? obx_now_ms() + wait_ms : 0;
-        for (;;) {
-            bool ok = wait_until(&r->cond, &b->lock, &r->done, &b->dead, deadline);
-            if (r->done)
-                break;
-            if (b->dead) {
-                ret = obx_error_set(err, EPIPE, OBX_ERR_EXECUTION_FAILED, "%s", b->dead_reason);
-                break;
-            }
-            if (!ok) {
-                ret = obx_error_set(err, ETIMEDOUT, OBX_ERR_DEADLINE_EXCEEDED,
-                                    "the box did not answer in time; it was stopped");
-                break;
-            }
-            /* A wakeup by mark_dead with dead == false cannot happen; loop otherwise. */
+/* With the lock held: waits until pred(r) or the terminal frame, the box's death or the monotonic
+ * deadline (0: none). 0, or an error (the box died, or did not answer in time). */
+static int req_wait(struct obx_box *b, struct box_req *r, uint64_t deadline,
+                    bool (*pred)(const struct box_req *r), struct obx_error *err)
+{
+    while (!r->done && !(pred && pred(r))) {
+        if (b->dead)
+            return obx_error_set(err, EPIPE, OBX_ERR_EXECUTION_FAILED, "%s", b->dead_reason);
+        if (deadline && obx_now_ms() >= deadline)
+            return obx_error_set(err, ETIMEDOUT, OBX_ERR_DEADLINE_EXCEEDED,
+                                 "the box did not answer in time; it was stopped");
+        if (deadline) {
+            struct timespec ts = obx_ms_to_timespec(deadline);
+            pthread_cond_timedwait(&r->cond, &b->lock, &ts);
+        } else {
+            pthread_cond_wait(&r->cond, &b->lock);
         }
     }
-    /* Unlink. */
+    return 0;
+}
+
+/* Unlinks r and drops the canceller; a request that failed for another reason than the box's
+ * death leaves an agent that cannot be trusted: the box goes. */
+static void req_end(struct obx_box *b, struct box_req *r, int ret)
+{
+    pthread_mutex_lock(&b->lock);
     for (struct box_req **pp = &b->reqs; *pp; pp = &(*pp)->next)
         if (*pp == r) {
             *pp = r->next;
             break;
         }
     pthread_mutex_unlock(&b->lock);
-    if (call && !cancelled)
-        obx_call_clear_canceller(call);
+    if (r->canceller)
+        obx_call_clear_canceller(r->call);
+    r->canceller = false;
     if (ret < 0 && ret != -EPIPE) /* unresponsive: nothing may keep running in it */
         kill_because(b, "stopped by the worker: its agent did not answer in time");
+}
+
+/* Registers a request, sends it and waits for its terminal frame. Caller frees *ret_req. */
+static int run_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_call *call,
+                       size_t out_limit, uint64_t wait_ms, struct box_req **ret_req,
+                       struct obx_error *err)
+{
+    struct box_req *r = NULL;
+    int ret = req_begin(b, type, req, call, out_limit, 0, &r, err);
+    if (!r)
+        return ret;
+    if (ret == 0) {
+        pthread_mutex_lock(&b->lock);
+        ret = req_wait(b, r, wait_ms ? obx_now_ms() + wait_ms : 0, NULL, err);
+        pthread_mutex_unlock(&b->lock);
+    }
+    req_end(b, r, ret);
     if (ret < 0) {
-        pthread_cond_destroy(&r->cond);
-        obx_buf_free(&r->out);
-        obx_buf_free(&r->err);
-        free(r->payload);
-        free(r);
+        free_req(r);
         return ret;
     }
     *ret_req = r;
     return 0;
-}
-
-static void free_req(struct box_req *r)
-{
-    pthread_cond_destroy(&r->cond);
-    obx_buf_free(&r->out);
-    obx_buf_free(&r->err);
-    free(r->payload);
-    free(r);
 }
 
 static int agent_error(const struct box_req *r, struct obx_error *err)
@@ -620,4 +648,149 @@ int obx_box_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_cal
     *ret_len = r->len;
     free_req(r);
     return 0;
+}
+
+/* ---- file transfers: FGET and FPUT ---- */
+
+static bool has_chunks(const struct box_req *r)
+{
+    return r->chunks.len > 0 || r->overrun;
+}
+
+/* The terminal frame of a transfer: OK's JSON into *ret_final, or the agent's ERROR. */
+static int xfer_result(struct box_req *r, json_t **ret_final, struct obx_error *err)
+{
+    if (r->type == OBX_AF_ERROR)
+        return agent_error(r, err);
+    struct obx_error perr = OBX_ERROR_INIT;
+    json_t *j =
+        r->type == OBX_AF_OK ? obx_json_parse((const char *)r->payload, r->len, &perr) : NULL;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return obx_error_set(err, EPROTO, OBX_ERR_EXECUTION_FAILED,
+                             "the agent sent a malformed answer to a file transfer");
+    }
+    *ret_final = j;
+    return 0;
+}
+
+static uint64_t stall_deadline(void)
+{
+    return obx_now_ms() + OBX_CALL_STALL_MS;
+}
+
+int obx_box_get(struct obx_box *b, json_t *req, struct obx_call *call,
+                int (*on_meta)(void *userdata, json_t *meta),
+                int (*on_data)(void *userdata, const void *data, size_t len), void *userdata,
+                json_t **ret_final, struct obx_error *err)
+{
+    json_object_set_new(req, "window", json_integer(OBX_BOX_FILE_WINDOW));
+    struct box_req *r = NULL;
+    int ret = req_begin(b, OBX_AF_FGET, req, call, 0, OBX_BOX_FILE_WINDOW, &r, err);
+    if (!r)
+        return ret;
+    uint64_t taken = 0;
+    bool meta_sent = false;
+    int user_rc = 0; /* the caller's callbacks failed: the transfer was canceled for it */
+    struct obx_error uerr = OBX_ERROR_INIT;
+    pthread_mutex_lock(&b->lock);
+    while (ret == 0) {
+        if (!meta_sent && r->meta) {
+            meta_sent = true;
+            struct obx_error perr = OBX_ERROR_INIT;
+            json_t *meta = obx_json_parse((const char *)r->meta, r->meta_len, &perr);
+            pthread_mutex_unlock(&b->lock);
+            int rc = json_is_object(meta) ? on_meta(userdata, meta) : -EPROTO;
+            json_decref(meta);
+            if (rc < 0 && !user_rc) {
+                user_rc = rc;
+                obx_error_set(&uerr, -rc, OBX_ERR_CANCELED, "the download stopped: %s",
+                              strerror(-rc));
+                send_cancel(r);
+            }
+            pthread_mutex_lock(&b->lock);
+            continue;
+        }
+        if (r->overrun) {
+            ret = obx_error_set(err, EPROTO, OBX_ERR_EXECUTION_FAILED,
+                                "the agent sent more than it was allowed to");
+            break;
+        }
+        if (meta_sent && r->chunks.len > 0) {
+            size_t len = 0;
+            char *data = obx_buf_steal(&r->chunks, &len);
+            r->chunks = (struct obx_buf)OBX_BUF_INIT(OBX_BOX_FILE_WINDOW);
+            pthread_mutex_unlock(&b->lock);
+            int rc = user_rc ? 0 : on_data(userdata, data, len);
+            free(data);
+            if (rc < 0 && !user_rc) {
+                user_rc = rc;
+                obx_error_set(&uerr, -rc, OBX_ERR_CANCELED, "the download stopped: %s",
+                              strerror(-rc));
+                send_cancel(r);
+            }
+            taken += len;
+            uint8_t ack[8];
+            obx_be32_put(ack, (uint32_t)(taken >> 32));
+            obx_be32_put(ack + 4, (uint32_t)taken);
+            (void)write_frame(b, OBX_AF_FACK, r->id, (const char *)ack, sizeof(ack), NULL);
+            pthread_mutex_lock(&b->lock);
+            continue;
+        }
+        if (r->done)
+            break;
+        /* FMETA comes before any chunk and the end: waiting for either is enough. */
+        ret = req_wait(b, r, stall_deadline(), has_chunks, err);
+    }
+    pthread_mutex_unlock(&b->lock);
+    req_end(b, r, ret);
+    if (ret == 0)
+        ret = user_rc ? (*err = uerr, user_rc) : xfer_result(r, ret_final, err);
+    free_req(r);
+    return ret;
+}
+
+int obx_box_put(struct obx_box *b, json_t *req, struct obx_call *call,
+                ssize_t (*read_data)(void *userdata, void *buf, size_t cap), void *userdata,
+                json_t **ret_final, struct obx_error *err)
+{
+    struct box_req *r = NULL;
+    int ret = req_begin(b, OBX_AF_FPUT, req, call, 0, 0, &r, err);
+    if (!r)
+        return ret;
+    _cleanup_free_ char *buf = obx_xmalloc(OBX_AGENT_FILE_CHUNK);
+    int user_rc = 0;
+    while (ret == 0) {
+        pthread_mutex_lock(&b->lock);
+        bool done = r->done;
+        pthread_mutex_unlock(&b->lock);
+        if (done) /* the agent refused it, or it was canceled */
+            break;
+        ssize_t n = read_data(userdata, buf, OBX_AGENT_FILE_CHUNK);
+        if (n < 0) {
+            /* The bytes cannot come: the agent throws away what it has. */
+            user_rc = (int)n;
+            send_cancel(r);
+            break;
+        }
+        if (n == 0) {
+            ret = write_frame(b, OBX_AF_FEND, r->id, "", 0, err);
+            break;
+        }
+        ret = write_frame(b, OBX_AF_FDATA, r->id, buf, (size_t)n, err);
+    }
+    if (ret == 0) {
+        pthread_mutex_lock(&b->lock);
+        ret = req_wait(b, r, stall_deadline(), NULL, err);
+        pthread_mutex_unlock(&b->lock);
+    }
+    req_end(b, r, ret);
+    if (ret == 0 && user_rc)
+        ret = obx_error_set(err, -user_rc, OBX_ERR_CANCELED,
+                            "the upload stopped before its end (%s); nothing was written",
+                            strerror(-user_rc));
+    else if (ret == 0)
+        ret = xfer_result(r, ret_final, err);
+    free_req(r);
+    return ret;
 }

@@ -70,4 +70,26 @@ int obx_box_request(struct obx_box *b, uint8_t type, json_t *req, struct obx_cal
                     uint8_t *ret_type, uint8_t **ret_payload, size_t *ret_len,
                     struct obx_error *err);
 
+/* File transfers (agent FGET/FPUT). A download keeps at most this much in flight. */
+#define OBX_BOX_FILE_WINDOW (4u << 20)
+
+/* Sends req (FGET's JSON: path, state) and hands the file to the callbacks on this thread:
+ * on_meta once with the file's metadata, then on_data with its bytes in order, acknowledging
+ * each so the agent sends more. A callback returning a negative errno cancels the download (the
+ * call then fails with that errno, code canceled). *ret_final: the agent's OK ({"size_bytes"}).
+ * Fails with the agent's error codes, or deadline_exceeded when the box stays silent for
+ * OBX_CALL_STALL_MS. */
+int obx_box_get(struct obx_box *b, json_t *req, struct obx_call *call,
+                int (*on_meta)(void *userdata, json_t *meta),
+                int (*on_data)(void *userdata, const void *data, size_t len), void *userdata,
+                json_t **ret_final, struct obx_error *err);
+
+/* Sends req (FPUT's JSON: path, state, size_bytes, mode, parents), then the bytes read_data
+ * gives until it returns 0, then waits for the agent's answer (*ret_final: {"path",
+ * "size_bytes", "created"}). A negative return of read_data cancels the upload (nothing is
+ * written). */
+int obx_box_put(struct obx_box *b, json_t *req, struct obx_call *call,
+                ssize_t (*read_data)(void *userdata, void *buf, size_t cap), void *userdata,
+                json_t **ret_final, struct obx_error *err);
+
 #endif

@@ -18,8 +18,7 @@
 #define MAX_TIMEOUT_MS 600000
 #define PYTHON_ARGV_MAX 65536 /* longer code goes through stdin (argv strings are capped) */
 
-/* The payload must be an object; returns it or fails with the original's message. */
-static int payload_object(json_t *payload, const char *what, struct obx_error *err)
+int obx_cap_payload_object(json_t *payload, const char *what, struct obx_error *err)
 {
     if (!json_is_object(payload))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
@@ -122,7 +121,7 @@ static int killed_error(const struct obx_box_exec_result *r, int64_t timeout_ms,
 int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                  struct obx_error *err)
 {
-    int r = payload_object(payload, "echo", err);
+    int r = obx_cap_payload_object(payload, "echo", err);
     if (r < 0)
         return r;
     if (obx_str_blank(obx_json_get_str(payload, "message", NULL)))
@@ -135,7 +134,7 @@ int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, j
 int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                    struct obx_error *err)
 {
-    int r = payload_object(payload, "pythonExec", err);
+    int r = obx_cap_payload_object(payload, "pythonExec", err);
     if (r < 0)
         return r;
     const char *code = obx_json_get_str(payload, "code", NULL);
@@ -196,6 +195,21 @@ int obx_cap_python(struct obx_worker *w, json_t *payload, struct obx_call *call,
     return 0;
 }
 
+int obx_cap_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struct obx_error *err)
+{
+    *ret = w->cfg.lease_default_sec;
+    json_t *jl = json_object_get(payload, "lease_ttl_sec");
+    if (!jl || json_is_null(jl))
+        return 0;
+    if (!json_is_integer(jl) || json_integer_value(jl) < w->cfg.lease_min_sec ||
+        json_integer_value(jl) > w->cfg.lease_max_sec)
+        return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                             "lease_ttl_sec must be between %d and %d", w->cfg.lease_min_sec,
+                             w->cfg.lease_max_sec);
+    *ret = (int)json_integer_value(jl);
+    return 0;
+}
+
 /* Visible ASCII only, 1..128 characters. */
 static bool session_id_ok(const char *id)
 {
@@ -211,7 +225,7 @@ static bool session_id_ok(const char *id)
 int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                      struct obx_error *err)
 {
-    int r = payload_object(payload, "terminalExec", err);
+    int r = obx_cap_payload_object(payload, "terminalExec", err);
     if (r < 0)
         return r;
     const char *raw = obx_json_get_str(payload, "command", NULL);
@@ -226,16 +240,9 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
     if ((r = payload_network(w, payload, &net, err)) < 0)
         return r;
 
-    int lease = w->cfg.lease_default_sec;
-    json_t *jl = json_object_get(payload, "lease_ttl_sec");
-    if (jl && !json_is_null(jl)) {
-        if (!json_is_integer(jl) || json_integer_value(jl) < w->cfg.lease_min_sec ||
-            json_integer_value(jl) > w->cfg.lease_max_sec)
-            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                                 "lease_ttl_sec must be between %d and %d", w->cfg.lease_min_sec,
-                                 w->cfg.lease_max_sec);
-        lease = (int)json_integer_value(jl);
-    }
+    int lease;
+    if ((r = obx_cap_payload_lease(w, payload, &lease, err)) < 0)
+        return r;
 
     _cleanup_free_ char *sid = trimmed(obx_json_get_str(payload, "session_id", ""));
     bool create = obx_json_get_bool(payload, "create_if_missing", false);
@@ -291,7 +298,7 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
 int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_call *call,
                               json_t **ret, struct obx_error *err)
 {
-    int r = payload_object(payload, "terminalResource", err);
+    int r = obx_cap_payload_object(payload, "terminalResource", err);
     if (r < 0)
         return r;
     _cleanup_free_ char *sid = trimmed(obx_json_get_str(payload, "session_id", ""));
@@ -314,6 +321,7 @@ int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_
         return r;
     _cleanup_json_ json_t *req = json_object();
     json_object_set_new(req, "path", json_string(path));
+    json_object_set_new(req, "state", json_string("default")); /* relative: the session's cwd */
     json_object_set_new(req, "max_bytes", json_integer((json_int_t)w->cfg.read_limit));
     json_object_set_new(req, "data", json_boolean(read));
     uint8_t type = 0;

@@ -23,6 +23,7 @@
 #include <ctype.h>
 #include <strings.h>
 
+#include "common/buf.h"
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/json.h"
@@ -34,10 +35,10 @@
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 15000
 #define MAX_LIVE_SESSIONS 4096
-#define N_CAPS 4
+#define N_CAPS 6
 
-static const char *const cap_names[N_CAPS] = {"echo", "pythonExec", "terminalExec",
-                                              "terminalResource"};
+static const char *const cap_names[N_CAPS] = {
+    "echo", "pythonExec", "terminalExec", "terminalResource", "terminalFiles", "terminalSession"};
 
 struct command {
     char id[128];
@@ -48,6 +49,13 @@ struct command {
     struct obx_rpc_stream *stream; /* the one it came on; a reference */
     bool output;                   /* the console takes output frames */
     struct remote *r;
+    /* "files", under r->lock: an upload's chunks not taken yet and whether the last came; a
+     * download's bytes sent and acknowledged by the console; the command was canceled or its
+     * stream ended (cond wakes whoever waits for any of these). */
+    struct obx_buf in;
+    bool in_eof, aborted;
+    uint64_t in_taken, out_sent, out_acked;
+    pthread_cond_t cond;
     struct command *next;
 };
 
@@ -64,6 +72,7 @@ struct remote {
     char session_id[128];
     int interval_sec;
     bool console_output; /* the console's ack lists "output" */
+    bool console_files;  /* ... and "files" */
     int close_status;
     char close_msg[256];
     uint64_t last_ack; /* monotonic ms of the last ack of any kind */
@@ -226,8 +235,70 @@ static void on_log(void *userdata, int level, const char *message)
     (void)obx_rpc_stream_send(c->stream, &f, true);
 }
 
+/* "files", a download: the bytes go to the console in chunks, at most the window ahead of what
+ * it acknowledged. On the command's thread. */
+static int send_file_data(void *userdata, const void *data, size_t len)
+{
+    struct command *c = userdata;
+    struct remote *r = c->r;
+    const char *p = data;
+    while (len > 0) {
+        size_t n = OBX_MIN(len, (size_t)OBX_RPC_FILE_CHUNK_BYTES);
+        struct timespec ts = obx_ms_to_timespec(obx_now_ms() + OBX_CALL_STALL_MS);
+        pthread_mutex_lock(&r->lock);
+        int w = 0;
+        while (!c->aborted && c->out_sent - c->out_acked + n > OBX_RPC_FILE_WINDOW_BYTES &&
+               w != ETIMEDOUT)
+            w = pthread_cond_timedwait(&c->cond, &r->lock, &ts);
+        bool go = !c->aborted && w != ETIMEDOUT;
+        if (go)
+            c->out_sent += n;
+        pthread_mutex_unlock(&r->lock);
+        if (!go)
+            return w == ETIMEDOUT ? -ETIMEDOUT : -ECANCELED;
+        struct obx_rpc_frame f = {.kind = OBX_RPC_FILE_CHUNK};
+        f.u.chunk = (struct obx_rpc_file_chunk){c->id, (uint8_t *)p, n, false};
+        if (obx_rpc_stream_send(c->stream, &f, false) < 0)
+            return -EPIPE;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* "files", an upload: the console's chunks as they come; each taken is acknowledged. */
+static ssize_t read_file_data(void *userdata, void *buf, size_t cap)
+{
+    struct command *c = userdata;
+    struct remote *r = c->r;
+    struct timespec ts = obx_ms_to_timespec(obx_now_ms() + OBX_CALL_STALL_MS);
+    pthread_mutex_lock(&r->lock);
+    int w = 0;
+    while (!c->aborted && c->in.len == 0 && !c->in_eof && w != ETIMEDOUT)
+        w = pthread_cond_timedwait(&c->cond, &r->lock, &ts);
+    ssize_t n;
+    if (c->in.len > 0) {
+        n = (ssize_t)OBX_MIN(cap, c->in.len);
+        memcpy(buf, c->in.data, (size_t)n);
+        obx_buf_consume(&c->in, (size_t)n);
+        c->in_taken += (uint64_t)n;
+    } else {
+        n = c->in_eof ? 0 : c->aborted ? -ECANCELED : -ETIMEDOUT;
+    }
+    int64_t taken = (int64_t)c->in_taken;
+    pthread_mutex_unlock(&r->lock);
+    if (n > 0) {
+        struct obx_rpc_frame f = {.kind = OBX_RPC_FILE_ACK};
+        f.u.file_ack = (struct obx_rpc_file_ack){c->id, taken};
+        (void)obx_rpc_stream_send(c->stream, &f, true);
+    }
+    return n;
+}
+
 static void command_free(struct command *c)
 {
+    obx_buf_free(&c->in);
+    pthread_cond_destroy(&c->cond);
     json_decref(c->payload);
     free(c->echo_bytes);
     obx_call_done(&c->call);
@@ -326,6 +397,8 @@ static void on_dispatch(struct remote *r, struct obx_rpc_stream *s, struct obx_r
         c->echo_bytes = obx_xstrndup((const char *)d->payload, d->payload_len);
     c->r = r;
     c->stream = obx_rpc_stream_ref(s);
+    c->in = (struct obx_buf)OBX_BUF_INIT(OBX_RPC_FILE_WINDOW_BYTES + OBX_RPC_FILE_CHUNK_BYTES);
+    obx_cond_init_monotonic(&c->cond);
     obx_call_init(&c->call);
     c->call.account = "console";
     if (d->deadline_unix_ms > 0)
@@ -337,6 +410,17 @@ static void on_dispatch(struct remote *r, struct obx_rpc_stream *s, struct obx_r
                       : r->stream != s               ? "this stream was replaced"
                                                      : NULL;
     c->output = r->console_output;
+    /* A read or write of terminalFiles moves the file over the stream: only with "files". */
+    if (!why && strcmp(cap, "terminalfiles") == 0 && r->console_files) {
+        const char *action = obx_json_get_str(payload, "action", "");
+        if (strcasecmp(action, "read") == 0) {
+            c->call.on_data = send_file_data;
+            c->call.data_userdata = c;
+        } else if (strcasecmp(action, "write") == 0) {
+            c->call.read_data = read_file_data;
+            c->call.data_userdata = c;
+        }
+    }
     if (!why) {
         c->next = r->commands;
         r->commands = c;
@@ -370,12 +454,41 @@ static void on_dispatch(struct remote *r, struct obx_rpc_stream *s, struct obx_r
     }
 }
 
+/* "files": a chunk of an upload, or the console's acknowledgement of a download's bytes. A
+ * chunk for a command that ended already is dropped; one beyond the window ends the stream. */
+static void on_file_frame(struct remote *r, struct obx_rpc_stream *s, struct obx_rpc_frame *f)
+{
+    bool chunk = f->kind == OBX_RPC_FILE_CHUNK_TO_WORKER;
+    const char *id = chunk ? f->u.chunk.command_id : f->u.file_ack.command_id;
+    bool overrun = false;
+    pthread_mutex_lock(&r->lock);
+    for (struct command *c = r->commands; c; c = c->next) {
+        if (strcmp(c->id, id) != 0 || c->stream != s)
+            continue;
+        if (chunk) {
+            overrun = f->u.chunk.data_len > OBX_RPC_FILE_CHUNK_BYTES ||
+                      obx_buf_append(&c->in, f->u.chunk.data, f->u.chunk.data_len) < 0;
+            c->in_eof = c->in_eof || f->u.chunk.eof;
+        } else if (f->u.file_ack.received > (int64_t)c->out_acked) {
+            c->out_acked = (uint64_t)OBX_MIN(f->u.file_ack.received, (int64_t)c->out_sent);
+        }
+        pthread_cond_broadcast(&c->cond);
+        break;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (overrun)
+        obx_rpc_stream_close(s, OBX_RPC_INVALID_ARGUMENT,
+                             "a file chunk went beyond the window or the chunk size");
+}
+
 static void on_cancel(struct remote *r, struct obx_rpc_cancel *cn)
 {
     pthread_mutex_lock(&r->lock);
     for (struct command *c = r->commands; c; c = c->next)
         if (strcmp(c->id, cn->command_id) == 0) {
             obx_debug("command %s canceled by the console: %s", c->id, cn->reason);
+            c->aborted = true;
+            pthread_cond_broadcast(&c->cond);
             obx_call_cancel(&c->call);
             break;
         }
@@ -397,6 +510,8 @@ static void on_frame(void *userdata, struct obx_rpc_stream *s, struct obx_rpc_fr
                 r->interval_sec = f->u.ack.heartbeat_interval_sec;
             r->console_output = obx_rpc_has_extension(f->u.ack.extensions, f->u.ack.n_extensions,
                                                       OBX_RPC_EXT_OUTPUT);
+            r->console_files = obx_rpc_has_extension(f->u.ack.extensions, f->u.ack.n_extensions,
+                                                     OBX_RPC_EXT_FILES);
             r->last_ack = obx_now_ms();
             pthread_cond_broadcast(&r->cond);
         }
@@ -418,6 +533,10 @@ static void on_frame(void *userdata, struct obx_rpc_stream *s, struct obx_rpc_fr
     case OBX_RPC_CANCEL:
         on_cancel(r, &f->u.cancel);
         break;
+    case OBX_RPC_FILE_CHUNK_TO_WORKER:
+    case OBX_RPC_FILE_ACK_TO_WORKER:
+        on_file_frame(r, s, f);
+        break;
     default:
         obx_debug("ignoring a frame of a kind this worker does not know");
         break;
@@ -436,8 +555,11 @@ static void on_closed(void *userdata, struct obx_rpc_stream *s, int status, cons
     }
     /* The console failed these calls when the stream ended; their processes stop now. */
     for (struct command *c = r->commands; c; c = c->next)
-        if (c->stream == s)
+        if (c->stream == s) {
+            c->aborted = true;
+            pthread_cond_broadcast(&c->cond);
             obx_call_cancel(&c->call);
+        }
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -500,7 +622,8 @@ static int send_hello(struct remote *r, struct obx_rpc_stream *s)
     h->has_terminal_capacity = true;
     h->max_active_sessions = (int32_t)r->w->cfg.max_sessions;
     h->active_session_count = (int32_t)obx_worker_sessions_count(r->w->sessions);
-    char *exts[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT, OBX_RPC_EXT_RECOVERY};
+    char *exts[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT, OBX_RPC_EXT_RECOVERY,
+                    OBX_RPC_EXT_FILES};
     h->extensions = exts;
     h->n_extensions = OBX_ARRAY_SIZE(exts);
     /* Recovery: the sessions this worker still has, so the console keeps routing them here. */
@@ -568,7 +691,7 @@ static bool run_session(struct remote *r)
     }
     pthread_mutex_lock(&r->lock);
     r->stream = s;
-    r->acked = r->closed = r->console_output = false;
+    r->acked = r->closed = r->console_output = r->console_files = false;
     r->session_id[0] = '\0';
     r->interval_sec = cfg->heartbeat_interval_sec;
     pthread_mutex_unlock(&r->lock);

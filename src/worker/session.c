@@ -30,6 +30,8 @@ struct session {
     struct obx_call *holder; /* the call that holds it while busy; may be NULL */
     uint64_t lease_until;    /* monotonic ms */
     int64_t lease_until_unix_ms;
+    int64_t created_unix_ms, last_used_unix_ms;
+    unsigned users; /* file operations in progress (they do not make it busy) */
     enum obx_net net;
     struct session *next;
 };
@@ -128,7 +130,8 @@ static void *reaper_main(void *arg)
         struct session *expired = NULL;
         for (struct session **pp = &s->list; *pp;) {
             struct session *x = *pp;
-            if (!x->busy && x->box && (x->lease_until <= now || !obx_box_alive(x->box))) {
+            if (!x->busy && !x->users && x->box &&
+                (x->lease_until <= now || !obx_box_alive(x->box))) {
                 if (!obx_box_alive(x->box))
                     end_dead_session(s, x);
                 else
@@ -210,7 +213,7 @@ static struct session *find_live(struct obx_worker_sessions *s, const char *id,
                                  struct session **removed)
 {
     struct session *x = find(s, id);
-    if (x && x->box && !x->busy && !obx_box_alive(x->box)) {
+    if (x && x->box && !x->busy && !x->users && !obx_box_alive(x->box)) {
         end_dead_session(s, x);
         unlink_session(s, x);
         x->next = *removed;
@@ -245,6 +248,7 @@ static int take_existing(struct session *x, enum obx_net net, struct obx_call *c
                              x->id, net_words(x->net), net_words(net));
     x->busy = true;
     x->holder = call;
+    x->last_used_unix_ms = obx_unix_ms();
     ret->box = obx_box_ref(x->box);
     return 0;
 }
@@ -275,6 +279,7 @@ static int insert_new(struct obx_worker_sessions *s, const char *id, unsigned fl
     x->holder = call;
     x->net = net;
     x->lease_until = obx_now_ms() + INITIAL_LEASE_MS;
+    x->created_unix_ms = x->last_used_unix_ms = obx_unix_ms();
     x->next = s->list;
     s->list = x;
     s->count++;
@@ -307,19 +312,27 @@ static int start_box(struct obx_worker_sessions *s, struct session *x, enum obx_
     return 0;
 }
 
-int obx_worker_sessions_acquire(struct obx_worker_sessions *s, const char *id, unsigned flags,
-                                enum obx_net net, struct obx_call *call,
-                                struct obx_worker_session_lease *ret, struct obx_error *err)
+/* An empty lease naming id; -EINVAL for an id too long. */
+static int lease_init(struct obx_worker_session_lease *ret, const char *id, struct obx_error *err)
 {
     memset(ret, 0, sizeof(*ret));
     if (strlen(id) >= sizeof(ret->id))
         return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                              "session_id is longer than %zu characters", sizeof(ret->id) - 1);
     snprintf(ret->id, sizeof(ret->id), "%s", id);
+    return 0;
+}
+
+int obx_worker_sessions_acquire(struct obx_worker_sessions *s, const char *id, unsigned flags,
+                                enum obx_net net, struct obx_call *call,
+                                struct obx_worker_session_lease *ret, struct obx_error *err)
+{
+    int r = lease_init(ret, id, err);
+    if (r < 0)
+        return r;
 
     uint64_t grace_until = obx_now_ms() + CANCEL_GRACE_MS;
     struct session *removed = NULL, *created = NULL, *x;
-    int r;
     pthread_mutex_lock(&s->lock);
     do {
         x = s->stopping ? NULL : find_live(s, id, &removed);
@@ -357,8 +370,9 @@ int64_t obx_worker_sessions_release(struct obx_worker_sessions *s,
         expiry = x->lease_until_unix_ms;
         x->busy = false;
         x->holder = NULL;
+        x->last_used_unix_ms = obx_unix_ms();
         pthread_cond_broadcast(&s->freed);
-        if (!obx_box_alive(x->box)) {
+        if (!obx_box_alive(x->box) && !x->users) {
             end_dead_session(s, x);
             unlink_session(s, x);
             x->next = NULL;
@@ -380,6 +394,18 @@ unsigned obx_worker_sessions_count(struct obx_worker_sessions *s)
     return n;
 }
 
+/* With the lock held. */
+static void session_info(const struct session *x, struct obx_worker_session_info *out)
+{
+    snprintf(out->id, sizeof(out->id), "%s", x->id);
+    out->lease_until_unix_ms = x->lease_until_unix_ms;
+    if (!out->lease_until_unix_ms) /* the first command runs: the lease it has until it ends */
+        out->lease_until_unix_ms = obx_unix_ms() + (int64_t)(x->lease_until - obx_now_ms());
+    out->busy = x->busy;
+    out->created_unix_ms = x->created_unix_ms;
+    out->last_used_unix_ms = x->last_used_unix_ms;
+}
+
 size_t obx_worker_sessions_list(struct obx_worker_sessions *s, struct obx_worker_session_info *out,
                                 size_t max)
 {
@@ -388,11 +414,126 @@ size_t obx_worker_sessions_list(struct obx_worker_sessions *s, struct obx_worker
     for (struct session *x = s->list; x && n < max; x = x->next) {
         if (!x->box)
             continue;
-        snprintf(out[n].id, sizeof(out[n].id), "%s", x->id);
-        out[n].lease_until_unix_ms = x->lease_until_unix_ms;
-        out[n].busy = x->busy;
+        session_info(x, &out[n]);
         n++;
     }
     pthread_mutex_unlock(&s->lock);
     return n;
+}
+
+/* With the lock held: the session id names that has a box, or an error saying why there is
+ * none (session_not_found with how it ended, or session_busy while it starts). One whose box
+ * died is taken out onto *removed. */
+static struct session *find_started(struct obx_worker_sessions *s, const char *id,
+                                    struct session **removed, struct obx_error *err)
+{
+    struct session *x = s->stopping ? NULL : find_live(s, id, removed);
+    if (x && !x->box) {
+        obx_error_set(err, EBUSY, OBX_ERR_SESSION_BUSY,
+                      "session is starting (its first command runs); try again when it returns");
+        return NULL;
+    }
+    if (!x) {
+        const struct ended *e = find_ended(s, id);
+        if (e)
+            obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND,
+                          "session not found: it ended %llu s ago (%s); its files are gone",
+                          (unsigned long long)((obx_now_ms() - e->at) / 1000), e->why);
+        else
+            obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
+    }
+    return x;
+}
+
+int obx_worker_sessions_use(struct obx_worker_sessions *s, const char *id,
+                            struct obx_worker_session_lease *ret, struct obx_error *err)
+{
+    int r = lease_init(ret, id, err);
+    if (r < 0)
+        return r;
+    struct session *removed = NULL;
+    pthread_mutex_lock(&s->lock);
+    struct session *x = find_started(s, id, &removed, err);
+    if (x) {
+        x->users++;
+        x->last_used_unix_ms = obx_unix_ms();
+        ret->box = obx_box_ref(x->box);
+    }
+    pthread_mutex_unlock(&s->lock);
+    free_removed(removed);
+    return x ? 0 : -err->errnum;
+}
+
+void obx_worker_sessions_unuse(struct obx_worker_sessions *s,
+                               struct obx_worker_session_lease *lease, int extend_sec)
+{
+    pthread_mutex_lock(&s->lock);
+    struct session *x = find(s, lease->id);
+    if (x && x->box == lease->box && x->users > 0) {
+        x->users--;
+        x->last_used_unix_ms = obx_unix_ms();
+        uint64_t until = obx_now_ms() + (uint64_t)OBX_MAX(extend_sec, 0) * 1000;
+        if (extend_sec > 0 && until > x->lease_until && x->lease_until_unix_ms) {
+            x->lease_until = until;
+            x->lease_until_unix_ms = obx_unix_ms() + (int64_t)extend_sec * 1000;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    obx_box_unref(lease->box);
+    lease->box = NULL;
+}
+
+int obx_worker_sessions_info(struct obx_worker_sessions *s, const char *id,
+                             struct obx_worker_session_info *ret, struct obx_error *err)
+{
+    struct session *removed = NULL;
+    pthread_mutex_lock(&s->lock);
+    struct session *x = find_started(s, id, &removed, err);
+    if (x)
+        session_info(x, ret);
+    pthread_mutex_unlock(&s->lock);
+    free_removed(removed);
+    return x ? 0 : -err->errnum;
+}
+
+int obx_worker_sessions_renew(struct obx_worker_sessions *s, const char *id, int sec,
+                              struct obx_worker_session_info *ret, struct obx_error *err)
+{
+    struct session *removed = NULL;
+    pthread_mutex_lock(&s->lock);
+    struct session *x = find_started(s, id, &removed, err);
+    if (x) {
+        uint64_t until = obx_now_ms() + (uint64_t)sec * 1000;
+        if (until > x->lease_until || !x->lease_until_unix_ms) {
+            x->lease_until = until;
+            x->lease_until_unix_ms = obx_unix_ms() + (int64_t)sec * 1000;
+        }
+        x->last_used_unix_ms = obx_unix_ms();
+        session_info(x, ret);
+    }
+    pthread_mutex_unlock(&s->lock);
+    free_removed(removed);
+    return x ? 0 : -err->errnum;
+}
+
+int obx_worker_sessions_close(struct obx_worker_sessions *s, const char *id, struct obx_error *err)
+{
+    struct session *removed = NULL;
+    pthread_mutex_lock(&s->lock);
+    struct session *x = find_started(s, id, &removed, err);
+    if (x) {
+        unlink_session(s, x);
+        remember_ended(s, x->id, "it was closed");
+        x->next = removed;
+        removed = x;
+        pthread_cond_broadcast(&s->freed);
+    }
+    pthread_mutex_unlock(&s->lock);
+    /* Its processes die with the box now; a command still running in it fails. */
+    if (x)
+        obx_box_kill(x->box);
+    if (x)
+        obx_info("session %s: closed; its box is removed", x->id);
+    free_removed(removed);
+    return x ? 0 : -err->errnum;
 }

@@ -62,12 +62,33 @@ unsigned obx_worker_sessions_count(struct obx_worker_sessions *s);
 
 struct obx_worker_session_info {
     char id[129];
-    int64_t lease_until_unix_ms; /* 0 while its first command runs */
+    int64_t lease_until_unix_ms;
     bool busy;
+    int64_t created_unix_ms, last_used_unix_ms;
 };
 
 /* Copies up to max live sessions (those whose box started) into out; returns how many. */
 size_t obx_worker_sessions_list(struct obx_worker_sessions *s, struct obx_worker_session_info *out,
                                 size_t max);
+
+/* Takes the session for a file operation, which may run beside a command and beside other file
+ * operations: it is not made busy, but it is not reaped while the operation runs. Errors:
+ * session_not_found (saying how it ended, when it did), session_busy while its first command
+ * starts it. */
+int obx_worker_sessions_use(struct obx_worker_sessions *s, const char *id,
+                            struct obx_worker_session_lease *ret, struct obx_error *err);
+/* Ends the file operation; the lease lasts at least extend_sec from now. */
+void obx_worker_sessions_unuse(struct obx_worker_sessions *s,
+                               struct obx_worker_session_lease *lease, int extend_sec);
+
+/* A session's state; errors as obx_worker_sessions_use(). */
+int obx_worker_sessions_info(struct obx_worker_sessions *s, const char *id,
+                             struct obx_worker_session_info *ret, struct obx_error *err);
+/* Extends the lease to at least now + sec (never shortening it); *ret: the session after. */
+int obx_worker_sessions_renew(struct obx_worker_sessions *s, const char *id, int sec,
+                              struct obx_worker_session_info *ret, struct obx_error *err);
+/* Ends the session now: its box is killed with every process in it (a command running there
+ * fails) and removed. A later call naming it learns that it was closed. */
+int obx_worker_sessions_close(struct obx_worker_sessions *s, const char *id, struct obx_error *err);
 
 #endif

@@ -39,6 +39,13 @@ int obx_worker_start_box(struct obx_worker *w, const char *image, enum obx_net n
                          const char *label, struct obx_call *call, struct obx_box **ret,
                          struct obx_error *err);
 
+/* The payload must be a JSON object without NUL in its strings; fails with the original's
+ * message naming what (capability.c). */
+int obx_cap_payload_object(json_t *payload, const char *what, struct obx_error *err);
+
+/* "lease_ttl_sec" within the worker's bounds (absent: its default). */
+int obx_cap_payload_lease(struct obx_worker *w, json_t *payload, int *ret, struct obx_error *err);
+
 /* Capability handlers; each returns 0 with *ret_result or a negative errno with err filled. */
 int obx_cap_echo(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
                  struct obx_error *err);
@@ -48,5 +55,10 @@ int obx_cap_terminal(struct obx_worker *w, json_t *payload, struct obx_call *cal
                      struct obx_error *err);
 int obx_cap_terminal_resource(struct obx_worker *w, json_t *payload, struct obx_call *call,
                               json_t **ret, struct obx_error *err);
+/* files.c: a session's files and its state. */
+int obx_cap_terminal_files(struct obx_worker *w, json_t *payload, struct obx_call *call,
+                           json_t **ret, struct obx_error *err);
+int obx_cap_terminal_session(struct obx_worker *w, json_t *payload, struct obx_call *call,
+                             json_t **ret, struct obx_error *err);
 
 #endif

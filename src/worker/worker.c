@@ -33,6 +33,8 @@ static const struct capability {
     {"pythonexec", obx_cap_python},
     {"terminalexec", obx_cap_terminal},
     {"terminalresource", obx_cap_terminal_resource},
+    {"terminalfiles", obx_cap_terminal_files},
+    {"terminalsession", obx_cap_terminal_session},
 };
 
 static int worker_exec(struct obx_executor *self, const char *capability, json_t *payload,
@@ -175,6 +177,8 @@ int obx_worker_start_box(struct obx_worker *w, const char *image, enum obx_net n
         .workspace_bytes = w->cfg.workspace_bytes,
         .on_log = call ? call->on_log : NULL,
         .log_userdata = call ? call->log_userdata : NULL,
+        .mounts = w->cfg.mounts,
+        .n_mounts = w->cfg.n_mounts,
     };
     struct obx_egress_box *eb = NULL;
     if (net == OBX_NET_ALLOWLIST) {
@@ -243,6 +247,19 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
     }
     obx_debug("worker %s: runtime %s (%s), agent %s", w->worker_id, w->rt->name, why,
               w->agent_path);
+    if (cfg->n_mounts && !w->rt->host_sockets) {
+        obx_error_set(err, ENOTSUP, OBX_ERR_RUNTIME_UNAVAILABLE,
+                      "--mount needs a runtime on this host that sees its files: the docker "
+                      "daemon here is another host's (or ONLYBOXES_DOCKER_DIRECT=false); use "
+                      "--runtime bubblewrap or a local daemon");
+        w->rt->free(w->rt);
+        free(w->agent_path);
+        free(w);
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->n_mounts; i++)
+        obx_info("boxes see %s at %s (%s)", cfg->mounts[i].host, cfg->mounts[i].box,
+                 cfg->mounts[i].rw ? "read-write" : "read-only");
     /* Removing a crashed life's boxes takes a daemon round trip per box: not on start-up's path. */
     w->cleanup_started = pthread_create(&w->cleanup_thr, NULL, cleanup_main, w) == 0;
     if (!w->cleanup_started)

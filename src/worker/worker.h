@@ -41,7 +41,22 @@ struct obx_worker_config {
     uint64_t egress_max_bytes;       /* bytes through the proxy per box */
     unsigned egress_connect_timeout_ms;
     const char *console_host; /* the console this worker serves: never an egress destination */
+    /* Host directories shown in every box (onlyboxes mcp --mount), checked with
+     * obx_worker_mount_parse(); borrowed for the worker's life. */
+    const struct obx_box_mount *mounts;
+    size_t n_mounts;
 };
+
+/* Parses and checks one HOST_DIR:BOX_PATH[:ro|:rw] (read-only unless :rw). The host directory
+ * must exist; it may not be /, the home directory or a directory above it, /etc, /proc, /sys,
+ * /dev, a directory holding the docker socket, nor the state directory of the boxes (or one
+ * holding it, or inside it). The box path must be absolute and outside the box's system
+ * directories (/usr, /etc, /tmp, ...; /workspace and below are fine). ret's strings are
+ * allocated (obx_worker_mount_done()). */
+int obx_worker_mount_parse(const char *spec, struct obx_box_mount *ret, struct obx_error *err);
+void obx_worker_mount_done(struct obx_box_mount *m);
+/* Refuses two mounts at one box path; sorts them outermost first. */
+int obx_worker_mounts_check(struct obx_box_mount *m, size_t n, struct obx_error *err);
 
 /* Fills cfg with defaults overridden by WORKER_* / ONLYBOXES_* environment variables. Returns
  * -EINVAL with err naming the variable when one is malformed. */

@@ -110,6 +110,42 @@ void obx_http_stream_end(struct obx_http_request *req)
     obx_http_request_unref(req);
 }
 
+void obx_http_stream_start_length(struct obx_http_request *req, uint64_t length)
+{
+    obx_http_stream_start(req);
+}
+
+/* A file transfer's pacing: the harness takes everything at once. */
+bool obx_http_stream_drain(struct obx_http_request *req, size_t max, int timeout_ms)
+{
+    return true;
+}
+
+/* An incomplete streamed body counts as an answer too. */
+void obx_http_stream_abort(struct obx_http_request *req)
+{
+    obx_http_stream_end(req);
+}
+
+/* Bodies here are collected whole; an upload reads this one. */
+int64_t obx_http_body_length(const struct obx_http_request *req)
+{
+    return (int64_t)req->body_len;
+}
+
+ssize_t obx_http_body_read(struct obx_http_request *req, void *buf, size_t cap, int timeout_ms)
+{
+    size_t n = OBX_MIN(cap, req->body_len - req->in_received);
+    memcpy(buf, req->body + req->in_received, n);
+    req->in_received += n;
+    return (ssize_t)n;
+}
+
+int obx_http_server_port(const struct obx_http_server *srv)
+{
+    return 8089;
+}
+
 /* The client never leaves here, and no extra headers are captured. */
 bool obx_http_request_gone(struct obx_http_request *req)
 {
@@ -177,6 +213,11 @@ static struct obx_console_config cfg = {
     .mcp_max_sessions_per_account = 2,
     .mcp_session_idle_sec = 1800,
     .mcp_allowed_origins = "https://app.example.com, http://LOCALHOST:5173/",
+    .max_upload_mb = 1,
+    .max_transfers = 4,
+    .export_url_ttl_sec = 3600,
+    .export_max_mb = 1,
+    .public_url = "http://127.0.0.1:8089",
 };
 
 static void seed_account(struct obx_console *c, const char *id, const char *name, bool admin)
@@ -229,6 +270,8 @@ static void console_open(struct obx_console *c)
                                      .grpc_port = -1};
     FUZZ_CHECK(obx_dispatch_new(&dc, &c->dispatch, &err) == 0, "dispatch: %s", err.message);
     c->tasks = obx_tasks_new(c->store, c->dispatch, 24LL * 3600 * 1000);
+    c->xfers = obx_console_xfers_new((unsigned)cfg.max_transfers);
+    FUZZ_CHECK(obx_console_exports_new(c, &c->exports, &err) == 0, "exports: %s", err.message);
     c->mcp = obx_console_mcp_new(c);
     c->login_limit = obx_ratelimit_new(cfg.login_max_failures, 300000, 64);
 }
@@ -237,6 +280,8 @@ static void console_close(struct obx_console *c)
 {
     obx_console_mcp_free(c->mcp);
     obx_tasks_free(c->tasks);
+    obx_console_xfers_free(c->xfers);
+    obx_console_exports_free(c->exports);
     obx_dispatch_free(c->dispatch);
     obx_ratelimit_free(c->login_limit);
     obx_store_close(c->store);

@@ -19,13 +19,14 @@
 static bool is_request_kind(enum obx_rpc_kind k)
 {
     return k == OBX_RPC_HELLO || k == OBX_RPC_HEARTBEAT || k == OBX_RPC_RESULT ||
-           k == OBX_RPC_OUTPUT;
+           k == OBX_RPC_OUTPUT || k == OBX_RPC_FILE_CHUNK || k == OBX_RPC_FILE_ACK;
 }
 
 static bool is_response_kind(enum obx_rpc_kind k)
 {
     return k == OBX_RPC_ACK || k == OBX_RPC_HEARTBEAT_ACK || k == OBX_RPC_DISPATCH ||
-           k == OBX_RPC_CANCEL;
+           k == OBX_RPC_CANCEL || k == OBX_RPC_FILE_CHUNK_TO_WORKER ||
+           k == OBX_RPC_FILE_ACK_TO_WORKER;
 }
 
 #define CHECK_STR(s) FUZZ_CHECK((s) != NULL, "%s is NULL", #s)
@@ -88,6 +89,15 @@ static void check_frame(const struct obx_rpc_frame *f)
     case OBX_RPC_CANCEL:
         CHECK_STR(f->u.cancel.command_id);
         CHECK_STR(f->u.cancel.reason);
+        break;
+    case OBX_RPC_FILE_CHUNK:
+    case OBX_RPC_FILE_CHUNK_TO_WORKER:
+        CHECK_STR(f->u.chunk.command_id);
+        CHECK_BYTES(f->u.chunk.data, f->u.chunk.data_len);
+        break;
+    case OBX_RPC_FILE_ACK:
+    case OBX_RPC_FILE_ACK_TO_WORKER:
+        CHECK_STR(f->u.file_ack.command_id);
         break;
     case OBX_RPC_HEARTBEAT_ACK:
     case OBX_RPC_NONE:

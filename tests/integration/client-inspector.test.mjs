@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { BIN, MCP_ARGS, assertNoSanitizerReport } from './lib.mjs';
 import {
   FIRST_COMMAND,
+  IMAGE_PATH,
   PNG_B64,
   RUNTIME,
   SECOND_COMMAND,
@@ -96,7 +97,7 @@ describe('Inspector CLI over stdio (a new onlyboxes mcp --stdio for each call)',
       expect.python(await call('pythonExec', { code: 'print(6*7)' }));
       const sessionId = expect.firstTerminal(await call('terminalExec', { command: FIRST_COMMAND }));
       expect.lostSession(await call('terminalExec', { command: SECOND_COMMAND, session_id: sessionId }));
-      expect.lostSession(await call('readImage', { session_id: sessionId, file_path: 'pics/dot.png' }));
+      expect.lostSession(await call('readImage', { session_id: sessionId, file_path: IMAGE_PATH }));
     });
   }
 });
@@ -126,7 +127,7 @@ describe('Inspector CLI over HTTP (console /mcp)', () => {
     const file = path.join(home, 'dot.png');
     const r = await inspector(target, [
       '--protocol-era', 'modern', '--method', 'tools/call', '--tool-name', 'readImage',
-      '--tool-args-json', JSON.stringify({ session_id: sessionId, file_path: 'pics/dot.png' }),
+      '--tool-args-json', JSON.stringify({ session_id: sessionId, file_path: IMAGE_PATH }),
       '--output', file, '--output-format', 'raw', '-q',
     ]);
     assert.equal(r.status, 0, r.report);

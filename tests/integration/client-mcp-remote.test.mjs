@@ -59,7 +59,7 @@ describe('mcp-remote in front of the console /mcp', () => {
     await client.connect(transport);
     assert.equal(client.getServerVersion()?.name, 'onlyboxes-console');
     const { tools } = await client.listTools();
-    assert.deepEqual(tools.map((x) => x.name).sort(), ['echo', 'pythonExec', 'readImage', 'terminalExec']);
+    assert.deepEqual(tools.map((x) => x.name).sort(), ['echo', 'exportFile', 'pythonExec', 'readImage', 'terminalExec']);
     await everyTool((name, args) => client.callTool({ name, arguments: args }, undefined, { timeout: 120_000 }), 'mcp-remote');
     assert.match(log, /Connected to remote server using StreamableHTTPClientTransport/);
     } catch (e) {

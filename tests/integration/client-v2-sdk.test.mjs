@@ -17,6 +17,8 @@ import { RUNTIME, everyTool, startConsole } from './clients-lib.mjs';
 
 const TASKS = 'io.modelcontextprotocol/tasks';
 const TOOLS = ['echo', 'pythonExec', 'readImage', 'terminalExec'];
+// The console offers exportFile too (a signed download link); mcp --stdio only with --export-dir.
+const CONSOLE_TOOLS = ['echo', 'exportFile', 'pythonExec', 'readImage', 'terminalExec'];
 
 const ERAS = [
   {
@@ -117,7 +119,7 @@ describe('v2 SDK over HTTP (console /mcp, bearer token)', () => {
         // The modern era is stateless: no Mcp-Session-Id; the legacy one opens a session.
         if (e.era === 'modern') assert.equal(transport.sessionId, undefined);
         else assert.match(transport.sessionId, /^[\x21-\x7e]+$/);
-        assert.deepEqual((await client.listTools()).tools.map((t) => t.name).sort(), TOOLS);
+        assert.deepEqual((await client.listTools()).tools.map((t) => t.name).sort(), CONSOLE_TOOLS);
         await everyTool(callToolWith(client), `the v2 SDK over HTTP, ${e.name}`);
       });
     });

@@ -23,6 +23,8 @@ export const PNG_B64 =
 /** The first terminalExec: state the second one must find (directory, variable, file). */
 export const FIRST_COMMAND = `mkdir -p pics && cd pics && export OBX_KEPT=kept && echo ${PNG_B64} | base64 -d > dot.png`;
 export const SECOND_COMMAND = 'pwd; echo $OBX_KEPT; ls';
+/** readImage's file_path for that PNG: relative paths follow the session's cwd (pics, after the cd). */
+export const IMAGE_PATH = 'dot.png';
 
 /** What a user checks in each tool's answer. */
 export const expect = {
@@ -73,7 +75,7 @@ export async function everyTool(callTool, who) {
   expect.python(await callTool('pythonExec', { code: 'print(6*7)' }));
   const sessionId = expect.firstTerminal(await callTool('terminalExec', { command: FIRST_COMMAND }));
   expect.secondTerminal(await callTool('terminalExec', { command: SECOND_COMMAND, session_id: sessionId }), sessionId);
-  expect.image(await callTool('readImage', { session_id: sessionId, file_path: 'pics/dot.png' }));
+  expect.image(await callTool('readImage', { session_id: sessionId, file_path: IMAGE_PATH }));
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -166,7 +166,7 @@ describe('MCP over Streamable HTTP (console, embedded worker)', () => {
     const { tools } = await client.listTools();
     assert.deepEqual(
       tools.map((t) => t.name),
-      ['echo', 'pythonExec', 'readImage', 'terminalExec'],
+      ['echo', 'exportFile', 'pythonExec', 'readImage', 'terminalExec'],
     );
     assert.deepEqual(await client.ping(), {});
     const sid = transport.sessionId;
@@ -195,7 +195,8 @@ describe('MCP over Streamable HTTP (console, embedded worker)', () => {
       assert.equal(t2.structuredContent.created, false);
       assert.match(t2.structuredContent.stdout, /\/d\nkept\n$/);
 
-      const img = await client.callTool({ name: 'readImage', arguments: { session_id: sid, file_path: 'd/dot.png' } });
+      // A relative path is the session's working directory's (it cd'ed into d).
+      const img = await client.callTool({ name: 'readImage', arguments: { session_id: sid, file_path: 'dot.png' } });
       assert.equal(img.isError ?? false, false, JSON.stringify(img));
       assert.deepEqual(img.content, [{ type: 'image', mimeType: 'image/png', data: PNG_B64 }]);
 

@@ -34,8 +34,12 @@ struct result {
     bool done;
     uint8_t type;  /* terminal frame type */
     json_t *json;  /* EXIT/OK/ERROR payload, or FILE metadata */
-    uint8_t *data; /* FILE data */
+    uint8_t *data; /* FILE data, or an FGET's FCHUNKs */
     size_t data_len;
+    json_t *meta;       /* an FGET's FMETA */
+    size_t max_chunk;   /* largest FCHUNK */
+    size_t unacked_max; /* most FGET bytes ever received beyond what the test acknowledged */
+    size_t acked;
 };
 
 struct harness {
@@ -115,6 +119,17 @@ static void handle(struct harness *h, const struct obx_agent_frame *f)
         return;
     case OBX_AF_STDERR:
         append(&r->err, &r->err_len, f->payload, f->len);
+        return;
+    case OBX_AF_FMETA:
+        assert_null(r->meta);
+        r->meta = json_loadb((const char *)f->payload, f->len, 0, NULL);
+        assert_non_null(r->meta);
+        return;
+    case OBX_AF_FCHUNK:
+        assert_non_null(r->meta);
+        append((char **)&r->data, &r->data_len, f->payload, f->len);
+        r->max_chunk = OBX_MAX(r->max_chunk, f->len);
+        r->unacked_max = OBX_MAX(r->unacked_max, r->data_len - r->acked);
         return;
     case OBX_AF_FILE: {
         assert_true(f->len >= 4);
@@ -306,6 +321,7 @@ static int teardown(void **state)
         free(h->res[i].err);
         free(h->res[i].data);
         json_decref(h->res[i].json);
+        json_decref(h->res[i].meta);
     }
     json_decref(h->hello);
     obx_agent_decoder_done(&h->dec);
@@ -852,6 +868,305 @@ static void test_fwrite_then_fread(void **state)
     assert_string_equal(jstr(r, "code"), "invalid_payload");
 }
 
+/* ---- file transfers and file operations ---- */
+
+/* Sends an FGET and reads it to its end, acknowledging what arrived after every read. */
+static struct result *fget(struct harness *h, uint32_t id, json_t *req)
+{
+    send_json(h, OBX_AF_FGET, id, req);
+    struct result *r = &h->res[id];
+    uint64_t end = now_ms() + 60000;
+    while (!r->done) {
+        assert_true(now_ms() < end);
+        struct pollfd p = {.fd = h->out_fd, .events = POLLIN};
+        if (poll(&p, 1, 1000) <= 0)
+            continue;
+        uint8_t buf[65536];
+        ssize_t n = read(h->out_fd, buf, sizeof(buf));
+        assert_true(n > 0);
+        assert_int_equal(obx_agent_decoder_feed(&h->dec, buf, (size_t)n), 0);
+        struct obx_agent_frame f;
+        while (obx_agent_decoder_next(&h->dec, &f) == 1)
+            handle(h, &f);
+        if (r->data_len > r->acked && !r->done) {
+            uint8_t ack[8];
+            obx_be32_put(ack, (uint32_t)((uint64_t)r->data_len >> 32));
+            obx_be32_put(ack + 4, (uint32_t)r->data_len);
+            send_frame(h, OBX_AF_FACK, id, ack, sizeof(ack));
+            r->acked = r->data_len;
+        }
+    }
+    return r;
+}
+
+/* Starts an FPUT and sends len bytes of data (of the announced size) in chunks; end: FEND. */
+static void fput_send(struct harness *h, uint32_t id, json_t *req, const uint8_t *data, size_t len,
+                      bool end)
+{
+    send_json(h, OBX_AF_FPUT, id, req);
+    for (size_t off = 0; off < len; off += OBX_AGENT_FILE_CHUNK)
+        send_frame(h, OBX_AF_FDATA, id, data + off, OBX_MIN(len - off, OBX_AGENT_FILE_CHUNK));
+    if (end)
+        send_frame(h, OBX_AF_FEND, id, NULL, 0);
+}
+
+/* Names in dir (sorted, newline-separated), to see what a transfer left behind. */
+static char *listing(const char *dir)
+{
+    struct dirent **v = NULL;
+    int n = scandir(dir, &v, NULL, alphasort);
+    char *out = calloc(1, 1);
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(v[i]->d_name, ".") && strcmp(v[i]->d_name, "..")) {
+            append(&out, &len, (const uint8_t *)v[i]->d_name, strlen(v[i]->d_name));
+            append(&out, &len, (const uint8_t *)"\n", 1);
+        }
+        free(v[i]);
+    }
+    free(v);
+    return out;
+}
+
+static uint8_t *pattern(size_t len)
+{
+    uint8_t *p = malloc(len);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        p[i] = (uint8_t)x;
+    }
+    return p;
+}
+
+static void test_fput_fget_roundtrip(void **state)
+{
+    struct harness *h = *state;
+    size_t len = 3u * 1024 * 1024 + 12345;
+    uint8_t *data = pattern(len);
+    fput_send(h, 1,
+              json_pack("{s:s, s:I, s:b}", "path", "a/b/big.bin", "size_bytes", (json_int_t)len,
+                        "parents", true),
+              data, len, true);
+    struct result *r = wait_done(h, 1);
+    assert_int_equal(r->type, OBX_AF_OK);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/a/b/big.bin", h->ws);
+    assert_string_equal(jstr(r, "path"), path);
+    assert_int_equal(jint(r, "size_bytes"), len);
+    assert_true(jbool(r, "created"));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, len);
+    assert_int_equal(st.st_mode & 07777, 0644);
+    char dir[256];
+    snprintf(dir, sizeof(dir), "%s/a/b", h->ws);
+    char *names = listing(dir);
+    assert_string_equal(names, "big.bin\n"); /* no temporary file left */
+    free(names);
+
+    /* Back, through a window much smaller than the file. */
+    r = fget(h, 2, json_pack("{s:s, s:i}", "path", "a/b/big.bin", "window", 512 * 1024));
+    assert_int_equal(r->type, OBX_AF_OK);
+    assert_int_equal(jint(r, "size_bytes"), len);
+    assert_int_equal(json_integer_value(json_object_get(r->meta, "size_bytes")), len);
+    assert_string_equal(json_string_value(json_object_get(r->meta, "mime_type")),
+                        "application/octet-stream");
+    assert_string_equal(json_string_value(json_object_get(r->meta, "type")), "file");
+    assert_int_equal(r->data_len, len);
+    assert_memory_equal(r->data, data, len);
+    assert_true(r->max_chunk <= OBX_AGENT_FILE_CHUNK);
+    assert_true(r->unacked_max <= 512 * 1024);
+
+    /* Replacing a file keeps its mode unless one is given; created is false. */
+    assert_int_equal(chmod(path, 0600), 0);
+    fput_send(h, 3, json_pack("{s:s, s:i}", "path", path, "size_bytes", 5),
+              (const uint8_t *)"hello", 5, true);
+    r = wait_done(h, 3);
+    assert_int_equal(r->type, OBX_AF_OK);
+    assert_false(jbool(r, "created"));
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(st.st_size, 5);
+    /* An empty file. */
+    fput_send(h, 4, json_pack("{s:s, s:i, s:i}", "path", "empty", "size_bytes", 0, "mode", 0755),
+              NULL, 0, true);
+    r = wait_done(h, 4);
+    assert_int_equal(r->type, OBX_AF_OK);
+    r = fget(h, 5, json_pack("{s:s}", "path", "empty"));
+    assert_int_equal(r->type, OBX_AF_OK);
+    assert_int_equal(r->data_len, 0);
+    assert_int_equal(json_integer_value(json_object_get(r->meta, "mode")), 0755);
+    free(data);
+}
+
+static void test_fput_failures_leave_nothing(void **state)
+{
+    struct harness *h = *state;
+    uint8_t *data = pattern(600000);
+    /* Fewer bytes than announced: no file, and no parent it created. */
+    fput_send(h, 1,
+              json_pack("{s:s, s:i, s:b}", "path", "new/dir/f.bin", "size_bytes", 600000, "parents",
+                        true),
+              data, 300000, true);
+    struct result *r = wait_done(h, 1);
+    assert_int_equal(r->type, OBX_AF_ERROR);
+    assert_string_equal(jstr(r, "code"), "invalid_payload");
+    assert_string_equal(jstr(r, "message"),
+                        "the upload ended after 300000 of 600000 bytes; nothing was written");
+    char *names = listing(h->ws);
+    assert_string_equal(names, "");
+    free(names);
+    /* More bytes than announced. */
+    fput_send(h, 2, json_pack("{s:s, s:i}", "path", "f.bin", "size_bytes", 10), data, 11, true);
+    r = wait_done(h, 2);
+    assert_int_equal(r->type, OBX_AF_ERROR);
+    assert_string_equal(jstr(r, "code"), "invalid_payload");
+    /* Canceled half-way: the existing file is untouched. */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/keep.txt", h->ws);
+    write_file(path, "old", 3);
+    fput_send(h, 3, json_pack("{s:s, s:i}", "path", "keep.txt", "size_bytes", 600000), data, 300000,
+              false);
+    send_frame(h, OBX_AF_CANCEL, 3, NULL, 0);
+    r = wait_done(h, 3);
+    assert_int_equal(r->type, OBX_AF_ERROR);
+    assert_string_equal(jstr(r, "code"), "canceled");
+    names = listing(h->ws);
+    assert_string_equal(names, "keep.txt\n");
+    free(names);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 3);
+    /* Frames of a transfer that ended are ignored. */
+    send_frame(h, OBX_AF_FDATA, 3, data, 10);
+    send_frame(h, OBX_AF_FEND, 3, NULL, 0);
+    /* A missing parent without parents, a directory as target, a file as a parent. */
+    fput_send(h, 4, json_pack("{s:s, s:i}", "path", "no/such/f", "size_bytes", 1), data, 1, true);
+    r = wait_done(h, 4);
+    assert_string_equal(jstr(r, "code"), "file_not_found");
+    fput_send(h, 5, json_pack("{s:s, s:i}", "path", ".", "size_bytes", 1), data, 1, true);
+    r = wait_done(h, 5);
+    assert_string_equal(jstr(r, "code"), "path_is_directory");
+    fput_send(h, 6,
+              json_pack("{s:s, s:i, s:b}", "path", "keep.txt/x", "size_bytes", 1, "parents", true),
+              data, 1, true);
+    r = wait_done(h, 6);
+    assert_string_equal(jstr(r, "code"), "not_a_directory");
+    fput_send(h, 7, json_pack("{s:s}", "path", "x"), NULL, 0, false);
+    r = wait_done(h, 7);
+    assert_string_equal(jstr(r, "code"), "invalid_payload");
+    assert_string_equal(jstr(r, "message"), "FPUT: \"size_bytes\" is required");
+    /* The agent ends in the middle of an upload: the temporary file goes with it. */
+    fput_send(h, 8, json_pack("{s:s, s:i}", "path", "cut.bin", "size_bytes", 600000), data, 300000,
+              false);
+    r = request(h, OBX_AF_PING, 9, json_object()); /* the data was taken */
+    assert_int_equal(stop_agent(h), 0);
+    h->pid = 0;
+    names = listing(h->ws);
+    assert_string_equal(names, "keep.txt\n");
+    free(names);
+    free(data);
+}
+
+static void test_paths_follow_the_session_cwd(void **state)
+{
+    struct harness *h = *state;
+    struct result *r = exec_json(
+        h, 1,
+        "{\"shell\": \"mkdir -p \\\"d'q x\\\" && cd \\\"d'q x\\\" && printf hi > plot.txt\"}");
+    assert_int_equal(jint(r, "exit_code"), 0);
+    r = request(h, OBX_AF_FREAD, 2,
+                json_pack("{s:s, s:b, s:s}", "path", "plot.txt", "data", true, "state", "default"));
+    assert_int_equal(r->type, OBX_AF_FILE);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/d'q x/plot.txt", h->ws);
+    assert_string_equal(jstr(r, "path"), path);
+    /* Without the state key a relative path is the workspace's, as before. */
+    r = request(h, OBX_AF_FREAD, 3, json_pack("{s:s, s:b}", "path", "plot.txt", "data", true));
+    assert_string_equal(jstr(r, "code"), "file_not_found");
+    /* Every file request follows it. */
+    r = fget(h, 4, json_pack("{s:s, s:s}", "path", "plot.txt", "state", "default"));
+    assert_int_equal(r->type, OBX_AF_OK);
+    assert_int_equal(r->data_len, 2);
+    fput_send(h, 5,
+              json_pack("{s:s, s:i, s:s}", "path", "up.txt", "size_bytes", 2, "state", "default"),
+              (const uint8_t *)"ok", 2, true);
+    r = wait_done(h, 5);
+    snprintf(path, sizeof(path), "%s/d'q x/up.txt", h->ws);
+    assert_string_equal(jstr(r, "path"), path);
+    r = request(h, OBX_AF_FLIST, 6, json_pack("{s:s, s:s}", "path", ".", "state", "default"));
+    assert_int_equal(json_array_size(json_object_get(r->json, "entries")), 2);
+    /* A cwd removed since is no base: the workspace is. */
+    char dir[256], cmd[400];
+    snprintf(dir, sizeof(dir), "%s/gone", h->ws);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(cmd, sizeof(cmd), "cd %s", dir);
+    r = request(h, OBX_AF_EXEC, 7, json_pack("{s:s}", "shell", cmd));
+    assert_int_equal(jint(r, "exit_code"), 0);
+    assert_int_equal(rmdir(dir), 0);
+    r = request(
+        h, OBX_AF_FREAD, 8,
+        json_pack("{s:s, s:b, s:s}", "path", "d'q x/plot.txt", "data", false, "state", "default"));
+    assert_int_equal(r->type, OBX_AF_FILE);
+}
+
+static void test_list_delete_mkdir(void **state)
+{
+    struct harness *h = *state;
+    struct result *r = request(h, OBX_AF_FMKDIR, 1, json_pack("{s:s}", "path", "x/y/z"));
+    assert_int_equal(r->type, OBX_AF_OK);
+    assert_true(jbool(r, "created"));
+    r = request(h, OBX_AF_FMKDIR, 2, json_pack("{s:s}", "path", "x/y/z"));
+    assert_false(jbool(r, "created"));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/x/b.txt", h->ws);
+    write_file(path, "12345", 5);
+    snprintf(path, sizeof(path), "%s/x/a-link", h->ws);
+    assert_int_equal(symlink("y", path), 0);
+    r = request(h, OBX_AF_FLIST, 3, json_pack("{s:s}", "path", "x"));
+    assert_int_equal(r->type, OBX_AF_OK);
+    json_t *e = json_object_get(r->json, "entries");
+    assert_int_equal(json_array_size(e), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(e, 0), "name")), "a-link");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(e, 0), "type")),
+                        "symlink");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(e, 0), "target")), "y");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(e, 1), "name")), "b.txt");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(e, 1), "size_bytes")), 5);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(e, 2), "type")),
+                        "directory");
+    assert_false(jbool(r, "truncated"));
+    r = request(h, OBX_AF_FLIST, 4, json_pack("{s:s, s:i}", "path", "x", "max_entries", 2));
+    assert_true(jbool(r, "truncated"));
+    r = request(h, OBX_AF_FLIST, 5, json_pack("{s:s}", "path", "x/b.txt"));
+    assert_string_equal(jstr(r, "code"), "not_a_directory");
+    /* A symlink to a directory goes, not what it points to. */
+    r = request(h, OBX_AF_FDELETE, 6, json_pack("{s:s}", "path", "x/a-link"));
+    assert_int_equal(r->type, OBX_AF_OK);
+    snprintf(path, sizeof(path), "%s/x/y/z", h->ws);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    r = request(h, OBX_AF_FDELETE, 7, json_pack("{s:s}", "path", "x"));
+    assert_string_equal(jstr(r, "code"), "directory_not_empty");
+    r = request(h, OBX_AF_FDELETE, 8, json_pack("{s:s, s:b}", "path", "x", "recursive", true));
+    assert_int_equal(r->type, OBX_AF_OK);
+    char *names = listing(h->ws);
+    assert_string_equal(names, "");
+    free(names);
+    r = request(h, OBX_AF_FDELETE, 9, json_pack("{s:s}", "path", "x"));
+    assert_string_equal(jstr(r, "code"), "file_not_found");
+    r = request(h, OBX_AF_FDELETE, 10, json_pack("{s:s, s:b}", "path", "/", "recursive", true));
+    assert_string_equal(jstr(r, "code"), "permission_denied");
+    /* Bad requests name what is wrong. */
+    r = request(h, OBX_AF_FDELETE, 11, json_pack("{s:s, s:s}", "path", "x", "recursive", "yes"));
+    assert_string_equal(jstr(r, "message"), "FDELETE: \"recursive\" must be a boolean");
+    r = request(h, OBX_AF_FLIST, 12, json_pack("{s:s#}", "path", "a\0b", (size_t)3));
+    assert_string_equal(jstr(r, "code"), "invalid_payload");
+    r = request(h, OBX_AF_FGET, 13, json_pack("{s:s}", "path", "."));
+    assert_string_equal(jstr(r, "code"), "path_is_directory");
+}
+
 /* ---- protocol errors and shutdown ---- */
 
 static void test_bad_requests(void **state)
@@ -1079,6 +1394,10 @@ int main(void)
         T(test_fread_mime_table),
         T(test_fread_errors),
         T(test_fwrite_then_fread),
+        T(test_fput_fget_roundtrip),
+        T(test_fput_failures_leave_nothing),
+        T(test_paths_follow_the_session_cwd),
+        T(test_list_delete_mkdir),
         T(test_bad_requests),
         T(test_shutdown_kills_everything),
         T(test_sigterm_kills_everything),

@@ -16,7 +16,7 @@ static struct obx_store *open_store(void)
     struct obx_store *st = NULL;
     struct obx_error err = OBX_ERROR_INIT;
     assert_int_equal(obx_store_open(":memory:", 1000, &st, &err), 0);
-    assert_int_equal(obx_store_schema_version(st), 4);
+    assert_int_equal(obx_store_schema_version(st), 5);
     return st;
 }
 

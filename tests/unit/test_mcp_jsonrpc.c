@@ -134,7 +134,7 @@ static void test_lifecycle(void **state)
     json_decref(r);
     h_sendf(h, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}");
     r = h_take(h);
-    assert_int_equal(json_array_size(json_object_get(result_of(r), "tools")), 4);
+    assert_int_equal(json_array_size(json_object_get(result_of(r), "tools")), 5);
     json_decref(r);
 
     /* initialize without protocolVersion is refused and does not count. */

@@ -37,7 +37,7 @@ static void test_changes(void **state)
     struct harness *h = h_new_cfg(cfg);
     h_init(h, "2025-11-25");
     json_t *tools = list(h);
-    assert_int_equal(json_array_size(tools), 3);
+    assert_int_equal(json_array_size(tools), 4);
     assert_null(h_find_tool(tools, "readImage"));
     assert_null(h_find_tool(tools, "echo"));
     json_t *ping = h_find_tool(tools, "ping");

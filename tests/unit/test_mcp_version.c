@@ -61,11 +61,12 @@ static json_t *list_tools(struct harness *h, const char *cursor)
 
 static void check_tools(json_t *tools, enum obx_mcp_version v)
 {
-    static const char *const names[] = {"echo", "pythonExec", "readImage", "terminalExec"};
-    static const char *const titles[] = {"Echo Message", "Python Execute", "Read Image",
-                                         "Terminal Execute"};
-    assert_int_equal(json_array_size(tools), 4);
-    for (size_t i = 0; i < 4; i++) {
+    static const char *const names[] = {"echo", "exportFile", "pythonExec", "readImage",
+                                        "terminalExec"};
+    static const char *const titles[] = {"Echo Message", "Export File", "Python Execute",
+                                         "Read Image", "Terminal Execute"};
+    assert_int_equal(json_array_size(tools), 5);
+    for (size_t i = 0; i < 5; i++) {
         json_t *t = json_array_get(tools, i);
         assert_string_equal(json_string_value(json_object_get(t, "name")), names[i]);
         assert_true(strlen(json_string_value(json_object_get(t, "description"))) > 40);
@@ -168,8 +169,8 @@ static void test_pagination(void **state)
         json_decref(r);
         pages++;
     } while (cursor && pages < 10);
-    assert_int_equal(json_array_size(all), 4 + obx_mcp_fixture_tools_count);
-    assert_int_equal(pages, (4 + obx_mcp_fixture_tools_count + 2) / 3);
+    assert_int_equal(json_array_size(all), 5 + obx_mcp_fixture_tools_count);
+    assert_int_equal(pages, (5 + obx_mcp_fixture_tools_count + 2) / 3);
     for (size_t i = 1; i < json_array_size(all); i++)
         assert_true(strcmp(json_string_value(json_object_get(json_array_get(all, i - 1), "name")),
                            json_string_value(json_object_get(json_array_get(all, i), "name"))) < 0);

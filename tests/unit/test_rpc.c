@@ -110,6 +110,30 @@ static void test_codec(void **state)
     assert_int_equal(o.u.output.data_len, 3);
     obx_rpc_frame_done(&o);
 
+    /* "files": chunks and acknowledgements, both ways; a chunk of the largest size stays far
+     * below the 4 MiB message limit. */
+    static uint8_t chunk_data[OBX_RPC_FILE_CHUNK_BYTES];
+    memset(chunk_data, 0xab, sizeof(chunk_data));
+    const enum obx_rpc_kind chunk_kinds[] = {OBX_RPC_FILE_CHUNK, OBX_RPC_FILE_CHUNK_TO_WORKER};
+    for (size_t i = 0; i < 2; i++) {
+        struct obx_rpc_frame ch = {.kind = chunk_kinds[i]};
+        ch.u.chunk = (struct obx_rpc_file_chunk){"c9", chunk_data, sizeof(chunk_data), i == 1};
+        o = roundtrip(&ch, i == 0);
+        assert_string_equal(o.u.chunk.command_id, "c9");
+        assert_int_equal(o.u.chunk.data_len, sizeof(chunk_data));
+        assert_memory_equal(o.u.chunk.data, chunk_data, sizeof(chunk_data));
+        assert_int_equal(o.u.chunk.eof, i == 1);
+        obx_rpc_frame_done(&o);
+    }
+    const enum obx_rpc_kind ack_kinds[] = {OBX_RPC_FILE_ACK, OBX_RPC_FILE_ACK_TO_WORKER};
+    for (size_t i = 0; i < 2; i++) {
+        struct obx_rpc_frame fa = {.kind = ack_kinds[i]};
+        fa.u.file_ack = (struct obx_rpc_file_ack){"c9", 5368709120LL};
+        o = roundtrip(&fa, i == 0);
+        assert_int_equal(o.u.file_ack.received, 5368709120LL);
+        obx_rpc_frame_done(&o);
+    }
+
     struct obx_rpc_frame ack = {.kind = OBX_RPC_ACK};
     ack.u.ack = (struct obx_rpc_ack){"sess", 5, exts, 1};
     o = roundtrip(&ack, false);

@@ -181,9 +181,8 @@ static void take_and_release(struct obx_worker_sessions *s, const char *id, stru
     obx_worker_sessions_release(s, &lease, 600);
 }
 
-static void test_removal_does_not_stall_other_sessions(void **state)
+static void fake_init(void)
 {
-    (void)state;
     fake = (struct fake_rt){.rt = {.name = "fake",
                                    .start = fake_start,
                                    .stop = fake_stop,
@@ -191,6 +190,12 @@ static void test_removal_does_not_stall_other_sessions(void **state)
                                    .free = fake_free}};
     pthread_mutex_init(&fake.lock, NULL);
     obx_cond_init_monotonic(&fake.cond);
+}
+
+static void test_removal_does_not_stall_other_sessions(void **state)
+{
+    (void)state;
+    fake_init();
     struct obx_worker_session_factory f = {.start = factory_start};
     struct obx_worker_sessions *s = obx_worker_sessions_new(8, &f);
 
@@ -245,10 +250,57 @@ static void test_removal_does_not_stall_other_sessions(void **state)
     obx_worker_sessions_free(s);
 }
 
+/* File operations take a session without making it busy; renew and close act on it. */
+static void test_use_renew_close(void **state)
+{
+    (void)state;
+    fake_init();
+    fake.gate_open = true;
+    struct obx_worker_session_factory f = {.start = factory_start};
+    struct obx_worker_sessions *s = obx_worker_sessions_new(8, &f);
+    take_and_release(s, "s1", NULL);
+
+    struct obx_worker_session_lease file, cmd;
+    struct obx_error err = OBX_ERROR_INIT;
+    assert_int_equal(obx_worker_sessions_use(s, "s1", &file, &err), 0);
+    /* A command may run beside the file operation. */
+    assert_int_equal(obx_worker_sessions_acquire(s, "s1", 0, OBX_NET_NONE, NULL, &cmd, &err), 0);
+    struct obx_worker_session_info info;
+    assert_int_equal(obx_worker_sessions_info(s, "s1", &info, &err), 0);
+    assert_true(info.busy);
+    assert_true(info.created_unix_ms > 0 && info.last_used_unix_ms >= info.created_unix_ms);
+    obx_worker_sessions_release(s, &cmd, 0);
+    obx_worker_sessions_unuse(s, &file, 0);
+
+    assert_int_equal(obx_worker_sessions_use(s, "nope", &file, &err), -ENOENT);
+    assert_string_equal(err.code, "session_not_found");
+
+    int64_t before = info.lease_until_unix_ms;
+    assert_int_equal(obx_worker_sessions_renew(s, "s1", 1200, &info, &err), 0);
+    assert_true(info.lease_until_unix_ms > before);
+    assert_false(info.busy);
+    /* Never shortened. */
+    int64_t renewed = info.lease_until_unix_ms;
+    assert_int_equal(obx_worker_sessions_renew(s, "s1", 60, &info, &err), 0);
+    assert_int_equal(info.lease_until_unix_ms, renewed);
+
+    /* Closing ends it at once, a file operation in progress included; a later call is told. */
+    assert_int_equal(obx_worker_sessions_use(s, "s1", &file, &err), 0);
+    assert_int_equal(obx_worker_sessions_close(s, "s1", &err), 0);
+    assert_false(obx_box_alive(file.box));
+    obx_worker_sessions_unuse(s, &file, 60);
+    assert_int_equal(obx_worker_sessions_count(s), 0);
+    assert_int_equal(obx_worker_sessions_info(s, "s1", &info, &err), -ENOENT);
+    assert_non_null(strstr(err.message, "it was closed"));
+    assert_int_equal(obx_worker_sessions_close(s, "s1", &err), -ENOENT);
+    obx_worker_sessions_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_removal_does_not_stall_other_sessions),
+        cmocka_unit_test(test_use_renew_close),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

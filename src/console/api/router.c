@@ -23,6 +23,7 @@ static const struct {
     {obx_account_routes, &obx_account_routes_n}, {obx_token_routes, &obx_token_routes_n},
     {obx_task_routes, &obx_task_routes_n},       {obx_worker_routes, &obx_worker_routes_n},
     {obx_mcp_routes, &obx_mcp_routes_n},         {obx_web_routes, &obx_web_routes_n},
+    {obx_session_routes, &obx_session_routes_n}, {obx_export_routes, &obx_export_routes_n},
 };
 
 /* Matches one pattern; fills params on success. */
@@ -442,6 +443,10 @@ static enum obx_route_result run_route(struct obx_route_ctx *ctx)
         break;
     case OBX_ROUTE_AUTH_BEARER:
         if (!auth_bearer(ctx))
+            return OBX_ROUTE_DONE;
+        break;
+    case OBX_ROUTE_AUTH_ACCOUNT:
+        if (req->authorization ? !auth_bearer(ctx) : !auth_cookie(ctx, false))
             return OBX_ROUTE_DONE;
         break;
     }

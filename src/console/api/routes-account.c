@@ -24,6 +24,23 @@ static json_t *session_body(struct obx_route_ctx *ctx, const struct obx_account 
                      "console_repo_url", OBX_CONSOLE_REPO_URL);
 }
 
+/* A password the original console hashed (bcrypt) is hashed again with argon2id now that it is
+ * known; the sign-in goes on even if that fails (the old hash still works). */
+static void upgrade_hash(struct obx_route_ctx *ctx, const struct obx_account *a,
+                         const char *password, const char *algo)
+{
+    char phc[OBX_AUTH_PWHASH_MAX];
+    struct obx_error err = OBX_ERROR_INIT;
+    if (obx_auth_password_hash(password, phc) < 0 ||
+        obx_store_account_set_password(ctx->console->store, a->id, phc, OBX_AUTH_HASH_ALGO,
+                                       obx_unix_ms(), &err) < 0) {
+        obx_warn("account %s: its %s password hash could not be replaced: %s", a->username, algo,
+                 err.message[0] ? err.message : "hashing failed");
+        return;
+    }
+    obx_info("account %s: its %s password hash was replaced by argon2id", a->username, algo);
+}
+
 static enum obx_route_result login(struct obx_route_ctx *ctx)
 {
     struct obx_console *c = ctx->console;
@@ -58,7 +75,7 @@ static enum obx_route_result login(struct obx_route_ctx *ctx)
     } else if (obx_store_account_by_key(c->store, key, &a, &hash, &algo, &err) < 0) {
         obx_auth_password_dummy_verify(password); /* same cost as a wrong password */
     } else {
-        ok = strcasecmp(algo, OBX_AUTH_HASH_ALGO) == 0 && obx_auth_password_verify(hash, password);
+        ok = obx_auth_password_check(algo, hash, password);
     }
     if (!ok) {
         obx_ratelimit_fail(c->login_limit, limit_key, now);
@@ -67,6 +84,8 @@ static enum obx_route_result login(struct obx_route_ctx *ctx)
         return OBX_ROUTE_DONE;
     }
     obx_ratelimit_reset(c->login_limit, limit_key);
+    if (obx_auth_password_outdated(algo))
+        upgrade_hash(ctx, &a, password, algo);
     int r = obx_route_session_start(ctx, a.id);
     if (r < 0) {
         obx_route_store_error(ctx, r, "failed to create session");
@@ -136,7 +155,7 @@ static enum obx_route_result change_password(struct obx_route_ctx *ctx)
         obx_route_store_error(ctx, r, "failed to update password");
         return OBX_ROUTE_DONE;
     }
-    if (strcasecmp(algo, OBX_AUTH_HASH_ALGO) != 0 || !obx_auth_password_verify(hash, current)) {
+    if (!obx_auth_password_check(algo, hash, current)) {
         obx_route_fail(ctx->req, OBX_ERR_UNAUTHENTICATED, "invalid current password");
         return OBX_ROUTE_DONE;
     }

@@ -143,6 +143,8 @@ static int mcp_exec(struct obx_executor *self, const char *capability, json_t *p
 {
     struct obx_console_mcp *m =
         (struct obx_console_mcp *)((char *)self - offsetof(struct obx_console_mcp, executor));
+    if (obx_streq(capability, "exportfile")) /* the console keeps the file (routes-export.c) */
+        return obx_console_export_run(m->console, payload, call, ret_result, err);
     _cleanup_json_ json_t *scoped = scope_payload(capability, payload, call->account);
     int r = obx_dispatch_exec(m->console->dispatch, capability, scoped, call, ret_result, err);
     if (r < 0 && obx_streq(err->code, OBX_ERR_NO_CAPACITY) && !strstr(err->message, "session"))

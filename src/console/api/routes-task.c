@@ -240,7 +240,9 @@ static enum step find_earlier(struct obx_route_ctx *ctx, const struct submit *s,
         obx_route_fail(ctx->req, OBX_ERR_BAD_GATEWAY, "failed to submit task");
         return STEP_ANSWERED;
     }
-    bool same = obx_streq(found.input_hash, hash);
+    /* A task the original console made has no input hash: it is replayed as the original
+     * replays every earlier task. */
+    bool same = obx_streq(found.input_hash, hash) || !found.input_hash[0];
     if (same)
         snprintf(t_id, t_id_size, "%s", found.id);
     else
@@ -568,7 +570,52 @@ static enum obx_route_result echo_command(struct obx_route_ctx *ctx)
     return OBX_ROUTE_ASYNC;
 }
 
+/* GET /api/v1/tasks?page&page_size&status: the account's tasks, newest first. */
+static enum obx_route_result list_tasks(struct obx_route_ctx *ctx)
+{
+    int64_t page, page_size, offset;
+    if (!obx_route_page(ctx, &page, &page_size, &offset))
+        return OBX_ROUTE_DONE;
+    const char *status = obx_http_request_query(ctx->req, "status");
+    static const char *const statuses[] = {"all",       "queued", "dispatched", "running",
+                                           "succeeded", "failed", "timeout",    "canceled"};
+    bool known = !status;
+    for (size_t i = 0; status && i < OBX_ARRAY_SIZE(statuses); i++)
+        known = known || obx_streq(status, statuses[i]);
+    if (!known) {
+        obx_route_fail(ctx->req, OBX_ERR_BAD_REQUEST,
+                       "status must be one of "
+                       "all|queued|dispatched|running|succeeded|failed|timeout|canceled");
+        return OBX_ROUTE_DONE;
+    }
+    struct obx_task *v = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    struct obx_error err = OBX_ERROR_INIT;
+    int r = obx_store_task_list(ctx->console->store, ctx->account.id,
+                                status && !obx_streq(status, "all") ? status : NULL, page_size,
+                                offset, &v, &n, &total, &err);
+    if (r < 0) {
+        obx_err("list tasks: %s", err.message);
+        obx_route_fail(ctx->req, OBX_ERR_INTERNAL, "failed to list tasks");
+        return OBX_ROUTE_DONE;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(items, snapshot_json(&v[i]));
+        obx_task_done(&v[i]);
+    }
+    free(v);
+    obx_http_respond_json(ctx->req, 200,
+                          json_pack("{s:o, s:I, s:I, s:I}", "items", items, "total",
+                                    (json_int_t)total, "page", (json_int_t)page, "page_size",
+                                    (json_int_t)page_size));
+    return OBX_ROUTE_DONE;
+}
+
 const struct obx_route obx_task_routes[] = {
+    /* The dashboard's Tasks page lists them with its cookie; scripts with a token. */
+    {OBX_HTTP_GET, "/api/v1/tasks", OBX_ROUTE_AUTH_ACCOUNT, list_tasks},
     {OBX_HTTP_POST, "/api/v1/commands/echo", OBX_ROUTE_AUTH_BEARER, echo_command},
     {OBX_HTTP_POST, "/api/v1/commands/terminal", OBX_ROUTE_AUTH_BEARER, terminal_command},
     {OBX_HTTP_POST, "/api/v1/tasks", OBX_ROUTE_AUTH_BEARER, submit_task},

@@ -6,9 +6,11 @@
  */
 #include "auth.h"
 
+#include <crypt.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <sodium.h>
+#include <strings.h>
 
 #define PWHASH_OPS crypto_pwhash_OPSLIMIT_INTERACTIVE
 #define PWHASH_MEM crypto_pwhash_MEMLIMIT_INTERACTIVE
@@ -53,6 +55,39 @@ bool obx_auth_password_verify(const char *phc, const char *password)
     int r = crypto_pwhash_str_verify(phc, password, strlen(password));
     sem_post(&pwhash_slots);
     return r == 0;
+}
+
+/* bcrypt through libcrypt: crypt_rn() with the stored hash as its setting gives the hash of the
+ * password under the same salt and cost; equal hashes mean the password is right. */
+static bool bcrypt_check(const char *hash, const char *password)
+{
+    if (strlen(password) > 72 || strlen(hash) != 60 || hash[0] != '$' || hash[1] != '2' ||
+        !strchr("aby", hash[2]) || hash[3] != '$')
+        return false;
+    struct crypt_data *cd = sodium_malloc(sizeof(*cd));
+    if (!cd)
+        return false;
+    memset(cd, 0, sizeof(*cd));
+    slot_take();
+    const char *out = crypt_rn(password, hash, cd, (int)sizeof(*cd));
+    sem_post(&pwhash_slots);
+    bool ok = out && strlen(out) == 60 && sodium_memcmp(out, hash, 60) == 0;
+    sodium_free(cd); /* wiped */
+    return ok;
+}
+
+bool obx_auth_password_check(const char *algo, const char *hash, const char *password)
+{
+    if (strcasecmp(algo, OBX_AUTH_HASH_ALGO) == 0)
+        return obx_auth_password_verify(hash, password);
+    if (strcasecmp(algo, OBX_AUTH_HASH_ALGO_BCRYPT) == 0)
+        return bcrypt_check(hash, password);
+    return false;
+}
+
+bool obx_auth_password_outdated(const char *algo)
+{
+    return strcasecmp(algo, OBX_AUTH_HASH_ALGO) != 0;
 }
 
 static char dummy_phc[OBX_AUTH_PWHASH_MAX];

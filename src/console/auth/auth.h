@@ -20,6 +20,15 @@ int obx_auth_init(void);
 int obx_auth_password_hash(const char *password, char out[static OBX_AUTH_PWHASH_MAX]);
 /* True when password matches an argon2id PHC string. False for any other algorithm. */
 bool obx_auth_password_verify(const char *phc, const char *password);
+/* The hash algorithm names the store keeps (accounts.hash_algo). */
+#define OBX_AUTH_HASH_ALGO_BCRYPT "bcrypt" /* the original console's */
+
+/* True when password matches hash of algorithm algo: argon2id, or bcrypt ($2a$, $2b$, $2y$) as
+ * the original console stored it (a password over bcrypt's 72 bytes never matches one). */
+bool obx_auth_password_check(const char *algo, const char *hash, const char *password);
+/* True for an algorithm that is to be replaced by argon2id at the next sign-in. */
+bool obx_auth_password_outdated(const char *algo);
+
 /* Spends about as long as a verification, so an unknown username costs the same as a wrong
  * password. */
 void obx_auth_password_dummy_verify(const char *password);

@@ -115,6 +115,8 @@ void obx_http_request_unref(struct obx_http_request *req)
     free(req->accept_encoding);
     free(req->if_none_match);
     obx_buf_free(&req->stream);
+    obx_buf_free(&req->in);
+    pthread_cond_destroy(&req->cond);
     obx_http_response_done(&req->resp);
     free(req);
 }

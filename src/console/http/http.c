@@ -29,16 +29,24 @@
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/net.h"
 
 #define HTTP_CHUNK 16384
+#define STREAM_CHUNK (256u << 10) /* the most of a streamed body one writeable callback sends */
 #define OVERSIZE_DRAIN_BYTES (16u << 20) /* larger bodies get their 413 at once */
 #define STREAM_MAX_PENDING (64u << 20)   /* streamed bytes a slow client may leave unread */
 #define HEAD_DRAIN_BYTES (1u << 20)      /* read and dropped after an answer on a closing socket */
+/* A streamed request body: reading from the client pauses above IN_HIGH bytes waiting for the
+ * handler and resumes below IN_LOW; IN_MAX is a ceiling for what arrives before a pause takes. */
+#define IN_HIGH (1u << 20)
+#define IN_LOW (256u << 10)
+#define IN_MAX (16u << 20)
 
 struct http_conn {
     struct lws *wsi;
@@ -50,6 +58,8 @@ struct http_conn {
     bool responding; /* response ready, waiting for writeable */
     bool headers_sent;
     bool close_after; /* the request was not fully read: close instead of keep-alive */
+    bool drain_body;  /* a streamed body answered before its end: read and dropped, then the
+                       * answer */
     size_t sent;
 };
 
@@ -196,11 +206,13 @@ static enum obx_http_method method_from_lws(int m)
 
 static void read_query(struct lws *wsi, struct obx_http_request *req)
 {
-    char frag[2048];
+    char frag[8192];
     for (int i = 0; req->n_query < OBX_HTTP_MAX_QUERY; i++) {
         int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
         if (n <= 0)
             break;
+        if ((size_t)n != strlen(frag))
+            req->query_nul = true; /* %00: the value would be cut short */
         char *eq = strchr(frag, '=');
         if (eq)
             *eq = '\0';
@@ -245,6 +257,14 @@ static struct obx_http_request *request_new(struct obx_http_server *srv, struct 
     req->accept_encoding = header_dup(wsi, WSI_TOKEN_HTTP_ACCEPT_ENCODING);
     req->if_none_match = header_dup(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH);
     req->stream = (struct obx_buf)OBX_BUF_INIT(STREAM_MAX_PENDING);
+    req->stream_length = -1;
+    req->content_length = -1;
+    req->in = (struct obx_buf)OBX_BUF_INIT(IN_MAX);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&req->cond, &ca);
+    pthread_condattr_destroy(&ca);
     lws_get_peer_simple(wsi, req->remote_ip, sizeof(req->remote_ip));
     req->tls = lws_is_ssl(wsi) != 0;
     return req;
@@ -274,8 +294,10 @@ static void dispatch(struct obx_http_server *srv, struct http_conn *c)
         req->body = obx_xstrdup("");
         req->body_len = 0;
     }
-    /* The handler may take a while (a task waiting for a worker); lws must not time us out. */
-    lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+    /* The handler may take a while (a task waiting for a worker); lws must not time us out.
+     * A streamed body still has its per-chunk timeout until it ended. */
+    if (!req->body_streamed || req->in_done)
+        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
     srv->cfg.dispatch(obx_http_request_ref(req), srv->cfg.userdata);
 }
 
@@ -299,14 +321,31 @@ static void conn_detach(struct http_conn *c)
         pthread_mutex_lock(&srv->lock);
         c->req->gone = true;
         obx_buf_free(&c->req->stream);
+        pthread_cond_broadcast(&c->req->cond); /* a body reader or a stream writer waits */
         pthread_mutex_unlock(&srv->lock);
         c->req->conn = NULL;
         obx_http_request_unref(c->req);
         c->req = NULL;
     }
     obx_buf_free(&c->body);
-    c->responding = c->headers_sent = c->close_after = false;
+    c->responding = c->headers_sent = c->close_after = c->drain_body = false;
     c->sent = 0;
+}
+
+/* "HTTP/1.1 100 Continue" for a client that waits for it before it sends a body (curl does for
+ * bodies over 1 MiB, for a second). lws does not answer Expect itself; nothing else is on the
+ * connection yet, so the interim line goes straight to the socket (or its TLS session). Not on
+ * HTTP/2, which has no such wait. */
+static void send_continue(struct lws *wsi)
+{
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (lws_get_network_wsi(wsi) != wsi)
+        return;
+    SSL *ssl = lws_is_ssl(wsi) ? (SSL *)lws_get_ssl(wsi) : NULL;
+    if (ssl)
+        (void)SSL_write(ssl, line, (int)sizeof(line) - 1);
+    else if (lws_get_socket_fd(wsi) >= 0)
+        (void)send(lws_get_socket_fd(wsi), line, sizeof(line) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws *wsi)
@@ -330,6 +369,26 @@ static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws 
     int64_t len = 0;
     if (cl && obx_parse_int64(cl, 0, INT64_MAX, &len) < 0) {
         respond_local(c, 400, "invalid content-length", true);
+        return 0;
+    }
+    int64_t stream_max =
+        srv->cfg.stream_body ? srv->cfg.stream_body(c->req, srv->cfg.userdata) : -1;
+    if (stream_max >= 0) {
+        /* The handler reads the body as it comes (obx_http_body_read()); it needs its length
+         * to refuse one too large before any of it is taken. */
+        if (!cl) {
+            respond_local(c, 411, "content-length required: send the body with its length", true);
+            return 0;
+        }
+        _cleanup_free_ char *expect = header_dup(wsi, WSI_TOKEN_HTTP_EXPECT);
+        if (expect && strcasecmp(expect, "100-continue") == 0 && len <= stream_max && len > 0)
+            send_continue(wsi);
+        c->req->body_streamed = true;
+        c->req->content_length = len;
+        c->req->in_done = len == 0;
+        if (len > 0)
+            lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, srv->cfg.header_timeout_sec);
+        dispatch(srv, c);
         return 0;
     }
     if ((uint64_t)len > srv->cfg.max_body_bytes) {
@@ -373,8 +432,10 @@ static int write_head(struct http_conn *c, bool streamed)
     _cleanup_free_ unsigned char *buf = obx_xmalloc(cap);
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + cap;
     if (streamed) {
-        if (lws_add_http_common_headers(c->wsi, (unsigned)r->status, r->content_type,
-                                        LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end))
+        lws_filepos_t length = c->req->stream_length >= 0 ? (lws_filepos_t)c->req->stream_length
+                                                          : LWS_ILLEGAL_HTTP_CONTENT_LEN;
+        if (lws_add_http_common_headers(c->wsi, (unsigned)r->status, r->content_type, length, &p,
+                                        end))
             return -1;
     } else {
         if (lws_add_http_header_status(c->wsi, (unsigned)r->status, &p, end))
@@ -439,17 +500,24 @@ static int write_stream(struct http_conn *c)
     if (!c->headers_sent) {
         if (write_head(c, true) < 0)
             return -1;
-        c->close_after = h1;
+        c->close_after = h1 && req->stream_length < 0;
         lws_callback_on_writable(c->wsi);
         return 0;
     }
-    unsigned char buf[LWS_PRE + HTTP_CHUNK];
+    /* The service thread's alone: one buffer serves every stream. Large pieces keep a fast
+     * client fed with few wake-ups (lws keeps what the socket does not take at once). */
+    static unsigned char buf[LWS_PRE + STREAM_CHUNK];
     pthread_mutex_lock(&req->srv->lock);
-    size_t n = OBX_MIN(req->stream.len, (size_t)HTTP_CHUNK);
+    if (req->stream_abort) {
+        pthread_mutex_unlock(&req->srv->lock);
+        return -1; /* the body stays short: the client sees it cut */
+    }
+    size_t n = OBX_MIN(req->stream.len, (size_t)STREAM_CHUNK);
     if (n > 0)
         memcpy(buf + LWS_PRE, req->stream.data, n);
     obx_buf_consume(&req->stream, n);
     bool more = req->stream.len > 0, last = !more && req->stream_ended;
+    pthread_cond_broadcast(&req->cond); /* a writer waiting for room */
     pthread_mutex_unlock(&req->srv->lock);
     if ((n > 0 || (last && !h1)) &&
         lws_write(c->wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
@@ -461,7 +529,7 @@ static int write_stream(struct http_conn *c)
 
 static int on_writeable(struct http_conn *c)
 {
-    if (!c->req || !c->responding)
+    if (!c->req || !c->responding || c->drain_body)
         return 0;
     pthread_mutex_lock(&c->req->srv->lock);
     bool streaming = c->req->streaming;
@@ -470,6 +538,10 @@ static int on_writeable(struct http_conn *c)
     if (r <= 0)
         return r;
     bool close_after = c->close_after;
+    pthread_mutex_lock(&c->req->srv->lock);
+    if (c->req->body_streamed && !c->req->in_done)
+        close_after = true; /* the rest of the body is not read */
+    pthread_mutex_unlock(&c->req->srv->lock);
     conn_detach(c);
     if (close_after)
         return -1;
@@ -482,18 +554,35 @@ static void drain_done(struct obx_http_server *srv)
     for (;;) {
         pthread_mutex_lock(&srv->lock);
         struct obx_http_request *req = srv->done_head;
+        bool ready = false, resume = false, body_left = false;
         if (req) {
             srv->done_head = req->next_done;
             if (!srv->done_head)
                 srv->done_tail = NULL;
             req->next_done = NULL;
             req->queued = false;
+            ready = req->ready;
+            resume = req->in_resume;
+            req->in_resume = false;
+            if (resume)
+                req->in_paused = false;
+            body_left = req->body_streamed && !req->in_done;
         }
         pthread_mutex_unlock(&srv->lock);
         if (!req)
             return;
         struct http_conn *c = req->conn;
-        if (c && c->req == req) {
+        if (c && c->req == req && (resume || (ready && body_left && !c->responding))) {
+            /* The handler took enough of the body (or answered before its end: the rest is read
+             * and dropped, unless there is too much of it, so that the answer is not lost to a
+             * reset of the connection). */
+            lws_rx_flow_control(c->wsi, 1);
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, srv->cfg.header_timeout_sec);
+        }
+        if (c && c->req == req && ready) {
+            if (body_left && !c->responding && !req->streaming &&
+                (uint64_t)req->content_length - req->in_received <= OVERSIZE_DRAIN_BYTES)
+                c->drain_body = true;
             c->responding = true;
             lws_callback_on_writable(c->wsi);
         }
@@ -539,6 +628,44 @@ static void answer_before_close(struct lws *wsi, int status, const char *reason,
     }
 }
 
+/* Bytes of a streamed body: kept for the handler, or dropped once it answered. Reading from the
+ * client pauses above IN_HIGH; the handler's reads resume it (drain_done()). */
+static void body_in(struct obx_http_server *srv, struct http_conn *c, const void *in, size_t len)
+{
+    struct obx_http_request *req = c->req;
+    pthread_mutex_lock(&srv->lock);
+    req->in_received += len;
+    bool pause = false;
+    if (!c->responding && obx_buf_append(&req->in, in, len) == 0 && req->in.len >= IN_HIGH &&
+        !req->in_paused) {
+        req->in_paused = pause = true;
+    }
+    pthread_cond_broadcast(&req->cond);
+    pthread_mutex_unlock(&srv->lock);
+    if (pause) {
+        lws_rx_flow_control(c->wsi, 0);
+        /* The handler holds the client back: no timeout while it does. */
+        lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+    } else {
+        /* A large body takes long: the time limit is per chunk. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, srv->cfg.header_timeout_sec);
+    }
+}
+
+static void body_done(struct obx_http_server *srv, struct http_conn *c)
+{
+    struct obx_http_request *req = c->req;
+    pthread_mutex_lock(&srv->lock);
+    req->in_done = true;
+    pthread_cond_broadcast(&req->cond);
+    pthread_mutex_unlock(&srv->lock);
+    lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+    if (c->drain_body) { /* the answer waited for the rest of the body to be read */
+        c->drain_body = false;
+        lws_callback_on_writable(c->wsi);
+    }
+}
+
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len)
 {
@@ -549,12 +676,20 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP:
         return on_http(srv, c, wsi);
     case LWS_CALLBACK_HTTP_BODY:
+        if (c->req && c->req->body_streamed) {
+            body_in(srv, c, in, len);
+            return 0;
+        }
         if (!c->req || c->responding || c->oversize)
             return 0;
         if (obx_buf_append(&c->body, in, len) < 0)
             respond_local(c, 413, "request body too large", true);
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (c->req && c->req->body_streamed) {
+            body_done(srv, c);
+            return 0;
+        }
         if (c->req && !c->responding && c->oversize)
             respond_local(c, 413, "request body too large", true);
         else if (c->req && !c->responding)
@@ -792,12 +927,23 @@ static void enqueue(struct obx_http_request *req, bool consume, bool *flag)
 
 void obx_http_request_complete(struct obx_http_request *req)
 {
-    enqueue(req, true, NULL);
+    enqueue(req, true, &req->ready);
 }
 
 void obx_http_stream_start(struct obx_http_request *req)
 {
-    enqueue(req, false, &req->streaming);
+    pthread_mutex_lock(&req->srv->lock);
+    req->streaming = true;
+    pthread_mutex_unlock(&req->srv->lock);
+    enqueue(req, false, &req->ready);
+}
+
+void obx_http_stream_start_length(struct obx_http_request *req, uint64_t length)
+{
+    pthread_mutex_lock(&req->srv->lock);
+    req->stream_length = (int64_t)length;
+    pthread_mutex_unlock(&req->srv->lock);
+    obx_http_stream_start(req);
 }
 
 void obx_http_stream_write(struct obx_http_request *req, const char *data, size_t len)
@@ -809,12 +955,72 @@ void obx_http_stream_write(struct obx_http_request *req, const char *data, size_
                  len);
     pthread_mutex_unlock(&req->srv->lock);
     if (queue)
-        enqueue(req, false, NULL);
+        enqueue(req, false, &req->ready);
 }
 
 void obx_http_stream_end(struct obx_http_request *req)
 {
-    enqueue(req, true, &req->stream_ended);
+    pthread_mutex_lock(&req->srv->lock);
+    req->stream_ended = true;
+    pthread_mutex_unlock(&req->srv->lock);
+    enqueue(req, true, &req->ready);
+}
+
+void obx_http_stream_abort(struct obx_http_request *req)
+{
+    pthread_mutex_lock(&req->srv->lock);
+    req->stream_abort = true;
+    pthread_mutex_unlock(&req->srv->lock);
+    enqueue(req, true, &req->ready);
+}
+
+bool obx_http_stream_drain(struct obx_http_request *req, size_t max, int timeout_ms)
+{
+    struct timespec ts = obx_ms_to_timespec(obx_now_ms() + (uint64_t)timeout_ms);
+    pthread_mutex_lock(&req->srv->lock);
+    while (!req->gone && req->stream.len >= max &&
+           pthread_cond_timedwait(&req->cond, &req->srv->lock, &ts) != ETIMEDOUT)
+        ;
+    bool ok = !req->gone && req->stream.len < max;
+    pthread_mutex_unlock(&req->srv->lock);
+    return ok;
+}
+
+int64_t obx_http_body_length(const struct obx_http_request *req)
+{
+    return req->body_streamed ? req->content_length : (int64_t)req->body_len;
+}
+
+ssize_t obx_http_body_read(struct obx_http_request *req, void *buf, size_t cap, int timeout_ms)
+{
+    if (!req->body_streamed) { /* a collected body reads the same way */
+        size_t n = (size_t)OBX_MIN((uint64_t)cap, req->body_len - req->in_received);
+        memcpy(buf, req->body + req->in_received, n);
+        req->in_received += n;
+        return (ssize_t)n;
+    }
+    struct timespec ts = obx_ms_to_timespec(obx_now_ms() + (uint64_t)timeout_ms);
+    pthread_mutex_lock(&req->srv->lock);
+    int w = 0;
+    while (!req->gone && req->in.len == 0 && !req->in_done && w != ETIMEDOUT)
+        w = pthread_cond_timedwait(&req->cond, &req->srv->lock, &ts);
+    ssize_t n;
+    bool resume = false;
+    if (req->in.len > 0) {
+        n = (ssize_t)OBX_MIN(cap, req->in.len);
+        memcpy(buf, req->in.data, (size_t)n);
+        obx_buf_consume(&req->in, (size_t)n);
+        resume = req->in_paused && !req->in_resume && req->in.len < IN_LOW;
+        req->in_resume = req->in_resume || resume;
+    } else if (req->in_done) {
+        n = 0;
+    } else {
+        n = req->gone ? -EPIPE : -ETIMEDOUT;
+    }
+    pthread_mutex_unlock(&req->srv->lock);
+    if (resume)
+        enqueue(req, false, NULL);
+    return n;
 }
 
 void obx_http_server_free(struct obx_http_server *srv)

@@ -14,6 +14,8 @@
 #define OBX_CONSOLE_HTTP_H
 
 #include <jansson.h>
+#include <pthread.h>
+#include <sys/types.h>
 
 #include "common/buf.h"
 #include "common/error.h"
@@ -48,6 +50,7 @@ struct obx_http_request {
     char *path; /* percent-decoded by the transport */
     size_t n_query;
     char *query[OBX_HTTP_MAX_QUERY][2]; /* decoded name, value; value "" when absent */
+    bool query_nul;                     /* a decoded query parameter held a NUL (%00) */
     char *body;                         /* NUL-terminated, may contain NULs */
     size_t body_len;
     char *cookie;          /* Cookie header or NULL */
@@ -77,10 +80,21 @@ struct obx_http_request {
     struct http_conn *conn; /* service thread only */
     struct obx_http_server *srv;
     struct obx_http_request *next_done;
-    /* Under the server's lock: on the done list; a streamed response, its bytes not written yet,
-     * whether it ended; the client went away. */
-    bool queued, streaming, stream_ended, gone;
+    /* Under the server's lock: on the done list; a response (or more of a streamed one) to
+     * write; a streamed response, its bytes not written yet, whether it ended or is to be cut;
+     * the client went away. */
+    bool queued, ready, streaming, stream_ended, stream_abort, gone;
+    int64_t stream_length; /* a streamed response's Content-Length, -1: none */
     struct obx_buf stream;
+    /* A streamed request body (stream_body said so): its length, what arrived and is not read
+     * yet, whether all of it arrived, whether reading from the client is paused (too much
+     * waits) and a resume was asked of the service thread. cond: more body, or less response
+     * waiting. Under the server's lock. */
+    bool body_streamed, in_done, in_paused, in_resume;
+    int64_t content_length;
+    uint64_t in_received;
+    struct obx_buf in;
+    pthread_cond_t cond;
 };
 
 /* Runs on the service thread: must not block. Owns the completion reference. */
@@ -100,6 +114,13 @@ struct obx_http_server_config {
      * OBX_HTTP_MAX_CAPTURED); read with obx_http_request_header(). */
     const char *const *capture_headers;
     obx_http_dispatch_fn dispatch;
+    /* Optional, on the service thread once a request's head arrived: -1, or when its body is to
+     * be streamed to the handler (obx_http_body_read()) rather than collected up to
+     * max_body_bytes, the largest body the handler takes; the request is then dispatched at
+     * once. Such a body needs a Content-Length (411 without one). A client that asks
+     * "Expect: 100-continue" is told to go on only when the length is within that limit (else
+     * the handler's refusal is its answer). */
+    int64_t (*stream_body)(const struct obx_http_request *req, void *userdata);
     void *userdata;
     /* Headers added to every response ({name, value} pairs ending with {NULL, NULL}), or NULL. */
     const char *const (*fixed_headers)[2];
@@ -132,6 +153,25 @@ void obx_http_request_complete(struct obx_http_request *req);
 void obx_http_stream_start(struct obx_http_request *req);
 void obx_http_stream_write(struct obx_http_request *req, const char *data, size_t len);
 void obx_http_stream_end(struct obx_http_request *req);
+
+/* A streamed response of a known length (a file): as obx_http_stream_start(), with a
+ * Content-Length, so the connection stays open for the next request and a client can tell a
+ * body cut short. Write exactly length bytes, or end it with obx_http_stream_abort(). */
+void obx_http_stream_start_length(struct obx_http_request *req, uint64_t length);
+/* Blocks (never on the service thread) until fewer than max bytes of a streamed response wait to
+ * be written; false when the client went away or timeout_ms passed first. */
+bool obx_http_stream_drain(struct obx_http_request *req, size_t max, int timeout_ms);
+/* Ends a streamed response by closing the connection, its body incomplete (the client sees it
+ * cut), and consumes the completion reference. */
+void obx_http_stream_abort(struct obx_http_request *req);
+
+/* A streamed request body (stream_body): its Content-Length, and its bytes, read from any
+ * thread but the service thread. obx_http_body_read() blocks until bytes arrive: it returns how
+ * many it put in buf, 0 once the whole body was read, -EPIPE when the client went away (the body
+ * is then incomplete) or -ETIMEDOUT when none came for timeout_ms. Reading from the client
+ * pauses while more than about a megabyte waits here. */
+int64_t obx_http_body_length(const struct obx_http_request *req);
+ssize_t obx_http_body_read(struct obx_http_request *req, void *buf, size_t cap, int timeout_ms);
 
 /* A header kept by capture_headers (name as listed there, any case), or NULL. */
 const char *obx_http_request_header(const struct obx_http_request *req, const char *name);

@@ -11,6 +11,11 @@
  * kept in the store across restarts). start() sends the call; its done() runs exactly once, on a
  * registry thread, never inside start(). A call waiting on a remote worker holds no thread.
  *
+ * terminalFiles and terminalSession act on an existing session only: without a route they are
+ * session_not_found, on a worker that lacks them unsupported_capability. A terminalFiles read or
+ * write on a remote worker moves its bytes through the call's on_data / read_data on the thread
+ * that waits in obx_dispatch_exec() ("files" extension, in acknowledged chunks).
+ *
  * Errors (err->code): no_worker, no_capacity, session_unavailable (the session's worker is not
  * connected), session_capacity_exceeded (every worker that could take a new session has as many
  * as it allows), worker_lost (the worker went away while it ran the call), deadline_exceeded,
@@ -79,6 +84,14 @@ int obx_dispatch_exec(struct obx_dispatch *d, const char *capability, json_t *pa
 /* Live workers and their counters, for GET /api/v1/workers/inflight:
  * [{"node_id", "capabilities": [{"name", "inflight", "max_inflight"}]}], lower-case names. */
 json_t *obx_dispatch_inflight(struct obx_dispatch *d);
+
+/* The terminal sessions routed to a worker whose (console-scoped) id starts with prefix (an
+ * account's "obx:<account_id>:"): fn gets each one's id, its worker and whether that worker is
+ * connected. Runs under the registry's lock: fn must be quick and must not call back. */
+void obx_dispatch_sessions(struct obx_dispatch *d, const char *prefix,
+                           void (*fn)(void *userdata, const char *session_id, const char *node_id,
+                                      bool connected),
+                           void *userdata);
 
 /* A deleted worker: its stream ends (PermissionDenied "worker credential revoked"), its calls
  * fail with worker_lost and its routes go. Returns 1 when it was connected. */

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 
+#include "common/buf.h"
 #include "common/json.h"
 #include "console/store/store.h"
 #include "dispatch.h"
@@ -49,10 +50,25 @@ struct reg_node {
     uint64_t last_seen; /* monotonic ms */
     /* remote */
     struct reg_conn *conn;
-    bool ext_cancel, ext_output, ext_recovery;
+    bool ext_cancel, ext_output, ext_recovery, ext_files;
     struct reg_call *calls; /* in flight on this node */
     struct reg_node *next;
 };
+
+/* "files": the bytes of a terminalFiles read or write on a remote worker, between the rpc
+ * thread (the worker's chunks and acknowledgements) and the thread that waits for the call
+ * (obx_dispatch_exec()), which hands them on. Shared by the call and that thread. */
+struct reg_xfer {
+    int refs; /* under lock */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;           /* monotonic */
+    struct obx_rpc_stream *stream; /* the worker's, once the dispatch went; a reference */
+    char command_id[37];
+    struct obx_buf in;     /* a read's chunks not handed on yet, at most the window */
+    uint64_t worker_taken; /* a write's bytes the worker acknowledged */
+    bool done, overrun;
+};
+void reg_xfer_unref(struct reg_xfer *x);
 
 struct reg_call {
     struct obx_dispatch *d;
@@ -66,6 +82,7 @@ struct reg_call {
     struct obx_call *call;
     obx_dispatch_done_fn done;
     void *userdata;
+    struct reg_xfer *xfer; /* a file transfer's bytes (remote nodes only); a reference */
     uint64_t deadline;     /* monotonic; 0: none */
     uint64_t cancel_until; /* a cancel was sent; finished as canceled if no answer by then */
     int hooks;             /* output hooks running on the rpc thread */

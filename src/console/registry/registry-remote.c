@@ -26,7 +26,7 @@
 #define MAX_INFLIGHT_CAP 1024
 
 static char *const console_extensions[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT,
-                                           OBX_RPC_EXT_RECOVERY};
+                                           OBX_RPC_EXT_RECOVERY, OBX_RPC_EXT_FILES};
 
 static void conn_free(struct reg_conn *c)
 {
@@ -155,6 +155,38 @@ static void on_output(struct obx_dispatch *d, struct reg_conn *conn, struct obx_
     pthread_cond_broadcast(&d->cond);
 }
 
+/* "files": a chunk of a read, or the worker's acknowledgement of a write's bytes, for the thread
+ * that moves them (registry.c). Only for the worker's own calls that move a file. */
+static void on_file_frame(struct obx_dispatch *d, struct reg_conn *conn, struct obx_rpc_frame *f)
+{
+    (void)d;
+    struct reg_node *n = conn->node;
+    bool chunk = f->kind == OBX_RPC_FILE_CHUNK;
+    if (!n->ext_files) {
+        obx_rpc_stream_close(conn->stream, OBX_RPC_INVALID_ARGUMENT, "unsupported frame type");
+        return;
+    }
+    struct reg_call *c = find_call(n, chunk ? f->u.chunk.command_id : f->u.file_ack.command_id);
+    if (!c || c->finished)
+        return; /* it ended already */
+    if (!c->xfer) {
+        obx_rpc_stream_close(conn->stream, OBX_RPC_INVALID_ARGUMENT,
+                             "a file frame for a command that moves no file");
+        return;
+    }
+    struct reg_xfer *x = c->xfer;
+    pthread_mutex_lock(&x->lock);
+    if (chunk) {
+        if (f->u.chunk.data_len > OBX_RPC_FILE_CHUNK_BYTES ||
+            obx_buf_append(&x->in, f->u.chunk.data, f->u.chunk.data_len) < 0)
+            x->overrun = true;
+    } else if (f->u.file_ack.received > (int64_t)x->worker_taken) {
+        x->worker_taken = (uint64_t)f->u.file_ack.received;
+    }
+    pthread_cond_broadcast(&x->cond);
+    pthread_mutex_unlock(&x->lock);
+}
+
 static void on_frame(void *userdata, struct obx_rpc_stream *s, struct obx_rpc_frame *f)
 {
     (void)s;
@@ -191,6 +223,10 @@ static void on_frame(void *userdata, struct obx_rpc_stream *s, struct obx_rpc_fr
             break;
         case OBX_RPC_OUTPUT:
             on_output(d, conn, &f->u.output);
+            break;
+        case OBX_RPC_FILE_CHUNK:
+        case OBX_RPC_FILE_ACK:
+            on_file_frame(d, conn, f);
             break;
         default:
             obx_rpc_stream_close(conn->stream, OBX_RPC_INVALID_ARGUMENT, "unsupported frame type");
@@ -490,6 +526,7 @@ void reg_remote_hello(struct obx_dispatch *d, struct reg_event *ev)
     n->ext_cancel = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_CANCEL);
     n->ext_output = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_OUTPUT);
     n->ext_recovery = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_RECOVERY);
+    n->ext_files = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_FILES);
     if (h->has_terminal_capacity) {
         n->max_sessions = h->max_active_sessions > 0 ? h->max_active_sessions : 0;
         n->active_sessions = h->active_session_count > 0 ? h->active_session_count : 0;
@@ -575,6 +612,12 @@ int reg_remote_send_call(struct obx_dispatch *d, struct reg_call *c, json_t *pay
         uint64_t now = obx_now_ms();
         uint64_t left = c->call->deadline > now ? c->call->deadline - now : 0;
         f.u.dispatch.deadline_unix_ms = obx_unix_ms() + (int64_t)left;
+    }
+    if (c->xfer) { /* its bytes go on this stream, after the dispatch */
+        pthread_mutex_lock(&c->xfer->lock);
+        c->xfer->stream = obx_rpc_stream_ref(n->conn->stream);
+        snprintf(c->xfer->command_id, sizeof(c->xfer->command_id), "%s", c->id);
+        pthread_mutex_unlock(&c->xfer->lock);
     }
     return obx_rpc_stream_send(n->conn->stream, &f, false);
 }

@@ -21,13 +21,14 @@
 #include "common/random.h"
 #include "common/thread.h"
 #include "console/util/pool.h"
+#include "rpc/rpc.h"
 
 #define SCAN_MAX_MS 1000
 #define PRUNE_EVERY_MS 60000
 #define ROUTE_SAVE_EVERY_MS 60000
 
-static const char *const embedded_caps[] = {"echo", "pythonExec", "terminalExec",
-                                            "terminalResource"};
+static const char *const embedded_caps[] = {
+    "echo", "pythonExec", "terminalExec", "terminalResource", "terminalFiles", "terminalSession"};
 
 /* ---- nodes ---- */
 
@@ -238,7 +239,22 @@ void reg_node_fail_calls(struct obx_dispatch *d, struct reg_node *n, const char 
 
 static bool is_terminal(const char *cap)
 {
-    return strcmp(cap, "terminalexec") == 0 || strcmp(cap, "terminalresource") == 0;
+    return strcmp(cap, "terminalexec") == 0 || strcmp(cap, "terminalresource") == 0 ||
+           strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0;
+}
+
+/* Capabilities that act on an existing session only: they go where its route leads, or
+ * nowhere. */
+static bool session_only(const char *cap)
+{
+    return strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0;
+}
+
+/* The id a user gave, without the console's "obx:<account>:" scope. */
+static const char *session_name(const char *sid)
+{
+    const char *p = strrchr(sid, ':');
+    return p ? p + 1 : sid;
 }
 
 /* Least in-flight first, ties broken round robin; new_session: the node must have room for one
@@ -312,15 +328,25 @@ int obx_dispatch_acquire(struct obx_dispatch *d, const char *capability, json_t 
     struct reg_route *route = sid && *sid ? reg_route_find(d, sid) : NULL;
     struct reg_node *routed = route ? reg_node_find(d, route->node_id) : NULL;
     int ci = routed ? cap_index(routed, c->capability) : -1;
-    if (route && routed && ci < 0) {
+    bool only = session_only(c->capability);
+    if (only && !route) {
+        r = obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
+    } else if (only && routed && ci < 0) {
+        r = obx_error_set(err, ENOTSUP, OBX_ERR_UNSUPPORTED,
+                          "terminal session %s is on worker %s, which does not provide %s (an "
+                          "original or older worker)",
+                          session_name(sid), route->node_id, c->capability);
+    } else if (route && routed && ci < 0) {
         reg_route_drop(d, sid); /* the worker no longer runs this: choose again */
         route = NULL;
     }
-    if (route && !routed) {
+    if (r < 0) {
+        /* answered above */
+    } else if (route && !routed) {
         r = obx_error_set(err, EHOSTDOWN, "session_unavailable",
                           "terminal session %s is on worker %s, which is not connected now; it "
                           "answers again once that worker is back",
-                          strrchr(sid, ':') ? strrchr(sid, ':') + 1 : sid, route->node_id);
+                          session_name(sid), route->node_id);
     } else if (route) {
         if (routed->caps[ci].inflight >= routed->caps[ci].max_inflight) {
             r = obx_error_set(err, EBUSY, OBX_ERR_NO_CAPACITY,
@@ -369,6 +395,7 @@ static void slot_return(struct obx_dispatch *d, struct reg_call *c, bool keep_ro
 
 static void call_free(struct obx_dispatch *d, struct reg_call *c)
 {
+    reg_xfer_unref(c->xfer);
     reg_node_unref(d, c->node);
     json_decref(c->result);
     free(c->route);
@@ -512,6 +539,158 @@ static void exec_done(void *userdata, int r, json_t *result, const struct obx_er
     pthread_mutex_unlock(&w->lock);
 }
 
+/* ---- file transfers on remote workers ("files") ---- */
+
+static struct reg_xfer *xfer_new(void)
+{
+    struct reg_xfer *x = obx_xcalloc(1, sizeof(*x));
+    x->refs = 1;
+    pthread_mutex_init(&x->lock, NULL);
+    obx_cond_init_monotonic(&x->cond);
+    x->in = (struct obx_buf)OBX_BUF_INIT(OBX_RPC_FILE_WINDOW_BYTES + OBX_RPC_FILE_CHUNK_BYTES);
+    return x;
+}
+
+static struct reg_xfer *xfer_ref(struct reg_xfer *x)
+{
+    pthread_mutex_lock(&x->lock);
+    x->refs++;
+    pthread_mutex_unlock(&x->lock);
+    return x;
+}
+
+void reg_xfer_unref(struct reg_xfer *x)
+{
+    if (!x)
+        return;
+    pthread_mutex_lock(&x->lock);
+    bool last = --x->refs == 0;
+    pthread_mutex_unlock(&x->lock);
+    if (!last)
+        return;
+    obx_rpc_stream_unref(x->stream);
+    obx_buf_free(&x->in);
+    pthread_mutex_destroy(&x->lock);
+    pthread_cond_destroy(&x->cond);
+    free(x);
+}
+
+struct xfer_wait {
+    struct reg_xfer *x;
+    int r;
+    json_t *result;
+    struct obx_error err;
+};
+
+static void xfer_done(void *userdata, int r, json_t *result, const struct obx_error *err)
+{
+    struct xfer_wait *w = userdata;
+    pthread_mutex_lock(&w->x->lock);
+    w->r = r;
+    w->result = result;
+    if (err)
+        w->err = *err;
+    w->x->done = true;
+    pthread_cond_broadcast(&w->x->cond);
+    pthread_mutex_unlock(&w->x->lock);
+}
+
+static void xfer_send(struct reg_xfer *x, struct obx_rpc_frame *f)
+{
+    if (x->stream)
+        (void)obx_rpc_stream_send(x->stream, f, f->kind == OBX_RPC_FILE_ACK_TO_WORKER);
+}
+
+/* The transfer's bytes between the worker and the call's hooks, on the thread that waits, until
+ * the call ended. Returns 0, or the hooks' negative errno (the call was then canceled). */
+static int xfer_pump(struct reg_xfer *x, struct obx_call *call)
+{
+    _cleanup_free_ char *buf = call->read_data ? obx_xmalloc(OBX_RPC_FILE_CHUNK_BYTES) : NULL;
+    uint64_t moved = 0, sent = 0, last_move = obx_now_ms();
+    bool eof_sent = false;
+    int hook_rc = 0;
+    pthread_mutex_lock(&x->lock);
+    for (;;) {
+        if (x->in.len > 0) { /* a read's chunks: on to on_data, then acknowledged */
+            size_t len = 0;
+            char *data = obx_buf_steal(&x->in, &len);
+            x->in =
+                (struct obx_buf)OBX_BUF_INIT(OBX_RPC_FILE_WINDOW_BYTES + OBX_RPC_FILE_CHUNK_BYTES);
+            pthread_mutex_unlock(&x->lock);
+            int rc = hook_rc || !call->on_data ? 0 : call->on_data(call->data_userdata, data, len);
+            free(data);
+            if (rc < 0 && !hook_rc) {
+                hook_rc = rc;
+                obx_call_cancel(call);
+            }
+            moved += len;
+            last_move = obx_now_ms();
+            struct obx_rpc_frame f = {.kind = OBX_RPC_FILE_ACK_TO_WORKER};
+            f.u.file_ack = (struct obx_rpc_file_ack){x->command_id, (int64_t)moved};
+            xfer_send(x, &f);
+            pthread_mutex_lock(&x->lock);
+            continue;
+        }
+        if (x->done)
+            break;
+        if (call->read_data && !eof_sent && !hook_rc &&
+            sent - x->worker_taken + OBX_RPC_FILE_CHUNK_BYTES <= OBX_RPC_FILE_WINDOW_BYTES) {
+            pthread_mutex_unlock(&x->lock);
+            ssize_t n = call->read_data(call->data_userdata, buf, OBX_RPC_FILE_CHUNK_BYTES);
+            if (n < 0) {
+                hook_rc = (int)n;
+                obx_call_cancel(call);
+            } else {
+                struct obx_rpc_frame f = {.kind = OBX_RPC_FILE_CHUNK_TO_WORKER};
+                f.u.chunk =
+                    (struct obx_rpc_file_chunk){x->command_id, (uint8_t *)buf, (size_t)n, n == 0};
+                xfer_send(x, &f);
+                sent += (uint64_t)n;
+                eof_sent = n == 0;
+                last_move = obx_now_ms();
+            }
+            pthread_mutex_lock(&x->lock);
+            continue;
+        }
+        if (x->overrun || obx_now_ms() - last_move > OBX_CALL_STALL_MS) {
+            /* The worker broke the window, or nothing moved for too long: stop it. */
+            pthread_mutex_unlock(&x->lock);
+            obx_call_cancel(call);
+            pthread_mutex_lock(&x->lock);
+            if (!hook_rc)
+                hook_rc = x->overrun ? -EPROTO : -ETIMEDOUT;
+            last_move = obx_now_ms();
+        }
+        struct timespec ts = obx_ms_to_timespec(obx_now_ms() + 1000);
+        pthread_cond_timedwait(&x->cond, &x->lock, &ts);
+    }
+    pthread_mutex_unlock(&x->lock);
+    return hook_rc;
+}
+
+static int xfer_exec(struct reg_call *c, json_t *payload, struct obx_call *call,
+                     json_t **ret_result, struct obx_error *err)
+{
+    struct xfer_wait w = {.x = xfer_new(), .err = OBX_ERROR_INIT};
+    c->xfer = xfer_ref(w.x);
+    obx_dispatch_start((struct obx_dispatch_slot *)c, payload, call, xfer_done, &w);
+    int hook_rc = xfer_pump(w.x, call);
+    reg_xfer_unref(w.x);
+    if (hook_rc < 0) {
+        json_decref(w.result);
+        return obx_error_set(err, -hook_rc, OBX_ERR_CANCELED, "the transfer stopped: %s",
+                             hook_rc == -ETIMEDOUT ? "nothing moved for two minutes"
+                             : hook_rc == -EPROTO  ? "the worker broke the transfer's window"
+                                                   : strerror(-hook_rc));
+    }
+    if (w.r < 0) {
+        *err = w.err;
+        return w.r;
+    }
+    *ret_result = w.result;
+    return 0;
+}
+
 int obx_dispatch_exec(struct obx_dispatch *d, const char *capability, json_t *payload,
                       struct obx_call *call, json_t **ret_result, struct obx_error *err)
 {
@@ -519,6 +698,18 @@ int obx_dispatch_exec(struct obx_dispatch *d, const char *capability, json_t *pa
     int r = obx_dispatch_acquire(d, capability, payload, &slot, err);
     if (r < 0)
         return r;
+    struct reg_call *c = (struct reg_call *)slot;
+    if (!c->node->local && (call->on_data || call->read_data)) {
+        if (!c->node->ext_files) {
+            r = obx_error_set(err, ENOTSUP, OBX_ERR_UNSUPPORTED,
+                              "worker %s does not move files (it does not speak the \"files\" "
+                              "extension of the worker protocol)",
+                              c->node->id);
+            obx_dispatch_release(slot);
+            return r;
+        }
+        return xfer_exec(c, payload, call, ret_result, err);
+    }
     struct exec_wait w = {.err = OBX_ERROR_INIT};
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
@@ -552,6 +743,13 @@ static void deliver(struct obx_dispatch *d, struct reg_call *c)
      * back with its reconnect. */
     bool keep =
         ok || (c->route && !gone && !(c->new_route && obx_streq(c->err.code, "worker_lost")));
+    /* A session closed on its worker is gone too. */
+    bool closed = ok && strcmp(c->capability, "terminalsession") == 0 &&
+                  obx_json_get_bool(c->result, "closed", false);
+    if (closed) {
+        keep = false;
+        gone = true;
+    }
     if (c->route) {
         if (keep)
             reg_route_set(d, c->route, c->node->id, true);
@@ -850,4 +1048,18 @@ int obx_dispatch_revoke(struct obx_dispatch *d, const char *node_id)
     reg_routes_keep_only(d, node_id, NULL, 0);
     pthread_mutex_unlock(&d->lock);
     return r;
+}
+
+void obx_dispatch_sessions(struct obx_dispatch *d, const char *prefix,
+                           void (*fn)(void *userdata, const char *session_id, const char *node_id,
+                                      bool connected),
+                           void *userdata)
+{
+    size_t plen = strlen(prefix);
+    pthread_mutex_lock(&d->lock);
+    for (size_t b = 0; b < REG_ROUTE_BUCKETS; b++)
+        for (struct reg_route *r = d->routes[b]; r; r = r->next)
+            if (strncmp(r->session_id, prefix, plen) == 0)
+                fn(userdata, r->session_id, r->node_id, reg_node_find(d, r->node_id) != NULL);
+    pthread_mutex_unlock(&d->lock);
 }

@@ -188,3 +188,64 @@ int obx_store_task_prune(struct obx_store *st, int64_t now_ms, struct obx_error 
     store_unlock(st, &s);
     return r;
 }
+
+int obx_store_task_list(struct obx_store *st, const char *owner_id, const char *status,
+                        int64_t limit, int64_t offset, struct obx_task **ret, size_t *ret_n,
+                        int64_t *ret_total, struct obx_error *err)
+{
+    *ret = NULL;
+    *ret_n = 0;
+    pthread_mutex_lock(&st->lock);
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    int r = store_prepare(st,
+                          "SELECT count(*) FROM tasks WHERE owner_id = ?1 AND (?2 IS NULL OR "
+                          "status = ?2)",
+                          &s, err);
+    if (r >= 0) {
+        store_bind_text(s, 1, owner_id);
+        if (status)
+            store_bind_text(s, 2, status);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            *ret_total = sqlite3_column_int64(s, 0);
+        else
+            r = store_fail(st, err, rc, "count tasks");
+        store_finalizep(&s);
+        s = NULL;
+    }
+    if (r >= 0)
+        r = store_prepare(st,
+                          "SELECT " TASK_COLS " FROM tasks WHERE owner_id = ?1 AND (?2 IS NULL OR "
+                          "status = ?2) ORDER BY created_at_unix_ms DESC, task_id DESC LIMIT ?3 "
+                          "OFFSET ?4",
+                          &s, err);
+    size_t n = 0, cap = 0;
+    struct obx_task *v = NULL;
+    if (r >= 0) {
+        store_bind_text(s, 1, owner_id);
+        if (status)
+            store_bind_text(s, 2, status);
+        sqlite3_bind_int64(s, 3, limit);
+        sqlite3_bind_int64(s, 4, offset);
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                v = obx_xrealloc(v, cap * sizeof(*v));
+            }
+            read_task(s, &v[n++]);
+        }
+        if (rc != SQLITE_DONE)
+            r = store_fail(st, err, rc, "list tasks");
+    }
+    store_unlock(st, &s);
+    if (r < 0) {
+        for (size_t i = 0; i < n; i++)
+            obx_task_done(&v[i]);
+        free(v);
+        return r;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}

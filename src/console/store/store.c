@@ -7,6 +7,7 @@
 #include "store-internal.h"
 
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/log.h"
 
@@ -119,6 +120,18 @@ static const char *const migrations[] = {
     "  created_at_unix_ms INTEGER NOT NULL,"
     "  last_used_at_unix_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS idx_session_routes_node ON session_routes(node_id);",
+    /* 5: the files exportFile copied out of sessions, kept until their links expire. */
+    "CREATE TABLE IF NOT EXISTS exports ("
+    "  export_id TEXT PRIMARY KEY,"
+    "  account_id TEXT NOT NULL,"
+    "  session_id TEXT NOT NULL,"
+    "  file_path TEXT NOT NULL,"
+    "  filename TEXT NOT NULL,"
+    "  mime_type TEXT NOT NULL,"
+    "  size_bytes INTEGER NOT NULL,"
+    "  created_at_unix_ms INTEGER NOT NULL,"
+    "  expires_at_unix_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS idx_exports_expires ON exports(expires_at_unix_ms);",
 };
 
 int store_fail(struct obx_store *st, struct obx_error *err, int rc, const char *what)
@@ -186,11 +199,67 @@ int obx_store_schema_version(struct obx_store *st)
     return sqlite3_column_int(s, 0);
 }
 
-static int migrate(struct obx_store *st, struct obx_error *err)
+/* One integer a query gives (its first column of its first row), or -1. */
+static int64_t query_int(struct obx_store *st, const char *sql)
+{
+    _cleanup_stmt_ sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW)
+        return -1;
+    return sqlite3_column_int64(s, 0);
+}
+
+/* A database the original console made (goose migrations, user_version 0): its tables are the
+ * ones the migrations below create, so they are kept as they are and those migrations skip them;
+ * only what they would have added to an existing table is added first. A copy of the file as it
+ * was is kept beside it before anything changes. */
+static int adopt_original(struct obx_store *st, const char *path, struct obx_error *err)
+{
+    if (query_int(st, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                      "'goose_db_version'") != 1)
+        return 0;
+    int64_t goose = query_int(st, "SELECT max(version_id) FROM goose_db_version WHERE is_applied");
+    if (query_int(st, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                      "'accounts'") != 1)
+        return obx_error_set(err, EPROTO, OBX_ERR_INTERNAL,
+                             "this database was made by an early version of the original console "
+                             "(its schema version %lld has no accounts yet): start that console "
+                             "once on it (it migrates the database to its own latest schema), "
+                             "then start onlyboxes on it",
+                             (long long)goose);
+    if (obx_streq(path, ":memory:") || strncmp(path, "file:", 5) == 0)
+        goto alter;
+    {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", gmtime_r(&now, &tm));
+        _cleanup_free_ char *copy = obx_xasprintf("%s.original-%s", path, stamp);
+        _cleanup_free_ char *sql = obx_xasprintf("VACUUM INTO '%s';", copy);
+        if (strchr(copy, '\'') || exec_sql(st, sql, err) < 0)
+            return obx_error_wrap(err, "keeping a copy of the original console's database at %s",
+                                  copy);
+        obx_info("this database was made by the original console (its schema version %lld); "
+                 "a copy of it as it was is kept at %s",
+                 (long long)goose, copy);
+    }
+alter:
+    if (query_int(st, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name = "
+                      "'input_hash'") == 0 &&
+        exec_sql(st, "ALTER TABLE tasks ADD COLUMN input_hash TEXT NOT NULL DEFAULT '';", err) < 0)
+        return obx_error_wrap(err, "adding input_hash to the original's tasks");
+    return 0;
+}
+
+static int migrate(struct obx_store *st, const char *path, struct obx_error *err)
 {
     int v = obx_store_schema_version(st);
     if (v < 0)
         return obx_error_set(err, EIO, OBX_ERR_INTERNAL, "cannot read the schema version");
+    if (v == 0) {
+        int r = adopt_original(st, path, err);
+        if (r < 0)
+            return r;
+    }
     if ((size_t)v > OBX_ARRAY_SIZE(migrations))
         return obx_error_set(err, EPROTO, OBX_ERR_INTERNAL,
                              "the database schema (version %d) is newer than this console "
@@ -266,7 +335,7 @@ int obx_store_open(const char *path, int busy_timeout_ms, struct obx_store **ret
                  "PRAGMA foreign_keys = ON;",
                  err);
     if (r >= 0)
-        r = migrate(st, err);
+        r = migrate(st, path, err);
     if (r < 0) {
         obx_error_wrap(err, "database %s", path);
         obx_store_close(st);

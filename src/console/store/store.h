@@ -128,6 +128,11 @@ int obx_store_task_advance(struct obx_store *st, const char *id, const char *sta
 int obx_store_task_finish(struct obx_store *st, const char *id, const char *status,
                           const char *result_json, const char *code, const char *message,
                           int64_t now_ms, int64_t retention_ms, struct obx_error *err);
+/* An account's tasks, newest first (created, then id), optionally only those with status
+ * (NULL: all). *ret is an array of n tasks (free each with obx_task_done(), then the array). */
+int obx_store_task_list(struct obx_store *st, const char *owner_id, const char *status,
+                        int64_t limit, int64_t offset, struct obx_task **ret, size_t *ret_n,
+                        int64_t *ret_total, struct obx_error *err);
 /* Startup: every live task becomes failed/console_restarted. Returns the number changed. */
 int obx_store_task_recover(struct obx_store *st, int64_t now_ms, int64_t retention_ms,
                            struct obx_error *err);
@@ -239,6 +244,31 @@ int obx_store_worker_seen(struct obx_store *st, const char *node_id, const char 
 /* A stream ended: clears the node's session if it still is session_id. */
 int obx_store_worker_end_session(struct obx_store *st, const char *node_id, const char *session_id,
                                  struct obx_error *err);
+
+/* exportFile's files: where each is (its id names the file in the console's export
+ * directory), whose it is, what it is and until when its link lasts. */
+struct obx_store_export {
+    char id[40];
+    char account_id[40];
+    char session_id[130]; /* as the client named it */
+    char *file_path;      /* in the box; owned */
+    char *filename;       /* owned */
+    char mime_type[64];
+    int64_t size_bytes, created_ms, expires_ms;
+};
+void obx_store_export_done(struct obx_store_export *e);
+int obx_store_export_insert(struct obx_store *st, const struct obx_store_export *e,
+                            struct obx_error *err);
+int obx_store_export_get(struct obx_store *st, const char *id, struct obx_store_export *ret,
+                         struct obx_error *err);
+/* The bytes of the exports whose links have not expired at now_ms. */
+int obx_store_export_bytes(struct obx_store *st, int64_t now_ms, int64_t *ret,
+                           struct obx_error *err);
+/* Deletes the rows of the exports expired at now_ms; fn(userdata, id) for each first. Returns
+ * how many. */
+int obx_store_export_prune(struct obx_store *st, int64_t now_ms,
+                           void (*fn)(void *userdata, const char *id), void *userdata,
+                           struct obx_error *err);
 
 /* Sticky routes: a (console-scoped) terminal session id to the node that has its box. */
 int obx_store_route_put(struct obx_store *st, const char *session_id, const char *node_id,
