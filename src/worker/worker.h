@@ -31,6 +31,7 @@ struct obx_worker_config {
     unsigned warm_pool;       /* started boxes kept ready per image, for pythonExec and sessions */
     bool allow_network;       /* calls may ask for a box with network access */
     unsigned max_inflight; /* calls per capability at once (the console's dispatch enforces it) */
+    int pty_idle_sec;      /* a live terminal without input this long closes */
 
     /* Network "allowlist" (worker/egress.h): NULL egress_allow means no allow-list, and calls
      * asking for one are refused. */
