@@ -28,7 +28,8 @@
 #define ROUTE_SAVE_EVERY_MS 60000
 
 static const char *const embedded_caps[] = {
-    "echo", "pythonExec", "terminalExec", "terminalResource", "terminalFiles", "terminalSession"};
+    "echo",          "pythonExec",      "terminalExec", "terminalResource",
+    "terminalFiles", "terminalSession", "terminalPty"};
 
 /* ---- nodes ---- */
 
@@ -240,14 +241,16 @@ void reg_node_fail_calls(struct obx_dispatch *d, struct reg_node *n, const char 
 static bool is_terminal(const char *cap)
 {
     return strcmp(cap, "terminalexec") == 0 || strcmp(cap, "terminalresource") == 0 ||
-           strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0;
+           strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0 ||
+           strcmp(cap, "terminalpty") == 0;
 }
 
 /* Capabilities that act on an existing session only: they go where its route leads, or
  * nowhere. */
 static bool session_only(const char *cap)
 {
-    return strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0;
+    return strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0 ||
+           strcmp(cap, "terminalpty") == 0;
 }
 
 /* The id a user gave, without the console's "obx:<account>:" scope. */
@@ -331,6 +334,12 @@ int obx_dispatch_acquire(struct obx_dispatch *d, const char *capability, json_t 
     bool only = session_only(c->capability);
     if (only && !route) {
         r = obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
+    } else if (only && routed && ci >= 0 && !routed->local &&
+               strcmp(c->capability, "terminalpty") == 0 && !routed->ext_pty) {
+        r = obx_error_set(err, ENOTSUP, OBX_ERR_UNSUPPORTED,
+                          "terminal session %s is on worker %s, which does not speak the \"pty\" "
+                          "extension of the worker protocol (an older worker)",
+                          session_name(sid), route->node_id);
     } else if (only && routed && ci < 0) {
         r = obx_error_set(err, ENOTSUP, OBX_ERR_UNSUPPORTED,
                           "terminal session %s is on worker %s, which does not provide %s (an "
@@ -488,6 +497,8 @@ void obx_dispatch_start(struct obx_dispatch_slot *slot, json_t *payload, struct 
     c->node->calls = c;
     pthread_mutex_unlock(&d->lock);
     /* Before anything is sent, so a cancel always finds its call. */
+    if (strcmp(c->capability, "terminalpty") == 0)
+        (void)obx_call_set_input(call, reg_pty_input, c);
     if (obx_call_set_canceller(call, remote_cancel, c) < 0) {
         obx_error_set(&err, ECANCELED, OBX_ERR_CANCELED, "the call was canceled");
         pthread_mutex_lock(&d->lock);
@@ -758,8 +769,10 @@ static void deliver(struct obx_dispatch *d, struct reg_call *c)
     }
     slot_return(d, c, keep);
     pthread_mutex_unlock(&d->lock);
-    if (!c->node->local && c->call)
+    if (!c->node->local && c->call) {
         obx_call_clear_canceller(c->call);
+        obx_call_clear_input(c->call);
+    }
     c->done(c->userdata, c->rc, ok ? TAKE_PTR(c->result) : NULL, &c->err);
     pthread_mutex_lock(&d->lock);
     call_free(d, c);
