@@ -20,8 +20,7 @@
  * The agent's own commands in the same state key are shown in every terminal of that key as
  * PTY_EVENTs (the command, its output up to OBX_AGENT_PTY_MIRROR_LIMIT, its end); they are left
  * out while the terminal's reader is a window behind, so a slow browser never slows a command.
- * After a command's end the terminal's foreground program gets SIGWINCH, which makes readline,
- * editors and pagers redraw what the shown command wrote over. Runs on the agent's only thread.
+ * Runs on the agent's only thread.
  */
 #include "agent-internal.h"
 
@@ -285,13 +284,6 @@ void agent_pty_input(struct agent *a, uint32_t id, const uint8_t *payload, size_
     pty_write_input(p); /* at once: a keystroke should not wait for the next round */
 }
 
-static void pty_redraw(struct agent_pty *p)
-{
-    pid_t pg = p->master >= 0 ? tcgetpgrp(p->master) : -1;
-    if (pg > 0)
-        (void)kill(-pg, SIGWINCH);
-}
-
 void agent_pty_resize(struct agent *a, uint32_t id, const uint8_t *payload, size_t len)
 {
     struct agent_pty *p = pty_find(a, id);
@@ -304,12 +296,9 @@ void agent_pty_resize(struct agent *a, uint32_t id, const uint8_t *payload, size
         return;
     }
     p->last_input_ms = agent_now_ms();
-    struct winsize old = {0}, ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
-    (void)ioctl(p->master, TIOCGWINSZ, &old);
+    /* The kernel tells the foreground program (SIGWINCH) when the size changes. */
+    struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
     (void)ioctl(p->master, TIOCSWINSZ, &ws);
-    /* The kernel signals a change itself; the same size is a request to redraw. */
-    if (old.ws_row == ws.ws_row && old.ws_col == ws.ws_col)
-        pty_redraw(p);
 }
 
 void agent_pty_ack(struct agent *a, uint32_t id, const uint8_t *payload, size_t len)
@@ -553,6 +542,5 @@ void agent_pty_exec_end(struct agent *a, uint32_t id, const char *key, json_t *e
         }
         agent_send_json(a, OBX_AF_PTY_EVENT, p->id, o);
         p->mirror_exec = 0;
-        pty_redraw(p);
     }
 }

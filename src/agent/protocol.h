@@ -98,8 +98,7 @@
  *               start). CANCEL closes it: everything started in it is killed.
  *   PTY_INPUT   raw bytes typed into the terminal (pending input is bounded: beyond
  *               OBX_AGENT_PTY_MAX_INPUT it is dropped).
- *   PTY_RESIZE  4 bytes, big-endian: u16 cols, u16 rows. The same size again makes the
- *               terminal's foreground program redraw (SIGWINCH).
+ *   PTY_RESIZE  4 bytes, big-endian: u16 cols, u16 rows.
  *   PTY_ACK     8 bytes, big-endian: the PTY_OUTPUT bytes the worker has passed on so far.
  *
  * Agent -> worker
@@ -110,8 +109,7 @@
  *               the session), "exec" {"exec": its id, "command"}, "exec_output" {"exec", "stream":
  *               "stdout" | "stderr", "data": text}, at most OBX_AGENT_PTY_MIRROR_LIMIT bytes of it,
  *               and "exec_end" {"exec", "exit_code", "signal", "timed_out", "canceled",
- *               "duration_ms", "dropped_bytes"}, after which the foreground program is asked to
- *               redraw.
+ *               "duration_ms", "dropped_bytes"}.
  *   EXIT        as EXEC's, with "reason": "exited" (the shell ended), "closed" (CANCEL) or
  *               "idle" (no input for idle_timeout_ms).
  */
