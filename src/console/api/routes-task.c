@@ -619,7 +619,7 @@ const struct obx_route obx_task_routes[] = {
     {OBX_HTTP_POST, "/api/v1/commands/echo", OBX_ROUTE_AUTH_BEARER, echo_command},
     {OBX_HTTP_POST, "/api/v1/commands/terminal", OBX_ROUTE_AUTH_BEARER, terminal_command},
     {OBX_HTTP_POST, "/api/v1/tasks", OBX_ROUTE_AUTH_BEARER, submit_task},
-    {OBX_HTTP_GET, "/api/v1/tasks/:task_id", OBX_ROUTE_AUTH_BEARER, get_task},
-    {OBX_HTTP_POST, "/api/v1/tasks/:task_id/cancel", OBX_ROUTE_AUTH_BEARER, cancel_task},
+    {OBX_HTTP_GET, "/api/v1/tasks/:task_id", OBX_ROUTE_AUTH_ACCOUNT, get_task},
+    {OBX_HTTP_POST, "/api/v1/tasks/:task_id/cancel", OBX_ROUTE_AUTH_ACCOUNT, cancel_task},
 };
 const size_t obx_task_routes_n = OBX_ARRAY_SIZE(obx_task_routes);
