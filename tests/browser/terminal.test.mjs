@@ -168,6 +168,8 @@ describe('live terminal, Sessions and Tasks, embedded worker', () => {
     await until(async () => /^copy-me-42$/m.test(await page.evaluate(() => navigator.clipboard.readText())), 'the copy did not reach the clipboard');
     await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((1+1))'));
     await page.click('button:text("Paste")');
+    await waitScreen(page, /echo pasted-\$\(\(1\+1\)\)/, 'the paste did not reach the shell');
+    await until(async () => page.evaluate(() => document.activeElement === window.obxTerminal.term.textarea), 'the terminal does not have the focus back after a paste');
     await page.keyboard.press('Enter');
     await waitScreen(page, /pasted-2/, 'the paste did not run');
   });

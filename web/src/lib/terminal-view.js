@@ -46,6 +46,7 @@ export class TerminalView {
       cursorBlink: true,
       fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", Menlo, Consolas, monospace',
       fontSize: 14,
+      lineHeight: 1.2, /* room below the baseline: an underscore stays visible */
       scrollback: 5000,
       theme: this.dark.matches ? DARK : LIGHT,
     });
