@@ -345,20 +345,32 @@ size_t agent_pty_pollfds(struct agent *a, struct pollfd *pfd, size_t max)
     return n;
 }
 
-/* Reads what the terminal printed, up to limit bytes; false when it hung up. */
+/* Reads what the terminal printed, up to limit bytes, as one frame (a terminal hands out a few
+ * KiB a read: a flood goes out in frames of up to a chunk); false when it hung up. */
 static bool pty_read(struct agent *a, struct agent_pty *p, uint64_t limit)
 {
     static uint8_t buf[OBX_AGENT_OUTPUT_CHUNK];
-    ssize_t n = read(p->master, buf, (size_t)OBX_MIN(limit, (uint64_t)sizeof(buf)));
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return true;
-    if (n <= 0) { /* EIO: every process closed the terminal */
-        closep(&p->master);
-        return false;
+    size_t want = (size_t)OBX_MIN(limit, (uint64_t)sizeof(buf)), got = 0;
+    bool hup = false;
+    while (got < want) {
+        ssize_t n = read(p->master, buf + got, want - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n <= 0) { /* EIO: every process closed the terminal */
+            hup = true;
+            break;
+        }
+        got += (size_t)n;
     }
-    agent_send(a, OBX_AF_PTY_OUTPUT, p->id, buf, (size_t)n);
-    p->sent += (uint64_t)n;
-    return true;
+    if (got > 0) {
+        agent_send(a, OBX_AF_PTY_OUTPUT, p->id, buf, got);
+        p->sent += got;
+    }
+    if (hup)
+        closep(&p->master);
+    return !hup;
 }
 
 static void status_read(struct agent_pty *p)
