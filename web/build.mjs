@@ -34,6 +34,9 @@ const result = await build({
   jsxImportSource: 'preact',
   outdir: path.join(dist, 'assets'),
   entryNames: '[name]-[hash]',
+  // xterm.js (the Terminal page's) is a chunk of its own, fetched with that page only.
+  splitting: true,
+  chunkNames: 'chunk-[hash]',
   assetNames: '[name]-[hash]',
   publicPath: '/assets/',
   legalComments: 'none',

@@ -417,6 +417,8 @@ void agent_exec_start(struct agent *a, uint32_t id, const uint8_t *payload, size
         r->status_fd = r->stdin_fd = r->ctl_fd = r->report_fd = r->out[0].fd = r->out[1].fd = -1;
         rr = exec_launch(a, r, &q, cwd, err, sizeof(err));
     }
+    if (rr == 0 && q.shell)
+        agent_pty_exec_begin(a, id, q.state, q.shell);
     json_decref(q.root);
     if (rr == -EINVAL) {
         /* "EXEC payload is not a JSON object", "EXEC: \"stdin\" must be a string" */
@@ -452,6 +454,8 @@ static void stream_emit(struct agent *a, struct agent_request *r, struct agent_s
     }
     if (take > 0)
         agent_send(a, s->type, r->id, data, take);
+    if (take > 0 && r->state_key)
+        agent_pty_exec_output(a, r->id, r->state_key, s->type, data, take);
     s->kept += take;
 }
 
@@ -579,6 +583,8 @@ static void request_finish(struct agent *a, struct agent_request *r)
                           r->out[0].truncated, "stderr_truncated", r->out[1].truncated,
                           "duration_ms", (json_int_t)(agent_now_ms() - r->start_ms));
     agent_py_exit(a, r, o);
+    if (r->state_key)
+        agent_pty_exec_end(a, r->id, r->state_key, o);
     agent_send_json(a, OBX_AF_EXIT, r->id, o);
     /* The answer goes out before the bookkeeping below; the worker's next request is read only
      * after it is done. */
@@ -645,7 +651,7 @@ uint64_t agent_request_tick(struct agent *a, struct agent_request *r, uint64_t n
 
 void agent_child_reaped(struct agent *a, pid_t pid, int status)
 {
-    if (agent_relay_reaped(a, pid, status))
+    if (agent_relay_reaped(a, pid, status) || agent_pty_reaped(a, pid, status))
         return;
     for (size_t i = 0; i < AGENT_MAX_REQUESTS; i++) {
         struct agent_request *r = &a->req[i];

@@ -15,6 +15,7 @@
 #include "common/util.h"
 
 #include <jansson.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -32,6 +33,7 @@
 #define AGENT_WARM_MAX_COMMAND (64u * 1024)    /* longer terminal commands take the cold path */
 #define AGENT_PY_INTERRUPT_GRACE_MS 1000u      /* a session's code may take this long to stop */
 #define AGENT_PY_MAX_RESULT (8u * 1024 * 1024) /* the runner's result file (images, value) */
+#define AGENT_MAX_PTYS 8                       /* live terminals in one box */
 
 /* Tiny stderr logger: "onlyboxes-agent: <message>\n". */
 void agent_log(const char *fmt, ...) OBX_PRINTF(1, 2);
@@ -157,6 +159,25 @@ struct agent_py {
     char *end_reason; /* why the session's last interpreter ended, for the next call */
 };
 
+/* A live terminal (agent-pty.c): a shell on a pseudo-terminal, under a monitor of its own. */
+struct agent_pty {
+    bool used;
+    uint32_t id;
+    char *state_key;        /* terminalExec commands of this key are shown in it */
+    int master;             /* our side of the pseudo-terminal; -1 once it hung up */
+    struct agent_proc proc; /* ctl_fd and status_fd used; no pipes for output */
+    bool leader_done, monitor_done, killing;
+    int leader_status;
+    const char *reason; /* why it ends: "exited", "closed", "idle" */
+    uint8_t *in;        /* input not yet written to the terminal */
+    size_t in_len, in_cap;
+    uint64_t sent, acked, window;
+    uint64_t idle_ms, last_input_ms, start_ms, kill_deadline_ms;
+    uint64_t hup_ms;      /* the terminal hung up: when to stop waiting for the shell's status */
+    uint32_t mirror_exec; /* the command being shown, its bytes shown and left out */
+    uint64_t mirror_bytes, mirror_dropped;
+};
+
 struct agent {
     struct agent_config cfg;
     int sig_fd;
@@ -177,6 +198,7 @@ struct agent {
     pid_t relay_pid; /* the egress relay (agent-relay.c), 0 when none runs */
     unsigned relay_starts;
     struct agent_xfer *xfers; /* transfers in progress (agent-xfer.c) */
+    struct agent_pty pty[AGENT_MAX_PTYS];
 };
 
 struct agent_xfer;
@@ -223,12 +245,17 @@ struct agent_spawn {
     char **envp; /* NULL-terminated */
     const char *cwd;
     struct agent_limits limits;
+    /* AGENT_FEED_TTY: the terminal the leader gets as stdin, stdout and stderr (a descriptor
+     * above 2); 0 otherwise. */
+    int tty_fd;
 };
 /* Where the write end returned in agent_proc.feed_fd leads. */
 enum agent_feed {
     AGENT_FEED_NONE,   /* no feed: the leader's stdin is /dev/null */
     AGENT_FEED_STDIN,  /* the leader's stdin */
     AGENT_FEED_SCRIPT, /* the leader's fd 3, its stdin being /dev/null (a persistent shell) */
+    AGENT_FEED_TTY,    /* none: the leader's stdio is sp->tty_fd, its controlling terminal in a
+                        * session of its own; out_fd and err_fd are -1 */
 };
 /* Records the signals the agent inherited as ignored, so leaders reset just those. Called once
  * at start-up, before the agent installs its own dispositions. */
@@ -254,6 +281,8 @@ void agent_proc_close_from(int from);
 /* Validates the key, makes sure the state directory exists and sets r's state_* names. */
 int agent_shell_paths(struct agent *a, struct agent_request *r, const char *key, char *errbuf,
                       size_t errlen);
+/* A state key: 1-128 characters of [A-Za-z0-9._-], not starting with '.'. */
+bool agent_shell_key_valid(const char *key);
 /* The cold path's argv (after agent_shell_paths); the caller frees it. */
 char **agent_shell_argv(const struct agent_request *r, const char *command, bool keep_cwd,
                         json_t *env);
@@ -325,6 +354,30 @@ void agent_py_shutdown(struct agent *a);
 void agent_relay_init(struct agent *a);
 /* A child was reaped: true when it was the relay (which is then started again). */
 bool agent_relay_reaped(struct agent *a, pid_t pid, int status);
+
+/* agent-pty.c: live terminals (PTY_* frames). */
+void agent_pty_init(struct agent *a);
+void agent_pty_open(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_pty_input(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_pty_resize(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+void agent_pty_ack(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);
+/* CANCEL: true when id is a terminal (which is then closed). */
+bool agent_pty_cancel(struct agent *a, uint32_t id);
+/* The descriptors to poll (at most 2 per terminal) into pfd; returns how many. */
+size_t agent_pty_pollfds(struct agent *a, struct pollfd *pfd, size_t max);
+/* One of them is ready. */
+void agent_pty_ready(struct agent *a, const struct pollfd *pfd);
+/* Timers and ends; returns the next deadline (0 = none). */
+uint64_t agent_pty_tick(struct agent *a, uint64_t now);
+/* A child was reaped: true when it was a terminal's monitor. */
+bool agent_pty_reaped(struct agent *a, pid_t pid, int status);
+void agent_pty_shutdown(struct agent *a);
+/* A terminalExec command of state key `key`, as the terminals of that key show it: its start,
+ * its output (STDOUT or STDERR frame type), its end (exit: its EXIT object, borrowed). */
+void agent_pty_exec_begin(struct agent *a, uint32_t id, const char *key, const char *command);
+void agent_pty_exec_output(struct agent *a, uint32_t id, const char *key, uint8_t type,
+                           const uint8_t *data, size_t len);
+void agent_pty_exec_end(struct agent *a, uint32_t id, const char *key, json_t *exit);
 
 /* agent-files.c */
 void agent_file_read(struct agent *a, uint32_t id, const uint8_t *payload, size_t len);

@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -263,7 +264,14 @@ static void set_limit(int resource, uint64_t value)
 /* In the forked leader: become the command. Never returns. */
 static void __attribute__((noreturn)) child_exec(const struct agent_spawn *sp, bool script)
 {
-    (void)setpgid(0, 0);
+    /* A terminal's shell leads a session of its own with the terminal as its controlling one,
+     * so that job control, ^C and the hangup at its close work as at a console. */
+    if (sp->tty_fd > STDERR_FILENO) {
+        if (setsid() < 0 || ioctl(STDIN_FILENO, TIOCSCTTY, 0) < 0)
+            _exit(126);
+    } else {
+        (void)setpgid(0, 0);
+    }
     if (dup2(MON_CHILD_STDERR, STDERR_FILENO) < 0)
         _exit(127);
     if (script && dup2(MON_SCRIPT, 3) < 0)
@@ -365,7 +373,8 @@ static void __attribute__((noreturn)) monitor_main(const struct agent_spawn *sp,
     }
     if (leader == 0)
         child_exec(sp, script);
-    (void)setpgid(leader, leader);
+    if (sp->tty_fd <= STDERR_FILENO) /* a terminal's leader makes its own session */
+        (void)setpgid(leader, leader);
 
     /* The monitor must not hold the child's pipes, or EOF would never come. */
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -441,12 +450,24 @@ int agent_proc_start(const struct agent_spawn *sp, enum agent_feed feed, struct 
     int out[2] = {-1, -1}, err[2] = {-1, -1}, inp[2] = {-1, -1}, ctl[2] = {-1, -1},
         st[2] = {-1, -1}, scr[2] = {-1, -1};
     int rr = 0;
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0 ||
-        pipe2(st, O_CLOEXEC) < 0 || (feed == AGENT_FEED_SCRIPT && pipe2(scr, O_CLOEXEC) < 0)) {
+    if (feed == AGENT_FEED_TTY) {
+        /* The terminal is the leader's stdin, stdout and stderr; the monitor closes its copies. */
+        if ((inp[0] = fcntl(sp->tty_fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
+            (out[1] = fcntl(sp->tty_fd, F_DUPFD_CLOEXEC, 3)) < 0 ||
+            (err[1] = fcntl(sp->tty_fd, F_DUPFD_CLOEXEC, 3)) < 0 || pipe2(ctl, O_CLOEXEC) < 0 ||
+            pipe2(st, O_CLOEXEC) < 0) {
+            rr = -errno;
+            goto fail;
+        }
+    } else if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+               pipe2(ctl, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0 ||
+               (feed == AGENT_FEED_SCRIPT && pipe2(scr, O_CLOEXEC) < 0)) {
         rr = -errno;
         goto fail;
     }
-    if (feed == AGENT_FEED_STDIN) {
+    if (feed == AGENT_FEED_TTY) {
+        /* stdin is set above */
+    } else if (feed == AGENT_FEED_STDIN) {
         if (pipe2(inp, O_CLOEXEC) < 0) {
             rr = -errno;
             goto fail;
@@ -481,8 +502,10 @@ int agent_proc_start(const struct agent_spawn *sp, enum agent_feed feed, struct 
                                .err_fd = err[0]};
     set_nonblock(ret->ctl_fd);
     set_nonblock(ret->status_fd);
-    set_nonblock(ret->out_fd);
-    set_nonblock(ret->err_fd);
+    if (ret->out_fd >= 0)
+        set_nonblock(ret->out_fd);
+    if (ret->err_fd >= 0)
+        set_nonblock(ret->err_fd);
     if (ret->feed_fd >= 0)
         set_nonblock(ret->feed_fd);
     return 0;

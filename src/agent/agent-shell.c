@@ -98,7 +98,7 @@ int agent_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-static bool key_valid(const char *k)
+bool agent_shell_key_valid(const char *k)
 {
     size_t n = strlen(k);
     if (n == 0 || n > 128 || k[0] == '.')
@@ -124,7 +124,7 @@ static bool shell_name(const char *k)
 int agent_shell_paths(struct agent *a, struct agent_request *r, const char *key, char *errbuf,
                       size_t errlen)
 {
-    if (!key_valid(key)) {
+    if (!agent_shell_key_valid(key)) {
         snprintf(errbuf, errlen,
                  "\"state\" must be 1-128 characters of [A-Za-z0-9._-] not starting with '.'");
         return -EINVAL;

@@ -168,7 +168,7 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
         agent_exec_start(a, f->id, f->payload, f->len);
         break;
     case OBX_AF_CANCEL:
-        if (!agent_xfer_cancel(a, f->id))
+        if (!agent_xfer_cancel(a, f->id) && !agent_pty_cancel(a, f->id))
             agent_exec_cancel(a, f->id);
         break;
     case OBX_AF_FREAD:
@@ -206,6 +206,18 @@ void agent_dispatch(struct agent *a, const struct obx_agent_frame *f)
         break;
     case OBX_AF_FMKDIR:
         agent_file_mkdir(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_PTY_OPEN:
+        agent_pty_open(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_PTY_INPUT:
+        agent_pty_input(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_PTY_RESIZE:
+        agent_pty_resize(a, f->id, f->payload, f->len);
+        break;
+    case OBX_AF_PTY_ACK:
+        agent_pty_ack(a, f->id, f->payload, f->len);
         break;
     default:
         agent_send_error(a, f->id, OBX_ERR_INVALID_PAYLOAD, "unknown frame type 0x%02x", f->type);
@@ -288,6 +300,7 @@ enum slot_kind {
     SLOT_OUT1,
     SLOT_PY_REPORT,
     SLOT_PY_STATUS,
+    SLOT_PTY,
 };
 
 struct slot {
@@ -297,7 +310,7 @@ struct slot {
 
 static void run(struct agent *a)
 {
-    struct pollfd pfd[5 + AGENT_MAX_REQUESTS * 5];
+    struct pollfd pfd[5 + AGENT_MAX_REQUESTS * 5 + AGENT_MAX_PTYS * 2];
     struct slot slot[OBX_ARRAY_SIZE(pfd)];
     uint64_t next = 0;
     bool pump_more = false; /* a file transfer can send more at once */
@@ -338,6 +351,9 @@ static void run(struct agent *a)
                 ADD(r->out[1].fd, POLLIN, SLOT_OUT1, r);
         }
 #undef ADD
+        size_t n_pty = agent_pty_pollfds(a, pfd + n, OBX_ARRAY_SIZE(pfd) - n);
+        for (size_t k = 0; k < n_pty; k++)
+            slot[n++] = (struct slot){SLOT_PTY, NULL};
         int timeout = pump_more ? 0 : -1;
         if (next && !pump_more) {
             uint64_t now = agent_now_ms();
@@ -384,6 +400,9 @@ static void run(struct agent *a)
                 if (r->used && r->stdin_fd == pfd[i].fd)
                     agent_request_stdin_write(r);
                 break;
+            case SLOT_PTY:
+                agent_pty_ready(a, &pfd[i]);
+                break;
             case SLOT_OUT0:
             case SLOT_OUT1: {
                 struct agent_stream *s = &r->out[slot[i].kind == SLOT_OUT1];
@@ -400,6 +419,9 @@ static void run(struct agent *a)
             if (d && (!next || d < next))
                 next = d;
         }
+        uint64_t d = agent_pty_tick(a, now);
+        if (d && (!next || d < next))
+            next = d;
         pump_more = a->xfers && agent_xfer_pump(a);
         agent_flush(a);
         if (a->n_warm_want && !a->quit)
@@ -565,6 +587,7 @@ int main(int argc, char **argv)
 
     agent_warm_init(&a);
     agent_py_init(&a);
+    agent_pty_init(&a);
     agent_relay_init(&a);
     a.sig_fd = setup_signals();
     if (a.sig_fd < 0) {
@@ -586,6 +609,7 @@ int main(int argc, char **argv)
 
     agent_xfer_shutdown(&a);
     agent_exec_shutdown(&a);
+    agent_pty_shutdown(&a);
     final_flush(&a);
     obx_agent_decoder_done(&a.dec);
     close(a.sig_fd);

@@ -104,6 +104,36 @@
  *   OK      empty, or a JSON object.
  *   ERROR   JSON {"code": string (OBX_ERR_* wire codes), "message": string}
  */
+
+/*
+ * Live terminals (agent-pty.c): an interactive shell on a pseudo-terminal, for a person.
+ *
+ * Worker -> agent
+ *   PTY_OPEN    JSON {"state": string (the terminal state key whose working directory and exported
+ *               variables the shell starts with; default "default"), "cols", "rows" (1..1000),
+ *               "idle_timeout_ms" (no input for this long closes it; 0 = never), "window" (output
+ *               bytes the agent may send ahead of PTY_ACK; default OBX_AGENT_PTY_WINDOW, at most
+ *               OBX_AGENT_PTY_MAX_WINDOW)}. Starts bash (sh when the box has no bash) on a new
+ *               pseudo-terminal, under a monitor as EXEC does, with the agent's limits. Answers
+ *               PTY_EVENT "open", then PTY_OUTPUT frames; ends with EXIT (ERROR when it cannot
+ *               start). CANCEL closes it: everything started in it is killed.
+ *   PTY_INPUT   raw bytes typed into the terminal (pending input is bounded: beyond
+ *               OBX_AGENT_PTY_MAX_INPUT it is dropped).
+ *   PTY_RESIZE  4 bytes, big-endian: u16 cols, u16 rows.
+ *   PTY_ACK     8 bytes, big-endian: the PTY_OUTPUT bytes the worker has passed on so far.
+ *
+ * Agent -> worker
+ *   PTY_OUTPUT  raw bytes the terminal printed, in order, never more than "window" bytes past the
+ *               last PTY_ACK (the shell then blocks on its writes).
+ *   PTY_EVENT   JSON, "type" first: "open" {"pid", "shell", "cols", "rows", "idle_timeout_ms"};
+ *               and, for each EXEC with "shell" in the same state key (a terminalExec command of
+ *               the session), "exec" {"exec": its id, "command"}, "exec_output" {"exec", "stream":
+ *               "stdout" | "stderr", "data": text}, at most OBX_AGENT_PTY_MIRROR_LIMIT bytes of it,
+ *               and "exec_end" {"exec", "exit_code", "signal", "timed_out", "canceled",
+ *               "duration_ms", "dropped_bytes"}.
+ *   EXIT        as EXEC's, with "reason": "exited" (the shell ended), "closed" (CANCEL) or
+ *               "idle" (no input for idle_timeout_ms).
+ */
 #ifndef OBX_AGENT_PROTOCOL_H
 #define OBX_AGENT_PROTOCOL_H
 
@@ -121,6 +151,10 @@
                    */
 #define OBX_AGENT_WORKSPACE OBX_BOX_WORKSPACE
 #define OBX_AGENT_PATH_IN_BOX OBX_BOX_AGENT_PATH
+#define OBX_AGENT_PTY_WINDOW (256u * 1024) /* PTY_OUTPUT bytes ahead of PTY_ACK */
+#define OBX_AGENT_PTY_MAX_WINDOW (4u * 1024 * 1024)
+#define OBX_AGENT_PTY_MAX_INPUT (1024u * 1024)   /* PTY_INPUT bytes not yet read by the shell */
+#define OBX_AGENT_PTY_MIRROR_LIMIT (256u * 1024) /* of one command's output, per terminal */
 
 enum obx_agent_frame_type {
     OBX_AF_EXEC = 0x01,
@@ -137,6 +171,10 @@ enum obx_agent_frame_type {
     OBX_AF_FDELETE = 0x0c,
     OBX_AF_FMKDIR = 0x0d,
     OBX_AF_PREPARE = 0x0e,
+    OBX_AF_PTY_OPEN = 0x20,
+    OBX_AF_PTY_INPUT = 0x21,
+    OBX_AF_PTY_RESIZE = 0x22,
+    OBX_AF_PTY_ACK = 0x23,
 
     OBX_AF_HELLO = 0x81,
     OBX_AF_STDOUT = 0x82,
@@ -147,6 +185,8 @@ enum obx_agent_frame_type {
     OBX_AF_ERROR = 0x87,
     OBX_AF_FMETA = 0x88,
     OBX_AF_FCHUNK = 0x89,
+    OBX_AF_PTY_OUTPUT = 0xa0,
+    OBX_AF_PTY_EVENT = 0xa1,
 };
 
 struct obx_agent_frame {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* struct obx_call cancellation; see executor.h. */
+/* struct obx_call cancellation and input; see executor.h. */
 #include "executor.h"
 
 #include "clock.h"
@@ -58,6 +58,38 @@ void obx_call_clear_canceller(struct obx_call *call)
     call->canceller = NULL;
     call->canceller_userdata = NULL;
     pthread_mutex_unlock(&call->lock);
+}
+
+int obx_call_set_input(struct obx_call *call,
+                       void (*fn)(void *userdata, const struct obx_call_input *in), void *userdata)
+{
+    pthread_mutex_lock(&call->lock);
+    int r = call->cancelled ? -ECANCELED : 0;
+    if (r == 0) {
+        call->input = fn;
+        call->input_userdata = userdata;
+    }
+    pthread_mutex_unlock(&call->lock);
+    return r;
+}
+
+void obx_call_clear_input(struct obx_call *call)
+{
+    pthread_mutex_lock(&call->lock);
+    call->input = NULL;
+    call->input_userdata = NULL;
+    pthread_mutex_unlock(&call->lock);
+}
+
+int obx_call_input(struct obx_call *call, const struct obx_call_input *in)
+{
+    pthread_mutex_lock(&call->lock);
+    int r = call->cancelled ? -ECANCELED : call->input ? 0 : -ENOTCONN;
+    /* Under the lock, so obx_call_clear_input() cannot return while it runs. */
+    if (r == 0)
+        call->input(call->input_userdata, in);
+    pthread_mutex_unlock(&call->lock);
+    return r;
 }
 
 uint64_t obx_call_remaining_ms(const struct obx_call *call, uint64_t fallback)

@@ -26,6 +26,24 @@
 enum obx_stream {
     OBX_STREAM_STDOUT = 1,
     OBX_STREAM_STDERR = 2,
+    OBX_STREAM_EVENT = 3, /* a live terminal's event (terminalpty): one JSON object */
+};
+
+/* Input to a call while it runs: a live terminal (terminalpty) takes what a person types, a new
+ * size, and how many of its output bytes (OBX_STREAM_STDOUT) were passed on, a running total
+ * (the terminal sends only so far ahead of it). */
+enum obx_call_input_kind {
+    OBX_CALL_INPUT_DATA = 1,
+    OBX_CALL_INPUT_RESIZE,
+    OBX_CALL_INPUT_ACK,
+};
+
+struct obx_call_input {
+    enum obx_call_input_kind kind;
+    const void *data; /* DATA */
+    size_t len;
+    unsigned cols, rows; /* RESIZE */
+    uint64_t acked;      /* ACK */
 };
 
 /* How long a file transfer may stand still before it fails (see obx_call.on_data). */
@@ -59,11 +77,13 @@ struct obx_call {
     ssize_t (*read_data)(void *userdata, void *buf, size_t cap);
     void *data_userdata;
 
-    /* Cancellation state; use the functions below, never the fields. */
+    /* Cancellation and input state; use the functions below, never the fields. */
     pthread_mutex_t lock;
     bool cancelled;
     void (*canceller)(void *userdata);
     void *canceller_userdata;
+    void (*input)(void *userdata, const struct obx_call_input *in);
+    void *input_userdata;
 };
 
 void obx_call_init(struct obx_call *call);
@@ -78,6 +98,15 @@ bool obx_call_is_cancelled(struct obx_call *call);
  * call obx_call_* functions; obx_call_clear_canceller() waits for a running canceller. */
 int obx_call_set_canceller(struct obx_call *call, void (*fn)(void *), void *userdata);
 void obx_call_clear_canceller(struct obx_call *call);
+
+/* The executor registers where input to the running call goes (as the canceller, it runs with the
+ * call's lock held: quick, no obx_call_* inside). -ECANCELED when the call is cancelled. */
+int obx_call_set_input(struct obx_call *call,
+                       void (*fn)(void *userdata, const struct obx_call_input *in), void *userdata);
+void obx_call_clear_input(struct obx_call *call);
+/* Hands in to the running call: -ENOTCONN when nothing takes input (not yet, or any more),
+ * -ECANCELED once cancelled. Any thread. */
+int obx_call_input(struct obx_call *call, const struct obx_call_input *in);
 
 /* Milliseconds left before the deadline (at least 1 while time remains), 0 when passed,
  * or fallback when the call has no deadline. */

@@ -42,6 +42,7 @@ struct obx_console {
     int64_t started_ms; /* when this console started (the embedded worker's registration) */
     struct obx_console_mcp *mcp;         /* MCP over Streamable HTTP at /mcp */
     struct obx_console_xfers *xfers;     /* file uploads and downloads in progress */
+    struct obx_console_terms *terms;     /* live terminals (WebSockets) */
     struct obx_console_exports *exports; /* exportFile's files and their signed URLs */
 };
 
@@ -109,6 +110,8 @@ extern const struct obx_route obx_web_routes[];
 extern const size_t obx_web_routes_n;
 extern const struct obx_route obx_session_routes[];
 extern const size_t obx_session_routes_n;
+extern const struct obx_route obx_terminal_routes[];
+extern const size_t obx_terminal_routes_n;
 extern const struct obx_route obx_export_routes[];
 extern const size_t obx_export_routes_n;
 
@@ -119,6 +122,18 @@ int64_t obx_router_stream_body(const struct obx_http_request *req, void *userdat
 /* File transfers of the sessions API (routes-session.c): at most max at once, each on a thread
  * of its own. free() cancels those in progress and waits for them: before the HTTP server and
  * the registry go. */
+/* The dashboard's live terminals (terminal.c): WebSockets of the subprotocol below at
+ * /api/v1/sessions/{id}/terminal, relayed to terminalPty calls. */
+#define OBX_TERMINAL_PROTOCOL "onlyboxes-terminal.v1"
+struct obx_console_terms;
+struct obx_console_terms *obx_console_terms_new(void);
+/* The HTTP server's WebSocket callbacks (they find the list at c->terms). */
+void obx_console_terms_ws_config(struct obx_console *c, struct obx_http_ws_config *ret);
+/* Closes every terminal and waits for their calls to end: after the pool, before the HTTP server
+ * and the registry go. */
+void obx_console_terms_stop(struct obx_console_terms *l);
+void obx_console_terms_free(struct obx_console_terms *l);
+
 struct obx_console_xfers;
 struct obx_console_xfers *obx_console_xfers_new(unsigned max);
 void obx_console_xfers_free(struct obx_console_xfers *t);

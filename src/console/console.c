@@ -82,6 +82,12 @@ static const struct obx_config_var vars[] = {
      0, "a worker not seen for this long is offline, seconds"},
     {"CONSOLE_HEARTBEAT_INTERVAL_SEC", NULL, OBX_CONFIG_INT, F(heartbeat_interval_sec), "5", 1,
      3600, 0, NULL, 0, "the heartbeat interval workers are told, seconds"},
+    {"CONSOLE_TERMINALS_MAX", NULL, OBX_CONFIG_INT, F(terminals_max), "256", 1, 4096, 0, NULL, 0,
+     "live terminals (the dashboard's) open at once over every account"},
+    {"CONSOLE_TERMINALS_PER_ACCOUNT", NULL, OBX_CONFIG_INT, F(terminals_per_account), "8", 1, 256,
+     0, NULL, 0, "live terminals open at once per account"},
+    {"CONSOLE_TERMINALS_PER_SESSION", NULL, OBX_CONFIG_INT, F(terminals_per_session), "4", 1, 8, 0,
+     NULL, 0, "live terminals open at once into one terminal session"},
     {"CONSOLE_MCP_MAX_SESSIONS", NULL, OBX_CONFIG_INT, F(mcp_max_sessions), "1024", 1, 65536, 0,
      NULL, 0, "MCP sessions open at once over every account"},
     {"CONSOLE_MCP_MAX_SESSIONS_PER_ACCOUNT", NULL, OBX_CONFIG_INT, F(mcp_max_sessions_per_account),
@@ -424,6 +430,8 @@ int obx_console_run(const struct obx_console_config *cfg, struct obx_error *err)
         .userdata = &c,
         .fixed_headers = obx_web_response_headers,
     };
+    c.terms = obx_console_terms_new();
+    obx_console_terms_ws_config(&c, &hc.ws);
     r = obx_http_server_new(&hc, &c.http, err);
     if (r == -EINVAL && hc.tls_cert_file)
         obx_error_wrap(err, "CONSOLE_TLS_CERT_FILE=%s, CONSOLE_TLS_KEY_FILE=%s", hc.tls_cert_file,
@@ -490,9 +498,11 @@ out:
     obx_console_mcp_free(c.mcp);   /* MCP calls in flight are cancelled and answered */
     obx_tasks_free(c.tasks);       /* live tasks are stopped, then every waiter is answered */
     obx_console_xfers_free(c.xfers); /* transfers are canceled and answered */
+    obx_console_terms_stop(c.terms); /* live terminals close; their boxes' shells are killed */
     obx_console_exports_free(c.exports);
     obx_http_server_free(c.http);
     obx_dispatch_free(c.dispatch);
+    obx_console_terms_free(c.terms);
     obx_worker_free(c.worker);
     obx_ratelimit_free(c.login_limit);
     obx_store_close(c.store);

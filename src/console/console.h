@@ -53,6 +53,9 @@ struct obx_console_config {
     int export_url_ttl_sec;    /* how long an exportFile URL (and its file) lasts */
     int export_max_mb;         /* exportFile's files kept at once, in all */
     char *public_url;          /* the console's URL as clients reach it ("" derive it) */
+    int terminals_max;         /* live terminals at once, in all */
+    int terminals_per_account; /* ... per account */
+    int terminals_per_session; /* ... into one terminal session */
 };
 
 /* Fills cfg from the environment. Fails with a message naming the variable. The strings are owned

@@ -165,6 +165,12 @@ static void decode_request(struct decoder *d, const Onlyboxes__Registry__V1__Con
         f->u.file_ack.command_id = str(d, m->file_ack->command_id);
         f->u.file_ack.received = m->file_ack->received;
         break;
+    case ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_PTY_OUTPUT:
+        f->kind = OBX_RPC_PTY_OUTPUT;
+        f->u.pty_output.command_id = str(d, m->pty_output->command_id);
+        f->u.pty_output.data = bytes(m->pty_output->data, &f->u.pty_output.data_len);
+        f->u.pty_output.event = bytes(m->pty_output->event_json, &f->u.pty_output.event_len);
+        break;
     default:
         f->kind = OBX_RPC_NONE;
         break;
@@ -207,6 +213,14 @@ static void decode_response(struct decoder *d, const Onlyboxes__Registry__V1__Co
         f->kind = OBX_RPC_FILE_ACK_TO_WORKER;
         f->u.file_ack.command_id = str(d, m->file_ack->command_id);
         f->u.file_ack.received = m->file_ack->received;
+        break;
+    case ONLYBOXES__REGISTRY__V1__CONNECT_RESPONSE__PAYLOAD_PTY_INPUT:
+        f->kind = OBX_RPC_PTY_INPUT;
+        f->u.pty_input.command_id = str(d, m->pty_input->command_id);
+        f->u.pty_input.data = bytes(m->pty_input->data, &f->u.pty_input.data_len);
+        f->u.pty_input.cols = m->pty_input->cols;
+        f->u.pty_input.rows = m->pty_input->rows;
+        f->u.pty_input.acked = m->pty_input->acked;
         break;
     default:
         f->kind = OBX_RPC_NONE;
@@ -309,6 +323,15 @@ void obx_rpc_frame_done(struct obx_rpc_frame *f)
     case OBX_RPC_FILE_ACK:
     case OBX_RPC_FILE_ACK_TO_WORKER:
         free(f->u.file_ack.command_id);
+        break;
+    case OBX_RPC_PTY_OUTPUT:
+        free(f->u.pty_output.command_id);
+        free(f->u.pty_output.data);
+        free(f->u.pty_output.event);
+        break;
+    case OBX_RPC_PTY_INPUT:
+        free(f->u.pty_input.command_id);
+        free(f->u.pty_input.data);
         break;
     case OBX_RPC_HEARTBEAT_ACK:
     case OBX_RPC_NONE:
@@ -417,6 +440,7 @@ static int encode_request(const struct obx_rpc_frame *f, uint8_t **ret, size_t *
     Onlyboxes__Registry__V1__CommandOutput out = ONLYBOXES__REGISTRY__V1__COMMAND_OUTPUT__INIT;
     Onlyboxes__Registry__V1__FileChunk chunk = ONLYBOXES__REGISTRY__V1__FILE_CHUNK__INIT;
     Onlyboxes__Registry__V1__FileAck fack = ONLYBOXES__REGISTRY__V1__FILE_ACK__INIT;
+    Onlyboxes__Registry__V1__PtyOutput pty = ONLYBOXES__REGISTRY__V1__PTY_OUTPUT__INIT;
     switch (f->kind) {
     case OBX_RPC_HELLO:
         return encode_hello(&f->u.hello, ret, ret_len);
@@ -459,6 +483,13 @@ static int encode_request(const struct obx_rpc_frame *f, uint8_t **ret, size_t *
         req.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_FILE_ACK;
         req.file_ack = &fack;
         break;
+    case OBX_RPC_PTY_OUTPUT:
+        pty.command_id = s(f->u.pty_output.command_id);
+        pty.data = b(f->u.pty_output.data, f->u.pty_output.data_len);
+        pty.event_json = b(f->u.pty_output.event, f->u.pty_output.event_len);
+        req.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_REQUEST__PAYLOAD_PTY_OUTPUT;
+        req.pty_output = &pty;
+        break;
     default:
         return -EINVAL;
     }
@@ -474,6 +505,7 @@ static int encode_response(const struct obx_rpc_frame *f, uint8_t **ret, size_t 
     Onlyboxes__Registry__V1__CommandCancel can = ONLYBOXES__REGISTRY__V1__COMMAND_CANCEL__INIT;
     Onlyboxes__Registry__V1__FileChunk chunk = ONLYBOXES__REGISTRY__V1__FILE_CHUNK__INIT;
     Onlyboxes__Registry__V1__FileAck fack = ONLYBOXES__REGISTRY__V1__FILE_ACK__INIT;
+    Onlyboxes__Registry__V1__PtyInput pty = ONLYBOXES__REGISTRY__V1__PTY_INPUT__INIT;
     switch (f->kind) {
     case OBX_RPC_ACK:
         ack.session_id = s(f->u.ack.session_id);
@@ -513,6 +545,15 @@ static int encode_response(const struct obx_rpc_frame *f, uint8_t **ret, size_t 
         resp.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_RESPONSE__PAYLOAD_FILE_ACK;
         resp.file_ack = &fack;
         break;
+    case OBX_RPC_PTY_INPUT:
+        pty.command_id = s(f->u.pty_input.command_id);
+        pty.data = b(f->u.pty_input.data, f->u.pty_input.data_len);
+        pty.cols = f->u.pty_input.cols;
+        pty.rows = f->u.pty_input.rows;
+        pty.acked = f->u.pty_input.acked;
+        resp.payload_case = ONLYBOXES__REGISTRY__V1__CONNECT_RESPONSE__PAYLOAD_PTY_INPUT;
+        resp.pty_input = &pty;
+        break;
     default:
         return -EINVAL;
     }
@@ -528,6 +569,7 @@ int obx_rpc_encode(const struct obx_rpc_frame *f, uint8_t **ret, size_t *ret_len
     case OBX_RPC_OUTPUT:
     case OBX_RPC_FILE_CHUNK:
     case OBX_RPC_FILE_ACK:
+    case OBX_RPC_PTY_OUTPUT:
         return encode_request(f, ret, ret_len);
     case OBX_RPC_ACK:
     case OBX_RPC_HEARTBEAT_ACK:
@@ -535,6 +577,7 @@ int obx_rpc_encode(const struct obx_rpc_frame *f, uint8_t **ret, size_t *ret_len
     case OBX_RPC_CANCEL:
     case OBX_RPC_FILE_CHUNK_TO_WORKER:
     case OBX_RPC_FILE_ACK_TO_WORKER:
+    case OBX_RPC_PTY_INPUT:
         return encode_response(f, ret, ret_len);
     case OBX_RPC_NONE:
         break;

@@ -23,6 +23,7 @@
 #define OBX_RPC_EXT_RECOVERY "session-recovery"
 #define OBX_RPC_EXT_FILES "files"
 #define OBX_RPC_EXT_DRAIN "drain"
+#define OBX_RPC_EXT_PTY "pty"
 /* "files": the largest chunk, and the bytes a sender may have unacknowledged. */
 #define OBX_RPC_FILE_CHUNK_BYTES (256u << 10)
 #define OBX_RPC_FILE_WINDOW_BYTES (4u << 20)
@@ -141,6 +142,25 @@ struct obx_rpc_file_ack {
     int64_t received;
 };
 
+/* "pty": a live terminal's output, or one event about it (JSON; the other one NULL). */
+struct obx_rpc_pty_output {
+    char *command_id;
+    uint8_t *data;
+    size_t data_len;
+    uint8_t *event;
+    size_t event_len;
+};
+
+/* "pty": typed bytes, a new size (cols and rows > 0) and the output passed on so far (acked > 0),
+ * any of them. */
+struct obx_rpc_pty_input {
+    char *command_id;
+    uint8_t *data;
+    size_t data_len;
+    int32_t cols, rows;
+    int64_t acked;
+};
+
 enum obx_rpc_kind {
     OBX_RPC_NONE = 0, /* a frame whose payload is not set, or one this side does not know */
     /* worker -> console (ConnectRequest) */
@@ -150,6 +170,7 @@ enum obx_rpc_kind {
     OBX_RPC_OUTPUT,
     OBX_RPC_FILE_CHUNK, /* a download's bytes */
     OBX_RPC_FILE_ACK,   /* what the worker took of an upload */
+    OBX_RPC_PTY_OUTPUT, /* a live terminal's output or events */
     /* console -> worker (ConnectResponse) */
     OBX_RPC_ACK,
     OBX_RPC_HEARTBEAT_ACK,
@@ -157,6 +178,7 @@ enum obx_rpc_kind {
     OBX_RPC_CANCEL,
     OBX_RPC_FILE_CHUNK_TO_WORKER, /* an upload's bytes */
     OBX_RPC_FILE_ACK_TO_WORKER,   /* what the console took of a download */
+    OBX_RPC_PTY_INPUT,            /* a live terminal's input, size and acknowledgements */
 };
 
 struct obx_rpc_frame {
@@ -172,6 +194,8 @@ struct obx_rpc_frame {
         struct obx_rpc_cancel cancel;
         struct obx_rpc_file_chunk chunk;  /* both FILE_CHUNK kinds */
         struct obx_rpc_file_ack file_ack; /* both FILE_ACK kinds */
+        struct obx_rpc_pty_output pty_output;
+        struct obx_rpc_pty_input pty_input;
     } u;
 };
 

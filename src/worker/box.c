@@ -164,18 +164,22 @@ static void handle_frame(struct obx_box *b, const struct obx_agent_frame *f)
         pthread_mutex_unlock(&b->lock);
         return;
     }
-    if (f->type == OBX_AF_STDOUT || f->type == OBX_AF_STDERR) {
+    /* A live terminal's output and events are passed on, not kept. */
+    bool pty = f->type == OBX_AF_PTY_OUTPUT || f->type == OBX_AF_PTY_EVENT;
+    if (f->type == OBX_AF_STDOUT || f->type == OBX_AF_STDERR || pty) {
         struct obx_buf *buf = f->type == OBX_AF_STDOUT ? &r->out : &r->err;
         /* The agent enforces the limit; the ceiling here only guards against a broken agent. */
-        (void)obx_buf_append(buf, f->payload, f->len);
+        if (!pty)
+            (void)obx_buf_append(buf, f->payload, f->len);
         struct obx_call *call = r->call;
         pthread_mutex_unlock(&b->lock);
+        enum obx_stream stream = f->type == OBX_AF_STDERR      ? OBX_STREAM_STDERR
+                                 : f->type == OBX_AF_PTY_EVENT ? OBX_STREAM_EVENT
+                                                               : OBX_STREAM_STDOUT;
         /* The waiter cannot finish (and free call) before the terminal frame, which only this
          * thread delivers, so call stays valid here. */
         if (call && call->on_output)
-            call->on_output(call->output_userdata,
-                            f->type == OBX_AF_STDOUT ? OBX_STREAM_STDOUT : OBX_STREAM_STDERR,
-                            (const char *)f->payload, f->len);
+            call->on_output(call->output_userdata, stream, (const char *)f->payload, f->len);
         return;
     }
     if (f->type == OBX_AF_FMETA && !r->meta) {
@@ -794,6 +798,66 @@ int obx_box_put(struct obx_box *b, json_t *req, struct obx_call *call,
                             strerror(-user_rc));
     else if (ret == 0)
         ret = xfer_result(r, ret_final, err);
+    free_req(r);
+    return ret;
+}
+
+/* ---- live terminals: PTY_OPEN ---- */
+
+/* The call's input, as PTY_INPUT, PTY_RESIZE and PTY_ACK frames; runs under the call's lock. */
+static void send_pty_input(void *userdata, const struct obx_call_input *in)
+{
+    struct box_req *r = userdata;
+    uint8_t buf[8];
+    switch (in->kind) {
+    case OBX_CALL_INPUT_DATA:
+        (void)write_frame(r->box, OBX_AF_PTY_INPUT, r->id, (const char *)in->data, in->len, NULL);
+        break;
+    case OBX_CALL_INPUT_RESIZE:
+        buf[0] = (uint8_t)(in->cols >> 8);
+        buf[1] = (uint8_t)in->cols;
+        buf[2] = (uint8_t)(in->rows >> 8);
+        buf[3] = (uint8_t)in->rows;
+        (void)write_frame(r->box, OBX_AF_PTY_RESIZE, r->id, (const char *)buf, 4, NULL);
+        break;
+    case OBX_CALL_INPUT_ACK:
+        obx_be32_put(buf, (uint32_t)(in->acked >> 32));
+        obx_be32_put(buf + 4, (uint32_t)in->acked);
+        (void)write_frame(r->box, OBX_AF_PTY_ACK, r->id, (const char *)buf, 8, NULL);
+        break;
+    }
+}
+
+int obx_box_pty(struct obx_box *b, json_t *req, struct obx_call *call, json_t **ret_exit,
+                struct obx_error *err)
+{
+    struct box_req *r = NULL;
+    int ret = req_begin(b, OBX_AF_PTY_OPEN, req, call, 0, 0, &r, err);
+    if (!r)
+        return ret;
+    bool input = ret == 0 && obx_call_set_input(call, send_pty_input, r) == 0;
+    if (ret == 0) {
+        pthread_mutex_lock(&b->lock);
+        ret = req_wait(b, r, 0, NULL, err); /* as long as it is open: the agent has its timer */
+        pthread_mutex_unlock(&b->lock);
+    }
+    if (input)
+        obx_call_clear_input(call);
+    req_end(b, r, ret);
+    if (ret == 0 && r->type == OBX_AF_ERROR) {
+        ret = agent_error(r, err);
+    } else if (ret == 0) {
+        struct obx_error perr = OBX_ERROR_INIT;
+        json_t *j =
+            r->type == OBX_AF_EXIT ? obx_json_parse((const char *)r->payload, r->len, &perr) : NULL;
+        if (json_is_object(j))
+            *ret_exit = j;
+        else
+            ret = obx_error_set(err, EPROTO, OBX_ERR_EXECUTION_FAILED,
+                                "the agent ended a terminal with an unreadable answer");
+        if (!json_is_object(j))
+            json_decref(j);
+    }
     free_req(r);
     return ret;
 }

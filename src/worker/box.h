@@ -93,4 +93,11 @@ int obx_box_put(struct obx_box *b, json_t *req, struct obx_call *call,
                 ssize_t (*read_data)(void *userdata, void *buf, size_t cap), void *userdata,
                 json_t **ret_final, struct obx_error *err);
 
+/* Opens a live terminal (PTY_OPEN's JSON) and serves it until it closes: its output and events go
+ * to call->on_output (OBX_STREAM_STDOUT, OBX_STREAM_EVENT) on the box's reader thread, what
+ * obx_call_input() hands in goes to the agent, and cancelling the call closes it. *ret_exit:
+ * the agent's EXIT (with "reason"). Fails when the box goes (EPIPE) or the agent refuses. */
+int obx_box_pty(struct obx_box *b, json_t *req, struct obx_call *call, json_t **ret_exit,
+                struct obx_error *err);
+
 #endif

@@ -53,6 +53,8 @@ static const struct obx_config_var vars[] = {
      "that is not installed is skipped); none: start the interpreter without imports"},
     {"WORKER_MAX_INFLIGHT", NULL, OBX_CONFIG_INT, F(max_inflight), "16", 1, 256, 0, NULL, 0,
      "calls of one capability this worker runs at once; more get no_capacity"},
+    {"ONLYBOXES_TERMINAL_IDLE_SEC", NULL, OBX_CONFIG_INT, F(pty_idle_sec), "900", 60, 86400, 0,
+     NULL, 0, "a live terminal (the dashboard's) without input this long closes, seconds"},
     {"ONLYBOXES_ALLOW_NETWORK", NULL, OBX_CONFIG_BOOL, F(allow_network), "false", 0, 0, 0, NULL, 0,
      "calls may ask for a box with network access (\"network\": true)"},
     {"ONLYBOXES_EGRESS_ALLOW", "WORKER_EGRESS_ALLOW", OBX_CONFIG_STR, F(egress_allow), NULL, 0, 0,

@@ -35,11 +35,12 @@
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 15000
 #define MAX_LIVE_SESSIONS 4096
-#define N_CAPS 6
+#define N_CAPS 7
 #define STREAM_END_MS 5000 /* for the last results to reach the console when stopping */
 
 static const char *const cap_names[N_CAPS] = {
-    "echo", "pythonExec", "terminalExec", "terminalResource", "terminalFiles", "terminalSession"};
+    "echo",          "pythonExec",      "terminalExec", "terminalResource",
+    "terminalFiles", "terminalSession", "terminalPty"};
 
 struct command {
     char id[128];
@@ -49,6 +50,7 @@ struct command {
     struct obx_call call;
     struct obx_rpc_stream *stream; /* the one it came on; a reference */
     bool output;                   /* the console takes output frames */
+    bool pty;                      /* ... and a live terminal's frames */
     struct remote *r;
     /* "files", under r->lock: an upload's chunks not taken yet and whether the last came; a
      * download's bytes sent and acknowledged by the console; the command was canceled or its
@@ -75,6 +77,7 @@ struct remote {
     bool console_output; /* the console's ack lists "output" */
     bool console_files;  /* ... and "files" */
     bool console_drain;  /* ... and "drain" */
+    bool console_pty;    /* ... and "pty" */
     int close_status;
     char close_msg[256];
     uint64_t last_ack; /* monotonic ms of the last ack of any kind */
@@ -223,6 +226,25 @@ static void on_output(void *userdata, enum obx_stream stream, const char *data, 
     f.u.output.data = (uint8_t *)data;
     f.u.output.data_len = len;
     (void)obx_rpc_stream_send(c->stream, &f, false); /* a slow console loses chunks, not results */
+}
+
+/* "pty": a live terminal's output or events, ahead of the data frames (keystrokes echo through
+ * here); never dropped: the terminal sends only a window ahead of the console's acks. */
+static void on_pty_output(void *userdata, enum obx_stream stream, const char *data, size_t len)
+{
+    struct command *c = userdata;
+    struct obx_rpc_frame f = {.kind = OBX_RPC_PTY_OUTPUT};
+    f.u.pty_output.command_id = c->id;
+    if (stream == OBX_STREAM_EVENT) {
+        f.u.pty_output.event = (uint8_t *)data;
+        f.u.pty_output.event_len = len;
+    } else {
+        f.u.pty_output.data = (uint8_t *)data;
+        f.u.pty_output.data_len = len;
+    }
+    int r = obx_rpc_stream_send(c->stream, &f, true);
+    if (r < 0 && r != -EPIPE)
+        obx_warn("terminal %s: cannot send its output: %s", c->id, strerror(-r));
 }
 
 static void on_log(void *userdata, int level, const char *message)
@@ -412,6 +434,9 @@ static void on_dispatch(struct remote *r, struct obx_rpc_stream *s, struct obx_r
                       : r->stream != s               ? "this stream was replaced"
                                                      : NULL;
     c->output = r->console_output;
+    c->pty = r->console_pty;
+    /* A live terminal streams both ways: only with "pty". */
+    bool pty_refused = !why && strcmp(cap, "terminalpty") == 0 && !c->pty;
     /* A read or write of terminalFiles moves the file over the stream: only with "files". */
     if (!why && strcmp(cap, "terminalfiles") == 0 && r->console_files) {
         const char *action = obx_json_get_str(payload, "action", "");
@@ -423,14 +448,19 @@ static void on_dispatch(struct remote *r, struct obx_rpc_stream *s, struct obx_r
             c->call.data_userdata = c;
         }
     }
-    if (!why) {
+    if (!why && !pty_refused) {
         c->next = r->commands;
         r->commands = c;
         r->running++;
     }
     pthread_mutex_unlock(&r->lock);
-    if (why) {
-        refuse(s, c->id, OBX_ERR_NO_CAPACITY, "%s", why);
+    if (why || pty_refused) {
+        if (why)
+            refuse(s, c->id, OBX_ERR_NO_CAPACITY, "%s", why);
+        else
+            refuse(s, c->id, OBX_ERR_UNSUPPORTED,
+                   "terminalPty needs the \"pty\" extension of the worker protocol, which this "
+                   "console did not name");
         command_free(c);
         return;
     }
@@ -439,6 +469,10 @@ static void on_dispatch(struct remote *r, struct obx_rpc_stream *s, struct obx_r
         c->call.output_userdata = c;
         c->call.on_log = on_log;
         c->call.log_userdata = c;
+    }
+    if (strcmp(cap, "terminalpty") == 0) {
+        c->call.on_output = on_pty_output;
+        c->call.output_userdata = c;
     }
     pthread_t t;
     pthread_attr_t attr;
@@ -483,6 +517,29 @@ static void on_file_frame(struct remote *r, struct obx_rpc_stream *s, struct obx
                              "a file chunk went beyond the window or the chunk size");
 }
 
+/* "pty": what a person typed into a live terminal, its new size, what the console passed on. */
+static void on_pty_input(struct remote *r, struct obx_rpc_stream *s, struct obx_rpc_pty_input *in)
+{
+    pthread_mutex_lock(&r->lock);
+    for (struct command *c = r->commands; c; c = c->next) {
+        if (strcmp(c->id, in->command_id) != 0 || c->stream != s)
+            continue;
+        if (in->data_len > 0)
+            (void)obx_call_input(&c->call, &(struct obx_call_input){.kind = OBX_CALL_INPUT_DATA,
+                                                                    .data = in->data,
+                                                                    .len = in->data_len});
+        if (in->cols > 0 && in->rows > 0)
+            (void)obx_call_input(&c->call, &(struct obx_call_input){.kind = OBX_CALL_INPUT_RESIZE,
+                                                                    .cols = (unsigned)in->cols,
+                                                                    .rows = (unsigned)in->rows});
+        if (in->acked > 0)
+            (void)obx_call_input(&c->call, &(struct obx_call_input){.kind = OBX_CALL_INPUT_ACK,
+                                                                    .acked = (uint64_t)in->acked});
+        break;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void on_cancel(struct remote *r, struct obx_rpc_cancel *cn)
 {
     pthread_mutex_lock(&r->lock);
@@ -516,6 +573,8 @@ static void on_frame(void *userdata, struct obx_rpc_stream *s, struct obx_rpc_fr
                                                      OBX_RPC_EXT_FILES);
             r->console_drain = obx_rpc_has_extension(f->u.ack.extensions, f->u.ack.n_extensions,
                                                      OBX_RPC_EXT_DRAIN);
+            r->console_pty =
+                obx_rpc_has_extension(f->u.ack.extensions, f->u.ack.n_extensions, OBX_RPC_EXT_PTY);
             r->last_ack = obx_now_ms();
             pthread_cond_broadcast(&r->cond);
         }
@@ -536,6 +595,9 @@ static void on_frame(void *userdata, struct obx_rpc_stream *s, struct obx_rpc_fr
         break;
     case OBX_RPC_CANCEL:
         on_cancel(r, &f->u.cancel);
+        break;
+    case OBX_RPC_PTY_INPUT:
+        on_pty_input(r, s, &f->u.pty_input);
         break;
     case OBX_RPC_FILE_CHUNK_TO_WORKER:
     case OBX_RPC_FILE_ACK_TO_WORKER:
@@ -626,8 +688,8 @@ static int send_hello(struct remote *r, struct obx_rpc_stream *s)
     h->has_terminal_capacity = true;
     h->max_active_sessions = (int32_t)r->w->cfg.max_sessions;
     h->active_session_count = (int32_t)obx_worker_sessions_count(r->w->sessions);
-    char *exts[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT, OBX_RPC_EXT_RECOVERY, OBX_RPC_EXT_FILES,
-                    OBX_RPC_EXT_DRAIN};
+    char *exts[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT, OBX_RPC_EXT_RECOVERY,
+                    OBX_RPC_EXT_FILES,  OBX_RPC_EXT_DRAIN,  OBX_RPC_EXT_PTY};
     h->extensions = exts;
     h->n_extensions = OBX_ARRAY_SIZE(exts);
     /* Recovery: the sessions this worker still has, so the console keeps routing them here. */
@@ -697,6 +759,7 @@ static bool run_session(struct remote *r)
     pthread_mutex_lock(&r->lock);
     r->stream = s;
     r->acked = r->closed = r->console_output = r->console_files = r->console_drain = false;
+    r->console_pty = false;
     r->session_id[0] = '\0';
     r->interval_sec = cfg->heartbeat_interval_sec;
     pthread_mutex_unlock(&r->lock);
@@ -795,6 +858,10 @@ static void wait_drained(struct remote *r, uint64_t deadline)
 static void drain(struct remote *r)
 {
     pthread_mutex_lock(&r->lock);
+    /* A live terminal has no end of its own to wait for. */
+    for (struct command *c = r->commands; c; c = c->next)
+        if (strcmp(c->capability, "terminalpty") == 0)
+            obx_call_cancel(&c->call);
     if (r->running > 0)
         obx_info("stopping; %u command(s) running get %d s to finish", r->running,
                  r->cfg->drain_timeout_sec);

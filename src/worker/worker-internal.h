@@ -92,5 +92,8 @@ int obx_cap_terminal_files(struct obx_worker *w, json_t *payload, struct obx_cal
                            json_t **ret, struct obx_error *err);
 int obx_cap_terminal_session(struct obx_worker *w, json_t *payload, struct obx_call *call,
                              json_t **ret, struct obx_error *err);
+/* capability-pty.c: a live terminal into a session. */
+int obx_cap_terminal_pty(struct obx_worker *w, json_t *payload, struct obx_call *call, json_t **ret,
+                         struct obx_error *err);
 
 #endif

@@ -35,6 +35,7 @@ static const struct capability {
     {"terminalresource", obx_cap_terminal_resource},
     {"terminalfiles", obx_cap_terminal_files},
     {"terminalsession", obx_cap_terminal_session},
+    {"terminalpty", obx_cap_terminal_pty},
 };
 
 static int worker_exec(struct obx_executor *self, const char *capability, json_t *payload,

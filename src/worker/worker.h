@@ -33,6 +33,7 @@ struct obx_worker_config {
     const char *python_preload; /* modules a pooled box's Python imports ahead; "none": none */
     bool allow_network;         /* calls may ask for a box with network access */
     unsigned max_inflight; /* calls per capability at once (the console's dispatch enforces it) */
+    int pty_idle_sec;      /* a live terminal without input this long closes */
 
     /* Network "allowlist" (worker/egress.h): NULL egress_allow means no allow-list, and calls
      * asking for one are refused. */

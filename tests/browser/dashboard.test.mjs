@@ -344,7 +344,7 @@ describe('dashboard', () => {
       await signIn(mp, MEMBER, MEMBER_PW);
       await mp.waitForSelector('h1:text("API tokens")');
       assert.equal(await mp.evaluate(() => location.hash), '#/tokens');
-      assert.deepEqual(await mp.locator('#sidebar a').allTextContents(), ['Workers', 'API tokens', 'Worker startup']);
+      assert.deepEqual(await mp.locator('#sidebar a').allTextContents(), ['Workers', 'API tokens', 'Sessions', 'Tasks', 'Worker startup']);
       await mp.goto(con.base + '/#/accounts');
       await until(async () => (await mp.evaluate(() => location.hash)) === '#/tokens', 'a member reached accounts');
       await mp.goto(con.base + '/#/workers');
@@ -459,7 +459,7 @@ describe('dashboard', () => {
   });
 
   test('keyboard and screen readers: labels, landmarks, focus order', async () => {
-    for (const hashPath of ['#/workers', '#/tokens', '#/accounts', '#/tools/worker-startup']) {
+    for (const hashPath of ['#/workers', '#/tokens', '#/accounts', '#/sessions', '#/tasks', '#/tools/worker-startup']) {
       await page.goto(con.base + '/' + hashPath);
       await page.waitForSelector('main h1');
       const unlabeled = await page.evaluate(() =>
@@ -507,7 +507,7 @@ describe('dashboard', () => {
       await screenshot(p, 'login-dark-narrow');
       await signIn(p, ADMIN, ADMIN_PW + '-new');
       await p.waitForSelector('h1:text("Workers")');
-      for (const h of ['#/workers', '#/tokens', '#/accounts', '#/tools/worker-startup']) {
+      for (const h of ['#/workers', '#/tokens', '#/accounts', '#/sessions', '#/tasks', '#/tools/worker-startup']) {
         await p.goto(con.base + '/' + h);
         await p.waitForSelector('main h1');
         const [scroll, width] = await p.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
@@ -519,7 +519,7 @@ describe('dashboard', () => {
       await p.click('text=Menu');
       assert.ok(await p.isVisible('#sidebar a:text("Tokens"), #sidebar a:text("API tokens")'));
       await screenshot(p, 'workers-dark-narrow');
-      for (const h of ['#/workers', '#/tokens', '#/accounts', '#/tools/worker-startup']) {
+      for (const h of ['#/workers', '#/tokens', '#/accounts', '#/sessions', '#/tasks', '#/tools/worker-startup']) {
         await p.goto(con.base + '/' + h);
         await p.waitForSelector('main h1');
         await p.waitForTimeout(300); // the page's data

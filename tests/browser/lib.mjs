@@ -211,3 +211,6 @@ export class Worker {
     return r;
   }
 }
+
+/** A WebSocket client as a script makes one (ws-client.mjs). */
+export { wsConnect } from './ws-client.mjs';

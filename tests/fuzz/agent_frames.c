@@ -3,14 +3,15 @@
  * Fuzz target: what the in-box agent reads from the worker. The input is the byte stream on the
  * agent's stdin. It is decoded twice, in one piece and in 7-byte pieces (as reads may split it),
  * and both decodings must give the same frames. Each frame then goes to the agent's own handlers
- * (EXEC, CANCEL, the file requests, PING, PREPARE, unknown types) with the agent's own send path
+ * (EXEC, CANCEL, the file requests, PING, PREPARE, the PTY_* frames of live terminals, unknown
+ * types) with the agent's own send path
  * (agent.c, linked with its main() renamed), and the frames the agent queues for the worker are
  * decoded and checked: every request frame gets exactly one terminal answer (OK, FILE or ERROR)
  * with its id and a well-formed payload, except the frames of transfers: an FGET or FPUT that
  * starts stays open (an FGET's FMETA and FCHUNKs go out as the agent pumps it, the harness
  * acknowledging nothing), FDATA and FACK answer only when they end their transfer, FEND and a
  * CANCEL of an open transfer end it with one answer, and frames for no open transfer (or a CANCEL
- * of nothing running) get none.
+ * of nothing running) get none, nor do a terminal's input, resize and ack.
  *
  * Nothing may run or be signalled on the host: the process layer (agent-proc.c: fork, exec, kill)
  * is replaced by functions that refuse, so a valid EXEC ends in "cannot start the command". File
@@ -310,6 +311,11 @@ static void dispatch_checked(struct agent *a, const struct obx_agent_frame *f,
         lo = 0;
         hi = was >= 0;
         break;
+    case OBX_AF_PTY_INPUT:
+    case OBX_AF_PTY_RESIZE:
+    case OBX_AF_PTY_ACK:
+        lo = hi = 0;
+        break;
     case OBX_AF_FGET:
     case OBX_AF_FPUT:
         /* A request whose id is in use is refused without touching the open transfer. */
@@ -350,6 +356,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     a.cfg.workspace = workspace;
     a.cfg.state_dir = state_dir;
     agent_warm_init(&a);
+    agent_pty_init(&a);
     workspace_fill();
     struct open_xfers open = {.n = 0};
     for (size_t i = 0; i < whole.n; i++) {
@@ -360,6 +367,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     agent_xfer_shutdown(&a); /* what the agent's main() does at its end */
     agent_warm_shutdown(&a);
+    agent_pty_shutdown(&a);
     decoded_free(&whole);
     decoded_free(&pieces);
     workspace_empty();

@@ -157,6 +157,39 @@ const char *const *obx_http_server_capture_headers(const struct obx_http_server 
     return obx_mcp_param_headers(); /* header_slot() fills captured[] in this order */
 }
 
+/* No WebSocket reaches the router: the live terminal's socket calls are never made here. */
+struct obx_http_ws *obx_http_ws_ref(struct obx_http_ws *ws)
+{
+    return ws;
+}
+
+void obx_http_ws_unref(struct obx_http_ws *ws)
+{
+}
+
+void obx_http_ws_set_user(struct obx_http_ws *ws, void *user)
+{
+}
+
+void *obx_http_ws_user(const struct obx_http_ws *ws)
+{
+    return NULL;
+}
+
+const struct obx_http_request *obx_http_ws_request(const struct obx_http_ws *ws)
+{
+    return NULL;
+}
+
+int obx_http_ws_send(struct obx_http_ws *ws, uint8_t type, const void *data, size_t len)
+{
+    return -EPIPE;
+}
+
+void obx_http_ws_close(struct obx_http_ws *ws, int code, const char *reason)
+{
+}
+
 /* ---- an executor that answers at once ---- */
 
 static int instant_exec(struct obx_executor *self, const char *capability, json_t *payload,

@@ -19,14 +19,15 @@
 static bool is_request_kind(enum obx_rpc_kind k)
 {
     return k == OBX_RPC_HELLO || k == OBX_RPC_HEARTBEAT || k == OBX_RPC_RESULT ||
-           k == OBX_RPC_OUTPUT || k == OBX_RPC_FILE_CHUNK || k == OBX_RPC_FILE_ACK;
+           k == OBX_RPC_OUTPUT || k == OBX_RPC_FILE_CHUNK || k == OBX_RPC_FILE_ACK ||
+           k == OBX_RPC_PTY_OUTPUT;
 }
 
 static bool is_response_kind(enum obx_rpc_kind k)
 {
     return k == OBX_RPC_ACK || k == OBX_RPC_HEARTBEAT_ACK || k == OBX_RPC_DISPATCH ||
            k == OBX_RPC_CANCEL || k == OBX_RPC_FILE_CHUNK_TO_WORKER ||
-           k == OBX_RPC_FILE_ACK_TO_WORKER;
+           k == OBX_RPC_FILE_ACK_TO_WORKER || k == OBX_RPC_PTY_INPUT;
 }
 
 #define CHECK_STR(s) FUZZ_CHECK((s) != NULL, "%s is NULL", #s)
@@ -98,6 +99,15 @@ static void check_frame(const struct obx_rpc_frame *f)
     case OBX_RPC_FILE_ACK:
     case OBX_RPC_FILE_ACK_TO_WORKER:
         CHECK_STR(f->u.file_ack.command_id);
+        break;
+    case OBX_RPC_PTY_OUTPUT:
+        CHECK_STR(f->u.pty_output.command_id);
+        CHECK_BYTES(f->u.pty_output.data, f->u.pty_output.data_len);
+        CHECK_BYTES(f->u.pty_output.event, f->u.pty_output.event_len);
+        break;
+    case OBX_RPC_PTY_INPUT:
+        CHECK_STR(f->u.pty_input.command_id);
+        CHECK_BYTES(f->u.pty_input.data, f->u.pty_input.data_len);
         break;
     case OBX_RPC_HEARTBEAT_ACK:
     case OBX_RPC_NONE:

@@ -158,6 +158,24 @@ describe('console tasks (embedded worker)', () => {
     assert.equal(exit.body.exit_code, 3);
   });
 
+  test("the console's own session capabilities are no tasks: another account's session stays out of reach", async () => {
+    const mine = await call(con.base, 'POST', '/api/v1/commands/terminal', { token: A.token, body: { command: 'echo secret > s.txt', session_id: 'private', create_if_missing: true } });
+    assert.equal(mine.status, 200, mine.text);
+    const session = await call(con.base, 'GET', '/api/v1/console/session', { cookie: A.cookie });
+    const scoped = `obx:${session.body.account.account_id}:private`;
+    const cases = [
+      ['terminalSession', { action: 'close', session_id: scoped }, '/api/v1/sessions'],
+      ['terminalFiles', { action: 'read', session_id: scoped, path: 's.txt' }, '/api/v1/sessions/{id}/files'],
+      ['terminalPty', { session_id: scoped }, "the dashboard's live terminal"],
+    ];
+    for (const [capability, input, use] of cases) {
+      const r = await call(con.base, 'POST', '/api/v1/tasks', { token: B.token, body: { capability, input, mode: 'sync' } });
+      assert.deepEqual([r.status, r.body], [400, { error: `capability ${capability.toLowerCase()} is not run as a task: use ${use}` }], capability);
+    }
+    const still = await call(con.base, 'POST', '/api/v1/commands/terminal', { token: A.token, body: { command: 'cat s.txt', session_id: 'private' } });
+    assert.equal(still.body.stdout, 'secret\n');
+  });
+
   test('tasks: sync, async, auto', async () => {
     const sync = await call(con.base, 'POST', '/api/v1/tasks', { token: A.token, body: { capability: ' PythonExec ', mode: 'SYNC', input: { code: 'print(6*7)' } } });
     assert.equal(sync.status, 200, sync.text);

@@ -352,7 +352,7 @@ describe('workers: CONSOLE_GRPC_ADDR and the embedded worker', () => {
       assert.equal(emb.status, 'online');
       assert.equal(emb.executor_kind, env.ONLYBOXES_RUNTIME);
       assert.deepEqual(emb.labels, { 'obx.worker_type': 'normal', source: 'embedded' });
-      assert.deepEqual(emb.capabilities.map((x) => x.name), ['echo', 'pythonExec', 'terminalExec', 'terminalFiles', 'terminalResource', 'terminalSession']);
+      assert.deepEqual(emb.capabilities.map((x) => x.name), ['echo', 'pythonExec', 'terminalExec', 'terminalFiles', 'terminalPty', 'terminalResource', 'terminalSession']);
       assert.equal(prov.node_id, p.body.node_id);
       const page2 = await call(c.base, 'GET', `${W}?page=2&page_size=1`, { cookie: a });
       assert.deepEqual([page2.body.items.map((w) => w.node_id), page2.body.total], [[p.body.node_id], 2]);

@@ -64,7 +64,7 @@ describe('a console with two remote workers', () => {
     assert.equal(one.labels.zone, 'a');
     assert.equal(one.labels['obx.worker_type'], 'normal', 'the stored type is kept');
     assert.equal(one.executor_kind, process.env.ONLYBOXES_RUNTIME || 'bubblewrap');
-    assert.deepEqual(one.capabilities.map((c) => c.name).sort(), ['echo', 'pythonExec', 'terminalExec', 'terminalFiles', 'terminalResource', 'terminalSession']);
+    assert.deepEqual(one.capabilities.map((c) => c.name).sort(), ['echo', 'pythonExec', 'terminalExec', 'terminalFiles', 'terminalPty', 'terminalResource', 'terminalSession']);
     const inflight = await call(d.con.base, 'GET', '/api/v1/workers/inflight', { cookie: d.cookie });
     assert.deepEqual(inflight.body.workers.map((w) => w.node_id).sort(), [v1.WORKER_ID, v2.WORKER_ID].sort());
     // The worker's secret is not in the console's log, nor its own.

@@ -223,7 +223,7 @@ static void test_dispatch(void **state)
     assert_int_equal(obx_store_worker_list(st, &scope, 10, 0, &nodes, &n, &total, &err), 0);
     assert_int_equal(n, 1);
     assert_string_equal(nodes[0].id, OBX_DISPATCH_EMBEDDED_ID);
-    assert_int_equal(nodes[0].n_caps, 6);
+    assert_int_equal(nodes[0].n_caps, 7);
     obx_store_worker_nodes_free(nodes, n);
     obx_dispatch_free(d);
     obx_store_close(st);

@@ -247,6 +247,66 @@ static bool wait_for(struct side *s, int n)
     return ok;
 }
 
+/* "pty": a live terminal's output and events to the console, its input, size and acks to the
+ * worker. */
+static void test_pty_codec(void **state)
+{
+    (void)state;
+    uint8_t bytes[] = "hi\r\n\x1b[0m\xff";
+    struct obx_rpc_frame po = {.kind = OBX_RPC_PTY_OUTPUT};
+    po.u.pty_output = (struct obx_rpc_pty_output){"t1", bytes, sizeof(bytes) - 1, NULL, 0};
+    struct obx_rpc_frame o = roundtrip(&po, true);
+    assert_string_equal(o.u.pty_output.command_id, "t1");
+    assert_int_equal(o.u.pty_output.data_len, sizeof(bytes) - 1);
+    assert_memory_equal(o.u.pty_output.data, bytes, sizeof(bytes) - 1);
+    assert_null(o.u.pty_output.event);
+    obx_rpc_frame_done(&o);
+
+    uint8_t ev[] = "{\"type\":\"exec\",\"exec\":3,\"command\":\"ls\"}";
+    po.u.pty_output = (struct obx_rpc_pty_output){"t1", NULL, 0, ev, sizeof(ev) - 1};
+    o = roundtrip(&po, true);
+    assert_null(o.u.pty_output.data);
+    assert_int_equal(o.u.pty_output.event_len, sizeof(ev) - 1);
+    assert_memory_equal(o.u.pty_output.event, ev, sizeof(ev) - 1);
+    obx_rpc_frame_done(&o);
+
+    struct obx_rpc_frame pi = {.kind = OBX_RPC_PTY_INPUT};
+    pi.u.pty_input = (struct obx_rpc_pty_input){"t1", (uint8_t *)"ls\r", 3, 132, 43, 5000000000LL};
+    o = roundtrip(&pi, false);
+    assert_string_equal(o.u.pty_input.command_id, "t1");
+    assert_int_equal(o.u.pty_input.data_len, 3);
+    assert_memory_equal(o.u.pty_input.data, "ls\r", 3);
+    assert_int_equal(o.u.pty_input.cols, 132);
+    assert_int_equal(o.u.pty_input.rows, 43);
+    assert_int_equal(o.u.pty_input.acked, 5000000000LL);
+    obx_rpc_frame_done(&o);
+
+    /* Only an ack: the rest stays absent. */
+    pi.u.pty_input = (struct obx_rpc_pty_input){.command_id = "t1", .acked = 7};
+    o = roundtrip(&pi, false);
+    assert_null(o.u.pty_input.data);
+    assert_int_equal(o.u.pty_input.cols, 0);
+    assert_int_equal(o.u.pty_input.acked, 7);
+    obx_rpc_frame_done(&o);
+
+    /* Field 110 of the other direction's message: each side reads its own kind only, and a
+     * command id that is not UTF-8 is refused like any string. */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    pi.u.pty_input = (struct obx_rpc_pty_input){.command_id = "t1", .cols = 80, .rows = 24};
+    assert_int_equal(obx_rpc_encode(&pi, &buf, &len), 0);
+    struct obx_rpc_frame bad;
+    int r = obx_rpc_decode(true, buf, len, &bad);
+    assert_true(r == -EBADMSG || bad.kind != OBX_RPC_PTY_INPUT);
+    if (r == 0)
+        obx_rpc_frame_done(&bad);
+    free(buf);
+    po.u.pty_output = (struct obx_rpc_pty_output){"\xff", NULL, 0, NULL, 0};
+    assert_int_equal(obx_rpc_encode(&po, &buf, &len), 0);
+    assert_int_equal(obx_rpc_decode(true, buf, len, &bad), -EBADMSG);
+    free(buf);
+}
+
 static void test_stream(void **state)
 {
     (void)state;
@@ -370,6 +430,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec),
+        cmocka_unit_test(test_pty_codec),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_server_address),
     };

@@ -13,7 +13,11 @@ import { WorkersPage } from './pages/Workers.jsx';
 import { TokensPage } from './pages/Tokens.jsx';
 import { AccountsPage } from './pages/Accounts.jsx';
 import { WorkerToolPage } from './pages/WorkerTool.jsx';
+import { SessionsPage } from './pages/Sessions.jsx';
+import { TasksPage } from './pages/Tasks.jsx';
+import { TerminalPage } from './pages/Terminal.jsx';
 import { ChangePasswordDialog } from './pages/ChangePassword.jsx';
+import '@xterm/xterm/css/xterm.css';
 import './styles.css';
 
 const PAGES = {
@@ -22,6 +26,9 @@ const PAGES = {
   tokens: TokensPage,
   accounts: AccountsPage,
   'worker-tool': WorkerToolPage,
+  sessions: SessionsPage,
+  tasks: TasksPage,
+  terminal: TerminalPage,
 };
 
 // The session is asked for at once, while the page is still being set up: the first screen

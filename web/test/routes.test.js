@@ -45,6 +45,11 @@ test('sign-in page when signed in: the redirect if it is a dashboard path, else 
 });
 
 test('navigation lists accounts for admins only', () => {
-  assert.deepEqual(navRoutes(admin).map((r) => r.path), ['/workers', '/accounts', '/tokens', '/tools/worker-startup']);
-  assert.deepEqual(navRoutes(member).map((r) => r.path), ['/workers', '/tokens', '/tools/worker-startup']);
+  assert.deepEqual(navRoutes(admin).map((r) => r.path), ['/workers', '/accounts', '/tokens', '/sessions', '/tasks', '/tools/worker-startup']);
+  assert.deepEqual(navRoutes(member).map((r) => r.path), ['/workers', '/tokens', '/sessions', '/tasks', '/tools/worker-startup']);
+});
+
+test('a terminal is a page of its own, reached from Sessions, kept through sign-in', () => {
+  assert.equal(resolveRoute('/terminal', { session: 's1' }, member).route.name, 'terminal');
+  assert.deepEqual(resolveRoute('/terminal', { session: 's 1' }, null), { redirect: '/login?redirect=%2Fterminal%3Fsession%3Ds%2B1' });
 });

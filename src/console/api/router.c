@@ -20,10 +20,11 @@ static const struct {
     const struct obx_route *routes;
     const size_t *n;
 } tables[] = {
-    {obx_account_routes, &obx_account_routes_n}, {obx_token_routes, &obx_token_routes_n},
-    {obx_task_routes, &obx_task_routes_n},       {obx_worker_routes, &obx_worker_routes_n},
-    {obx_mcp_routes, &obx_mcp_routes_n},         {obx_web_routes, &obx_web_routes_n},
-    {obx_session_routes, &obx_session_routes_n}, {obx_export_routes, &obx_export_routes_n},
+    {obx_account_routes, &obx_account_routes_n},   {obx_token_routes, &obx_token_routes_n},
+    {obx_task_routes, &obx_task_routes_n},         {obx_worker_routes, &obx_worker_routes_n},
+    {obx_mcp_routes, &obx_mcp_routes_n},           {obx_web_routes, &obx_web_routes_n},
+    {obx_session_routes, &obx_session_routes_n},   {obx_export_routes, &obx_export_routes_n},
+    {obx_terminal_routes, &obx_terminal_routes_n},
 };
 
 /* Matches one pattern; fills params on success. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The sessions API and a session's files, Bearer-authenticated: an account reaches only its own
+ * The sessions API and a session's files, Bearer-authenticated (the sessions API also with the
+ * dashboard's cookie, for its Sessions page): an account reaches only its own
  * terminal sessions, through the same "obx:<account_id>:" scope as terminalExec, so another
  * account's id is session_not_found. Everything goes to the worker that has the session
  * (terminalSession and terminalFiles, console/registry/dispatch.h).
@@ -819,10 +820,10 @@ int64_t obx_router_stream_body(const struct obx_http_request *req, void *userdat
 }
 
 const struct obx_route obx_session_routes[] = {
-    {OBX_HTTP_GET, "/api/v1/sessions", OBX_ROUTE_AUTH_BEARER, list_sessions},
-    {OBX_HTTP_GET, "/api/v1/sessions/:session_id", OBX_ROUTE_AUTH_BEARER, get_session},
-    {OBX_HTTP_DELETE, "/api/v1/sessions/:session_id", OBX_ROUTE_AUTH_BEARER, delete_session},
-    {OBX_HTTP_POST, "/api/v1/sessions/:session_id/renew", OBX_ROUTE_AUTH_BEARER, renew_session},
+    {OBX_HTTP_GET, "/api/v1/sessions", OBX_ROUTE_AUTH_ACCOUNT, list_sessions},
+    {OBX_HTTP_GET, "/api/v1/sessions/:session_id", OBX_ROUTE_AUTH_ACCOUNT, get_session},
+    {OBX_HTTP_DELETE, "/api/v1/sessions/:session_id", OBX_ROUTE_AUTH_ACCOUNT, delete_session},
+    {OBX_HTTP_POST, "/api/v1/sessions/:session_id/renew", OBX_ROUTE_AUTH_ACCOUNT, renew_session},
     {OBX_HTTP_PUT, "/api/v1/sessions/:session_id/files", OBX_ROUTE_AUTH_BEARER, put_file},
     {OBX_HTTP_GET, "/api/v1/sessions/:session_id/files", OBX_ROUTE_AUTH_BEARER, get_file},
     {OBX_HTTP_DELETE, "/api/v1/sessions/:session_id/files", OBX_ROUTE_AUTH_BEARER, delete_file},

@@ -206,12 +206,28 @@ enum step {
 };
 
 /* §1.7 steps 5-6: what a submit must hold before anything is looked up; answers otherwise. */
+/* Capabilities the console runs for its own routes, on a session id it has scoped to the
+ * caller's account already: a task names its session as the caller wrote it, which for these
+ * would reach any account's session. */
+static const char *const internal_caps[][2] = {
+    {"terminalfiles", "/api/v1/sessions/{id}/files"},
+    {"terminalsession", "/api/v1/sessions"},
+    {"terminalpty", "the dashboard's live terminal"},
+};
+
 static bool submit_valid(struct obx_http_request *req, const struct submit *s)
 {
     if (!s->capability[0]) {
         obx_route_fail(req, OBX_ERR_BAD_REQUEST, "capability is required");
         return false;
     }
+    for (size_t i = 0; i < OBX_ARRAY_SIZE(internal_caps); i++)
+        if (obx_streq(s->capability, internal_caps[i][0])) {
+            _cleanup_free_ char *msg = obx_xasprintf("capability %s is not run as a task: use %s",
+                                                     s->capability, internal_caps[i][1]);
+            obx_route_fail(req, OBX_ERR_BAD_REQUEST, msg);
+            return false;
+        }
     if (strlen(s->capability) >= sizeof(((struct obx_task *)0)->capability)) {
         obx_route_fail(req, OBX_ERR_UNAVAILABLE, MSG_NO_WORKER);
         return false;
@@ -619,7 +635,7 @@ const struct obx_route obx_task_routes[] = {
     {OBX_HTTP_POST, "/api/v1/commands/echo", OBX_ROUTE_AUTH_BEARER, echo_command},
     {OBX_HTTP_POST, "/api/v1/commands/terminal", OBX_ROUTE_AUTH_BEARER, terminal_command},
     {OBX_HTTP_POST, "/api/v1/tasks", OBX_ROUTE_AUTH_BEARER, submit_task},
-    {OBX_HTTP_GET, "/api/v1/tasks/:task_id", OBX_ROUTE_AUTH_BEARER, get_task},
-    {OBX_HTTP_POST, "/api/v1/tasks/:task_id/cancel", OBX_ROUTE_AUTH_BEARER, cancel_task},
+    {OBX_HTTP_GET, "/api/v1/tasks/:task_id", OBX_ROUTE_AUTH_ACCOUNT, get_task},
+    {OBX_HTTP_POST, "/api/v1/tasks/:task_id/cancel", OBX_ROUTE_AUTH_ACCOUNT, cancel_task},
 };
 const size_t obx_task_routes_n = OBX_ARRAY_SIZE(obx_task_routes);

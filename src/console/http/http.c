@@ -19,7 +19,7 @@
  * both pointers are touched only on the service thread, and a close clears them, so a late
  * completion for a vanished client is dropped without touching freed memory.
  */
-#include "http.h"
+#include "http-internal.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -75,6 +75,8 @@ struct obx_http_server {
     bool stopping; /* atomic */
     pthread_mutex_t lock;
     struct obx_http_request *done_head, *done_tail;
+    struct http_ws_server *ws;
+    struct lws_protocols protocols[5];
 };
 
 /* The first lws error on this thread since it was cleared: when a vhost cannot be created, lws
@@ -82,9 +84,6 @@ struct obx_http_server {
 static __thread char first_lws_error[256];
 
 #define LWS_LOG_LEVELS (LLL_ERR | LLL_WARN)
-
-static void answer_before_close(struct lws *wsi, int status, const char *reason, const char *fmt,
-                                ...) OBX_PRINTF(4, 5);
 
 /* lws gives up on a request head that does not fit its header buffer (too long, or too many
  * header lines) and closes the connection without a word: it has no callback for that, it only
@@ -114,10 +113,10 @@ static bool head_too_large_close(const char *line)
     /* An HTTP/1 connection (its own network connection): HTTP/2 refuses such a stream itself. */
     if (lws_get_network_wsi(wsi) != wsi || (lws_is_ssl(wsi) && !lws_get_ssl(wsi)))
         return true;
-    answer_before_close(wsi, 431, "Request Header Fields Too Large",
-                        "request head too large: the request line and headers together may "
-                        "take at most %u bytes",
-                        head_limit_bytes);
+    http_answer_before_close(wsi, 431, "Request Header Fields Too Large",
+                             "request head too large: the request line and headers together may "
+                             "take at most %u bytes",
+                             head_limit_bytes);
     return true;
 }
 
@@ -148,6 +147,11 @@ static void lws_log_emit(int level, const char *line)
         obx_debug("lws: %.*s", (int)n, line);
         head_too_large = true;
         lws_set_log_level(LWS_LOG_LEVELS | LLL_INFO, NULL);
+        return;
+    }
+    if (strstr(line, "User code denied connection")) {
+        /* a WebSocket refused by our own check, which logs why */
+        obx_debug("lws: %.*s", (int)n, line);
         return;
     }
     if (level == LLL_ERR && !first_lws_error[0])
@@ -222,7 +226,7 @@ static void read_query(struct lws *wsi, struct obx_http_request *req)
     }
 }
 
-static struct obx_http_request *request_new(struct obx_http_server *srv, struct lws *wsi)
+struct obx_http_request *http_request_new(struct obx_http_server *srv, struct lws *wsi)
 {
     char *uri = NULL;
     int uri_len = 0;
@@ -352,7 +356,7 @@ static int on_http(struct obx_http_server *srv, struct http_conn *c, struct lws 
 {
     conn_detach(c);
     c->wsi = wsi;
-    c->req = request_new(srv, wsi);
+    c->req = http_request_new(srv, wsi);
     if (!c->req)
         return -1;
     c->req->conn = c;
@@ -593,8 +597,7 @@ static void drain_done(struct obx_http_server *srv)
 /* A last answer on a connection lws is about to close, written straight to the socket (or its
  * TLS session): {"error": message}, then "connection: close". What the client still sends is
  * read and dropped, so that the close does not reset the connection before the answer is read. */
-static void answer_before_close(struct lws *wsi, int status, const char *reason, const char *fmt,
-                                ...)
+void http_answer_before_close(struct lws *wsi, int status, const char *reason, const char *fmt, ...)
 {
     int fd = lws_get_socket_fd(wsi);
     if (fd < 0)
@@ -706,6 +709,9 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (srv)
             drain_done(srv);
         return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* A WebSocket upgrade without a subprotocol of ours lands on this, the default one. */
+        return http_ws_refuse_unknown(wsi);
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
@@ -726,11 +732,12 @@ static int not_http_callback(struct lws *wsi, enum lws_callback_reasons reason, 
     case LWS_CALLBACK_RAW_WRITEABLE: {
         struct obx_http_server *srv = lws_context_user(lws_get_context(wsi));
         if (srv && srv->cfg.tls_cert_file && srv->cfg.tls_key_file && !lws_is_ssl(wsi))
-            answer_before_close(wsi, 400, "Bad Request",
-                                "this port speaks HTTPS: the request was sent as plain HTTP");
+            http_answer_before_close(wsi, 400, "Bad Request",
+                                     "this port speaks HTTPS: the request was sent as plain HTTP");
         else
-            answer_before_close(wsi, 400, "Bad Request",
-                                "not an HTTP/1.1 request: the request line has no known method");
+            http_answer_before_close(
+                wsi, 400, "Bad Request",
+                "not an HTTP/1.1 request: the request line has no known method");
         return -1;
     }
     default:
@@ -774,8 +781,27 @@ static const struct lws_protocols protocols[] = {
      * connection to "http": the same size, so "http" always finds a whole (zeroed) http_conn. */
     {"not-http", not_http_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
     {"listener", listener_callback, sizeof(struct http_conn), 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+
+/* An idle WebSocket is pinged after this long, and closed when nothing came back for the second;
+ * the browser answers pings by itself. */
+static const lws_retry_bo_t ws_idle_policy = {.secs_since_valid_ping = 30,
+                                              .secs_since_valid_hangup = 75};
+
+struct http_ws_server *http_server_ws(struct obx_http_server *srv)
+{
+    return srv->ws;
+}
+
+const struct obx_http_server_config *http_server_config(const struct obx_http_server *srv)
+{
+    return &srv->cfg;
+}
+
+void http_server_wake(struct obx_http_server *srv)
+{
+    lws_cancel_service(srv->ctx);
+}
 
 static int listen_start(struct obx_http_server *srv, struct obx_error *err)
 {
@@ -803,6 +829,12 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
     for (size_t i = 0; i < OBX_ARRAY_SIZE(srv->listen_fds); i++)
         srv->listen_fds[i] = -1;
     pthread_mutex_init(&srv->lock, NULL);
+    srv->ws = http_ws_server_new();
+    /* The table lives in the server: the WebSocket protocol's name is the configuration's. */
+    memcpy(srv->protocols, protocols, sizeof(protocols));
+    if (cfg->ws.protocol)
+        srv->protocols[OBX_ARRAY_SIZE(protocols)] = (struct lws_protocols){
+            cfg->ws.protocol, http_ws_callback, http_ws_pss_size(), 4096, 0, NULL, 0};
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -825,7 +857,8 @@ int obx_http_server_new(const struct obx_http_server_config *cfg, struct obx_htt
     memset(&info, 0, sizeof(info));
     info.vhost_name = "onlyboxes";
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* listen_start() binds */
-    info.protocols = protocols;
+    info.protocols = srv->protocols;
+    info.retry_and_idle_policy = &ws_idle_policy;
     info.timeout_secs = (unsigned)cfg->header_timeout_sec;
     info.options = LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
     info.listen_accept_role = "raw-skt";
@@ -1029,6 +1062,7 @@ void obx_http_server_free(struct obx_http_server *srv)
         return;
     if (srv->ctx)
         lws_context_destroy(srv->ctx); /* closes every connection: CLOSED_HTTP detaches */
+    http_ws_server_free(srv->ws);
     for (size_t i = 0; i < OBX_ARRAY_SIZE(srv->listen_fds); i++)
         obx_closep(&srv->listen_fds[i]);
     /* Completions that arrived after the loop stopped. */

@@ -100,6 +100,48 @@ struct obx_http_request {
 /* Runs on the service thread: must not block. Owns the completion reference. */
 typedef void (*obx_http_dispatch_fn)(struct obx_http_request *req, void *userdata);
 
+/* ---- WebSockets (http-ws.c) ----
+ * A server configured with a subprotocol name takes WebSocket upgrades that ask for it; the
+ * callbacks below see each connection. Every message is binary; a message is whole when a
+ * callback sees it (fragments are put together, up to max_message bytes: a larger one closes the
+ * connection with 1009). An idle connection is pinged, and closed when the pings go unanswered.
+ * Sends and closes may come from any thread: they are queued (at most max_pending bytes per
+ * connection) and written by the service thread. */
+struct obx_http_ws;
+
+struct obx_http_ws_config {
+    const char *protocol; /* the subprotocol clients ask for; NULL: no WebSockets */
+    size_t max_message;
+    size_t max_pending;
+    /* Service thread, before the handshake, with the upgrade request (its path, query, cookie,
+     * Origin and Host): 0 lets it go on, or an HTTP status (and *message, a static string) to
+     * answer instead. Must not block. */
+    int (*check)(void *userdata, const struct obx_http_request *req, const char **message);
+    /* Service thread: the connection is open. req (the upgrade request) stays valid and readable
+     * while the connection lives (obx_http_ws_request()). Must not block. */
+    void (*on_open)(void *userdata, struct obx_http_ws *ws);
+    /* Service thread: a whole message. Must not block. */
+    void (*on_message)(void *userdata, struct obx_http_ws *ws, const void *data, size_t len);
+    /* Service thread, once: the connection is gone (either side closed it, or the server stops);
+     * no message comes after it and sends are dropped. */
+    void (*on_closed)(void *userdata, struct obx_http_ws *ws);
+    void *userdata;
+};
+
+struct obx_http_ws *obx_http_ws_ref(struct obx_http_ws *ws);
+void obx_http_ws_unref(struct obx_http_ws *ws);
+/* The caller's own pointer for this connection (service thread, or under the caller's locks). */
+void obx_http_ws_set_user(struct obx_http_ws *ws, void *user);
+void *obx_http_ws_user(const struct obx_http_ws *ws);
+/* The upgrade request, for the connection's life. */
+const struct obx_http_request *obx_http_ws_request(const struct obx_http_ws *ws);
+/* Queues one binary message made of a one-byte type and data (copied); any thread. -ENOBUFS when
+ * more than max_pending bytes wait already (nothing is queued), -EPIPE once closed. */
+int obx_http_ws_send(struct obx_http_ws *ws, uint8_t type, const void *data, size_t len);
+/* Closes after what is queued, with a close code (4000-4999 are the application's) and a
+ * reason of at most 123 bytes; any thread, once (later calls do nothing). */
+void obx_http_ws_close(struct obx_http_ws *ws, int code, const char *reason);
+
 struct obx_http_server_config {
     const char *host; /* NULL or "" = every interface; else every address it resolves to */
     int port;         /* 0 = kernel-chosen */
@@ -122,6 +164,7 @@ struct obx_http_server_config {
      * the handler's refusal is its answer). */
     int64_t (*stream_body)(const struct obx_http_request *req, void *userdata);
     void *userdata;
+    struct obx_http_ws_config ws;
     /* Headers added to every response ({name, value} pairs ending with {NULL, NULL}), or NULL. */
     const char *const (*fixed_headers)[2];
 };

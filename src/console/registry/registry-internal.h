@@ -50,7 +50,7 @@ struct reg_node {
     uint64_t last_seen; /* monotonic ms */
     /* remote */
     struct reg_conn *conn;
-    bool ext_cancel, ext_output, ext_recovery, ext_files;
+    bool ext_cancel, ext_output, ext_recovery, ext_files, ext_pty;
     bool draining;          /* the worker said it is stopping: no new work for it */
     struct reg_call *calls; /* in flight on this node */
     struct reg_node *next;
@@ -183,7 +183,19 @@ void reg_route_set(struct obx_dispatch *d, const char *session_id, const char *n
 void reg_route_drop(struct obx_dispatch *d, const char *session_id);
 void reg_routes_keep_only(struct obx_dispatch *d, const char *node_id, char **keep, size_t n);
 
+/* registry-pty.c: live terminals (terminalPty) on remote workers, "pty". */
+/* The call's input (obx_call_input(), under the call's lock), as PtyInput frames. */
+void reg_pty_input(void *userdata, const struct obx_call_input *in);
+/* Lock held: a PtyOutput frame of conn's worker, to its call's output hook. */
+void reg_pty_output(struct obx_dispatch *d, struct reg_conn *conn, struct obx_rpc_pty_output *o);
+
 /* registry-remote.c */
+/* Lock held: n's call with that command id, or NULL. */
+struct reg_call *reg_call_find(struct reg_node *n, const char *id);
+/* Lock held on entry and exit, dropped meanwhile: runs the call's output hook while its end
+ * waits (deliver()). */
+void reg_call_output(struct obx_dispatch *d, struct reg_call *c, enum obx_stream stream,
+                     const void *data, size_t len);
 int reg_remote_start(struct obx_dispatch *d, struct obx_error *err);
 void reg_remote_stop(struct obx_dispatch *d);
 /* Event thread, without the lock: check a hello, register or refuse. */

@@ -25,9 +25,9 @@
 #define DEFAULT_MAX_INFLIGHT 4
 #define MAX_INFLIGHT_CAP 1024
 
-static char *const console_extensions[] = {OBX_RPC_EXT_CANCEL, OBX_RPC_EXT_OUTPUT,
+static char *const console_extensions[] = {OBX_RPC_EXT_CANCEL,   OBX_RPC_EXT_OUTPUT,
                                            OBX_RPC_EXT_RECOVERY, OBX_RPC_EXT_FILES,
-                                           OBX_RPC_EXT_DRAIN};
+                                           OBX_RPC_EXT_DRAIN,    OBX_RPC_EXT_PTY};
 
 static void conn_free(struct reg_conn *c)
 {
@@ -85,7 +85,7 @@ static void on_heartbeat(struct obx_dispatch *d, struct reg_conn *conn,
     reg_event_post(d, ev);
 }
 
-static struct reg_call *find_call(struct reg_node *n, const char *id)
+struct reg_call *reg_call_find(struct reg_node *n, const char *id)
 {
     for (struct reg_call *c = n->calls; c; c = c->next)
         if (strcmp(c->id, id) == 0)
@@ -100,7 +100,7 @@ static void on_result(struct obx_dispatch *d, struct reg_conn *conn, struct obx_
         obx_rpc_stream_close(conn->stream, OBX_RPC_INVALID_ARGUMENT, "command_id is required");
         return;
     }
-    struct reg_call *c = find_call(n, res->command_id);
+    struct reg_call *c = reg_call_find(n, res->command_id);
     if (!c || c->finished) {
         obx_debug("worker %s answered command %.40s, which is not waiting (ended already)", n->id,
                   res->command_id);
@@ -138,23 +138,38 @@ static void on_output(struct obx_dispatch *d, struct reg_conn *conn, struct obx_
         obx_rpc_stream_close(conn->stream, OBX_RPC_INVALID_ARGUMENT, "unsupported frame type");
         return;
     }
-    struct reg_call *c = find_call(n, o->command_id);
+    struct reg_call *c = reg_call_find(n, o->command_id);
     if (!c || c->finished || !c->call)
         return;
     struct obx_call *call = c->call;
+    if (o->stream != OBX_RPC_OUTPUT_LOG) {
+        if (o->data_len > 0)
+            reg_call_output(
+                d, c, o->stream == OBX_RPC_OUTPUT_STDERR ? OBX_STREAM_STDERR : OBX_STREAM_STDOUT,
+                o->data, o->data_len);
+        return;
+    }
     /* The hook runs without the lock; the call's end waits for it (deliver()). */
     c->hooks++;
     pthread_mutex_unlock(&d->lock);
-    if (o->stream == OBX_RPC_OUTPUT_LOG) {
-        if (call->on_log) {
-            _cleanup_free_ char *line = obx_xstrndup((const char *)o->data, o->data_len);
-            call->on_log(call->log_userdata, o->log_level, line);
-        }
-    } else if (call->on_output && o->data_len > 0) {
-        call->on_output(call->output_userdata,
-                        o->stream == OBX_RPC_OUTPUT_STDERR ? OBX_STREAM_STDERR : OBX_STREAM_STDOUT,
-                        (const char *)o->data, o->data_len);
+    if (call->on_log) {
+        _cleanup_free_ char *line = obx_xstrndup((const char *)o->data, o->data_len);
+        call->on_log(call->log_userdata, o->log_level, line);
     }
+    pthread_mutex_lock(&d->lock);
+    c->hooks--;
+    pthread_cond_broadcast(&d->cond);
+}
+
+void reg_call_output(struct obx_dispatch *d, struct reg_call *c, enum obx_stream stream,
+                     const void *data, size_t len)
+{
+    struct obx_call *call = c->call;
+    if (!call || !call->on_output)
+        return;
+    c->hooks++;
+    pthread_mutex_unlock(&d->lock);
+    call->on_output(call->output_userdata, stream, data, len);
     pthread_mutex_lock(&d->lock);
     c->hooks--;
     pthread_cond_broadcast(&d->cond);
@@ -171,7 +186,7 @@ static void on_file_frame(struct obx_dispatch *d, struct reg_conn *conn, struct 
         obx_rpc_stream_close(conn->stream, OBX_RPC_INVALID_ARGUMENT, "unsupported frame type");
         return;
     }
-    struct reg_call *c = find_call(n, chunk ? f->u.chunk.command_id : f->u.file_ack.command_id);
+    struct reg_call *c = reg_call_find(n, chunk ? f->u.chunk.command_id : f->u.file_ack.command_id);
     if (!c || c->finished)
         return; /* it ended already */
     if (!c->xfer) {
@@ -228,6 +243,9 @@ static void on_frame(void *userdata, struct obx_rpc_stream *s, struct obx_rpc_fr
             break;
         case OBX_RPC_OUTPUT:
             on_output(d, conn, &f->u.output);
+            break;
+        case OBX_RPC_PTY_OUTPUT:
+            reg_pty_output(d, conn, &f->u.pty_output);
             break;
         case OBX_RPC_FILE_CHUNK:
         case OBX_RPC_FILE_ACK:
@@ -533,6 +551,7 @@ void reg_remote_hello(struct obx_dispatch *d, struct reg_event *ev)
     n->ext_recovery = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_RECOVERY);
     n->ext_files = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_FILES);
     n->draining = false;
+    n->ext_pty = obx_rpc_has_extension(h->extensions, h->n_extensions, OBX_RPC_EXT_PTY);
     if (h->has_terminal_capacity) {
         n->max_sessions = h->max_active_sessions > 0 ? h->max_active_sessions : 0;
         n->active_sessions = h->active_session_count > 0 ? h->active_session_count : 0;

@@ -28,7 +28,8 @@
 #define ROUTE_SAVE_EVERY_MS 60000
 
 static const char *const embedded_caps[] = {
-    "echo", "pythonExec", "terminalExec", "terminalResource", "terminalFiles", "terminalSession"};
+    "echo",          "pythonExec",      "terminalExec", "terminalResource",
+    "terminalFiles", "terminalSession", "terminalPty"};
 
 /* ---- nodes ---- */
 
@@ -243,7 +244,7 @@ static bool is_terminal(const char *cap)
 {
     return strcmp(cap, "terminalexec") == 0 || strcmp(cap, "terminalresource") == 0 ||
            strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0 ||
-           strcmp(cap, "pythonexec") == 0;
+           strcmp(cap, "pythonexec") == 0 || strcmp(cap, "terminalpty") == 0;
 }
 
 /* Calls that may start a session, counted against a worker's session limit. */
@@ -256,7 +257,8 @@ static bool starts_sessions(const char *cap)
  * nowhere. */
 static bool session_only(const char *cap)
 {
-    return strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0;
+    return strcmp(cap, "terminalfiles") == 0 || strcmp(cap, "terminalsession") == 0 ||
+           strcmp(cap, "terminalpty") == 0;
 }
 
 /* The id a user gave, without the console's "obx:<account>:" scope. */
@@ -349,6 +351,12 @@ int obx_dispatch_acquire(struct obx_dispatch *d, const char *capability, json_t 
     bool only = session_only(c->capability);
     if (only && !route) {
         r = obx_error_set(err, ENOENT, OBX_ERR_SESSION_NOT_FOUND, "session not found");
+    } else if (only && routed && ci >= 0 && !routed->local &&
+               strcmp(c->capability, "terminalpty") == 0 && !routed->ext_pty) {
+        r = obx_error_set(err, ENOTSUP, OBX_ERR_UNSUPPORTED,
+                          "terminal session %s is on worker %s, which does not speak the \"pty\" "
+                          "extension of the worker protocol (an older worker)",
+                          session_name(sid), route->node_id);
     } else if (only && routed && ci < 0) {
         r = obx_error_set(err, ENOTSUP, OBX_ERR_UNSUPPORTED,
                           "terminal session %s is on worker %s, which does not provide %s (an "
@@ -506,6 +514,8 @@ void obx_dispatch_start(struct obx_dispatch_slot *slot, json_t *payload, struct 
     c->node->calls = c;
     pthread_mutex_unlock(&d->lock);
     /* Before anything is sent, so a cancel always finds its call. */
+    if (strcmp(c->capability, "terminalpty") == 0)
+        (void)obx_call_set_input(call, reg_pty_input, c);
     if (obx_call_set_canceller(call, remote_cancel, c) < 0) {
         obx_error_set(&err, ECANCELED, OBX_ERR_CANCELED, "the call was canceled");
         pthread_mutex_lock(&d->lock);
@@ -776,8 +786,10 @@ static void deliver(struct obx_dispatch *d, struct reg_call *c)
     }
     slot_return(d, c, keep);
     pthread_mutex_unlock(&d->lock);
-    if (!c->node->local && c->call)
+    if (!c->node->local && c->call) {
         obx_call_clear_canceller(c->call);
+        obx_call_clear_input(c->call);
+    }
     c->done(c->userdata, c->rc, ok ? TAKE_PTR(c->result) : NULL, &c->err);
     pthread_mutex_lock(&d->lock);
     call_free(d, c);

@@ -8,6 +8,9 @@ export const ROUTES = [
   { path: '/workers', name: 'workers', title: 'Workers', nav: true },
   { path: '/accounts', name: 'accounts', title: 'Accounts', nav: true, admin: true },
   { path: '/tokens', name: 'tokens', title: 'API tokens', nav: true },
+  { path: '/sessions', name: 'sessions', title: 'Sessions', nav: true },
+  { path: '/tasks', name: 'tasks', title: 'Tasks', nav: true },
+  { path: '/terminal', name: 'terminal', title: 'Terminal' },
   { path: '/tools/worker-startup', name: 'worker-tool', title: 'Worker startup', nav: true },
 ];
 
