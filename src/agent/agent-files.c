@@ -238,12 +238,14 @@ json_t *agent_file_request(struct agent *a, uint32_t id, const char *what, const
         json_decref(root);
         return NULL;
     }
-    if (strlen(json_string_value(p)) != json_string_length(p) ||
-        json_string_length(p) >= PATH_MAX) {
+    if (strlen(json_string_value(p)) != json_string_length(p)) {
         agent_send_error(a, id, OBX_ERR_INVALID_PAYLOAD,
-                         "%s: \"path\" must not contain NUL characters nor be longer than %d "
-                         "bytes",
-                         what, PATH_MAX - 1);
+                         "%s: \"path\" must not contain NUL characters", what);
+        json_decref(root);
+        return NULL;
+    }
+    if (json_string_length(p) >= PATH_MAX) { /* what open() would say of it */
+        agent_send_path_error(a, id, json_string_value(p), ENAMETOOLONG);
         json_decref(root);
         return NULL;
     }
