@@ -63,37 +63,23 @@ struct xfer {
 
 /* ---- answers ---- */
 
-/* The HTTP status of a failed call on a session or its files. */
-static int call_status(const char *code)
+/* {"error": message, "code": code} with the status the code answers (a session and its files
+ * are calls answered at once; a code the table does not know is a worker's failure: 502). */
+static void answer(struct obx_http_request *req, const char *code, const char *message)
 {
-    static const struct {
-        const char *code;
-        int status;
-    } own[] = {
-        {OBX_ERR_FILE_NOT_FOUND, 404},   {OBX_ERR_PATH_IS_DIRECTORY, 409},
-        {OBX_ERR_FILE_TOO_LARGE, 413},   {OBX_ERR_UNSUPPORTED, 501},
-        {OBX_ERR_EXECUTION_FAILED, 502},
-    };
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(own); i++)
-        if (obx_streq(code, own[i].code))
-            return own[i].status;
-    return obx_error_http_status(code, 502);
+    obx_http_respond_json(req, obx_error_http_status(code, 502),
+                          json_pack("{s:s, s:s}", "error", message, "code", code));
 }
 
-/* {"error": message, "code": code} with the status the code maps to. */
 static void answer_error(struct obx_http_request *req, const struct obx_error *err)
 {
-    const char *code = err->code[0] ? err->code : OBX_ERR_EXECUTION_FAILED;
-    obx_http_respond_json(req, call_status(code),
-                          json_pack("{s:s, s:s}", "error",
-                                    err->message[0] ? err->message : "the call failed", "code",
-                                    code));
+    answer(req, err->code[0] ? err->code : OBX_ERR_EXECUTION_FAILED,
+           err->message[0] ? err->message : "the call failed");
 }
 
 static void answer_bad(struct obx_http_request *req, const char *message)
 {
-    obx_http_respond_json(req, 400,
-                          json_pack("{s:s, s:s}", "error", message, "code", OBX_ERR_BAD_REQUEST));
+    answer(req, OBX_ERR_BAD_REQUEST, message);
 }
 
 /* ---- a session and its calls ---- */
@@ -767,8 +753,7 @@ static enum obx_route_result put_file(struct obx_route_ctx *ctx)
             obx_xasprintf("the file is %lld bytes; the console takes at most %d MiB per upload "
                           "(CONSOLE_MAX_UPLOAD_MB)",
                           (long long)length, ctx->console->cfg->max_upload_mb);
-        obx_http_respond_json(
-            ctx->req, 413, json_pack("{s:s, s:s}", "error", msg, "code", OBX_ERR_FILE_TOO_LARGE));
+        answer(ctx->req, OBX_ERR_FILE_TOO_LARGE, msg);
         return OBX_ROUTE_DONE;
     }
     json_t *mode = NULL;
