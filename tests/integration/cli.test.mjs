@@ -114,6 +114,12 @@ describe('onlyboxes mcp with a malformed setting', () => {
     });
   }
 
+  test('onlyboxes worker stops the same way (exit 2, the setting named), before it connects', () => {
+    const r = runCli(['worker'], { env: { WORKER_ID: 'w', WORKER_SECRET: 's', ONLYBOXES_MAX_SESSIONS: 'abc' } });
+    assert.equal(r.status, 2, describeRun(r));
+    assert.match(r.stderr, /^onlyboxes worker: ONLYBOXES_MAX_SESSIONS=abc is invalid: expected a whole number/m, describeRun(r));
+  });
+
   test('--help and doctor list ONLYBOXES_BWRAP_HOST_UIDS', () => {
     const help = runCli(['mcp', '--help']);
     assert.equal(help.status, 0, describeRun(help));
