@@ -64,10 +64,16 @@ int main(int argc, char **argv)
         return 2;
     }
     struct obx_error err = OBX_ERROR_INIT;
+    struct obx_worker_config cfg; /* the runtimes' settings, as onlyboxes reads them */
+    if (obx_worker_config_from_env(&cfg, &err) < 0) {
+        fprintf(stderr, "bench-box-start: %s\n", err.message);
+        return 2;
+    }
+    cfg.runtime = choice;
     _cleanup_free_ char *agent = obx_worker_find_agent(NULL, &err);
     struct obx_runtime *rt = NULL;
     char why[512];
-    if (!agent || obx_worker_pick_runtime(choice, agent, &rt, why, sizeof(why), &err) < 0) {
+    if (!agent || obx_worker_pick_runtime(&cfg, agent, &rt, why, sizeof(why), &err) < 0) {
         fprintf(stderr, "bench-box-start: %s\n", err.message);
         return 1;
     }

@@ -23,8 +23,13 @@ jobs="${OBX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 suite_start=$SECONDS
 current=""
 
+docker_bg_pid=""
 on_exit() {
     local rc=$?
+    # The background preparation of Docker (below) goes with a run that stops early.
+    if [[ -n "$docker_bg_pid" ]]; then
+        kill -- "-$docker_bg_pid" 2>/dev/null || true
+    fi
     if ((rc != 0)) && [[ -n "$current" ]]; then
         echo
         echo "test.sh: FAILED at stage '$current' (exit $rc) after $((SECONDS - suite_start)) s" >&2
@@ -143,7 +148,15 @@ docker_up() {
         docker_ok=0
         return 0
     fi
-    if bash scripts/docker-up.sh; then
+    local rc=0
+    if [[ -n "$docker_bg_pid" ]]; then
+        wait "$docker_bg_pid" || rc=$?
+        docker_bg_pid=""
+        cat build/docker-up.log
+    else
+        bash scripts/docker-up.sh || rc=$?
+    fi
+    if ((rc == 0)); then
         docker_ok=1
     else
         echo "test.sh: WARNING: no Docker daemon could be started; docker stages SKIPPED" >&2
@@ -172,6 +185,14 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 if [[ "${OBX_SKIP_DEPS:-}" != 1 ]]; then
     stage "install dependencies" install_deps
+fi
+# The Docker daemon and the work images take minutes on a fresh machine (debootstrap), mostly
+# waiting on the network and the disk: they are prepared in the background from here on, while
+# the stages below run, and the docker stage waits for them (its log: build/docker-up.log).
+if [[ "${OBX_SKIP_DOCKER:-}" != 1 ]]; then
+    mkdir -p build
+    setsid -w bash scripts/docker-up.sh >build/docker-up.log 2>&1 </dev/null &
+    docker_bg_pid=$!
 fi
 stage "clang-format" check_format
 stage "source checks" check_source

@@ -71,7 +71,9 @@ int obx_cmd_doctor(int argc, char **argv)
     }
     char why[1200] = "";
     err = (struct obx_error)OBX_ERROR_INIT;
-    if (obx_worker_pick_runtime(OBX_RUNTIME_BUBBLEWRAP, agent, &rt, why, sizeof(why), &err) == 0) {
+    struct obx_worker_config bwrap_cfg = cfg;
+    bwrap_cfg.runtime = OBX_RUNTIME_BUBBLEWRAP;
+    if (obx_worker_pick_runtime(&bwrap_cfg, agent, &rt, why, sizeof(why), &err) == 0) {
         char desc[768];
         rt->describe(rt, desc, sizeof(desc));
         printf("bubblewrap: ok: %s\n", desc);
@@ -81,7 +83,7 @@ int obx_cmd_doctor(int argc, char **argv)
     }
     err = (struct obx_error)OBX_ERROR_INIT;
     bool runtime_ok = false;
-    if (obx_worker_pick_runtime(cfg.runtime, agent, &rt, why, sizeof(why), &err) == 0) {
+    if (obx_worker_pick_runtime(&cfg, agent, &rt, why, sizeof(why), &err) == 0) {
         printf("runtime:    %s -> %s\n", why, rt->name);
         rt->free(rt);
         runtime_ok = agent != NULL;

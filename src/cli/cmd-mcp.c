@@ -2,7 +2,8 @@
 /*
  * `onlyboxes mcp --stdio`: the MCP server over stdio with an in-process worker. When no sandbox
  * runtime works, the server still starts and every tool that needs a box answers with the reason
- * and how to fix it, so the user sees it in their MCP client instead of a dead server.
+ * and how to fix it, so the user sees it in their MCP client instead of a dead server. A malformed
+ * setting is different: it stops the program before it reads stdin, naming the variable.
  */
 #include "cli-internal.h"
 
@@ -255,7 +256,13 @@ int obx_cmd_mcp(int argc, char **argv)
     local.mounts = mounts;
     local.n_mounts = n_mounts;
     struct mcp_settings settings;
-    if (obx_config_read(mcp_vars, OBX_ARRAY_SIZE(mcp_vars), &settings, &err) < 0) {
+    struct obx_worker_config wcfg;
+    /* The worker's settings are checked here too, before stdin is read: a malformed one stops
+     * the server (exit 2, as `onlyboxes console` for its own), while a runtime that does not
+     * work on this host only makes the tools say why, below. obx_cli_local_worker() reads the
+     * same environment again. */
+    if (obx_config_read(mcp_vars, OBX_ARRAY_SIZE(mcp_vars), &settings, &err) < 0 ||
+        obx_worker_config_from_env(&wcfg, &err) < 0) {
         fprintf(stderr, "onlyboxes mcp: %s\n", err.message);
         goto out;
     }

@@ -92,13 +92,15 @@ int obx_cmd_worker(int argc, char **argv)
         host++;
     }
     struct obx_worker_config wcfg;
-    struct obx_worker *w = NULL;
-    if (obx_worker_config_from_env(&wcfg, &err) == 0) {
-        if (local.runtime_set)
-            wcfg.runtime = local.runtime;
-        wcfg.console_host = host;
-        w = obx_worker_new(&wcfg, &err);
+    if (obx_worker_config_from_env(&wcfg, &err) < 0) { /* a malformed setting: as above */
+        fprintf(stderr, "onlyboxes worker: %s\n", err.message);
+        obx_worker_remote_config_done(&rcfg);
+        return 2;
     }
+    if (local.runtime_set)
+        wcfg.runtime = local.runtime;
+    wcfg.console_host = host;
+    struct obx_worker *w = obx_worker_new(&wcfg, &err);
     if (!w) {
         fprintf(stderr, "onlyboxes worker: %s\n", err.message);
         obx_worker_remote_config_done(&rcfg);

@@ -47,6 +47,9 @@
 #define OBX_ERR_BAD_GATEWAY "bad_gateway" /* a worker's answer that cannot be used */
 #define OBX_ERR_UNAVAILABLE "unavailable" /* the server cannot take more work now */
 #define OBX_ERR_STORAGE_FULL "storage_full"
+/* Refusals of the MCP HTTP transport (/mcp), before any JSON-RPC message is read. */
+#define OBX_ERR_NOT_ACCEPTABLE "not_acceptable"                 /* Accept admits neither answer */
+#define OBX_ERR_UNSUPPORTED_MEDIA_TYPE "unsupported_media_type" /* the body is not JSON */
 
 struct obx_error {
     int errnum;         /* positive errno-style number, 0 when unset */
@@ -67,11 +70,30 @@ int obx_error_set(struct obx_error *err, int errnum, const char *code, const cha
 /* Prefixes "context: " to the message; returns -errnum. */
 int obx_error_wrap(struct obx_error *err, const char *fmt, ...) OBX_PRINTF(2, 3);
 
-/* The one outward mapping of error codes (the table in error.c): the HTTP status a code answers
- * with (def for a code the table does not name), and the JSON-RPC error code where a code becomes
- * a JSON-RPC error (-32602 invalid params for bad input, else -32603 internal error). */
+/* Where a failure is answered. A few codes answer differently on the task API than on a call
+ * answered at once, as the original's API does; the exceptions are documented with the table in
+ * error.c. */
+enum obx_error_where {
+    OBX_ERROR_AT_CALL,     /* the REST routes, a session and its files: the table's status */
+    OBX_ERROR_AT_TASK,     /* a command or task no worker took, a terminal command that failed */
+    OBX_ERROR_AT_SNAPSHOT, /* the snapshot of a task that failed (POST /api/v1/tasks) */
+};
+
+/* The one outward mapping of error codes (the table in error.c). The HTTP status a code answers
+ * with where (def for a code the table does not name, and where an exception says so);
+ * obx_error_http_status() is where = OBX_ERROR_AT_CALL. */
+int obx_error_http_status_at(const char *code, enum obx_error_where where, int def);
 int obx_error_http_status(const char *code, int def);
+
+/* The JSON-RPC error code where a code becomes the error of a method (-32602 invalid params for
+ * bad input, -32600 for a request the transport refused, -32601 for a method that is not there,
+ * else -32603 internal error). */
 int obx_error_jsonrpc_code(const char *code);
+
+/* The JSON-RPC error code in the body of an MCP HTTP transport's own refusal (a 4xx or 5xx answer
+ * to /mcp, with the code's HTTP status): -32001 for a session that is not there, else -32000, as
+ * the MCP SDKs' transports answer and expect. */
+int obx_error_jsonrpc_transport_code(const char *code);
 
 /* "code: message", or either alone when the other is empty. Returns a pointer into buf. */
 const char *obx_error_text(const struct obx_error *err, char *buf, size_t size);

@@ -8,17 +8,6 @@
 
 int obx_sessions_api_status(const char *code)
 {
-    static const struct {
-        const char *code;
-        int status;
-    } own[] = {
-        {OBX_ERR_FILE_NOT_FOUND, 404},   {OBX_ERR_PATH_IS_DIRECTORY, 409},
-        {OBX_ERR_FILE_TOO_LARGE, 413},   {OBX_ERR_UNSUPPORTED, 501},
-        {OBX_ERR_EXECUTION_FAILED, 502},
-    };
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(own); i++)
-        if (obx_streq(code, own[i].code))
-            return own[i].status;
     return obx_error_http_status(code, 502);
 }
 

@@ -27,6 +27,7 @@
 #include "common/random.h"
 
 #define HOST_UIDS_ENV "ONLYBOXES_BWRAP_HOST_UIDS"
+/* OBX_SANDBOX_HOST_UIDS_DEFAULT, as numbers */
 #define DEFAULT_FIRST 1879048192u   /* 0x70000000 */
 #define DEFAULT_LAST 1879113727u    /* 65536 uids */
 #define UID_MAX_ALLOWED 2147483647u /* above 2^31 - 1 some programs and file systems misbehave */
@@ -169,27 +170,44 @@ static int prepare_lock(struct obx_error *err)
     return 0;
 }
 
+/* The configured range (NULL or "" for the default) into first and last. */
+static int parse_setting(const char *configured, uint32_t *first, uint32_t *last,
+                         struct obx_error *err)
+{
+    *first = DEFAULT_FIRST;
+    *last = DEFAULT_LAST;
+    if (obx_str_empty(configured) || parse_range(configured, first, last) == 0)
+        return 0;
+    return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
+                         "%s=%s is invalid: expected FIRST-LAST, two uids from 1 to %u with "
+                         "FIRST <= LAST",
+                         HOST_UIDS_ENV, configured, UID_MAX_ALLOWED);
+}
+
+int obx_sandbox_host_uids_check(const char *configured, struct obx_error *err)
+{
+    uint32_t first, last;
+    return parse_setting(configured, &first, &last, err);
+}
+
 int obx_bwrap_uids_init(struct obx_bwrap_runtime *b, const char *configured, struct obx_error *err)
 {
-    uint32_t first = DEFAULT_FIRST, last = DEFAULT_LAST;
+    uint32_t first, last;
     char shown[64];
-    if (!obx_str_empty(configured)) {
-        if (parse_range(configured, &first, &last) < 0)
-            return obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
-                                 "%s=%s is invalid: expected FIRST-LAST, two uids from 1 to %u "
-                                 "with FIRST <= LAST",
-                                 HOST_UIDS_ENV, configured, UID_MAX_ALLOWED);
+    int r = parse_setting(configured, &first, &last, err);
+    if (r < 0)
+        return r;
+    if (!obx_str_empty(configured))
         snprintf(shown, sizeof(shown), "%s", configured);
-    } else {
+    else
         snprintf(shown, sizeof(shown), "%u-%u (the default)", first, last);
-    }
     if (geteuid() != 0) {
         if (!obx_str_empty(configured))
             obx_debug("sandbox: %s applies to a root worker only; boxes run as uid %u",
                       HOST_UIDS_ENV, (unsigned)geteuid());
         return 0;
     }
-    int r = check_range(shown, first, last, err);
+    r = check_range(shown, first, last, err);
     if (r >= 0)
         r = prepare_lock(err);
     if (r < 0)

@@ -38,6 +38,15 @@ struct obx_sandbox_config {
     const char *host_uids;  /* ONLYBOXES_BWRAP_HOST_UIDS "FIRST-LAST"; NULL: the default range */
 };
 
+/* The host uids of a root worker's boxes when ONLYBOXES_BWRAP_HOST_UIDS is unset: a range no
+ * distribution, systemd or useradd hands out (0x70000000, 65536 uids). */
+#define OBX_SANDBOX_HOST_UIDS_DEFAULT "1879048192-1879113727"
+
+/* Checks the form of a host_uids setting (NULL or "" is the default), for a worker's settings to
+ * refuse a malformed one at start-up: -EINVAL with err naming ONLYBOXES_BWRAP_HOST_UIDS. Whether
+ * the range is free on this host is checked when a root worker's runtime starts. */
+int obx_sandbox_host_uids_check(const char *host_uids, struct obx_error *err);
+
 /* Checks that bubblewrap is installed and can create the namespaces we need, and prepares the
  * state directory. On failure err (code OBX_ERR_RUNTIME_UNAVAILABLE) says what is missing and how
  * to fix it. The caller frees the runtime with rt->free(rt). start/stop may be called from any

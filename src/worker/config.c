@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "docker/docker.h"
 #include "egress.h"
+#include "sandbox/sandbox.h"
 
 #define F(m) OBX_CONFIG_FIELD(struct obx_worker_config, m)
 #define MIB (1 << 20)
@@ -37,6 +38,10 @@ static const struct obx_config_var vars[] = {
      0, "address-space limit per process in a box, MiB"},
     {"ONLYBOXES_BOX_PIDS", NULL, OBX_CONFIG_INT, F(pids), "128", 8, 65536, 0, NULL, 0,
      "processes per box"},
+    /* No default here: unset, the sandbox takes its own range (and says so in its messages). */
+    {"ONLYBOXES_BWRAP_HOST_UIDS", NULL, OBX_CONFIG_STR, F(bwrap_host_uids), NULL, 0, 0, 0, NULL, 0,
+     "bubblewrap under a root worker: the host uids boxes run as, one per box, FIRST-LAST "
+     "(default " OBX_SANDBOX_HOST_UIDS_DEFAULT ")"},
     /* No default: the runtime's own (bubblewrap 512 MiB; docker ONLYBOXES_DOCKER_WORKSPACE_MB). */
     {"ONLYBOXES_BOX_WORKSPACE_MB", NULL, OBX_CONFIG_INT, F(workspace_bytes), NULL, 16, 65536, MIB,
      NULL, 0, "size of a box's /workspace, MiB (default: the runtime's, 512)"},
@@ -179,6 +184,8 @@ int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *
     if (cfg->warm_pool_max < cfg->warm_pool)
         cfg->warm_pool_max = cfg->warm_pool;
     int r2 = obx_worker_preload_check(cfg->python_preload, err);
+    if (r2 >= 0)
+        r2 = obx_sandbox_host_uids_check(cfg->bwrap_host_uids, err);
     if (r2 < 0)
         return r2;
     return egress_check(cfg, err);

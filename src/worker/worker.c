@@ -95,10 +95,11 @@ struct obx_runtime *obx_worker_docker_probe(bool for_auto, struct obx_error *err
     return obx_docker_runtime_new(&dcfg, err);
 }
 
-int obx_worker_pick_runtime(enum obx_runtime_choice choice, const char *agent_path,
+int obx_worker_pick_runtime(const struct obx_worker_config *cfg, const char *agent_path,
                             struct obx_runtime **ret, char *why, size_t why_size,
                             struct obx_error *err)
 {
+    enum obx_runtime_choice choice = cfg->runtime;
     struct obx_error derr = OBX_ERROR_INIT;
     if (choice != OBX_RUNTIME_BUBBLEWRAP) {
         /* The runtime's errors say how to start the daemon or get the image. */
@@ -118,7 +119,7 @@ int obx_worker_pick_runtime(enum obx_runtime_choice choice, const char *agent_pa
     }
     struct obx_sandbox_config scfg = {
         .agent_path = agent_path,
-        .host_uids = getenv("ONLYBOXES_BWRAP_HOST_UIDS"),
+        .host_uids = cfg->bwrap_host_uids,
     };
     struct obx_error berr = OBX_ERROR_INIT;
     struct obx_runtime *rt = obx_sandbox_runtime_new(&scfg, &berr);
@@ -270,7 +271,7 @@ struct obx_worker *obx_worker_new(const struct obx_worker_config *cfg, struct ob
     w->agent_path = obx_worker_find_agent(cfg->agent_path, err);
     char why[1200];
     if (!w->agent_path ||
-        obx_worker_pick_runtime(cfg->runtime, w->agent_path, &w->rt, why, sizeof(why), err) < 0) {
+        obx_worker_pick_runtime(cfg, w->agent_path, &w->rt, why, sizeof(why), err) < 0) {
         free(w->agent_path);
         free(w);
         return NULL;

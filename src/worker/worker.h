@@ -48,6 +48,9 @@ struct obx_worker_config {
      * obx_worker_mount_parse(); borrowed for the worker's life. */
     const struct obx_box_mount *mounts;
     size_t n_mounts;
+    /* ONLYBOXES_BWRAP_HOST_UIDS "FIRST-LAST": the host uids of a root worker's bubblewrap boxes;
+     * NULL: the sandbox's default range. */
+    const char *bwrap_host_uids;
 };
 
 /* Parses and checks one HOST_DIR:BOX_PATH[:ro|:rw] (read-only unless :rw). The host directory
@@ -98,10 +101,10 @@ void obx_worker_kill_all_boxes(void);
 /* The runtime the worker uses, and a line saying why it was chosen (for `doctor`). */
 struct obx_runtime *obx_worker_runtime(struct obx_worker *w);
 
-/* Resolves the runtime choice the way obx_worker_new() does, without starting a worker, with the
- * agent at agent_path (NULL when none was found). On success *ret is a runtime the caller frees
- * with rt->free(rt); why says what was tried. */
-int obx_worker_pick_runtime(enum obx_runtime_choice choice, const char *agent_path,
+/* Resolves cfg->runtime the way obx_worker_new() does, without starting a worker, with the
+ * runtimes' settings of cfg and the agent at agent_path (NULL when none was found). On success
+ * *ret is a runtime the caller frees with rt->free(rt); why says what was tried. */
+int obx_worker_pick_runtime(const struct obx_worker_config *cfg, const char *agent_path,
                             struct obx_runtime **ret, char *why, size_t why_size,
                             struct obx_error *err);
 

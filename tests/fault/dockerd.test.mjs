@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import {
   SYSTEM_DOCKER_SOCKET,
   WORK_IMAGE,
+  WORK_IMAGE_ENV,
   commandExists,
   containersLabelled,
   dockerUnavailable,
@@ -168,6 +169,7 @@ test('the Docker daemon stops under a live session, then comes back', { skip: wh
     DOCKER_HOST: `unix://${SOCK}`,
     ONLYBOXES_DOCKER_PULL: 'false',
     ONLYBOXES_WARM_POOL: '0',
+    ...WORK_IMAGE_ENV,
   };
   const srv = await startServer({ env });
   try {

@@ -217,8 +217,14 @@ export async function containersLabelled(socketPath, labels) {
 
 export const SYSTEM_DOCKER_SOCKET = (process.env.DOCKER_HOST || 'unix:///var/run/docker.sock').replace(/^unix:\/\//, '');
 
-/** The image the docker runtime uses for every box. */
+/** The slim work image (the default one carries the data libraries and is four times larger): a
+ * test that loads an image into a daemon of its own points the runtime at this one. */
 export const WORK_IMAGE = 'onlyboxes/work:bookworm';
+/** The settings that make every tool's box use WORK_IMAGE. */
+export const WORK_IMAGE_ENV = {
+  WORKER_PYTHON_EXEC_DOCKER_IMAGE: WORK_IMAGE,
+  WORKER_TERMINAL_EXEC_DOCKER_IMAGE: WORK_IMAGE,
+};
 
 export function commandExists(name) {
   try {

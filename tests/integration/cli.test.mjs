@@ -89,6 +89,49 @@ describe('onlyboxes call', () => {
   });
 });
 
+// A setting that does not parse stops `onlyboxes mcp` before it answers anything, as it stops
+// `onlyboxes console` and `worker`: the MCP client shows the server's exit and stderr to its user.
+describe('onlyboxes mcp with a malformed setting', () => {
+  const initialize = `${JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'initialize',
+    params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+  })}\n`;
+  for (const [name, value, why] of [
+    ['ONLYBOXES_MAX_SESSIONS', 'abc', /expected a whole number/],
+    ['ONLYBOXES_BWRAP_HOST_UIDS', 'abc', /expected FIRST-LAST/],
+    ['ONLYBOXES_BWRAP_HOST_UIDS', '2000-1000', /expected FIRST-LAST/],
+  ]) {
+    test(`${name}=${value} exits 2 naming it, without serving`, () => {
+      const r = runCli(['mcp', '--stdio'], { input: initialize, env: { [name]: value } });
+      assert.equal(r.status, 2, describeRun(r));
+      assert.equal(r.stdout, '', describeRun(r));
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, describeRun(r));
+      assert.match(lines[0], new RegExp(`^onlyboxes mcp: ${name}=${value} is invalid: `), describeRun(r));
+      assert.match(lines[0], why, describeRun(r));
+    });
+  }
+
+  test('onlyboxes worker stops the same way (exit 2, the setting named), before it connects', () => {
+    const r = runCli(['worker'], { env: { WORKER_ID: 'w', WORKER_SECRET: 's', ONLYBOXES_MAX_SESSIONS: 'abc' } });
+    assert.equal(r.status, 2, describeRun(r));
+    assert.match(r.stderr, /^onlyboxes worker: ONLYBOXES_MAX_SESSIONS=abc is invalid: expected a whole number/m, describeRun(r));
+  });
+
+  test('--help and doctor list ONLYBOXES_BWRAP_HOST_UIDS', () => {
+    const help = runCli(['mcp', '--help']);
+    assert.equal(help.status, 0, describeRun(help));
+    assert.match(help.stdout, /^ {2}ONLYBOXES_BWRAP_HOST_UIDS .*\n?.*FIRST-LAST/m, describeRun(help));
+    const doc = runCli(['doctor'], { env: { ONLYBOXES_BWRAP_HOST_UIDS: '1879048192-1879050000' } });
+    assert.match(doc.stdout, /^ {2}ONLYBOXES_BWRAP_HOST_UIDS=1879048192-1879050000$/m, describeRun(doc));
+    // and the sandbox of a root worker takes that range
+    if (process.getuid?.() === 0 && /^bubblewrap: ok/m.test(doc.stdout))
+      assert.match(doc.stdout, /^bubblewrap: ok: .*host uids 1879048192-1879050000, one per box/m, describeRun(doc));
+  });
+});
+
 // What a developer's MCP client does: run onlyboxes as an ordinary user, with bubblewrap (an
 // ordinary user cannot reach the Docker socket). Checked as the user `nobody`, after a root run
 // has made the cgroup directories a root worker uses (an ordinary user must not trip on them).

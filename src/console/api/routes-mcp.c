@@ -482,15 +482,18 @@ static json_t *body_request_id(const struct obx_http_request *req)
     return json_is_string(id) || json_is_integer(id) ? json_incref(id) : NULL;
 }
 
-static void respond_rpc_error(struct obx_http_request *req, int status, int code, const char *msg)
+/* A refusal of the transport: the status of code (common/error.h's table) with a JSON-RPC error
+ * response, whose error code is the one MCP clients' transports expect. */
+static void respond_rpc_error(struct obx_http_request *req, const char *code, const char *msg)
 {
     /* msg may quote a header, and a header is any bytes: json_pack() would refuse invalid UTF-8
      * (a NULL body, which aborts), so the text goes through obx_json_string_bytes(). An answer to
      * a request carries its id. */
     json_t *id = req->method == OBX_HTTP_POST ? body_request_id(req) : NULL;
-    obx_http_respond_json(req, status,
+    obx_http_respond_json(req, obx_error_http_status(code, 500),
                           json_pack("{s:s, s:{s:i, s:o}, s:o}", "jsonrpc", "2.0", "error", "code",
-                                    code, "message", obx_json_string_bytes(msg, strlen(msg)), "id",
+                                    obx_error_jsonrpc_transport_code(code), "message",
+                                    obx_json_string_bytes(msg, strlen(msg)), "id",
                                     id ? id : json_null()));
 }
 
@@ -523,7 +526,7 @@ static void exchange_finish(struct exchange *x)
             add_session_header(x);
         } else if (gone) {
             /* The session was terminated while the request ran: it got no answer. */
-            respond_rpc_error(x->req, 404, -32001, MSG_SESSION_NOT_FOUND);
+            respond_rpc_error(x->req, OBX_ERR_SESSION_NOT_FOUND, MSG_SESSION_NOT_FOUND);
         } else {
             obx_http_respond_empty(x->req, 202); /* notifications and responses only */
         }
@@ -649,23 +652,34 @@ static void respond_raw_error(struct obx_http_request *req, int status, char *bo
     obx_http_respond_raw(req, status, "application/json", body, strlen(body));
 }
 
-static enum obx_route_result mcp_post(struct obx_route_ctx *ctx, struct obx_console_mcp *m,
-                                      const char *account)
+/* The steps of a POST below (its headers checked, then parse → validate → act on its body), and
+ * mcp_post() that runs them. */
+
+/* Validate: the headers a POST must have before its body is looked at; false after answering
+ * 406 or 415. */
+static bool post_headers_ok(struct obx_http_request *req)
 {
-    struct obx_http_request *req = ctx->req;
     bool json_ok = !req->accept || obx_console_accepts(req->accept, "application/json");
     bool sse_ok = req->accept && obx_console_accepts(req->accept, "text/event-stream");
     if (!json_ok && !sse_ok) {
-        respond_rpc_error(req, 406, -32000,
+        respond_rpc_error(req, OBX_ERR_NOT_ACCEPTABLE,
                           "Not Acceptable: Client must accept application/json and "
                           "text/event-stream");
-        return OBX_ROUTE_DONE;
+        return false;
     }
     if (!json_content(req->content_type)) {
-        respond_rpc_error(req, 415, -32000,
+        respond_rpc_error(req, OBX_ERR_UNSUPPORTED_MEDIA_TYPE,
                           "Unsupported Media Type: Content-Type must be application/json");
-        return OBX_ROUTE_DONE;
+        return false;
     }
+    return true;
+}
+
+/* Parse: the body's era and kind, by the MCP core, with the headers that carry a modern
+ * request's metadata. */
+static void post_classify(struct obx_console_mcp *m, struct obx_http_request *req,
+                          struct obx_mcp_inbound *ret)
+{
     struct obx_mcp_http_meta meta = {
         .protocol_version = req->mcp_protocol,
         .method = req->mcp_method,
@@ -673,67 +687,107 @@ static enum obx_route_result mcp_post(struct obx_route_ctx *ctx, struct obx_cons
         .param = param_header,
         .userdata = req,
     };
-    struct obx_mcp_inbound in;
-    obx_mcp_inbound_classify(m->srv, req->body, req->body_len, &meta, &in);
-    if (in.kind == OBX_MCP_INBOUND_REJECT) {
-        respond_raw_error(req, in.status, TAKE_PTR(in.error));
-        return OBX_ROUTE_DONE;
+    obx_mcp_inbound_classify(m->srv, req->body, req->body_len, &meta, ret);
+}
+
+/* Validate: false after answering the core's refusal, or 400 for a legacy request whose
+ * MCP-Protocol-Version header names a version this server does not speak. */
+static bool post_inbound_ok(struct obx_http_request *req, struct obx_mcp_inbound *in)
+{
+    if (in->kind == OBX_MCP_INBOUND_REJECT) {
+        respond_raw_error(req, in->status, TAKE_PTR(in->error));
+        return false;
     }
-    bool modern = in.kind == OBX_MCP_INBOUND_MODERN;
-    if (!modern && req->mcp_protocol && in.legacy_version < 0) {
+    if (in->kind != OBX_MCP_INBOUND_MODERN && req->mcp_protocol && in->legacy_version < 0) {
         _cleanup_free_ char *msg = obx_xasprintf(
             "Bad Request: Unsupported protocol version: %.64s (supported versions: %s, and "
             "2026-07-28 with the version in each request's _meta)",
             req->mcp_protocol, obx_mcp_versions_text());
-        respond_rpc_error(req, 400, -32000, msg);
+        respond_rpc_error(req, OBX_ERR_BAD_REQUEST, msg);
+        return false;
+    }
+    return true;
+}
+
+/* Act: a modern request, or a legacy one without Mcp-Session-Id, on a session of its own (a
+ * modern request ignores any Mcp-Session-Id). */
+static enum obx_route_result post_stateless(struct obx_console_mcp *m, struct obx_http_request *req,
+                                            const char *account, const struct obx_mcp_inbound *in)
+{
+    bool modern = in->kind == OBX_MCP_INBOUND_MODERN;
+    struct entry *e = stateless_create(m, account);
+    if (!e) {
+        respond_rpc_error(req, OBX_ERR_UNAVAILABLE,
+                          "Service Unavailable: too many MCP requests in flight for this "
+                          "account; wait for some to finish");
         return OBX_ROUTE_DONE;
     }
-    struct entry *e = NULL;
-    if (modern || (!req->mcp_session_id && in.kind == OBX_MCP_INBOUND_LEGACY)) {
-        /* Served on a session of its own; a modern request ignores any Mcp-Session-Id. */
-        e = stateless_create(m, account);
-        if (!e) {
-            respond_rpc_error(req, 503, -32000,
-                              "Service Unavailable: too many MCP requests in flight for this "
-                              "account; wait for some to finish");
-            return OBX_ROUTE_DONE;
-        }
-        if (!modern)
-            obx_mcp_session_assume(e->s, in.legacy_version >= 0
-                                             ? req->mcp_protocol
-                                             : "2025-03-26"); /* the spec's default */
-        exchange_run(m, req, e, modern, NULL);
-        return OBX_ROUTE_ASYNC;
-    }
-    if (!req->mcp_session_id) { /* initialize */
-        e = session_create(m, account, NULL, false);
-        if (!e) {
-            respond_rpc_error(req, 503, -32000,
-                              "Service Unavailable: too many MCP sessions in use; end one "
-                              "(HTTP DELETE) or try again later");
-            return OBX_ROUTE_DONE;
-        }
-        char id[SESSION_ID_LEN + 1];
-        snprintf(id, sizeof(id), "%s", e->id);
-        pthread_mutex_lock(&m->lock);
-        e->refs++; /* the exchange's, besides ours */
-        pthread_mutex_unlock(&m->lock);
-        exchange_run(m, req, e, false, id);
-        bool ok = obx_mcp_session_initialized(e->s);
-        if (ok)
-            obx_debug("mcp: new session for account %s", account);
-        session_publish(m, e, ok);
-        entry_unref(m, e);
-        return OBX_ROUTE_ASYNC;
-    }
-    e = session_find(m, req->mcp_session_id, account, true,
-                     in.legacy_version >= 0 ? req->mcp_protocol : NULL);
+    if (!modern)
+        obx_mcp_session_assume(e->s, in->legacy_version >= 0
+                                         ? req->mcp_protocol
+                                         : "2025-03-26"); /* the spec's default */
+    exchange_run(m, req, e, modern, NULL);
+    return OBX_ROUTE_ASYNC;
+}
+
+/* Act: initialize without Mcp-Session-Id opens a session, visible to lookups once it
+ * succeeded. */
+static enum obx_route_result post_initialize(struct obx_console_mcp *m,
+                                             struct obx_http_request *req, const char *account)
+{
+    struct entry *e = session_create(m, account, NULL, false);
     if (!e) {
-        respond_rpc_error(req, 404, -32001, MSG_SESSION_NOT_FOUND);
+        respond_rpc_error(req, OBX_ERR_UNAVAILABLE,
+                          "Service Unavailable: too many MCP sessions in use; end one "
+                          "(HTTP DELETE) or try again later");
+        return OBX_ROUTE_DONE;
+    }
+    char id[SESSION_ID_LEN + 1];
+    snprintf(id, sizeof(id), "%s", e->id);
+    pthread_mutex_lock(&m->lock);
+    e->refs++; /* the exchange's, besides ours */
+    pthread_mutex_unlock(&m->lock);
+    exchange_run(m, req, e, false, id);
+    bool ok = obx_mcp_session_initialized(e->s);
+    if (ok)
+        obx_debug("mcp: new session for account %s", account);
+    session_publish(m, e, ok);
+    entry_unref(m, e);
+    return OBX_ROUTE_ASYNC;
+}
+
+/* Act: a request in the session its Mcp-Session-Id names (resumed when this console minted the
+ * id for the account but no longer holds it). */
+static enum obx_route_result post_in_session(struct obx_console_mcp *m,
+                                             struct obx_http_request *req, const char *account,
+                                             const struct obx_mcp_inbound *in)
+{
+    struct entry *e = session_find(m, req->mcp_session_id, account, true,
+                                   in->legacy_version >= 0 ? req->mcp_protocol : NULL);
+    if (!e) {
+        respond_rpc_error(req, OBX_ERR_SESSION_NOT_FOUND, MSG_SESSION_NOT_FOUND);
         return OBX_ROUTE_DONE;
     }
     exchange_run(m, req, e, false, NULL);
     return OBX_ROUTE_ASYNC;
+}
+
+static enum obx_route_result mcp_post(struct obx_route_ctx *ctx, struct obx_console_mcp *m,
+                                      const char *account)
+{
+    struct obx_http_request *req = ctx->req;
+    if (!post_headers_ok(req))
+        return OBX_ROUTE_DONE;
+    struct obx_mcp_inbound in;
+    post_classify(m, req, &in);
+    if (!post_inbound_ok(req, &in))
+        return OBX_ROUTE_DONE;
+    if (in.kind == OBX_MCP_INBOUND_MODERN ||
+        (!req->mcp_session_id && in.kind == OBX_MCP_INBOUND_LEGACY))
+        return post_stateless(m, req, account, &in);
+    if (!req->mcp_session_id)
+        return post_initialize(m, req, account);
+    return post_in_session(m, req, account, &in);
 }
 
 static enum obx_route_result mcp_delete(struct obx_route_ctx *ctx, struct obx_console_mcp *m,
@@ -741,7 +795,8 @@ static enum obx_route_result mcp_delete(struct obx_route_ctx *ctx, struct obx_co
 {
     struct obx_http_request *req = ctx->req;
     if (!req->mcp_session_id) {
-        respond_rpc_error(req, 400, -32000, "Bad Request: Mcp-Session-Id header is required");
+        respond_rpc_error(req, OBX_ERR_BAD_REQUEST,
+                          "Bad Request: Mcp-Session-Id header is required");
         return OBX_ROUTE_DONE;
     }
     struct entry *e = session_find(m, req->mcp_session_id, account, false, NULL);
@@ -766,7 +821,7 @@ static enum obx_route_result mcp_delete(struct obx_route_ctx *ctx, struct obx_co
             return OBX_ROUTE_DONE;
         }
     }
-    respond_rpc_error(req, 404, -32001, MSG_SESSION_NOT_FOUND);
+    respond_rpc_error(req, OBX_ERR_SESSION_NOT_FOUND, MSG_SESSION_NOT_FOUND);
     return OBX_ROUTE_DONE;
 }
 
@@ -818,7 +873,7 @@ static enum obx_route_result mcp_route(struct obx_route_ctx *ctx)
     struct obx_http_request *req = ctx->req;
     const char *why = check_origin(m, req);
     if (why) {
-        respond_rpc_error(req, 403, -32000, why);
+        respond_rpc_error(req, OBX_ERR_FORBIDDEN, why);
         return OBX_ROUTE_DONE;
     }
     const char *account = TEST_ACCOUNT;
@@ -841,7 +896,7 @@ static enum obx_route_result mcp_route(struct obx_route_ctx *ctx)
         return mcp_delete(ctx, m, account);
     default:
         /* No server-initiated stream: every message answers a POST (GET may be 405). */
-        respond_rpc_error(req, 405, -32000, "Method Not Allowed");
+        respond_rpc_error(req, OBX_ERR_METHOD_NOT_ALLOWED, "Method Not Allowed");
         obx_http_response_add_header(req, "allow", "POST, DELETE");
         return OBX_ROUTE_DONE;
     }

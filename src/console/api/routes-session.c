@@ -70,10 +70,16 @@ static void answer_error(struct obx_http_request *req, const struct obx_error *e
     obx_http_respond_json(req, status, body);
 }
 
+static void answer(struct obx_http_request *req, const char *code, const char *message)
+{
+    struct obx_error err = {0};
+    obx_error_set(&err, 0, code, "%s", message);
+    answer_error(req, &err);
+}
+
 static void answer_bad(struct obx_http_request *req, const char *message)
 {
-    obx_http_respond_json(req, 400,
-                          json_pack("{s:s, s:s}", "error", message, "code", OBX_ERR_BAD_REQUEST));
+    answer(req, OBX_ERR_BAD_REQUEST, message);
 }
 
 /* ---- a session and its calls ---- */
@@ -682,8 +688,7 @@ static enum obx_route_result put_file(struct obx_route_ctx *ctx)
             obx_xasprintf("the file is %lld bytes; the console takes at most %d MiB per upload "
                           "(CONSOLE_MAX_UPLOAD_MB)",
                           (long long)length, ctx->console->cfg->max_upload_mb);
-        obx_http_respond_json(
-            ctx->req, 413, json_pack("{s:s, s:s}", "error", msg, "code", OBX_ERR_FILE_TOO_LARGE));
+        answer(ctx->req, OBX_ERR_FILE_TOO_LARGE, msg);
         return OBX_ROUTE_DONE;
     }
     json_t *mode = NULL;

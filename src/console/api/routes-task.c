@@ -121,9 +121,7 @@ static void respond_task(struct obx_http_request *req, const struct obx_task *t)
     } else if (obx_streq(t->status, "canceled")) {
         status = 409;
     } else {
-        status = obx_error_http_status(t->error_code, 502);
-        if (status == 409 || status == 504 || status == 404 || status == 400)
-            status = 502; /* a failed task answers as the original: only availability maps */
+        status = obx_error_http_status_at(t->error_code, OBX_ERROR_AT_SNAPSHOT, 502);
     }
     obx_http_respond_json(req, status, snap);
 }
@@ -178,7 +176,7 @@ static void respond_terminal(struct obx_http_request *req, const struct obx_task
     }
     const char *msg =
         t->error_message && t->error_message[0] ? t->error_message : "terminal command failed";
-    obx_http_respond_error(req, obx_error_http_status(t->error_code, 502),
+    obx_http_respond_error(req, obx_error_http_status_at(t->error_code, OBX_ERROR_AT_TASK, 502),
                            fixed_message(t->error_code, msg));
 }
 
@@ -283,7 +281,7 @@ static enum step create(struct obx_route_ctx *ctx, const struct submit *s, json_
     if (r == 0)
         return STEP_TASK;
     if (!t->id[0]) { /* no worker took it */
-        obx_http_respond_error(ctx->req, obx_error_http_status(err.code, 503),
+        obx_http_respond_error(ctx->req, obx_error_http_status_at(err.code, OBX_ERROR_AT_TASK, 503),
                                fixed_message(err.code, err.message));
         return STEP_ANSWERED;
     }
@@ -570,7 +568,7 @@ static enum obx_route_result echo_command(struct obx_route_ctx *ctx)
     struct obx_dispatch_slot *slot = NULL;
     struct obx_error err = OBX_ERROR_INIT;
     if (obx_dispatch_acquire(c->dispatch, "echo", payload, &slot, &err) < 0) {
-        obx_http_respond_error(ctx->req, obx_error_http_status(err.code, 503),
+        obx_http_respond_error(ctx->req, obx_error_http_status_at(err.code, OBX_ERROR_AT_TASK, 503),
                                obx_streq(err.code, "no_worker")
                                    ? "no online worker supports echo"
                                    : fixed_message(err.code, err.message));

@@ -55,8 +55,8 @@ describe('the original peers', () => {
     assert.deepEqual(fieldNumbers(originalDefinition, 'ConnectHello'), [1, 2, 3, 5, 6, 10, 11, 12]);
     assert.deepEqual(fieldNumbers(originalDefinition, 'ConnectRequest'), [1, 2, 3]);
     assert.deepEqual(fieldNumbers(originalDefinition, 'ConnectResponse'), [1, 2, 4]);
-    assert.deepEqual(fieldNumbers(fullDefinition, 'ConnectRequest'), [1, 2, 3, 100, 101, 102]);
-    assert.deepEqual(fieldNumbers(fullDefinition, 'ConnectResponse'), [1, 2, 4, 100, 101, 102]);
+    assert.deepEqual(fieldNumbers(fullDefinition, 'ConnectRequest'), [1, 2, 3, 100, 101, 102, 110]);
+    assert.deepEqual(fieldNumbers(fullDefinition, 'ConnectResponse'), [1, 2, 4, 100, 101, 102, 110]);
     assert.deepEqual(fieldNumbers(fullDefinition, 'ConnectHello').slice(-2), [100, 101]);
   });
 
