@@ -90,6 +90,11 @@ static void *remote_signal_main(void *arg)
     return NULL;
 }
 
+void obx_cli_handle_interrupts(void)
+{
+    obx_cli_handle_signals_with(remote_signal_main);
+}
+
 static struct obx_client *open_remote(struct obx_cli_target *t)
 {
     if (t->local.runtime_set) {
@@ -122,7 +127,7 @@ static struct obx_client *open_remote(struct obx_cli_target *t)
     pthread_mutex_lock(&signal_lock);
     signal_client = c;
     pthread_mutex_unlock(&signal_lock);
-    obx_cli_handle_signals_with(remote_signal_main);
+    obx_cli_handle_interrupts();
     return c;
 }
 

@@ -166,6 +166,7 @@ static void *signal_main(void *arg)
     int sig = 0;
     sigwait(set, &sig);
     obx_info("received %s; stopping every box", strsignal(sig));
+    obx_worker_control_unlink();
     obx_worker_kill_all_boxes();
     _exit(128 + sig);
     return NULL;

@@ -41,6 +41,7 @@ enum {
     OBX_OPT_MOUNT,
     OBX_OPT_EXPORT_DIR,
     OBX_OPT_RESET,
+    OBX_OPT_PID,
 };
 
 /* The struct option rows of the target options, for a command's table. */
@@ -101,8 +102,55 @@ struct obx_client *obx_cli_console_open(struct obx_cli_target *t, bool *ret_loca
 struct obx_client_conn;
 void obx_cli_watch_conn(struct obx_client_conn *x);
 
+/* SIGINT and SIGTERM interrupt the request on the connection obx_cli_watch_conn() names (and
+ * cancel a remote call's task); a second one exits at once. Call before any thread. */
+void obx_cli_handle_interrupts(void);
+
 /* The signal that interrupted a remote call (whose task was then canceled), or 0. */
 int obx_cli_interrupted(void);
+
+/* ---- what cp and sessions reach (cli-sessions.c) ---- */
+
+/* One server of the sessions and files API: a console, or the control socket of a local
+ * onlyboxes mcp. */
+struct obx_cli_api {
+    struct obx_client *client;
+    struct obx_client_conn *conn;
+    int pid; /* the local onlyboxes mcp; 0 for a console */
+};
+
+struct obx_cli_apis {
+    struct obx_cli_api *v; /* a console's, or the local processes' by pid */
+    size_t n;
+    bool local;
+    char where[108]; /* local: the directory of the control sockets */
+};
+
+/* Opens what cmd ("onlyboxes cp") reaches: the console of t, else every running local onlyboxes
+ * mcp of this user (only the one of pid, when pid is not 0). Returns 0, or after printing why
+ * not the exit status: 2 for a usage error and when there is nothing to reach, 1 when the
+ * console refused or no local process answered. Installs the signal handling. */
+int obx_cli_apis_open(struct obx_cli_target *t, const char *cmd, int pid, struct obx_cli_apis *ret);
+void obx_cli_apis_close(struct obx_cli_apis *a);
+
+/* The server that has session sid: the console, or the one local process that has it (each is
+ * asked). NULL after printing why not, with *ret_status the exit status: 1 when none has it, 2
+ * when several have (--pid chooses). Ctrl-C interrupts the requests of what it returns. */
+struct obx_cli_api *obx_cli_apis_find(struct obx_cli_apis *a, const char *cmd, const char *sid,
+                                      int *ret_status);
+
+/* Parses --pid's value; -1 after printing why it is not a pid. */
+int obx_cli_pid_option(const char *cmd, const char *value);
+
+/* Ctrl-C interrupts a's requests from now on. */
+void obx_cli_api_use(struct obx_cli_api *a);
+
+/* "/api/v1/sessions/SID" + suffix into *ret (the caller frees it); -EINVAL for an id the API
+ * does not take. */
+int obx_cli_api_session_path(const char *sid, const char *suffix, char **ret);
+
+/* Prints a server's refusal ("onlyboxes: WHAT: ERROR (HTTP STATUS)"); returns 1. */
+int obx_cli_api_failed(const char *what, long status, const json_t *body);
 
 /* Parses a --runtime value; prints the error itself. */
 int obx_cli_runtime_option(const char *value, struct obx_cli_local *local);

@@ -293,8 +293,17 @@ int obx_cmd_mcp(int argc, char **argv)
         /* Without a directory to export to, the tool is not offered. */
         .hidden_tools = export_dir ? NULL : "exportFile",
     };
+    /* This process's sessions, for `onlyboxes cp` and `onlyboxes sessions` in other shells. */
+    struct obx_worker_control *ctl = NULL;
+    if (w && !(ctl = obx_worker_control_start(w, &err)))
+        obx_warn("no control socket (onlyboxes cp and sessions will not find this process's "
+                 "sessions): %s",
+                 err.message);
+    else if (ctl)
+        obx_debug("control socket: %s", obx_worker_control_path(ctl));
     struct obx_mcp_server *srv = obx_mcp_server_new(&cfg);
     int r = obx_mcp_stdio_run(srv, STDIN_FILENO, STDOUT_FILENO);
+    obx_worker_control_stop(ctl);
     obx_mcp_server_free(srv);
     obx_worker_free(w);
     rc = r < 0 ? 1 : 0;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Files to and from a console's sessions (PUT and GET /api/v1/sessions/:id/files): the body
- * streams from or to a file descriptor, so a file of any size costs a fixed amount of memory, with
- * progress reported as it goes. On the calling thread, interruptible like every request
- * (obx_client_conn_wake()).
+ * Files to and from a session's box (PUT and GET /api/v1/sessions/:id/files, on a console or a
+ * local onlyboxes mcp's control socket): the body streams from or to a file descriptor, so a
+ * file of any size costs a fixed amount of memory, with progress reported as it goes. On the
+ * calling thread, interruptible like every request (obx_client_conn_wake()).
  */
 #include "client-internal.h"
 
@@ -96,25 +96,16 @@ int obx_client_transfer(struct obx_client_conn *x, const char *method, const cha
     struct obx_client *c = x->client;
     CURL *h = x->easy;
     bool put = strcmp(method, "PUT") == 0;
-    _cleanup_free_ char *url = obx_xasprintf("%s%s", c->url, path);
     char errbuf[CURL_ERROR_SIZE] = "";
     struct xfer t = {.fd = fd,
                      .json = OBX_BUF_INIT(MAX_ANSWER_BYTES),
                      .progress = progress,
                      .userdata = userdata,
                      .total = size};
-    struct curl_slist *headers = curl_slist_append(NULL, c->auth_header);
-    headers = curl_slist_append(headers, "Expect:");
-    curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    struct curl_slist *headers = obx_client_setup(x, path);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)TRANSFER_CONNECT_MS);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)TRANSFER_LOW_SPEED_SEC);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "onlyboxes/" OBX_VERSION);
-    if (c->ca_file)
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     if (put) {
         curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
@@ -139,15 +130,14 @@ int obx_client_transfer(struct obx_client_conn *x, const char *method, const cha
         r = obx_error_set(err, ECANCELED, OBX_ERR_CANCELED, "interrupted");
     else if (r < 0)
         r = obx_error_set(err, EIO, OBX_CLIENT_ERR_UNREACHABLE,
-                          "cannot reach the console at %s: internal curl error", c->url);
+                          "cannot reach %s: internal curl error", c->who);
     else if (t.wfailed)
         r = obx_error_set(err, t.wfailed, OBX_ERR_EXECUTION_FAILED, "%s: %s",
                           put ? "cannot read the local file" : "cannot write the local file",
                           strerror(t.wfailed));
     else if (rc != CURLE_OK)
         r = obx_error_set(err, rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : ECONNREFUSED,
-                          OBX_CLIENT_ERR_UNREACHABLE,
-                          "the transfer with the console at %s failed: %s", c->url,
+                          OBX_CLIENT_ERR_UNREACHABLE, "the transfer with %s failed: %s", c->who,
                           errbuf[0] ? errbuf : curl_easy_strerror(rc));
     if (r == 0) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, ret_status);
@@ -155,9 +145,7 @@ int obx_client_transfer(struct obx_client_conn *x, const char *method, const cha
         if (ret_file)
             *ret_file = t.file;
     }
-    for (struct curl_slist *s = headers; s; s = s->next)
-        explicit_bzero(s->data, strlen(s->data));
-    curl_slist_free_all(headers);
+    obx_client_headers_free(headers);
     obx_buf_free(&t.json);
     return r;
 }

@@ -13,8 +13,10 @@ struct obx_client_link; /* one exec() in flight (client-task.c) */
 struct obx_client {
     struct obx_executor executor; /* first: the executor pointer is the client */
     char *url;                    /* base URL without trailing slashes */
-    char *auth_header;            /* "Authorization: Bearer ..."; never logged */
+    char *auth_header;            /* "Authorization: Bearer ..."; never logged; NULL locally */
     char *ca_file;
+    char *unix_socket; /* a local onlyboxes mcp's control socket, or NULL */
+    char *who;         /* "the console at URL", or the local process's name, for messages */
 
     pthread_mutex_t lock; /* guards the two fields below */
     struct obx_client_link *calls;
@@ -38,6 +40,11 @@ void obx_client_conn_done(struct obx_client_conn *x);
 
 /* One request, like obx_client_request(). timeout_ms bounds the whole exchange. When abortable,
  * it returns -ECANCELED as soon as the connection is cancelled (err untouched). */
+/* The headers every request sends (the token, when there is one) and the options that say where
+ * it goes; the caller frees the list with obx_client_headers_free(). */
+struct curl_slist *obx_client_setup(struct obx_client_conn *x, const char *path);
+void obx_client_headers_free(struct curl_slist *headers);
+
 int obx_client_conn_request(struct obx_client_conn *x, const char *method, const char *path,
                             const json_t *body, uint64_t timeout_ms, bool abortable,
                             long *ret_status, json_t **ret_body, struct obx_error *err);

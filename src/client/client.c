@@ -35,7 +35,8 @@ static bool has_control_chars(const char *s)
 
 struct obx_client *obx_client_new(const struct obx_client_config *cfg, struct obx_error *err)
 {
-    const char *url = cfg->url ? cfg->url : "";
+    bool local = !obx_str_empty(cfg->unix_socket);
+    const char *url = local ? "http://localhost" : cfg->url ? cfg->url : "";
     size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
                     : strncasecmp(url, "https://", 8) == 0 ? 8
                                                            : 0;
@@ -46,11 +47,11 @@ struct obx_client *obx_client_new(const struct obx_client_config *cfg, struct ob
                       url);
         return NULL;
     }
-    if (obx_str_empty(cfg->token)) {
+    if (!local && obx_str_empty(cfg->token)) {
         obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD, "no token for the console at %s", url);
         return NULL;
     }
-    if (has_control_chars(cfg->token)) {
+    if (!local && has_control_chars(cfg->token)) {
         obx_error_set(err, EINVAL, OBX_ERR_INVALID_PAYLOAD,
                       "the token for the console at %s contains spaces or control characters", url);
         return NULL;
@@ -64,8 +65,11 @@ struct obx_client *obx_client_new(const struct obx_client_config *cfg, struct ob
     while (n > scheme && url[n - 1] == '/')
         n--;
     c->url = obx_xstrndup(url, n);
-    c->auth_header = obx_xasprintf("Authorization: Bearer %s", cfg->token);
+    c->auth_header = local ? NULL : obx_xasprintf("Authorization: Bearer %s", cfg->token);
     c->ca_file = obx_str_empty(cfg->ca_file) ? NULL : obx_xstrdup(cfg->ca_file);
+    c->unix_socket = local ? obx_xstrdup(cfg->unix_socket) : NULL;
+    c->who = local ? obx_xstrdup(cfg->name ? cfg->name : cfg->unix_socket)
+                   : obx_xasprintf("the console at %s", c->url);
     pthread_mutex_init(&c->lock, NULL);
     return c;
 }
@@ -74,9 +78,12 @@ void obx_client_free(struct obx_client *c)
 {
     if (!c)
         return;
-    explicit_bzero(c->auth_header, strlen(c->auth_header));
+    if (c->auth_header)
+        explicit_bzero(c->auth_header, strlen(c->auth_header));
     free(c->auth_header);
     free(c->url);
+    free(c->unix_socket);
+    free(c->who);
     free(c->ca_file);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -179,29 +186,45 @@ int obx_client_conn_perform(struct obx_client_conn *x, bool abortable, CURLcode 
     return r;
 }
 
+struct curl_slist *obx_client_setup(struct obx_client_conn *x, const char *path)
+{
+    struct obx_client *c = x->client;
+    CURL *h = x->easy;
+    _cleanup_free_ char *url = obx_xasprintf("%s%s", c->url, path);
+    curl_easy_reset(h); /* keeps the open connection */
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "onlyboxes/" OBX_VERSION);
+    if (c->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    if (c->unix_socket)
+        curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->unix_socket);
+    struct curl_slist *headers = c->auth_header ? curl_slist_append(NULL, c->auth_header) : NULL;
+    return curl_slist_append(headers, "Expect:"); /* no 100-continue round trip */
+}
+
+void obx_client_headers_free(struct curl_slist *headers)
+{
+    /* The list holds the token: clear it before it goes back to the allocator. */
+    for (struct curl_slist *s = headers; s; s = s->next)
+        explicit_bzero(s->data, strlen(s->data));
+    curl_slist_free_all(headers);
+}
+
 int obx_client_conn_request(struct obx_client_conn *x, const char *method, const char *path,
                             const json_t *body, uint64_t timeout_ms, bool abortable,
                             long *ret_status, json_t **ret_body, struct obx_error *err)
 {
     struct obx_client *c = x->client;
     CURL *h = x->easy;
-    _cleanup_free_ char *url = obx_xasprintf("%s%s", c->url, path);
     _cleanup_free_ char *text = body ? obx_json_dumps(body) : NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
     struct response resp = {.body = OBX_BUF_INIT(MAX_RESPONSE_BYTES)};
-    struct curl_slist *headers = curl_slist_append(NULL, c->auth_header);
+    struct curl_slist *headers = obx_client_setup(x, path);
     headers = curl_slist_append(headers, "Accept: application/json");
-    headers = curl_slist_append(headers, "Expect:"); /* no 100-continue round trip */
-
-    curl_easy_reset(h); /* keeps the open connection */
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "onlyboxes/" OBX_VERSION);
-    if (c->ca_file)
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "GET") != 0) { /* a POST without a body still sends Content-Length: 0 */
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, text ? text : "");
@@ -218,23 +241,19 @@ int obx_client_conn_request(struct obx_client_conn *x, const char *method, const
     int r = obx_client_conn_perform(x, abortable, &rc);
     if (r == -EIO)
         r = obx_error_set(err, EIO, OBX_CLIENT_ERR_UNREACHABLE,
-                          "cannot reach the console at %s: internal curl error", c->url);
+                          "cannot reach %s: internal curl error", c->who);
     else if (r == 0 && resp.too_big)
         r = obx_error_set(err, E2BIG, OBX_CLIENT_ERR_CONSOLE,
-                          "the console at %s sent an answer larger than %u bytes", c->url,
-                          MAX_RESPONSE_BYTES);
+                          "%s sent an answer larger than %u bytes", c->who, MAX_RESPONSE_BYTES);
     else if (r == 0 && rc != CURLE_OK)
         r = obx_error_set(err, rc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT : ECONNREFUSED,
-                          OBX_CLIENT_ERR_UNREACHABLE, "cannot reach the console at %s: %s", c->url,
+                          OBX_CLIENT_ERR_UNREACHABLE, "cannot reach %s: %s", c->who,
                           errbuf[0] ? errbuf : curl_easy_strerror(rc));
     if (r == 0) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, ret_status);
         *ret_body = resp.body.len ? obx_json_parse(resp.body.data, resp.body.len, NULL) : NULL;
     }
-    /* The header list holds the token: clear it before it goes back to the allocator. */
-    for (struct curl_slist *s = headers; s; s = s->next)
-        explicit_bzero(s->data, strlen(s->data));
-    curl_slist_free_all(headers);
+    obx_client_headers_free(headers);
     obx_buf_free(&resp.body);
     return r;
 }
@@ -258,9 +277,8 @@ int obx_client_http_error(struct obx_client *c, long status, const json_t *body,
 {
     const char *msg = obx_json_get_str(body, "error", NULL);
     if (status == 401)
-        return obx_error_set(err, EACCES, OBX_CLIENT_ERR_UNAUTHORIZED,
-                             "the console at %s refused the token (%s)", c->url,
-                             msg ? msg : "401 Unauthorized");
+        return obx_error_set(err, EACCES, OBX_CLIENT_ERR_UNAUTHORIZED, "%s refused the token (%s)",
+                             c->who, msg ? msg : "401 Unauthorized");
     static const struct {
         long status;
         int errnum;
@@ -272,10 +290,10 @@ int obx_client_http_error(struct obx_client *c, long status, const json_t *body,
     };
     for (size_t i = 0; i < OBX_ARRAY_SIZE(map); i++)
         if (map[i].status == status)
-            return obx_error_set(err, map[i].errnum, map[i].code, "the console at %s: %s", c->url,
+            return obx_error_set(err, map[i].errnum, map[i].code, "%s: %s", c->who,
                                  msg ? msg : "request refused");
-    return obx_error_set(err, EPROTO, OBX_CLIENT_ERR_CONSOLE, "the console at %s answered %ld%s%s",
-                         c->url, status, msg ? ": " : "", msg ? msg : "");
+    return obx_error_set(err, EPROTO, OBX_CLIENT_ERR_CONSOLE, "%s answered %ld%s%s", c->who, status,
+                         msg ? ": " : "", msg ? msg : "");
 }
 
 int obx_client_check(struct obx_client *c, struct obx_error *err)

@@ -8,7 +8,8 @@
  * request_id), polls GET /api/v1/tasks/:id with a backoff while the task runs, and on
  * obx_call_cancel() posts /api/v1/tasks/:id/cancel, which stops the process on the worker.
  *
- * Errors name the console URL and never contain the token.
+ * Errors name the console URL and never contain the token. cp and sessions also reach a local
+ * `onlyboxes mcp` through its control socket with the same requests (unix_socket).
  */
 #ifndef OBX_CLIENT_CLIENT_H
 #define OBX_CLIENT_CLIENT_H
@@ -24,11 +25,17 @@ struct obx_client_config {
     const char *url;     /* http:// or https:// base URL of the console (a path prefix is kept) */
     const char *token;   /* bearer token */
     const char *ca_file; /* PEM CA bundle to verify an https console with; NULL = system store */
+    /* Instead of a console: the control socket of a local `onlyboxes mcp` (worker.h), which
+     * serves the sessions and files routes to its own user without a token; name says in
+     * messages whose it is ("onlyboxes mcp (pid 123)"). url is then "http://localhost". */
+    const char *unix_socket;
+    const char *name;
 };
 
 struct obx_client;
 
-/* Copies the configuration. Fails on a URL that is not http(s) or a missing token. */
+/* Copies the configuration. Fails on a URL that is not http(s) or a missing token (for a
+ * console). */
 struct obx_client *obx_client_new(const struct obx_client_config *cfg, struct obx_error *err);
 void obx_client_free(struct obx_client *c);
 

@@ -28,6 +28,10 @@ static inline int64_t obx_unix_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* RFC 3339 with the millisecond fraction trimmed and the local offset ("Z" in UTC), as Go prints a
+ * time.Time: what the APIs show for a time. out must hold 40 bytes. */
+void obx_time_rfc3339(int64_t unix_ms, char out[static 40]);
+
 /* Absolute CLOCK_MONOTONIC timespec for a monotonic-ms deadline (for pthread_cond_timedwait with a
  * condvar whose clock is CLOCK_MONOTONIC). */
 static inline struct timespec obx_ms_to_timespec(uint64_t ms)

@@ -122,6 +122,44 @@ int obx_worker_python_check(const struct obx_worker_config *cfg, char **ret_text
  * ../lib/onlyboxes/ relative to it. Caller frees. */
 char *obx_worker_find_agent(const char *configured, struct obx_error *err);
 
+/* ---- the control socket of `onlyboxes mcp` (local-control.c, control-dir.c) ---- */
+
+struct obx_worker_control;
+
+/* Serves the terminal sessions of w and their files to this user's other commands (`onlyboxes
+ * cp`, `onlyboxes sessions`) on the unix socket mcp-PID.sock in this user's control directory
+ * ($XDG_RUNTIME_DIR/onlyboxes when XDG_RUNTIME_DIR is a directory of the user's, else
+ * /tmp/onlyboxes-UID; made 0700, refused when another user owns it or may enter it). It speaks
+ * HTTP/1.1: the console's sessions and files routes (docs/console.md), to peers of this user
+ * only. One per process; NULL with err when it cannot serve (the caller goes on without). */
+struct obx_worker_control *obx_worker_control_start(struct obx_worker *w, struct obx_error *err);
+/* The socket's path; owned by c. */
+const char *obx_worker_control_path(const struct obx_worker_control *c);
+/* Stops serving (requests in progress are canceled), removes the socket and frees c. Before the
+ * worker goes. */
+void obx_worker_control_stop(struct obx_worker_control *c);
+/* For a process about to _exit on a signal: removes its socket. Any thread. */
+void obx_worker_control_unlink(void);
+
+#define OBX_WORKER_CONTROL_PEERS_MAX 64
+
+struct obx_worker_control_peer {
+    int pid;        /* the onlyboxes mcp process */
+    char path[108]; /* its socket */
+};
+
+struct obx_worker_control_peers {
+    size_t n;
+    struct obx_worker_control_peer v[OBX_WORKER_CONTROL_PEERS_MAX]; /* by pid */
+    char where[108]; /* the directory looked in, for messages */
+};
+
+/* Finds the sockets of this user's running `onlyboxes mcp` processes, in the directory
+ * obx_worker_control_start() serves in, removing those whose process is gone. Returns how many
+ * (none when the directory does not exist), or a negative errno with err saying why the
+ * directory is not used (another owner, a mode that lets others in). */
+int obx_worker_control_find(struct obx_worker_control_peers *ret, struct obx_error *err);
+
 /* ---- `onlyboxes worker`: serving a console over the worker protocol (remote.c) ---- */
 
 struct obx_worker_remote_config {

@@ -2,7 +2,8 @@
 // `onlyboxes cp` and `onlyboxes sessions` against a console, as a user types them: files and
 // directory trees into and out of a session (byte for byte, into a directory named with a
 // trailing slash), a progress bar on a terminal, the sessions listed, renewed and removed, and
-// the mistakes: a directory without -r, both or neither side in a session, no console at all.
+// the mistakes: a directory without -r, both or neither side in a session, no console and no
+// local onlyboxes mcp.
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -15,7 +16,11 @@ import { BIN, describeRun, runCli } from './lib.mjs';
 import { consoleEnv, startDeployment } from './remote-lib.mjs';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'obx-cli-files-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const noMcp = mkdtempSync(path.join(tmpdir(), 'obx-cli-files-run-'));
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(noMcp, { recursive: true, force: true });
+});
 
 describe('onlyboxes cp and sessions on a console', () => {
   let d, env;
@@ -77,9 +82,11 @@ describe('onlyboxes cp and sessions on a console', () => {
     assert.equal(r.status, 2);
     r = cli(['cp', 'only-one']);
     assert.equal(r.status, 2);
-    r = cli(['cp', 'a', 'cp:b'], { ONLYBOXES_CONSOLE: '' });
+    // Without a console: the local onlyboxes mcp processes, of which none runs with this runtime
+    // directory (cli-local-files.test.mjs has them).
+    r = cli(['cp', 'a', 'cp:b'], { ONLYBOXES_CONSOLE: '', XDG_RUNTIME_DIR: noMcp });
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /onlyboxes cp needs a console .* lives only inside the process that made it/);
+    assert.match(r.stderr, /onlyboxes cp: no onlyboxes mcp is running on this computer .* --console URL/);
     r = cli(['cp', 'a', 'cp:b'], { ONLYBOXES_TOKEN: 'wrong' });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /refused the token/);
@@ -124,8 +131,11 @@ describe('onlyboxes cp and sessions on a console', () => {
     assert.ok(!JSON.parse(r.stdout).items.some((s) => s.session_id === 'cp'));
     r = cli(['sessions', 'frobnicate']);
     assert.equal(r.status, 2);
-    r = cli(['sessions'], { ONLYBOXES_CONSOLE: '' });
+    r = cli(['sessions'], { ONLYBOXES_CONSOLE: '', XDG_RUNTIME_DIR: noMcp });
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /onlyboxes sessions needs a console/);
+    assert.match(r.stderr, /onlyboxes sessions: no onlyboxes mcp is running on this computer/);
+    r = cli(['sessions', 'ls', '--pid', '1']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--pid chooses a local onlyboxes mcp; it does not go with a console/);
   });
 });

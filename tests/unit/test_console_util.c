@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "common/clock.h"
 #include "console/auth/auth.h"
 #include "console/auth/ratelimit.h"
 #include "console/console-internal.h"
@@ -105,11 +106,11 @@ static void test_time_format(void **state)
     setenv("TZ", "UTC", 1);
     tzset();
     char out[40];
-    obx_console_format_time(1700000000123, out);
+    obx_time_rfc3339(1700000000123, out);
     assert_string_equal(out, "2023-11-14T22:13:20.123Z");
-    obx_console_format_time(1700000000100, out);
+    obx_time_rfc3339(1700000000100, out);
     assert_string_equal(out, "2023-11-14T22:13:20.1Z");
-    obx_console_format_time(1700000000000, out);
+    obx_time_rfc3339(1700000000000, out);
     assert_string_equal(out, "2023-11-14T22:13:20Z");
     obx_console_format_http_date(0, out);
     assert_string_equal(out, "Thu, 01 Jan 1970 00:00:00 GMT");

@@ -261,7 +261,7 @@ int obx_route_body_string(json_t *obj, const char *key, const char *def, const c
 json_t *obx_route_time(int64_t unix_ms)
 {
     char buf[40];
-    obx_console_format_time(unix_ms, buf);
+    obx_time_rfc3339(unix_ms, buf);
     return json_string(buf);
 }
 

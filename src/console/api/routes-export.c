@@ -347,7 +347,7 @@ int obx_console_export_run(struct obx_console *c, json_t *payload, struct obx_ca
     sign(c, id, expires, sig);
     _cleanup_free_ char *seg = url_segment(x.filename);
     char expires_at[40];
-    obx_console_format_time(x.expires_ms, expires_at);
+    obx_time_rfc3339(x.expires_ms, expires_at);
     *ret_result = json_pack("{s:o, s:s, s:I, s:s, s:s}", "download_url",
                             json_sprintf("%s/api/v1/exports/%s/%s?expires=%lld&signature=%s",
                                          e->base_url, id, seg, (long long)expires, sig),
@@ -381,7 +381,7 @@ static enum obx_route_result download(struct obx_route_ctx *ctx)
     }
     if (expires * 1000 <= obx_unix_ms()) {
         char at[40];
-        obx_console_format_time(expires * 1000, at);
+        obx_time_rfc3339(expires * 1000, at);
         _cleanup_free_ char *msg = obx_xasprintf(
             "this download link expired at %s; call exportFile again for a new one", at);
         obx_route_fail(ctx->req, OBX_ERR_GONE, msg);

@@ -15,17 +15,16 @@
  */
 #include "console/console-internal.h"
 
-#include <ctype.h>
 #include <strings.h>
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sessions-api.h"
 #include "console/util/console-util.h"
 
 #define SESSION_CALL_MS 30000
 #define WAIT_SLICE_MS 1000          /* transfers look at their cancellation this often */
 #define DOWNLOAD_PENDING (4u << 20) /* bytes of a download waiting for a slow client */
-#define PATH_MAX_BYTES 4095
 
 struct xfer;
 
@@ -63,18 +62,19 @@ struct xfer {
 
 /* ---- answers ---- */
 
-/* {"error": message, "code": code} with the status the code answers (a session and its files
- * are calls answered at once; a code the table does not know is a worker's failure: 502). */
-static void answer(struct obx_http_request *req, const char *code, const char *message)
-{
-    obx_http_respond_json(req, obx_error_http_status(code, 502),
-                          json_pack("{s:s, s:s}", "error", message, "code", code));
-}
-
+/* {"error": message, "code": code} with the status the code maps to. */
 static void answer_error(struct obx_http_request *req, const struct obx_error *err)
 {
-    answer(req, err->code[0] ? err->code : OBX_ERR_EXECUTION_FAILED,
-           err->message[0] ? err->message : "the call failed");
+    int status;
+    json_t *body = obx_sessions_api_error(err, &status);
+    obx_http_respond_json(req, status, body);
+}
+
+static void answer(struct obx_http_request *req, const char *code, const char *message)
+{
+    struct obx_error err = {0};
+    obx_error_set(&err, 0, code, "%s", message);
+    answer_error(req, &err);
 }
 
 static void answer_bad(struct obx_http_request *req, const char *message)
@@ -88,11 +88,7 @@ static void answer_bad(struct obx_http_request *req, const char *message)
 static char *scoped_session(struct obx_route_ctx *ctx)
 {
     const char *sid = ctx->params[0];
-    size_t n = strlen(sid);
-    bool ok = n > 0 && n <= 128;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = sid[i] > 0x20 && sid[i] < 0x7f;
-    if (!ok) {
+    if (!obx_sessions_api_id_valid(sid)) {
         answer_bad(ctx->req, "session_id must be 1 to 128 visible ASCII characters");
         return NULL;
     }
@@ -110,30 +106,6 @@ static int session_call(struct obx_console *c, const char *account, const char *
     int r = obx_dispatch_exec(c->dispatch, capability, payload, &call, ret, err);
     obx_call_done(&call);
     return r;
-}
-
-static json_t *time_or_null(int64_t ms)
-{
-    return ms > 0 ? obx_route_time(ms) : json_null();
-}
-
-/* A session as the API shows it; info is the worker's (NULL when it cannot say). */
-static json_t *session_json(const char *user_id, const char *node, const json_t *info,
-                            const char *status)
-{
-    json_t *j =
-        json_pack("{s:s, s:s, s:s}", "session_id", user_id, "worker", node, "status", status);
-    if (info) {
-        int64_t lease = obx_json_get_int(info, "lease_expires_unix_ms", 0);
-        json_object_set_new(j, "created_at",
-                            time_or_null(obx_json_get_int(info, "created_unix_ms", 0)));
-        json_object_set_new(j, "last_used_at",
-                            time_or_null(obx_json_get_int(info, "last_used_unix_ms", 0)));
-        json_object_set_new(j, "lease_expires_at", time_or_null(lease));
-        json_object_set_new(j, "lease_expires_unix_ms", json_integer(lease));
-        json_object_set_new(j, "busy", json_boolean(obx_json_get_bool(info, "busy", false)));
-    }
-    return j;
 }
 
 struct route_row {
@@ -239,9 +211,9 @@ static enum obx_route_result list_sessions(struct obx_route_ctx *ctx)
     json_t *items = json_array();
     for (size_t i = 0; i < rows.n; i++) {
         if ((int64_t)i >= offset && (int64_t)i < offset + page_size)
-            json_array_append_new(items,
-                                  session_json(rows.v[i].sid + strlen(prefix), rows.v[i].node,
-                                               rows.v[i].info, rows.v[i].status));
+            json_array_append_new(items, obx_sessions_api_session(rows.v[i].sid + strlen(prefix),
+                                                                  rows.v[i].node, rows.v[i].info,
+                                                                  rows.v[i].status));
         free(rows.v[i].sid);
         free(rows.v[i].node);
         json_decref(rows.v[i].info);
@@ -286,7 +258,8 @@ static enum obx_route_result session_action(struct obx_route_ctx *ctx, const cha
         char node[129] = "";
         struct route_row row = {.sid = sid, .node = node};
         obx_dispatch_sessions(ctx->console->dispatch, sid, session_node, &row);
-        obx_http_respond_json(ctx->req, 200, session_json(ctx->params[0], node, res, "active"));
+        obx_http_respond_json(ctx->req, 200,
+                              obx_sessions_api_session(ctx->params[0], node, res, "active"));
     }
     json_decref(res);
     return OBX_ROUTE_DONE;
@@ -318,7 +291,7 @@ static enum obx_route_result renew_session(struct obx_route_ctx *ctx)
 
 /* ---- files ---- */
 
-/* ?path=: required, no NUL, at most PATH_MAX_BYTES; NULL after answering 400. */
+/* ?path=: required, no NUL, at most OBX_SESSIONS_API_PATH_MAX; NULL after answering 400. */
 static const char *path_param(struct obx_route_ctx *ctx)
 {
     const char *path = obx_http_request_query(ctx->req, "path");
@@ -331,7 +304,7 @@ static const char *path_param(struct obx_route_ctx *ctx)
                              "session's working directory)");
         return NULL;
     }
-    if (strlen(path) > PATH_MAX_BYTES) {
+    if (strlen(path) > OBX_SESSIONS_API_PATH_MAX) {
         answer_bad(ctx->req, "path is longer than 4095 bytes");
         return NULL;
     }
@@ -466,53 +439,15 @@ static ssize_t upload_read(void *userdata, void *buf, size_t cap)
     }
 }
 
-/* RFC 6266: an ASCII fallback and the UTF-8 name percent-encoded. */
-static char *content_disposition(const char *path)
-{
-    const char *name = strrchr(path, '/');
-    name = name && name[1] ? name + 1 : path;
-    size_t n = strlen(name);
-    _cleanup_free_ char *ascii = obx_xmalloc(n + 1);
-    _cleanup_free_ char *enc = obx_xmalloc(3 * n + 1);
-    size_t e = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)name[i];
-        ascii[i] = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\' ? (char)ch : '_';
-        if (isalnum(ch) || strchr("!#$&+-.^_`|~", ch))
-            enc[e++] = (char)ch;
-        else
-            e += (size_t)snprintf(enc + e, 4, "%%%02X", ch);
-    }
-    ascii[n] = '\0';
-    enc[e] = '\0';
-    return obx_xasprintf("attachment; filename=\"%s\"; filename*=UTF-8''%s", ascii, enc);
-}
-
-/* The response's Content-Type for the type the agent detected: a static string (the response
- * outlives this thread), text as UTF-8. */
-static const char *content_type(const char *mime)
-{
-    static const char *const known[] = {
-        "image/png",       "image/jpeg",      "image/gif",        "image/webp",
-        "image/bmp",       "image/tiff",      "image/x-icon",     "image/svg+xml",
-        "application/pdf", "application/zip", "application/gzip",
-    };
-    if (obx_streq(mime, "text/plain"))
-        return "text/plain; charset=utf-8";
-    for (size_t i = 0; i < OBX_ARRAY_SIZE(known); i++)
-        if (obx_streq(mime, known[i]))
-            return known[i];
-    return "application/octet-stream";
-}
-
 /* The head of a download, once its first bytes are there (an error before that is still a
  * JSON answer). */
 static void download_start(struct xfer *x)
 {
     x->req->resp.status = 200;
     x->req->resp.content_type =
-        content_type(obx_json_get_str(x->meta, "mime_type", "application/octet-stream"));
-    _cleanup_free_ char *cd = content_disposition(obx_json_get_str(x->meta, "path", x->path));
+        obx_sessions_api_content_type(obx_json_get_str(x->meta, "mime_type", ""));
+    _cleanup_free_ char *cd =
+        obx_sessions_api_content_disposition(obx_json_get_str(x->meta, "path", x->path));
     obx_http_response_add_header(x->req, "content-disposition", cd);
     obx_http_response_add_header(x->req, "x-onlyboxes-file-type", "file");
     obx_http_stream_start_length(x->req, (uint64_t)x->size);

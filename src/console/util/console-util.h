@@ -2,7 +2,7 @@
 /*
  * Pure helpers of the console (no I/O, no third-party calls), kept apart so unit tests reach
  * them directly: Unicode-aware trimming as the reference's Go code does it (decoding with
- * common/utf8.h), token masking, cookie parsing, pagination parameters and the JSON time format.
+ * common/utf8.h), token masking, cookie parsing, pagination parameters and HTTP dates.
  */
 #ifndef OBX_CONSOLE_UTIL_H
 #define OBX_CONSOLE_UTIL_H
@@ -30,9 +30,6 @@ int obx_console_cookie_value(const char *header, const char *name, char *out, si
  * is -EINVAL. */
 int obx_console_parse_page_param(const char *s, int64_t def, int64_t max, int64_t *ret);
 
-/* RFC 3339 with trimmed millisecond fraction and the local offset ("Z" in UTC), as Go prints
- * time.Time. out must hold 40 bytes. */
-void obx_console_format_time(int64_t unix_ms, char out[static 40]);
 /* HTTP date (IMF-fixdate) for cookie Expires. out must hold 40 bytes. */
 void obx_console_format_http_date(int64_t unix_ms, char out[static 40]);
 /* The host of an authority "host", "host:port" or "[v6]:port" (brackets removed), lower-cased,
