@@ -383,7 +383,9 @@ static json_t *call_task(struct obx_mcp_call *c)
     if (obx_mcp_task_get(srv, NULL, id, &info) < 0)
         return obx_mcp_result_error("%s: the task %s is gone", OBX_ERR_INTERNAL, id);
     json_t *r = NULL;
-    if (info.status == OBX_MCP_TASK_WORKING) {
+    /* A tool that is a task at once answers with the task even when it has already ended (a
+     * fast one can, on another thread, before this reads it): the client asks tasks/result. */
+    if (info.status == OBX_MCP_TASK_WORKING || after == OBX_MCP_TASK_AT_ONCE) {
         r = obx_mcp_task_json(srv, id, &info, false);
         json_object_set_new(r, "resultType", json_string("task"));
         obx_debug("mcp: %s runs on as task %s", c->tool->def->name, id);
