@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/thread.h"
 
 /* Start time of pid in clock ticks since boot (field 22 of /proc/<pid>/stat). */
 int obx_docker_proc_start_time(pid_t pid, unsigned long long *ret)
@@ -63,6 +64,31 @@ static bool owner_is_dead(struct docker_runtime *d, const json_t *labels)
     return !obx_streq(now, start_s); /* the pid is another process now */
 }
 
+/* Containers removed at once: the daemon kills and unmounts them in parallel. */
+#define REMOVE_PARALLEL 8
+
+struct removal {
+    struct docker_runtime *d;
+    const char *id;
+    int r;
+    struct obx_error err;
+};
+
+static void removal_run(void *arg)
+{
+    struct removal *x = arg;
+    x->err = (struct obx_error)OBX_ERROR_INIT;
+    x->r = obx_docker_remove_container(x->d, x->id, &x->err);
+}
+
+/* Removes the containers of x[0..n) (each x[i].id), several at a time: a daemon takes a few
+ * hundred milliseconds for each running one, which one after the other would hold up an exit.
+ * Each x[i].r is 0 or the error that x[i].err tells. */
+static void remove_all(struct removal *x, size_t n)
+{
+    obx_parallel_each(x, n, sizeof(*x), removal_run, REMOVE_PARALLEL);
+}
+
 int obx_docker_cleanup_stale(struct obx_runtime *rt, struct obx_error *err)
 {
     struct docker_runtime *d = to_docker(rt);
@@ -77,23 +103,29 @@ int obx_docker_cleanup_stale(struct obx_runtime *rt, struct obx_error *err)
         return obx_error_set(err, EIO, OBX_ERR_RUNTIME_UNAVAILABLE,
                              "cannot list containers: HTTP %ld %s", status,
                              obx_docker_message(list));
-    int removed = 0;
-    size_t i;
+    size_t n = 0, i;
     json_t *c;
+    _cleanup_free_ struct removal *x = obx_xcalloc(json_array_size(list) + 1, sizeof(*x));
+    _cleanup_free_ json_t **of = obx_xcalloc(json_array_size(list) + 1, sizeof(*of));
     json_array_foreach(list, i, c)
     {
         const char *id = obx_json_get_str(c, "Id", NULL);
-        if (!id || !owner_is_dead(d, json_object_get(c, "Labels")))
-            continue;
-        struct obx_error rerr = OBX_ERROR_INIT;
-        if (obx_docker_remove_container(d, id, &rerr) < 0) {
-            obx_warn("docker: stale box %.12s: %s", id, rerr.message);
+        if (id && owner_is_dead(d, json_object_get(c, "Labels"))) {
+            of[n] = c;
+            x[n++] = (struct removal){.d = d, .id = id};
+        }
+    }
+    remove_all(x, n);
+    int removed = 0;
+    for (i = 0; i < n; i++) {
+        if (x[i].r < 0) {
+            obx_warn("docker: stale box %.12s: %s", x[i].id, x[i].err.message);
             continue;
         }
-        obx_debug("docker: removed stale box %.12s", id);
+        obx_debug("docker: removed stale box %.12s", x[i].id);
         removed++;
         /* Its direct-path socket, if that life crashed while the box started. */
-        const char *name = json_string_value(json_array_get(json_object_get(c, "Names"), 0));
+        const char *name = json_string_value(json_array_get(json_object_get(of[i], "Names"), 0));
         if (d->sock_dir && name && strncmp(name, "/obx-", 5) == 0 && !strchr(name + 1, '/')) {
             _cleanup_free_ char *sp = obx_xasprintf("%s/%s.sock", d->sock_dir, name + 1);
             (void)unlink(sp);
@@ -142,21 +174,22 @@ int obx_docker_remove_own(struct obx_runtime *rt, struct obx_error *err)
         int r = list_labelled(d, OBX_DOCKER_LABEL_OWNER_PID, d->self_pid, &list, err);
         if (r < 0)
             return r;
-        size_t i;
+        size_t i, n = 0;
         json_t *c;
+        _cleanup_free_ struct removal *x = obx_xcalloc(json_array_size(list) + 1, sizeof(*x));
         json_array_foreach(list, i, c)
         {
             const json_t *labels = json_object_get(c, "Labels");
             const char *id = obx_json_get_str(c, "Id", NULL);
-            if (!id ||
-                !obx_streq(obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_HOST, ""), d->host) ||
-                !obx_streq(obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_START, ""),
-                           d->self_start))
-                continue;
-            struct obx_error rerr = OBX_ERROR_INIT;
-            if (obx_docker_remove_container(d, id, &rerr) == 0)
-                removed++;
+            if (id &&
+                obx_streq(obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_HOST, ""), d->host) &&
+                obx_streq(obx_json_get_str(labels, OBX_DOCKER_LABEL_OWNER_START, ""),
+                          d->self_start))
+                x[n++] = (struct removal){.d = d, .id = id};
         }
+        remove_all(x, n);
+        for (i = 0; i < n; i++)
+            removed += x[i].r == 0;
         if (__atomic_load_n(&d->starting, __ATOMIC_ACQUIRE) == 0 || obx_now_ms() >= until)
             return removed;
         usleep(50 * 1000);

@@ -104,11 +104,41 @@ static void runtime_note(struct obx_runtime *rt)
     pthread_mutex_unlock(&registry_lock);
 }
 
+/* Boxes stopped at once when many go together (at an exit). */
+#define STOP_PARALLEL 8
+
+static void kill_one(void *item)
+{
+    obx_box_kill(*(struct obx_box **)item);
+}
+
+static void unref_one(void *item)
+{
+    obx_box_unref(*(struct obx_box **)item);
+}
+
+void obx_box_unref_all(struct obx_box **v, size_t n)
+{
+    obx_parallel_each(v, n, sizeof(*v), unref_one, STOP_PARALLEL);
+}
+
 void obx_box_kill_all(void)
 {
     pthread_mutex_lock(&registry_lock);
+    size_t n = 0;
     for (struct obx_box *b = registry; b; b = b->reg_next)
-        obx_box_kill(b);
+        n++;
+    struct obx_box **v = calloc(n ? n : 1, sizeof(*v));
+    if (v) {
+        n = 0;
+        for (struct obx_box *b = registry; b; b = b->reg_next)
+            v[n++] = b;
+        obx_parallel_each(v, n, sizeof(*v), kill_one, STOP_PARALLEL);
+        free(v);
+    } else {
+        for (struct obx_box *b = registry; b; b = b->reg_next)
+            obx_box_kill(b);
+    }
     for (size_t i = 0; i < OBX_ARRAY_SIZE(runtimes) && runtimes[i]; i++) {
         struct obx_error err = OBX_ERROR_INIT;
         if (runtimes[i]->remove_own && runtimes[i]->remove_own(runtimes[i], &err) < 0)

@@ -24,6 +24,9 @@ void obx_box_on_free(struct obx_box *b, void (*fn)(void *), void *userdata);
 struct obx_box *obx_box_ref(struct obx_box *b);
 /* Drops a reference; the last one stops the box and frees it. Accepts NULL. */
 void obx_box_unref(struct obx_box *b);
+/* Drops a reference to each of the n boxes, several at a time: a runtime may take a few hundred
+ * milliseconds to stop each (a container), which one after the other would hold up an exit. */
+void obx_box_unref_all(struct obx_box **v, size_t n);
 
 /* Kills the box now: every pending request fails. The object stays valid until the last unref. */
 void obx_box_kill(struct obx_box *b);

@@ -52,6 +52,7 @@ struct obx_worker_pool {
     struct obx_box **retired; /* used boxes waiting to be stopped by a filler */
     unsigned n_retired, cap_retired;
     bool stopping;
+    struct obx_box *preparing[FILLERS]; /* boxes being prepared: killed when the pool stops */
     pthread_t fillers[FILLERS];
     unsigned n_fillers;
     const struct obx_worker_pool_ops *ops;
@@ -109,6 +110,24 @@ static uint64_t next_wake_locked(const struct obx_worker_pool *p, uint64_t now)
     return at ? OBX_MAX(at, now + 1) : 0;
 }
 
+/* Lock held on entry and exit: prepares b (not in the pool) where pool_free() can stop it: an
+ * interpreter importing its libraries takes a second on a busy host, which an exit must not wait
+ * for. False when the pool is stopping (nothing was done). */
+static bool prepare_out_of_lock(struct obx_worker_pool *p, struct obx_box *b)
+{
+    unsigned slot = 0;
+    while (slot < FILLERS && p->preparing[slot])
+        slot++;
+    if (p->stopping || slot == FILLERS)
+        return false;
+    p->preparing[slot] = b;
+    pthread_mutex_unlock(&p->lock);
+    p->ops->prepare(p->userdata, b);
+    pthread_mutex_lock(&p->lock);
+    p->preparing[slot] = NULL;
+    return true;
+}
+
 /* Lock held on entry and exit: starts a box (prepared when quiet) and puts it in the pool. */
 static void fill_one(struct obx_worker_pool *p, uint64_t now)
 {
@@ -118,14 +137,18 @@ static void fill_one(struct obx_worker_pool *p, uint64_t now)
     struct obx_box *b = NULL;
     struct obx_error err = OBX_ERROR_INIT;
     int r = p->ops->start(p->userdata, NULL, &b, &err);
+    pthread_mutex_lock(&p->lock);
     if (r >= 0 && prepare)
-        p->ops->prepare(p->userdata, b);
+        prepare = prepare_out_of_lock(p, b);
+    p->starting--;
     if (r >= 0 && !obx_box_alive(b)) {
+        pthread_mutex_unlock(&p->lock);
         obx_box_unref(b);
+        pthread_mutex_lock(&p->lock);
         r = obx_error_set(&err, EPIPE, OBX_ERR_EXECUTION_FAILED, "the box ended at once");
     }
-    pthread_mutex_lock(&p->lock);
-    p->starting--;
+    if (r < 0 && p->stopping)
+        return;
     if (r < 0) {
         /* The caller's own start will report the error; retry later without spinning. */
         obx_debug("warm pool: cannot start a box: %s", err.message);
@@ -147,12 +170,9 @@ static void prepare_one(struct obx_worker_pool *p, unsigned i)
 {
     struct ready_box rb = ready_remove(p, i);
     p->starting++;
-    pthread_mutex_unlock(&p->lock);
-    p->ops->prepare(p->userdata, rb.box);
-    bool alive = obx_box_alive(rb.box);
-    pthread_mutex_lock(&p->lock);
+    bool prepared = prepare_out_of_lock(p, rb.box);
     p->starting--;
-    if (alive && !p->stopping && p->count < p->max) {
+    if (prepared && obx_box_alive(rb.box) && !p->stopping && p->count < p->max) {
         p->ready[p->count++] = (struct ready_box){rb.box, true};
         return;
     }
@@ -230,13 +250,29 @@ void obx_worker_pool_free(struct obx_worker_pool *p)
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
     pthread_cond_broadcast(&p->wake);
+    struct obx_box *preparing[FILLERS] = {NULL};
+    for (unsigned i = 0; i < FILLERS; i++)
+        preparing[i] = p->preparing[i] ? obx_box_ref(p->preparing[i]) : NULL;
     pthread_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < FILLERS; i++)
+        if (preparing[i]) {
+            obx_box_kill(preparing[i]); /* its prepare() fails at once */
+            obx_box_unref(preparing[i]);
+        }
+    uint64_t t0 = obx_now_ms();
     for (unsigned i = 0; i < p->n_fillers; i++)
         pthread_join(p->fillers[i], NULL);
+    uint64_t t1 = obx_now_ms();
+    struct obx_box **all = obx_xcalloc((size_t)p->count + p->n_retired + 1, sizeof(*all));
+    size_t n = 0;
     for (unsigned i = 0; i < p->count; i++)
-        obx_box_unref(p->ready[i].box);
+        all[n++] = p->ready[i].box;
     for (unsigned i = 0; i < p->n_retired; i++)
-        obx_box_unref(p->retired[i]);
+        all[n++] = p->retired[i];
+    obx_box_unref_all(all, n);
+    free(all);
+    obx_debug("pool: its fillers stopped in %llu ms, its %zu boxes in %llu ms",
+              (unsigned long long)(t1 - t0), n, (unsigned long long)(obx_now_ms() - t1));
     free(p->ready);
     free(p->retired);
     pthread_mutex_destroy(&p->lock);

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/random.h"
 #include "docker/docker.h"
@@ -347,7 +348,9 @@ void obx_worker_free(struct obx_worker *w)
         return;
     if (w->cleanup_started)
         pthread_join(w->cleanup_thr, NULL);
+    uint64_t t0 = obx_now_ms();
     obx_worker_sessions_free(w->sessions);
+    obx_debug("worker: its sessions stopped in %llu ms", (unsigned long long)(obx_now_ms() - t0));
     for (unsigned i = 0; i < w->n_pools; i++) {
         obx_worker_pool_free(w->pools[i].pool);
         free(w->pools[i].image);
