@@ -50,7 +50,12 @@ for (const runtime of ['bubblewrap', 'docker']) {
         jsonrpc: '2.0',
         id: 'busy',
         method: 'tools/call',
-        params: { name: 'pythonExec', arguments: { code: `tag = '${busy}'\nwhile True:\n    pass\n`, timeout_ms: 600_000 } },
+        // A pooled box's interpreter reads the code from a pipe, so the marker is put in argv:
+        // the busy loop is a Python started with it.
+        params: {
+          name: 'pythonExec',
+          arguments: { code: `import os\nos.execvp('python3', ['python3', '-c', 'while True: pass', '${busy}'])\n`, timeout_ms: 600_000 },
+        },
       });
       const sleeping = await waitForProcess(secs, 30_000);
       const spinning = await waitForProcess(busy, 30_000);

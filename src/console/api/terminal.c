@@ -142,10 +142,19 @@ static void send_end(struct term *t, const char *reason, const char *code, const
 static void on_output(void *userdata, enum obx_stream stream, const char *data, size_t len)
 {
     struct term *t = userdata;
-    int r = obx_http_ws_send(t->ws, stream == OBX_STREAM_EVENT ? 'e' : 'o', data, len);
-    if (stream != OBX_STREAM_EVENT && r == 0) {
+    bool output = stream != OBX_STREAM_EVENT;
+    /* Counted before it can reach the browser: its acknowledgement may come back (on the
+     * service thread) before this thread runs again after the send. */
+    if (output) {
         pthread_mutex_lock(&t->lock);
         t->sent += len;
+        pthread_mutex_unlock(&t->lock);
+    }
+    int r = obx_http_ws_send(t->ws, output ? 'o' : 'e', data, len);
+    if (output && r < 0) {
+        pthread_mutex_lock(&t->lock);
+        t->sent -= len;
+        t->acked = OBX_MIN(t->acked, t->sent);
         pthread_mutex_unlock(&t->lock);
     }
     if (r == -ENOBUFS) {
