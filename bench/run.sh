@@ -96,6 +96,10 @@ else
     echo "| (dashboard rows left out: needs /usr/bin/chromium and npm ci in tests/browser) | | | | | |" \
         >"$tmp/dashboard.md"
 fi
+section "live terminal over the console's WebSocket"
+node bench/terminal-bench.mjs --bin "$bin" --runtime bubblewrap \
+    --keys "$( ((smoke)) && echo 20 || echo 300)" --mb "$( ((smoke)) && echo 5 || echo 200)" --md \
+    >"$tmp/terminal.md"
 section "console, REST: embedded worker, then remote workers"
 node bench/console-bench.mjs --bin "$bin" --runtime bubblewrap --duration "$wrk_s" \
     --sessions "$sessions" --n "$n" --concurrent "$concurrent" --sleep "$sleep_s" --md \
@@ -160,6 +164,13 @@ dirty="$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo ' (with loc
     echo "## Console: REST API, with the embedded worker and with remote workers (bubblewrap)"
     echo
     cat "$tmp/console.md"
+    echo
+    echo "## Console: the live terminal (bench/terminal-bench.mjs)"
+    echo
+    echo "A keystroke typed at the shell's prompt until its echo arrives, one after the other; then"
+    echo "text printed by the shell until its end mark, acknowledged as a browser that draws at once."
+    echo
+    cat "$tmp/terminal.md"
     echo
     echo "## Console: the dashboard's cold load (Chromium, fresh profile, loopback)"
     echo
