@@ -59,7 +59,7 @@ layers=(
     'src/console/util/|common/'
     'src/console/registry/|common/ rpc/ console/registry/ console/store/store.h console/util/ console/auth/auth.h'
     'src/console/tasks/|common/ console/registry/ console/store/store.h console/http/http.h console/util/ console/auth/auth.h'
-    'src/console/api/|common/ mcp/ worker/worker.h console/'
+    'src/console/api/|common/ mcp/ worker/worker.h console/console.h console/api/ console/auth/ console/http/ console/registry/ console/store/ console/tasks/ console/util/ console/web/'
     'src/console/|common/ mcp/ worker/worker.h console/'
     'src/cli/|common/ mcp/ worker/worker.h console/console.h client/ cli/'
     'src/main.c|common/ cli/'

@@ -5,7 +5,7 @@
  * sequence: store, pool, HTTP server, serve, then a graceful stop (the pool finishes queued work
  * before the server and the store go away).
  */
-#include "console-internal.h"
+#include "console/api/api.h"
 
 #include <fcntl.h>
 #include <pthread.h>

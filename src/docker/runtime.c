@@ -596,25 +596,14 @@ static int run_box(struct docker_box *b, const char *image, int to[2], int from[
     return 0;
 }
 
-static int docker_start_counted(struct docker_runtime *d, const struct obx_box_spec *spec,
-                                struct obx_box_handle *ret, struct obx_error *err)
+/* A box object named name, with its direct socket listening when the daemon is local (else the
+ * attach stream carries the agent's frames). */
+static struct docker_box *box_new(struct docker_runtime *d, char name[static 40])
 {
-    char agent[PATH_MAX];
-    if (!spec || obx_str_empty(spec->agent_path))
-        return obx_error_set(err, EINVAL, OBX_ERR_INTERNAL, "box spec without an agent path");
-    int r = check_agent(spec->agent_path, agent, err);
-    if (r < 0)
-        return r;
-    const char *image = spec->image     ? spec->image
-                        : spec->session ? d->terminal_image
-                                        : d->python_image;
-
     struct docker_box *b = obx_xcalloc(1, sizeof(*b));
     b->magic = BOX_MAGIC;
     b->d = d;
     b->sock = b->in_end = b->out_end = b->listen_fd = -1;
-    int to[2] = {-1, -1}, from[2] = {-1, -1};
-    char name[40];
     memcpy(name, "obx-", 4);
     obx_random_hex(name + 4, 8);
     if (d->sock_dir) {
@@ -625,24 +614,44 @@ static int docker_start_counted(struct docker_runtime *d, const struct obx_box_s
         else
             obx_warn("docker: %s; using the attach stream", lerr.message);
     }
+    return b;
+}
+
+static int docker_start_counted(struct docker_runtime *d, const struct obx_box_spec *spec,
+                                struct obx_box_handle *ret, struct obx_error *err)
+{
+    char agent[PATH_MAX], name[40];
+    if (!spec || obx_str_empty(spec->agent_path))
+        return obx_error_set(err, EINVAL, OBX_ERR_INTERNAL, "box spec without an agent path");
+    int r = check_agent(spec->agent_path, agent, err);
+    if (r < 0)
+        return r;
+    const char *image = spec->image     ? spec->image
+                        : spec->session ? d->terminal_image
+                                        : d->python_image;
+    struct docker_box *b = box_new(d, name);
+    int to[2] = {-1, -1}, from[2] = {-1, -1};
     _cleanup_json_ json_t *body =
         create_body(d, spec, image, agent, b->direct ? b->sock_path : NULL);
     r = create_container(d, body, name, image, spec, b->id, sizeof(b->id), err);
-    if (r < 0)
-        goto fail;
     /* A container created while the worker began to stop may have missed remove_own()'s list:
      * this start removes it itself. */
-    if (__atomic_load_n(&d->stopping, __ATOMIC_ACQUIRE)) {
+    if (r >= 0 && __atomic_load_n(&d->stopping, __ATOMIC_ACQUIRE))
         r = obx_error_set(err, ESHUTDOWN, OBX_ERR_RUNTIME_UNAVAILABLE,
                           "the worker is stopping; no new box starts");
-        goto fail;
-    }
-    r = open_channel(b, to, from, err);
+    if (r >= 0)
+        r = open_channel(b, to, from, err);
     if (r >= 0)
         r = run_box(b, image, to, from, err);
-    if (r < 0)
-        goto fail;
-
+    if (r < 0) {
+        /* Closing the worker's ends first lets the pumps finish once the container is gone. */
+        for (int i = 0; i < 2; i++) {
+            obx_closep(&to[i]);
+            obx_closep(&from[i]);
+        }
+        box_destroy(b);
+        return r;
+    }
     ret->to_agent = TAKE_FD(to[0]);
     ret->from_agent = TAKE_FD(from[0]);
     snprintf(ret->id, sizeof(ret->id), "%s", b->id);
@@ -651,15 +660,6 @@ static int docker_start_counted(struct docker_runtime *d, const struct obx_box_s
     obx_debug("docker: started box %.12s from %s (%s)", b->id, image,
               b->direct ? "direct socket" : "attach stream");
     return 0;
-
-fail:
-    /* Closing the worker's ends first lets the pumps finish once the container is gone. */
-    for (int i = 0; i < 2; i++) {
-        obx_closep(&to[i]);
-        obx_closep(&from[i]);
-    }
-    box_destroy(b);
-    return r;
 }
 
 static void docker_stop(struct obx_runtime *rt, struct obx_box_handle *h)

@@ -188,5 +188,11 @@ int obx_worker_config_from_env(struct obx_worker_config *cfg, struct obx_error *
         r2 = obx_sandbox_host_uids_check(cfg->bwrap_host_uids, err);
     if (r2 < 0)
         return r2;
+    /* The docker runtime's settings too, whichever runtime is chosen: "auto" would otherwise
+     * fall back to bubblewrap without a word about the malformed one. */
+    struct obx_docker_config dcfg;
+    r2 = obx_docker_config_from_env(&dcfg, err);
+    if (r2 < 0)
+        return r2;
     return egress_check(cfg, err);
 }

@@ -34,7 +34,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "console/auth/auth.h"
-#include "console/console-internal.h"
+#include "console/api/api.h"
 #include "console/util/console-util.h"
 #include "fuzz.h"
 #include "mcp/mcp.h"

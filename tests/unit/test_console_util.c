@@ -12,7 +12,7 @@
 #include "common/clock.h"
 #include "console/auth/auth.h"
 #include "console/auth/ratelimit.h"
-#include "console/console-internal.h"
+#include "console/api/api.h"
 #include "console/util/console-util.h"
 
 static void test_token_mask(void **state)

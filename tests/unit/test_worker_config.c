@@ -3,7 +3,8 @@
  * The worker's settings (worker/config.c) as onlyboxes mcp, worker, console --with-worker and
  * doctor read them: ONLYBOXES_BWRAP_HOST_UIDS is one row of the table, so --help lists it, doctor
  * shows its value, and a malformed range stops the program at start-up naming the variable,
- * whichever runtime would have been picked.
+ * whichever runtime would have been picked. So does a malformed docker runtime setting, even
+ * where "auto" would have fallen back to bubblewrap.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,12 +85,41 @@ static void test_host_uids_in_help(void **state)
     free(help);
 }
 
+static void test_docker_setting_malformed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name, *value, *says;
+    } bad[] = {
+        {"ONLYBOXES_DOCKER_MEMORY_MB", "abc", "expected a whole number"},
+        {"ONLYBOXES_DOCKER_USER", "nobody", "expected UID:GID or UID"},
+        {"ONLYBOXES_DOCKER_READONLY_ROOT", "maybe", "ONLYBOXES_DOCKER_READONLY_ROOT=maybe"},
+    };
+    for (int runtime = 0; runtime < 2; runtime++) {
+        setenv("ONLYBOXES_RUNTIME", runtime ? "bubblewrap" : "auto", 1);
+        for (size_t i = 0; i < OBX_ARRAY_SIZE(bad); i++) {
+            struct obx_worker_config cfg;
+            struct obx_error err = OBX_ERROR_INIT;
+            setenv(bad[i].name, bad[i].value, 1);
+            assert_true(obx_worker_config_from_env(&cfg, &err) < 0);
+            if (!strstr(err.message, bad[i].name) || !strstr(err.message, bad[i].says))
+                fail_msg("for %s=%s: %s", bad[i].name, bad[i].value, err.message);
+            unsetenv(bad[i].name);
+        }
+    }
+    unsetenv("ONLYBOXES_RUNTIME");
+    struct obx_worker_config cfg;
+    struct obx_error err = OBX_ERROR_INIT;
+    assert_int_equal(obx_worker_config_from_env(&cfg, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_host_uids_read),
         cmocka_unit_test(test_host_uids_malformed),
         cmocka_unit_test(test_host_uids_in_help),
+        cmocka_unit_test(test_docker_setting_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

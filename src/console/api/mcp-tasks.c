@@ -6,7 +6,7 @@
  * retention period, and still readable after a console restart; tasks/get and tasks/cancel find
  * a REST task of the same account as well. The MCP core calls these functions on its own threads.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -92,7 +92,7 @@ static int task_get(void *userdata, const char *account, const char *id,
     } else if (obx_streq(t.error_code, "console_restarted")) {
         /* Not the tool's doing: a JSON-RPC error of the server. */
         ret->status = OBX_MCP_TASK_FAILED;
-        ret->rpc_code = -32603;
+        ret->rpc_code = obx_error_jsonrpc_code(OBX_ERR_INTERNAL);
         snprintf(ret->message, sizeof(ret->message), "%s", msg);
     } else {
         /* A timeout or a failure of the tool (worker_lost, session_not_found ...) reads as the

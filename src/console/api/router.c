@@ -6,7 +6,7 @@
  * the handler went asynchronous. An unmatched route is 404 with an empty body, as in the
  * reference; "/x/" redirects to "/x" when that route exists (301 for GET, 307 otherwise).
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include <strings.h>
 

@@ -6,7 +6,7 @@
  * the database (hashed) and read the account fresh on every request; failed logins are limited
  * per username and client address.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include <strings.h>
 

@@ -10,7 +10,7 @@
  * would go over is refused before anything is copied. The table of exports is in the store, so
  * links stay good across a restart.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -32,7 +32,7 @@
  * and keeps silent streams alive. Lock order: a session's send lock, then m->xlock or m->lock,
  * then the HTTP server's; m->lock is never held while calling into a session.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include <strings.h>
 

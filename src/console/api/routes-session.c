@@ -13,7 +13,7 @@
  * download's bytes stream back with a Content-Length (obx_http_stream_*(), paced by the client).
  * The console stops transfers (cancelling their calls) before its HTTP server and registry go.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include <strings.h>
 

@@ -6,7 +6,7 @@
  * cancel that stops the running process. Handlers run on pool threads; a handler that waits for a
  * task hands the request to the task waiter (tasks.c) and returns OBX_ROUTE_ASYNC.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include "common/clock.h"
 #include "common/log.h"

@@ -3,7 +3,7 @@
  * Token management for the signed-in account (reference §1.4): list (masked), create (the value is
  * shown once, only its HMAC is stored), delete, and the value endpoint that is always 410.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include "common/clock.h"
 #include "common/log.h"

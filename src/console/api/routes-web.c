@@ -5,7 +5,7 @@
  * ETag; a content-hashed name is cached for a year, the page itself is revalidated on every load.
  * A client that takes gzip gets the compressed copy.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include "console/web/web.h"
 

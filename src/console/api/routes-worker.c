@@ -10,7 +10,7 @@
  * worker), online while the console runs; it cannot be deleted. Deleting a connected worker ends
  * its stream at once.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include <ctype.h>
 

@@ -25,7 +25,7 @@
  * the service thread never waits for a box. Each terminal is reference counted; t->lock guards
  * its state, the list's lock its place in the list.
  */
-#include "console/console-internal.h"
+#include "api.h"
 
 #include "common/clock.h"
 #include "common/log.h"

@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What the console's files share: the console object, the route table types and the helpers
- * handlers use. Handlers run on pool threads; each gets a struct obx_route_ctx it owns for the
- * duration of the call.
+ * The console's API layer: the console object its handlers serve (console.c assembles it), the
+ * route table types, the helpers handlers use, and what console.c starts and stops here (the
+ * router, /mcp, terminals, transfers, exports). Handlers run on pool threads; each gets a struct
+ * obx_route_ctx it owns for the duration of the call. The arrows point one way: console.c uses
+ * this layer, which uses the console's parts below it and never console.c.
  */
-#ifndef OBX_CONSOLE_INTERNAL_H
-#define OBX_CONSOLE_INTERNAL_H
+#ifndef OBX_CONSOLE_API_H
+#define OBX_CONSOLE_API_H
 
 #include "common/json.h"
-#include "console.h"
 #include "console/auth/ratelimit.h"
+#include "console/console.h"
 #include "console/http/http.h"
 #include "console/registry/dispatch.h"
 #include "console/store/store.h"
