@@ -260,6 +260,9 @@ enum agent_feed {
 /* Records the signals the agent inherited as ignored, so leaders reset just those. Called once
  * at start-up, before the agent installs its own dispositions. */
 void agent_proc_init(void);
+
+/* Loads the agent's own seccomp filter (agent-seccomp.c; no_new_privs must be set): 0 or -errno. */
+int agent_seccomp_install(void);
 /* Creates the pipes and forks the monitor, which forks the leader. Our ends are non-blocking
  * and close-on-exec; the caller owns them (agent_proc_close). Returns 0 or -errno (*ret then
  * untouched). */

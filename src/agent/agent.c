@@ -569,6 +569,10 @@ int main(int argc, char **argv)
 
     agent_proc_init();
     (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    int sr = agent_seccomp_install();
+    if (sr < 0)
+        agent_log("cannot load the agent's seccomp filter: %s (the runtime's own applies)",
+                  strerror(-sr));
     a.pid1 = getpid() == 1;
     /* PID 1 inherits every orphan anyway; run directly we ask for the same. */
     if (!a.pid1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)

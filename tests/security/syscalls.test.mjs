@@ -44,9 +44,9 @@ const EXPECTED = {
   getpid: 'ok',
 };
 /** Docker boxes run under the daemon's default profile, which (before Docker 25) allows io_uring,
- * modify_ldt and every ioctl; those are not asserted there. */
-const DOCKER_ALLOWS = new Set(['io_uring_setup', 'io_uring_enter', 'io_uring_register', 'modify_ldt', 'tiocsti', 'tiocsti_high', 'tioclinux']);
-const expected = Object.fromEntries(Object.entries(EXPECTED).filter(([n]) => !(ON_DOCKER && DOCKER_ALLOWS.has(n))));
+ * modify_ldt and every ioctl; the agent's own filter refuses those there, so the same is expected
+ * on both runtimes. */
+const expected = EXPECTED;
 
 let srv = null;
 let session = null;
@@ -187,24 +187,19 @@ describe(`system calls and host ids (${RUNTIME})`, () => {
   });
 
   // vsock is not namespaced: on a virtual machine it reaches the hypervisor's and the host's
-  // services from any network namespace.
+  // services from any network namespace. The agent's own filter refuses it on every runtime
+  // (Docker's default profile allows it before Docker 23).
   serverTest('AF_VSOCK sockets (host and hypervisor services) are refused', {
     server,
     skip: probe?.why ?? false,
-  }, async (_srv, t) => {
+  }, async () => {
     const r = await sh(`/tmp/probe | grep ^vsock=; python3 -c 'import socket; socket.socket(40, socket.SOCK_STREAM)' 2>&1 | tail -n 1`);
-    if (ON_DOCKER && /^vsock=ok$/m.test(r.stdout)) {
-      // Docker's default seccomp profile refuses AF_VSOCK from Docker 23 on; this runtime keeps
-      // the daemon's profile. Reported, not hidden: README lists it as a limit of older daemons.
-      t.skip(`the Docker daemon's default seccomp profile allows AF_VSOCK before Docker 23: ${r.stdout.trim()}`);
-      return;
-    }
     assert.equal(r.stdout, 'vsock=EPERM\nPermissionError: [Errno 1] Operation not permitted\n', describeRun(r));
   });
 
   serverTest('the i386 system call ABI (int 0x80) is closed', {
     server,
-    skip: probe?.why ?? (ON_DOCKER && "Docker's default profile allows the i386 ABI"),
+    skip: probe?.why ?? false,
   }, async () => {
     const host = spawnSync(probe.bin, ['int80'], { encoding: 'utf8' });
     assert.equal(host.stdout, 'int80_getpid=ok\n', `control: the host runs i386 system calls: ${host.stdout}`);
@@ -253,7 +248,7 @@ describe(`system calls and host ids (${RUNTIME})`, () => {
       const got = results(stdout);
       const names = [...stdout.matchAll(/^(\w+)=/gm)].map((m) => m[1]);
       assert.equal(names.length, 19, `every call reported (${where}): ${stdout}`);
-      const wrong = names.filter((n) => got[n] !== 'EPERM' && !(ON_DOCKER && ['io_uring_setup', 'tiocsti'].includes(n)));
+      const wrong = names.filter((n) => got[n] !== 'EPERM');
       assert.deepEqual(wrong.map((n) => `${n}: ${got[n]}`), [], `${where}: ${stdout}`);
     };
     const r = await sh(`python3 - <<'OBX_PY_END'\n${code}\nOBX_PY_END`);
