@@ -417,10 +417,11 @@ json_t *obx_mcp_task_json(struct obx_mcp_server *srv, const char *id,
             json_object_set_new(r, "resultType", json_string("complete"));
         json_object_set_new(j, "result", r);
     } else if (info->status == OBX_MCP_TASK_FAILED) {
-        json_object_set_new(
-            j, "error",
-            json_pack("{sisO}", "code", info->rpc_code ? info->rpc_code : OBX_RPC_INTERNAL_ERROR,
-                      "message", json_string(info->message[0] ? info->message : "internal error")));
+        const char *msg = info->message[0] ? info->message : "internal error";
+        json_object_set_new(j, "error",
+                            json_pack("{siso}", "code",
+                                      info->rpc_code ? info->rpc_code : OBX_RPC_INTERNAL_ERROR,
+                                      "message", obx_json_string_bytes(msg, strlen(msg))));
     }
     return j;
 }

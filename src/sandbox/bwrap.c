@@ -594,21 +594,20 @@ static void own_end(struct obx_bwrap_runtime *b, const char *id, bool started)
     pthread_mutex_unlock(&b->own_lock);
 }
 
-/* bwrap's command line for the box: its host uid, the host side it needs prepared, the arguments.
- */
+/* bwrap's command line for the box: its host uid, the host side it needs prepared, the arguments
+ * (some of them point into nums, which must live as long as a). */
 static int prepare_box(struct obx_bwrap_runtime *b, struct obx_bwrap_box *box, const char *id,
-                       const char *agent, const struct obx_box_spec *spec, struct argv_buf *a,
-                       struct obx_bwrap_spawn *sp, struct obx_error *err)
+                       const char *agent, const struct obx_box_spec *spec, struct box_nums *nums,
+                       struct argv_buf *a, struct obx_bwrap_spawn *sp, struct obx_error *err)
 {
-    struct box_nums nums;
     int r = obx_bwrap_uid_acquire(b, &box->host_uid, &box->uid_lock, err);
     if (r < 0)
         return r;
-    r = run_setup(b, box->host_uid, agent, &nums, sp);
+    r = run_setup(b, box->host_uid, agent, nums, sp);
     if (r < 0)
         return obx_error_set(err, -r, OBX_ERR_RUNTIME_UNAVAILABLE, "cannot prepare box %s: %s", id,
                              strerror(-r));
-    build_args(b, box, agent, spec, &nums, a);
+    build_args(b, box, agent, spec, nums, a);
     if (a->overflow)
         return obx_error_set(err, E2BIG, OBX_ERR_INTERNAL,
                              "too many bwrap arguments (more than %d)", OBX_BWRAP_MAX_ARGS);
@@ -701,10 +700,11 @@ static int bwrap_start(struct obx_runtime *rt, const struct obx_box_spec *spec,
     }
 
     struct argv_buf a = {.n = 0};
+    struct box_nums nums; /* the numbers a's arguments point to */
     struct obx_bwrap_spawn sp;
     obx_bwrap_spawn_init(&sp);
     int to[2] = {-1, -1}, from[2] = {-1, -1};
-    r = prepare_box(b, box, id, agent, spec, &a, &sp, err);
+    r = prepare_box(b, box, id, agent, spec, &nums, &a, &sp, err);
     if (r >= 0)
         r = launch_box(b, box, id, own, spec, &a, &sp, to, from, err);
     if (r < 0) {
