@@ -33,8 +33,8 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "console/auth/auth.h"
 #include "console/api/api.h"
+#include "console/auth/auth.h"
 #include "console/util/console-util.h"
 #include "fuzz.h"
 #include "mcp/mcp.h"

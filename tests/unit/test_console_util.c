@@ -10,9 +10,9 @@
 #include <cmocka.h>
 
 #include "common/clock.h"
+#include "console/api/api.h"
 #include "console/auth/auth.h"
 #include "console/auth/ratelimit.h"
-#include "console/api/api.h"
 #include "console/util/console-util.h"
 
 static void test_token_mask(void **state)
