@@ -59,7 +59,8 @@ int obx_cmd_doctor(int argc, char **argv)
 
     /* Each runtime on its own, then the one the worker would use and why. */
     err = (struct obx_error)OBX_ERROR_INIT;
-    struct obx_runtime *rt = obx_worker_docker_probe(cfg.runtime != OBX_RUNTIME_DOCKER, &err);
+    struct obx_runtime *rt =
+        obx_worker_docker_probe(cfg.runtime != OBX_RUNTIME_DOCKER, agent, &err);
     if (rt) {
         char desc[768];
         rt->describe(rt, desc, sizeof(desc));

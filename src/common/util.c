@@ -49,9 +49,11 @@ char *obx_xstrdup(const char *s)
 
 char *obx_xstrndup(const char *s, size_t n)
 {
-    char *p = strndup(s, n);
-    if (!p)
-        oom();
+    /* strnlen reads no byte past n: s may be bytes without a terminator (a frame's payload). */
+    size_t len = strnlen(s, n);
+    char *p = obx_xmalloc(len + 1);
+    memcpy(p, s, len);
+    p[len] = '\0';
     return p;
 }
 

@@ -98,4 +98,8 @@ const struct obx_config_var *obx_docker_config_vars(size_t *ret_n);
 struct obx_runtime *obx_docker_runtime_new(const struct obx_docker_config *cfg,
                                            struct obx_error *err);
 
+/* Whether the docker runtime can run agent_path in its boxes: an executable, statically linked
+ * (a box's image has no libraries of the host). 0, or an error saying why not. */
+int obx_docker_agent_check(const char *agent_path, struct obx_error *err);
+
 #endif

@@ -538,6 +538,12 @@ static int check_agent(const char *configured, char resolved[PATH_MAX], struct o
     return 0;
 }
 
+int obx_docker_agent_check(const char *agent_path, struct obx_error *err)
+{
+    char resolved[PATH_MAX];
+    return check_agent(agent_path, resolved, err);
+}
+
 /* The worker's side of the channel to the agent, before the container runs: the attach stream,
  * and without the direct socket the socket pairs and the pumps that copy between them. */
 static int open_channel(struct docker_box *b, int to[2], int from[2], struct obx_error *err)

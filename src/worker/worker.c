@@ -84,8 +84,13 @@ char *obx_worker_find_agent(const char *configured, struct obx_error *err)
     return NULL;
 }
 
-struct obx_runtime *obx_worker_docker_probe(bool for_auto, struct obx_error *err)
+struct obx_runtime *obx_worker_docker_probe(bool for_auto, const char *agent_path,
+                                            struct obx_error *err)
 {
+    /* A daemon that answers is no use with an agent its boxes cannot run (a sanitizer build's):
+     * "auto" then takes bubblewrap. */
+    if (agent_path && obx_docker_agent_check(agent_path, err) < 0)
+        return NULL;
     struct obx_docker_config dcfg;
     if (obx_docker_config_from_env(&dcfg, err) < 0)
         return NULL;
@@ -104,7 +109,8 @@ int obx_worker_pick_runtime(const struct obx_worker_config *cfg, const char *age
     struct obx_error derr = OBX_ERROR_INIT;
     if (choice != OBX_RUNTIME_BUBBLEWRAP) {
         /* The runtime's errors say how to start the daemon or get the image. */
-        struct obx_runtime *rt = obx_worker_docker_probe(choice == OBX_RUNTIME_AUTO, &derr);
+        struct obx_runtime *rt =
+            obx_worker_docker_probe(choice == OBX_RUNTIME_AUTO, agent_path, &derr);
         if (rt) {
             if (choice == OBX_RUNTIME_AUTO)
                 snprintf(why, why_size, "auto: docker (%s)", rt->status(rt));

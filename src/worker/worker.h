@@ -109,8 +109,10 @@ int obx_worker_pick_runtime(const struct obx_worker_config *cfg, const char *age
                             struct obx_error *err);
 
 /* The docker runtime as auto (for_auto: bounded probe, a missing image must be pullable now) or
- * --runtime docker would start it; NULL with err saying why not. For `doctor`. */
-struct obx_runtime *obx_worker_docker_probe(bool for_auto, struct obx_error *err);
+ * --runtime docker would start it, for boxes of the agent at agent_path (NULL: not checked); NULL
+ * with err saying why not. For `doctor`. */
+struct obx_runtime *obx_worker_docker_probe(bool for_auto, const char *agent_path,
+                                            struct obx_error *err);
 
 /* For doctor: starts one box as pythonExec's pool would (on the runtime cfg picks), imports
  * ONLYBOXES_PYTHON_PRELOAD in it and says in *ret_text (the caller frees it) which Python the box

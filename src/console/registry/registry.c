@@ -801,8 +801,8 @@ static void handle_event(struct obx_dispatch *d, struct reg_event *ev)
     int r = 0;
     switch (ev->kind) {
     case EV_HELLO:
-        reg_remote_hello(d, ev);
-        return;
+        reg_remote_hello(d, ev); /* copies what it keeps: the hello goes with the event */
+        break;
     case EV_SEEN:
         r = obx_store_worker_seen(d->store, ev->node_id, ev->session_id, obx_unix_ms(), &err);
         if (r == -ENOENT || r == -ESTALE) {
