@@ -3,6 +3,7 @@
  * One connection through the egress proxy, on its loop thread (egress.c):
  *
  *   HEAD     read the request head (CONNECT host:port, or a plain request for http://host/...)
+ *   WAIT     the box is at its connection limit: wait briefly for one of its connections to end
  *   RESOLVE  the host is allowed: a resolver thread looks it up and drops forbidden addresses
  *   CONNECT  non-blocking connect to the checked addresses, in order
  *   RELAY    bytes both ways, each direction with a bounded buffer; half-closes are passed on
@@ -10,10 +11,12 @@
  *   LINGER   briefly, so the answer is read before the connection closes
  *
  * Every refusal is answered at once with its reason and logged with the box's label. A box may
- * have max_conns connections past HEAD at once (more are answered 429, and beyond EXTRA_CLIENTS
- * more still waiting for their head, refused unread) and relay max_bytes in all (at the limit its
- * connections are closed and later requests refused). A closed connection is only unlinked here;
- * the loop frees it after the batch of events it was closed in (obx_egress_bury).
+ * have max_conns connections past HEAD at once (one more waits up to SLOT_WAIT_MS for a slot, since
+ * a connection its program just closed takes a few round trips to end on both sides, and is then
+ * answered 429; beyond EXTRA_CLIENTS more, a connection is refused unread) and relay max_bytes in
+ * all (at the limit its connections are closed and later requests refused). A closed connection is
+ * only unlinked here; the loop frees it after the batch of events it was closed in
+ * (obx_egress_bury).
  */
 #include "egress-internal.h"
 
@@ -26,6 +29,7 @@
 #define HEAD_TIMEOUT_MS 15000
 #define RESOLVE_TIMEOUT_MS 10000
 #define LINGER_MS 2000
+#define SLOT_WAIT_MS 2000
 #define ACCEPT_BATCH 32
 #define ACCEPT_PAUSE_MS 500 /* after EMFILE: the listener stays readable, so stop polling it */
 #define EXTRA_CLIENTS 16    /* connections still sending their request, on top of max_conns */
@@ -34,6 +38,7 @@
 
 enum conn_state {
     S_HEAD,
+    S_WAIT,
     S_RESOLVE,
     S_CONNECT,
     S_RELAY,
@@ -266,6 +271,11 @@ static void decide(struct obx_egress *eg, struct obx_egress_conn *c)
         return;
     }
     if (b->active >= eg->max_conns) {
+        if (c->state == S_HEAD) {
+            c->state = S_WAIT; /* obx_egress_timers admits it when a slot frees */
+            c->deadline = obx_now_ms() + SLOT_WAIT_MS;
+            return;
+        }
         snprintf(why, sizeof(why),
                  "egress: this box has %u connections open, its limit (" CONNS_VAR ")", b->active);
         conn_answer(eg, c, 429, why);
@@ -427,6 +437,7 @@ static void client_event(struct obx_egress *eg, struct obx_egress_conn *c, uint3
     case S_HEAD:
         client_head(eg, c);
         break;
+    case S_WAIT:
     case S_RESOLVE:
     case S_CONNECT:
         if (ev & (EPOLLHUP | EPOLLERR))
@@ -457,8 +468,8 @@ static void client_event(struct obx_egress *eg, struct obx_egress_conn *c, uint3
     }
     if (!c->dead && c->state == S_RELAY)
         relay_update(eg, c);
-    else if (!c->dead && (c->state == S_RESOLVE || c->state == S_CONNECT))
-        obx_egress_watch(eg, c->cfd, &c->ctag, &c->cev, 0);
+    else if (!c->dead && (c->state == S_WAIT || c->state == S_RESOLVE || c->state == S_CONNECT))
+        obx_egress_watch(eg, c->cfd, &c->ctag, &c->cev, 0); /* HUP and ERR still come */
     if (!c->dead && c->state == S_CONNECT)
         obx_egress_watch(eg, c->ufd, &c->utag, &c->uev, EPOLLOUT);
 }
@@ -528,6 +539,9 @@ static void expire(struct obx_egress *eg, struct obx_egress_conn *c)
     case S_HEAD:
         conn_answer(eg, c, 408, "no complete request within 15 s");
         break;
+    case S_WAIT:
+        decide(eg, c); /* still at the limit: 429 */
+        break;
     case S_RESOLVE:
         snprintf(why, sizeof(why), "resolving %s took longer than %d s", c->req.host,
                  RESOLVE_TIMEOUT_MS / 1000);
@@ -556,7 +570,9 @@ uint64_t obx_egress_timers(struct obx_egress *eg)
             next = b->accept_paused_until;
         for (struct obx_egress_conn *c = b->conns, *cn; c; c = cn) {
             cn = c->next;
-            if (c->deadline && now >= c->deadline)
+            if (c->state == S_WAIT && b->active < eg->max_conns)
+                decide(eg, c);
+            else if (c->deadline && now >= c->deadline)
                 expire(eg, c);
             if (!c->dead && c->deadline && (!next || c->deadline < next))
                 next = c->deadline;

@@ -452,13 +452,18 @@ describe('network "allowlist": limits', () => {
         '    return s, data.split(b"\\r\\n")[0].decode()',
         'held = [tunnel() for _ in range(3)]',
         'for s, status in held: print(status)',
+        'for s, status in held: s.close()',
+        'again = tunnel()',
+        'print(again[1])',
       ].join('\n');
       const r = await py(srv, s, tunnels);
       const lines = r.stdout.trim().split('\n');
-      assert.equal(lines.length, 3, describeRun(r));
+      assert.equal(lines.length, 4, describeRun(r));
       assert.match(lines[0], /^HTTP\/1\.1 200 /);
       assert.match(lines[1], /^HTTP\/1\.1 200 /);
       assert.equal(lines[2], 'HTTP/1.1 429 egress: this box has 2 connections open, its limit (ONLYBOXES_EGRESS_MAX_CONNECTIONS)');
+      // Connections just closed free their slots even before both sides have ended.
+      assert.match(lines[3], /^HTTP\/1\.1 200 /, describeRun(r));
 
       const b = await srv.sh('curl -sS -o /workspace/big http://plain.test/big; echo rc=$?; ' +
         'stat -c %s /workspace/big; curl -sS http://plain.test/', { session_id: s });
