@@ -146,6 +146,7 @@ static void request_next(struct obx_rpc_server *srv)
     grpc_call_details_init(&srv->details);
     grpc_metadata_array_init(&srv->request_md);
     srv->t_request.fn = on_request;
+    OBX_RPC_TAG_GIVEN(&srv->t_request);
     if (grpc_server_request_call(srv->server, &srv->new_call, &srv->details, &srv->request_md,
                                  srv->cq, srv->cq, &srv->t_request) != GRPC_CALL_OK)
         obx_warn("rpc: cannot wait for the next worker connection");
@@ -345,6 +346,7 @@ void obx_rpc_server_free(struct obx_rpc_server *srv)
         obx_rpc_stream_unref(list[i]);
     }
     free(list);
+    OBX_RPC_TAG_GIVEN(&srv->t_shutdown);
     grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->t_shutdown);
     if (!srv->thread_started)
         obx_rpc_cq_run(srv->cq); /* cannot happen after new() succeeded, but never hang */

@@ -74,6 +74,7 @@ void obx_rpc_cq_run(grpc_completion_queue *cq)
         if (ev.type != GRPC_OP_COMPLETE || !ev.tag)
             continue;
         struct rpc_tag *t = ev.tag;
+        OBX_RPC_TAG_TAKEN(t);
         t->fn(t, ev.success != 0);
     }
 }
@@ -152,6 +153,7 @@ bool obx_rpc_stream_batch(struct obx_rpc_stream *s, const grpc_op *ops, size_t n
     t->s = s;
     obx_rpc_stream_ref(s);
     pthread_mutex_lock(&s->lock);
+    OBX_RPC_TAG_GIVEN(t);
     bool ok = s->call && grpc_call_start_batch(s->call, ops, n, t, NULL) == GRPC_CALL_OK;
     if (ok)
         s->ops++;
@@ -292,6 +294,7 @@ static void send_next_locked(struct obx_rpc_stream *s)
     s->t_send.fn = on_sent;
     s->t_send.s = s;
     obx_rpc_stream_ref(s);
+    OBX_RPC_TAG_GIVEN(&s->t_send);
     if (grpc_call_start_batch(s->call, &op, 1, &s->t_send, NULL) == GRPC_CALL_OK) {
         s->sending = true;
         s->ops++;

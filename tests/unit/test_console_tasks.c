@@ -202,12 +202,13 @@ static void test_dispatch(void **state)
     assert_int_equal(obx_dispatch_acquire(d, "pythonexec", NULL, &s[2], &err), 0);
     obx_dispatch_release(s[0]);
     obx_dispatch_release(s[2]);
-    json_t *p = json_object(), *res = NULL;
+    json_t *p = json_pack("{ss}", "message", "hi"), *res = NULL;
     struct obx_call call;
     obx_call_init(&call);
     assert_int_equal(obx_dispatch_exec(d, "echo", p, &call, &res, &err), 0); /* releases */
     obx_call_done(&call);
-    assert_ptr_equal(res, p);
+    assert_true(json_equal(res, p));
+    assert_ptr_not_equal(res, p); /* the job ran on a copy of its own, not the caller's value */
     json_decref(res);
     json_decref(p);
     assert_int_equal(obx_dispatch_acquire(d, "echo", NULL, &s[0], &err), 0);

@@ -448,8 +448,9 @@ static void local_job(void *arg)
     struct obx_dispatch *d = c->d;
     json_t *result = NULL;
     struct obx_error err = OBX_ERROR_INIT;
-    int r =
-        d->cfg.embedded->exec(d->cfg.embedded, c->capability, c->result, c->call, &result, &err);
+    int r = c->result ? d->cfg.embedded->exec(d->cfg.embedded, c->capability, c->result, c->call,
+                                              &result, &err)
+                      : obx_error_set(&err, ENOMEM, OBX_ERR_INTERNAL, "out of memory");
     pthread_mutex_lock(&d->lock);
     json_decref(TAKE_PTR(c->result)); /* the payload it ran with */
     reg_call_finish(d, c, r, r < 0 ? NULL : result, &err);
@@ -491,7 +492,9 @@ void obx_dispatch_start(struct obx_dispatch_slot *slot, json_t *payload, struct 
     struct obx_error err = OBX_ERROR_INIT;
 
     if (c->node->local) {
-        c->result = json_incref(payload); /* held here until the job runs */
+        /* The job gets a copy of its own: nothing of the request it came with is shared with
+         * the pool thread, which may still be reading it when the request is freed. */
+        c->result = json_deep_copy(payload);
         pthread_mutex_lock(&d->lock);
         c->next = c->node->calls;
         c->node->calls = c;
