@@ -25,6 +25,7 @@ struct box_req {
     uint32_t id;
     pthread_cond_t cond;
     bool done;
+    uint8_t kind; /* the frame that started it */
     uint8_t type; /* terminal frame type */
     uint8_t *payload;
     size_t len;
@@ -179,20 +180,37 @@ static void finish_req(struct box_req *r, uint8_t type, const uint8_t *payload, 
     pthread_cond_broadcast(&r->cond);
 }
 
-static void handle_frame(struct obx_box *b, const struct obx_agent_frame *f)
+/* Whether the agent may send a frame of this type for a request started by kind: a live
+ * terminal's output and events answer only PTY_OPEN, stdout and stderr only the others. */
+static bool frame_fits(uint8_t kind, uint8_t type)
+{
+    bool pty = kind == OBX_AF_PTY_OPEN;
+    if (type == OBX_AF_PTY_OUTPUT || type == OBX_AF_PTY_EVENT)
+        return pty;
+    if (type == OBX_AF_STDOUT || type == OBX_AF_STDERR)
+        return !pty;
+    return true;
+}
+
+/* Passes f to its request; false when the frame does not fit the request (a broken agent). */
+static bool handle_frame(struct obx_box *b, const struct obx_agent_frame *f)
 {
     if (f->type == OBX_AF_HELLO) {
         pthread_mutex_lock(&b->lock);
         b->hello = true;
         pthread_cond_broadcast(&b->hello_cond);
         pthread_mutex_unlock(&b->lock);
-        return;
+        return true;
     }
     pthread_mutex_lock(&b->lock);
     struct box_req *r = find_req(b, f->id);
     if (!r || r->done) {
         pthread_mutex_unlock(&b->lock);
-        return;
+        return true;
+    }
+    if (!frame_fits(r->kind, f->type)) {
+        pthread_mutex_unlock(&b->lock);
+        return false;
     }
     /* A live terminal's output and events are passed on, not kept. */
     bool pty = f->type == OBX_AF_PTY_OUTPUT || f->type == OBX_AF_PTY_EVENT;
@@ -210,7 +228,7 @@ static void handle_frame(struct obx_box *b, const struct obx_agent_frame *f)
          * thread delivers, so call stays valid here. */
         if (call && call->on_output)
             call->on_output(call->output_userdata, stream, (const char *)f->payload, f->len);
-        return;
+        return true;
     }
     if (f->type == OBX_AF_FMETA && !r->meta) {
         r->meta = obx_xmalloc(f->len + 1);
@@ -219,17 +237,18 @@ static void handle_frame(struct obx_box *b, const struct obx_agent_frame *f)
         r->meta_len = f->len;
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&b->lock);
-        return;
+        return true;
     }
     if (f->type == OBX_AF_FCHUNK) {
         if (obx_buf_append(&r->chunks, f->payload, f->len) < 0)
             r->overrun = true;
         pthread_cond_broadcast(&r->cond);
         pthread_mutex_unlock(&b->lock);
-        return;
+        return true;
     }
     finish_req(r, f->type, f->payload, f->len);
     pthread_mutex_unlock(&b->lock);
+    return true;
 }
 
 /* Kills b, saying why unless it already ended for another reason. */
@@ -281,8 +300,10 @@ static void *reader_main(void *arg)
         }
         struct obx_agent_frame f;
         int r;
-        while ((r = obx_agent_decoder_next(&dec, &f)) > 0)
-            handle_frame(b, &f);
+        while ((r = obx_agent_decoder_next(&dec, &f)) > 0 && handle_frame(b, &f))
+            ;
+        if (r > 0)
+            r = -EPROTO; /* a frame that does not fit its request */
         if (r < 0) {
             reason = "the box sent a malformed frame";
             obx_warn("box %s: malformed frame from agent; stopping the box", b->h.id);
@@ -504,6 +525,7 @@ static int req_begin(struct obx_box *b, uint8_t type, json_t *req, struct obx_ca
     r->chunks = (struct obx_buf)OBX_BUF_INIT(chunk_limit);
     r->call = call;
     r->box = b;
+    r->kind = type;
 
     pthread_mutex_lock(&b->lock);
     if (b->dead || __atomic_load_n(&b->stopped, __ATOMIC_ACQUIRE)) {
